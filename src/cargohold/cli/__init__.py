@@ -1,0 +1,1 @@
+"""The ``cargohold`` command line: argument parsing and output only."""

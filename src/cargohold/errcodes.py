@@ -1,0 +1,152 @@
+"""The Distribution spec's error codes, and the exception type for each.
+
+Shared by the server (which turns a :class:`RegistryError` into the spec's
+``{"errors": [...]}`` body) and the client (which parses that body back).
+
+Exception tree::
+
+    RegistryError
+    ├── BlobUnknown            BLOB_UNKNOWN           404
+    ├── BlobUploadInvalid      BLOB_UPLOAD_INVALID    400 (416 for ranges)
+    ├── BlobUploadUnknown      BLOB_UPLOAD_UNKNOWN    404
+    ├── DigestInvalid          DIGEST_INVALID         400
+    ├── ManifestBlobUnknown    MANIFEST_BLOB_UNKNOWN  400
+    ├── ManifestInvalid        MANIFEST_INVALID       400
+    ├── ManifestUnknown        MANIFEST_UNKNOWN       404
+    ├── ManifestUnverified     MANIFEST_UNVERIFIED    400
+    ├── NameInvalid            NAME_INVALID           400
+    ├── NameUnknown            NAME_UNKNOWN           404
+    ├── SizeInvalid            SIZE_INVALID           400 (413 for oversized manifests)
+    ├── TagInvalid             TAG_INVALID            400
+    ├── Unauthorized           UNAUTHORIZED           401
+    ├── Denied                 DENIED                 403
+    ├── Unsupported            UNSUPPORTED            405
+    ├── TooManyRequests        TOOMANYREQUESTS        429
+    └── RangeInvalid           RANGE_INVALID          416
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, ClassVar
+
+
+class ErrorCode(Enum):
+    """A spec error code: its identifier, default message and HTTP status."""
+
+    BLOB_UNKNOWN = ("blob unknown to registry", 404)
+    BLOB_UPLOAD_INVALID = ("blob upload invalid", 400)
+    BLOB_UPLOAD_UNKNOWN = ("blob upload unknown to registry", 404)
+    DIGEST_INVALID = ("provided digest did not match uploaded content", 400)
+    MANIFEST_BLOB_UNKNOWN = ("manifest references a manifest or blob unknown to registry", 400)
+    MANIFEST_INVALID = ("manifest invalid", 400)
+    MANIFEST_UNKNOWN = ("manifest unknown to registry", 404)
+    MANIFEST_UNVERIFIED = ("manifest failed signature verification", 400)
+    NAME_INVALID = ("invalid repository name", 400)
+    NAME_UNKNOWN = ("repository name not known to registry", 404)
+    SIZE_INVALID = ("provided length did not match content length", 400)
+    TAG_INVALID = ("manifest tag did not match URI", 400)
+    UNAUTHORIZED = ("authentication required", 401)
+    DENIED = ("requested access to the resource is denied", 403)
+    UNSUPPORTED = ("the operation is unsupported", 405)
+    TOOMANYREQUESTS = ("too many requests", 429)
+    RANGE_INVALID = ("invalid content range", 416)
+
+    @property
+    def message(self) -> str:
+        return self.value[0]
+
+    @property
+    def status(self) -> int:
+        return self.value[1]
+
+
+class RegistryError(Exception):
+    """A failure with a spec error code; ``detail`` is any JSON value."""
+
+    code: ClassVar[ErrorCode]
+
+    def __init__(self, message: str | None = None, *, detail: Any = None, status: int | None = None):
+        self.message = message or self.code.message
+        self.detail = detail
+        self.status = status or self.code.status
+        super().__init__(self.message)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code.name, "message": self.message}
+        if self.detail is not None:
+            body["detail"] = self.detail
+        return body
+
+
+class BlobUnknown(RegistryError):
+    code = ErrorCode.BLOB_UNKNOWN
+
+
+class BlobUploadInvalid(RegistryError):
+    code = ErrorCode.BLOB_UPLOAD_INVALID
+
+
+class BlobUploadUnknown(RegistryError):
+    code = ErrorCode.BLOB_UPLOAD_UNKNOWN
+
+
+class DigestInvalid(RegistryError):
+    code = ErrorCode.DIGEST_INVALID
+
+
+class ManifestBlobUnknown(RegistryError):
+    code = ErrorCode.MANIFEST_BLOB_UNKNOWN
+
+
+class ManifestInvalid(RegistryError):
+    code = ErrorCode.MANIFEST_INVALID
+
+
+class ManifestUnknown(RegistryError):
+    code = ErrorCode.MANIFEST_UNKNOWN
+
+
+class ManifestUnverified(RegistryError):
+    code = ErrorCode.MANIFEST_UNVERIFIED
+
+
+class NameInvalid(RegistryError):
+    code = ErrorCode.NAME_INVALID
+
+
+class NameUnknown(RegistryError):
+    code = ErrorCode.NAME_UNKNOWN
+
+
+class SizeInvalid(RegistryError):
+    code = ErrorCode.SIZE_INVALID
+
+
+class TagInvalid(RegistryError):
+    code = ErrorCode.TAG_INVALID
+
+
+class Unauthorized(RegistryError):
+    code = ErrorCode.UNAUTHORIZED
+
+
+class Denied(RegistryError):
+    code = ErrorCode.DENIED
+
+
+class Unsupported(RegistryError):
+    code = ErrorCode.UNSUPPORTED
+
+
+class TooManyRequests(RegistryError):
+    code = ErrorCode.TOOMANYREQUESTS
+
+
+class RangeInvalid(RegistryError):
+    code = ErrorCode.RANGE_INVALID
+
+
+ERROR_TYPES: dict[str, type[RegistryError]] = {
+    cls.code.name: cls for cls in RegistryError.__subclasses__()
+}

@@ -1,0 +1,101 @@
+"""Repository names, tags and image references.
+
+Server side: :func:`check_repository_name` and :func:`check_tag` apply the
+distribution-spec grammar. Client side: :class:`Reference` parses what users
+type (``[registry[:port]/]namespace/repo[:tag][@digest]``) with Docker Hub's
+defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from .digest import Digest, DigestError
+
+#: distribution-spec: <name> path components separated by "/"
+NAME_PATTERN: Final = re.compile(
+    r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$"
+)
+#: distribution-spec: <reference> as a tag
+TAG_PATTERN: Final = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+#: Distribution's limit on a whole repository name (the spec lets registries set one)
+NAME_MAX_LENGTH: Final = 255
+
+DOCKER_HUB: Final = "docker.io"
+DOCKER_HUB_API: Final = "registry-1.docker.io"
+
+
+class ReferenceError(ValueError):
+    """A repository name, tag or image reference is malformed."""
+
+
+def is_repository_name(name: str) -> bool:
+    return len(name) <= NAME_MAX_LENGTH and NAME_PATTERN.match(name) is not None
+
+
+def is_tag(tag: str) -> bool:
+    return TAG_PATTERN.match(tag) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """An image reference: registry host, repository, and a tag and/or digest."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: Digest | None = None
+
+    @classmethod
+    def parse(cls, text: str, *, default_registry: str = DOCKER_HUB) -> Reference:
+        rest = text
+        digest: Digest | None = None
+        if "@" in rest:
+            rest, _, digest_text = rest.partition("@")
+            try:
+                digest = Digest.parse(digest_text)
+            except DigestError as exc:
+                raise ReferenceError(f"{text!r}: {exc}") from None
+        first, sep, remainder = rest.partition("/")
+        if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+            registry, path = first, remainder
+        else:
+            registry, path = default_registry, rest
+        tag: str | None = None
+        last_slash = path.rfind("/")
+        colon = path.rfind(":")
+        if colon > last_slash:
+            path, tag = path[:colon], path[colon + 1 :]
+            if not is_tag(tag):
+                raise ReferenceError(f"{text!r}: invalid tag {tag!r}")
+        if registry == DOCKER_HUB and "/" not in path:
+            path = f"library/{path}"
+        if not is_repository_name(path):
+            raise ReferenceError(f"{text!r}: invalid repository name {path!r}")
+        if tag is None and digest is None:
+            tag = "latest"
+        return cls(registry, path, tag, digest)
+
+    @property
+    def reference(self) -> str:
+        """What goes after ``/manifests/``: the digest if known, else the tag."""
+        if self.digest is not None:
+            return str(self.digest)
+        assert self.tag is not None
+        return self.tag
+
+    def with_tag(self, tag: str) -> Reference:
+        return Reference(self.registry, self.repository, tag, None)
+
+    def with_digest(self, digest: Digest) -> Reference:
+        return Reference(self.registry, self.repository, self.tag, digest)
+
+    def __str__(self) -> str:
+        text = f"{self.registry}/{self.repository}"
+        if self.tag is not None:
+            text += f":{self.tag}"
+        if self.digest is not None:
+            text += f"@{self.digest}"
+        return text
