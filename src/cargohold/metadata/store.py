@@ -1,0 +1,113 @@
+"""The metadata contract every SQL backend implements, and its row types.
+
+Methods are ``async`` so that a networked database (PostgreSQL) fits the same
+shape; SQLite answers them inline, which is faster than a thread hop for its
+sub-millisecond queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRecord:
+    digest: str
+    media_type: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewManifest:
+    """Everything stored when a manifest is accepted."""
+
+    digest: str
+    media_type: str
+    content: bytes
+    artifact_type: str | None
+    subject_digest: str | None
+    annotations_json: str | None
+    references: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerRecord:
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None
+    annotations_json: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    id: str
+    repository: str
+    repository_id: int
+    size: int
+    algorithm: str
+    hash_state: bytes | None
+    created_at: int
+    updated_at: int
+
+
+class MetadataError(Exception):
+    """The metadata database failed or is not usable."""
+
+
+class UploadConflict(MetadataError):
+    """An upload's size changed under a concurrent request."""
+
+
+class MetadataStore(Protocol):
+    async def close(self) -> None: ...
+
+    # repositories
+    async def repository_id(self, name: str) -> int | None: ...
+    async def ensure_repository(self, name: str) -> int: ...
+    async def list_repositories(self, limit: int | None, last: str | None) -> list[str]: ...
+
+    # blobs
+    async def blob_size(self, digest: str) -> int | None:
+        """Size of a stored blob, in any repository."""
+        ...
+
+    async def linked_blob_size(self, repository: str, digest: str) -> int | None:
+        """Size of a blob readable in ``repository``; ``None`` if not linked there."""
+        ...
+
+    async def add_blob(self, repository_id: int, digest: str, size: int) -> None:
+        """Record a stored blob and link it into a repository."""
+        ...
+
+    async def link_blob(self, repository_id: int, digest: str) -> bool:
+        """Link an already-stored blob (a mount); False if the blob is not stored."""
+        ...
+
+    async def unlink_blob(self, repository_id: int, digest: str) -> bool: ...
+    async def unlinked_blobs(self, repository_id: int, digests: Iterable[str]) -> set[str]: ...
+
+    # manifests and tags
+    async def manifest(self, repository: str, digest: str) -> ManifestRecord | None: ...
+    async def tagged_manifest(self, repository: str, tag: str) -> ManifestRecord | None: ...
+    async def missing_manifests(self, repository_id: int, digests: Iterable[str]) -> set[str]: ...
+    async def put_manifest(self, repository_id: int, manifest: NewManifest, tag: str | None) -> None: ...
+    async def delete_manifest(self, repository_id: int, digest: str) -> bool:
+        """Delete a manifest and every tag pointing at it."""
+        ...
+
+    async def delete_tag(self, repository_id: int, tag: str) -> bool: ...
+    async def list_tags(self, repository_id: int, limit: int | None, last: str | None) -> list[str]: ...
+    async def referrers(self, repository_id: int, subject: str, artifact_type: str | None) -> list[ReferrerRecord]: ...
+
+    # uploads
+    async def create_upload(self, upload_id: str, repository_id: int, algorithm: str) -> None: ...
+    async def upload(self, upload_id: str) -> UploadRecord | None: ...
+    async def update_upload(self, upload_id: str, expected_size: int, size: int, hash_state: bytes | None) -> None:
+        """Record progress; raises UploadConflict if the size is no longer ``expected_size``."""
+        ...
+
+    async def delete_upload(self, upload_id: str) -> None: ...
+    async def stale_uploads(self, updated_before: int) -> list[str]: ...

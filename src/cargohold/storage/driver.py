@@ -1,0 +1,107 @@
+"""The blob-store contract, shaped by S3's rules so an object store can implement it.
+
+- No append and no rename are assumed at the object level: an upload session
+  (``upload_*``) collects bytes under an upload id; ``upload_commit`` places them
+  at the blob's content address in one step (filesystem: fsync + rename; S3:
+  complete the multipart upload to the final key).
+- Each request's bytes go through a :class:`BlobWriter` whose methods block and
+  are called from a worker thread, so the event loop keeps receiving while the
+  previous buffer is hashed and written.
+- Reads are by range and streamed.
+- Optional capabilities are separate protocols, probed with ``isinstance``:
+  :class:`LocalFileServer` (the HTTP server can send the file itself) and
+  :class:`Redirector` (presigned URLs).
+
+The store only keeps bytes. Which repository may read a blob, blob sizes and
+upload offsets are metadata (:mod:`cargohold.metadata`); digests are verified
+by the service before ``upload_commit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from ..digest import Digest
+
+
+class StorageError(Exception):
+    """A storage backend failed; the message names the backend and the object."""
+
+
+class UploadMissing(StorageError):
+    """The bytes of an upload session are gone (purged, or lost in a crash)."""
+
+
+class BlobMissing(StorageError):
+    """No blob is stored at that digest."""
+
+
+class BlobWriter(Protocol):
+    """Appends one request's bytes to an upload. Blocking; call from a worker thread."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> int:
+        """Make the bytes durable; return the upload's total size."""
+        ...
+
+    def abort(self) -> None:
+        """Forget what this writer wrote (the upload keeps its earlier size)."""
+        ...
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Content-addressed blob bytes plus upload sessions."""
+
+    name: str
+
+    async def stat(self, digest: Digest) -> int | None:
+        """The blob's size, or ``None`` if it is not stored."""
+        ...
+
+    def read(self, digest: Digest, start: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """Stream ``length`` bytes (to the end when ``None``) from ``start``; raises BlobMissing."""
+        ...
+
+    async def delete(self, digest: Digest) -> bool: ...
+
+    async def upload_start(self, upload_id: str) -> None: ...
+
+    async def upload_writer(self, upload_id: str, offset: int) -> BlobWriter:
+        """A writer that continues the upload at ``offset``, its last recorded size.
+
+        Bytes past ``offset`` (from a request that died before its size was
+        recorded) are discarded. Raises UploadMissing if fewer than ``offset``
+        bytes are there.
+        """
+        ...
+
+    def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
+        """The first ``length`` bytes of an upload (to rebuild a hash state)."""
+        ...
+
+    async def upload_commit(self, upload_id: str, digest: Digest) -> None:
+        """Place the upload's bytes at ``digest`` (already verified) and end the session."""
+        ...
+
+    async def upload_delete(self, upload_id: str) -> None: ...
+
+    async def upload_ids(self) -> list[str]:
+        """Every upload session the store holds (for purging abandoned ones)."""
+        ...
+
+
+@runtime_checkable
+class LocalFileServer(Protocol):
+    """A store whose blobs are local files the HTTP server may send directly."""
+
+    def local_path(self, digest: Digest) -> str: ...
+
+
+@runtime_checkable
+class Redirector(Protocol):
+    """A store that can hand clients a URL to fetch a blob from directly."""
+
+    async def redirect_url(self, digest: Digest) -> str | None: ...

@@ -1,0 +1,181 @@
+"""Blob store on a local filesystem (the embedded default).
+
+Crash safety: a blob path only ever receives a file by ``os.replace`` after its
+bytes were fsynced and their digest verified, and the directory entry is
+fsynced afterwards, so a crash leaves either no blob or the right bytes.
+Upload files are plain files appended to in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+from collections.abc import AsyncIterator
+from typing import BinaryIO, Final
+
+from ..digest import Digest
+from . import paths
+from .driver import BlobMissing, StorageError, UploadMissing
+
+#: read size for streamed responses: large enough that per-chunk overhead vanishes
+READ_CHUNK: Final = 1 << 20
+_UPLOAD_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def _check_upload_id(upload_id: str) -> None:
+    if not _UPLOAD_ID.match(upload_id):
+        raise UploadMissing(f"invalid upload id {upload_id!r}")
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _FileWriter:
+    """Appends to one upload file; see :class:`cargohold.storage.driver.BlobWriter`."""
+
+    __slots__ = ("_file", "_start")
+
+    def __init__(self, file: BinaryIO, start: int):
+        self._file = file
+        self._start = start
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def close(self) -> int:
+        self._file.flush()
+        os.fdatasync(self._file.fileno())
+        size = self._file.tell()
+        self._file.close()
+        return size
+
+    def abort(self) -> None:
+        try:
+            self._file.truncate(self._start)
+        finally:
+            self._file.close()
+
+
+class FilesystemBlobStore:
+    """Blobs and uploads under one root directory (layout in :mod:`.paths`)."""
+
+    name = "filesystem"
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        os.makedirs(paths.uploads_dir(self.root), exist_ok=True)
+        os.makedirs(os.path.join(self.root, "blobs"), exist_ok=True)
+
+    def local_path(self, digest: Digest) -> str:
+        return paths.blob_path(self.root, digest)
+
+    async def stat(self, digest: Digest) -> int | None:
+        try:
+            return os.stat(paths.blob_path(self.root, digest)).st_size
+        except FileNotFoundError:
+            return None
+
+    async def read(self, digest: Digest, start: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        try:
+            file = open(paths.blob_path(self.root, digest), "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise BlobMissing(f"filesystem: no blob {digest}") from None
+        async for chunk in _read_file(file, start, length):
+            yield chunk
+
+    async def delete(self, digest: Digest) -> bool:
+        try:
+            os.unlink(paths.blob_path(self.root, digest))
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def upload_start(self, upload_id: str) -> None:
+        _check_upload_id(upload_id)
+        with open(paths.upload_path(self.root, upload_id), "xb"):
+            pass
+
+    async def upload_writer(self, upload_id: str, offset: int) -> _FileWriter:
+        _check_upload_id(upload_id)
+        try:
+            file = open(paths.upload_path(self.root, upload_id), "r+b")  # noqa: SIM115 - writer closes
+        except FileNotFoundError:
+            raise UploadMissing(f"filesystem: upload {upload_id} has no data") from None
+        size = os.fstat(file.fileno()).st_size
+        if size < offset:
+            file.close()
+            raise UploadMissing(f"filesystem: upload {upload_id} holds {size} bytes, expected {offset}")
+        if size > offset:
+            file.truncate(offset)
+        file.seek(offset)
+        return _FileWriter(file, offset)
+
+    async def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
+        _check_upload_id(upload_id)
+        try:
+            file = open(paths.upload_path(self.root, upload_id), "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise UploadMissing(f"filesystem: upload {upload_id} has no data") from None
+        async for chunk in _read_file(file, 0, length):
+            yield chunk
+
+    async def upload_commit(self, upload_id: str, digest: Digest) -> None:
+        _check_upload_id(upload_id)
+        await asyncio.to_thread(self._commit, upload_id, digest)
+
+    def _commit(self, upload_id: str, digest: Digest) -> None:
+        source = paths.upload_path(self.root, upload_id)
+        target = paths.blob_path(self.root, digest)
+        if os.path.exists(target):
+            # Same digest, same bytes: the stored copy stands (a concurrent push won).
+            self._unlink_quietly(source)
+            return
+        directory = os.path.dirname(target)
+        os.makedirs(directory, exist_ok=True)
+        try:
+            os.replace(source, target)
+        except FileNotFoundError:
+            raise UploadMissing(f"filesystem: upload {upload_id} has no data") from None
+        except OSError as exc:
+            raise StorageError(f"filesystem: cannot place blob {digest}: {exc}") from exc
+        _fsync_dir(directory)
+
+    async def upload_delete(self, upload_id: str) -> None:
+        _check_upload_id(upload_id)
+        self._unlink_quietly(paths.upload_path(self.root, upload_id))
+
+    async def upload_ids(self) -> list[str]:
+        return os.listdir(paths.uploads_dir(self.root))
+
+    @staticmethod
+    def _unlink_quietly(path: str) -> None:
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+
+
+async def _read_file(file: BinaryIO, start: int, length: int | None) -> AsyncIterator[bytes]:
+    """Stream a byte range of an open file, reading in a worker thread."""
+    try:
+        if start:
+            file.seek(start)
+        remaining = length
+        while remaining is None or remaining > 0:
+            size = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+            chunk = await asyncio.to_thread(file.read, size)
+            if not chunk:
+                break
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+    finally:
+        file.close()
