@@ -22,7 +22,8 @@ Exception tree::
     ├── Denied                 DENIED                 403
     ├── Unsupported            UNSUPPORTED            405
     ├── TooManyRequests        TOOMANYREQUESTS        429
-    └── RangeInvalid           RANGE_INVALID          416
+    ├── RangeInvalid           RANGE_INVALID          416
+    └── PaginationNumberInvalid PAGINATION_NUMBER_INVALID 400
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class ErrorCode(Enum):
     UNSUPPORTED = ("the operation is unsupported", 405)
     TOOMANYREQUESTS = ("too many requests", 429)
     RANGE_INVALID = ("invalid content range", 416)
+    PAGINATION_NUMBER_INVALID = ("invalid number of results requested", 400)
 
     @property
     def message(self) -> str:
@@ -145,6 +147,10 @@ class TooManyRequests(RegistryError):
 
 class RangeInvalid(RegistryError):
     code = ErrorCode.RANGE_INVALID
+
+
+class PaginationNumberInvalid(RegistryError):
+    code = ErrorCode.PAGINATION_NUMBER_INVALID
 
 
 ERROR_TYPES: dict[str, type[RegistryError]] = {

@@ -1,0 +1,1 @@
+"""The HTTP API: an ASGI application over :class:`cargohold.service.Registry`."""

@@ -1,0 +1,134 @@
+"""The ASGI application: route, call the handler, write errors in the spec's envelope, log.
+
+Pipeline per request: match route → check method → check the repository name
+→ handler → send. Every :class:`RegistryError` becomes the spec's
+``{"errors": [...]}`` body here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Final
+
+from ..errcodes import NameInvalid, RegistryError, Unsupported
+from ..metadata.store import MetadataError
+from ..reference import is_repository_name
+from ..service import Registry
+from ..storage.driver import StorageError
+from .asgi import ClientDisconnected, Receive, Request, Response, Scope, Send
+from .handlers import HANDLERS
+from .routes import build_routes, match
+
+access_log: Final = logging.getLogger("cargohold.access")
+log: Final = logging.getLogger("cargohold.api")
+
+#: how often abandoned uploads are looked for
+PURGE_INTERVAL_SECONDS: Final = 600.0
+
+
+def error_response(error: RegistryError) -> Response:
+    return Response.json({"errors": [error.to_json()]}, status=error.status)
+
+
+class RegistryApp:
+    """ASGI entry point; one per worker process."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self.routes = build_routes(HANDLERS)
+        self._purger: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        found = match(self.routes, scope["path"])
+        request = Request(scope, receive, found[1] if found else {})
+        try:
+            response = await self._respond(request, found)
+        except ClientDisconnected:
+            self._log(request, 499, 0, started)
+            return
+        try:
+            sent = await response.send(send, scope, request.method == "HEAD")
+        except OSError:
+            sent = -1
+        self._log(request, response.status, sent, started)
+
+    async def _respond(self, request: Request, found: object) -> Response:
+        if found is None:
+            return Response.json(
+                {"errors": [{"code": "NOT_FOUND", "message": "no such API endpoint", "detail": request.path}]},
+                status=404,
+            )
+        route, params = found  # type: ignore[misc]
+        handler = route.methods.get(request.method)
+        try:
+            if handler is None:
+                raise Unsupported(f"{request.method} is not supported on {route.name}", status=405)
+            name = params.get("name")
+            if name is not None and not is_repository_name(name):
+                raise NameInvalid(f"invalid repository name {name!r}", detail={"name": name})
+            response: Response = await handler(self.registry, request)
+            return response
+        except RegistryError as error:
+            await self._drain(request)
+            return error_response(error)
+        except ClientDisconnected:
+            raise
+        except (StorageError, MetadataError, OSError) as exc:
+            log.exception("backend failure", extra={"path": request.path})
+            return Response.json({"errors": [{"code": "UNKNOWN", "message": str(exc)}]}, status=500)
+
+    @staticmethod
+    async def _drain(request: Request) -> None:
+        """Read what is left of a rejected request's body so the connection stays usable."""
+        with contextlib.suppress(ClientDisconnected):
+            async for _ in request.stream():
+                pass
+
+    def _log(self, request: Request, status: int, sent: int, started: float) -> None:
+        access_log.info(
+            json.dumps(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                    "bytes": sent,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "client": request.client,
+                }
+            )
+        )
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._purger = asyncio.create_task(self._purge_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._purger is not None:
+                    self._purger.cancel()
+                await self.registry.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _purge_loop(self) -> None:
+        max_age = self.registry.options.upload_max_age_seconds
+        while True:
+            try:
+                removed = await self.registry.uploads.purge(max_age)
+                if removed:
+                    log.info("purged abandoned uploads", extra={"count": removed})
+            except (StorageError, MetadataError):
+                log.exception("upload purge failed")
+            await asyncio.sleep(min(PURGE_INTERVAL_SECONDS, max_age))

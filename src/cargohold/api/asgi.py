@@ -1,0 +1,176 @@
+"""The few ASGI pieces the API needs: a request view and response senders.
+
+Written directly against the ASGI contract rather than a framework: the hot
+paths (manifest GET, blob HEAD/GET, upload PATCH) then do no work beyond
+parsing what they use, and blob bodies stream without copies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
+
+
+class ClientDisconnected(Exception):
+    """The client went away before sending the whole body."""
+
+
+class Request:
+    __slots__ = ("scope", "receive", "method", "path", "params", "_headers", "_query", "_consumed")
+
+    def __init__(self, scope: Scope, receive: Receive, params: dict[str, str]):
+        self.scope = scope
+        self.receive = receive
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.params = params
+        self._headers: dict[str, str] | None = None
+        self._query: dict[str, list[str]] | None = None
+        self._consumed = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Lower-case header names; repeated headers joined with ", " (as for Accept)."""
+        if self._headers is None:
+            headers: dict[str, str] = {}
+            for raw_name, raw_value in self.scope["headers"]:
+                name = raw_name.decode("latin-1").lower()
+                value = raw_value.decode("latin-1")
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            self._headers = headers
+        return self._headers
+
+    def query(self, name: str) -> str | None:
+        if self._query is None:
+            self._query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        values = self._query.get(name)
+        return values[0] if values else None
+
+    def has_query(self, name: str) -> bool:
+        self.query(name)
+        assert self._query is not None
+        return name in self._query
+
+    @property
+    def client(self) -> str:
+        client = self.scope.get("client")
+        return f"{client[0]}:{client[1]}" if client else "-"
+
+    def content_length(self) -> int | None:
+        value = self.headers.get("content-length")
+        if value is None:
+            return None
+        try:
+            length = int(value)
+        except ValueError:
+            return None
+        return length if length >= 0 else None
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The request body, chunk by chunk as it arrives."""
+        if self._consumed:
+            return
+        self._consumed = True
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected("client disconnected during the request body")
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    async def body(self, limit: int) -> bytes | None:
+        """The whole body if it is at most ``limit`` bytes, else None (rest not read)."""
+        parts: list[bytes] = []
+        held = 0
+        async for chunk in self.stream():
+            held += len(chunk)
+            if held > limit:
+                return None
+            parts.append(chunk)
+        return b"".join(parts)
+
+
+class Response:
+    """A response's status and headers, plus how its body is sent."""
+
+    __slots__ = ("status", "headers", "body", "stream", "path", "length")
+
+    def __init__(
+        self,
+        status: int = 200,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        body: bytes = b"",
+        *,
+        stream: AsyncIterator[bytes] | None = None,
+        path: str | None = None,
+        length: int | None = None,
+    ):
+        self.status = status
+        self.headers = headers if headers is not None else []
+        self.body = body
+        self.stream = stream
+        self.path = path
+        #: Content-Length to announce; defaults to len(body)
+        self.length = len(body) if length is None else length
+
+    def header(self, name: str, value: str) -> Response:
+        self.headers.append((name.encode("latin-1"), value.encode("latin-1")))
+        return self
+
+    @classmethod
+    def json(cls, obj: Any, status: int = 200, content_type: str = "application/json") -> Response:
+        body = json.dumps(obj, separators=(",", ":")).encode()
+        return cls(status, [(b"content-type", content_type.encode())], body)
+
+    async def send(self, send: Send, scope: Scope, head_only: bool) -> int:
+        """Send the response; returns the number of body bytes sent."""
+        headers = [API_VERSION_HEADER, (b"content-length", str(self.length).encode()), *self.headers]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        if head_only:
+            await send({"type": "http.response.body", "body": b""})
+            if self.stream is not None:
+                await _close(self.stream)
+            return 0
+        if self.path is not None:
+            if "http.response.pathsend" in scope.get("extensions", {}):
+                await send({"type": "http.response.pathsend", "path": self.path})
+                return self.length
+            self.stream = _file_chunks(self.path)
+        if self.stream is not None:
+            sent = 0
+            try:
+                async for chunk in self.stream:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    sent += len(chunk)
+            finally:
+                await _close(self.stream)
+            await send({"type": "http.response.body", "body": b""})
+            return sent
+        await send({"type": "http.response.body", "body": self.body})
+        return len(self.body)
+
+
+async def _close(stream: AsyncIterator[bytes]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _file_chunks(path: str) -> AsyncIterator[bytes]:
+    import asyncio
+
+    with open(path, "rb") as file:
+        while chunk := await asyncio.to_thread(file.read, 1 << 20):
+            yield chunk

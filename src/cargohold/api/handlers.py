@@ -1,0 +1,323 @@
+"""One function per (route, method): parse the request, call one service method, set headers."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final
+
+from ..errcodes import (
+    BlobUploadInvalid,
+    DigestInvalid,
+    ManifestUnknown,
+    PaginationNumberInvalid,
+    RangeInvalid,
+    SizeInvalid,
+)
+from ..formats import MediaType
+from ..metadata.store import ReferrerRecord
+from ..service import Registry
+from . import routes
+from .asgi import Request, Response
+from .routes import Handler, url_for
+
+_CONTENT_RANGE: Final = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_RANGE: Final = re.compile(r"^bytes=(\d*)-(\d*)$")
+#: largest page we hand out when a client asks for more (or gives no n)
+MAX_PAGE: Final = 10_000
+
+
+def _upload_headers(response: Response, name: str, upload_id: str, size: int) -> Response:
+    # Distribution reports "0-0" for an empty upload; clients expect that form.
+    return (
+        response.header("location", url_for(routes.UPLOAD, name=name, uuid=upload_id))
+        .header("range", f"0-{max(size - 1, 0)}")
+        .header("docker-upload-uuid", upload_id)
+    )
+
+
+def _blob_created(name: str, digest: str) -> Response:
+    return (
+        Response(201)
+        .header("location", url_for(routes.BLOB, name=name, digest=digest))
+        .header("docker-content-digest", digest)
+    )
+
+
+# base
+
+
+async def get_base(registry: Registry, request: Request) -> Response:
+    return Response.json({})
+
+
+# blobs
+
+
+async def head_blob(registry: Registry, request: Request) -> Response:
+    digest, size = await registry.blob_size(request.params["name"], request.params["digest"])
+    return (
+        Response(200, length=size)
+        .header("content-type", "application/octet-stream")
+        .header("docker-content-digest", str(digest))
+        .header("accept-ranges", "bytes")
+    )
+
+
+async def get_blob(registry: Registry, request: Request) -> Response:
+    digest, size = await registry.blob_size(request.params["name"], request.params["digest"])
+    range_header = request.headers.get("range")
+    status, start, length = 200, 0, None
+    if range_header is not None:
+        span = _parse_range(range_header, size)
+        if span is None:
+            return Response.json(
+                {"errors": [RangeInvalid("requested range not satisfiable").to_json()]}, status=416
+            ).header("content-range", f"bytes */{size}")
+        start, end = span
+        if (start, end) != (0, size - 1):
+            status, length = 206, end - start + 1
+    body = await registry.blob_body(digest, start, length)
+    response = Response(status, length=size if length is None else length, path=body.local_path, stream=body.stream)
+    if status == 206:
+        response.header("content-range", f"bytes {start}-{start + (length or 0) - 1}/{size}")
+    return (
+        response.header("content-type", "application/octet-stream")
+        .header("docker-content-digest", str(digest))
+        .header("accept-ranges", "bytes")
+        .header("etag", f'"{digest}"')
+        .header("cache-control", "max-age=31536000")
+    )
+
+
+def _parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """A single ``bytes=`` range clipped to the blob; None if unsatisfiable or malformed."""
+    found = _RANGE.match(value.strip())
+    if found is None or size == 0:
+        return None
+    first, last = found.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":
+        start, end = max(size - int(last), 0), size - 1
+    else:
+        start = int(first)
+        end = size - 1 if last == "" else min(int(last), size - 1)
+    if start > end or start >= size:
+        return None
+    return start, end
+
+
+async def delete_blob(registry: Registry, request: Request) -> Response:
+    await registry.delete_blob(request.params["name"], request.params["digest"])
+    return Response(202)
+
+
+# uploads
+
+
+async def post_upload(registry: Registry, request: Request) -> Response:
+    name = request.params["name"]
+    mount, source = request.query("mount"), request.query("from")
+    if mount is not None and source is not None:
+        mounted = await registry.mount_blob(name, source, mount)
+        if mounted is not None:
+            return _blob_created(name, str(mounted))
+    digest = request.query("digest")
+    if digest is not None:
+        length = request.content_length()
+        created = await registry.upload_blob(name, digest, request.stream(), length)
+        return _blob_created(name, str(created))
+    upload_id = await registry.start_upload(name)
+    return _upload_headers(Response(202), name, upload_id, 0)
+
+
+async def patch_upload(registry: Registry, request: Request) -> Response:
+    name, upload_id = request.params["name"], request.params["uuid"]
+    start = length = None
+    content_range = request.headers.get("content-range")
+    if content_range is not None:
+        found = _CONTENT_RANGE.match(content_range.strip())
+        if found is None:
+            raise RangeInvalid(f"malformed Content-Range {content_range!r}")
+        start, end = int(found.group(1)), int(found.group(2))
+        if end < start:
+            raise RangeInvalid(f"malformed Content-Range {content_range!r}")
+        length = end - start + 1
+    declared = request.content_length()
+    if declared is not None:
+        if length is not None and declared != length:
+            raise SizeInvalid(f"Content-Length {declared} does not match Content-Range {content_range}")
+        length = declared
+    size = await registry.append_upload(name, upload_id, request.stream(), start, length)
+    return _upload_headers(Response(202), name, upload_id, size)
+
+
+async def put_upload(registry: Registry, request: Request) -> Response:
+    name, upload_id = request.params["name"], request.params["uuid"]
+    digest = request.query("digest")
+    if not digest:
+        raise DigestInvalid("the digest query parameter is required to complete an upload")
+    created = await registry.complete_upload(name, upload_id, digest, request.stream(), request.content_length())
+    return _blob_created(name, str(created))
+
+
+async def get_upload(registry: Registry, request: Request) -> Response:
+    name, upload_id = request.params["name"], request.params["uuid"]
+    record = await registry.upload_status(name, upload_id)
+    return _upload_headers(Response(204), name, upload_id, record.size)
+
+
+async def delete_upload(registry: Registry, request: Request) -> Response:
+    await registry.cancel_upload(request.params["name"], request.params["uuid"])
+    return Response(204)
+
+
+async def post_upload_unsupported(registry: Registry, request: Request) -> Response:
+    raise BlobUploadInvalid("POST is not allowed on an upload session; use PATCH or PUT")
+
+
+# manifests
+
+
+def _accepts(accept: str | None, media_type: str) -> bool:
+    """Content negotiation: absent Accept or a wildcard takes anything."""
+    if not accept:
+        return True
+    for part in accept.split(","):
+        value = part.split(";", 1)[0].strip().lower()
+        if value in ("*/*", "application/*", media_type):
+            return True
+    # Schema 1 clients ask for one of the two schema 1 names and take either.
+    return media_type == MediaType.DOCKER_SCHEMA1_SIGNED and MediaType.DOCKER_SCHEMA1 in accept
+
+
+async def _manifest_response(registry: Registry, request: Request) -> Response:
+    name, reference = request.params["name"], request.params["reference"]
+    record = await registry.get_manifest(name, reference)
+    if not _accepts(request.headers.get("accept"), record.media_type):
+        raise ManifestUnknown(
+            f"manifest is {record.media_type}, which the Accept header does not allow",
+            detail={"reference": reference, "mediaType": record.media_type},
+        )
+    return (
+        Response(200, body=record.content)
+        .header("content-type", record.media_type)
+        .header("docker-content-digest", record.digest)
+        .header("etag", f'"{record.digest}"')
+    )
+
+
+async def get_manifest(registry: Registry, request: Request) -> Response:
+    return await _manifest_response(registry, request)
+
+
+async def put_manifest(registry: Registry, request: Request) -> Response:
+    name, reference = request.params["name"], request.params["reference"]
+    limit = registry.options.max_manifest_size
+    declared = request.content_length()
+    if declared is not None and declared > limit:
+        raise SizeInvalid(f"manifest exceeds {limit} bytes", status=413)
+    raw = await request.body(limit)
+    if raw is None:
+        raise SizeInvalid(f"manifest exceeds {limit} bytes", status=413)
+    stored = await registry.put_manifest(name, reference, request.headers.get("content-type"), raw)
+    response = (
+        Response(201)
+        .header("location", url_for(routes.MANIFEST, name=name, reference=stored.digest))
+        .header("docker-content-digest", stored.digest)
+    )
+    if stored.subject is not None:
+        response.header("oci-subject", stored.subject)
+    return response
+
+
+async def delete_manifest(registry: Registry, request: Request) -> Response:
+    await registry.delete_manifest(request.params["name"], request.params["reference"])
+    return Response(202)
+
+
+# listings
+
+
+def _page(request: Request) -> tuple[int | None, str | None]:
+    text = request.query("n")
+    last = request.query("last") or None
+    if text is None or text == "":
+        return None, last
+    try:
+        limit = int(text)
+    except ValueError:
+        raise PaginationNumberInvalid(f"n must be a number, not {text!r}") from None
+    if limit < 0:
+        raise PaginationNumberInvalid(f"n must not be negative, got {limit}")
+    return min(limit, MAX_PAGE), last
+
+
+def _paged(items: list[str], limit: int | None, path: str, key: str, body: dict[str, Any]) -> Response:
+    more = limit is not None and len(items) > limit
+    if more:
+        items = items[:limit]
+    body[key] = items
+    response = Response.json(body)
+    if more and items:
+        response.header("link", f'<{path}?n={limit}&last={items[-1]}>; rel="next"')
+    return response
+
+
+async def get_tags(registry: Registry, request: Request) -> Response:
+    name = request.params["name"]
+    limit, last = _page(request)
+    if limit == 0:
+        await registry.tags(name, 0, last)
+        return Response.json({"name": name, "tags": []})
+    tags = await registry.tags(name, None if limit is None else limit + 1, last)
+    return _paged(tags, limit, url_for(routes.TAGS, name=name), "tags", {"name": name})
+
+
+async def get_catalog(registry: Registry, request: Request) -> Response:
+    limit, last = _page(request)
+    if limit == 0:
+        return Response.json({"repositories": []})
+    names = await registry.catalog(None if limit is None else limit + 1, last)
+    return _paged(names, limit, url_for(routes.CATALOG), "repositories", {})
+
+
+def _referrer_descriptor(record: ReferrerRecord) -> dict[str, Any]:
+    descriptor: dict[str, Any] = {"mediaType": record.media_type, "digest": record.digest, "size": record.size}
+    if record.artifact_type:
+        descriptor["artifactType"] = record.artifact_type
+    if record.annotations_json:
+        descriptor["annotations"] = json.loads(record.annotations_json)
+    return descriptor
+
+
+async def get_referrers(registry: Registry, request: Request) -> Response:
+    artifact_type = request.query("artifactType") or None
+    found = await registry.referrers(request.params["name"], request.params["digest"], artifact_type)
+    index = {
+        "schemaVersion": 2,
+        "mediaType": MediaType.OCI_INDEX.value,
+        "manifests": [_referrer_descriptor(r) for r in found],
+    }
+    response = Response.json(index, content_type=MediaType.OCI_INDEX.value)
+    if artifact_type is not None:
+        response.header("oci-filters-applied", "artifactType")
+    return response
+
+
+HANDLERS: Final[dict[str, dict[str, Handler]]] = {
+    routes.BASE: {"GET": get_base},
+    routes.CATALOG: {"GET": get_catalog},
+    routes.TAGS: {"GET": get_tags},
+    routes.MANIFEST: {"GET": get_manifest, "PUT": put_manifest, "DELETE": delete_manifest},
+    routes.BLOB: {"GET": get_blob, "DELETE": delete_blob},
+    routes.UPLOADS: {"POST": post_upload},
+    routes.UPLOAD: {"GET": get_upload, "PATCH": patch_upload, "PUT": put_upload, "DELETE": delete_upload},
+    routes.REFERRERS: {"GET": get_referrers},
+}
+# HEAD is GET without a body (the sender drops it), except for blobs, where it skips opening the file.
+for _methods in HANDLERS.values():
+    if "GET" in _methods:
+        _methods.setdefault("HEAD", _methods["GET"])
+HANDLERS[routes.BLOB]["HEAD"] = head_blob

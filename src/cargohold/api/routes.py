@@ -1,0 +1,67 @@
+"""The API's routes as data: name, path pattern, and a handler per method.
+
+The table drives the dispatcher and :func:`url_for` (``Location`` and ``Link``
+headers). Repository names span several path segments, so routes with a fixed
+suffix come before the ones they would otherwise swallow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from ..service import Registry
+    from .asgi import Request, Response
+
+Handler = Callable[["Registry", "Request"], Awaitable["Response"]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    pattern: re.Pattern[str]
+    template: str
+    methods: dict[str, Handler]
+
+
+BASE: Final = "base"
+CATALOG: Final = "catalog"
+TAGS: Final = "tags"
+MANIFEST: Final = "manifest"
+BLOB: Final = "blob"
+UPLOADS: Final = "uploads"
+UPLOAD: Final = "upload"
+REFERRERS: Final = "referrers"
+
+_PATTERNS: Final[list[tuple[str, str, str]]] = [
+    (BASE, r"/v2/?", "/v2/"),
+    (CATALOG, r"/v2/_catalog", "/v2/_catalog"),
+    (TAGS, r"/v2/(?P<name>.+)/tags/list", "/v2/{name}/tags/list"),
+    (MANIFEST, r"/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)", "/v2/{name}/manifests/{reference}"),
+    (UPLOAD, r"/v2/(?P<name>.+)/blobs/uploads/(?P<uuid>[^/]+)", "/v2/{name}/blobs/uploads/{uuid}"),
+    (UPLOADS, r"/v2/(?P<name>.+)/blobs/uploads/?", "/v2/{name}/blobs/uploads/"),
+    (BLOB, r"/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)", "/v2/{name}/blobs/{digest}"),
+    (REFERRERS, r"/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)", "/v2/{name}/referrers/{digest}"),
+]
+_TEMPLATES: Final = {name: template for name, _, template in _PATTERNS}
+
+
+def build_routes(handlers: dict[str, dict[str, Handler]]) -> list[Route]:
+    return [
+        Route(name, re.compile(f"^{pattern}$"), template, handlers[name]) for name, pattern, template in _PATTERNS
+    ]
+
+
+def match(routes: list[Route], path: str) -> tuple[Route, dict[str, str]] | None:
+    for route in routes:
+        found = route.pattern.match(path)
+        if found is not None:
+            return route, found.groupdict()
+    return None
+
+
+def url_for(route: str, **params: str) -> str:
+    return _TEMPLATES[route].format(**params)

@@ -1,0 +1,289 @@
+"""The registry service: repositories, blobs, uploads, manifests, tags, referrers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Final
+
+from ..digest import Digest, DigestError
+from ..errcodes import (
+    BlobUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    ManifestUnverified,
+    NameInvalid,
+    NameUnknown,
+    SizeInvalid,
+    TagInvalid,
+    Unsupported,
+)
+from ..formats import Manifest, ManifestError, ManifestSignatureError, parse_manifest
+from ..metadata.store import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord, UploadRecord
+from ..reference import is_repository_name, is_tag
+from ..storage.driver import BlobStore, LocalFileServer
+from .uploads import Uploads
+
+#: Distribution's default; manifests are held in memory and in the database
+DEFAULT_MAX_MANIFEST_SIZE: Final = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryOptions:
+    delete_enabled: bool = True
+    read_only: bool = False
+    max_manifest_size: int = DEFAULT_MAX_MANIFEST_SIZE
+    #: abandoned uploads are purged after this long without progress
+    upload_max_age_seconds: float = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class BlobBody:
+    """How to send a blob (or a range of it): a local file path, or a stream."""
+
+    size: int
+    local_path: str | None
+    stream: AsyncIterator[bytes] | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: str
+    media_type: str
+    subject: str | None
+
+
+def parse_digest(text: str) -> Digest:
+    try:
+        return Digest.parse(text)
+    except DigestError as exc:
+        raise DigestInvalid(str(exc)) from None
+
+
+def check_name(name: str) -> None:
+    if not is_repository_name(name):
+        raise NameInvalid(f"invalid repository name {name!r}", detail={"name": name})
+
+
+class Registry:
+    def __init__(self, blobs: BlobStore, meta: MetadataStore, options: RegistryOptions):
+        self.blobs = blobs
+        self.meta = meta
+        self.options = options
+        self.uploads = Uploads(blobs, meta)
+        self._local = isinstance(blobs, LocalFileServer)
+
+    async def close(self) -> None:
+        await self.meta.close()
+
+    def check_writable(self) -> None:
+        if self.options.read_only:
+            raise Unsupported("the registry is in read-only mode")
+
+    def check_deletable(self) -> None:
+        self.check_writable()
+        if not self.options.delete_enabled:
+            raise Unsupported("deletes are disabled on this registry")
+
+    async def _repository_id(self, name: str) -> int:
+        found = await self.meta.repository_id(name)
+        if found is None:
+            raise NameUnknown(f"repository {name!r} is not known", detail={"name": name})
+        return found
+
+    # blobs
+
+    async def blob_size(self, repository: str, digest_text: str) -> tuple[Digest, int]:
+        digest = parse_digest(digest_text)
+        size = await self.meta.linked_blob_size(repository, str(digest))
+        if size is None:
+            raise BlobUnknown(detail={"digest": str(digest)})
+        return digest, size
+
+    async def blob_body(self, digest: Digest, start: int = 0, length: int | None = None) -> BlobBody:
+        whole = start == 0 and length is None
+        if self._local and whole:
+            assert isinstance(self.blobs, LocalFileServer)
+            size = await self.blobs.stat(digest)
+            if size is None:
+                raise BlobUnknown("blob bytes are missing from storage", detail={"digest": str(digest)})
+            return BlobBody(size, self.blobs.local_path(digest), None)
+        return BlobBody(length or 0, None, self.blobs.read(digest, start, length))
+
+    async def delete_blob(self, repository: str, digest_text: str) -> None:
+        self.check_deletable()
+        digest = parse_digest(digest_text)
+        repository_id = await self._repository_id(repository)
+        if not await self.meta.unlink_blob(repository_id, str(digest)):
+            raise BlobUnknown(detail={"digest": str(digest)})
+
+    # uploads
+
+    async def start_upload(self, repository: str) -> str:
+        self.check_writable()
+        check_name(repository)
+        repository_id = await self.meta.ensure_repository(repository)
+        return await self.uploads.start(repository_id)
+
+    async def mount_blob(self, repository: str, source: str, digest_text: str) -> Digest | None:
+        """Link a blob from ``source`` into ``repository``; None if it is not there to mount."""
+        self.check_writable()
+        check_name(repository)
+        digest = parse_digest(digest_text)
+        if not is_repository_name(source) or await self.meta.linked_blob_size(source, str(digest)) is None:
+            return None
+        repository_id = await self.meta.ensure_repository(repository)
+        return digest if await self.meta.link_blob(repository_id, str(digest)) else None
+
+    async def upload_blob(
+        self, repository: str, digest_text: str, body: AsyncIterator[bytes], length: int | None
+    ) -> Digest:
+        """A monolithic upload: POST with ``?digest=`` and the whole blob as body."""
+        self.check_writable()
+        check_name(repository)
+        digest = parse_digest(digest_text)
+        repository_id = await self.meta.ensure_repository(repository)
+        upload_id = await self.uploads.start(repository_id)
+        try:
+            record = await self.uploads.get(repository, upload_id)
+            size, hasher = await self.uploads.append(record, body, length=length)
+            await self.uploads.finish(record, digest, size, hasher)
+        except BaseException:
+            await self.uploads.cancel(upload_id)
+            raise
+        return digest
+
+    async def upload_status(self, repository: str, upload_id: str) -> UploadRecord:
+        return await self.uploads.get(repository, upload_id)
+
+    async def append_upload(
+        self,
+        repository: str,
+        upload_id: str,
+        body: AsyncIterator[bytes],
+        start: int | None,
+        length: int | None,
+    ) -> int:
+        self.check_writable()
+        record = await self.uploads.get(repository, upload_id)
+        size, _ = await self.uploads.append(record, body, start=start, length=length)
+        return size
+
+    async def complete_upload(
+        self, repository: str, upload_id: str, digest_text: str, body: AsyncIterator[bytes], length: int | None
+    ) -> Digest:
+        self.check_writable()
+        digest = parse_digest(digest_text)
+        record = await self.uploads.get(repository, upload_id)
+        size, hasher = await self.uploads.append(record, body, length=length)
+        await self.uploads.finish(record, digest, size, hasher)
+        return digest
+
+    async def cancel_upload(self, repository: str, upload_id: str) -> None:
+        await self.uploads.get(repository, upload_id)
+        await self.uploads.cancel(upload_id)
+
+    # manifests
+
+    async def get_manifest(self, repository: str, reference: str) -> ManifestRecord:
+        if ":" in reference:
+            digest = parse_digest(reference)
+            record = await self.meta.manifest(repository, str(digest))
+        else:
+            record = await self.meta.tagged_manifest(repository, reference)
+        if record is None:
+            if await self.meta.repository_id(repository) is None:
+                raise NameUnknown(detail={"name": repository})
+            raise ManifestUnknown(detail={"reference": reference})
+        return record
+
+    async def put_manifest(self, repository: str, reference: str, content_type: str | None, raw: bytes) -> StoredManifest:
+        self.check_writable()
+        check_name(repository)
+        if len(raw) > self.options.max_manifest_size:
+            raise SizeInvalid(f"manifest exceeds {self.options.max_manifest_size} bytes", status=413)
+        tag: str | None = None
+        expected: Digest | None = None
+        if ":" in reference:
+            expected = parse_digest(reference)
+        elif is_tag(reference):
+            tag = reference
+        else:
+            raise TagInvalid(f"invalid tag {reference!r}", detail={"tag": reference})
+        try:
+            manifest = parse_manifest(raw, content_type)
+        except ManifestSignatureError as exc:
+            raise ManifestUnverified(str(exc)) from None
+        except ManifestError as exc:
+            raise ManifestInvalid(str(exc)) from None
+        # A digest in the URL may be of the canonical digest (schema 1: of the payload) or of the bytes.
+        if expected is not None and expected not in (manifest.digest, Digest.of(raw, expected.algorithm)):
+            raise DigestInvalid(
+                f"manifest digest is {manifest.digest}, not {expected}",
+                detail={"expected": str(expected), "actual": str(manifest.digest)},
+            )
+        digest = expected or manifest.digest
+        self._check_schema1_identity(manifest, repository, tag)
+        repository_id = await self.meta.ensure_repository(repository)
+        await self._check_references(repository_id, manifest)
+        subject = str(manifest.subject.digest) if manifest.subject is not None else None
+        annotations = json.dumps(dict(manifest.annotations), sort_keys=True) if manifest.annotations else None
+        record = NewManifest(
+            digest=str(digest),
+            media_type=manifest.media_type,
+            content=raw,
+            artifact_type=manifest.referrer_artifact_type,
+            subject_digest=subject,
+            annotations_json=annotations,
+            references=[str(d.digest) for d in manifest.references],
+        )
+        await self.meta.put_manifest(repository_id, record, tag)
+        return StoredManifest(str(digest), manifest.media_type, subject)
+
+    @staticmethod
+    def _check_schema1_identity(manifest: Manifest, repository: str, tag: str | None) -> None:
+        if manifest.name is not None and manifest.name != repository:
+            raise NameInvalid(f"manifest names repository {manifest.name!r}, not {repository!r}")
+        if tag is not None and manifest.tag is not None and manifest.tag != tag:
+            raise TagInvalid(f"manifest names tag {manifest.tag!r}, not {tag!r}")
+
+    async def _check_references(self, repository_id: int, manifest: Manifest) -> None:
+        """Every referenced blob and child manifest must be in the repository; report all missing."""
+        references = manifest.references
+        if manifest.is_index:
+            missing = await self.meta.missing_manifests(repository_id, [str(d.digest) for d in references])
+        else:
+            missing = await self.meta.unlinked_blobs(repository_id, [str(d.digest) for d in references])
+        if missing:
+            names = sorted(missing)
+            raise ManifestBlobUnknown(
+                f"manifest references {len(names)} unknown {'manifests' if manifest.is_index else 'blobs'}",
+                detail=[{"digest": d} for d in names],
+            )
+
+    async def delete_manifest(self, repository: str, reference: str) -> None:
+        self.check_deletable()
+        repository_id = await self._repository_id(repository)
+        if ":" in reference:
+            digest = parse_digest(reference)
+            if not await self.meta.delete_manifest(repository_id, str(digest)):
+                raise ManifestUnknown(detail={"digest": str(digest)})
+        elif not await self.meta.delete_tag(repository_id, reference):
+            raise ManifestUnknown(detail={"tag": reference})
+
+    # listings
+
+    async def tags(self, repository: str, limit: int | None, last: str | None) -> list[str]:
+        repository_id = await self._repository_id(repository)
+        return await self.meta.list_tags(repository_id, limit, last)
+
+    async def catalog(self, limit: int | None, last: str | None) -> list[str]:
+        return await self.meta.list_repositories(limit, last)
+
+    async def referrers(self, repository: str, digest_text: str, artifact_type: str | None) -> list[ReferrerRecord]:
+        digest = parse_digest(digest_text)
+        repository_id = await self._repository_id(repository)
+        return await self.meta.referrers(repository_id, str(digest), artifact_type)

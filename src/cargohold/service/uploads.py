@@ -1,0 +1,157 @@
+"""Blob upload sessions: receive bytes, hash each byte once as it arrives, commit.
+
+The request body is gathered into buffers of :data:`WRITE_BATCH` bytes; each
+buffer is hashed and written in a worker thread while the event loop receives
+the next one. Progress (size and hash state) is recorded only after the bytes
+are durable, so an interrupted request leaves the session at its previous size
+and the client can resume from there, in another process or after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Final
+
+from ..digest import Digest
+from ..errcodes import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
+from ..metadata.store import MetadataStore, UploadConflict, UploadRecord
+from ..storage.driver import BlobStore, BlobWriter, UploadMissing
+from ..storage.hashing import ResumableHasher
+
+#: bytes handed to the hashing/writing thread at once: big enough that the
+#: thread hop costs nothing, small enough to keep memory flat
+WRITE_BATCH: Final = 1 << 20
+
+
+def new_upload_id() -> str:
+    return secrets.token_hex(16)
+
+
+async def _batches(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    pending: list[bytes] = []
+    held = 0
+    async for chunk in body:
+        if not chunk:
+            continue
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= WRITE_BATCH:
+            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            pending, held = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+def _hash_and_write(hasher: ResumableHasher, writer: BlobWriter, data: bytes) -> None:
+    hasher.update(data)
+    writer.write(data)
+
+
+class Uploads:
+    """Upload sessions of every repository (ids are global, rows name their repository)."""
+
+    def __init__(self, blobs: BlobStore, meta: MetadataStore):
+        self.blobs = blobs
+        self.meta = meta
+
+    async def start(self, repository_id: int) -> str:
+        upload_id = new_upload_id()
+        await self.blobs.upload_start(upload_id)
+        await self.meta.create_upload(upload_id, repository_id, "sha256")
+        return upload_id
+
+    async def get(self, repository: str, upload_id: str) -> UploadRecord:
+        record = await self.meta.upload(upload_id)
+        if record is None or record.repository != repository:
+            raise BlobUploadUnknown(detail={"uuid": upload_id})
+        return record
+
+    async def append(
+        self,
+        record: UploadRecord,
+        body: AsyncIterator[bytes],
+        *,
+        start: int | None = None,
+        length: int | None = None,
+    ) -> tuple[int, ResumableHasher]:
+        """Append a request body at the upload's current size; returns (new size, hasher).
+
+        ``start`` (from Content-Range) must equal the current size; ``length``
+        (Content-Length or the range's length) must match what arrives.
+        """
+        if start is not None and start != record.size:
+            raise RangeInvalid(
+                f"chunk starts at {start}, upload has {record.size} bytes", detail={"size": record.size}
+            )
+        hasher = await self._hasher(record)
+        try:
+            writer = await self.blobs.upload_writer(record.id, record.size)
+        except UploadMissing:
+            raise BlobUploadUnknown("upload data is gone", detail={"uuid": record.id}) from None
+        loop = asyncio.get_running_loop()
+        received = 0
+        pending: asyncio.Future[None] | None = None
+        try:
+            async for batch in _batches(body):
+                if pending is not None:
+                    await pending
+                pending = loop.run_in_executor(None, _hash_and_write, hasher, writer, batch)
+                received += len(batch)
+                if length is not None and received > length:
+                    raise SizeInvalid(f"body is longer than the declared {length} bytes")
+            if pending is not None:
+                await pending
+                pending = None
+            if length is not None and received != length:
+                raise SizeInvalid(f"received {received} bytes, expected {length}")
+            size = await asyncio.to_thread(writer.close)
+        except BaseException:
+            if pending is not None:
+                await asyncio.gather(pending, return_exceptions=True)
+            await asyncio.to_thread(writer.abort)
+            raise
+        try:
+            await self.meta.update_upload(record.id, record.size, size, hasher.state())
+        except UploadConflict:
+            raise BlobUploadInvalid("upload was changed by a concurrent request") from None
+        return size, hasher
+
+    async def _hasher(self, record: UploadRecord) -> ResumableHasher:
+        if record.hash_state is not None:
+            return ResumableHasher(record.algorithm, record.hash_state)
+        hasher = ResumableHasher(record.algorithm)
+        if record.size:
+            # No saved state (libcrypto missing): rebuild it from the bytes so far.
+            async for chunk in self.blobs.upload_read(record.id, record.size):
+                await asyncio.to_thread(hasher.update, chunk)
+        return hasher
+
+    async def finish(self, record: UploadRecord, digest: Digest, size: int, hasher: ResumableHasher) -> None:
+        """Verify the digest and place the blob; a mismatch cancels the upload."""
+        if digest.algorithm != hasher.algorithm:
+            hasher = ResumableHasher(digest.algorithm)
+            async for chunk in self.blobs.upload_read(record.id, size):
+                await asyncio.to_thread(hasher.update, chunk)
+        actual = hasher.digest()
+        if actual != digest:
+            await self.cancel(record.id)
+            raise DigestInvalid(
+                f"content digest is {actual}, not {digest}", detail={"expected": str(digest), "actual": str(actual)}
+            )
+        await self.blobs.upload_commit(record.id, digest)
+        await self.meta.add_blob(record.repository_id, str(digest), size)
+        await self.meta.delete_upload(record.id)
+
+    async def cancel(self, upload_id: str) -> None:
+        await self.meta.delete_upload(upload_id)
+        await self.blobs.upload_delete(upload_id)
+
+    async def purge(self, max_age_seconds: float) -> int:
+        """Remove upload sessions untouched for longer than ``max_age_seconds``."""
+        stale = await self.meta.stale_uploads(int(time.time() - max_age_seconds))
+        for upload_id in stale:
+            await self.cancel(upload_id)
+        return len(stale)
