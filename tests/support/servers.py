@@ -1,0 +1,126 @@
+"""Start real servers on free loopback ports for tests, and stop them by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes] | None, timeout: float = 20.0, **kw: object) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(url, timeout=1.0, **kw)  # type: ignore[arg-type]
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class CargoholdServer:
+    """A ``cargohold serve`` process and where it keeps its data."""
+
+    data_dir: Path
+    port: int
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    scheme: str = "http"
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, verify: object = True) -> CargoholdServer:
+        env = {**os.environ, "PYTHONPATH": str(SRC), **self.env}
+        self.log_path = self.data_dir.parent / f"cargohold-{self.port}.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cargohold.cli.main", "serve", "--listen", self.host,
+             "--data-dir", str(self.data_dir), *self.args],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+        log.close()
+        wait_for_http(f"{self.url}/v2/", self.process, verify=verify)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            stop_process(self.process, sig)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    # what is on disk, for "nothing half-written" checks
+
+    def upload_files(self) -> set[str]:
+        folder = self.data_dir / "uploads"
+        return set(os.listdir(folder)) if folder.exists() else set()
+
+    def upload_rows(self) -> set[str]:
+        with contextlib.closing(sqlite3.connect(self.data_dir / "metadata.db")) as db:
+            return {row[0] for row in db.execute("SELECT id FROM uploads")}
+
+    def blob_files(self) -> dict[str, Path]:
+        found = {}
+        root = self.data_dir / "blobs"
+        for path in root.glob("*/*/*"):
+            found[f"{path.parts[-3]}:{path.name}"] = path
+        return found
+
+    def assert_storage_consistent(self) -> None:
+        """Every blob file matches its digest; every upload file belongs to a live session."""
+        for digest, path in self.blob_files().items():
+            algorithm, hexdigest = digest.split(":")
+            h = hashlib.new(algorithm)
+            with open(path, "rb") as file:
+                while chunk := file.read(1 << 20):
+                    h.update(chunk)
+            assert h.hexdigest() == hexdigest, f"blob {digest} holds other bytes"
+        assert self.upload_files() == self.upload_rows(), "upload files and sessions disagree"
+
+
+@contextlib.contextmanager
+def cargohold(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[CargoholdServer]:
+    server = CargoholdServer(tmp / "data", free_port(), list(args), env or {}).start()
+    try:
+        yield server
+    finally:
+        server.stop()
