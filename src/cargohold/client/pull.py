@@ -1,0 +1,213 @@
+"""Pull from a registry into an OCI image layout, through the blob cache; push back from one.
+
+Pull order (nothing is named until its content is verified)::
+
+    manifests (verified by digest) ─► blobs: registry ─► cache (verified, resumable) ─► layout (re-verified)
+                                  ─► child manifests ─► root manifest ─► index.json tag (last)
+
+Push order: blobs (skipped if present, mounted if the cache knows another
+repository of the registry that has them, else uploaded) ─► child manifests
+by digest ─► the root manifest by tag.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..digest import Digest
+from ..formats import Descriptor, Platform, is_schema1, parse_manifest
+from ..reference import Reference
+from . import blobs
+from .blobs import TransferProgress
+from .cache import BlobCache
+from .errors import ClientError, UnsupportedOperation
+from .image import Node, blobs_of, current_platform, select_platform, walk
+from .layout import OCILayout
+from .registry import RegistryClient
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """What a pull, push or copy did."""
+
+    digest: Digest
+    media_type: str
+    manifests: int
+    blobs_transferred: int
+    blobs_skipped: int
+    blobs_mounted: int = 0
+    bytes_transferred: int = 0
+
+
+def _descriptor(raw: bytes, media_type: str, digest: Digest) -> Descriptor:
+    return Descriptor(media_type=media_type, digest=digest, size=len(raw))
+
+
+def pull(
+    client: RegistryClient,
+    ref: Reference,
+    layout: OCILayout,
+    *,
+    tag: str | None = None,
+    platform: Platform | None = None,
+    all_platforms: bool = False,
+    cache: BlobCache | None = None,
+    progress: TransferProgress | None = None,
+) -> TransferResult:
+    """Pull ``ref`` into ``layout`` and name it ``tag`` in its index.json.
+
+    For an index: the image for ``platform`` (default: this machine's), or the
+    whole index with ``all_platforms``. A re-pull fetches only blobs missing from
+    the cache; an interrupted blob download resumes where it stopped.
+    """
+    cache = cache or BlobCache()
+    top = client.get_manifest(ref)
+    if is_schema1(top.media_type):
+        raise UnsupportedOperation(f"{ref}: schema 1 manifests cannot be stored in an OCI layout")
+    root_manifest = top.parse()
+    root = Node(_descriptor(top.raw, top.media_type, top.digest), top.raw, root_manifest)
+    if root_manifest.is_index and not all_platforms:
+        child = select_platform(root_manifest, platform or current_platform())
+        raw = client.get_manifest(ref.with_digest(child.digest))
+        root = Node(child, raw.raw, raw.parse())
+
+    def fetch(descriptor: Descriptor) -> bytes:
+        return client.get_manifest(ref.with_digest(descriptor.digest)).raw
+
+    nodes = walk(root, fetch, lambda _: True)
+    needed = blobs_of(nodes)
+    if progress is not None:
+        progress.add_total(sum(max(d.size, 0) for d in needed))
+
+    def one(descriptor: Descriptor) -> bool:
+        was_cached = cache.has(descriptor.digest, descriptor.size)
+        if layout.has_blob(descriptor.digest, descriptor.size):
+            if progress is not None:
+                progress.advance(max(descriptor.size, 0))
+            return False
+        path = cache.fetch(
+            client,
+            ref,
+            descriptor.digest,
+            descriptor.size,
+            progress.advance if progress is not None else None,
+        )
+        layout.copy_blob_from(path, descriptor.digest, descriptor.size)
+        cache.remember(descriptor.digest, ref.registry, ref.repository)
+        return not was_cached
+
+    layout.create()
+    with ThreadPoolExecutor(max_workers=client.workers) as pool:
+        fetched = sum(pool.map(one, needed))
+    for node in nodes:
+        layout.write_blob_bytes(node.descriptor.digest, node.raw)
+    layout.set_tag(tag, root.descriptor)
+    return TransferResult(
+        root.descriptor.digest, root.descriptor.media_type, len(nodes), fetched, len(needed) - fetched
+    )
+
+
+def push(
+    client: RegistryClient,
+    layout: OCILayout,
+    tag: str | None,
+    ref: Reference,
+    *,
+    cache: BlobCache | None = None,
+    chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
+    progress: TransferProgress | None = None,
+) -> TransferResult:
+    """Push the layout's image (or index) named ``tag`` to ``ref``; returns the pushed digest."""
+    cache = cache or BlobCache()
+    top = layout.resolve(tag)
+    raw = layout.read_blob(top.digest)
+    root = Node(top, raw, parse_manifest(raw, top.media_type))
+
+    def fetch(descriptor: Descriptor) -> bytes:
+        return layout.read_blob(descriptor.digest)
+
+    nodes = walk(root, fetch, lambda _: True)
+    needed = blobs_of(nodes)
+    if progress is not None:
+        progress.add_total(sum(max(d.size, 0) for d in needed))
+    counts = {"uploaded": 0, "skipped": 0, "mounted": 0}
+
+    def one(descriptor: Descriptor) -> str:
+        outcome = send_blob(
+            client,
+            ref,
+            descriptor,
+            cache,
+            lambda: layout.iter_blob(descriptor.digest, descriptor.size),
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+        cache.remember(descriptor.digest, ref.registry, ref.repository)
+        return outcome
+
+    for descriptor in needed:
+        if not layout.has_blob(descriptor.digest, descriptor.size):
+            raise ClientError(f"{layout.path}: blob {descriptor.digest} is missing from the layout")
+    with ThreadPoolExecutor(max_workers=client.workers) as pool:
+        for outcome in pool.map(one, needed):
+            counts[outcome] += 1
+    digest = put_nodes(client, ref, nodes)
+    return TransferResult(
+        digest,
+        root.descriptor.media_type,
+        len(nodes),
+        counts["uploaded"],
+        counts["skipped"],
+        counts["mounted"],
+    )
+
+
+def send_blob(
+    client: RegistryClient,
+    ref: Reference,
+    descriptor: Descriptor,
+    cache: BlobCache | None,
+    source: blobs.ChunkSource,
+    *,
+    mount_from: list[str] | None = None,
+    chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
+    progress: TransferProgress | None = None,
+) -> str:
+    """Make ``descriptor``'s blob present in ``ref``'s repository: "skipped", "mounted" or "uploaded"."""
+    size = descriptor.size
+    if client.blob_size(ref, descriptor.digest) is not None:
+        if progress is not None:
+            progress.advance(max(size, 0))
+        return "skipped"
+    candidates = list(mount_from or [])
+    if cache is not None:
+        candidates += [
+            r for r in reversed(cache.sources(descriptor.digest, ref.registry)) if r not in candidates
+        ]
+    for source_repo in candidates:
+        if source_repo != ref.repository and client.mount_blob(ref, descriptor.digest, source_repo):
+            if progress is not None:
+                progress.advance(max(size, 0))
+            return "mounted"
+    blobs.upload(
+        client,
+        ref,
+        descriptor.digest,
+        size,
+        source(),
+        chunk_size=chunk_size,
+        progress=progress.advance if progress is not None else None,
+    )
+    return "uploaded"
+
+
+def put_nodes(client: RegistryClient, ref: Reference, nodes: list[Node]) -> Digest:
+    """PUT manifests children first (by digest), the root last (by tag, or digest if no tag)."""
+    *children, root = nodes
+    for node in children:
+        client.put_manifest(ref.with_digest(node.descriptor.digest), node.raw, node.manifest.media_type)
+    target = ref if ref.tag is not None else ref.with_digest(root.descriptor.digest)
+    if ref.tag is not None and ref.digest is not None:
+        target = Reference(ref.registry, ref.repository, ref.tag, None)
+    return client.put_manifest(target, root.raw, root.manifest.media_type)
