@@ -16,11 +16,16 @@ from cargohold.formats import (
 
 
 def test_media_types_are_their_wire_strings() -> None:
-    assert MediaType.OCI_MANIFEST == "application/vnd.oci.image.manifest.v1+json"
-    assert MediaType.DOCKER_SCHEMA1_SIGNED == "application/vnd.docker.distribution.manifest.v1+prettyjws"
-    assert MediaType.DOCKER_FOREIGN_LAYER == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-    assert MediaType.OCI_EMPTY == "application/vnd.oci.empty.v1+json"
-    assert f"{MediaType.OCI_INDEX}" == "application/vnd.oci.image.index.v1+json"
+    pairs: list[tuple[MediaType, str]] = [
+        (MediaType.OCI_MANIFEST, "application/vnd.oci.image.manifest.v1+json"),
+        (MediaType.DOCKER_SCHEMA1_SIGNED, "application/vnd.docker.distribution.manifest.v1+prettyjws"),
+        (MediaType.DOCKER_FOREIGN_LAYER, "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"),
+        (MediaType.OCI_EMPTY, "application/vnd.oci.empty.v1+json"),
+    ]
+    for member, text in pairs:
+        assert member == text
+        assert f"{member}" == text
+        assert hash(member) == hash(text)
 
 
 def test_manifest_media_types_are_the_six_manifest_kinds() -> None:

@@ -232,7 +232,7 @@ def sign(
         a three-space indent (what Distribution signs).
     :param private_key: EC (ES256/ES384/ES512 by curve) or RSA (RS256).
     :param key_id: the JWK ``kid``; by default libtrust's key fingerprint.
-    :param timestamp: the protected header's ``time``; by default now.
+    :param timestamp: the protected header's ``time`` (naive means UTC); by default now.
     """
     content = payload if isinstance(payload, bytes) else _marshal_indent(payload)
     if SIGNATURES_KEY in _json.load_object(content, "payload"):
@@ -243,7 +243,10 @@ def sign(
     length = len(body[:-1].rstrip())
     if not body.endswith(b"}") or body[length - 1 : length] in (b"{", b","):
         raise ManifestError("payload must be a non-empty JSON object")
-    when = (timestamp or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = timestamp or datetime.now(UTC)
+    if moment.tzinfo is None:  # naive: taken as UTC, not as local time
+        moment = moment.replace(tzinfo=UTC)
+    when = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     protected_header = {"formatLength": length, "formatTail": b64url_encode(content[length:]), "time": when}
     protected = b64url_encode(json.dumps(protected_header, separators=(",", ":"), sort_keys=True).encode())
 
