@@ -1,0 +1,237 @@
+"""Upload sessions: monolithic, chunked, streamed, resumed; and every way to get one wrong."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from tests.support.servers import CargoholdServer, cargohold
+
+from .helpers import codes, push_blob, sha256
+
+
+def start(client: httpx.Client, repo: str) -> str:
+    r = client.post(f"/v2/{repo}/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    assert r.headers["range"] == "0-0"
+    assert r.headers["docker-upload-uuid"]
+    assert r.headers["location"].endswith(r.headers["docker-upload-uuid"])
+    return str(r.headers["location"])
+
+
+def patch(client: httpx.Client, location: str, data: bytes, offset: int | None = None) -> httpx.Response:
+    headers = {"Content-Type": "application/octet-stream"}
+    if offset is not None:
+        headers["Content-Range"] = f"{offset}-{offset + len(data) - 1}"
+    return client.patch(location, content=data, headers=headers)
+
+
+def test_post_then_put_with_body(client: httpx.Client, repo: str) -> None:
+    data = os.urandom(5000)
+    location = start(client, repo)
+    r = client.put(location, params={"digest": sha256(data)}, content=data)
+    assert r.status_code == 201
+    assert r.headers["location"] == f"/v2/{repo}/blobs/{sha256(data)}"
+    assert client.get(r.headers["location"]).content == data
+
+
+def test_chunked_upload_with_content_range(client: httpx.Client, repo: str) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    location = start(client, repo)
+    offset = 0
+    for size in (1024 * 1024, 1, 2 * 1024 * 1024 - 1, 5):
+        r = patch(client, location, data[offset : offset + size], offset)
+        assert r.status_code == 202, r.text
+        offset += size
+        assert r.headers["range"] == f"0-{offset - 1}"
+        location = r.headers["location"]
+    status = client.get(location)
+    assert status.status_code == 204 and status.headers["range"] == f"0-{len(data) - 1}"
+    r = client.put(location, params={"digest": sha256(data)})
+    assert r.status_code == 201
+    assert client.get(f"/v2/{repo}/blobs/{sha256(data)}").content == data
+
+
+def test_streamed_patch_without_content_length(client: httpx.Client, repo: str) -> None:
+    pieces = [os.urandom(70_000) for _ in range(20)]
+    data = b"".join(pieces)
+
+    def body() -> Iterator[bytes]:
+        yield from pieces
+
+    location = start(client, repo)
+    r = client.patch(location, content=body())  # chunked transfer encoding
+    assert r.status_code == 202 and r.headers["range"] == f"0-{len(data) - 1}"
+    r = client.put(r.headers["location"], params={"digest": sha256(data)})
+    assert r.status_code == 201
+
+
+def test_out_of_order_chunk_is_416(client: httpx.Client, repo: str) -> None:
+    location = start(client, repo)
+    assert patch(client, location, b"a" * 10, 0).status_code == 202
+    r = patch(client, location, b"b" * 10, 20)
+    assert r.status_code == 416 and codes(r) == ["RANGE_INVALID"]
+    r = patch(client, location, b"b" * 10, 0)
+    assert r.status_code == 416
+    # the session is unharmed and goes on from 10
+    assert patch(client, location, b"c" * 10, 10).status_code == 202
+    assert client.put(location, params={"digest": sha256(b"a" * 10 + b"c" * 10)}).status_code == 201
+
+
+def test_malformed_content_range(client: httpx.Client, repo: str) -> None:
+    location = start(client, repo)
+    for value in ("abc", "5-2", "bytes=x-y"):
+        r = client.patch(location, content=b"x", headers={"Content-Range": value})
+        assert r.status_code == 416, value
+    r = client.patch(location, content=b"xyz", headers={"Content-Range": "0-9"})
+    assert r.status_code == 400 and codes(r) == ["SIZE_INVALID"]
+    assert client.get(location).headers["range"] == "0-0"
+    client.delete(location)
+
+
+def test_put_without_digest(client: httpx.Client, repo: str) -> None:
+    location = start(client, repo)
+    r = client.put(location, content=b"data")
+    assert r.status_code == 400 and codes(r) == ["DIGEST_INVALID"]
+    client.delete(location)
+
+
+def test_digest_mismatch_cancels_and_leaves_nothing(fresh_client: httpx.Client, fresh_registry: CargoholdServer) -> None:
+    repo = "bad/digest"
+    location = start(fresh_client, repo)
+    r = fresh_client.put(location, params={"digest": sha256(b"other")}, content=b"actual bytes")
+    assert r.status_code == 400 and codes(r) == ["DIGEST_INVALID"]
+    assert fresh_client.get(location).status_code == 404
+    r = fresh_client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(b"other")}, content=b"actual")
+    assert r.status_code == 400 and codes(r) == ["DIGEST_INVALID"]
+    assert fresh_registry.blob_files() == {}
+    assert fresh_registry.upload_files() == set()
+    fresh_registry.assert_storage_consistent()
+
+
+def test_monolithic_wrong_size(fresh_client: httpx.Client, fresh_registry: CargoholdServer) -> None:
+    """A body shorter than its Content-Length: the server never stores it."""
+    data = b"0123456789"
+    with socket.create_connection(("127.0.0.1", fresh_registry.port)) as sock:
+        sock.sendall(
+            f"POST /v2/size/bad/blobs/uploads/?digest={sha256(data)} HTTP/1.1\r\n"
+            f"Host: x\r\nContent-Length: 100\r\n\r\n".encode() + data
+        )
+        sock.shutdown(socket.SHUT_WR)
+        sock.recv(4096)
+    time.sleep(0.3)
+    assert fresh_registry.blob_files() == {}
+    fresh_registry.assert_storage_consistent()
+
+
+def test_truncated_chunk_keeps_session_at_previous_size(fresh_registry: CargoholdServer) -> None:
+    with httpx.Client(base_url=fresh_registry.url) as client:
+        location = start(client, "trunc/repo")
+        assert patch(client, location, b"x" * 1000, 0).status_code == 202
+        path = httpx.URL(fresh_registry.url + location)
+        with socket.create_connection(("127.0.0.1", fresh_registry.port)) as sock:
+            sock.sendall(
+                f"PATCH {path.raw_path.decode()} HTTP/1.1\r\nHost: x\r\n"
+                f"Content-Range: 1000-2999\r\nContent-Length: 2000\r\n\r\n".encode() + b"y" * 700
+            )
+            sock.shutdown(socket.SHUT_WR)
+            sock.recv(4096)
+        time.sleep(0.3)
+        assert client.get(location).headers["range"] == "0-999"
+        assert patch(client, location, b"z" * 5, 1000).status_code == 202
+        r = client.put(location, params={"digest": sha256(b"x" * 1000 + b"z" * 5)})
+        assert r.status_code == 201
+    fresh_registry.assert_storage_consistent()
+
+
+def test_cancel_upload(fresh_client: httpx.Client, fresh_registry: CargoholdServer) -> None:
+    location = start(fresh_client, "cancel/me")
+    patch(fresh_client, location, b"partial", 0)
+    assert fresh_client.delete(location).status_code == 204
+    r = fresh_client.get(location)
+    assert r.status_code == 404 and codes(r) == ["BLOB_UPLOAD_UNKNOWN"]
+    assert fresh_client.delete(location).status_code == 404
+    assert fresh_registry.upload_files() == set()
+
+
+def test_unknown_upload(client: httpx.Client, repo: str) -> None:
+    for method in ("GET", "PATCH", "PUT", "DELETE"):
+        r = client.request(method, f"/v2/{repo}/blobs/uploads/nosuchupload", params={"digest": sha256(b"")})
+        assert r.status_code == 404 and codes(r) == ["BLOB_UPLOAD_UNKNOWN"], method
+
+
+def test_upload_belongs_to_its_repository(client: httpx.Client, repo: str) -> None:
+    location = start(client, f"{repo}/one")
+    upload_id = location.rsplit("/", 1)[1]
+    r = client.get(f"/v2/{repo}/two/blobs/uploads/{upload_id}")
+    assert r.status_code == 404 and codes(r) == ["BLOB_UPLOAD_UNKNOWN"]
+    client.delete(location)
+
+
+def test_sha512_digest(client: httpx.Client, repo: str) -> None:
+    data = os.urandom(2000)
+    digest = "sha512:" + hashlib.sha512(data).hexdigest()
+    location = start(client, repo)
+    patch(client, location, data[:1000], 0)
+    r = client.put(location, params={"digest": digest}, content=data[1000:])
+    assert r.status_code == 201
+    assert client.get(f"/v2/{repo}/blobs/{digest}").content == data
+    r = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data)
+    assert r.status_code == 201
+
+
+def test_empty_blob(client: httpx.Client, repo: str) -> None:
+    digest = push_blob(client, repo, b"")
+    r = client.get(f"/v2/{repo}/blobs/{digest}")
+    assert r.status_code == 200 and r.content == b""
+
+
+def test_concurrent_uploads_of_one_blob(client: httpx.Client, repo: str, registry: CargoholdServer) -> None:
+    data = os.urandom(4 * 1024 * 1024)
+
+    def upload(n: int) -> int:
+        with httpx.Client(base_url=registry.url) as c:
+            location = start(c, f"{repo}/r{n}")
+            patch(c, location, data[:2_000_000], 0)
+            return c.put(location, params={"digest": sha256(data)}, content=data[2_000_000:]).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(upload, range(4))) == [201] * 4
+    for n in range(4):
+        assert client.get(f"/v2/{repo}/r{n}/blobs/{sha256(data)}").content == data
+
+
+def test_upload_resumes_after_restart(tmp_path: Path) -> None:
+    data = os.urandom(3_000_000)
+    with cargohold(tmp_path) as server:
+        with httpx.Client(base_url=server.url) as client:
+            location = start(client, "resume/me")
+            assert patch(client, location, data[:1_000_000], 0).status_code == 202
+        server.stop(signal.SIGTERM)
+        server.start()
+        with httpx.Client(base_url=server.url) as client:
+            assert client.get(location).headers["range"] == "0-999999"
+            assert patch(client, location, data[1_000_000:], 1_000_000).status_code == 202
+            assert client.put(location, params={"digest": sha256(data)}).status_code == 201
+            assert client.get(f"/v2/resume/me/blobs/{sha256(data)}").content == data
+        server.assert_storage_consistent()
+
+
+def test_abandoned_uploads_are_purged(tmp_path: Path) -> None:
+    with cargohold(tmp_path, env={"CARGOHOLD_UPLOAD_MAX_AGE_SECONDS": "1"}) as server:
+        with httpx.Client(base_url=server.url) as client:
+            location = start(client, "purge/me")
+            patch(client, location, b"abandoned", 0)
+            deadline = time.monotonic() + 10
+            while client.get(location).status_code != 404:
+                assert time.monotonic() < deadline, "upload was not purged"
+                time.sleep(0.2)
+        assert server.upload_files() == set()
