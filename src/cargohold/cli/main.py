@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.serve",
+    "cargohold.cli.client_read",
+    "cargohold.cli.client_write",
 )
 
 

@@ -1,0 +1,382 @@
+"""Client commands that move or change content: login, logout, pull, push, copy, sync, tag, delete, blob."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..client import (
+    Credentials,
+    DockerConfig,
+    OCILayout,
+    RegistryClient,
+    StaticKeychain,
+    TransportOptions,
+    archive,
+    blobs,
+    ops,
+)
+from ..client.copy import copy, sync
+from ..client.errors import LayoutError
+from ..client.pull import TransferResult, pull, push
+from ..digest import Digest
+from .client_common import (
+    Location,
+    TerminalProgress,
+    add_platform_options,
+    add_transport_options,
+    command,
+    make_cache,
+    make_client,
+    parse_location,
+    parse_reference,
+    platform_of,
+    print_json,
+    progress_for,
+    repository_of,
+)
+
+
+def _report(args: argparse.Namespace, verb: str, src: object, dst: object, result: TransferResult) -> None:
+    if args.json:
+        print_json(
+            {
+                "source": str(src),
+                "destination": str(dst),
+                "digest": str(result.digest),
+                "mediaType": result.media_type,
+                "manifests": result.manifests,
+                "blobsTransferred": result.blobs_transferred,
+                "blobsSkipped": result.blobs_skipped,
+                "blobsMounted": result.blobs_mounted,
+            }
+        )
+    else:
+        print(
+            f"{verb} {src} -> {dst}: {result.digest} ({result.blobs_transferred} blobs transferred, "
+            f"{result.blobs_skipped} already present, {result.blobs_mounted} mounted)"
+        )
+
+
+def _finish(progress: TerminalProgress | None) -> None:
+    if progress is not None:
+        progress.finish()
+
+
+@command
+def cmd_login(args: argparse.Namespace) -> int:
+    registry = args.registry.removeprefix("https://").removeprefix("http://").rstrip("/")
+    username = args.username or input("Username: ")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = args.password or getpass.getpass("Password: ")
+    credentials = Credentials(username, password)
+    options = TransportOptions(
+        insecure_all=args.insecure,
+        verify_tls=args.tls_verify == "true" and not args.insecure,
+        ca_bundle=args.ca_cert,
+    )
+    with RegistryClient(keychain=StaticKeychain(credentials), options=options) as client:
+        client.ping(registry)
+    config = DockerConfig(Path(args.authfile)) if args.authfile else DockerConfig()
+    config.store(registry, credentials)
+    print("Login Succeeded")
+    return 0
+
+
+@command
+def cmd_logout(args: argparse.Namespace) -> int:
+    config = DockerConfig(Path(args.authfile)) if args.authfile else DockerConfig()
+    registry = args.registry.removeprefix("https://").removeprefix("http://").rstrip("/")
+    if not config.erase(registry):
+        print(f"Not logged in to {registry}", file=sys.stderr)
+        return 1
+    print(f"Removing login credentials for {registry}")
+    return 0
+
+
+def _transfer(
+    args: argparse.Namespace, src: Location, dst: Location, client: RegistryClient
+) -> TransferResult:
+    """Move an image between any two locations (registry, oci:, docker-archive:)."""
+    cache = make_cache(args)
+    progress = progress_for("copying", args)
+    try:
+        if src.kind == "registry" and dst.kind == "registry":
+            assert src.ref is not None and dst.ref is not None
+            return copy(
+                client,
+                src.ref,
+                dst.ref,
+                platform=platform_of(args),
+                all_platforms=args.all_platforms,
+                progress=progress,
+            )
+        if src.kind == "registry" and dst.kind == "oci":
+            assert src.ref is not None and dst.path is not None
+            return pull(
+                client,
+                src.ref,
+                OCILayout(dst.path),
+                tag=dst.name or src.ref.tag,
+                platform=platform_of(args),
+                all_platforms=args.all_platforms,
+                cache=cache,
+                progress=progress,
+            )
+        if src.kind == "registry" and dst.kind == "docker-archive":
+            assert src.ref is not None and dst.path is not None
+            return archive.save(
+                client,
+                src.ref,
+                dst.path,
+                repo_tag=dst.name,
+                platform=platform_of(args),
+                cache=cache,
+                progress=progress,
+            )
+        if src.kind == "oci" and dst.kind == "registry":
+            assert src.path is not None and dst.ref is not None
+            layout = OCILayout(src.path)
+            if not layout.exists():
+                raise LayoutError(f"{src.path}: not an OCI image layout")
+            return push(client, layout, src.name, dst.ref, cache=cache, progress=progress)
+        if src.kind == "docker-archive" and dst.kind == "registry":
+            assert src.path is not None and dst.ref is not None
+            return archive.push_archive(client, src.path, src.name, dst.ref, cache=cache, progress=progress)
+        raise ValueError(
+            f"copying from {src.kind} to {dst.kind} is not supported; one side must be a registry"
+        )
+    finally:
+        _finish(progress)
+
+
+@command
+def cmd_copy(args: argparse.Namespace) -> int:
+    src, dst = parse_location(args.source), parse_location(args.destination)
+    with make_client(args) as client:
+        result = _transfer(args, src, dst, client)
+    _report(args, "copied", src, dst, result)
+    return 0
+
+
+@command
+def cmd_pull(args: argparse.Namespace) -> int:
+    src = Location("registry", ref=parse_reference(args.reference))
+    dst = parse_location(args.destination)
+    if dst.kind == "registry":
+        raise ValueError(
+            "pull writes to oci:DIR[:TAG] or docker-archive:FILE[:REF]; use copy between registries"
+        )
+    with make_client(args) as client:
+        result = _transfer(args, src, dst, client)
+    _report(args, "pulled", src, dst, result)
+    return 0
+
+
+@command
+def cmd_push(args: argparse.Namespace) -> int:
+    src = parse_location(args.source)
+    dst = Location("registry", ref=parse_reference(args.reference))
+    if src.kind == "registry":
+        raise ValueError(
+            "push reads from oci:DIR[:TAG] or docker-archive:FILE[:REF]; use copy between registries"
+        )
+    with make_client(args) as client:
+        result = _transfer(args, src, dst, client)
+    _report(args, "pushed", src, dst, result)
+    return 0
+
+
+@command
+def cmd_sync(args: argparse.Namespace) -> int:
+    src, dst = repository_of(args.source), repository_of(args.destination)
+    with make_client(args) as client:
+        result = sync(
+            client,
+            src,
+            dst,
+            tag_pattern=args.tags,
+            all_platforms=not args.platform,
+            platform=platform_of(args),
+        )
+    if args.json:
+        print_json(
+            {
+                "copied": {t: str(r.digest) for t, r in result.copied.items()},
+                "skipped": list(result.skipped),
+                "failed": result.failed,
+            }
+        )
+    else:
+        for tag, copied in result.copied.items():
+            print(f"copied {tag}: {copied.digest}")
+        for tag in result.skipped:
+            print(f"up to date {tag}")
+        for tag, error in result.failed.items():
+            print(f"failed {tag}: {error}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+@command
+def cmd_tag(args: argparse.Namespace) -> int:
+    src = parse_reference(args.reference)
+    with make_client(args) as client:
+        digest = ops.tag(client, src, args.tags)
+    if args.json:
+        print_json({"digest": str(digest), "tags": args.tags})
+    else:
+        for name in args.tags:
+            print(f"{src.registry}/{src.repository}:{name} -> {digest}")
+    return 0
+
+
+@command
+def cmd_delete(args: argparse.Namespace) -> int:
+    ref = parse_reference(args.reference)
+    with make_client(args) as client:
+        if args.image:
+            result = ops.delete_image(client, ref)
+        elif ref.digest is not None or args.manifest:
+            result = ops.delete_manifest(client, ref)
+        else:
+            result = ops.delete_tag(client, ref)
+    document: dict[str, Any] = {
+        "digest": str(result.digest),
+        "method": result.method,
+        "tagsRemoved": list(result.tags_removed),
+        "blobsDeleted": [str(d) for d in result.blobs_deleted],
+    }
+    if args.json:
+        print_json(document)
+    else:
+        what = f"tags {', '.join(result.tags_removed)}" if result.tags_removed else "no tags"
+        print(f"deleted {result.digest} ({what}; {len(result.blobs_deleted)} blobs)")
+    return 0
+
+
+@command
+def cmd_blob_get(args: argparse.Namespace) -> int:
+    repo = repository_of(args.repository)
+    digest = Digest.parse(args.digest)
+    with make_client(args) as client:
+        if args.output and args.output != "-":
+            target = Path(args.output)
+            partial = target.with_name(f".{target.name}.partial")
+            blobs.download(client, repo, digest, None, partial)
+            partial.replace(target)
+        else:
+            for chunk in blobs.stream(client, repo, digest, None):
+                sys.stdout.buffer.write(chunk)
+    return 0
+
+
+@command
+def cmd_blob_put(args: argparse.Namespace) -> int:
+    repo = repository_of(args.repository)
+    path = Path(args.file)
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(blobs.READ_SIZE):
+            hasher.update(block)
+    digest = Digest("sha256", hasher.hexdigest())
+
+    def chunks() -> Iterator[bytes]:
+        with path.open("rb") as handle:
+            while block := handle.read(blobs.READ_SIZE):
+                yield block
+
+    with make_client(args) as client:
+        if client.blob_size(repo, digest) is None:
+            blobs.upload(client, repo, digest, path.stat().st_size, chunks())
+    if args.json:
+        print_json({"digest": str(digest), "size": path.stat().st_size})
+    else:
+        print(digest)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the client commands that write."""
+    p = subparsers.add_parser("login", help="store credentials for a registry in docker's config.json")
+    p.add_argument("registry", help="HOST[:PORT]")
+    p.add_argument("--username", "-u")
+    p.add_argument("--password", "-p")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add_transport_options(p)
+    p.set_defaults(func=cmd_login)
+
+    p = subparsers.add_parser("logout", help="remove a registry's credentials from config.json")
+    p.add_argument("registry", help="HOST[:PORT]")
+    p.add_argument("--authfile", metavar="FILE", help="docker config.json to edit")
+    p.set_defaults(func=cmd_logout)
+
+    for name, func, first, second, text in (
+        (
+            "copy",
+            cmd_copy,
+            "source",
+            "destination",
+            "copy an image between registries, oci: and docker-archive:",
+        ),
+        (
+            "pull",
+            cmd_pull,
+            "reference",
+            "destination",
+            "pull an image into oci:DIR[:TAG] or docker-archive:FILE",
+        ),
+        ("push", cmd_push, "source", "reference", "push an image from oci:DIR[:TAG] or docker-archive:FILE"),
+    ):
+        p = subparsers.add_parser(name, help=text)
+        p.add_argument(first)
+        p.add_argument(second)
+        add_platform_options(p)
+        p.add_argument("--cache-dir", metavar="DIR", help="blob cache (default ~/.cache/cargohold)")
+        add_transport_options(p)
+        p.set_defaults(func=func)
+
+    p = subparsers.add_parser("sync", help="copy every tag (or tags matching --tags) of a repository")
+    p.add_argument("source", help="HOST/REPO")
+    p.add_argument("destination", help="HOST/REPO")
+    p.add_argument("--tags", metavar="REGEX", help="only tags fully matching this")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="one platform only (default: all)")
+    add_transport_options(p)
+    p.set_defaults(func=cmd_sync)
+
+    p = subparsers.add_parser("tag", help="add tags to an image without re-uploading it")
+    p.add_argument("reference", help="HOST/REPO:TAG or @DIGEST")
+    p.add_argument("tags", nargs="+", metavar="NEW_TAG")
+    add_transport_options(p)
+    p.set_defaults(func=cmd_tag)
+
+    p = subparsers.add_parser(
+        "delete", help="delete a tag (only that tag), a manifest by digest, or an image"
+    )
+    p.add_argument("reference", help="HOST/REPO:TAG or HOST/REPO@DIGEST")
+    p.add_argument(
+        "--manifest", action="store_true", help="delete the manifest a tag points to (and all its tags)"
+    )
+    p.add_argument("--image", action="store_true", help="delete the manifest and its blobs no other tag uses")
+    add_transport_options(p)
+    p.set_defaults(func=cmd_delete)
+
+    blob = subparsers.add_parser("blob", help="get or put a single blob")
+    blob_commands = blob.add_subparsers(dest="blob_command", required=True, metavar="COMMAND")
+    p = blob_commands.add_parser("get", help="download a blob (verified)")
+    p.add_argument("repository", help="HOST/REPO")
+    p.add_argument("digest")
+    p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    add_transport_options(p)
+    p.set_defaults(func=cmd_blob_get)
+    p = blob_commands.add_parser("put", help="upload a file as a blob; prints its digest")
+    p.add_argument("repository", help="HOST/REPO")
+    p.add_argument("file")
+    add_transport_options(p)
+    p.set_defaults(func=cmd_blob_put)

@@ -1,0 +1,170 @@
+"""Copy images between registries (or repositories, or tags), and sync whole repositories.
+
+Blobs are streamed: GET from the source, hashed as they pass, PATCHed to the
+destination in bounded chunks, committed with ``PUT ?digest=`` only after the
+hash matched; no layer is held whole in memory or on disk. A blob the
+destination already has is skipped; one in another repository of the same
+registry is mounted. Manifests go last, children before the index, and the
+tag is written only after everything it points to is in place.
+
+A schema 1 manifest names its repository and tag inside its signed payload;
+copying it under another name or tag re-signs it (with a fresh key unless one is given).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ..formats import Descriptor, Platform, generate_key, is_schema1, sign, verify_signatures
+from ..formats.schema1 import PrivateKey
+from ..reference import Reference
+from . import blobs
+from .blobs import TransferProgress
+from .errors import ClientError, RegistryResponseError
+from .image import Node, blobs_of, current_platform, select_platform, walk
+from .pull import TransferResult, put_nodes, send_blob
+from .registry import RawManifest, RegistryClient
+
+
+def resign_schema1(raw: bytes, name: str, tag: str | None, key: PrivateKey | None = None) -> bytes:
+    """A schema 1 manifest renamed to ``name:tag`` and signed again (after verifying the old signatures)."""
+    payload = verify_signatures(raw)
+    document: dict[str, Any] = json.loads(payload)
+    document["name"] = name
+    if tag is not None:
+        document["tag"] = tag
+    return sign(document, key or generate_key())
+
+
+def _copy_schema1(
+    client: RegistryClient, src: Reference, dst: Reference, top: RawManifest, key: PrivateKey | None
+) -> TransferResult:
+    manifest = top.parse()
+    raw = top.raw
+    if dst.repository != manifest.name or (dst.tag is not None and dst.tag != manifest.tag):
+        raw = resign_schema1(raw, dst.repository, dst.tag, key)
+    needed = list(manifest.references)
+    for descriptor in needed:
+        size = client.blob_size(src, descriptor.digest)
+        if size is None:
+            raise ClientError(f"{src}: layer {descriptor.digest} is missing")
+        sized = Descriptor(descriptor.media_type, descriptor.digest, size)
+        _send(client, src, dst, sized, None)
+    target = dst if dst.tag is not None else dst.with_digest(top.digest)
+    digest = client.put_manifest(target, raw, top.media_type)
+    return TransferResult(digest, top.media_type, 1, len(needed), 0)
+
+
+def _send(
+    client: RegistryClient,
+    src: Reference,
+    dst: Reference,
+    descriptor: Descriptor,
+    progress: TransferProgress | None,
+    chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
+) -> str:
+    def source() -> Iterator[bytes]:
+        return blobs.stream(client, src, descriptor.digest, descriptor.size)
+
+    mount_from = [src.repository] if src.registry == dst.registry and src.repository != dst.repository else []
+    return send_blob(
+        client, dst, descriptor, None, source, mount_from=mount_from, chunk_size=chunk_size, progress=progress
+    )
+
+
+def copy(
+    client: RegistryClient,
+    src: Reference,
+    dst: Reference,
+    *,
+    platform: Platform | None = None,
+    all_platforms: bool = False,
+    signing_key: PrivateKey | None = None,
+    chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
+    progress: TransferProgress | None = None,
+) -> TransferResult:
+    """Copy ``src`` to ``dst`` (any registries): one platform's image of an index, or all of it."""
+    top = client.get_manifest(src)
+    if is_schema1(top.media_type):
+        return _copy_schema1(client, src, dst, top, signing_key)
+    root = Node(Descriptor(top.media_type, top.digest, top.size), top.raw, top.parse())
+    if root.manifest.is_index and not all_platforms:
+        child = select_platform(root.manifest, platform or current_platform())
+        raw = client.get_manifest(src.with_digest(child.digest))
+        root = Node(child, raw.raw, raw.parse())
+
+    def fetch(descriptor: Descriptor) -> bytes:
+        return client.get_manifest(src.with_digest(descriptor.digest)).raw
+
+    nodes = walk(root, fetch, lambda _: True)
+    needed = blobs_of(nodes)
+    if progress is not None:
+        progress.add_total(sum(max(d.size, 0) for d in needed))
+    with ThreadPoolExecutor(max_workers=client.workers) as pool:
+        outcomes = list(pool.map(lambda d: _send(client, src, dst, d, progress, chunk_size), needed))
+    digest = put_nodes(client, dst, nodes)
+    return TransferResult(
+        digest,
+        root.descriptor.media_type,
+        len(nodes),
+        outcomes.count("uploaded"),
+        outcomes.count("skipped"),
+        outcomes.count("mounted"),
+        sum(max(d.size, 0) for d, o in zip(needed, outcomes, strict=True) if o == "uploaded"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What :func:`sync` did per tag: the copy result, or the error that stopped that tag."""
+
+    copied: dict[str, TransferResult]
+    failed: dict[str, str]
+    skipped: tuple[str, ...]
+
+
+def sync(
+    client: RegistryClient,
+    src: Reference,
+    dst: Reference,
+    *,
+    tag_pattern: str | None = None,
+    all_platforms: bool = True,
+    platform: Platform | None = None,
+    skip_existing: bool = True,
+) -> SyncResult:
+    """Copy every tag of ``src`` (those matching ``tag_pattern``) to ``dst``, like ``skopeo sync``.
+
+    A tag whose destination already points at the same digest is skipped
+    (``skip_existing``); a failing tag is reported and does not stop the others.
+    """
+    pattern = re.compile(tag_pattern) if tag_pattern else None
+    tags = [t for t in client.tags(src) if pattern is None or pattern.fullmatch(t)]
+    copied: dict[str, TransferResult] = {}
+    failed: dict[str, str] = {}
+    skipped: list[str] = []
+    for tag in tags:
+        source, target = src.with_tag(tag), dst.with_tag(tag)
+        try:
+            if skip_existing and all_platforms and _same(client, source, target):
+                skipped.append(tag)
+                continue
+            copied[tag] = copy(client, source, target, platform=platform, all_platforms=all_platforms)
+        except ClientError as exc:
+            failed[tag] = str(exc)
+    return SyncResult(copied, failed, tuple(skipped))
+
+
+def _same(client: RegistryClient, source: Reference, target: Reference) -> bool:
+    try:
+        there = client.head_manifest(target)
+    except RegistryResponseError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return there.digest == client.head_manifest(source).digest
