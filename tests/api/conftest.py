@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -23,4 +24,5 @@ def fresh_client(fresh_registry: CargoholdServer) -> Iterator[httpx.Client]:
 @pytest.fixture()
 def repo(request: pytest.FixtureRequest) -> str:
     """A repository name of the test's own on the shared server."""
-    return "test/" + request.node.name.lower().replace("[", "-").replace("]", "").replace("_", "-")
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")
+    return f"test/{slug}"

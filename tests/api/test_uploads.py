@@ -104,7 +104,9 @@ def test_put_without_digest(client: httpx.Client, repo: str) -> None:
     client.delete(location)
 
 
-def test_digest_mismatch_cancels_and_leaves_nothing(fresh_client: httpx.Client, fresh_registry: CargoholdServer) -> None:
+def test_digest_mismatch_cancels_and_leaves_nothing(
+    fresh_client: httpx.Client, fresh_registry: CargoholdServer
+) -> None:
     repo = "bad/digest"
     location = start(fresh_client, repo)
     r = fresh_client.put(location, params={"digest": sha256(b"other")}, content=b"actual bytes")

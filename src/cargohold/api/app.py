@@ -21,7 +21,7 @@ from ..service import Registry
 from ..storage.driver import StorageError
 from .asgi import ClientDisconnected, Receive, Request, Response, Scope, Send
 from .handlers import HANDLERS
-from .routes import build_routes, match
+from .routes import Route, build_routes, match
 
 access_log: Final = logging.getLogger("cargohold.access")
 log: Final = logging.getLogger("cargohold.api")
@@ -63,13 +63,13 @@ class RegistryApp:
             sent = -1
         self._log(request, response.status, sent, started)
 
-    async def _respond(self, request: Request, found: object) -> Response:
+    async def _respond(self, request: Request, found: tuple[Route, dict[str, str]] | None) -> Response:
         if found is None:
             return Response.json(
                 {"errors": [{"code": "NOT_FOUND", "message": "no such API endpoint", "detail": request.path}]},
                 status=404,
             )
-        route, params = found  # type: ignore[misc]
+        route, params = found
         handler = route.methods.get(request.method)
         try:
             if handler is None:

@@ -200,7 +200,9 @@ class Registry:
             raise ManifestUnknown(detail={"reference": reference})
         return record
 
-    async def put_manifest(self, repository: str, reference: str, content_type: str | None, raw: bytes) -> StoredManifest:
+    async def put_manifest(
+        self, repository: str, reference: str, content_type: str | None, raw: bytes
+    ) -> StoredManifest:
         self.check_writable()
         check_name(repository)
         if len(raw) > self.options.max_manifest_size:

@@ -1,0 +1,284 @@
+"""Manifests of every media type: push, pull, negotiate, verify references, delete; and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.support.servers import CargoholdServer
+
+from .helpers import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_EMPTY,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    codes,
+    descriptor,
+    image_manifest,
+    push_blob,
+    put_manifest,
+    sha256,
+)
+
+
+@pytest.mark.parametrize("media_type", [OCI_MANIFEST, DOCKER_MANIFEST])
+def test_image_manifest_round_trip(client: httpx.Client, repo: str, media_type: str) -> None:
+    raw = image_manifest(client, repo, media_type=media_type)
+    r = put_manifest(client, repo, "v1", raw, media_type)
+    assert r.status_code == 201, r.text
+    assert r.headers["docker-content-digest"] == sha256(raw)
+    assert r.headers["location"] == f"/v2/{repo}/manifests/{sha256(raw)}"
+    for reference in ("v1", sha256(raw)):
+        got = client.get(f"/v2/{repo}/manifests/{reference}", headers={"Accept": media_type})
+        assert got.status_code == 200
+        assert got.content == raw  # the bytes exactly as pushed
+        assert got.headers["content-type"] == media_type
+        assert got.headers["docker-content-digest"] == sha256(raw)
+        head = client.head(f"/v2/{repo}/manifests/{reference}")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(len(raw))
+
+
+@pytest.mark.parametrize(("index_type", "child_type"), [(OCI_INDEX, OCI_MANIFEST), (DOCKER_LIST, DOCKER_MANIFEST)])
+def test_index_round_trip(client: httpx.Client, repo: str, index_type: str, child_type: str) -> None:
+    children = []
+    for arch in ("amd64", "arm64"):
+        raw = image_manifest(client, repo, seed=arch, media_type=child_type)
+        assert put_manifest(client, repo, sha256(raw), raw, child_type).status_code == 201
+        children.append(descriptor(child_type, raw, platform={"architecture": arch, "os": "linux"}))
+    index = json.dumps({"schemaVersion": 2, "mediaType": index_type, "manifests": children}).encode()
+    r = put_manifest(client, repo, "multi", index, index_type)
+    assert r.status_code == 201, r.text
+    got = client.get(f"/v2/{repo}/manifests/multi", headers={"Accept": f"{child_type}, {index_type}"})
+    assert got.content == index and got.headers["content-type"] == index_type
+
+
+def test_index_with_missing_children_reports_all(client: httpx.Client, repo: str) -> None:
+    missing = [descriptor(OCI_MANIFEST, f"nothing {i}".encode()) for i in range(3)]
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": missing}).encode()
+    r = put_manifest(client, repo, "broken", index, OCI_INDEX)
+    assert r.status_code == 400 and codes(r) == ["MANIFEST_BLOB_UNKNOWN"]
+    reported = {d["digest"] for d in r.json()["errors"][0]["detail"]}
+    assert reported == {d["digest"] for d in missing}
+
+
+def test_manifest_with_missing_blobs_reports_all(client: httpx.Client, repo: str) -> None:
+    raw = image_manifest(client, repo, layers=3, push=False)
+    push_blob(client, repo, b"unrelated")
+    r = put_manifest(client, repo, "v1", raw, OCI_MANIFEST)
+    assert r.status_code == 400 and codes(r) == ["MANIFEST_BLOB_UNKNOWN"]
+    assert len(r.json()["errors"][0]["detail"]) == 4  # config and three layers
+    assert client.get(f"/v2/{repo}/manifests/v1").status_code == 404
+
+
+def test_blobs_must_be_in_this_repository(client: httpx.Client, repo: str) -> None:
+    raw = image_manifest(client, f"{repo}/elsewhere")
+    r = put_manifest(client, f"{repo}/here", "v1", raw, OCI_MANIFEST)
+    assert r.status_code == 400 and codes(r) == ["MANIFEST_BLOB_UNKNOWN"]
+
+
+def test_non_distributable_layers_may_be_foreign(client: httpx.Client, repo: str) -> None:
+    config = push_blob(client, repo, b'{"os":"windows"}')
+    foreign = {
+        "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "digest": sha256(b"windows base layer"),
+        "size": 18,
+        "urls": ["https://example.invalid/layer"],
+    }
+    raw = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config, "size": 16},
+        "layers": [foreign],
+    }).encode()
+    assert put_manifest(client, repo, "win", raw, DOCKER_MANIFEST).status_code == 201
+
+
+def test_artifact_with_empty_config_and_referrers(client: httpx.Client, repo: str) -> None:
+    subject_raw = image_manifest(client, repo)
+    subject = sha256(subject_raw)
+    push_blob(client, repo, b"{}")
+    push_blob(client, repo, b"signature bytes")
+    push_blob(client, repo, b"sbom bytes")
+
+    def artifact(kind: str, blob: bytes, annotations: dict[str, str]) -> bytes:
+        return json.dumps({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": kind,
+            "config": descriptor(OCI_EMPTY, b"{}"),
+            "layers": [descriptor("application/octet-stream", blob)],
+            "subject": descriptor(OCI_MANIFEST, subject_raw),
+            "annotations": annotations,
+        }).encode()
+
+    signature = artifact("application/vnd.example.signature", b"signature bytes", {"kind": "sig"})
+    sbom = artifact("application/spdx+json", b"sbom bytes", {"kind": "sbom"})
+    # referrers are indexed even before the subject exists
+    for raw in (signature, sbom):
+        r = put_manifest(client, repo, sha256(raw), raw, OCI_MANIFEST)
+        assert r.status_code == 201, r.text
+        assert r.headers["oci-subject"] == subject
+    assert put_manifest(client, repo, "subject", subject_raw, OCI_MANIFEST).status_code == 201
+
+    r = client.get(f"/v2/{repo}/referrers/{subject}")
+    assert r.status_code == 200 and r.headers["content-type"] == OCI_INDEX
+    index = r.json()
+    assert index["mediaType"] == OCI_INDEX and index["schemaVersion"] == 2
+    found = {m["digest"]: m for m in index["manifests"]}
+    assert set(found) == {sha256(signature), sha256(sbom)}
+    assert found[sha256(sbom)] == {
+        "mediaType": OCI_MANIFEST,
+        "digest": sha256(sbom),
+        "size": len(sbom),
+        "artifactType": "application/spdx+json",
+        "annotations": {"kind": "sbom"},
+    }
+    assert "oci-filters-applied" not in r.headers
+
+    r = client.get(f"/v2/{repo}/referrers/{subject}", params={"artifactType": "application/spdx+json"})
+    assert r.headers["oci-filters-applied"] == "artifactType"
+    assert [m["digest"] for m in r.json()["manifests"]] == [sha256(sbom)]
+
+    r = client.get(f"/v2/{repo}/referrers/{sha256(b'no referrers')}")
+    assert r.status_code == 200 and r.json()["manifests"] == []
+    r = client.get(f"/v2/{repo}/referrers/notadigest")
+    assert r.status_code == 400 and codes(r) == ["DIGEST_INVALID"]
+
+    # deleting a referrer removes it from the list
+    assert client.delete(f"/v2/{repo}/manifests/{sha256(signature)}").status_code == 202
+    r = client.get(f"/v2/{repo}/referrers/{subject}")
+    assert [m["digest"] for m in r.json()["manifests"]] == [sha256(sbom)]
+
+
+def test_image_referrer_artifact_type_falls_back_to_config(client: httpx.Client, repo: str) -> None:
+    subject_raw = image_manifest(client, repo, seed="s")
+    put_manifest(client, repo, "s", subject_raw, OCI_MANIFEST)
+    config = b'{"custom": true}'
+    push_blob(client, repo, config)
+    raw = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor("application/vnd.example.config+json", config),
+        "layers": [],
+        "subject": descriptor(OCI_MANIFEST, subject_raw),
+    }).encode()
+    assert put_manifest(client, repo, sha256(raw), raw, OCI_MANIFEST).status_code == 201
+    r = client.get(f"/v2/{repo}/referrers/{sha256(subject_raw)}")
+    assert r.json()["manifests"][0]["artifactType"] == "application/vnd.example.config+json"
+
+
+def test_content_negotiation(client: httpx.Client, repo: str) -> None:
+    raw = image_manifest(client, repo)
+    put_manifest(client, repo, "v1", raw, OCI_MANIFEST)
+    url = f"/v2/{repo}/manifests/v1"
+    assert client.get(url).status_code == 200
+    assert client.get(url, headers={"Accept": "*/*"}).status_code == 200
+    r = client.get(url, headers={"Accept": DOCKER_MANIFEST})
+    assert r.status_code == 404 and codes(r) == ["MANIFEST_UNKNOWN"]
+    multi = httpx.Headers([("Accept", DOCKER_MANIFEST), ("Accept", f"{OCI_MANIFEST}; q=0.5")])
+    assert client.get(url, headers=multi).status_code == 200
+
+
+def test_manifest_digest_in_url_must_match(client: httpx.Client, repo: str) -> None:
+    raw = image_manifest(client, repo)
+    r = put_manifest(client, repo, sha256(b"something else"), raw, OCI_MANIFEST)
+    assert r.status_code == 400 and codes(r) == ["DIGEST_INVALID"]
+    r = put_manifest(client, repo, "sha256:short", raw, OCI_MANIFEST)
+    assert r.status_code == 400 and codes(r) == ["DIGEST_INVALID"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"not json", OCI_MANIFEST),
+        (b"[1, 2]", OCI_MANIFEST),
+        (b'{"schemaVersion": 2}', OCI_MANIFEST),
+        (b'{"schemaVersion": 3, "mediaType": "%s", "config": {}, "layers": []}' % OCI_MANIFEST.encode(), OCI_MANIFEST),
+        (b'{"schemaVersion": 2, "mediaType": "application/x-unknown", "layers": []}', "application/x-unknown"),
+        (json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).encode(), OCI_MANIFEST),
+        (json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {
+            "mediaType": "x", "digest": "sha256:nope", "size": 1}, "layers": []}).encode(), OCI_MANIFEST),
+        (json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {
+            "mediaType": "x", "digest": sha256(b""), "size": -1}, "layers": []}).encode(), OCI_MANIFEST),
+        (json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {
+            "mediaType": "x", "digest": sha256(b""), "size": True}, "layers": []}).encode(), OCI_MANIFEST),
+        (json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor("x", b""),
+                     "layers": "nope"}).encode(), OCI_MANIFEST),
+    ],
+    ids=["not-json", "not-object", "no-fields", "schema-3", "unknown-type", "type-mismatch", "bad-digest",
+         "negative-size", "bool-size", "layers-not-list"],
+)
+def test_malformed_manifests(client: httpx.Client, repo: str, body: bytes, content_type: str) -> None:
+    r = put_manifest(client, repo, "bad", body, content_type)
+    assert r.status_code == 400 and codes(r) == ["MANIFEST_INVALID"], r.text
+    assert client.get(f"/v2/{repo}/manifests/bad").status_code == 404
+
+
+def test_oversized_manifest(client: httpx.Client, repo: str) -> None:
+    raw = image_manifest(client, repo, annotations={"pad": "x" * (4 * 1024 * 1024)})
+    r = put_manifest(client, repo, "big", raw, OCI_MANIFEST)
+    assert r.status_code == 413 and codes(r) == ["SIZE_INVALID"]
+
+    def chunks() -> object:
+        yield raw[:1000]
+        yield raw[1000:]
+
+    r = client.put(f"/v2/{repo}/manifests/big", content=chunks(), headers={"Content-Type": OCI_MANIFEST})  # type: ignore[arg-type]
+    assert r.status_code == 413 and codes(r) == ["SIZE_INVALID"]
+
+
+def test_invalid_tag(client: httpx.Client, repo: str) -> None:
+    raw = image_manifest(client, repo)
+    for tag in ("-dash", ".dot", "a" * 129, "t%21"):
+        r = put_manifest(client, repo, tag, raw, OCI_MANIFEST)
+        assert r.status_code == 400 and codes(r) == ["TAG_INVALID"], tag
+    assert put_manifest(client, repo, "_ok.Tag-1", raw, OCI_MANIFEST).status_code == 201
+    assert put_manifest(client, repo, "a" * 128, raw, OCI_MANIFEST).status_code == 201
+
+
+def test_unknown_manifest_and_repository(client: httpx.Client, repo: str) -> None:
+    r = client.get("/v2/nobody/here/manifests/latest")
+    assert r.status_code == 404 and codes(r) == ["NAME_UNKNOWN"]
+    put_manifest(client, repo, "v1", image_manifest(client, repo), OCI_MANIFEST)
+    r = client.get(f"/v2/{repo}/manifests/v2")
+    assert r.status_code == 404 and codes(r) == ["MANIFEST_UNKNOWN"]
+    r = client.get(f"/v2/{repo}/manifests/{sha256(b'none')}")
+    assert r.status_code == 404 and codes(r) == ["MANIFEST_UNKNOWN"]
+
+
+def test_retag_and_delete_tag(client: httpx.Client, repo: str) -> None:
+    first = image_manifest(client, repo, seed="1")
+    second = image_manifest(client, repo, seed="2")
+    put_manifest(client, repo, "latest", first, OCI_MANIFEST)
+    put_manifest(client, repo, "latest", second, OCI_MANIFEST)
+    put_manifest(client, repo, "keep", second, OCI_MANIFEST)
+    assert client.get(f"/v2/{repo}/manifests/latest").content == second
+    assert client.get(f"/v2/{repo}/manifests/{sha256(first)}").content == first
+    assert client.delete(f"/v2/{repo}/manifests/latest").status_code == 202
+    assert client.get(f"/v2/{repo}/manifests/latest").status_code == 404
+    assert client.get(f"/v2/{repo}/manifests/keep").status_code == 200
+    r = client.delete(f"/v2/{repo}/manifests/latest")
+    assert r.status_code == 404 and codes(r) == ["MANIFEST_UNKNOWN"]
+
+
+def test_delete_by_digest_removes_its_tags(client: httpx.Client, repo: str) -> None:
+    raw = image_manifest(client, repo)
+    for tag in ("a", "b"):
+        put_manifest(client, repo, tag, raw, OCI_MANIFEST)
+    assert client.delete(f"/v2/{repo}/manifests/{sha256(raw)}").status_code == 202
+    for reference in ("a", "b", sha256(raw)):
+        assert client.get(f"/v2/{repo}/manifests/{reference}").status_code == 404
+    assert client.get(f"/v2/{repo}/tags/list").json()["tags"] == []
+
+
+def test_method_not_allowed(client: httpx.Client, repo: str) -> None:
+    r = client.post(f"/v2/{repo}/manifests/latest")
+    assert r.status_code == 405 and codes(r) == ["UNSUPPORTED"]
+
+
+def test_storage_stays_consistent(registry: CargoholdServer) -> None:
+    registry.assert_storage_consistent()
