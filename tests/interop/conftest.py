@@ -1,0 +1,40 @@
+"""Fixtures for interop tests: test images built once per session, and per-test client configuration."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import CargoholdServer
+
+from .tools import BuiltImages, Clients, OciLayout, build_test_images, debian_rootfs_tarball, single_layer_layout
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> BuiltImages:
+    """The small busybox images (OCI, docker, multi-arch index), built offline with buildah."""
+    if shutil.which("buildah") is None:
+        pytest.skip("buildah is not installed: cannot build test images")
+    if shutil.which("busybox") is None:
+        pytest.skip("busybox is not installed (apt-get install busybox-static)")
+    return build_test_images(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture(scope="session")
+def debian(tmp_path_factory: pytest.TempPathFactory) -> OciLayout:
+    """A one-layer image (tag ``bookworm``) of a real debootstrapped Debian root filesystem."""
+    tarball = debian_rootfs_tarball("bookworm")
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/bash"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+    }
+    return single_layer_layout(tarball, tmp_path_factory.mktemp("debian") / "layout", "bookworm", config)
+
+
+@pytest.fixture()
+def clients(tmp_path: Path, fresh_registry: CargoholdServer) -> Clients:
+    """skopeo, buildah and podman with private storage, trusting the test's own cargohold over HTTP."""
+    return Clients(tmp_path / "clients", [fresh_registry.host])

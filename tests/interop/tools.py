@@ -1,0 +1,436 @@
+"""Run real registry clients (skopeo, buildah, podman) and peer servers (Distribution) for interop tests.
+
+Every tool gets its own storage, registries.conf, auth file and temp dir under the test's tmp_path, so
+tests share no state. Nothing here talks to the network beyond 127.0.0.1, except ``debootstrap`` (once,
+then cached under ``~/.cache/cargohold-tests``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.servers import free_port, stop_process, wait_for_http
+
+CACHE = Path(os.environ.get("CARGOHOLD_TEST_CACHE", Path.home() / ".cache" / "cargohold-tests"))
+#: a tool call that takes longer than this is a hang, not a slow machine
+TIMEOUT = 600.0
+
+
+def requires(binary: str, package: str | None = None) -> pytest.MarkDecorator:
+    """Skip a test (or module) when a client binary is not installed."""
+    return pytest.mark.skipif(
+        shutil.which(binary) is None,
+        reason=f"{binary} is not installed (apt-get install {package or binary}; see scripts/apt-packages.txt)",
+    )
+
+
+requires_skopeo = requires("skopeo")
+requires_buildah = requires("buildah")
+requires_podman = requires("podman")
+requires_distribution = requires("docker-registry")
+
+
+class ToolError(AssertionError):
+    """A client exited non-zero; carries its output so the failure explains itself."""
+
+    def __init__(self, argv: Sequence[str], result: subprocess.CompletedProcess[str]):
+        self.argv = list(argv)
+        self.returncode = result.returncode
+        self.stdout = result.stdout
+        self.stderr = result.stderr
+        super().__init__(
+            f"{' '.join(argv)} exited with {result.returncode}\n"
+            f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+        )
+
+
+@dataclass
+class Tool:
+    """A command line tool with fixed global flags and environment."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(self, *args: str, check: bool = True, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+        argv = [*self.argv, *args]
+        result = subprocess.run(
+            argv, capture_output=True, text=True, env={**os.environ, **self.env}, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise ToolError(argv, result)
+        return result
+
+    def out(self, *args: str) -> str:
+        return self.run(*args).stdout
+
+    def fails(self, *args: str) -> ToolError:
+        """Run a command that must fail; return the failure for inspection."""
+        argv = [*self.argv, *args]
+        result = self.run(*args, check=False)
+        assert result.returncode != 0, f"{' '.join(argv)} succeeded but should have failed:\n{result.stdout}"
+        return ToolError(argv, result)
+
+
+class Skopeo(Tool):
+    def copy(self, source: str, dest: str, *flags: str) -> None:
+        self.run("copy", "--src-tls-verify=false", "--dest-tls-verify=false", *flags, source, dest)
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.out("inspect", "--tls-verify=false", ref))
+        return found
+
+    def inspect_raw(self, ref: str) -> bytes:
+        # text mode would be fine for JSON, but digests are over bytes: re-encode exactly what was printed
+        return self.out("inspect", "--raw", "--tls-verify=false", ref).encode()
+
+    def list_tags(self, ref: str) -> list[str]:
+        tags: list[str] = json.loads(self.out("list-tags", "--tls-verify=false", ref))["Tags"]
+        return tags
+
+    def delete(self, ref: str) -> None:
+        self.run("delete", "--tls-verify=false", ref)
+
+
+@dataclass
+class Clients:
+    """skopeo, buildah and podman sharing one private configuration under ``root``."""
+
+    root: Path
+    insecure: list[str]
+
+    def __post_init__(self) -> None:
+        for sub in ("tmp", "storage", "runroot"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.registries_conf = self.root / "registries.conf"
+        self.registries_conf.write_text(
+            'unqualified-search-registries = []\n\n'
+            + "".join(f'[[registry]]\nlocation = "{host}"\ninsecure = true\n\n' for host in self.insecure)
+        )
+        (self.root / "auth.json").write_text('{"auths": {}}\n')
+        self.env = {
+            "CONTAINERS_REGISTRIES_CONF": str(self.registries_conf),
+            "REGISTRY_AUTH_FILE": str(self.root / "auth.json"),
+            "TMPDIR": str(self.root / "tmp"),
+            "BUILDAH_ISOLATION": "chroot",
+        }
+        storage = ["--storage-driver", "vfs", "--root", str(self.root / "storage"),
+                   "--runroot", str(self.root / "runroot")]
+        self.skopeo = Skopeo(["skopeo", "--registries-conf", str(self.registries_conf)], self.env)
+        self.buildah = Tool(["buildah", *storage], self.env)
+        self.podman = Tool(["podman", *storage, "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+                            "--tmpdir", str(self.root / "tmp")], self.env)
+
+
+# OCI image layouts and dir: layouts
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            h.update(chunk)
+    return f"sha256:{h.hexdigest()}"
+
+
+@dataclass(frozen=True)
+class OciLayout:
+    """An OCI image layout directory (``oci:DIR``)."""
+
+    path: Path
+
+    @property
+    def index(self) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads((self.path / "index.json").read_text())
+        return found
+
+    def descriptor(self, tag: str) -> dict[str, Any]:
+        for descriptor in self.index["manifests"]:
+            if descriptor.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
+                found: dict[str, Any] = descriptor
+                return found
+        raise KeyError(f"{self.path} has no tag {tag!r}")
+
+    def blob_path(self, digest: str) -> Path:
+        algorithm, hexdigest = digest.split(":")
+        return self.path / "blobs" / algorithm / hexdigest
+
+    def blob(self, digest: str) -> bytes:
+        return self.blob_path(digest).read_bytes()
+
+    def blob_digests(self) -> set[str]:
+        return {f"{p.parent.name}:{p.name}" for p in (self.path / "blobs").glob("*/*")}
+
+    def manifest(self, tag: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.blob(self.descriptor(tag)["digest"]))
+        return found
+
+    def reachable(self, digest: str) -> set[str]:
+        """Every blob digest a manifest or index refers to, itself included."""
+        found = {digest}
+        document = json.loads(self.blob(digest))
+        for child in document.get("manifests", []):
+            found |= self.reachable(child["digest"])
+        for descriptor in [document.get("config"), *document.get("layers", [])]:
+            if descriptor:
+                found.add(descriptor["digest"])
+        return found
+
+
+def assert_blobs_intact(layout: OciLayout) -> None:
+    for digest in layout.blob_digests():
+        assert sha256_file(layout.blob_path(digest)) == digest, f"{layout.path}: blob {digest} is corrupt"
+
+
+def assert_same_image(a: OciLayout, tag_a: str, b: OciLayout, tag_b: str) -> None:
+    """The two layouts hold the same manifest (by digest) and byte-identical blobs under it."""
+    descriptor_a, descriptor_b = a.descriptor(tag_a), b.descriptor(tag_b)
+    for key in ("mediaType", "digest", "size"):
+        assert descriptor_a[key] == descriptor_b[key], f"index descriptors differ in {key}"
+    digests = a.reachable(descriptor_a["digest"])
+    assert digests == b.reachable(descriptor_b["digest"])
+    for digest in digests:
+        assert sha256_file(a.blob_path(digest)) == digest
+        assert a.blob(digest) == b.blob(digest), f"blob {digest} differs"
+
+
+def assert_same_dir(a: Path, b: Path) -> None:
+    """Two ``dir:`` layouts hold the same manifest bytes and the same blobs."""
+    assert (a / "manifest.json").read_bytes() == (b / "manifest.json").read_bytes()
+    names_a = {p.name for p in a.iterdir()} - {"version"}
+    names_b = {p.name for p in b.iterdir()} - {"version"}
+    assert names_a == names_b
+    for name in names_a - {"manifest.json"}:
+        assert sha256_file(a / name) == f"sha256:{name}"
+        assert (a / name).read_bytes() == (b / name).read_bytes(), f"blob {name} differs"
+
+
+# images
+
+
+@dataclass(frozen=True)
+class BuiltImages:
+    """Images built once per session; tests copy them into their own storage."""
+
+    oci: OciLayout  # tags: "small" (2 layers, OCI media types), "base" (1 layer), "multi" (index, 2 platforms)
+    docker_dir: Path  # dir: layout of "small" committed in docker format (schema 2 manifest)
+    storage_root: Path  # the buildah storage they were built in (read-only for tests)
+
+
+def build_test_images(workdir: Path) -> BuiltImages:
+    """A two-layer ``FROM scratch`` busybox image with a ``RUN`` step and labels, in OCI and docker formats."""
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    context = workdir / "context"
+    context.mkdir(parents=True)
+    shutil.copy(busybox, context / "busybox")
+    (context / "hello.txt").write_text("hello from cargohold interop tests\n")
+    clients = Clients(workdir / "build", [])
+    buildah = clients.buildah
+
+    container = buildah.out("from", "scratch").strip()
+    buildah.run("copy", container, str(context / "busybox"), "/bin/busybox")
+    buildah.run("run", container, "--", "/bin/busybox", "--install", "-s", "/bin")
+    buildah.run("config", "--label", "org.example.stage=base", "--cmd", '["/bin/sh"]', container)
+    buildah.run("commit", "-q", "--rm", "--format", "oci", container, "localhost/interop/base:1")
+
+    container = buildah.out("from", "localhost/interop/base:1").strip()
+    buildah.run("copy", container, str(context / "hello.txt"), "/hello.txt")
+    buildah.run("run", container, "--", "/bin/sh", "-c", "echo built-by-run > /built.txt && mkdir -p /etc/interop")
+    buildah.run("config", "--label", "org.opencontainers.image.title=cargohold-interop",
+                "--label", "org.example.stage=final", "--env", "INTEROP=1", container)
+    buildah.run("commit", "-q", "--format", "oci", container, "localhost/interop/small:oci")
+    buildah.run("commit", "-q", "--rm", "--format", "docker", container, "localhost/interop/small:docker")
+
+    buildah.run("manifest", "create", "localhost/interop/multi:1")
+    buildah.run("manifest", "add", "--arch", "amd64", "localhost/interop/multi:1", "localhost/interop/small:oci")
+    buildah.run("manifest", "add", "--arch", "arm64", "--variant", "v8", "localhost/interop/multi:1",
+                "localhost/interop/base:1")
+
+    layout = workdir / "layout"
+    buildah.run("push", "-q", "localhost/interop/small:oci", f"oci:{layout}:small")
+    buildah.run("push", "-q", "localhost/interop/base:1", f"oci:{layout}:base")
+    buildah.run("manifest", "push", "-q", "--all", "localhost/interop/multi:1", f"oci:{layout}:multi")
+    docker_dir = workdir / "docker-dir"
+    buildah.run("push", "-q", "localhost/interop/small:docker", f"dir:{docker_dir}")
+    return BuiltImages(OciLayout(layout), docker_dir, clients.root)
+
+
+def _lock(path: Path) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def locked() -> Iterator[None]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    return locked()
+
+
+def debian_rootfs_tarball(suite: str = "bookworm") -> Path:
+    """A gzipped minbase Debian root filesystem, made once with debootstrap and cached.
+
+    Returns the cached ``.tar.gz``; calls :func:`pytest.skip` when debootstrap is missing or fails
+    (no mirror). The apt caches and ``/dev`` nodes are left out, as in Debian's official images.
+    """
+    tarball = CACHE / f"debian-{suite}-minbase.tar.gz"
+    if tarball.exists():
+        return tarball
+    if shutil.which("debootstrap") is None:
+        pytest.skip("debootstrap is not installed (apt-get install debootstrap)")
+    if os.geteuid() != 0:
+        pytest.skip("debootstrap needs root")
+    mirror = os.environ.get("CARGOHOLD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+    with _lock(CACHE / f"debian-{suite}.lock"):
+        if tarball.exists():  # another session made it while we waited
+            return tarball
+        with tempfile.TemporaryDirectory(dir=CACHE, prefix="debootstrap-") as work:
+            target = Path(work) / "rootfs"
+            result = subprocess.run(
+                ["debootstrap", "--variant=minbase", suite, str(target), mirror],
+                capture_output=True, text=True, timeout=1800, check=False,
+            )
+            if result.returncode != 0:
+                log = (result.stdout + result.stderr)[-1500:]
+                pytest.skip(f"debootstrap {suite} from {mirror} failed (no mirror?):\n{log}")
+            for leftover in [*target.glob("var/cache/apt/archives/*.deb"), *target.glob("var/lib/apt/lists/*_*")]:
+                leftover.unlink()
+            partial = Path(work) / "rootfs.tar.gz"
+            subprocess.run(
+                ["tar", "-C", str(target), "--numeric-owner", "--exclude=./dev/*", "-czf", str(partial), "."],
+                check=True, timeout=600,
+            )
+            partial.replace(tarball)
+    return tarball
+
+
+def single_layer_layout(layer_gz: Path, dest: Path, tag: str, config: dict[str, Any]) -> OciLayout:
+    """An OCI layout holding one image whose only layer is ``layer_gz`` (a gzipped tar)."""
+    blobs = dest / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    diff_id_file = layer_gz.with_suffix(".diffid")
+    if diff_id_file.exists() and diff_id_file.stat().st_mtime >= layer_gz.stat().st_mtime:
+        diff_id = diff_id_file.read_text().strip()
+    else:
+        h = hashlib.sha256()
+        with gzip.open(layer_gz, "rb") as file:
+            while chunk := file.read(1 << 20):
+                h.update(chunk)
+        diff_id = f"sha256:{h.hexdigest()}"
+        with contextlib.suppress(OSError):
+            diff_id_file.write_text(diff_id + "\n")
+    layer_digest = sha256_file(layer_gz)
+    layer_path = blobs / layer_digest.split(":")[1]
+    try:
+        os.link(layer_gz, layer_path)
+    except OSError:
+        shutil.copyfile(layer_gz, layer_path)
+
+    def put(document: dict[str, Any]) -> tuple[str, int]:
+        raw = json.dumps(document, separators=(",", ":")).encode()
+        digest = hashlib.sha256(raw).hexdigest()
+        (blobs / digest).write_bytes(raw)
+        return f"sha256:{digest}", len(raw)
+
+    config = {**config, "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+    config_digest, config_size = put(config)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": layer_digest, "size": layer_gz.stat().st_size}],
+    }
+    manifest_digest, manifest_size = put(manifest)
+    (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    index = {"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
+        "size": manifest_size, "annotations": {"org.opencontainers.image.ref.name": tag}}]}
+    (dest / "index.json").write_text(json.dumps(index))
+    return OciLayout(dest)
+
+
+# Distribution (the reference registry), for parity checks
+
+
+@dataclass
+class DistributionServer:
+    host: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def distribution(tmp: Path) -> Iterator[DistributionServer]:
+    """Distribution 2.8 (Debian ``docker-registry``) on a free port, filesystem storage, deletes on."""
+    port = free_port()
+    data = tmp / "distribution-data"
+    data.mkdir(parents=True)
+    config = tmp / "distribution.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: info}\n"
+        "storage:\n"
+        f"  filesystem: {{rootdirectory: {data}}}\n"
+        "  delete: {enabled: true}\n"
+        "  cache: {blobdescriptor: inmemory}\n"
+        "http:\n"
+        f"  addr: 127.0.0.1:{port}\n"
+        "  secret: cargohold-interop-secret\n"
+        "compatibility:\n"
+        "  schema1: {enabled: true}\n"
+    )
+    log_path = tmp / "distribution.log"
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # aws-sdk-go panics on it
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log, env=env)
+    server = DistributionServer(f"127.0.0.1:{port}", data, process, log_path)
+    try:
+        wait_for_http(f"{server.url}/v2/", process)
+        yield server
+    finally:
+        stop_process(process)
+
+
+def request_log(log_text: str) -> list[dict[str, Any]]:
+    """cargohold's JSON access log lines (method, path, status, ...)."""
+    entries = []
+    for line in log_text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                entries.append(json.loads(line))
+    return entries
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
