@@ -80,6 +80,10 @@ class RegistryError(Exception):
             body["detail"] = self.detail
         return body
 
+    def envelope_entries(self) -> list[dict[str, Any]]:
+        """The entries of the ``errors`` array this failure produces (usually one)."""
+        return [self.to_json()]
+
 
 class BlobUnknown(RegistryError):
     code = ErrorCode.BLOB_UNKNOWN
@@ -98,7 +102,18 @@ class DigestInvalid(RegistryError):
 
 
 class ManifestBlobUnknown(RegistryError):
+    """One or more referenced blobs or manifests are missing; one envelope entry per digest."""
+
     code = ErrorCode.MANIFEST_BLOB_UNKNOWN
+
+    def __init__(self, message: str | None = None, *, digests: list[str] | None = None, **kw: Any):
+        self.digests = digests or []
+        super().__init__(message, **kw)
+
+    def envelope_entries(self) -> list[dict[str, Any]]:
+        if not self.digests:
+            return [self.to_json()]
+        return [{"code": self.code.name, "message": self.message, "detail": {"digest": d}} for d in self.digests]
 
 
 class ManifestInvalid(RegistryError):

@@ -77,3 +77,4 @@ def test_missing_layers_are_reported(client: httpx.Client, repo: str) -> None:
     body["history"].append({"v1Compatibility": "{}"})
     r = put_manifest(client, repo, "m", sign(body, generate_key()), SIGNED)
     assert r.status_code == 400 and codes(r) == ["MANIFEST_BLOB_UNKNOWN"]
+    assert r.json()["errors"][0]["detail"] == {"digest": sha256(b"never pushed")}

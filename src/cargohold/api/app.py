@@ -31,7 +31,7 @@ PURGE_INTERVAL_SECONDS: Final = 600.0
 
 
 def error_response(error: RegistryError) -> Response:
-    return Response.json({"errors": [error.to_json()]}, status=error.status)
+    return Response.json({"errors": error.envelope_entries()}, status=error.status)
 
 
 class RegistryApp:

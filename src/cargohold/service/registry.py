@@ -260,11 +260,8 @@ class Registry:
         else:
             missing = await self.meta.unlinked_blobs(repository_id, [str(d.digest) for d in references])
         if missing:
-            names = sorted(missing)
-            raise ManifestBlobUnknown(
-                f"manifest references {len(names)} unknown {'manifests' if manifest.is_index else 'blobs'}",
-                detail=[{"digest": d} for d in names],
-            )
+            kind = "manifest" if manifest.is_index else "blob"
+            raise ManifestBlobUnknown(f"manifest references an unknown {kind}", digests=sorted(missing))
 
     async def delete_manifest(self, repository: str, reference: str) -> None:
         self.check_deletable()
@@ -287,5 +284,8 @@ class Registry:
 
     async def referrers(self, repository: str, digest_text: str, artifact_type: str | None) -> list[ReferrerRecord]:
         digest = parse_digest(digest_text)
-        repository_id = await self._repository_id(repository)
+        # The referrers API never answers 404: clients read that as "not supported".
+        repository_id = await self.meta.repository_id(repository)
+        if repository_id is None:
+            return []
         return await self.meta.referrers(repository_id, str(digest), artifact_type)
