@@ -10,6 +10,8 @@ from typing import Any
 
 from .tools import OciLayout, Skopeo, assert_same_dir, assert_same_image
 
+__all__ = ["Skopeo"]
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"

@@ -1,0 +1,73 @@
+"""The skopeo scenarios against cargohold and against Distribution 2.8, the reference registry.
+
+A scenario that fails on Distribution is a wrong test, not a cargohold bug; one that passes on
+Distribution and fails on cargohold is a cargohold bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import cargohold
+
+from . import scenarios
+from .tools import BuiltImages, Clients, OciLayout, distribution, requires_distribution, requires_skopeo
+
+pytestmark = [requires_skopeo, requires_distribution]
+
+
+@dataclass
+class Target:
+    name: str
+    host: str
+    check: Callable[[], None]  # storage checks after writes (cargohold only)
+
+
+@pytest.fixture(params=["cargohold", "distribution"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    if request.param == "cargohold":
+        (tmp_path / "cargohold").mkdir()
+        with cargohold(tmp_path / "cargohold") as server:
+            yield Target("cargohold", server.host, server.assert_storage_consistent)
+    else:
+        with distribution(tmp_path / "distribution") as server:
+            yield Target("distribution", server.host, lambda: None)
+
+
+@pytest.fixture()
+def skopeo(tmp_path: Path, target: Target) -> scenarios.Skopeo:
+    return Clients(tmp_path / "clients", [target.host]).skopeo
+
+
+def test_oci_round_trip(skopeo: scenarios.Skopeo, target: Target, images: BuiltImages, tmp_path: Path) -> None:
+    scenarios.oci_round_trip(skopeo, target.host, images.oci, "small", tmp_path)
+    target.check()
+
+
+def test_index_round_trip(skopeo: scenarios.Skopeo, target: Target, images: BuiltImages, tmp_path: Path) -> None:
+    scenarios.index_round_trip(skopeo, target.host, images.oci, "multi", tmp_path)
+    target.check()
+
+
+def test_docker_round_trip(skopeo: scenarios.Skopeo, target: Target, images: BuiltImages, tmp_path: Path) -> None:
+    scenarios.docker_round_trip(skopeo, target.host, images.docker_dir, tmp_path)
+    target.check()
+
+
+def test_tags_and_delete(skopeo: scenarios.Skopeo, target: Target, images: BuiltImages) -> None:
+    scenarios.tags_and_delete(skopeo, target.host, images.oci)
+    target.check()
+
+
+def test_schema1_push(skopeo: scenarios.Skopeo, target: Target, images: BuiltImages) -> None:
+    scenarios.schema1_push(skopeo, target.host, images.oci, "small")
+    target.check()
+
+
+def test_debian_round_trip(skopeo: scenarios.Skopeo, target: Target, debian: OciLayout, tmp_path: Path) -> None:
+    scenarios.oci_round_trip(skopeo, target.host, debian, "bookworm", tmp_path, repo="library/debian")
+    target.check()
