@@ -145,9 +145,7 @@ STARTERS = {"distribution": start_distribution, "cargohold": start_cargohold}
 
 
 @pytest.fixture(scope="session", params=sorted(STARTERS))
-def registry(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningRegistry]:
+def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
     """Each registry implementation in turn, plain HTTP, no auth."""
     running = STARTERS[request.param](tmp_path_factory.mktemp(request.param))
     yield running

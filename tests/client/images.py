@@ -102,9 +102,7 @@ def build_index(images: dict[Platform, BuiltImage]) -> BuiltImage:
         entry = image.descriptor.to_json()
         entry["platform"] = platform.to_json()
         entries.append(entry)
-    manifest = json.dumps(
-        {"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX, "manifests": entries}
-    ).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX, "manifests": entries}).encode()
     return BuiltImage(manifest, Digest.of(manifest), MediaType.OCI_INDEX, blobs)
 
 

@@ -84,8 +84,7 @@ def test_index_single_platform_and_all_platforms(
     index = multiarch()
     ref = Reference.parse(registry.ref(registry.repo(), "multi"))
     assert (
-        push(client, write_layout(tmp_path / "src", index, "multi"), "multi", ref, cache=cache).digest
-        == index.digest
+        push(client, write_layout(tmp_path / "src", index, "multi"), "multi", ref, cache=cache).digest == index.digest
     )
     one = OCILayout(tmp_path / "arm")
     result = pull(client, ref, one, tag="x", platform=Platform("arm64", "linux"), cache=cache)
@@ -116,9 +115,7 @@ def test_copy_between_registries_both_ways(
     assert result.digest == Digest.parse(json.loads(index.manifest)["manifests"][0]["digest"])
 
 
-def test_copy_within_registry_mounts_blobs(
-    registry: RunningRegistry, client: RegistryClient, tmp_path: Path
-) -> None:
+def test_copy_within_registry_mounts_blobs(registry: RunningRegistry, client: RegistryClient, tmp_path: Path) -> None:
     image = build_image((5000,))
     src = Reference.parse(registry.ref(registry.repo()))
     push(client, write_layout(tmp_path / "src", image, "v1"), "v1", src, cache=BlobCache(tmp_path / "c"))

@@ -195,7 +195,6 @@ class RegistryAuth(httpx.Auth):
             return
         if "Authorization" in request.headers and parsed.scheme == "basic":
             return  # these credentials were already refused
-        response.close()
         yield from self._authorize(request, host, parsed, fresh=True)
         yield request
 
