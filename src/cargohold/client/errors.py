@@ -17,6 +17,7 @@ Exception tree::
     ├── DigestMismatch             bytes received do not hash to the digest expected
     ├── SizeMismatch               bytes received are not the size expected
     ├── LayoutError                an OCI layout or docker-archive is missing or malformed
+    ├── ManifestTooLarge           a manifest bigger than any real one (a hostile endpoint)
     ├── PlatformNotFound           an index has no image for the platform asked for
     ├── CredentialHelperError      a docker-credential-* program failed
     └── UnsupportedOperation       the registry cannot do this (e.g. schema 1 re-signing off)
