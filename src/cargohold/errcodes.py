@@ -68,10 +68,19 @@ class RegistryError(Exception):
 
     code: ClassVar[ErrorCode]
 
-    def __init__(self, message: str | None = None, *, detail: Any = None, status: int | None = None):
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        detail: Any = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         self.message = message or self.code.message
         self.detail = detail
         self.status = status or self.code.status
+        #: extra response headers, e.g. the WWW-Authenticate challenge of UNAUTHORIZED
+        self.headers = headers or {}
         super().__init__(self.message)
 
     def to_json(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Final
 
+from ..auth import AccessController, OpenAccess, required_access
 from ..errcodes import NameInvalid, RegistryError, Unsupported
 from ..metadata.store import MetadataError
 from ..reference import is_repository_name
@@ -31,14 +32,18 @@ PURGE_INTERVAL_SECONDS: Final = 600.0
 
 
 def error_response(error: RegistryError) -> Response:
-    return Response.json({"errors": error.envelope_entries()}, status=error.status)
+    response = Response.json({"errors": error.envelope_entries()}, status=error.status)
+    for name, value in error.headers.items():
+        response.header(name, value)
+    return response
 
 
 class RegistryApp:
     """ASGI entry point; one per worker process."""
 
-    def __init__(self, registry: Registry):
+    def __init__(self, registry: Registry, access: AccessController | None = None):
         self.registry = registry
+        self.access: AccessController = access or OpenAccess()
         self.routes = build_routes(HANDLERS)
         self._purger: asyncio.Task[None] | None = None
 
@@ -77,6 +82,8 @@ class RegistryApp:
             name = params.get("name")
             if name is not None and not is_repository_name(name):
                 raise NameInvalid(f"invalid repository name {name!r}", detail={"name": name})
+            request.grant = await self.access.authorize(request, required_access(route.name, request.method, params))
+            request.access = self.access
             response: Response = await handler(self.registry, request)
             return response
         except RegistryError as error:

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..auth.access import AccessController, Grant
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -25,7 +27,7 @@ class ClientDisconnected(Exception):
 
 
 class Request:
-    __slots__ = ("scope", "receive", "method", "path", "params", "_headers", "_query", "_consumed")
+    __slots__ = ("scope", "receive", "method", "path", "params", "grant", "access", "_headers", "_query", "_consumed")
 
     def __init__(self, scope: Scope, receive: Receive, params: dict[str, str]):
         self.scope = scope
@@ -33,6 +35,9 @@ class Request:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.params = params
+        #: what the access controller granted (set by the app before the handler runs)
+        self.grant: Grant = Grant(everything=True)
+        self.access: AccessController | None = None
         self._headers: dict[str, str] | None = None
         self._query: dict[str, list[str]] | None = None
         self._consumed = False

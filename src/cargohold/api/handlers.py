@@ -119,7 +119,8 @@ async def delete_blob(registry: Registry, request: Request) -> Response:
 async def post_upload(registry: Registry, request: Request) -> Response:
     name = request.params["name"]
     mount, source = request.query("mount"), request.query("from")
-    if mount is not None and source is not None:
+    # A mount needs pull on the source too; without it, fall back to a plain upload (as Distribution does).
+    if mount is not None and source is not None and request.grant.can_pull(source):
         mounted = await registry.mount_blob(name, source, mount)
         if mounted is not None:
             return _blob_created(name, str(mounted))
@@ -279,7 +280,12 @@ async def get_catalog(registry: Registry, request: Request) -> Response:
     limit, last = _page(request)
     if limit == 0:
         return Response.json({"repositories": []})
-    names = await registry.catalog(None if limit is None else limit + 1, last)
+    if request.grant.everything or request.access is None:
+        names = await registry.catalog(None if limit is None else limit + 1, last)
+    else:
+        # Only what the caller may pull; filtered before paging so pages stay full.
+        visible = request.access.visible_repositories(request.grant, await registry.catalog(None, last))
+        names = visible if limit is None else visible[: limit + 1]
     return _paged(names, limit, url_for(routes.CATALOG), "repositories", {})
 
 

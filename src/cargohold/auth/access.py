@@ -1,0 +1,87 @@
+"""The access a request needs, derived in one place from its route and method.
+
+Names follow Distribution's token spec: ``repository:<name>:pull|push|delete``
+and ``registry:catalog:*``. GET and HEAD need pull; POST, PUT and PATCH need
+pull and push; DELETE needs delete. A controller turns credentials into a
+:class:`Grant` or raises ``Unauthorized`` (with a challenge) or ``Denied``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..api.asgi import Request
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    type: str
+    name: str
+    action: str
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.name}:{self.action}"
+
+
+CATALOG = Access("registry", "catalog", "*")
+
+_ACTIONS: Mapping[str, tuple[str, ...]] = {
+    "GET": ("pull",),
+    "HEAD": ("pull",),
+    "POST": ("pull", "push"),
+    "PUT": ("pull", "push"),
+    "PATCH": ("pull", "push"),
+    "DELETE": ("delete",),
+}
+
+
+def required_access(route: str, method: str, params: Mapping[str, str]) -> list[Access]:
+    """What a request on ``route`` needs; empty for the base endpoint (any caller may ping)."""
+    if route == "base":
+        return []
+    if route == "catalog":
+        return [CATALOG]
+    name = params.get("name", "")
+    return [Access("repository", name, action) for action in _ACTIONS.get(method, ("pull",))]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What the caller was granted. ``everything`` is the open registry's grant."""
+
+    subject: str | None = None
+    everything: bool = False
+    accesses: frozenset[Access] = field(default_factory=frozenset)
+
+    def allows(self, access: Access) -> bool:
+        if self.everything or access in self.accesses:
+            return True
+        return Access(access.type, access.name, "*") in self.accesses
+
+    def can_pull(self, repository: str) -> bool:
+        return self.allows(Access("repository", repository, "pull"))
+
+
+class AccessController(Protocol):
+    async def authorize(self, request: Request, required: list[Access]) -> Grant:
+        """Grant ``required`` or raise Unauthorized (with its challenge) or Denied."""
+        ...
+
+    def visible_repositories(self, grant: Grant, names: list[str]) -> list[str]:
+        """The catalog entries this caller may see."""
+        ...
+
+
+class OpenAccess:
+    """No authentication: everyone may do everything (the embedded default on localhost)."""
+
+    _GRANT = Grant(everything=True)
+
+    async def authorize(self, request: Request, required: list[Access]) -> Grant:
+        return self._GRANT
+
+    def visible_repositories(self, grant: Grant, names: list[str]) -> list[str]:
+        return names
