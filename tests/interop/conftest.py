@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.servers import CargoholdServer
 
-from .tools import BuiltImages, Clients, OciLayout, build_test_images, debian_rootfs_tarball, single_layer_layout
+from .tools import (
+    BuiltImages,
+    Clients,
+    MakeClients,
+    OciLayout,
+    build_test_images,
+    debian_rootfs_tarball,
+    single_layer_layout,
+)
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +44,20 @@ def debian(tmp_path_factory: pytest.TempPathFactory) -> OciLayout:
 
 
 @pytest.fixture()
-def clients(tmp_path: Path, fresh_registry: CargoholdServer) -> Clients:
+def make_clients(tmp_path: Path) -> Iterator[MakeClients]:
+    """Make more client configurations (own storage each) under tmp_path; removed after the test."""
+    made: list[Clients] = []
+
+    def make(name: str, insecure: list[str]) -> Clients:
+        made.append(Clients(tmp_path / name, insecure))
+        return made[-1]
+
+    yield make
+    for clients in made:
+        clients.close()
+
+
+@pytest.fixture()
+def clients(make_clients: MakeClients, fresh_registry: CargoholdServer) -> Clients:
     """skopeo, buildah and podman with private storage, trusting the test's own cargohold over HTTP."""
-    return Clients(tmp_path / "clients", [fresh_registry.host])
+    return make_clients("clients", [fresh_registry.host])

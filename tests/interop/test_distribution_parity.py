@@ -15,7 +15,7 @@ import pytest
 from tests.support.servers import cargohold
 
 from . import scenarios
-from .tools import BuiltImages, Clients, OciLayout, distribution, requires_distribution, requires_skopeo
+from .tools import BuiltImages, MakeClients, OciLayout, distribution, requires_distribution, requires_skopeo
 
 pytestmark = [requires_skopeo, requires_distribution]
 
@@ -39,8 +39,8 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
 
 
 @pytest.fixture()
-def skopeo(tmp_path: Path, target: Target) -> scenarios.Skopeo:
-    return Clients(tmp_path / "clients", [target.host]).skopeo
+def skopeo(make_clients: MakeClients, target: Target) -> scenarios.Skopeo:
+    return make_clients("clients", [target.host]).skopeo
 
 
 def test_oci_round_trip(skopeo: scenarios.Skopeo, target: Target, images: BuiltImages, tmp_path: Path) -> None:

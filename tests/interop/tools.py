@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,8 +114,10 @@ class Clients:
     insecure: list[str]
 
     def __post_init__(self) -> None:
-        for sub in ("tmp", "storage", "runroot"):
+        for sub in ("tmp", "storage"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        # podman refuses a runroot path longer than 50 characters, so it cannot live under tmp_path
+        self.runroot = Path(tempfile.mkdtemp(prefix="cargohold-run-"))
         self.registries_conf = self.root / "registries.conf"
         self.registries_conf.write_text(
             'unqualified-search-registries = []\n\n'
@@ -129,11 +131,18 @@ class Clients:
             "BUILDAH_ISOLATION": "chroot",
         }
         storage = ["--storage-driver", "vfs", "--root", str(self.root / "storage"),
-                   "--runroot", str(self.root / "runroot")]
+                   "--runroot", str(self.runroot)]
         self.skopeo = Skopeo(["skopeo", "--registries-conf", str(self.registries_conf)], self.env)
         self.buildah = Tool(["buildah", *storage], self.env)
         self.podman = Tool(["podman", *storage, "--cgroup-manager", "cgroupfs", "--events-backend", "file",
                             "--tmpdir", str(self.root / "tmp")], self.env)
+
+    def close(self) -> None:
+        shutil.rmtree(self.runroot, ignore_errors=True)
+
+
+#: the ``make_clients`` fixture: (name, insecure registries) -> Clients under the test's tmp_path
+MakeClients = Callable[[str, list[str]], Clients]
 
 
 # OCI image layouts and dir: layouts
@@ -228,7 +237,6 @@ class BuiltImages:
 
     oci: OciLayout  # tags: "small" (2 layers, OCI media types), "base" (1 layer), "multi" (index, 2 platforms)
     docker_dir: Path  # dir: layout of "small" committed in docker format (schema 2 manifest)
-    storage_root: Path  # the buildah storage they were built in (read-only for tests)
 
 
 def build_test_images(workdir: Path) -> BuiltImages:
@@ -239,6 +247,14 @@ def build_test_images(workdir: Path) -> BuiltImages:
     shutil.copy(busybox, context / "busybox")
     (context / "hello.txt").write_text("hello from cargohold interop tests\n")
     clients = Clients(workdir / "build", [])
+    try:
+        return _build(clients, workdir)
+    finally:
+        clients.close()
+
+
+def _build(clients: Clients, workdir: Path) -> BuiltImages:
+    context = workdir / "context"
     buildah = clients.buildah
 
     container = buildah.out("from", "scratch").strip()
@@ -266,7 +282,7 @@ def build_test_images(workdir: Path) -> BuiltImages:
     buildah.run("manifest", "push", "-q", "--all", "localhost/interop/multi:1", f"oci:{layout}:multi")
     docker_dir = workdir / "docker-dir"
     buildah.run("push", "-q", "localhost/interop/small:docker", f"dir:{docker_dir}")
-    return BuiltImages(OciLayout(layout), docker_dir, clients.root)
+    return BuiltImages(OciLayout(layout), docker_dir)
 
 
 def _lock(path: Path) -> contextlib.AbstractContextManager[None]:
