@@ -91,3 +91,21 @@ def test_build_from_the_registry(
     assert len(info["Layers"]) == len(base_layers) + 1
     assert info["Labels"]["org.example.stage"] == "child"
     fresh_registry.assert_storage_consistent()
+
+
+def test_push_zstd_layers(
+    clients: Clients, make_clients: MakeClients, images: BuiltImages, fresh_registry: CargoholdServer
+) -> None:
+    """Layers recompressed with zstd on push (``tar+zstd``); another storage pulls and unpacks them."""
+    image_id = _load(clients, images, "small")
+    ref = f"{fresh_registry.host}/interop/zstd:1"
+    clients.buildah.run("push", "--tls-verify=false", "--compression-format", "zstd", image_id, f"docker://{ref}")
+    manifest = json.loads(clients.skopeo.inspect_raw(f"docker://{ref}"))
+    assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.oci.image.layer.v1.tar+zstd"] * 2
+    fresh_registry.assert_storage_consistent()
+
+    other = make_clients("other", [fresh_registry.host])
+    pulled = other.buildah.out("pull", "-q", "--tls-verify=false", f"docker://{ref}").strip()
+    assert pulled == image_id
+    container = other.buildah.out("from", "--pull-never", pulled).strip()
+    assert other.buildah.out("run", container, "--", "/bin/cat", "/built.txt") == "built-by-run\n"

@@ -6,6 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.servers import CargoholdServer
@@ -14,6 +15,9 @@ from .tools import request_log
 
 dxf = pytest.importorskip("dxf", reason="python-dxf is not installed (pip install python-dxf)")
 oras_client = pytest.importorskip("oras.client", reason="oras-py is not installed (pip install oras)")
+oras_oci = pytest.importorskip("oras.oci", reason="oras-py is not installed (pip install oras)")
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 def _digest(data: bytes) -> str:
@@ -134,3 +138,36 @@ def test_oras_tags_and_delete(fresh_registry: CargoholdServer, tmp_path: Path) -
     assert client.delete_tag(repo, "v2")  # HEAD the tag for its digest, DELETE the manifest by digest
     assert client.get_tags(repo) == ["v1", "v3"]
     fresh_registry.assert_storage_consistent()
+
+
+def test_oras_artifact_with_subject_is_a_referrer(fresh_registry: CargoholdServer, tmp_path: Path) -> None:
+    """oras-py pushes an artifact whose ``subject`` is an earlier artifact; the referrers API lists it."""
+    client = oras_client.OrasClient(hostname=fresh_registry.host, insecure=True)
+    repo = f"{fresh_registry.host}/interop/oras-refs"
+    (tmp_path / "subject.txt").write_text("the subject\n")
+    (tmp_path / "sbom.json").write_text('{"sbom": true}\n')
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        client.push(files=["subject.txt"], target=f"{repo}:v1")
+        head = httpx.head(f"{fresh_registry.url}/v2/interop/oras-refs/manifests/v1",
+                          headers={"accept": OCI_MANIFEST})
+        subject = oras_oci.Subject(head.headers["content-type"], head.headers["docker-content-digest"],
+                                   int(head.headers["content-length"]))
+        client.push(files=["sbom.json"], target=f"{repo}:sbom", subject=subject,
+                    manifest_annotations={"org.example.kind": "sbom"})
+    finally:
+        os.chdir(cwd)
+    fresh_registry.assert_storage_consistent()
+
+    sbom = httpx.head(f"{fresh_registry.url}/v2/interop/oras-refs/manifests/sbom",
+                      headers={"accept": subject.mediaType})
+    response = httpx.get(f"{fresh_registry.url}/v2/interop/oras-refs/referrers/{subject.digest}")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/vnd.oci.image.index.v1+json"
+    [descriptor] = response.json()["manifests"]
+    assert descriptor["digest"] == sbom.headers["docker-content-digest"]
+    assert descriptor["size"] == int(sbom.headers["content-length"])
+    # no artifactType in the manifest: the spec says to report the config's media type instead
+    assert descriptor["artifactType"] == client.get_manifest(f"{repo}:sbom")["config"]["mediaType"]
+    assert descriptor["annotations"] == {"org.example.kind": "sbom"}
