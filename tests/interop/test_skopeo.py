@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -118,3 +119,20 @@ def test_debian_rootfs_round_trip(
     scenarios.oci_round_trip(clients.skopeo, fresh_registry.host, debian, "bookworm", tmp_path,
                              repo="library/debian")
     fresh_registry.assert_storage_consistent()
+
+
+def test_concurrent_pushes_of_the_same_blobs(
+    clients: Clients, images: BuiltImages, debian: OciLayout, fresh_registry: CargoholdServer, tmp_path: Path
+) -> None:
+    """Several skopeo processes push the same large layer at once, to other and to the same repositories."""
+    host = fresh_registry.host
+    targets = [f"docker://{host}/race/r{i}:bookworm" for i in range(3)] + [f"docker://{host}/race/r0:again"] * 2
+    with ThreadPoolExecutor(len(targets)) as pool:
+        list(pool.map(lambda ref: clients.skopeo.copy(f"oci:{debian.path}:bookworm", ref), targets))
+    fresh_registry.assert_storage_consistent()
+    expected = debian.descriptor("bookworm")["digest"]
+    for ref in set(targets):
+        assert clients.skopeo.inspect(ref)["Digest"] == expected
+    back = OciLayout(tmp_path / "back")
+    clients.skopeo.copy(targets[-1], f"oci:{back.path}:bookworm")
+    assert_same_image(debian, "bookworm", back, "bookworm")
