@@ -8,9 +8,11 @@ then cached under ``~/.cache/cargohold-tests``).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import gzip
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -23,6 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support.servers import free_port, stop_process, wait_for_http
 
@@ -450,3 +456,59 @@ def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+# TLS
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path  # the test CA's certificate (PEM)
+    cert: Path  # the server's certificate for 127.0.0.1 and localhost, signed by the CA
+    key: Path
+    cert_dir: Path  # a containers-style certs.d directory: holds ca.crt only
+
+    def server_args(self) -> list[str]:
+        return ["--tls-cert", str(self.cert), "--tls-key", str(self.key)]
+
+
+def make_tls(folder: Path) -> TlsFiles:
+    """A throwaway CA and a server certificate for 127.0.0.1, made with ``cryptography``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
+                    signer: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                              key_encipherment=False, data_encipherment=False, key_agreement=False,
+                              encipher_only=False, decipher_only=False), critical=True)
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                             x509.DNSName("localhost")]), critical=False,
+            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_cert = certificate("cargohold interop test CA", ca_key, "cargohold interop test CA", ca_key, ca=True)
+    server_cert = certificate("127.0.0.1", server_key, "cargohold interop test CA", ca_key, ca=False)
+    files = TlsFiles(folder / "ca.crt", folder / "server.crt", folder / "server.key", folder / "certs.d")
+    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+    files.cert_dir.mkdir()
+    shutil.copy(files.ca, files.cert_dir / "ca.crt")
+    return files
