@@ -233,7 +233,10 @@ def test_abandoned_uploads_are_purged(tmp_path: Path) -> None:
             location = start(client, "purge/me")
             patch(client, location, b"abandoned", 0)
             deadline = time.monotonic() + 10
-            while client.get(location).status_code != 404:
+            orphan = server.data_dir / "uploads" / "orphan0123"
+            orphan.write_bytes(b"bytes of a session that was never recorded")
+            os.utime(orphan, (time.time() - 60, time.time() - 60))
+            while client.get(location).status_code != 404 or orphan.exists():
                 assert time.monotonic() < deadline, "upload was not purged"
                 time.sleep(0.2)
         assert server.upload_files() == set()

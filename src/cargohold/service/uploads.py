@@ -150,8 +150,18 @@ class Uploads:
         await self.blobs.upload_delete(upload_id)
 
     async def purge(self, max_age_seconds: float) -> int:
-        """Remove upload sessions untouched for longer than ``max_age_seconds``."""
-        stale = await self.meta.stale_uploads(int(time.time() - max_age_seconds))
+        """Remove upload sessions untouched for longer than ``max_age_seconds``.
+
+        Also removes upload bytes that no session row names (a crash between
+        creating the file and recording the session), once they are as old.
+        """
+        cutoff = time.time() - max_age_seconds
+        stale = await self.meta.stale_uploads(int(cutoff))
         for upload_id in stale:
             await self.cancel(upload_id)
-        return len(stale)
+        orphans = 0
+        for upload_id, changed in (await self.blobs.upload_ids()).items():
+            if changed < cutoff and await self.meta.upload(upload_id) is None:
+                await self.blobs.upload_delete(upload_id)
+                orphans += 1
+        return len(stale) + orphans

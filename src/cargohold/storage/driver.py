@@ -88,8 +88,8 @@ class BlobStore(Protocol):
 
     async def upload_delete(self, upload_id: str) -> None: ...
 
-    async def upload_ids(self) -> list[str]:
-        """Every upload session the store holds (for purging abandoned ones)."""
+    async def upload_ids(self) -> dict[str, float]:
+        """Every upload session the store holds, with when it last changed (epoch seconds)."""
         ...
 
 

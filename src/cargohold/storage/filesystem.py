@@ -151,8 +151,15 @@ class FilesystemBlobStore:
         _check_upload_id(upload_id)
         self._unlink_quietly(paths.upload_path(self.root, upload_id))
 
-    async def upload_ids(self) -> list[str]:
-        return os.listdir(paths.uploads_dir(self.root))
+    async def upload_ids(self) -> dict[str, float]:
+        found = {}
+        with os.scandir(paths.uploads_dir(self.root)) as entries:
+            for entry in entries:
+                try:
+                    found[entry.name] = entry.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+        return found
 
     @staticmethod
     def _unlink_quietly(path: str) -> None:
