@@ -1,0 +1,110 @@
+"""The MetadataStore contract, run against every implementation."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cargohold.metadata import MetadataStore, open_metadata_store
+from cargohold.metadata.store import NewManifest, UploadConflict
+
+
+@pytest.fixture(params=["sqlite"])
+def meta(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
+    store = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
+    yield store
+    asyncio.run(store.close())
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def manifest(digest: str, *, subject: str | None = None, artifact: str | None = None) -> NewManifest:
+    return NewManifest(digest, "application/vnd.oci.image.manifest.v1+json", b"{}", artifact, subject, None, ["b1"])
+
+
+def test_repositories(meta: MetadataStore) -> None:
+    async def scenario() -> None:
+        assert await meta.repository_id("a/b") is None
+        first = await meta.ensure_repository("a/b")
+        assert await meta.ensure_repository("a/b") == first
+        for name in ("c", "a/a", "b"):
+            await meta.ensure_repository(name)
+        assert await meta.list_repositories(None, None) == ["a/a", "a/b", "b", "c"]
+        assert await meta.list_repositories(2, "a/b") == ["b", "c"]
+
+    run(scenario())
+
+
+def test_blob_links(meta: MetadataStore) -> None:
+    async def scenario() -> None:
+        one, two = await meta.ensure_repository("one"), await meta.ensure_repository("two")
+        await meta.add_blob(one, "sha256:x", 5)
+        await meta.add_blob(one, "sha256:x", 5)  # idempotent
+        assert await meta.linked_blob_size("one", "sha256:x") == 5
+        assert await meta.linked_blob_size("two", "sha256:x") is None
+        assert await meta.link_blob(two, "sha256:x")
+        assert await meta.link_blob(two, "sha256:x")
+        assert not await meta.link_blob(two, "sha256:unknown")
+        assert await meta.unlinked_blobs(two, ["sha256:x", "sha256:y"]) == {"sha256:y"}
+        assert await meta.unlink_blob(two, "sha256:x")
+        assert not await meta.unlink_blob(two, "sha256:x")
+        assert await meta.blob_size("sha256:x") == 5
+
+    run(scenario())
+
+
+def test_manifests_tags_referrers(meta: MetadataStore) -> None:
+    async def scenario() -> None:
+        repo = await meta.ensure_repository("r")
+        await meta.put_manifest(repo, manifest("sha256:m1"), "v1")
+        await meta.put_manifest(repo, manifest("sha256:m2", subject="sha256:m1", artifact="sig"), None)
+        await meta.put_manifest(repo, manifest("sha256:m3", subject="sha256:m1", artifact="sbom"), "v2")
+        await meta.put_manifest(repo, manifest("sha256:m3"), "v3")
+        assert (await meta.tagged_manifest("r", "v1")).digest == "sha256:m1"  # type: ignore[union-attr]
+        assert await meta.tagged_manifest("other", "v1") is None
+        assert await meta.list_tags(repo, None, None) == ["v1", "v2", "v3"]
+        assert await meta.list_tags(repo, 1, "v1") == ["v2"]
+        assert [r.digest for r in await meta.referrers(repo, "sha256:m1", None)] == ["sha256:m2", "sha256:m3"]
+        assert [r.digest for r in await meta.referrers(repo, "sha256:m1", "sbom")] == ["sha256:m3"]
+        assert await meta.missing_manifests(repo, ["sha256:m1", "sha256:zz"]) == {"sha256:zz"}
+        assert await meta.delete_manifest(repo, "sha256:m3")
+        assert await meta.list_tags(repo, None, None) == ["v1"]
+        assert not await meta.delete_manifest(repo, "sha256:m3")
+        assert await meta.delete_tag(repo, "v1")
+        assert await meta.manifest("r", "sha256:m1") is not None
+
+    run(scenario())
+
+
+def test_uploads(meta: MetadataStore) -> None:
+    async def scenario() -> None:
+        repo = await meta.ensure_repository("up")
+        await meta.create_upload("u1", repo, "sha256")
+        record = await meta.upload("u1")
+        assert record is not None and (record.repository, record.size, record.hash_state) == ("up", 0, None)
+        await meta.update_upload("u1", 0, 10, b"state")
+        with pytest.raises(UploadConflict):
+            await meta.update_upload("u1", 0, 20, b"other")
+        record = await meta.upload("u1")
+        assert record is not None and (record.size, record.hash_state) == (10, b"state")
+        assert await meta.stale_uploads(record.updated_at + 1) == ["u1"]
+        assert await meta.stale_uploads(record.updated_at - 1) == []
+        await meta.delete_upload("u1")
+        assert await meta.upload("u1") is None
+
+    run(scenario())
+
+
+def test_sqlite_migrations_are_recorded_once(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    for _ in range(2):
+        asyncio.run(open_metadata_store(f"sqlite://{path}").close())
+    with sqlite3.connect(path) as db:
+        versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == sorted(set(versions)) and versions[0] == 1
