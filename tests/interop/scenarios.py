@@ -31,7 +31,7 @@ def oci_round_trip(skopeo: Skopeo, host: str, layout: OciLayout, tag: str, workd
     """
     ref = f"docker://{host}/{repo}:{tag}"
     skopeo.copy(f"oci:{layout.path}:{tag}", ref)
-    expected = layout.descriptor(tag)["digest"]
+    expected: str = layout.descriptor(tag)["digest"]
 
     raw = skopeo.inspect_raw(ref)
     assert raw == layout.blob(expected), "the registry serves other manifest bytes than were pushed"
@@ -58,7 +58,7 @@ def index_round_trip(skopeo: Skopeo, host: str, layout: OciLayout, tag: str, wor
     """``copy --all`` of an image index in and out again; every child manifest and blob survives."""
     ref = f"docker://{host}/{repo}:{tag}"
     skopeo.copy(f"oci:{layout.path}:{tag}", ref, "--all")
-    expected = layout.descriptor(tag)["digest"]
+    expected: str = layout.descriptor(tag)["digest"]
     raw = skopeo.inspect_raw(ref)
     assert sha256(raw) == expected
     index: dict[str, Any] = json.loads(raw)
