@@ -171,3 +171,26 @@ def test_oras_artifact_with_subject_is_a_referrer(fresh_registry: CargoholdServe
     # no artifactType in the manifest: the spec says to report the config's media type instead
     assert descriptor["artifactType"] == client.get_manifest(f"{repo}:sbom")["config"]["mediaType"]
     assert descriptor["annotations"] == {"org.example.kind": "sbom"}
+
+
+def test_paginated_listings(fresh_registry: CargoholdServer) -> None:
+    """python-dxf and oras-py page through tags and the catalog by following the ``Link`` header."""
+    host = fresh_registry.host
+    client = dxf.DXF(host, "interop/paged", insecure=True)
+    digest = client.push_blob(data=iter([b"tiny"]), digest=_digest(b"tiny"))
+    tags = [f"t{i:02d}" for i in range(12)]
+    for tag in tags:
+        client.set_alias(tag, digest)
+    repos = ["interop/paged"]
+    for i in range(4):
+        other = dxf.DXF(host, f"interop/repo{i}", insecure=True)
+        other.set_alias("v1", other.push_blob(data=iter([b"tiny"]), digest=_digest(b"tiny")))
+        repos.append(f"interop/repo{i}")
+
+    assert client.list_aliases(batch_size=5) == tags
+    assert dxf.DXF(host, "", insecure=True).list_repos(batch_size=2) == sorted(repos)
+    oras = oras_client.OrasClient(hostname=host, insecure=True)
+    assert oras.get_tags(f"{host}/interop/paged", N=7) == tags[:7]
+    assert oras.get_tags(f"{host}/interop/paged") == tags
+    pages = [r for r in request_log(fresh_registry.log()) if r["path"] == "/v2/interop/paged/tags/list"]
+    assert len(pages) >= 3 + 1 + 1, "the clients did not page"  # dxf: 5+5+2; oras: 7; oras: all

@@ -11,7 +11,15 @@ import httpx
 from tests.support.servers import CargoholdServer
 
 from . import scenarios
-from .tools import BuiltImages, Clients, OciLayout, assert_same_image, request_log, requires_skopeo
+from .tools import (
+    BuiltImages,
+    Clients,
+    OciLayout,
+    assert_blobs_intact,
+    assert_same_image,
+    request_log,
+    requires_skopeo,
+)
 
 pytestmark = requires_skopeo
 
@@ -87,9 +95,18 @@ def test_copy_between_repositories_mounts_blobs(
     fresh_registry.assert_storage_consistent()
 
 
-def test_signed_schema1_push(clients: Clients, images: BuiltImages, fresh_registry: CargoholdServer) -> None:
+def test_signed_schema1_push(
+    clients: Clients, images: BuiltImages, fresh_registry: CargoholdServer, tmp_path: Path
+) -> None:
     """skopeo --format v2s1 signs a schema 1 manifest with a fresh key; cargohold must verify and keep it."""
     raw, digest = scenarios.schema1_push(clients.skopeo, fresh_registry.host, images.oci, "small")
+    ref = f"docker://{fresh_registry.host}/interop/schema1:small"
+    back = OciLayout(tmp_path / "back")  # and pulled back, converted to OCI again
+    clients.skopeo.copy(ref, f"oci:{back.path}:small")
+    assert [layer["digest"] for layer in back.manifest("small")["layers"]] == [
+        layer["digest"] for layer in images.oci.manifest("small")["layers"]
+    ]
+    assert_blobs_intact(back)
     url = f"{fresh_registry.url}/v2/interop/schema1/manifests"
     response = httpx.get(f"{url}/small", headers={"accept": scenarios.DOCKER_SCHEMA1_SIGNED})
     assert response.status_code == 200
