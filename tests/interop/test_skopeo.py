@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -153,3 +154,27 @@ def test_concurrent_pushes_of_the_same_blobs(
     back = OciLayout(tmp_path / "back")
     clients.skopeo.copy(targets[-1], f"oci:{back.path}:bookworm")
     assert_same_image(debian, "bookworm", back, "bookworm")
+
+
+def test_foreign_layers_are_not_required(
+    clients: Clients, images: BuiltImages, fresh_registry: CargoholdServer, tmp_path: Path
+) -> None:
+    """skopeo never uploads a foreign (non-distributable) layer that has URLs; the manifest is still accepted."""
+    source = tmp_path / "foreign"
+    shutil.copytree(images.docker_dir, source)
+    manifest = json.loads((source / "manifest.json").read_bytes())
+    foreign = b"a layer that lives elsewhere"
+    manifest["layers"].insert(0, {
+        "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "size": len(foreign),
+        "digest": scenarios.sha256(foreign),
+        "urls": ["https://example.invalid/foreign.tar.gz"],
+    })
+    raw = json.dumps(manifest).encode()
+    (source / "manifest.json").write_bytes(raw)
+    ref = f"docker://{fresh_registry.host}/interop/foreign:1"
+    clients.skopeo.copy(f"dir:{source}", ref)
+    assert clients.skopeo.inspect_raw(ref) == raw
+    blob = httpx.head(f"{fresh_registry.url}/v2/interop/foreign/blobs/{scenarios.sha256(foreign)}")
+    assert blob.status_code == 404
+    fresh_registry.assert_storage_consistent()
