@@ -39,6 +39,7 @@ def test_pull_by_digest(clients: Clients, images: BuiltImages, fresh_registry: C
     clients.podman.run("pull", "--tls-verify=false", f"{host}/interop/bydigest@{digest}")
     listed = json.loads(clients.podman.out("images", "--digests", "--format", "json"))
     assert any(image.get("Digest") == digest for image in listed), listed
+    fresh_registry.assert_storage_consistent()
 
 
 def test_search_uses_the_catalog(clients: Clients, images: BuiltImages, fresh_registry: CargoholdServer) -> None:
@@ -54,6 +55,7 @@ def test_search_uses_the_catalog(clients: Clients, images: BuiltImages, fresh_re
     tags = json.loads(clients.podman.out("search", "--tls-verify=false", "--list-tags", "--format", "json",
                                          f"{host}/interop/beta"))
     assert sorted(tags[0]["Tags"]) == ["1", "2"]
+    fresh_registry.assert_storage_consistent()
 
 
 def test_manifest_inspect_of_an_index(
@@ -65,6 +67,7 @@ def test_manifest_inspect_of_an_index(
     listed = json.loads(clients.podman.out("manifest", "inspect", f"{host}/interop/multi:1"))
     expected = {(m["digest"], m["platform"]["architecture"]) for m in images.oci.manifest("multi")["manifests"]}
     assert {(m["digest"], m["platform"]["architecture"]) for m in listed["manifests"]} == expected
+    fresh_registry.assert_storage_consistent()
 
 
 def test_pull_debian_rootfs(clients: Clients, debian: OciLayout, fresh_registry: CargoholdServer) -> None:

@@ -110,14 +110,14 @@ def _push_pull(fresh_registry: CargoholdServer, tmp_path: Path, tag: str, **push
 
 def test_oras_push_pull_monolithic(fresh_registry: CargoholdServer, tmp_path: Path) -> None:
     _push_pull(fresh_registry, tmp_path, "mono")
-    patches = [r for r in request_log(fresh_registry.log()) if r["method"] == "PATCH"]
+    patches = [r for r in request_log(fresh_registry) if r["method"] == "PATCH"]
     assert patches == []
 
 
 def test_oras_push_pull_chunked(fresh_registry: CargoholdServer, tmp_path: Path) -> None:
     """``do_chunked`` sends POST, one PATCH per chunk (with Content-Range), then PUT ?digest=."""
     _push_pull(fresh_registry, tmp_path, "chunked", do_chunked=True, chunk_size=64 * 1024)
-    patches = [r for r in request_log(fresh_registry.log()) if r["method"] == "PATCH"]
+    patches = [r for r in request_log(fresh_registry) if r["method"] == "PATCH"]
     assert len(patches) >= 700_000 // (64 * 1024), f"expected many PATCHes, saw {len(patches)}"
     assert all(r["status"] == 202 for r in patches)
 
@@ -192,5 +192,6 @@ def test_paginated_listings(fresh_registry: CargoholdServer) -> None:
     oras = oras_client.OrasClient(hostname=host, insecure=True)
     assert oras.get_tags(f"{host}/interop/paged", N=7) == tags[:7]
     assert oras.get_tags(f"{host}/interop/paged") == tags
-    pages = [r for r in request_log(fresh_registry.log()) if r["path"] == "/v2/interop/paged/tags/list"]
+    pages = [r for r in request_log(fresh_registry) if r["path"] == "/v2/interop/paged/tags/list"]
     assert len(pages) >= 3 + 1 + 1, "the clients did not page"  # dxf: 5+5+2; oras: 7; oras: all
+    fresh_registry.assert_storage_consistent()

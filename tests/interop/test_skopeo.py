@@ -78,9 +78,9 @@ def test_copy_between_repositories_mounts_blobs(
 ) -> None:
     host = fresh_registry.host
     clients.skopeo.copy(f"oci:{images.oci.path}:small", f"docker://{host}/interop/source:1")
-    before = len(request_log(fresh_registry.log()))
+    before = len(request_log(fresh_registry))
     clients.skopeo.copy(f"docker://{host}/interop/source:1", f"docker://{host}/interop/target:1")
-    requests = request_log(fresh_registry.log())[before:]
+    requests = request_log(fresh_registry)[before:]
 
     posts = [r for r in requests if r["method"] == "POST" and "/interop/target/blobs/uploads" in r["path"]]
     mounted = [r for r in posts if r["status"] == 201]  # 201 to a POST is a finished cross-repository mount

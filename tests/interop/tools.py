@@ -19,18 +19,20 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support.servers import free_port, stop_process, wait_for_http
+from tests.support.servers import CargoholdServer, free_port, stop_process, wait_for_http
 
 CACHE = Path(os.environ.get("CARGOHOLD_TEST_CACHE", Path.home() / ".cache" / "cargohold-tests"))
 #: a tool call that takes longer than this is a hang, not a slow machine
@@ -439,23 +441,26 @@ def distribution(tmp: Path) -> Iterator[DistributionServer]:
         stop_process(process)
 
 
-def request_log(log_text: str) -> list[dict[str, Any]]:
-    """cargohold's JSON access log lines (method, path, status, ...)."""
-    entries = []
-    for line in log_text.splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                entries.append(json.loads(line))
-    return entries
+def request_log(server: CargoholdServer, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """cargohold's JSON access log (method, path, status, ...) of every request answered so far.
 
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
+    The log is written asynchronously, so a marker request is sent and awaited: once it is in the
+    log, so is everything before it. Marker lines are left out of the result.
+    """
+    marker = f"/v2/log-marker/{uuid.uuid4().hex}/tags/list"
+    httpx.get(server.url + marker)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
+    while True:
+        entries = []
+        for line in server.log().splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    entries.append(json.loads(line))
+        if any(entry.get("path") == marker for entry in entries):
+            return [entry for entry in entries if not str(entry.get("path", "")).startswith("/v2/log-marker/")]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the marker request {marker} never showed up in the access log")
         time.sleep(0.05)
-    return bool(predicate())
 
 
 # TLS
