@@ -47,8 +47,8 @@ def test_verified_tls_and_two_workers(
         clients.skopeo.run("copy", "--dest-cert-dir", str(tls.cert_dir), f"oci:{images.oci.path}:small", ref)
         failure = clients.skopeo.fails("inspect", ref)
         assert "certificate signed by unknown authority" in failure.stderr, failure.stderr
-        info = clients.skopeo.out("inspect", "--raw", "--cert-dir", str(tls.cert_dir), ref)
-        assert hashlib.sha256(info.encode()).hexdigest() == images.oci.descriptor("small")["digest"][7:]
+        raw = clients.skopeo.out_bytes("inspect", "--raw", "--cert-dir", str(tls.cert_dir), ref)
+        assert f"sha256:{hashlib.sha256(raw).hexdigest()}" == images.oci.descriptor("small")["digest"]
 
         clients.podman.run("pull", "--cert-dir", str(tls.cert_dir), f"{server.host}/tls/small:1")
 

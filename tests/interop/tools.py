@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import filecmp
 import gzip
 import hashlib
 import ipaddress
@@ -86,6 +87,17 @@ class Tool:
     def out(self, *args: str) -> str:
         return self.run(*args).stdout
 
+    def out_bytes(self, *args: str) -> bytes:
+        """stdout exactly as written (no newline translation), for digests."""
+        argv = [*self.argv, *args]
+        result = subprocess.run(argv, capture_output=True, env={**os.environ, **self.env}, timeout=TIMEOUT,
+                                check=False)
+        if result.returncode != 0:
+            text = subprocess.CompletedProcess(argv, result.returncode, result.stdout.decode(errors="replace"),
+                                               result.stderr.decode(errors="replace"))
+            raise ToolError(argv, text)
+        return result.stdout
+
     def fails(self, *args: str) -> ToolError:
         """Run a command that must fail; return the failure for inspection."""
         argv = [*self.argv, *args]
@@ -103,8 +115,7 @@ class Skopeo(Tool):
         return found
 
     def inspect_raw(self, ref: str) -> bytes:
-        # text mode would be fine for JSON, but digests are over bytes: re-encode exactly what was printed
-        return self.out("inspect", "--raw", "--tls-verify=false", ref).encode()
+        return self.out_bytes("inspect", "--raw", "--tls-verify=false", ref)
 
     def list_tags(self, ref: str) -> list[str]:
         tags: list[str] = json.loads(self.out("list-tags", "--tls-verify=false", ref))["Tags"]
@@ -222,7 +233,7 @@ def assert_same_image(a: OciLayout, tag_a: str, b: OciLayout, tag_b: str) -> Non
     assert digests == b.reachable(descriptor_b["digest"])
     for digest in digests:
         assert sha256_file(a.blob_path(digest)) == digest
-        assert a.blob(digest) == b.blob(digest), f"blob {digest} differs"
+        assert filecmp.cmp(a.blob_path(digest), b.blob_path(digest), shallow=False), f"blob {digest} differs"
 
 
 def assert_same_dir(a: Path, b: Path) -> None:
@@ -233,7 +244,7 @@ def assert_same_dir(a: Path, b: Path) -> None:
     assert names_a == names_b
     for name in names_a - {"manifest.json"}:
         assert sha256_file(a / name) == f"sha256:{name}"
-        assert (a / name).read_bytes() == (b / name).read_bytes(), f"blob {name} differs"
+        assert filecmp.cmp(a / name, b / name, shallow=False), f"blob {name} differs"
 
 
 # images
