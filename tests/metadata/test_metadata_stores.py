@@ -84,8 +84,7 @@ def test_manifests_tags_referrers(meta: MetadataStore) -> None:
 
 def test_uploads(meta: MetadataStore) -> None:
     async def scenario() -> None:
-        repo = await meta.ensure_repository("up")
-        await meta.create_upload("u1", repo, "sha256")
+        await meta.create_upload("u1", "up", "sha256")
         record = await meta.upload("u1")
         assert record is not None and (record.repository, record.size, record.hash_state) == ("up", 0, None)
         await meta.update_upload("u1", 0, 10, b"state")

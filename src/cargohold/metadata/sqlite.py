@@ -251,23 +251,22 @@ class SqliteMetadataStore:
 
     # uploads
 
-    async def create_upload(self, upload_id: str, repository_id: int, algorithm: str) -> None:
+    async def create_upload(self, upload_id: str, repository: str, algorithm: str) -> None:
         now = _now()
         self._db.execute(
-            "INSERT INTO uploads (id, repository_id, size, algorithm, hash_state, created_at, updated_at)"
+            "INSERT INTO uploads (id, repository, size, algorithm, hash_state, created_at, updated_at)"
             " VALUES (?, ?, 0, ?, NULL, ?, ?)",
-            (upload_id, repository_id, algorithm, now, now),
+            (upload_id, repository, algorithm, now, now),
         )
 
     async def upload(self, upload_id: str) -> UploadRecord | None:
         row = self._db.execute(
-            "SELECT u.id, r.name, u.repository_id, u.size, u.algorithm, u.hash_state, u.created_at, u.updated_at"
-            " FROM uploads u JOIN repositories r ON r.id = u.repository_id WHERE u.id = ?",
+            "SELECT id, repository, size, algorithm, hash_state, created_at, updated_at FROM uploads WHERE id = ?",
             (upload_id,),
         ).fetchone()
         if row is None:
             return None
-        return UploadRecord(row[0], row[1], int(row[2]), int(row[3]), row[4], row[5], int(row[6]), int(row[7]))
+        return UploadRecord(row[0], row[1], int(row[2]), row[3], row[4], int(row[5]), int(row[6]))
 
     async def update_upload(self, upload_id: str, expected_size: int, size: int, hash_state: bytes | None) -> None:
         cursor = self._db.execute(

@@ -45,7 +45,6 @@ class ReferrerRecord:
 class UploadRecord:
     id: str
     repository: str
-    repository_id: int
     size: int
     algorithm: str
     hash_state: bytes | None
@@ -103,7 +102,7 @@ class MetadataStore(Protocol):
     async def referrers(self, repository_id: int, subject: str, artifact_type: str | None) -> list[ReferrerRecord]: ...
 
     # uploads
-    async def create_upload(self, upload_id: str, repository_id: int, algorithm: str) -> None: ...
+    async def create_upload(self, upload_id: str, repository: str, algorithm: str) -> None: ...
     async def upload(self, upload_id: str) -> UploadRecord | None: ...
     async def update_upload(self, upload_id: str, expected_size: int, size: int, hash_state: bytes | None) -> None:
         """Record progress; raises UploadConflict if the size is no longer ``expected_size``."""

@@ -125,8 +125,7 @@ class Registry:
     async def start_upload(self, repository: str) -> str:
         self.check_writable()
         check_name(repository)
-        repository_id = await self.meta.ensure_repository(repository)
-        return await self.uploads.start(repository_id)
+        return await self.uploads.start(repository)
 
     async def mount_blob(self, repository: str, source: str, digest_text: str) -> Digest | None:
         """Link a blob from ``source`` into ``repository``; None if it is not there to mount."""
@@ -145,8 +144,7 @@ class Registry:
         self.check_writable()
         check_name(repository)
         digest = parse_digest(digest_text)
-        repository_id = await self.meta.ensure_repository(repository)
-        upload_id = await self.uploads.start(repository_id)
+        upload_id = await self.uploads.start(repository)
         try:
             record = await self.uploads.get(repository, upload_id)
             size, hasher = await self.uploads.append(record, body, length=length)

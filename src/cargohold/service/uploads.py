@@ -57,10 +57,10 @@ class Uploads:
         self.blobs = blobs
         self.meta = meta
 
-    async def start(self, repository_id: int) -> str:
+    async def start(self, repository: str) -> str:
         upload_id = new_upload_id()
         await self.blobs.upload_start(upload_id)
-        await self.meta.create_upload(upload_id, repository_id, "sha256")
+        await self.meta.create_upload(upload_id, repository, "sha256")
         return upload_id
 
     async def get(self, repository: str, upload_id: str) -> UploadRecord:
@@ -142,7 +142,8 @@ class Uploads:
                 f"content digest is {actual}, not {digest}", detail={"expected": str(digest), "actual": str(actual)}
             )
         await self.blobs.upload_commit(record.id, digest)
-        await self.meta.add_blob(record.repository_id, str(digest), size)
+        repository_id = await self.meta.ensure_repository(record.repository)
+        await self.meta.add_blob(repository_id, str(digest), size)
         await self.meta.delete_upload(record.id)
 
     async def cancel(self, upload_id: str) -> None:

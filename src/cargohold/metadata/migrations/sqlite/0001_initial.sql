@@ -52,9 +52,11 @@ CREATE TABLE tags (
 );
 CREATE INDEX tags_by_manifest ON tags (repository_id, manifest_digest);
 
+-- Sessions name their repository rather than reference it: a repository
+-- exists only once a blob, mount or manifest lands in it.
 CREATE TABLE uploads (
     id              TEXT PRIMARY KEY,
-    repository_id   INTEGER NOT NULL REFERENCES repositories(id),
+    repository      TEXT NOT NULL,
     size            BIGINT NOT NULL,
     algorithm       TEXT NOT NULL,
     hash_state      BLOB,
