@@ -2,7 +2,8 @@
 
 ``registry`` is parametrised over every registry implementation we test against:
 Distribution 2.8 (Debian's ``docker-registry``) and cargohold's own server (once
-``cargohold serve`` exists). ``auth_registry`` is Distribution with htpasswd basic auth.
+``cargohold serve`` exists). ``auth_registry`` is Distribution with htpasswd basic auth;
+``tls_registry`` is cargohold over HTTPS with a certificate from a CA made by the test.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -25,6 +27,8 @@ import pytest
 from cargohold.client import RegistryClient, StaticKeychain, TransportOptions
 from cargohold.client.cache import BlobCache
 from cargohold.client.keychain import Credentials
+
+from .tlsfiles import TLSFiles, make_tls_files
 
 ROOT = Path(__file__).resolve().parents[2]
 USERNAME = "tester"
@@ -57,13 +61,16 @@ def free_port() -> int:
         return port
 
 
-def wait_ready(host: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_ready(host: str, process: subprocess.Popen[bytes], log: Path, ca: Path | None = None) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"registry exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            httpx.get(f"http://{host}/v2/", timeout=1)
+            if ca is None:
+                httpx.get(f"http://{host}/v2/", timeout=1)
+            else:
+                httpx.get(f"https://{host}/v2/", timeout=1, verify=ssl.create_default_context(cafile=str(ca)))
             return
         except httpx.HTTPError:
             time.sleep(0.05)
@@ -113,31 +120,30 @@ def start_distribution(base: Path, *, htpasswd: bool = False) -> RunningRegistry
     )
 
 
-def start_cargohold(base: Path) -> RunningRegistry:
+def start_cargohold(base: Path, tls: TLSFiles | None = None) -> RunningRegistry:
+    """cargohold's server; over HTTPS with ``tls`` (its certificate is valid for 127.0.0.1)."""
     if not (ROOT / "src" / "cargohold" / "cli" / "serve.py").exists():
         pytest.skip("cargohold serve does not exist yet")
     port = free_port()
     base.mkdir(parents=True, exist_ok=True)
     log = base / "server.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    argv = [
+        sys.executable,
+        "-m",
+        "cargohold.cli.main",
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--data-dir",
+        str(base / "data"),
+    ]
+    if tls is not None:
+        argv += ["--tls-cert", str(tls.server_cert), "--tls-key", str(tls.server_key)]
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cargohold.cli.main",
-                "serve",
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--data-dir",
-                str(base / "data"),
-            ],
-            stdout=out,
-            stderr=out,
-            env=env,
-        )
+        process = subprocess.Popen(argv, stdout=out, stderr=out, env=env)
     host = f"127.0.0.1:{port}"
-    wait_ready(host, process, log)
+    wait_ready(host, process, log, tls.ca_cert if tls else None)
     return RunningRegistry("cargohold", host, process, log)
 
 
@@ -164,6 +170,20 @@ def distribution(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRe
 def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
     """Distribution with htpasswd basic auth."""
     running = start_distribution(tmp_path_factory.mktemp("distribution-auth"), htpasswd=True)
+    yield running
+    stop(running.process)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """A private CA, a server certificate for 127.0.0.1 and a client certificate, all from it."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory, tls_files: TLSFiles) -> Iterator[RunningRegistry]:
+    """cargohold serving HTTPS with a certificate from the test CA."""
+    running = start_cargohold(tmp_path_factory.mktemp("cargohold-tls"), tls_files)
     yield running
     stop(running.process)
 

@@ -47,13 +47,17 @@ def build_image(
     variant: str | None = None,
     docker: bool = False,
     labels: dict[str, str] | None = None,
+    base: list[tuple[bytes, Digest]] | None = None,
 ) -> BuiltImage:
-    """An image manifest (OCI, or Docker schema 2) with random layers and a small config."""
+    """An image manifest (OCI, or Docker schema 2) with random layers and a small config.
+
+    ``base`` layers (blob, diff ID), e.g. from :func:`layer_bytes`, go below the random ones.
+    """
     blobs: dict[Digest, bytes] = {}
     layers = []
     diff_ids = []
-    for i, size in enumerate(layer_sizes):
-        data, diff_id = layer_bytes(size, f"layer{i}.bin")
+    made = [layer_bytes(size, f"layer{i}.bin") for i, size in enumerate(layer_sizes)]
+    for data, diff_id in (base or []) + made:
         digest = Digest.of(data)
         blobs[digest] = data
         diff_ids.append(str(diff_id))

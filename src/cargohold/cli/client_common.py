@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,20 +77,22 @@ def add_transport_options(parser: argparse.ArgumentParser) -> None:
     """Flags every registry-speaking command takes."""
     group = parser.add_argument_group("registry access")
     group.add_argument(
-        "--insecure", action="store_true", help="use plain HTTP (and no TLS checks) for registries"
+        "--insecure",
+        action="store_true",
+        help="treat every registry as insecure: HTTPS without certificate checks, else plain HTTP",
     )
     group.add_argument(
         "--insecure-registry",
         action="append",
         default=[],
         metavar="HOST[:PORT]",
-        help="plain HTTP for this registry only (repeatable)",
+        help="treat this registry as insecure (repeatable); loopback registries may always answer plain HTTP",
     )
     group.add_argument(
         "--tls-verify",
         default="true",
         choices=["true", "false"],
-        help="verify TLS certificates (default true)",
+        help="verify TLS certificates (default true); false also allows plain HTTP, as skopeo's",
     )
     group.add_argument("--ca-cert", metavar="PEM", help="extra CA bundle to trust")
     group.add_argument("--cert", metavar="PEM", help="client certificate (mutual TLS)")
@@ -114,18 +118,25 @@ def platform_of(args: argparse.Namespace) -> Platform | None:
     return parse_platform(text) if text else None
 
 
-def make_client(args: argparse.Namespace) -> RegistryClient:
-    """A :class:`RegistryClient` configured from the common flags."""
+def transport_options(args: argparse.Namespace) -> TransportOptions:
+    """:class:`TransportOptions` from the common flags."""
     cert: str | tuple[str, str] | None = None
     if args.cert:
         cert = (args.cert, args.key) if args.key else args.cert
-    options = TransportOptions(
+    elif args.key:
+        raise ValueError("--key needs --cert")
+    return TransportOptions(
         insecure_registries=frozenset(args.insecure_registry),
         insecure_all=args.insecure,
-        verify_tls=args.tls_verify == "true" and not args.insecure,
+        verify_tls=args.tls_verify == "true",
         ca_bundle=args.ca_cert,
         client_cert=cert,
     )
+
+
+def make_client(args: argparse.Namespace) -> RegistryClient:
+    """A :class:`RegistryClient` configured from the common flags."""
+    options = transport_options(args)
     config = DockerConfig(Path(args.authfile)) if args.authfile else DockerConfig()
     keychain: StaticKeychain | DockerConfig | MultiKeychain = config
     if args.creds:
@@ -164,13 +175,21 @@ def human_size(size: int) -> str:
 
 
 class TerminalProgress:
-    """A one-line progress bar on stderr; drawn only when stderr is a terminal."""
+    """A one-line progress bar on stderr, redrawn at most every :attr:`interval` seconds.
+
+    Only created when stderr is a terminal (:func:`progress_for`), so scripts and
+    logs never see carriage returns.
+    """
+
+    #: seconds between redraws: smooth to the eye, cheap for parallel transfers
+    interval = 0.1
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.total = 0
         self.done = 0
         self._lock = threading.Lock()
+        self._drawn = 0.0
 
     def add_total(self, size: int) -> None:
         with self._lock:
@@ -182,14 +201,21 @@ class TerminalProgress:
             self.done += size
         self._draw()
 
-    def _draw(self) -> None:
-        total = max(self.total, 1)
-        fraction = min(self.done / total, 1.0)
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if not force and now - self._drawn < self.interval:
+                return
+            self._drawn = now
+            done, total = self.done, self.total
+        fraction = min(done / max(total, 1), 1.0)
         bar = "#" * int(fraction * 30)
-        sys.stderr.write(f"\r{self.label} [{bar:<30}] {human_size(self.done)}/{human_size(self.total)}")
+        sys.stderr.write(f"\r{self.label} [{bar:<30}] {human_size(done)}/{human_size(total)}")
         sys.stderr.flush()
 
     def finish(self) -> None:
+        """Draw the final state and end the line."""
+        self._draw(force=True)
         sys.stderr.write("\n")
 
 
@@ -211,6 +237,10 @@ def command(func: Command) -> Command:
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
+        except BrokenPipeError:
+            # the reader went away (``| head``): stop quietly, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
         except (ClientError, *EXPECTED_ERRORS) as exc:
             if getattr(args, "debug", False):
                 raise

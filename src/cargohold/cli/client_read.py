@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from typing import Any
@@ -115,8 +116,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             ("Image digest", info.digest),
             ("Platform", "/".join(p for p in (config.os, config.architecture, config.variant) if p)),
             ("Created", config.created),
-            ("Entrypoint", config.entrypoint),
-            ("Cmd", config.cmd),
+            ("Entrypoint", json.dumps(config.entrypoint) if config.entrypoint is not None else ""),
+            ("Cmd", json.dumps(config.cmd) if config.cmd is not None else ""),
             ("Total size", human_size(info.total_size)),
         ],
     )

@@ -16,15 +16,16 @@ from ..client import (
     OCILayout,
     RegistryClient,
     StaticKeychain,
-    TransportOptions,
     archive,
     blobs,
     ops,
 )
 from ..client.copy import copy, sync
 from ..client.errors import LayoutError
-from ..client.pull import TransferResult, pull, push
+from ..client.pull import TransferResult, pull, push, upload_with_restarts
 from ..digest import Digest
+from ..formats import Descriptor
+from ..reference import Reference
 from .client_common import (
     Location,
     TerminalProgress,
@@ -39,23 +40,28 @@ from .client_common import (
     print_json,
     progress_for,
     repository_of,
+    transport_options,
 )
+
+CONVERT_HELP = "write schema 1 images as Docker schema 2 (config and diff IDs rebuilt from the layers)"
+
+
+def _document(src: object, dst: object, result: TransferResult) -> dict[str, Any]:
+    return {
+        "source": str(src),
+        "destination": str(dst),
+        "digest": str(result.digest),
+        "mediaType": result.media_type,
+        "manifests": result.manifests,
+        "blobsTransferred": result.blobs_transferred,
+        "blobsSkipped": result.blobs_skipped,
+        "blobsMounted": result.blobs_mounted,
+    }
 
 
 def _report(args: argparse.Namespace, verb: str, src: object, dst: object, result: TransferResult) -> None:
     if args.json:
-        print_json(
-            {
-                "source": str(src),
-                "destination": str(dst),
-                "digest": str(result.digest),
-                "mediaType": result.media_type,
-                "manifests": result.manifests,
-                "blobsTransferred": result.blobs_transferred,
-                "blobsSkipped": result.blobs_skipped,
-                "blobsMounted": result.blobs_mounted,
-            }
-        )
+        print_json(_document(src, dst, result))
     else:
         print(
             f"{verb} {src} -> {dst}: {result.digest} ({result.blobs_transferred} blobs transferred, "
@@ -77,11 +83,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     else:
         password = args.password or getpass.getpass("Password: ")
     credentials = Credentials(username, password)
-    options = TransportOptions(
-        insecure_all=args.insecure,
-        verify_tls=args.tls_verify == "true" and not args.insecure,
-        ca_bundle=args.ca_cert,
-    )
+    options = transport_options(args)
     with RegistryClient(keychain=StaticKeychain(credentials), options=options) as client:
         client.ping(registry)
     config = DockerConfig(Path(args.authfile)) if args.authfile else DockerConfig()
@@ -116,6 +118,7 @@ def _transfer(
                 dst.ref,
                 platform=platform_of(args),
                 all_platforms=args.all_platforms,
+                convert_schema2=getattr(args, "convert_schema2", False),
                 progress=progress,
             )
         if src.kind == "registry" and dst.kind == "oci":
@@ -168,15 +171,43 @@ def cmd_copy(args: argparse.Namespace) -> int:
 
 @command
 def cmd_pull(args: argparse.Namespace) -> int:
-    src = Location("registry", ref=parse_reference(args.reference))
     dst = parse_location(args.destination)
     if dst.kind == "registry":
         raise ValueError(
             "pull writes to oci:DIR[:TAG] or docker-archive:FILE[:REF]; use copy between registries"
         )
+    if len(args.reference) > 1:
+        return _pull_many(args, [parse_reference(r) for r in args.reference], dst)
+    src = Location("registry", ref=parse_reference(args.reference[0]))
     with make_client(args) as client:
         result = _transfer(args, src, dst, client)
     _report(args, "pulled", src, dst, result)
+    return 0
+
+
+def _pull_many(args: argparse.Namespace, refs: list[Reference], dst: Location) -> int:
+    """Several images into one docker-archive (``docker save a b``)."""
+    if dst.kind != "docker-archive" or dst.name is not None:
+        raise ValueError("several references can only be pulled into one docker-archive:FILE (no :REF)")
+    assert dst.path is not None
+    progress = progress_for("pulling", args)
+    try:
+        with make_client(args) as client:
+            results = archive.save_many(
+                client,
+                [(ref, None) for ref in refs],
+                dst.path,
+                platform=platform_of(args),
+                cache=make_cache(args),
+                progress=progress,
+            )
+    finally:
+        _finish(progress)
+    if args.json:
+        print_json([_document(ref, dst, result) for ref, result in zip(refs, results, strict=True)])
+    else:
+        for ref, result in zip(refs, results, strict=True):
+            _report(args, "pulled", ref, dst, result)
     return 0
 
 
@@ -205,6 +236,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             tag_pattern=args.tags,
             all_platforms=not args.platform,
             platform=platform_of(args),
+            convert_schema2=args.convert_schema2,
         )
     if args.json:
         print_json(
@@ -292,9 +324,10 @@ def cmd_blob_put(args: argparse.Namespace) -> int:
             while block := handle.read(blobs.READ_SIZE):
                 yield block
 
+    descriptor = Descriptor("application/octet-stream", digest, path.stat().st_size)
     with make_client(args) as client:
         if client.blob_size(repo, digest) is None:
-            blobs.upload(client, repo, digest, path.stat().st_size, chunks())
+            upload_with_restarts(client, repo, descriptor, chunks)
     if args.json:
         print_json({"digest": str(digest), "size": path.stat().st_size})
     else:
@@ -330,15 +363,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             cmd_pull,
             "reference",
             "destination",
-            "pull an image into oci:DIR[:TAG] or docker-archive:FILE",
+            "pull an image into oci:DIR[:TAG] or docker-archive:FILE (several images: one archive)",
         ),
         ("push", cmd_push, "source", "reference", "push an image from oci:DIR[:TAG] or docker-archive:FILE"),
     ):
         p = subparsers.add_parser(name, help=text)
-        p.add_argument(first)
+        if name == "pull":
+            p.add_argument(first, nargs="+", help="one image, or several into one docker-archive")
+        else:
+            p.add_argument(first)
         p.add_argument(second)
         add_platform_options(p)
         p.add_argument("--cache-dir", metavar="DIR", help="blob cache (default ~/.cache/cargohold)")
+        if name == "copy":
+            p.add_argument("--convert-schema2", action="store_true", help=CONVERT_HELP)
         add_transport_options(p)
         p.set_defaults(func=func)
 
@@ -347,6 +385,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("destination", help="HOST/REPO")
     p.add_argument("--tags", metavar="REGEX", help="only tags fully matching this")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="one platform only (default: all)")
+    p.add_argument("--convert-schema2", action="store_true", help=CONVERT_HELP)
     add_transport_options(p)
     p.set_defaults(func=cmd_sync)
 

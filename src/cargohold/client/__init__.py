@@ -30,6 +30,7 @@ from .errors import (
     PlatformNotFound,
     RegistryResponseError,
     SizeMismatch,
+    TLSError,
     TransportError,
     UnsupportedOperation,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "RegistryResponseError",
     "SizeMismatch",
     "StaticKeychain",
+    "TLSError",
     "TagInfo",
     "TokenCache",
     "TransferResult",

@@ -7,6 +7,9 @@ Layout of the tar, as docker writes it::
     <layer-hex>.tar      each layer blob, stored exactly as the registry serves it
     repositories         {"repo": {"tag": "<top layer hex>"}} (legacy, for old docker)
 
+Several images may share one archive (``docker save a b``, :func:`save_many`):
+one manifest.json entry per image, each layer stored once.
+
 Layers keep their registry bytes (usually gzip), which ``docker load`` and
 skopeo both accept, so a pull to an archive and a push back are byte-identical
 for every blob. The manifest is rebuilt on push: Docker schema 2 when every
@@ -20,7 +23,7 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -45,6 +48,21 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def default_repo_tag(ref: Reference) -> str | None:
+    """The RepoTag docker would record for ``ref``: ``registry/repository:tag`` (None for a digest)."""
+    return f"{ref.registry}/{ref.repository}:{ref.tag}" if ref.tag else None
+
+
+@dataclass
+class _Saved:
+    """One image entry of manifest.json (several tags of one image share it, as in ``docker save``)."""
+
+    config_name: str
+    config: bytes
+    layers: list[Descriptor]
+    repo_tags: list[str]
+
+
 def save(
     client: RegistryClient,
     ref: Reference,
@@ -55,49 +73,96 @@ def save(
     cache: BlobCache | None = None,
     progress: TransferProgress | None = None,
 ) -> TransferResult:
-    """Pull one image (the platform's, for an index) into a docker-archive tar at ``path``.
+    """Pull one image (the platform's, for an index) into a docker-archive tar at ``path``."""
+    [result] = save_many(client, [(ref, repo_tag)], path, platform=platform, cache=cache, progress=progress)
+    return result
 
-    Blobs pass through the cache (verified, resumable); the tar is written to a
-    temporary name and renamed into place only when complete.
+
+def save_many(
+    client: RegistryClient,
+    images: Sequence[tuple[Reference, str | None]],
+    path: Path,
+    *,
+    platform: Platform | None = None,
+    cache: BlobCache | None = None,
+    progress: TransferProgress | None = None,
+) -> list[TransferResult]:
+    """Pull several images into one docker-archive, as ``docker save IMAGE...`` writes it.
+
+    ``images`` pairs each reference with the RepoTag to record (None: the
+    reference itself, see :func:`default_repo_tag`). manifest.json gets one
+    entry per distinct image, listing all its tags; a layer shared by images
+    is stored once; ``repositories`` maps every name and tag to its image's
+    top layer. Blobs pass through the cache (verified, resumable); the tar is
+    written to a temporary name and renamed into place only when complete.
     """
+    if not images:
+        raise ValueError("no images to save")
     cache = cache or BlobCache()
-    resolved, raw, manifest, _ = resolve_image(client, ref, platform)
-    if manifest.config is None:
-        raise UnsupportedOperation(f"{ref}: {raw.media_type} images cannot be saved as a docker-archive")
-    config = client.read_blob(resolved, manifest.config.digest)
-    if progress is not None:
-        progress.add_total(sum(max(d.size, 0) for d in manifest.layers))
-    files = []
-    fetched = 0
-    for layer in manifest.layers:
-        fetched += 0 if cache.has(layer.digest, layer.size) else 1
-        callback = progress.advance if progress is not None else None
-        files.append(cache.fetch(client, resolved, layer.digest, layer.size, callback))
-    tag = repo_tag or (f"{ref.registry}/{ref.repository}:{ref.tag}" if ref.tag else None)
-    config_name = f"{manifest.config.digest.hex}.json"
-    entry = {
-        "Config": config_name,
-        "RepoTags": [tag] if tag else [],
-        "Layers": [f"{layer.digest.hex}.tar" for layer in manifest.layers],
-    }
+    entries: dict[Digest, _Saved] = {}
+    results: list[TransferResult] = []
+    layer_files: dict[Digest, Path] = {}
+    for ref, repo_tag in images:
+        resolved, raw, manifest, _ = resolve_image(client, ref, platform)
+        if manifest.config is None:
+            raise UnsupportedOperation(f"{ref}: {raw.media_type} images cannot be saved as a docker-archive")
+        tag = repo_tag or default_repo_tag(ref)
+        entry = entries.get(manifest.config.digest)
+        if entry is None:
+            config = client.read_blob(resolved, manifest.config.digest)
+            entry = _Saved(f"{manifest.config.digest.hex}.json", config, list(manifest.layers), [])
+            entries[manifest.config.digest] = entry
+        if tag and tag not in entry.repo_tags:
+            entry.repo_tags.append(tag)
+        new = [d for d in manifest.layers if d.digest not in layer_files]
+        if progress is not None:
+            progress.add_total(sum(max(d.size, 0) for d in new))
+        fetched = 0
+        for layer in manifest.layers:
+            if layer.digest in layer_files:
+                continue
+            fetched += 0 if cache.has(layer.digest, layer.size) else 1
+            callback = progress.advance if progress is not None else None
+            layer_files[layer.digest] = cache.fetch(client, resolved, layer.digest, layer.size, callback)
+        results.append(TransferResult(raw.digest, raw.media_type, 1, fetched, len(manifest.layers) - fetched))
+    _write_archive(path, list(entries.values()), layer_files)
+    return results
+
+
+def _write_archive(path: Path, entries: list[_Saved], layer_files: dict[Digest, Path]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
+    written: set[Digest] = set()
+    repositories: dict[str, dict[str, str]] = {}
     try:
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-            _add_bytes(tar, config_name, config)
-            for layer, file in zip(manifest.layers, files, strict=True):
-                with file.open("rb") as handle:
-                    info = tar.gettarinfo(fileobj=handle, arcname=f"{layer.digest.hex}.tar")
-                    info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
-                    tar.addfile(info, handle)
-            _add_bytes(tar, "manifest.json", json.dumps([entry]).encode())
-            if tag and manifest.layers:
-                name, _, tag_name = tag.rpartition(":")
-                legacy = {name: {tag_name: manifest.layers[-1].digest.hex}}
-                _add_bytes(tar, "repositories", json.dumps(legacy).encode())
+            for entry in entries:
+                _add_bytes(tar, entry.config_name, entry.config)
+                for layer in entry.layers:
+                    if layer.digest in written:
+                        continue
+                    written.add(layer.digest)
+                    with layer_files[layer.digest].open("rb") as handle:
+                        info = tar.gettarinfo(fileobj=handle, arcname=f"{layer.digest.hex}.tar")
+                        info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
+                        tar.addfile(info, handle)
+                for tag in entry.repo_tags:
+                    if entry.layers:
+                        name, _, tag_name = tag.rpartition(":")
+                        repositories.setdefault(name, {})[tag_name] = entry.layers[-1].digest.hex
+            manifest = [
+                {
+                    "Config": entry.config_name,
+                    "RepoTags": entry.repo_tags,
+                    "Layers": [f"{layer.digest.hex}.tar" for layer in entry.layers],
+                }
+                for entry in entries
+            ]
+            _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
+            if repositories:
+                _add_bytes(tar, "repositories", json.dumps(repositories).encode())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return TransferResult(raw.digest, raw.media_type, 1, fetched, len(manifest.layers) - fetched)
 
 
 @dataclass(frozen=True, slots=True)

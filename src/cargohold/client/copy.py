@@ -8,7 +8,8 @@ registry is mounted. Manifests go last, children before the index, and the
 tag is written only after everything it points to is in place.
 
 A schema 1 manifest names its repository and tag inside its signed payload;
-copying it under another name or tag re-signs it (with a fresh key unless one is given).
+copying it under another name or tag re-signs it (with a fresh key unless one is given),
+or, with ``convert_schema2``, converts it to a Docker schema 2 image (:mod:`.convert`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..formats.schema1 import PrivateKey
 from ..reference import Reference
 from . import blobs
 from .blobs import TransferProgress
+from .convert import copy_converted
 from .errors import ClientError, RegistryResponseError
 from .image import Node, blobs_of, current_platform, select_platform, walk
 from .pull import TransferResult, put_nodes, send_blob
@@ -85,12 +87,19 @@ def copy(
     platform: Platform | None = None,
     all_platforms: bool = False,
     signing_key: PrivateKey | None = None,
+    convert_schema2: bool = False,
     chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
     progress: TransferProgress | None = None,
 ) -> TransferResult:
-    """Copy ``src`` to ``dst`` (any registries): one platform's image of an index, or all of it."""
+    """Copy ``src`` to ``dst`` (any registries): one platform's image of an index, or all of it.
+
+    A schema 1 image is re-signed for its new name, or converted to Docker
+    schema 2 with ``convert_schema2`` (other images are copied unchanged).
+    """
     top = client.get_manifest(src)
     if is_schema1(top.media_type):
+        if convert_schema2:
+            return copy_converted(client, src, dst, top, chunk_size=chunk_size, progress=progress)
         return _copy_schema1(client, src, dst, top, signing_key)
     root = Node(Descriptor(top.media_type, top.digest, top.size), top.raw, top.parse())
     if root.manifest.is_index and not all_platforms:
@@ -137,14 +146,16 @@ def sync(
     all_platforms: bool = True,
     platform: Platform | None = None,
     skip_existing: bool = True,
+    convert_schema2: bool = False,
 ) -> SyncResult:
     """Copy every tag of ``src`` (those matching ``tag_pattern``) to ``dst``, like ``skopeo sync``.
 
-    A tag whose destination already points at the same digest is skipped
-    (``skip_existing``); a failing tag is reported and does not stop the others.
+    Tags go in sorted order. A tag whose destination already points at the same digest is skipped
+    (``skip_existing``; never true of a schema 1 tag converted with
+    ``convert_schema2``); a failing tag is reported and does not stop the others.
     """
     pattern = re.compile(tag_pattern) if tag_pattern else None
-    tags = [t for t in client.tags(src) if pattern is None or pattern.fullmatch(t)]
+    tags = sorted(t for t in client.tags(src) if pattern is None or pattern.fullmatch(t))
     copied: dict[str, TransferResult] = {}
     failed: dict[str, str] = {}
     skipped: list[str] = []
@@ -154,7 +165,14 @@ def sync(
             if skip_existing and all_platforms and _same(client, source, target):
                 skipped.append(tag)
                 continue
-            copied[tag] = copy(client, source, target, platform=platform, all_platforms=all_platforms)
+            copied[tag] = copy(
+                client,
+                source,
+                target,
+                platform=platform,
+                all_platforms=all_platforms,
+                convert_schema2=convert_schema2,
+            )
         except ClientError as exc:
             failed[tag] = str(exc)
     return SyncResult(copied, failed, tuple(skipped))

@@ -13,6 +13,7 @@ Exception tree::
     ├── RegistryResponseError      an HTTP error answer (status, errors, method, url)
     │   └── one subclass per spec code, each also a cargohold.errcodes.RegistryError
     ├── TransportError             no answer at all: connection refused, TLS, timeout
+    │   └── TLSError               certificate not trusted, handshake refused, not TLS at all
     ├── AuthError                  the token service refused or answered nonsense
     ├── DigestMismatch             bytes received do not hash to the digest expected
     ├── SizeMismatch               bytes received are not the size expected
@@ -106,6 +107,10 @@ _STATUS_CODES: Final[dict[int, str]] = {
 
 class TransportError(ClientError):
     """The request got no HTTP answer (connection, TLS, timeout)."""
+
+
+class TLSError(TransportError):
+    """TLS failed: the server's certificate is not trusted, or the handshake was refused."""
 
 
 class AuthError(ClientError):

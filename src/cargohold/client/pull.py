@@ -12,6 +12,7 @@ by digest ─► the root manifest by tag.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from ..reference import Reference
 from . import blobs
 from .blobs import TransferProgress
 from .cache import BlobCache
-from .errors import ClientError, UnsupportedOperation
+from .errors import ClientError, RegistryResponseError, TLSError, TransportError, UnsupportedOperation
 from .image import Node, blobs_of, current_platform, select_platform, walk
 from .layout import OCILayout
 from .registry import RegistryClient
@@ -190,16 +191,60 @@ def send_blob(
             if progress is not None:
                 progress.advance(max(size, 0))
             return "mounted"
-    blobs.upload(
-        client,
-        ref,
-        descriptor.digest,
-        size,
-        source(),
-        chunk_size=chunk_size,
-        progress=progress.advance if progress is not None else None,
-    )
+    upload_with_restarts(client, ref, descriptor, source, chunk_size=chunk_size, progress=progress)
     return "uploaded"
+
+
+def _restartable(exc: ClientError) -> bool:
+    """Transient failures, and an upload session the registry no longer knows (a resent final
+    PUT after the first one landed answers BLOB_UPLOAD_UNKNOWN)."""
+    if isinstance(exc, TLSError):
+        return False
+    if isinstance(exc, TransportError):
+        return True
+    return isinstance(exc, RegistryResponseError) and (exc.temporary or exc.code_name == "BLOB_UPLOAD_UNKNOWN")
+
+
+def upload_with_restarts(
+    client: RegistryClient,
+    ref: Reference,
+    descriptor: Descriptor,
+    source: blobs.ChunkSource,
+    *,
+    chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
+    progress: TransferProgress | None = None,
+) -> None:
+    """Upload a blob; after a transient failure, start a new upload session from the first byte.
+
+    A PATCH or POST is never resent on its own (the registry may have acted on
+    it); instead the blob's presence is checked (the final PUT may have landed)
+    and, if absent, the whole upload starts over from a fresh ``source()``.
+    """
+    attempts = client.options.retries + 1
+    for attempt in range(attempts):
+        moved = 0
+
+        def advance(count: int) -> None:
+            nonlocal moved
+            moved += count
+            if progress is not None:
+                progress.advance(count)
+
+        try:
+            blobs.upload(
+                client, ref, descriptor.digest, descriptor.size, source(), chunk_size=chunk_size, progress=advance
+            )
+            return
+        except ClientError as exc:
+            if attempt == attempts - 1 or not _restartable(exc):
+                raise
+        time.sleep(client.options.backoff * (2**attempt))
+        if client.blob_size(ref, descriptor.digest) is not None:
+            if progress is not None:
+                progress.advance(max(descriptor.size - moved, 0))
+            return
+        if progress is not None and moved:
+            progress.add_total(moved)  # those bytes will be sent again
 
 
 def put_nodes(client: RegistryClient, ref: Reference, nodes: list[Node]) -> Digest:

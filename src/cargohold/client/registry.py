@@ -30,7 +30,14 @@ from . import blobs
 from .auth import RegistryAuth, TokenCache
 from .errors import DigestMismatch, ManifestTooLarge, check
 from .keychain import DockerConfig, Keychain
-from .transport import TransportOptions, build_http_client, scheme_for, wrap_transport_error
+from .transport import (
+    Fallback,
+    TransportOptions,
+    build_http_client,
+    endpoint_policy,
+    may_fall_back,
+    wrap_transport_error,
+)
 
 #: ggcr's limit on a manifest we read: real ones are kilobytes; this stops a hostile endpoint
 MANIFEST_LIMIT: Final = 4 * 1024 * 1024
@@ -111,6 +118,8 @@ class RegistryClient:
         self.http = build_http_client(self.options, self.auth)
         self.workers = workers
         self._pinged: set[str] = set()
+        #: the scheme each registry answered on at its ping (HTTPS, or HTTP after a fallback)
+        self._schemes: dict[str, str] = {}
 
     def close(self) -> None:
         self.http.close()
@@ -124,9 +133,13 @@ class RegistryClient:
     # -- plumbing ---------------------------------------------------------------------------------
 
     def base_url(self, registry: str) -> str:
-        """``scheme://host`` of a registry; Docker Hub's API lives on another host than its name."""
+        """``scheme://host`` of a registry; Docker Hub's API lives on another host than its name.
+
+        HTTPS unless the ping found the registry answering plain HTTP only
+        (allowed for insecure and loopback registries, see :mod:`.transport`).
+        """
         host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
-        return f"{scheme_for(host, self.options)}://{host}"
+        return f"{self._schemes.get(registry, 'https')}://{host}"
 
     def request(
         self,
@@ -169,8 +182,27 @@ class RegistryClient:
             raise wrap_transport_error(exc, f"{method} {url}") from None
 
     def ping(self, registry: str) -> None:
-        """``GET /v2/``: checks the registry speaks the API and learns its auth challenge first."""
-        check(self._send("GET", registry, "/v2/"), 200)
+        """``GET /v2/``: checks the registry speaks the API and learns its auth challenge first.
+
+        This is also where the scheme is chosen: HTTPS first; plain HTTP when the
+        registry's policy allows it and HTTPS could not be spoken (docker's and
+        skopeo's fallback for insecure registries).
+        """
+        host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+        policy = endpoint_policy(host, self.options)
+        try:
+            response = self.http.get(f"https://{host}/v2/")
+            self._schemes[registry] = "https"
+        except httpx.HTTPError as exc:
+            if policy is Fallback.NEVER or not may_fall_back(exc, policy):
+                raise wrap_transport_error(exc, f"GET https://{host}/v2/") from None
+            first = wrap_transport_error(exc, "HTTPS")
+            try:
+                response = self.http.get(f"http://{host}/v2/")
+            except httpx.HTTPError as plain:
+                raise wrap_transport_error(plain, f"GET http://{host}/v2/ (after {first})") from None
+            self._schemes[registry] = "http"
+        check(response, 200)
         self._pinged.add(registry)
 
     # -- catalog and tags ------------------------------------------------------------------------

@@ -4,29 +4,58 @@ Layers, outermost first (as ggcr's ``remote/transport``)::
 
     httpx.Client(auth=RegistryAuth)      401 -> token -> retry   (auth.py)
       └── RetryTransport                 backoff on connection errors, 429 and 5xx
-            └── httpx.HTTPTransport      connection pool, TLS
+            └── TLSRouter                insecure registries get a context that skips verification
+                  └── httpx.HTTPTransport  connection pool, TLS
 
 One :class:`httpx.Client` is shared by every registry, so connections are reused
 and the client is safe to use from the worker threads that move layers in parallel.
+
+Scheme choice (docker's and skopeo's rules; :func:`endpoint_policy`):
+
+=====================================  ==========================  =====================================
+registry                               HTTPS                       plain HTTP fallback
+=====================================  ==========================  =====================================
+insecure (``insecure_registries``,     certificate not verified    on any failure to connect over TLS
+``insecure_all``, ``verify_tls=False``)
+loopback (``localhost``, 127/8, ::1)   verified                    only when the server does not speak
+                                                                   TLS; a bad certificate is an error
+any other                              verified                    never
+=====================================  ==========================  =====================================
+
+Retry policy: idempotent requests (GET, HEAD, PUT, DELETE) are retried on
+connection failures and on 408/429/5xx. POST and PATCH are retried only where
+the registry cannot have acted on them: 429 (refused before processing) and a
+connection that was never established. A failed PATCH is not resent blindly;
+:func:`cargohold.client.pull.send_blob` restarts the whole upload instead,
+after checking whether the blob arrived.
 """
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import ipaddress
 import random
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
 from typing import Final
 
 import httpx
 
-from .errors import TransportError
+from .errors import TLSError, TransportError
 
-#: methods a retry cannot make worse; POST starts a new upload each time, so it is not retried on errors
+#: methods a retry cannot make worse (a PUT or DELETE sent twice has the effect of one)
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 #: statuses that mean "try again later"
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+#: statuses after which a non-idempotent request is known not to have been acted on
+REFUSED_STATUSES: Final = frozenset({429})
+#: longest Retry-After we honour; a registry asking for more is treated as asking for this
+MAX_RETRY_AFTER: Final = 30.0
 USER_AGENT: Final = "cargohold-client/0.1"
 
 
@@ -34,9 +63,9 @@ USER_AGENT: Final = "cargohold-client/0.1"
 class TransportOptions:
     """How to reach registries. Every default follows docker's and skopeo's."""
 
-    #: registries (``host[:port]``) spoken to over plain HTTP; loopback hosts always are, as docker does
+    #: registries (``host[:port]``) whose certificates are not checked and that may answer plain HTTP
     insecure_registries: frozenset[str] = frozenset()
-    #: verify server certificates; off only for registries you trust on another channel
+    #: verify server certificates; False makes every registry insecure, as skopeo's ``--tls-verify=false``
     verify_tls: bool = True
     #: PEM bundle of extra certificate authorities (a private registry's CA)
     ca_bundle: str | None = None
@@ -48,7 +77,7 @@ class TransportOptions:
     retries: int = 3
     #: first backoff delay in seconds, doubled each attempt (plus jitter)
     backoff: float = 0.5
-    #: plain HTTP for every registry (``--insecure`` with no list): tests and labs
+    #: every registry insecure (``--insecure``): tests and labs
     insecure_all: bool = False
     #: connections kept per host; parallel layer transfers use several
     max_connections: int = field(default=16)
@@ -69,11 +98,83 @@ def is_loopback(registry: str) -> bool:
         return False
 
 
-def scheme_for(registry: str, options: TransportOptions) -> str:
-    """``http`` for insecure and loopback registries, else ``https``."""
-    if options.insecure_all or registry in options.insecure_registries or is_loopback(registry):
-        return "http"
-    return "https"
+class Fallback(Enum):
+    """When a registry reached over HTTPS may be retried over plain HTTP."""
+
+    NEVER = "never"
+    #: the server does not speak TLS (a certificate it presents is still checked)
+    NO_TLS = "no-tls"
+    #: any failure to connect over TLS (docker's insecure registries)
+    ANY = "any"
+
+
+def is_insecure(registry: str, options: TransportOptions) -> bool:
+    """Certificates of this registry are not verified (docker's "insecure registry")."""
+    return options.insecure_all or not options.verify_tls or registry in options.insecure_registries
+
+
+def endpoint_policy(registry: str, options: TransportOptions) -> Fallback:
+    """How ``registry`` may fall back to plain HTTP (see the module docstring's table)."""
+    if is_insecure(registry, options):
+        return Fallback.ANY
+    if is_loopback(registry):
+        return Fallback.NO_TLS
+    return Fallback.NEVER
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in found:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def tls_failure(exc: BaseException) -> str | None:
+    """``"certificate"`` or ``"alert"`` when the peer speaks TLS and refused us or we refused it;
+    ``"protocol"`` for other TLS failures (a plain-HTTP server answering a handshake); else None."""
+    chain = _chain(exc)
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain):
+        return "certificate"
+    text = " ".join(str(e) for e in chain)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "certificate"
+    if "ALERT" in text.upper() and "SSL" in text.upper():
+        return "alert"
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "[SSL" in text:
+        return "protocol"
+    return None
+
+
+def may_fall_back(exc: BaseException, policy: Fallback) -> bool:
+    """Whether an HTTPS failure ``exc`` allows trying plain HTTP under ``policy``."""
+    if policy is Fallback.ANY:
+        return True
+    if policy is Fallback.NO_TLS:
+        return tls_failure(exc) == "protocol"
+    return False
+
+
+def _connection_never_made(exc: BaseException) -> bool:
+    """The request cannot have reached the server: refused, unreachable, or no TLS session."""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), capped."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max((when - datetime.now(UTC)).total_seconds(), 0.0), MAX_RETRY_AFTER)
 
 
 def _replayable(request: httpx.Request) -> bool:
@@ -81,27 +182,34 @@ def _replayable(request: httpx.Request) -> bool:
 
 
 class RetryTransport(httpx.BaseTransport):
-    """Retry transient failures with exponential backoff and jitter.
+    """Retry transient failures with exponential backoff and jitter (policy: module docstring).
 
-    Only requests whose body can be sent again (bytes, not a stream) are retried;
-    connection errors are retried for idempotent methods only, because a POST
-    that reached the server may have started an upload session.
+    Only requests whose body can be sent again (bytes, not a stream) are retried.
+    TLS failures are not retried: a wrong certificate stays wrong.
     """
 
-    def __init__(self, inner: httpx.BaseTransport, retries: int, backoff: float) -> None:
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        retries: int,
+        backoff: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._inner = inner
         self._retries = retries
         self._backoff = backoff
+        self._sleep = sleep
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
         if response is not None:
-            after = response.headers.get("Retry-After", "")
-            if after.isdigit():
-                return min(float(after), 30.0)
+            after = retry_after(response)
+            if after is not None:
+                return after
         return float(self._backoff * (2**attempt) * (0.5 + random.random()))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         attempt = 0
+        idempotent = request.method in IDEMPOTENT_METHODS
         while True:
             can_retry = attempt < self._retries and _replayable(request)
             try:
@@ -112,16 +220,20 @@ class RetryTransport(httpx.BaseTransport):
                 httpx.WriteError,
                 httpx.RemoteProtocolError,
                 httpx.TimeoutException,
-            ):
-                if not (can_retry and request.method in IDEMPOTENT_METHODS):
+            ) as exc:
+                if not can_retry or tls_failure(exc) is not None:
                     raise
-                time.sleep(self._delay(attempt, None))
+                if not (idempotent or _connection_never_made(exc)):
+                    raise
+                self._sleep(self._delay(attempt, None))
                 attempt += 1
                 continue
-            if can_retry and response.status_code in RETRY_STATUSES:
+            status = response.status_code
+            statuses = RETRY_STATUSES if idempotent else REFUSED_STATUSES
+            if can_retry and status in statuses:
                 delay = self._delay(attempt, response)
                 response.close()
-                time.sleep(delay)
+                self._sleep(delay)
                 attempt += 1
                 continue
             return response
@@ -130,15 +242,39 @@ class RetryTransport(httpx.BaseTransport):
         self._inner.close()
 
 
-def ssl_context(options: TransportOptions) -> ssl.SSLContext | bool:
-    """The TLS settings for httpx: a context when a CA bundle or client certificate is given."""
-    if not options.verify_tls:
-        return False
-    if options.ca_bundle is None and options.client_cert is None:
-        return True
-    context = ssl.create_default_context()
+class TLSRouter(httpx.BaseTransport):
+    """Send requests for insecure registries through a transport that skips certificate checks."""
+
+    def __init__(
+        self, verified: httpx.BaseTransport, unverified: httpx.BaseTransport, options: TransportOptions
+    ) -> None:
+        self._verified = verified
+        self._unverified = unverified
+        self._options = options
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.netloc.decode("ascii")
+        insecure = request.url.scheme == "https" and is_insecure(host, self._options)
+        return (self._unverified if insecure else self._verified).handle_request(request)
+
+    def close(self) -> None:
+        self._verified.close()
+        self._unverified.close()
+
+
+def ssl_context(options: TransportOptions, *, verify: bool = True) -> ssl.SSLContext:
+    """The TLS context: system CAs plus ``ca_bundle``, the client certificate, checks on or off."""
+    context = ssl.create_default_context()  # the system's CAs, as docker and skopeo use
+    if context.cert_store_stats()["x509_ca"] == 0:  # no system store (some macOS builds): certifi's
+        with contextlib.suppress(ImportError):
+            import certifi
+
+            context.load_verify_locations(cafile=certifi.where())
     if options.ca_bundle is not None:
         context.load_verify_locations(cafile=options.ca_bundle)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     if isinstance(options.client_cert, tuple):
         context.load_cert_chain(options.client_cert[0], options.client_cert[1])
     elif options.client_cert is not None:
@@ -151,9 +287,13 @@ def build_http_client(options: TransportOptions, auth: httpx.Auth | None) -> htt
     limits = httpx.Limits(
         max_connections=options.max_connections * 4, max_keepalive_connections=options.max_connections
     )
-    inner = httpx.HTTPTransport(verify=ssl_context(options), limits=limits, retries=0)
+
+    def pool(verify: bool) -> httpx.HTTPTransport:
+        return httpx.HTTPTransport(verify=ssl_context(options, verify=verify), limits=limits, retries=0)
+
+    router = TLSRouter(pool(True), pool(False), options)
     return httpx.Client(
-        transport=RetryTransport(inner, options.retries, options.backoff),
+        transport=RetryTransport(router, options.retries, options.backoff),
         auth=auth,
         timeout=httpx.Timeout(options.timeout),
         headers={"User-Agent": USER_AGENT},
@@ -162,6 +302,22 @@ def build_http_client(options: TransportOptions, auth: httpx.Auth | None) -> htt
 
 
 def wrap_transport_error(exc: httpx.HTTPError, what: str) -> TransportError:
-    """A :class:`TransportError` naming what failed; httpx's message alone is often empty."""
+    """A :class:`TransportError` naming what failed; httpx's message alone is often empty.
+
+    TLS failures become :class:`TLSError` with a hint at the option that fixes them.
+    """
     text = str(exc) or type(exc).__name__
+    kind = tls_failure(exc)
+    if kind == "certificate":
+        return TLSError(
+            f"{what}: TLS certificate not trusted ({text}); "
+            "trust its CA with --ca-cert (ca_bundle) or skip verification with --tls-verify=false"
+        )
+    if kind == "alert":
+        return TLSError(
+            f"{what}: the server refused the TLS handshake ({text}); "
+            "does it require a client certificate (--cert/--key)?"
+        )
+    if kind == "protocol":
+        return TLSError(f"{what}: TLS handshake failed ({text}); is the server speaking plain HTTP?")
     return TransportError(f"{what}: {text}")
