@@ -282,6 +282,7 @@ def test_delete_by_digest_removes_its_tags(client: httpx.Client, repo: str) -> N
 def test_method_not_allowed(client: httpx.Client, repo: str) -> None:
     r = client.post(f"/v2/{repo}/manifests/latest")
     assert r.status_code == 405 and codes(r) == ["UNSUPPORTED"]
+    assert r.headers["allow"] == "DELETE, GET, HEAD, PUT"
 
 
 def test_storage_stays_consistent(registry: CargoholdServer) -> None:

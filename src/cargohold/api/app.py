@@ -78,7 +78,10 @@ class RegistryApp:
         handler = route.methods.get(request.method)
         try:
             if handler is None:
-                raise Unsupported(f"{request.method} is not supported on {route.name}", status=405)
+                allowed = ", ".join(sorted(route.methods))
+                raise Unsupported(
+                    f"{request.method} is not supported on {route.name}", status=405, headers={"Allow": allowed}
+                )
             name = params.get("name")
             if name is not None and not is_repository_name(name):
                 raise NameInvalid(f"invalid repository name {name!r}", detail={"name": name})
