@@ -11,8 +11,7 @@ ensure_venv() {
   want=$(cat "$lock" pyproject.toml | sha256sum | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r "$lock"
-    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . \
-      || .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
     echo "$want" > "$stamp"
   fi
 }
