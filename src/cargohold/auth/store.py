@@ -1,0 +1,398 @@
+"""The access model in SQL: :class:`AccessStore`, over the metadata database.
+
+The tables come from the metadata store's migrations (``0002_access.sql``), so
+whoever opens the metadata store first has created them. The SQL is plain
+enough for PostgreSQL too (``ON CONFLICT``, ``BOOLEAN`` columns given Python
+booleans, no SQLite functions); only the ``?`` placeholders would change.
+Calls are synchronous and take microseconds, as in the SQLite metadata store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ..metadata.store import MetadataError
+from .model import (
+    OWNERS_TEAM,
+    Account,
+    AccountExists,
+    AccountKind,
+    AccountUnknown,
+    InvalidName,
+    LastAdministrator,
+    Permission,
+    Role,
+    Team,
+    TeamExists,
+    TeamUnknown,
+    check_account_name,
+    check_repository_pattern,
+    check_team_name,
+    namespace_of,
+    robot_name,
+    split_team_name,
+)
+
+_BUSY_TIMEOUT_MS = 10_000
+_ACCOUNT_COLUMNS = (
+    "a.id, a.name, a.kind, a.superuser, a.disabled, o.name, a.credentials_changed_at, a.created_at"
+)
+_ACCOUNT_SELECT = f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN accounts o ON o.id = a.owner_id"
+
+
+class _Connection:
+    """An SQLite connection whose failures are :class:`MetadataError` (answered 500, logged)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise MetadataError(f"access store: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _account(row: Sequence[Any]) -> Account:
+    return Account(
+        id=int(row[0]), name=row[1], kind=AccountKind(row[2]), superuser=bool(row[3]), disabled=bool(row[4]),
+        owner=row[5], credentials_changed_at=int(row[6]), created_at=int(row[7]),
+    )
+
+
+class AccessStore:
+    """Users, organizations, robots, teams, permissions, public repositories and refresh tokens."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise MetadataError(f"sqlite {path}: {exc}") from exc
+        self._db = _Connection(db)
+
+    @classmethod
+    def open(cls, url: str) -> AccessStore:
+        """The store for a metadata URL; the metadata store must have been opened (migrated) first."""
+        if not url.startswith("sqlite://"):
+            raise MetadataError(f"access control needs an SQLite metadata database, not {url!r}")
+        return cls(url.removeprefix("sqlite://"))
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[_Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # accounts
+
+    def account(self, name: str) -> Account | None:
+        row = self._db.execute(f"{_ACCOUNT_SELECT} WHERE a.name = ?", (name,)).fetchone()
+        return None if row is None else _account(row)
+
+    def require(self, name: str, *kinds: AccountKind) -> Account:
+        found = self.account(name)
+        if found is None or (kinds and found.kind not in kinds):
+            what = " or ".join(k.value for k in kinds) or "account"
+            raise AccountUnknown(f"no {what} named {name!r}")
+        return found
+
+    def credentials(self, name: str) -> tuple[Account, str | None] | None:
+        """An account and its stored secret hash (bcrypt for users, SHA-256 for robots)."""
+        row = self._db.execute(
+            f"SELECT {_ACCOUNT_COLUMNS}, a.secret_hash FROM accounts a "
+            "LEFT JOIN accounts o ON o.id = a.owner_id WHERE a.name = ?",
+            (name,),
+        ).fetchone()
+        return None if row is None else (_account(row), row[8])
+
+    def accounts(self, kind: AccountKind | None = None, owner: str | None = None) -> list[Account]:
+        sql, args = f"{_ACCOUNT_SELECT} WHERE 1 = 1", []
+        if kind is not None:
+            sql, args = f"{sql} AND a.kind = ?", [kind.value]
+        if owner is not None:
+            sql, args = f"{sql} AND o.name = ?", [*args, owner]
+        return [_account(row) for row in self._db.execute(f"{sql} ORDER BY a.name", args)]
+
+    def _insert_account(
+        self, db: _Connection, name: str, kind: AccountKind, secret: str | None,
+        superuser: bool = False, owner_id: int | None = None,
+    ) -> int:
+        now = _now()
+        cursor = db.execute(
+            "INSERT INTO accounts (name, kind, owner_id, secret_hash, superuser, disabled, "
+            "credentials_changed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, kind.value, owner_id, secret, superuser, False, now, now),
+        )
+        if cursor.rowcount == 0:
+            raise AccountExists(f"the name {name!r} is taken")
+        return int(db.execute("SELECT id FROM accounts WHERE name = ?", (name,)).fetchone()[0])
+
+    def create_user(self, name: str, password_hash: str, superuser: bool = False) -> Account:
+        check_account_name(name)
+        with self._transaction() as db:
+            self._insert_account(db, name, AccountKind.USER, password_hash, superuser)
+        return self.require(name)
+
+    def create_organization(self, name: str, owners: Sequence[str]) -> Account:
+        """An organization with its ``owners`` team holding ``owners`` (users)."""
+        check_account_name(name)
+        members = [self.require(owner, AccountKind.USER) for owner in owners]
+        with self._transaction() as db:
+            org_id = self._insert_account(db, name, AccountKind.ORGANIZATION, None)
+            db.execute("INSERT INTO teams (organization_id, name, created_at) VALUES (?, ?, ?)",
+                       (org_id, OWNERS_TEAM, _now()))
+            team_id = int(db.execute("SELECT id FROM teams WHERE organization_id = ? AND name = ?",
+                                     (org_id, OWNERS_TEAM)).fetchone()[0])
+            for member in members:
+                db.execute("INSERT INTO team_members (team_id, account_id) VALUES (?, ?)", (team_id, member.id))
+        return self.require(name)
+
+    def create_robot(self, owner: str, short: str, token_digest: str) -> Account:
+        name = robot_name(owner, short)
+        owner_account = self.require(owner, AccountKind.USER, AccountKind.ORGANIZATION)
+        with self._transaction() as db:
+            self._insert_account(db, name, AccountKind.ROBOT, token_digest, owner_id=owner_account.id)
+        return self.require(name)
+
+    def set_secret(self, name: str, secret_hash: str) -> None:
+        """A new password or robot token: older access tokens and every refresh token become void."""
+        account = self.require(name, AccountKind.USER, AccountKind.ROBOT)
+        with self._transaction() as db:
+            db.execute("UPDATE accounts SET secret_hash = ?, credentials_changed_at = ? WHERE id = ?",
+                       (secret_hash, _now(), account.id))
+            db.execute("DELETE FROM refresh_tokens WHERE account_id = ?", (account.id,))
+
+    def set_disabled(self, name: str, disabled: bool) -> None:
+        account = self.require(name, AccountKind.USER, AccountKind.ROBOT)
+        with self._transaction() as db:
+            if disabled and account.superuser:
+                self._keep_an_administrator(db, account.id)
+            db.execute("UPDATE accounts SET disabled = ?, credentials_changed_at = ? WHERE id = ?",
+                       (disabled, _now(), account.id))
+            if disabled:
+                db.execute("DELETE FROM refresh_tokens WHERE account_id = ?", (account.id,))
+
+    def set_superuser(self, name: str, superuser: bool) -> None:
+        account = self.require(name, AccountKind.USER)
+        with self._transaction() as db:
+            if not superuser and account.superuser:
+                self._keep_an_administrator(db, account.id)
+            db.execute("UPDATE accounts SET superuser = ? WHERE id = ?", (superuser, account.id))
+
+    def delete_account(self, name: str) -> None:
+        """Delete a user, robot or organization, with its robots, teams, grants and refresh tokens."""
+        account = self.require(name)
+        with self._transaction() as db:
+            if account.superuser:
+                self._keep_an_administrator(db, account.id)
+            db.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
+
+    @staticmethod
+    def _keep_an_administrator(db: _Connection, leaving: int) -> None:
+        others = db.execute(
+            "SELECT COUNT(*) FROM accounts WHERE superuser = ? AND disabled = ? AND id <> ?", (True, False, leaving)
+        ).fetchone()[0]
+        if others == 0:
+            raise LastAdministrator("this is the last enabled administrator; make another one first")
+
+    def has_superuser(self) -> bool:
+        row = self._db.execute("SELECT COUNT(*) FROM accounts WHERE superuser = ? AND disabled = ?",
+                               (True, False)).fetchone()
+        return bool(row[0])
+
+    # teams
+
+    def _team(self, full_name: str) -> Team:
+        organization, name = split_team_name(full_name)
+        row = self._db.execute(
+            "SELECT t.id FROM teams t JOIN accounts o ON o.id = t.organization_id "
+            "WHERE o.name = ? AND o.kind = ? AND t.name = ?",
+            (organization, AccountKind.ORGANIZATION.value, name),
+        ).fetchone()
+        if row is None:
+            raise TeamUnknown(f"no team {full_name!r}")
+        return Team(int(row[0]), organization, name)
+
+    def create_team(self, organization: str, name: str) -> Team:
+        check_team_name(name)
+        org = self.require(organization, AccountKind.ORGANIZATION)
+        cursor = self._db.execute(
+            "INSERT INTO teams (organization_id, name, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (organization_id, name) DO NOTHING",
+            (org.id, name, _now()),
+        )
+        if cursor.rowcount == 0:
+            raise TeamExists(f"{organization} has a team {name!r} already")
+        return self._team(f"{organization}/{name}")
+
+    def delete_team(self, full_name: str) -> None:
+        team = self._team(full_name)
+        if team.name == OWNERS_TEAM:
+            raise InvalidName("the owners team cannot be deleted")
+        self._db.execute("DELETE FROM teams WHERE id = ?", (team.id,))
+
+    def teams(self, organization: str) -> list[Team]:
+        rows = self._db.execute(
+            "SELECT t.id, t.name FROM teams t JOIN accounts o ON o.id = t.organization_id "
+            "WHERE o.name = ? ORDER BY t.name",
+            (organization,),
+        )
+        return [Team(int(row[0]), organization, row[1]) for row in rows]
+
+    def set_member(self, full_name: str, member: str, present: bool) -> None:
+        team = self._team(full_name)
+        account = self.require(member, AccountKind.USER, AccountKind.ROBOT)
+        if present:
+            self._db.execute(
+                "INSERT INTO team_members (team_id, account_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (team.id, account.id),
+            )
+        else:
+            self._db.execute("DELETE FROM team_members WHERE team_id = ? AND account_id = ?", (team.id, account.id))
+
+    def members(self, full_name: str) -> list[str]:
+        team = self._team(full_name)
+        rows = self._db.execute(
+            "SELECT a.name FROM team_members m JOIN accounts a ON a.id = m.account_id "
+            "WHERE m.team_id = ? ORDER BY a.name",
+            (team.id,),
+        )
+        return [row[0] for row in rows]
+
+    def teams_of(self, account: Account) -> list[Team]:
+        rows = self._db.execute(
+            "SELECT t.id, o.name, t.name FROM team_members m JOIN teams t ON t.id = m.team_id "
+            "JOIN accounts o ON o.id = t.organization_id WHERE m.account_id = ? ORDER BY o.name, t.name",
+            (account.id,),
+        )
+        return [Team(int(row[0]), row[1], row[2]) for row in rows]
+
+    def owned_namespaces(self, account: Account) -> set[str]:
+        """Namespaces ``account`` administers: its own (users) and those of organizations it owns."""
+        owned = {account.name} if account.kind is AccountKind.USER else set()
+        owned.update(team.organization for team in self.teams_of(account) if team.name == OWNERS_TEAM)
+        return owned
+
+    def namespace_owners(self, namespace: str) -> list[str]:
+        account = self.account(namespace)
+        if account is None:
+            return []
+        if account.kind is AccountKind.USER:
+            return [account.name]
+        if account.kind is AccountKind.ORGANIZATION:
+            return self.members(f"{namespace}/{OWNERS_TEAM}")
+        return []
+
+    # permissions
+
+    def _grantee(self, grantee: str) -> tuple[str, int]:
+        if "/" in grantee:
+            return "team_id", self._team(grantee).id
+        return "account_id", self.require(grantee, AccountKind.USER, AccountKind.ROBOT).id
+
+    def grant(self, pattern: str, grantee: str, role: Role) -> None:
+        check_repository_pattern(pattern)
+        column, grantee_id = self._grantee(grantee)
+        with self._transaction() as db:
+            db.execute(f"DELETE FROM repository_permissions WHERE repository = ? AND {column} = ?",
+                       (pattern, grantee_id))
+            db.execute(
+                f"INSERT INTO repository_permissions (repository, {column}, role, created_at) VALUES (?, ?, ?, ?)",
+                (pattern, grantee_id, str(role), _now()),
+            )
+
+    def revoke(self, pattern: str, grantee: str) -> bool:
+        column, grantee_id = self._grantee(grantee)
+        cursor = self._db.execute(f"DELETE FROM repository_permissions WHERE repository = ? AND {column} = ?",
+                                  (pattern, grantee_id))
+        return cursor.rowcount > 0
+
+    _PERMISSIONS = (
+        "SELECT p.repository, COALESCE(a.name, o.name || '/' || t.name), p.role FROM repository_permissions p "
+        "LEFT JOIN accounts a ON a.id = p.account_id LEFT JOIN teams t ON t.id = p.team_id "
+        "LEFT JOIN accounts o ON o.id = t.organization_id"
+    )
+
+    def permissions(self, repository: str) -> list[Permission]:
+        """Grants on ``repository`` itself and on its namespace (``ns/*``)."""
+        patterns = [repository]
+        namespace = namespace_of(repository)
+        if namespace is not None:
+            patterns.append(f"{namespace}/*")
+        rows = self._db.execute(
+            f"{self._PERMISSIONS} WHERE p.repository IN ({', '.join('?' for _ in patterns)}) ORDER BY p.repository",
+            patterns,
+        )
+        return [Permission(row[0], row[1], Role.parse(row[2])) for row in rows]
+
+    def permissions_of(self, account: Account) -> list[Permission]:
+        """Grants to ``account`` and to the teams it belongs to."""
+        rows = self._db.execute(
+            f"{self._PERMISSIONS} WHERE p.account_id = ? OR p.team_id IN "
+            "(SELECT team_id FROM team_members WHERE account_id = ?)",
+            (account.id, account.id),
+        )
+        return [Permission(row[0], row[1], Role.parse(row[2])) for row in rows]
+
+    # visibility
+
+    def set_public(self, repository: str, public: bool) -> None:
+        check_repository_pattern(repository)
+        if public:
+            self._db.execute(
+                "INSERT INTO public_repositories (repository, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (repository, _now()),
+            )
+        else:
+            self._db.execute("DELETE FROM public_repositories WHERE repository = ?", (repository,))
+
+    def is_public(self, repository: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM public_repositories WHERE repository = ?", (repository,)).fetchone()
+        return row is not None
+
+    def public_repositories(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT repository FROM public_repositories")}
+
+    # refresh tokens
+
+    def add_refresh_token(self, digest: str, account: Account, client_id: str, lifetime: int) -> None:
+        now = _now()
+        self._db.execute(
+            "INSERT INTO refresh_tokens (token_hash, account_id, client_id, created_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (digest, account.id, client_id, now, now + lifetime),
+        )
+
+    def refresh_token_account(self, digest: str) -> Account | None:
+        """The account a live refresh token belongs to."""
+        row = self._db.execute(
+            "SELECT account_id FROM refresh_tokens WHERE token_hash = ? AND expires_at > ?", (digest, _now())
+        ).fetchone()
+        if row is None:
+            return None
+        found = self._db.execute(f"{_ACCOUNT_SELECT} WHERE a.id = ?", (int(row[0]),)).fetchone()
+        return None if found is None else _account(found)
+
+    def purge_refresh_tokens(self) -> int:
+        return self._db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (_now(),)).rowcount
