@@ -1,0 +1,300 @@
+"""Token signing keys: loading, generating, key IDs, JWK and JWKS.
+
+Keys are EC P-256 (ES256) or RSA of at least 2048 bits (RS256). The ``kid`` of
+a key is its libtrust fingerprint: the SHA-256 of its DER ``SubjectPublicKeyInfo``,
+cut to 240 bits, base32, in twelve groups of four joined by ``:``. Distribution
+2.8 looks a token's ``kid`` up among the keys of its ``rootcertbundle`` by that
+fingerprint, so using it as the ``kid`` lets Distribution trust cargohold's
+tokens given only the certificate that :func:`generate_signing_key` writes.
+
+:class:`KeyFileError` covers unreadable files, unsupported key types and malformed JWKs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.x509.oid import NameOID
+
+PublicKeyType = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+PrivateKeyType = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+#: curve -> (JWS algorithm, JWK curve name, hash, coordinate size in bytes)
+_CURVES: Final[dict[str, tuple[str, str, hashes.HashAlgorithm, int]]] = {
+    "secp256r1": ("ES256", "P-256", hashes.SHA256(), 32),
+    "secp384r1": ("ES384", "P-384", hashes.SHA384(), 48),
+    "secp521r1": ("ES512", "P-521", hashes.SHA512(), 66),
+}
+_RSA_HASHES: Final[dict[str, hashes.HashAlgorithm]] = {
+    "RS256": hashes.SHA256(), "RS384": hashes.SHA384(), "RS512": hashes.SHA512(),
+}
+_JWK_CURVES: Final[dict[str, type[ec.EllipticCurve]]] = {
+    "P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1,
+}
+#: the algorithms a token may name; anything else (``none``, HMAC, PSS) is refused
+ALLOWED_ALGORITHMS: Final = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512"})
+MIN_RSA_BITS: Final = 2048
+#: the self-signed certificate's lifetime; it only carries the key to Distribution-style verifiers
+CERT_DAYS: Final = 3650
+
+
+class KeyFileError(ValueError):
+    """A key, certificate or JWKS cannot be read or is not a supported key."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def libtrust_key_id(key: PublicKeyType) -> str:
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode("ascii").rstrip("=")
+    return ":".join(encoded[i:i + 4] for i in range(0, len(encoded), 4))
+
+
+def _algorithms_for(key: PublicKeyType) -> frozenset[str]:
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in _CURVES:
+            raise KeyFileError(f"unsupported curve {key.curve.name} (P-256, P-384 or P-521)")
+        return frozenset({_CURVES[key.curve.name][0]})
+    if key.key_size < MIN_RSA_BITS:
+        raise KeyFileError(f"RSA keys need at least {MIN_RSA_BITS} bits, not {key.key_size}")
+    return frozenset(_RSA_HASHES)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyingKey:
+    """A public key trusted for tokens, with its ``kid`` and the algorithms it may be used with."""
+
+    kid: str
+    key: PublicKeyType
+    algorithms: frozenset[str]
+
+    @classmethod
+    def of(cls, key: PublicKeyType, kid: str | None = None, alg: str | None = None) -> VerifyingKey:
+        allowed = _algorithms_for(key)
+        if alg is not None:
+            if alg not in allowed:
+                raise KeyFileError(f"algorithm {alg} does not fit this key")
+            allowed = frozenset({alg})
+        return cls(kid or libtrust_key_id(key), key, allowed)
+
+    def verify(self, alg: str, signing_input: bytes, signature: bytes) -> bool:
+        if alg not in self.algorithms:
+            return False
+        try:
+            if isinstance(self.key, ec.EllipticCurvePublicKey):
+                _, _, hash_algorithm, size = _CURVES[self.key.curve.name]
+                if len(signature) != 2 * size:
+                    return False
+                r = int.from_bytes(signature[:size], "big")
+                s = int.from_bytes(signature[size:], "big")
+                self.key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hash_algorithm))
+            else:
+                self.key.verify(signature, signing_input, padding.PKCS1v15(), _RSA_HASHES[alg])
+        except InvalidSignature:
+            return False
+        return True
+
+    def jwk(self) -> dict[str, Any]:
+        """The public JWK (RFC 7517), for publishing in a JWKS."""
+        alg = min(self.algorithms)
+        if isinstance(self.key, ec.EllipticCurvePublicKey):
+            _, crv, _, size = _CURVES[self.key.curve.name]
+            numbers = self.key.public_numbers()
+            return {"kty": "EC", "crv": crv, "kid": self.kid, "alg": alg, "use": "sig",
+                    "x": _b64(numbers.x.to_bytes(size, "big")), "y": _b64(numbers.y.to_bytes(size, "big"))}
+        rsa_numbers = self.key.public_numbers()
+        return {"kty": "RSA", "kid": self.kid, "alg": alg, "use": "sig",
+                "n": _b64(rsa_numbers.n.to_bytes((rsa_numbers.n.bit_length() + 7) // 8, "big")),
+                "e": _b64(rsa_numbers.e.to_bytes((rsa_numbers.e.bit_length() + 7) // 8, "big"))}
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """The private key the token service signs with."""
+
+    key: PrivateKeyType
+    public: VerifyingKey
+
+    @property
+    def kid(self) -> str:
+        return self.public.kid
+
+    @property
+    def algorithm(self) -> str:
+        """ES256 (or ES384/ES512 by curve) for EC keys, RS256 for RSA keys."""
+        return "RS256" if isinstance(self.key, rsa.RSAPrivateKey) else min(self.public.algorithms)
+
+    def sign(self, signing_input: bytes) -> bytes:
+        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+            _, _, hash_algorithm, size = _CURVES[self.key.curve.name]
+            r, s = decode_dss_signature(self.key.sign(signing_input, ec.ECDSA(hash_algorithm)))
+            return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        return self.key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+
+    @classmethod
+    def of(cls, key: PrivateKeyType) -> SigningKey:
+        public = key.public_key()
+        return cls(key, VerifyingKey.of(public))
+
+
+def load_signing_key(path: str | Path) -> SigningKey:
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise KeyFileError(f"cannot load the token signing key {path}: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise KeyFileError(f"{path}: token keys must be EC (P-256) or RSA")
+    return SigningKey.of(key)
+
+
+def generate_signing_key(key_path: Path, cert_path: Path, algorithm: str = "ES256", name: str = "cargohold") -> None:
+    """Write a new private key (mode 0600) and a self-signed certificate for it (for ``rootcertbundle``).
+
+    Raises FileExistsError if ``key_path`` exists.
+    """
+    private: PrivateKeyType
+    if algorithm == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    elif algorithm == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    else:
+        raise KeyFileError(f"cannot generate {algorithm} keys (ES256 or RS256)")
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    partial = key_path.with_name(f".{key_path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+    try:
+        os.link(partial, key_path)  # atomic, and refuses to replace a key another process made
+    finally:
+        os.unlink(partial)
+    cert_path.write_bytes(self_signed_certificate(private, name).public_bytes(serialization.Encoding.PEM))
+
+
+def self_signed_certificate(private: PrivateKeyType, name: str) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} token signing")])
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=False, content_commitment=False,
+                          key_encipherment=False, data_encipherment=False, key_agreement=False,
+                          encipher_only=False, decipher_only=False),
+            critical=True,
+        )
+        .sign(private, hashes.SHA256())
+    )
+
+
+def ensure_signing_key(key_path: Path, cert_path: Path, algorithm: str = "ES256") -> SigningKey:
+    """Load the token key, generating it (and its certificate) on first use."""
+    if not key_path.exists():
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            generate_signing_key(key_path, cert_path, algorithm)
+    signing = load_signing_key(key_path)
+    try:
+        current = load_public_keys(cert_path)[0].kid if cert_path.exists() else None
+    except KeyFileError:
+        current = None
+    if current != signing.kid:  # missing, or left from another key
+        cert_path.parent.mkdir(parents=True, exist_ok=True)
+        partial = cert_path.with_name(f".{cert_path.name}.{os.getpid()}")
+        partial.write_bytes(self_signed_certificate(signing.key, "cargohold").public_bytes(serialization.Encoding.PEM))
+        os.replace(partial, cert_path)
+    return signing
+
+
+def load_public_keys(path: str | Path) -> list[VerifyingKey]:
+    """Every public key in a PEM file of certificates and/or ``PUBLIC KEY`` blocks."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {path}: {exc}") from None
+    found: list[VerifyingKey] = []
+    for block in data.split(b"-----END ")[:-1]:
+        start = block.find(b"-----BEGIN ")
+        if start < 0:
+            continue
+        kind = block[start + 11:block.find(b"-----", start + 11)]
+        pem = block[start:] + b"-----END " + kind + b"-----\n"
+        try:
+            if kind == b"CERTIFICATE":
+                key: Any = x509.load_pem_x509_certificate(pem).public_key()
+            elif kind == b"PUBLIC KEY":
+                key = serialization.load_pem_public_key(pem)
+            else:
+                continue
+        except ValueError as exc:
+            raise KeyFileError(f"{path}: {exc}") from None
+        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise KeyFileError(f"{path}: only EC and RSA keys can verify tokens")
+        found.append(VerifyingKey.of(key))
+    if not found:
+        raise KeyFileError(f"{path} holds no certificate or public key")
+    return found
+
+
+def parse_jwk(jwk: Mapping[str, Any]) -> VerifyingKey:
+    try:
+        kty = jwk["kty"]
+        alg = jwk.get("alg")
+        if alg is not None and alg not in ALLOWED_ALGORITHMS:
+            raise KeyFileError(f"JWK algorithm {alg!r} is not allowed")
+        if kty == "EC":
+            ec_key = ec.EllipticCurvePublicNumbers(
+                int.from_bytes(_unb64(jwk["x"]), "big"), int.from_bytes(_unb64(jwk["y"]), "big"),
+                _JWK_CURVES[jwk["crv"]](),
+            ).public_key()
+            return VerifyingKey.of(ec_key, jwk.get("kid"), alg)
+        if kty == "RSA":
+            rsa_key = rsa.RSAPublicNumbers(
+                int.from_bytes(_unb64(jwk["e"]), "big"), int.from_bytes(_unb64(jwk["n"]), "big")
+            ).public_key()
+            return VerifyingKey.of(rsa_key, jwk.get("kid"), alg)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, KeyFileError):
+            raise
+        raise KeyFileError(f"malformed JWK: {exc!r}") from None
+    raise KeyFileError(f"unsupported JWK key type {kty!r}")
+
+
+def parse_jwks(document: Mapping[str, Any] | str | bytes) -> list[VerifyingKey]:
+    """The signing keys of a JWKS (``{"keys": [...]}``); encryption keys are skipped."""
+    data = json.loads(document) if isinstance(document, str | bytes) else document
+    if not isinstance(data, Mapping) or not isinstance(data.get("keys"), list):
+        raise KeyFileError("a JWKS is an object with a list of keys")
+    return [parse_jwk(jwk) for jwk in data["keys"] if isinstance(jwk, Mapping) and jwk.get("use", "sig") == "sig"]
+
+
+def jwks(keys: Iterable[VerifyingKey]) -> dict[str, Any]:
+    return {"keys": [key.jwk() for key in keys]}
