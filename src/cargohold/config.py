@@ -36,6 +36,36 @@ class ServerConfig:
     #: metadata database URL; empty means SQLite in the data directory
     database_url: str = ""
     storage_driver: str = "filesystem"
+    #: "none": anyone may do anything (the embedded default, for a first try on localhost);
+    #: "htpasswd": Distribution's basic auth, every user of the file may do everything;
+    #: "token": users, robots, teams and permissions, with Distribution's bearer-token protocol
+    auth: str = "none"
+    #: the htpasswd file (bcrypt entries) for auth=htpasswd
+    auth_htpasswd: str = ""
+    #: the token endpoint's URL in challenges; empty: this server's /auth/token, as the client reached it
+    auth_token_realm: str = ""
+    #: the "service" of challenges and the audience of tokens
+    auth_service: str = "cargohold"
+    #: the issuer of the tokens cargohold signs
+    auth_issuer: str = "cargohold"
+    #: PEM private key (EC P-256 or RSA) tokens are signed with; empty: generated in <data_dir>/auth
+    auth_token_key: str = ""
+    #: seconds an access token lives; short, because it cannot be revoked (the spec's minimum is 60)
+    auth_token_lifetime: int = 300
+    #: seconds a refresh token (docker's identity token) lives
+    auth_refresh_lifetime: int = 30 * 24 * 3600
+    #: an external token service whose tokens are accepted too: its issuer ...
+    auth_external_issuer: str = ""
+    #: ... and its keys: PEM files of certificates or public keys, comma-separated ...
+    auth_external_keys: str = ""
+    #: ... and/or its JWKS: a file, or an http(s) URL read at start
+    auth_external_jwks: str = ""
+    #: bcrypt cost of new passwords (12: about 0.25 s per check, OWASP's advice)
+    password_cost: int = 12
+    #: failed logins allowed per account name, and per client address, within login_window_seconds
+    login_failures_per_account: int = 5
+    login_failures_per_address: int = 20
+    login_window_seconds: float = 300.0
 
     @property
     def host(self) -> str:
@@ -52,6 +82,15 @@ class ServerConfig:
     @property
     def blob_root(self) -> str:
         return self.data_dir
+
+    @property
+    def token_key_path(self) -> str:
+        return self.auth_token_key or os.path.join(self.data_dir, "auth", "token-key.pem")
+
+    @property
+    def token_cert_path(self) -> str:
+        """The token key's self-signed certificate, for Distribution's ``auth.token.rootcertbundle``."""
+        return os.path.join(self.data_dir, "auth", "token-cert.pem")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -133,5 +172,25 @@ def _validate(config: ServerConfig) -> None:
         raise ConfigError("TLS needs both a certificate and a key")
     if config.workers < 1:
         raise ConfigError("workers must be at least 1")
+    _validate_auth(config)
     if config.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log level must be debug, info, warning or error, not {config.log_level!r}")
+
+
+def _validate_auth(config: ServerConfig) -> None:
+    if config.auth not in ("none", "htpasswd", "token"):
+        raise ConfigError(f"auth must be none, htpasswd or token, not {config.auth!r}")
+    if config.auth == "htpasswd" and not config.auth_htpasswd:
+        raise ConfigError("auth=htpasswd needs an htpasswd file (auth_htpasswd)")
+    if (config.auth_external_keys or config.auth_external_jwks) and not config.auth_external_issuer:
+        raise ConfigError("external token keys need the external issuer's name (auth_external_issuer)")
+    if config.auth_external_issuer and not (config.auth_external_keys or config.auth_external_jwks):
+        raise ConfigError("an external issuer needs its keys (auth_external_keys or auth_external_jwks)")
+    if config.auth_external_issuer and config.auth_external_issuer == config.auth_issuer:
+        raise ConfigError("the external issuer must not have cargohold's own issuer name")
+    if not 60 <= config.auth_token_lifetime <= 24 * 3600:
+        raise ConfigError("auth_token_lifetime must be between 60 seconds and a day")
+    if not 4 <= config.password_cost <= 31:
+        raise ConfigError("password_cost must be between 4 and 31 (bcrypt's range)")
+    if config.login_window_seconds <= 0:
+        raise ConfigError("login_window_seconds must be positive")

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from ..auth import AccessController, OpenAccess, required_access
@@ -27,6 +28,9 @@ from .routes import Route, build_routes, match
 access_log: Final = logging.getLogger("cargohold.access")
 log: Final = logging.getLogger("cargohold.api")
 
+#: a handler for paths outside ``/v2/`` (the token endpoint, the admin API), mounted by path prefix
+Endpoint = Callable[[Request], Awaitable[Response]]
+
 #: how often abandoned uploads are looked for
 PURGE_INTERVAL_SECONDS: Final = 600.0
 
@@ -41,9 +45,14 @@ def error_response(error: RegistryError) -> Response:
 class RegistryApp:
     """ASGI entry point; one per worker process."""
 
-    def __init__(self, registry: Registry, access: AccessController | None = None):
+    def __init__(
+        self, registry: Registry, access: AccessController | None = None,
+        endpoints: Mapping[str, Endpoint] | None = None,
+    ):
         self.registry = registry
         self.access: AccessController = access or OpenAccess()
+        #: path prefix (e.g. "/auth/") -> endpoint; these do their own authentication
+        self.endpoints = dict(endpoints or {})
         self.routes = build_routes(HANDLERS)
         self._purger: asyncio.Task[None] | None = None
 
@@ -70,6 +79,9 @@ class RegistryApp:
 
     async def _respond(self, request: Request, found: tuple[Route, dict[str, str]] | None) -> Response:
         if found is None:
+            endpoint = next((e for prefix, e in self.endpoints.items() if request.path.startswith(prefix)), None)
+            if endpoint is not None:
+                return await self._endpoint(request, endpoint)
             return Response.json(
                 {"errors": [{"code": "NOT_FOUND", "message": "no such API endpoint", "detail": request.path}]},
                 status=404,
@@ -95,6 +107,16 @@ class RegistryApp:
         except ClientDisconnected:
             raise
         except (StorageError, MetadataError, OSError) as exc:
+            log.exception("backend failure", extra={"path": request.path})
+            return Response.json({"errors": [{"code": "UNKNOWN", "message": str(exc)}]}, status=500)
+
+    async def _endpoint(self, request: Request, endpoint: Endpoint) -> Response:
+        try:
+            return await endpoint(request)
+        except RegistryError as error:
+            await self._drain(request)
+            return error_response(error)
+        except (MetadataError, OSError) as exc:
             log.exception("backend failure", extra={"path": request.path})
             return Response.json({"errors": [{"code": "UNKNOWN", "message": str(exc)}]}, status=500)
 

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 
+from ..auth.setup import build_access
 from ..config import ServerConfig
 from ..metadata import open_metadata_store
 from ..service import Registry, RegistryOptions
@@ -26,7 +27,8 @@ def create_app(config: ServerConfig) -> RegistryApp:
         max_manifest_size=config.max_manifest_size,
         upload_max_age_seconds=config.upload_max_age_seconds,
     )
-    return RegistryApp(Registry(blobs, meta, options))
+    access = build_access(config)
+    return RegistryApp(Registry(blobs, meta, options), access.controller, access.endpoints)
 
 
 def configure_logging(level: str) -> None:

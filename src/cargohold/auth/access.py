@@ -50,11 +50,16 @@ def required_access(route: str, method: str, params: Mapping[str, str]) -> list[
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What the caller was granted. ``everything`` is the open registry's grant."""
+    """What the caller was granted. ``everything`` is the open registry's grant.
+
+    ``subject`` is the account (None: anonymous); ``issuer`` the issuer of the
+    bearer token the caller presented (None without one).
+    """
 
     subject: str | None = None
     everything: bool = False
     accesses: frozenset[Access] = field(default_factory=frozenset)
+    issuer: str | None = None
 
     def allows(self, access: Access) -> bool:
         if self.everything or access in self.accesses:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import ConfigError, load_config
+from ..auth.store import AccessStore
+from ..config import ConfigError, ServerConfig, load_config
+
+if TYPE_CHECKING:
+    from ..api.app import RegistryApp
 
 
 def register(subparsers: Any) -> None:
@@ -27,6 +31,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--read-only", dest="read_only", action="store_const", const=True, help="refuse writes")
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--workers", type=int, help="worker processes (default 1)")
+    parser.add_argument("--auth", choices=["none", "htpasswd", "token"],
+                        help="access control (default none: anyone may do anything)")
+    parser.add_argument("--htpasswd", dest="auth_htpasswd", metavar="FILE",
+                        help="bcrypt htpasswd file for --auth htpasswd")
     parser.set_defaults(func=run)
 
 
@@ -37,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from ..api.server import CONFIG_ENV, create_app
 
     overrides = {k: getattr(args, k, None) for k in (
-        "config", "listen", "data_dir", "tls_cert", "tls_key", "delete_enabled", "read_only", "log_level", "workers"
+        "config", "listen", "data_dir", "tls_cert", "tls_key", "delete_enabled", "read_only", "log_level", "workers",
+        "auth", "auth_htpasswd",
     )}
     try:
         config = load_config(None, overrides, dict(os.environ))
@@ -46,10 +55,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # Build once here so that migrations run and bad settings fail before workers start.
     try:
-        create_app(config).registry.meta  # noqa: B018 - opening is the check
+        app = create_app(config)
+    except ConfigError as exc:
+        print(f"cargohold: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - reported as one line
         print(f"cargohold: cannot open storage: {exc}", file=sys.stderr)
         return 1
+    _announce_auth(config, app)
     os.environ[CONFIG_ENV] = config.to_json()
     scheme = "https" if config.tls_cert else "http"
     print(f"cargohold: listening on {scheme}://{config.listen}", flush=True)
@@ -74,3 +87,18 @@ def run(args: argparse.Namespace) -> int:
     )
     server.serve()
     return 0
+
+
+def _announce_auth(config: ServerConfig, app: RegistryApp) -> None:
+    if config.auth == "none":
+        if config.host not in ("127.0.0.1", "localhost", "::1"):
+            print("cargohold: warning: auth is off and anyone who can reach this address may push and delete "
+                  "(--auth token)", file=sys.stderr, flush=True)
+        return
+    print(f"cargohold: access control: {config.auth}", flush=True)
+    store = getattr(app.access, "store", None)
+    if isinstance(store, AccessStore):
+        print(f"cargohold: tokens signed with {config.token_key_path} (certificate: {config.token_cert_path})",
+              flush=True)
+        if not store.has_superuser():
+            print("cargohold: no administrator yet: cargohold admin user add NAME --superuser", flush=True)

@@ -1,0 +1,393 @@
+"""The administration API: JSON over HTTP under ``/admin/v1``, for the web UI and scripts.
+
+Callers authenticate with basic credentials (rate-limited like every login)
+or a bearer token from cargohold's own token service; robots may not
+administer. What each caller may do:
+
+- superusers: everything;
+- a user: change its own password; create organizations (becoming an owner);
+- owners of a namespace (the user itself, an organization's ``owners``):
+  its robots, its teams, grants and visibility of its repositories;
+- admins of a repository: its grants and visibility.
+
+Routes (``{repo}`` may be ``ns/*`` for grants)::
+
+    GET    /admin/v1/whoami
+    GET    /admin/v1/users                          POST /admin/v1/users {name, password, superuser}
+    PATCH  /admin/v1/users/{name} {password, disabled, superuser}    DELETE /admin/v1/users/{name}
+    GET    /admin/v1/robots?owner=NS                POST /admin/v1/robots {owner, name} -> {token}
+    POST   /admin/v1/robots/{name}/rotate -> {token}                 DELETE /admin/v1/robots/{name}
+    GET    /admin/v1/organizations                  POST /admin/v1/organizations {name, owners}
+    DELETE /admin/v1/organizations/{org}
+    GET    /admin/v1/organizations/{org}/teams      POST /admin/v1/organizations/{org}/teams {name}
+    DELETE /admin/v1/organizations/{org}/teams/{team}
+    GET    /admin/v1/organizations/{org}/teams/{team}/members
+    PUT | DELETE /admin/v1/organizations/{org}/teams/{team}/members/{account}
+    GET    /admin/v1/repositories/{repo}/permissions (who can what)
+    PUT    /admin/v1/repositories/{repo}/permissions {grantee, role}
+    DELETE /admin/v1/repositories/{repo}/permissions?grantee=G
+    PUT    /admin/v1/repositories/{repo}/visibility {public}
+
+Secrets travel only in bodies (never in the URL, which the access log records).
+Errors use the registry's envelope, with the access model's error names as codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ..api.asgi import Request, Response
+from ..errcodes import Denied, RegistryError, Unauthorized
+from .jwt import TokenInvalid, Verifier
+from .login import Authenticator, audit, parse_basic
+from .model import (
+    AccessModelError,
+    Account,
+    AccountExists,
+    AccountKind,
+    AccountUnknown,
+    Role,
+    TeamExists,
+    TeamUnknown,
+    split_robot_name,
+)
+from .passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password, secret_digest
+from .policy import AccessView, load_view, who_can
+from .store import AccessStore
+
+PREFIX: Final = "/admin/v1"
+MAX_BODY: Final = 64 * 1024
+_STATUS: Final[dict[type[AccessModelError], int]] = {
+    AccountExists: 409, TeamExists: 409, AccountUnknown: 404, TeamUnknown: 404,
+}
+
+
+def _code(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()
+
+
+def account_json(account: Account) -> dict[str, Any]:
+    return {"name": account.name, "kind": account.kind.value, "superuser": account.superuser,
+            "disabled": account.disabled, "owner": account.owner, "created_at": account.created_at}
+
+
+class BadRequest(AccessModelError):
+    """The body is not the JSON object the route expects (400 BAD_REQUEST)."""
+
+
+@dataclass
+class Caller:
+    account: Account
+    view: AccessView
+
+    @property
+    def superuser(self) -> bool:
+        return self.account.superuser
+
+    def require(self, allowed: bool) -> None:
+        if not allowed:
+            raise Denied("not allowed for this account")
+
+
+Handler = Callable[["AdminApi", Caller, dict[str, str], Request], Awaitable[Any]]
+
+
+class AdminApi:
+    """The ``/admin/v1`` endpoint."""
+
+    def __init__(self, store: AccessStore, login: Authenticator, verifier: Verifier, issuer: str) -> None:
+        self.store = store
+        self.login = login
+        self.verifier = verifier
+        self.issuer = issuer
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            caller = await self._caller(request)
+            path_known = False
+            for method, pattern, handler in _ROUTES:
+                found = pattern.match(request.path)
+                path_known = path_known or found is not None
+                if found is not None and method == request.method:
+                    result = await handler(self, caller, found.groupdict(), request)
+                    return Response(204) if result is None else Response.json(result)
+            if path_known:
+                return Response.json({"errors": [{"code": "UNSUPPORTED", "message": "method not allowed"}]}, 405)
+            return Response.json({"errors": [{"code": "NOT_FOUND", "message": "no such admin endpoint"}]}, 404)
+        except AccessModelError as error:
+            status = next((s for kind, s in _STATUS.items() if isinstance(error, kind)), 400)
+            return Response.json({"errors": [{"code": _code(type(error).__name__), "message": str(error)}]}, status)
+        except RegistryError as error:
+            response = Response.json({"errors": error.envelope_entries()}, status=error.status)
+            for name, value in error.headers.items():
+                response.header(name, value)
+            return response
+
+    async def _caller(self, request: Request) -> Caller:
+        challenge = {"WWW-Authenticate": 'Basic realm="cargohold admin"'}
+        header = request.headers.get("authorization")
+        if header is None:
+            raise Unauthorized("authentication required", headers=challenge)
+        credentials = parse_basic(header)
+        if credentials is not None:
+            account = await self.login.login(*credentials, request.client, challenge)
+        else:
+            scheme, _, token = header.strip().partition(" ")
+            try:
+                if scheme.lower() != "bearer":
+                    raise TokenInvalid("unsupported scheme")
+                verified = self.verifier.verify(token.strip())
+            except TokenInvalid:
+                raise Unauthorized("invalid credentials", headers=challenge) from None
+            found = self.store.account(verified.subject) if verified.issuer == self.issuer else None
+            if found is None or found.disabled or verified.issued_at < found.credentials_changed_at:
+                raise Unauthorized("invalid credentials", headers=challenge)
+            account = found
+        if account.kind is not AccountKind.USER:
+            raise Denied("robots cannot administer")
+        return Caller(account, load_view(self.store, account))
+
+    @staticmethod
+    async def body(request: Request) -> dict[str, Any]:
+        raw = await request.body(MAX_BODY)
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            raise BadRequest("the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise BadRequest("the body must be a JSON object")
+        return data
+
+    async def hash(self, password: Any) -> str:
+        if not isinstance(password, str):
+            raise BadRequest("password must be a string")
+        return await asyncio.to_thread(hash_password, password, self.login.password_cost)
+
+    def owner_of_namespace(self, caller: Caller, namespace: str) -> None:
+        caller.require(caller.view.owns_namespace(namespace))
+
+    def admin_of_pattern(self, caller: Caller, pattern: str) -> None:
+        if pattern.endswith("/*"):
+            self.owner_of_namespace(caller, pattern[:-2])
+        else:
+            caller.require(caller.view.administers(pattern))
+
+
+def _str(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{key} is required (a string)")
+    return value
+
+
+# users
+
+
+async def whoami(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    return {**account_json(caller.account), "teams": [t.full_name for t in api.store.teams_of(caller.account)]}
+
+
+async def list_users(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    caller.require(caller.superuser)
+    return [account_json(a) for a in api.store.accounts(AccountKind.USER)]
+
+
+async def add_user(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    caller.require(caller.superuser)
+    body = await api.body(request)
+    hashed = await api.hash(body.get("password"))
+    account = api.store.create_user(_str(body, "name"), hashed, bool(body.get("superuser", False)))
+    audit("account_created", account=account.name, by=caller.account.name)
+    return account_json(account)
+
+
+async def change_user(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    name = params["name"]
+    body = await api.body(request)
+    caller.require(caller.superuser or (name == caller.account.name and set(body) <= {"password"}))
+    api.store.require(name, AccountKind.USER)
+    if "password" in body:
+        api.store.set_secret(name, await api.hash(body["password"]))
+    if "disabled" in body:
+        api.store.set_disabled(name, bool(body["disabled"]))
+    if "superuser" in body:
+        api.store.set_superuser(name, bool(body["superuser"]))
+    audit("account_changed", account=name, fields=sorted(body), by=caller.account.name)
+    return account_json(api.store.require(name))
+
+
+async def delete_user(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    caller.require(caller.superuser)
+    api.store.require(params["name"], AccountKind.USER)
+    api.store.delete_account(params["name"])
+    audit("account_deleted", account=params["name"], by=caller.account.name)
+    return None
+
+
+# robots
+
+
+async def list_robots(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    owner = request.query("owner") or caller.account.name
+    api.owner_of_namespace(caller, owner)
+    return [account_json(a) for a in api.store.accounts(AccountKind.ROBOT, owner=owner)]
+
+
+async def add_robot(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    body = await api.body(request)
+    owner = body.get("owner") or caller.account.name
+    api.owner_of_namespace(caller, owner)
+    token = generate_secret(ROBOT_TOKEN_PREFIX)
+    account = api.store.create_robot(owner, _str(body, "name"), secret_digest(token))
+    audit("robot_created", account=account.name, by=caller.account.name)
+    return {**account_json(account), "token": token}
+
+
+async def rotate_robot(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    owner, _ = split_robot_name(params["name"])
+    api.owner_of_namespace(caller, owner)
+    api.store.require(params["name"], AccountKind.ROBOT)
+    token = generate_secret(ROBOT_TOKEN_PREFIX)
+    api.store.set_secret(params["name"], secret_digest(token))
+    audit("robot_rotated", account=params["name"], by=caller.account.name)
+    return {"name": params["name"], "token": token}
+
+
+async def delete_robot(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    owner, _ = split_robot_name(params["name"])
+    api.owner_of_namespace(caller, owner)
+    api.store.require(params["name"], AccountKind.ROBOT)
+    api.store.delete_account(params["name"])
+    return None
+
+
+# organizations and teams
+
+
+async def list_organizations(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    organizations = api.store.accounts(AccountKind.ORGANIZATION)
+    return [account_json(a) for a in organizations if caller.view.owns_namespace(a.name)]
+
+
+async def add_organization(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    body = await api.body(request)
+    owners = body.get("owners") or []
+    if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
+        raise BadRequest("owners must be a list of user names")
+    if not caller.superuser and caller.account.name not in owners:
+        owners = [caller.account.name, *owners]
+    account = api.store.create_organization(_str(body, "name"), owners)
+    audit("organization_created", account=account.name, by=caller.account.name)
+    return account_json(account)
+
+
+async def delete_organization(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    api.owner_of_namespace(caller, params["org"])
+    api.store.require(params["org"], AccountKind.ORGANIZATION)
+    api.store.delete_account(params["org"])
+    return None
+
+
+async def list_teams(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    api.owner_of_namespace(caller, params["org"])
+    return [{"name": t.name, "members": api.store.members(t.full_name)} for t in api.store.teams(params["org"])]
+
+
+async def add_team(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    api.owner_of_namespace(caller, params["org"])
+    team = api.store.create_team(params["org"], _str(await api.body(request), "name"))
+    return {"name": team.name, "members": []}
+
+
+async def delete_team(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    api.owner_of_namespace(caller, params["org"])
+    api.store.delete_team(f"{params['org']}/{params['team']}")
+    return None
+
+
+async def list_members(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    api.owner_of_namespace(caller, params["org"])
+    return api.store.members(f"{params['org']}/{params['team']}")
+
+
+async def put_member(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    api.owner_of_namespace(caller, params["org"])
+    api.store.set_member(f"{params['org']}/{params['team']}", params["account"], request.method == "PUT")
+    return None
+
+
+# repositories
+
+
+async def list_permissions(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    api.admin_of_pattern(caller, params["repo"])
+    return [{"who": h.who, "role": str(h.role), "via": h.via} for h in who_can(api.store, params["repo"])]
+
+
+async def put_permission(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    api.admin_of_pattern(caller, params["repo"])
+    body = await api.body(request)
+    role = Role.parse(_str(body, "role"))
+    api.store.grant(params["repo"], _str(body, "grantee"), role)
+    audit("permission_granted", repository=params["repo"], grantee=body["grantee"], role=str(role),
+          by=caller.account.name)
+    return None
+
+
+async def delete_permission(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    api.admin_of_pattern(caller, params["repo"])
+    grantee = request.query("grantee")
+    if not grantee:
+        raise BadRequest("grantee is required")
+    if not api.store.revoke(params["repo"], grantee):
+        raise AccountUnknown(f"{grantee} holds no grant on {params['repo']}")
+    audit("permission_revoked", repository=params["repo"], grantee=grantee, by=caller.account.name)
+    return None
+
+
+async def put_visibility(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    api.admin_of_pattern(caller, params["repo"])
+    public = (await api.body(request)).get("public")
+    if not isinstance(public, bool):
+        raise BadRequest("public must be true or false")
+    api.store.set_public(params["repo"], public)
+    audit("visibility_changed", repository=params["repo"], public=public, by=caller.account.name)
+    return {"repository": params["repo"], "public": public}
+
+
+_NAME = r"(?P<name>[^/]+)"
+_ORG = r"(?P<org>[^/]+)"
+_TEAM = r"(?P<team>[^/]+)"
+_REPO = r"(?P<repo>.+?)"
+_ROUTES: Final[list[tuple[str, re.Pattern[str], Handler]]] = [
+    (method, re.compile(f"^{PREFIX}{path}$"), handler)
+    for method, path, handler in [
+        ("GET", "/whoami", whoami),
+        ("GET", "/users", list_users),
+        ("POST", "/users", add_user),
+        ("PATCH", f"/users/{_NAME}", change_user),
+        ("DELETE", f"/users/{_NAME}", delete_user),
+        ("GET", "/robots", list_robots),
+        ("POST", "/robots", add_robot),
+        ("POST", f"/robots/{_NAME}/rotate", rotate_robot),
+        ("DELETE", f"/robots/{_NAME}", delete_robot),
+        ("GET", "/organizations", list_organizations),
+        ("POST", "/organizations", add_organization),
+        ("DELETE", f"/organizations/{_ORG}", delete_organization),
+        ("GET", f"/organizations/{_ORG}/teams", list_teams),
+        ("POST", f"/organizations/{_ORG}/teams", add_team),
+        ("DELETE", f"/organizations/{_ORG}/teams/{_TEAM}", delete_team),
+        ("GET", f"/organizations/{_ORG}/teams/{_TEAM}/members", list_members),
+        ("PUT", f"/organizations/{_ORG}/teams/{_TEAM}/members/(?P<account>[^/]+)", put_member),
+        ("DELETE", f"/organizations/{_ORG}/teams/{_TEAM}/members/(?P<account>[^/]+)", put_member),
+        ("GET", f"/repositories/{_REPO}/permissions", list_permissions),
+        ("PUT", f"/repositories/{_REPO}/permissions", put_permission),
+        ("DELETE", f"/repositories/{_REPO}/permissions", delete_permission),
+        ("PUT", f"/repositories/{_REPO}/visibility", put_visibility),
+    ]
+]

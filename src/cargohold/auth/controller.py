@@ -1,0 +1,211 @@
+"""Access controllers for the registry API: htpasswd basic auth, and bearer tokens.
+
+:class:`TokenAccessController` follows Distribution's token protocol. A caller
+without a token gets what anonymous callers may do (pull public repositories,
+list them); for anything more it gets 401 with
+``WWW-Authenticate: Bearer realm=...,service=...,scope=...``, the scope naming
+what the request needs. A token grants exactly the actions in its ``access``
+claim. When those fall short:
+
+- anonymous tokens, and tokens of an external issuer, get 401 with
+  ``error="insufficient_scope"`` (a client may fetch a stronger token);
+- tokens of cargohold's own service get the same 401 if the account does hold
+  the rights (the client asked for too little), and 403 DENIED if it does not,
+  whether or not the repository exists.
+
+Tokens of the own service are void once their account is deleted or disabled,
+or its password or robot token changed after the token was issued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Final
+
+from ..errcodes import Denied, Unauthorized
+from .access import CATALOG, Access, Grant
+from .htpasswd import HtpasswdFile
+from .jwt import TokenInvalid, VerifiedToken, Verifier
+from .login import audit, parse_basic
+from .model import Account
+from .policy import load_view
+from .ratelimit import LoginLimiter
+from .store import AccessStore
+
+if TYPE_CHECKING:
+    from ..api.asgi import Request
+
+log: Final = logging.getLogger("cargohold.auth")
+
+#: how long verified htpasswd credentials are remembered, sparing a bcrypt check per request
+BASIC_CACHE_SECONDS: Final = 60.0
+
+
+def scope_string(accesses: Iterable[Access]) -> str:
+    """``repository:a:pull,push registry:catalog:*``: one entry per resource, as the token spec writes scopes."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for access in accesses:
+        actions = grouped.setdefault((access.type, access.name), [])
+        if access.action not in actions:
+            actions.append(access.action)
+    return " ".join(f"{kind}:{name}:{','.join(actions)}" for (kind, name), actions in grouped.items())
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def bearer_challenge(realm: str, service: str, required: Iterable[Access], error: str | None = None) -> str:
+    parts = [f'realm="{_quote(realm)}"', f'service="{_quote(service)}"']
+    scope = scope_string(required)
+    if scope:
+        parts.append(f'scope="{_quote(scope)}"')
+    if error:
+        parts.append(f'error="{error}"')
+    return "Bearer " + ",".join(parts)
+
+
+def realm_for(request: Request, configured: str) -> str:
+    """The token endpoint's URL: configured, or this server's own ``/auth/token`` as the client reached it."""
+    if configured:
+        return configured
+    scheme = request.scope.get("scheme", "http")
+    host = request.headers.get("host")
+    if not host:
+        server = request.scope.get("server") or ("127.0.0.1", 5000)
+        host = f"{server[0]}:{server[1]}"
+    return f"{scheme}://{host}/auth/token"
+
+
+class InvalidToken(Unauthorized):
+    """The bearer token is malformed, badly signed, expired, for another service, or its account is void."""
+
+
+class InsufficientScope(Unauthorized):
+    """The token (or its absence) does not grant what the request needs."""
+
+
+class TokenAccessController:
+    """Bearer tokens from cargohold's token service (``own_issuer``) and from trusted external issuers."""
+
+    def __init__(
+        self, verifier: Verifier, store: AccessStore, own_issuer: str, service: str, realm: str = ""
+    ) -> None:
+        self.verifier = verifier
+        self.store = store
+        self.own_issuer = own_issuer
+        self.service = service
+        self.realm = realm
+
+    def _challenge(self, request: Request, required: list[Access], error: str | None = None) -> dict[str, str]:
+        return {"WWW-Authenticate": bearer_challenge(realm_for(request, self.realm), self.service, required, error)}
+
+    def _token(self, request: Request, required: list[Access]) -> VerifiedToken | None:
+        header = request.headers.get("authorization")
+        if header is None:
+            return None
+        scheme, _, value = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise InvalidToken("bearer token required", headers=self._challenge(request, required))
+        try:
+            return self.verifier.verify(value.strip())
+        except TokenInvalid as exc:
+            audit("token_rejected", reason=type(exc).__name__, detail=str(exc), client=request.client)
+            raise InvalidToken(
+                "invalid bearer token", headers=self._challenge(request, required, "invalid_token")
+            ) from None
+
+    def _subject(self, request: Request, token: VerifiedToken, required: list[Access]) -> Account | None:
+        """The live account behind an own-service token (None: anonymous or external)."""
+        if token.issuer != self.own_issuer or not token.subject:
+            return None
+        account = self.store.account(token.subject)
+        if account is None or account.disabled or token.issued_at < account.credentials_changed_at:
+            audit("token_rejected", reason="account void", account=token.subject, client=request.client)
+            raise InvalidToken("invalid bearer token", headers=self._challenge(request, required, "invalid_token"))
+        return account
+
+    async def authorize(self, request: Request, required: list[Access]) -> Grant:
+        token = self._token(request, required)
+        if not required:  # the base endpoint: any valid token will do, no token gets the challenge
+            if token is None:
+                raise Unauthorized("authentication required", headers=self._challenge(request, required))
+            return Grant(subject=token.subject or None, issuer=token.issuer)
+        account = self._subject(request, token, required) if token is not None else None
+        local = token is None or token.issuer == self.own_issuer
+        if token is None:
+            view = load_view(self.store, None)
+            granted = frozenset(access for access in required if view.allows(access))
+        else:
+            granted = token.accesses
+            if local:  # the catalog lists what the caller may see, so every caller may ask for it
+                granted |= {CATALOG}
+        grant = Grant(subject=(token.subject or None) if token else None, accesses=granted,
+                      issuer=token.issuer if token else None)
+        missing = [access for access in required if not grant.allows(access)]
+        if not missing:
+            return grant
+        if account is None:
+            error = "insufficient_scope" if token is not None else None
+            raise InsufficientScope(headers=self._challenge(request, required, error))
+        if all(load_view(self.store, account).allows(access) for access in missing):
+            raise InsufficientScope(headers=self._challenge(request, required, "insufficient_scope"))
+        raise Denied()
+
+    def visible_repositories(self, grant: Grant, names: list[str]) -> list[str]:
+        if grant.everything:
+            return names
+        if grant.issuer is not None and grant.issuer != self.own_issuer:
+            return names if CATALOG in grant.accesses else [n for n in names if grant.can_pull(n)]
+        account = self.store.account(grant.subject) if grant.subject else None
+        return load_view(self.store, account).visible(names)
+
+
+class BasicAccessController:
+    """Distribution's htpasswd mode: any user of the file may do anything; everyone else gets 401."""
+
+    def __init__(self, htpasswd: HtpasswdFile, limiter: LoginLimiter, realm: str = "cargohold",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.htpasswd = htpasswd
+        self.limiter = limiter
+        self.realm = realm
+        self._clock = clock
+        self._salt = secrets.token_bytes(16)
+        #: digest of verified credentials -> (until when, htpasswd version)
+        self._verified: dict[str, tuple[float, int | None]] = {}
+
+    def _challenge(self) -> dict[str, str]:
+        return {"WWW-Authenticate": f'Basic realm="{_quote(self.realm)}"'}
+
+    def _cache_key(self, name: str, secret: str) -> str:
+        return hashlib.sha256(self._salt + json.dumps([name, secret]).encode()).hexdigest()
+
+    async def authorize(self, request: Request, required: list[Access]) -> Grant:
+        header = request.headers.get("authorization")
+        credentials = parse_basic(header) if header is not None else None
+        if credentials is None:
+            raise Unauthorized("authentication required", headers=self._challenge())
+        name, secret = credentials
+        key, now, version = self._cache_key(name, secret), self._clock(), self.htpasswd.version()
+        until, verified_version = self._verified.get(key, (0.0, None))
+        if until > now and verified_version == version:
+            return Grant(subject=name, everything=True)
+        address = request.client.rsplit(":", 1)[0]
+        self.limiter.check(name, address)
+        if not await asyncio.to_thread(self.htpasswd.verify, name, secret):
+            self.limiter.failed(name, address)
+            audit("login_failed", account=name, client=address, reason="htpasswd")
+            raise Unauthorized("invalid username or password", headers=self._challenge())
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[key] = (now + BASIC_CACHE_SECONDS, version)
+        return Grant(subject=name, everything=True)
+
+    def visible_repositories(self, grant: Grant, names: list[str]) -> list[str]:
+        return names

@@ -1,0 +1,100 @@
+"""Checking a name and password (or robot token) against the access store, with rate limiting.
+
+Every failure answers the same 401 "invalid username or password" whatever
+the reason (no such account, wrong secret, an organization's name), except a
+disabled account given its right password, which is told so. The reason goes
+to the ``cargohold.auth`` log with the name and client address, never the
+secret. Failed attempts count towards :class:`LoginLimiter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from typing import Final
+
+from ..errcodes import Unauthorized
+from .model import Account, AccountKind
+from .passwords import secret_matches, verify_password
+from .ratelimit import LoginLimiter
+from .store import AccessStore
+
+log: Final = logging.getLogger("cargohold.auth")
+
+
+class InvalidCredentials(Unauthorized):
+    """Unknown account or wrong password/token (the caller is not told which)."""
+
+    def __init__(self, headers: dict[str, str] | None = None) -> None:
+        super().__init__("invalid username or password", headers=headers)
+
+
+class AccountDisabled(Unauthorized):
+    """Right credentials, but the account is disabled."""
+
+    def __init__(self, headers: dict[str, str] | None = None) -> None:
+        super().__init__("account disabled", headers=headers)
+
+
+class MalformedCredentials(Unauthorized):
+    """An ``Authorization: Basic`` header that does not decode to ``name:secret``."""
+
+    def __init__(self, headers: dict[str, str] | None = None) -> None:
+        super().__init__("malformed basic credentials", headers=headers)
+
+
+def parse_basic(header: str) -> tuple[str, str] | None:
+    """``(name, secret)`` from ``Basic base64(name:secret)``; None if the scheme is not Basic."""
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise MalformedCredentials() from None
+    name, sep, secret = decoded.partition(":")
+    if not sep or not name:
+        raise MalformedCredentials()
+    return name, secret
+
+
+def audit(event: str, **fields: object) -> None:
+    """One JSON line on the ``cargohold.auth`` logger (never give it a secret)."""
+    log.info(json.dumps({"event": event, **fields}))
+
+
+class Authenticator:
+    """Logs accounts of the store in."""
+
+    def __init__(self, store: AccessStore, limiter: LoginLimiter, password_cost: int) -> None:
+        self.store = store
+        self.limiter = limiter
+        self.password_cost = password_cost
+
+    async def login(self, name: str, secret: str, client: str, challenge: dict[str, str] | None = None) -> Account:
+        """The account for these credentials, or :class:`InvalidCredentials` / :class:`AccountDisabled`
+        (with ``challenge`` as their headers), or TooManyRequests."""
+        address = client.rsplit(":", 1)[0]
+        self.limiter.check(name, address)
+        found = self.store.credentials(name)  # on the event loop: the connection is not shared with threads
+        account, stored = found if found is not None else (None, None)
+        if account is not None and account.kind is AccountKind.ROBOT:
+            ok = secret_matches(secret, stored)
+        elif account is not None and account.kind is AccountKind.USER:
+            ok = await asyncio.to_thread(verify_password, secret, stored, self.password_cost)
+        else:
+            await asyncio.to_thread(verify_password, secret, None, self.password_cost)
+            ok = False
+        if not ok or account is None:
+            self.limiter.failed(name, address)
+            audit("login_failed", account=name, client=address,
+                  reason="unknown account" if account is None else "wrong secret")
+            raise InvalidCredentials(challenge)
+        if account.disabled:
+            self.limiter.failed(name, address)
+            audit("login_failed", account=name, client=address, reason="disabled")
+            raise AccountDisabled(challenge)
+        return account

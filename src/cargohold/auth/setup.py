@@ -1,0 +1,105 @@
+"""Building the access controller (and the endpoints it needs) from the server configuration.
+
+``auth: none`` gives :class:`OpenAccess`; ``htpasswd`` a :class:`BasicAccessController`;
+``token`` a :class:`TokenAccessController` trusting cargohold's own token
+service (mounted at ``/auth/``, with the admin API at ``/admin/``) and any
+configured external issuer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ..config import ConfigError, ServerConfig
+from ..metadata import open_metadata_store
+from .access import AccessController, OpenAccess
+from .admin_api import AdminApi
+from .controller import BasicAccessController, TokenAccessController
+from .htpasswd import HtpasswdError, HtpasswdFile
+from .jwt import Verifier
+from .keys import KeyFileError, VerifyingKey, ensure_signing_key, load_public_keys, parse_jwks
+from .login import Authenticator
+from .ratelimit import LoginLimiter
+from .store import AccessStore
+from .tokens import TokenService, TokenSettings
+
+#: how long fetching an external JWKS at start may take
+JWKS_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass
+class AccessSetup:
+    controller: AccessController
+    #: path prefix -> ASGI-level endpoint (see :class:`cargohold.api.app.RegistryApp`)
+    endpoints: dict[str, TokenService | AdminApi] = field(default_factory=dict)
+    store: AccessStore | None = None
+
+
+def open_access_store(config: ServerConfig) -> AccessStore:
+    """The access store of a data directory, after the metadata store's migrations (which create its tables)."""
+    os.makedirs(config.data_dir, exist_ok=True)
+    meta = open_metadata_store(config.metadata_url)
+    asyncio.run(meta.close())
+    return AccessStore.open(config.metadata_url)
+
+
+def limiter_for(config: ServerConfig) -> LoginLimiter:
+    return LoginLimiter(
+        config.login_failures_per_account, config.login_failures_per_address, config.login_window_seconds
+    )
+
+
+def external_keys(config: ServerConfig) -> list[VerifyingKey]:
+    keys: list[VerifyingKey] = []
+    for path in filter(None, (p.strip() for p in config.auth_external_keys.split(","))):
+        keys.extend(load_public_keys(path))
+    source = config.auth_external_jwks
+    if source.startswith(("http://", "https://")):
+        try:
+            response = httpx.get(source, timeout=JWKS_TIMEOUT_SECONDS, follow_redirects=True)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise ConfigError(f"cannot fetch the JWKS {source}: {exc}") from None
+        keys.extend(parse_jwks(response.content))
+    elif source:
+        try:
+            keys.extend(parse_jwks(Path(source).read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the JWKS {source}: {exc}") from None
+    return keys
+
+
+def build_access(config: ServerConfig) -> AccessSetup:
+    """The controller for ``config.auth``; the metadata store must be open (migrated) already."""
+    try:
+        if config.auth == "htpasswd":
+            return AccessSetup(BasicAccessController(HtpasswdFile(config.auth_htpasswd), limiter_for(config)))
+        if config.auth != "token":
+            return AccessSetup(OpenAccess())
+        key = ensure_signing_key(Path(config.token_key_path), Path(config.token_cert_path))
+    except (HtpasswdError, KeyFileError, OSError) as exc:
+        raise ConfigError(str(exc)) from None
+    store = AccessStore.open(config.metadata_url)
+    verifier = Verifier(config.auth_service)
+    verifier.trust(config.auth_issuer, [key.public])
+    if config.auth_external_issuer:
+        try:
+            verifier.trust(config.auth_external_issuer, external_keys(config))
+        except KeyFileError as exc:
+            raise ConfigError(str(exc)) from None
+    login = Authenticator(store, limiter_for(config), config.password_cost)
+    settings = TokenSettings(
+        config.auth_issuer, config.auth_service, config.auth_token_lifetime, config.auth_refresh_lifetime
+    )
+    controller = TokenAccessController(verifier, store, config.auth_issuer, config.auth_service,
+                                       config.auth_token_realm)
+    endpoints: dict[str, TokenService | AdminApi] = {
+        "/auth/": TokenService(settings, key, store, login),
+        "/admin/": AdminApi(store, login, verifier, config.auth_issuer),
+    }
+    return AccessSetup(controller, endpoints, store)

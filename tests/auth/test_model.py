@@ -1,0 +1,217 @@
+"""The access model without a server: the store, the policy's rules, passwords, htpasswd, the rate limiter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from cargohold.auth.access import CATALOG, Access
+from cargohold.auth.htpasswd import HtpasswdError, HtpasswdFile, parse_htpasswd
+from cargohold.auth.model import (
+    AccountExists,
+    AccountKind,
+    AccountUnknown,
+    InvalidName,
+    LastAdministrator,
+    PasswordRejected,
+    Role,
+    TeamExists,
+    TeamUnknown,
+)
+from cargohold.auth.passwords import hash_password, secret_digest, secret_matches, verify_password
+from cargohold.auth.policy import Holder, load_view, who_can
+from cargohold.auth.ratelimit import LoginLimiter
+from cargohold.auth.store import AccessStore
+from cargohold.errcodes import TooManyRequests
+
+from .world import store_for
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[AccessStore]:
+    opened = store_for(tmp_path / "data")
+    yield opened
+    opened.close()
+
+
+def user(store: AccessStore, name: str, superuser: bool = False) -> None:
+    store.create_user(name, "$2b$04$" + "x" * 53, superuser)
+
+
+def actions(store: AccessStore, who: str | None, repository: str) -> set[str]:
+    return set(load_view(store, store.account(who) if who else None).actions(repository))
+
+
+def test_users_own_their_namespace_and_nothing_else(store: AccessStore) -> None:
+    user(store, "alice")
+    user(store, "bob")
+    assert actions(store, "alice", "alice/app") == {"pull", "push", "delete"}
+    assert actions(store, "alice", "alice/deep/nested") == {"pull", "push", "delete"}
+    assert actions(store, "alice", "bob/app") == set()
+    assert actions(store, "alice", "alice") == set()  # one-component names belong to no namespace
+    assert actions(store, None, "alice/app") == set()
+
+
+def test_roles_from_grants_teams_and_namespace_patterns(store: AccessStore) -> None:
+    for name in ("alice", "bob", "carol", "dave"):
+        user(store, name)
+    store.create_organization("acme", ["alice"])
+    store.create_team("acme", "readers")
+    store.set_member("acme/readers", "bob", True)
+    store.grant("acme/*", "acme/readers", Role.READ)
+    store.grant("acme/app", "carol", Role.WRITE)
+    store.grant("acme/app", "bob", Role.ADMIN)
+    assert actions(store, "alice", "acme/anything") == {"pull", "push", "delete"}  # owners team
+    assert actions(store, "bob", "acme/other") == {"pull"}
+    assert load_view(store, store.account("bob")).role("acme/app") is Role.ADMIN  # highest role wins
+    assert actions(store, "carol", "acme/app") == {"pull", "push", "delete"}
+    assert actions(store, "carol", "acme/other") == set()
+    assert actions(store, "dave", "acme/app") == set()
+    store.set_member("acme/readers", "bob", False)
+    assert actions(store, "bob", "acme/other") == set()
+
+
+def test_public_repositories_are_readable_by_everyone(store: AccessStore) -> None:
+    user(store, "alice")
+    store.set_public("alice/site", True)
+    assert actions(store, None, "alice/site") == {"pull"}
+    assert actions(store, "alice", "alice/site") == {"pull", "push", "delete"}
+    store.set_public("alice/site", False)
+    assert actions(store, None, "alice/site") == set()
+
+
+def test_superusers_may_do_anything_and_robots_only_what_they_are_granted(store: AccessStore) -> None:
+    user(store, "root", superuser=True)
+    user(store, "alice")
+    robot = store.create_robot("alice", "ci", secret_digest("t"))
+    assert robot.name == "alice+ci" and robot.owner == "alice" and robot.kind is AccountKind.ROBOT
+    assert actions(store, "root", "anyone/anything") == {"pull", "push", "delete"}
+    assert actions(store, "alice+ci", "alice/app") == set()
+    store.grant("alice/app", "alice+ci", Role.READ)
+    assert actions(store, "alice+ci", "alice/app") == {"pull"}
+    store.set_disabled("alice+ci", True)
+    assert actions(store, "alice+ci", "alice/app") == set()
+
+
+def test_catalog_view_filters(store: AccessStore) -> None:
+    user(store, "alice")
+    store.set_public("bob/public", True)
+    view = load_view(store, store.account("alice"))
+    assert view.allows(CATALOG)
+    assert view.visible(["alice/a", "bob/private", "bob/public", "single"]) == ["alice/a", "bob/public"]
+    assert load_view(store, None).visible(["alice/a", "bob/public"]) == ["bob/public"]
+    assert not view.allows(Access("registry", "other", "*"))
+
+
+def test_who_can(store: AccessStore) -> None:
+    user(store, "root", superuser=True)
+    user(store, "alice")
+    user(store, "bob")
+    store.create_organization("acme", ["alice"])
+    store.create_team("acme", "devs")
+    store.grant("acme/*", "acme/devs", Role.WRITE)
+    store.grant("acme/app", "bob", Role.READ)
+    store.set_public("acme/app", True)
+    assert who_can(store, "acme/app") == [
+        Holder("alice", Role.ADMIN, "owner of acme"),
+        Holder("root", Role.ADMIN, "superuser"),
+        Holder("acme/devs", Role.WRITE, "grant on acme/*"),
+        Holder("anonymous", Role.READ, "public"),
+        Holder("bob", Role.READ, "grant"),
+    ]
+
+
+def test_store_refusals(store: AccessStore) -> None:
+    user(store, "alice", superuser=True)
+    with pytest.raises(AccountExists):
+        user(store, "alice")
+    with pytest.raises(InvalidName):
+        user(store, "Alice")
+    with pytest.raises(InvalidName):
+        user(store, "a+b")
+    with pytest.raises(InvalidName):
+        store.create_robot("alice", "CI", "x")
+    with pytest.raises(AccountUnknown):
+        store.create_robot("nobody", "ci", "x")
+    with pytest.raises(AccountUnknown):
+        store.create_organization("acme", ["nobody"])
+    store.create_organization("acme", [])
+    with pytest.raises(TeamExists):
+        store.create_team("acme", "owners")
+    with pytest.raises(TeamUnknown):
+        store.grant("acme/app", "acme/nope", Role.READ)
+    with pytest.raises(AccountUnknown):
+        store.grant("acme/app", "acme", Role.READ)  # organizations do not log in: grant to a team
+    with pytest.raises(InvalidName):
+        store.grant("Not/Valid", "alice", Role.READ)
+    with pytest.raises(InvalidName):
+        store.delete_team("acme/owners")
+    with pytest.raises(LastAdministrator):
+        store.set_disabled("alice", True)
+    with pytest.raises(LastAdministrator):
+        store.delete_account("alice")
+    user(store, "bob", superuser=True)
+    store.set_disabled("alice", True)
+
+
+def test_deleting_an_account_takes_its_robots_grants_and_memberships(store: AccessStore) -> None:
+    user(store, "alice")
+    user(store, "bob")
+    store.create_robot("bob", "ci", "x")
+    store.create_organization("acme", ["alice", "bob"])
+    store.grant("alice/app", "bob", Role.READ)
+    store.delete_account("bob")
+    assert store.account("bob+ci") is None
+    assert store.members("acme/owners") == ["alice"]
+    assert store.permissions("alice/app") == []
+
+
+def test_passwords() -> None:
+    hashed = hash_password("correct horse", 4)
+    assert hashed.startswith("$2b$04$")
+    assert verify_password("correct horse", hashed)
+    assert not verify_password("wrong horse", hashed)
+    assert not verify_password("x" * 100, hashed)
+    assert not verify_password("anything", None, 4)
+    assert not verify_password("anything", "not-a-hash")
+    with pytest.raises(PasswordRejected):
+        hash_password("short", 4)
+    with pytest.raises(PasswordRejected):
+        hash_password("é" * 40, 4)
+    assert secret_matches("token", secret_digest("token"))
+    assert not secret_matches("token", None)
+
+
+def test_htpasswd(tmp_path: Path) -> None:
+    hashed = bcrypt.hashpw(b"pw-of-alice", bcrypt.gensalt(4)).decode().replace("$2b$", "$2y$")
+    path = tmp_path / "htpasswd"
+    path.write_text(f"# users\nalice:{hashed}\n\n")
+    htpasswd = HtpasswdFile(path)
+    assert htpasswd.verify("alice", "pw-of-alice")
+    assert not htpasswd.verify("alice", "wrong")
+    assert not htpasswd.verify("bob", "pw-of-alice")
+    with pytest.raises(HtpasswdError, match="not bcrypt"):
+        parse_htpasswd("bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=")
+    with pytest.raises(HtpasswdError):
+        parse_htpasswd("no-colon")
+
+
+def test_rate_limiter_counts_failures_per_account_and_address() -> None:
+    now = [1000.0]
+    limiter = LoginLimiter(per_account=2, per_address=3, window_seconds=60, clock=lambda: now[0])
+    limiter.check("alice", "10.0.0.1")
+    limiter.failed("alice", "10.0.0.1")
+    limiter.failed("alice", "10.0.0.2")
+    with pytest.raises(TooManyRequests) as refused:
+        limiter.check("alice", "10.0.0.3")
+    assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "60"
+    limiter.check("bob", "10.0.0.1")
+    limiter.failed("bob", "10.0.0.1")
+    limiter.failed("carol", "10.0.0.1")
+    with pytest.raises(TooManyRequests):
+        limiter.check("dave", "10.0.0.1")  # the address is spent too
+    now[0] += 61
+    limiter.check("alice", "10.0.0.1")
