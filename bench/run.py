@@ -1,0 +1,431 @@
+"""Run the benchmark: cargohold against Distribution side by side, then print (and save) the table.
+
+    python -m bench            # the full benchmark (about 15 minutes on 2 cores)
+    python -m bench --quick    # tiny sizes, one run: checks that everything works
+
+Each comparison starts both registries on loopback ports with fresh storage and
+runs every workload against each in turn, alternating which goes first, so the
+machine's drift hits both alike. Numbers are medians of the runs, with min and max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import images, workloads
+from .servers import Server, missing_tools
+from .workloads import Sizes
+
+A, B = "cargohold", "distribution"
+PHASES = ("compare", "memory", "workers", "clients", "large")
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool = True
+    #: target for the ratio (cargohold/other for rates, other/cargohold for times)
+    target: float | None = None
+
+
+COMPARE = [
+    Metric("upload_monolithic", "Blob upload, one monolithic PUT", "MB/s", target=2.5),
+    Metric("upload_chunked", "Blob upload, chunked PATCHes", "MB/s", target=2.5),
+    Metric("download", "Blob download (GET)", "MB/s", target=1.0),
+    Metric("manifest_get", "Manifest GET by tag, 32 connections", "req/s", target=5.0),
+    Metric("blob_head", "Blob HEAD, 32 connections", "req/s", target=5.0),
+    Metric("tags_list", "Tags list (tags in one repository)", "req/s", target=1.0),
+    Metric("catalog_page", "Catalog page (n=100)", "req/s", target=1.0),
+    Metric("push_images", "Small images pushed with our client, 8 at a time", "s", higher_is_better=False,
+           target=2.0),
+]
+WORKERS = [
+    Metric("manifest_get", "Manifest GET by tag, 32 connections", "req/s"),
+    Metric("blob_head", "Blob HEAD, 32 connections", "req/s"),
+    Metric("upload_monolithic", "Blob upload, one monolithic PUT", "MB/s"),
+    Metric("download", "Blob download (GET)", "MB/s"),
+]
+CLIENTS = [
+    Metric("push_many", "Push, many small layers", "MB/s", target=2.0),
+    Metric("pull_many", "Pull, many small layers", "MB/s", target=2.0),
+    Metric("push_one", "Push, one big layer", "MB/s", target=2.0),
+    Metric("pull_one", "Pull, one big layer", "MB/s", target=2.0),
+]
+
+
+@dataclass
+class Results:
+    """Samples per (section, metric, subject)."""
+
+    samples: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
+    notes: dict[str, object] = field(default_factory=dict)
+
+    def add(self, section: str, metric: str, subject: str, value: float) -> None:
+        self.samples.setdefault(section, {}).setdefault(metric, {}).setdefault(subject, []).append(value)
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def ordered(run: int, pair: list[Server]) -> list[Server]:
+    """A/B on even runs, B/A on odd ones."""
+    return pair if run % 2 == 0 else pair[::-1]
+
+
+def fresh_big_file(path: Path, size: int) -> images.Blob:
+    if path.exists() and path.stat().st_size == size:
+        return images.refresh(path)
+    return images.random_file(path, size)
+
+
+# phases
+
+
+def phase_compare(work: Path, sizes: Sizes, runs: int, results: Results) -> None:
+    pair = [Server(A, work / A).start(), Server(B, work / B).start()]
+    pool: workloads.PushPool | None = None
+    big = work / "big.bin"
+    try:
+        fixtures = {s.name: workloads.setup(s, sizes) for s in pair}
+        layouts = workloads.make_small_layouts(work / "small", sizes.images, sizes.image_layer)
+        pool = workloads.PushPool(sizes.image_parallel)
+        for run in range(runs):
+            say(f"compare: run {run + 1}/{runs}")
+            last: dict[str, images.Blob] = {}
+            for server in ordered(run, pair):
+                blob = fresh_big_file(big, sizes.big)
+                os.sync()
+                results.add("compare", "upload_monolithic", server.name, workloads.upload_monolithic(server, big, blob))
+            for server in ordered(run, pair):
+                blob = fresh_big_file(big, sizes.big)
+                os.sync()
+                results.add("compare", "upload_chunked", server.name,
+                            workloads.upload_chunked(server, big, blob, sizes.chunk))
+                last[server.name] = blob
+            os.sync()
+            for server in ordered(run, pair):
+                results.add("compare", "download", server.name, workloads.download(server, last[server.name]))
+            rates: list[tuple[str, Callable[[Server], float]]] = [
+                ("manifest_get", lambda s: workloads.manifest_get(s, sizes)),
+                ("blob_head", lambda s: workloads.blob_head(s, sizes, fixtures[s.name])),
+                ("tags_list", lambda s: workloads.tags_list(s, sizes)),
+                ("catalog_page", lambda s: workloads.catalog_page(s, sizes)),
+            ]
+            for key, measure in rates:
+                for server in ordered(run, pair):
+                    results.add("compare", key, server.name, measure(server))
+            for server in ordered(run, pair):
+                seconds = pool.push_all(server, layouts, f"push/r{run}", work / "push-cache")
+                results.add("compare", "push_images", server.name, seconds)
+        results.notes["compare"] = {"big_bytes": sizes.big, "chunk_bytes": sizes.chunk, "tags": sizes.tags,
+                                    "repositories": sizes.repos + 3, "images": sizes.images,
+                                    "image_parallel": sizes.image_parallel, "duration_s": sizes.duration}
+    finally:
+        if pool is not None:
+            pool.close()
+        for server in pair:
+            server.cleanup()
+        big.unlink(missing_ok=True)
+        shutil.rmtree(work / "small", ignore_errors=True)
+
+
+def phase_memory(work: Path, sizes: Sizes, results: Results) -> None:
+    path = work / "memory.bin"
+    try:
+        blob = images.random_file(path, sizes.memory_blob)
+        for name in (A, B):
+            server = Server(name, work / name).start()
+            try:
+                idle, _ = server.rss_bytes()
+                peak = workloads.memory(server, path, blob)
+                results.add("memory", "idle_rss", name, idle / 1e6)
+                results.add("memory", "peak_rss", name, peak)
+            finally:
+                server.cleanup()
+        results.notes["memory"] = {"blob_bytes": sizes.memory_blob}
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def phase_workers(work: Path, sizes: Sizes, runs: int, results: Results) -> None:
+    pair = [Server(A, work / "w1", extra_args=["--workers", "1"]),
+            Server(A, work / "w2", extra_args=["--workers", "2"])]
+    labels = {id(pair[0]): "1 worker", id(pair[1]): "2 workers"}
+    big = work / "big.bin"
+    try:
+        for server in pair:
+            server.start()
+        fixtures = {id(s): workloads.setup(s, sizes) for s in pair}
+        for run in range(runs):
+            say(f"workers: run {run + 1}/{runs}")
+            for server in ordered(run, pair):
+                results.add("workers", "manifest_get", labels[id(server)], workloads.manifest_get(server, sizes))
+            for server in ordered(run, pair):
+                results.add("workers", "blob_head", labels[id(server)],
+                            workloads.blob_head(server, sizes, fixtures[id(server)]))
+            for server in ordered(run, pair):
+                blob = fresh_big_file(big, sizes.big)
+                os.sync()
+                results.add("workers", "upload_monolithic", labels[id(server)],
+                            workloads.upload_monolithic(server, big, blob))
+                os.sync()
+                results.add("workers", "download", labels[id(server)], workloads.download(server, blob))
+    finally:
+        for server in pair:
+            server.cleanup()
+        big.unlink(missing_ok=True)
+
+
+def phase_clients(work: Path, sizes: Sizes, runs: int, results: Results) -> None:
+    server = Server(A, work / A).start()
+    scratch = work / "clients"
+    scratch.mkdir(parents=True, exist_ok=True)
+    big = scratch / "one.bin"
+    tools = ["cargohold", "skopeo"]
+    try:
+        for run in range(runs):
+            say(f"clients: run {run + 1}/{runs}")
+            order = tools if run % 2 == 0 else tools[::-1]
+            # many layers: new random content every run, so nothing is already there
+            layers = []
+            for i in range(sizes.layers):
+                path = scratch / f"layer-{i}"
+                layers.append((path, images.random_file(path, sizes.layer_size)))
+            many = scratch / "many"
+            shutil.rmtree(many, ignore_errors=True)
+            images.write_layout(many, "latest", layers, f"many-{run}")
+            total = sizes.layers * sizes.layer_size
+            for tool in order:
+                os.sync()
+                seconds = workloads.client_push(tool, many, f"{server.address}/clients/many-{tool}-{run}:latest",
+                                                scratch)
+                results.add("clients", "push_many", tool, total / seconds / 1e6)
+            for tool in order:
+                os.sync()
+                seconds = workloads.client_pull(tool, f"{server.address}/clients/many-cargohold-{run}:latest",
+                                                scratch)
+                results.add("clients", "pull_many", tool, total / seconds / 1e6)
+            shutil.rmtree(many, ignore_errors=True)
+            # one big layer
+            blob = images.refresh(big) if big.exists() else images.random_file(big, sizes.one_layer)
+            one = scratch / "one"
+            shutil.rmtree(one, ignore_errors=True)
+            images.write_layout(one, "latest", [(big, blob)], f"one-{run}")
+            for tool in order:
+                os.sync()
+                seconds = workloads.client_push(tool, one, f"{server.address}/clients/one-{tool}-{run}:latest",
+                                                scratch)
+                results.add("clients", "push_one", tool, blob.size / seconds / 1e6)
+            for tool in order:
+                os.sync()
+                seconds = workloads.client_pull(tool, f"{server.address}/clients/one-cargohold-{run}:latest",
+                                                scratch)
+                results.add("clients", "pull_one", tool, blob.size / seconds / 1e6)
+            os.replace(images.layout_blob_path(one, blob), big)
+            shutil.rmtree(one, ignore_errors=True)
+        results.notes["clients"] = {"layers": sizes.layers, "layer_bytes": sizes.layer_size,
+                                    "one_layer_bytes": sizes.one_layer}
+    finally:
+        server.cleanup()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def phase_large(work: Path, sizes: Sizes, results: Results, with_distribution: bool) -> None:
+    names = [A, B] if with_distribution else [A]
+    for name in names:
+        server = Server(name, work / name).start()
+        try:
+            fixture = workloads.setup(server, Sizes(tags=0, repos=0))
+            say(f"large: filling {name} with {sizes.large_tags} tags and {sizes.large_repos} repositories")
+            seconds = workloads.populate_large(server, fixture, sizes)
+            results.add("large", "populate_s", name, seconds)
+            middle_tag = f"tag-{sizes.large_tags // 2:06d}"
+            middle_repo = f"large/repo-{sizes.large_repos // 2:05d}"
+            pages = {
+                "tags_first_page": "/v2/large/tags/tags/list?n=100",
+                "tags_middle_page": f"/v2/large/tags/tags/list?n=100&last={middle_tag}",
+                "catalog_first_page": "/v2/_catalog?n=100",
+                "catalog_middle_page": f"/v2/_catalog?n=100&last={middle_repo}",
+            }
+            for key, target in pages.items():
+                found = workloads.page_latency(server, target, sizes.latency_samples)
+                for stat, value in found.items():
+                    results.add("large", f"{key}.{stat}", name, value)
+        finally:
+            server.cleanup()
+    results.notes["large"] = {"tags": sizes.large_tags, "repositories": sizes.large_repos,
+                              "samples": sizes.latency_samples}
+
+
+# reporting
+
+
+def _cell(values: list[float] | None, unit: str) -> str:
+    if not values:
+        return "-"
+    digits = 0 if statistics.median(values) >= 100 else (1 if statistics.median(values) >= 10 else 2)
+    fmt = f"{{:.{digits}f}}"
+    if len(values) == 1:
+        return f"{fmt.format(values[0])} {unit}"
+    return f"{fmt.format(statistics.median(values))} {unit} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
+def _ratio(metric: Metric, ours: list[float] | None, theirs: list[float] | None) -> float | None:
+    if not ours or not theirs:
+        return None
+    a, b = statistics.median(ours), statistics.median(theirs)
+    if metric.higher_is_better:
+        return a / b if b else None
+    return b / a if a else None
+
+
+def comparison_table(results: Results, section: str, metrics: list[Metric], subjects: tuple[str, str]) -> str:
+    data = results.samples.get(section, {})
+    lines = [
+        f"| metric | {subjects[0]} | {subjects[1]} | ratio | target | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for metric in metrics:
+        row = data.get(metric.key, {})
+        ours, theirs = row.get(subjects[0]), row.get(subjects[1])
+        if not ours and not theirs:
+            continue
+        ratio = _ratio(metric, ours, theirs)
+        target = f"≥ {metric.target:g}×" if metric.target is not None else ""
+        status = ""
+        if ratio is not None and metric.target is not None:
+            status = "met" if ratio >= metric.target else "**not met**"
+        lines.append(
+            f"| {metric.label} | {_cell(ours, metric.unit)} | {_cell(theirs, metric.unit)} | "
+            f"{'-' if ratio is None else f'{ratio:.2f}×'} | {target} | {status} |"
+        )
+    return "\n".join(lines)
+
+
+def render(results: Results, command: str, runs: int) -> str:
+    out = []
+    memory = results.samples.get("memory", {})
+    today = datetime.date.today().isoformat()
+    mem_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    out.append(f"Date: {today}. Machine: {os.cpu_count()} CPUs (`nproc` {_nproc()}), {mem_total:.1f} GiB memory, "
+               f"{platform.platform()}, Python {platform.python_version()}.")
+    out.append(f"Command: `{command}`. Medians of {runs} runs, (min–max); 1 MB = 10^6 bytes.")
+    notes = results.notes.get("compare")
+    if isinstance(notes, dict):
+        out.append(f"\n### cargohold against Distribution 2.8 (same run, alternating)\n\n"
+                   f"Blob size {notes['big_bytes'] / 2**20:g} MiB, chunks of {notes['chunk_bytes'] / 2**20:g} MiB; "
+                   f"{notes['tags']} tags; {notes['repositories']} repositories; {notes['images']} images; "
+                   f"load for {notes['duration_s']:g} s per measurement.\n")
+        out.append(comparison_table(results, "compare", COMPARE, (A, B)))
+    if memory:
+        out.append(f"\n### Memory\n\nPeak RSS of all the server's processes while a "
+                   f"{results.notes['memory']['blob_bytes'] / 2**20:g} MiB blob is pushed "  # type: ignore[index]
+                   f"(one PUT) and pulled (one GET); target: under 250 MB.\n")
+        out.append("| | cargohold | distribution |\n|---|---|---|")
+        for key, label in (("idle_rss", "idle"), ("peak_rss", "peak")):
+            row = memory.get(key, {})
+            out.append(f"| {label} | {_cell(row.get(A), 'MB')} | {_cell(row.get(B), 'MB')} |")
+    if "workers" in results.samples:
+        out.append("\n### cargohold workers: 1 against 2 (same run, alternating)\n")
+        out.append(comparison_table(results, "workers", WORKERS, ("2 workers", "1 worker")))
+    if "clients" in results.samples:
+        n = results.notes.get("clients", {})
+        assert isinstance(n, dict)
+        out.append(f"\n### Our client against skopeo (both against cargohold)\n\n"
+                   f"{n.get('layers')} layers of {n.get('layer_bytes', 0) / 2**20:g} MiB; one layer of "
+                   f"{n.get('one_layer_bytes', 0) / 2**20:g} MiB. Wall time of the whole command.\n")
+        out.append(comparison_table(results, "clients", CLIENTS, ("cargohold", "skopeo")))
+    large = results.samples.get("large")
+    if large:
+        n = results.notes.get("large", {})
+        assert isinstance(n, dict)
+        out.append(f"\n### Listings at scale: {n.get('tags')} tags in one repository, {n.get('repositories')} "
+                   f"repositories\n\nMilliseconds per page of 100, {n.get('samples')} sequential requests on one "
+                   f"connection; target: under 5 ms.\n")
+        subjects = [s for s in (A, B) if any(s in v for v in large.values())]
+        out.append("| page | " + " | ".join(f"{s} median | {s} p99" for s in subjects) + " |")
+        out.append("|---|" + "---|---|" * len(subjects))
+        for key in ("tags_first_page", "tags_middle_page", "catalog_first_page", "catalog_middle_page"):
+            cells = []
+            for s in subjects:
+                cells += [f"{large[f'{key}.median_ms'][s][0]:.2f} ms", f"{large[f'{key}.p99_ms'][s][0]:.2f} ms"]
+            out.append(f"| {key.replace('_', ' ')} | " + " | ".join(cells) + " |")
+        fill = " ".join(f"{s}: {large['populate_s'][s][0]:.0f} s" for s in subjects)
+        out.append(f"\nFilling them over the API (4 connections): {fill}.")
+    return "\n".join(out)
+
+
+def _nproc() -> str:
+    try:
+        return subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and one run: a smoke test")
+    parser.add_argument("--runs", type=int, help="runs per comparison (default 3; 1 with --quick)")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
+    parser.add_argument("--large-distribution", action="store_true",
+                        help="fill Distribution at scale too (slow: it walks directories)")
+    parser.add_argument("--workdir", help="where servers keep data (default: a new temporary directory)")
+    parser.add_argument("--json", dest="json_out", help="write the raw samples here")
+    parser.add_argument("--markdown", help="write the tables here")
+    args = parser.parse_args(argv)
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    missing = missing_tools(need_skopeo="clients" in phases)
+    if missing:
+        print("python -m bench: missing, install first (nothing is installed for you):", file=sys.stderr)
+        for item in missing:
+            print(f"  - {item}", file=sys.stderr)
+        return 2
+    sizes = Sizes.quick() if args.quick else Sizes()
+    runs = args.runs or (1 if args.quick else 3)
+    command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="cargohold-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = Results()
+    started = time.monotonic()
+    try:
+        if "compare" in phases:
+            phase_compare(work, sizes, runs, results)
+        if "memory" in phases:
+            phase_memory(work, sizes, results)
+        if "workers" in phases:
+            phase_workers(work, sizes, runs, results)
+        if "clients" in phases:
+            phase_clients(work, sizes, runs, results)
+        if "large" in phases:
+            phase_large(work, sizes, results, args.large_distribution)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    say(f"done in {time.monotonic() - started:.0f} s")
+    text = render(results, command.strip(), runs)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"samples": results.samples, "notes": results.notes}, indent=1))
+    return 0

@@ -1,0 +1,172 @@
+"""Start cargohold and Distribution on free loopback ports with fresh storage; watch their memory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .httpc import Connection
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def missing_tools(need_skopeo: bool) -> list[str]:
+    """What the benchmark needs and does not find, each with how to get it."""
+    missing = []
+    for tool, package in (("docker-registry", "docker-registry"), ("wrk", "wrk"), ("hey", "hey")):
+        if shutil.which(tool) is None:
+            missing.append(f"{tool} (apt-get install {package})")
+    if need_skopeo and shutil.which("skopeo") is None:
+        missing.append("skopeo (apt-get install skopeo)")
+    try:
+        import granian  # noqa: F401
+        import httpx  # noqa: F401
+    except ImportError as exc:
+        missing.append(f"python package {exc.name} (pip install -e . into {sys.prefix})")
+    return missing
+
+
+@dataclass
+class Server:
+    """A registry process under test."""
+
+    name: str  # "cargohold" or "distribution"
+    workdir: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    host = "127.0.0.1"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def connection(self) -> Connection:
+        return Connection(self.host, self.port)
+
+    def start(self) -> Server:
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        self.workdir.mkdir(parents=True)
+        self.port = free_port()
+        log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - the child owns it
+        if self.name == "cargohold":
+            env = {**os.environ, "PYTHONPATH": str(SRC)}
+            argv = [sys.executable, "-m", "cargohold.cli.main", "serve", "--listen", self.address,
+                    "--data-dir", str(self.workdir / "data"), *self.extra_args]
+        else:
+            config = self.workdir / "distribution.yml"
+            config.write_text(
+                "version: 0.1\n"
+                "log: {level: info}\n"
+                "storage:\n"
+                f"  filesystem: {{rootdirectory: {self.workdir / 'data'}}}\n"
+                "  delete: {enabled: true}\n"
+                "  cache: {blobdescriptor: inmemory}\n"
+                "http:\n"
+                f"  addr: {self.address}\n"
+                "  secret: cargohold-bench-secret\n"
+            )
+            env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # aws-sdk-go panics on it
+            argv = ["docker-registry", "serve", str(config)]
+        self.process = subprocess.Popen(argv, stdout=log, stderr=log, env=env, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {(self.workdir / 'server.log').read_text()[-2000:]}")
+            try:
+                with self.connection() as conn:
+                    if conn.request("GET", "/v2/").status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not answer on {self.address}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def pids(self) -> list[int]:
+        """The server process and its descendants (granian's workers)."""
+        if self.process is None:
+            return []
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as file:
+                    fields = file.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        found, todo = [], [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children.get(pid, [])
+        return found
+
+    def rss_bytes(self) -> tuple[int, int]:
+        """(sum over the process tree, largest single process) resident set size."""
+        sizes = []
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status") as file:
+                    for line in file:
+                        if line.startswith("VmRSS:"):
+                            sizes.append(int(line.split()[1]) * 1024)
+            except OSError:
+                continue
+        return sum(sizes), max(sizes, default=0)
+
+
+class RssSampler:
+    """Samples a server's RSS every ``interval`` seconds in a thread; keeps the peaks."""
+
+    def __init__(self, server: Server, interval: float = 0.05):
+        self.server, self.interval = server, interval
+        self.peak_total = self.peak_process = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total, largest = self.server.rss_bytes()
+            self.peak_total, self.peak_process = max(self.peak_total, total), max(self.peak_process, largest)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

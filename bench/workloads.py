@@ -1,0 +1,339 @@
+"""The workloads, each run against one server and returning one number (or a few)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import images
+from .httpc import expect
+from .images import ACCEPT, Blob
+from .servers import SRC, RssSampler, Server
+
+APP = "bench/app"
+TAGS = "bench/tags"
+BIG = "bench/big"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each workload is; ``quick`` shrinks everything to a smoke test."""
+
+    big: int = 1 << 30
+    chunk: int = 64 << 20
+    memory_blob: int = 2 << 30
+    duration: float = 5.0
+    tags: int = 200
+    repos: int = 120
+    images: int = 200
+    image_parallel: int = 8
+    image_layer: int = 4096
+    layers: int = 64
+    layer_size: int = 4 << 20
+    one_layer: int = 1 << 30
+    large_tags: int = 100_000
+    large_repos: int = 10_000
+    latency_samples: int = 300
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(big=8 << 20, chunk=2 << 20, memory_blob=16 << 20, duration=1.0, tags=20, repos=12, images=16,
+                   layers=4, layer_size=256 << 10, one_layer=8 << 20, large_tags=500, large_repos=100,
+                   latency_samples=50)
+
+
+@dataclass
+class Fixture:
+    """What setup() pushed to a server, for the workloads to use."""
+
+    config: Blob
+    layer: Blob
+    manifest: bytes
+
+
+def _location(reply_location: str | None, digest: str | None = None) -> str:
+    location = reply_location or ""
+    if digest is None:
+        return location
+    return f"{location}{'&' if '?' in location else '?'}digest={digest}"
+
+
+def setup(server: Server, sizes: Sizes) -> Fixture:
+    """A small image tagged ``latest`` in bench/app, ``tags`` tags in bench/tags, ``repos`` more repositories."""
+    with server.connection() as conn:
+        config = images.push_blob_bytes(conn, APP, images.config_bytes("app"))
+        layer = images.push_blob_bytes(conn, APP, os.urandom(4096))
+        manifest = images.manifest_bytes(config, [layer])
+        images.put_manifest(conn, APP, "latest", manifest)
+        for blob in (config, layer):
+            images.mount_blob(conn, TAGS, APP, blob)
+        for i in range(sizes.tags):
+            images.put_manifest(conn, TAGS, f"tag-{i:04d}", manifest)
+        for i in range(sizes.repos):
+            name = f"bench/repo-{i:05d}"
+            for blob in (config, layer):
+                images.mount_blob(conn, name, APP, blob)
+            images.put_manifest(conn, name, "latest", manifest)
+    return Fixture(config, layer, manifest)
+
+
+# blob transfer (MB/s; 1 MB = 10^6 bytes)
+
+
+def upload_monolithic(server: Server, path: Path, blob: Blob) -> float:
+    """POST, then one PUT with the whole blob and ?digest=."""
+    with server.connection() as conn, open(path, "rb") as file:
+        started = time.perf_counter()
+        start = expect(conn.request("POST", f"/v2/{BIG}/blobs/uploads/"), 202)
+        expect(conn.request("PUT", _location(start.header("location"), blob.digest), file=(file, 0, blob.size),
+                            headers={"content-type": "application/octet-stream"}), 201)
+        elapsed = time.perf_counter() - started
+    return blob.size / elapsed / 1e6
+
+
+def upload_chunked(server: Server, path: Path, blob: Blob, chunk: int) -> float:
+    """POST, PATCHes of ``chunk`` bytes with Content-Range, then PUT ?digest= with no body."""
+    with server.connection() as conn, open(path, "rb") as file:
+        started = time.perf_counter()
+        reply = expect(conn.request("POST", f"/v2/{BIG}/blobs/uploads/"), 202)
+        offset = 0
+        while offset < blob.size:
+            count = min(chunk, blob.size - offset)
+            reply = expect(conn.request("PATCH", _location(reply.header("location")), file=(file, offset, count),
+                                        headers={"content-type": "application/octet-stream",
+                                                 "content-range": f"{offset}-{offset + count - 1}"}), 202)
+            offset += count
+        expect(conn.request("PUT", _location(reply.header("location"), blob.digest)), 201)
+        elapsed = time.perf_counter() - started
+    return blob.size / elapsed / 1e6
+
+
+def download(server: Server, blob: Blob, repository: str = BIG) -> float:
+    with server.connection() as conn:
+        started = time.perf_counter()
+        reply = expect(conn.request("GET", f"/v2/{repository}/blobs/{blob.digest}", keep=False), 200)
+        elapsed = time.perf_counter() - started
+    if reply.length != blob.size:
+        raise RuntimeError(f"{server.name}: GET returned {reply.length} bytes, not {blob.size}")
+    return blob.size / elapsed / 1e6
+
+
+# request rates (requests/s)
+
+_WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
+_HEY_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
+
+
+def wrk(url: str, duration: float, connections: int = 32, headers: dict[str, str] | None = None) -> float:
+    argv = ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(duration))}s"]
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    found = _WRK_RATE.search(out)
+    if found is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    return float(found.group(1))
+
+
+def hey_head(url: str, duration: float, connections: int = 32) -> float:
+    """HEAD load with hey (wrk 4.1 waits for a body after HEAD and hangs)."""
+    argv = ["hey", "-z", f"{max(1, round(duration))}s", "-c", str(connections), "-m", "HEAD", url]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    statuses = re.findall(r"\[(\d+)\]\s+\d+ responses", out)
+    if statuses != ["200"]:
+        raise RuntimeError(f"hey saw statuses {statuses}:\n{out}")
+    found = _HEY_RATE.search(out)
+    if found is None:
+        raise RuntimeError(f"cannot read hey's output:\n{out}")
+    return float(found.group(1))
+
+
+def manifest_get(server: Server, sizes: Sizes) -> float:
+    url = f"http://{server.address}/v2/{APP}/manifests/latest"
+    return wrk(url, sizes.duration, headers={"Accept": ACCEPT})
+
+
+def blob_head(server: Server, sizes: Sizes, fixture: Fixture) -> float:
+    return hey_head(f"http://{server.address}/v2/{APP}/blobs/{fixture.layer.digest}", sizes.duration)
+
+
+def tags_list(server: Server, sizes: Sizes) -> float:
+    return wrk(f"http://{server.address}/v2/{TAGS}/tags/list", sizes.duration)
+
+
+def catalog_page(server: Server, sizes: Sizes) -> float:
+    return wrk(f"http://{server.address}/v2/_catalog?n=100", sizes.duration)
+
+
+# many small images, pushed with cargohold's client library, 8 at a time
+
+_pusher_client = None
+
+
+def _pusher_init() -> None:
+    global _pusher_client
+    sys.path.insert(0, str(SRC))
+    from cargohold.client import RegistryClient
+
+    _pusher_client = RegistryClient(workers=1)
+
+
+def _push_one(job: tuple[str, str, str, str]) -> str:
+    from cargohold.client import BlobCache, OCILayout, Reference, push
+
+    layout, tag, target, cache = job
+    assert _pusher_client is not None
+    result = push(_pusher_client, OCILayout(layout), tag, Reference.parse(target), cache=BlobCache(Path(cache)))
+    return str(result.digest)
+
+
+def make_small_layouts(folder: Path, count: int, layer_size: int) -> list[Path]:
+    layouts = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        layout = folder / f"img-{i:04d}"
+        path = folder / f"layer-{i:04d}"
+        blob = images.random_file(path, layer_size)
+        images.write_layout(layout, "latest", [(path, blob)], f"small-{i}")
+        layouts.append(layout)
+    return layouts
+
+
+class PushPool:
+    """Client processes, started before timing, that push OCI layouts with cargohold's library."""
+
+    def __init__(self, parallel: int):
+        self.pool = concurrent.futures.ProcessPoolExecutor(parallel, initializer=_pusher_init)
+        list(self.pool.map(_noop, range(parallel * 2)))
+
+    def push_all(self, server: Server, layouts: list[Path], prefix: str, cache: Path) -> float:
+        """Seconds to push every layout to its own repository ``prefix/img-N``."""
+        shutil.rmtree(cache, ignore_errors=True)
+        jobs = [(str(layout), "latest", f"{server.address}/{prefix}/{layout.name}:latest", str(cache))
+                for layout in layouts]
+        started = time.perf_counter()
+        list(self.pool.map(_push_one, jobs))
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+def _noop(_: int) -> None:
+    return None
+
+
+# memory: a big blob pushed and pulled while RSS is sampled
+
+
+def memory(server: Server, path: Path, blob: Blob) -> float:
+    """Peak RSS (MB, all the server's processes together) while ``blob`` is pushed and pulled."""
+    with RssSampler(server) as sampler:
+        upload_monolithic(server, path, blob)
+        download(server, blob)
+    return sampler.peak_total / 1e6
+
+
+# large listings: page latency with many tags and repositories
+
+
+def populate_large(server: Server, fixture: Fixture, sizes: Sizes, threads: int = 4) -> float:
+    """``large_tags`` tags in large/tags and ``large_repos`` repositories; returns seconds taken."""
+    started = time.perf_counter()
+    with server.connection() as conn:
+        for blob in (fixture.config, fixture.layer):
+            images.mount_blob(conn, "large/tags", APP, blob)
+
+    def work(part: int) -> None:
+        with server.connection() as conn:
+            for i in range(part, sizes.large_tags, threads):
+                images.put_manifest(conn, "large/tags", f"tag-{i:06d}", fixture.manifest)
+            for i in range(part, sizes.large_repos, threads):
+                name = f"large/repo-{i:05d}"
+                for blob in (fixture.config, fixture.layer):
+                    images.mount_blob(conn, name, APP, blob)
+                images.put_manifest(conn, name, "latest", fixture.manifest)
+
+    errors: list[BaseException] = []
+
+    def guarded(part: int) -> None:
+        try:
+            work(part)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=guarded, args=(p,)) for p in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - started
+
+
+def page_latency(server: Server, target: str, samples: int) -> dict[str, float]:
+    """Milliseconds per request for ``samples`` sequential GETs on one connection."""
+    times = []
+    with server.connection() as conn:
+        expect(conn.request("GET", target), 200)
+        for _ in range(samples):
+            started = time.perf_counter()
+            reply = expect(conn.request("GET", target), 200)
+            times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {"median_ms": statistics.median(times), "p99_ms": times[int(len(times) * 0.99) - 1],
+            "max_ms": times[-1], "bytes": float(reply.length)}
+
+
+# our client against skopeo (both against cargohold)
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return elapsed
+
+
+def cargohold_cli() -> tuple[list[str], dict[str, str]]:
+    return [sys.executable, "-m", "cargohold.cli.main"], {**os.environ, "PYTHONPATH": str(SRC)}
+
+
+def client_push(tool: str, layout: Path, target: str, scratch: Path) -> float:
+    if tool == "cargohold":
+        argv, env = cargohold_cli()
+        shutil.rmtree(scratch / "cache", ignore_errors=True)
+        return timed([*argv, "push", "--cache-dir", str(scratch / "cache"), f"oci:{layout}:latest", target], env)
+    return timed(["skopeo", "copy", "--insecure-policy", "--dest-tls-verify=false", "-q",
+                  f"oci:{layout}:latest", f"docker://{target}"])
+
+
+def client_pull(tool: str, source: str, scratch: Path) -> float:
+    dest = scratch / f"pulled-{tool}"
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.rmtree(scratch / "cache", ignore_errors=True)
+    try:
+        if tool == "cargohold":
+            argv, env = cargohold_cli()
+            return timed([*argv, "pull", "--cache-dir", str(scratch / "cache"), source, f"oci:{dest}:latest"], env)
+        return timed(["skopeo", "copy", "--insecure-policy", "--src-tls-verify=false", "-q",
+                      f"docker://{source}", f"oci:{dest}:latest"])
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.rmtree(scratch / "cache", ignore_errors=True)
+
+

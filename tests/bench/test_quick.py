@@ -1,0 +1,38 @@
+"""The benchmark still runs: ``python -m bench --quick`` against both registries, tiny sizes, one run.
+
+Not a timed test: it checks that every phase completes and reports a number
+for both sides, not how big the numbers are.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ("docker-registry", "wrk", "hey", "skopeo")
+
+
+@pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS), reason=f"needs {', '.join(TOOLS)}")
+def test_quick_benchmark_reports_both_sides(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out), "--workdir", str(tmp_path / "work")],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    samples = json.loads(out.read_text())["samples"]
+    for metric, by_server in samples["compare"].items():
+        assert set(by_server) == {"cargohold", "distribution"}, metric
+        assert all(v > 0 for values in by_server.values() for v in values), metric
+    assert samples["memory"]["peak_rss"]["cargohold"][0] > 0
+    assert set(samples["workers"]["manifest_get"]) == {"1 worker", "2 workers"}
+    assert set(samples["clients"]["push_one"]) == {"cargohold", "skopeo"}
+    assert samples["large"]["tags_middle_page.median_ms"]["cargohold"][0] > 0
+    assert "| Manifest GET by tag, 32 connections |" in done.stdout
+    assert not any((tmp_path / "work").glob("*.bin")), "big temporary files are removed"
