@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.serve",
+    "cargohold.cli.admin",
     "cargohold.cli.client_read",
     "cargohold.cli.client_write",
 )

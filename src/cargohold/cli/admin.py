@@ -1,0 +1,286 @@
+"""``cargohold admin``: users, robots, organizations, teams, grants and visibility, on the database directly.
+
+Works on the data directory's database (``--data-dir``, ``--config`` or
+``CARGOHOLD_*`` as for ``serve``), so whoever may read the data may administer;
+the running server sees changes at once. The HTTP admin API offers the same
+operations to authenticated callers. Passwords are read from the terminal or,
+with ``--password-stdin``, from one line of standard input; never from flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..auth.keys import load_signing_key
+from ..auth.model import AccessModelError, AccountKind, Role, split_robot_name, split_team_name
+from ..auth.passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password, secret_digest
+from ..auth.policy import who_can
+from ..auth.setup import open_access_store
+from ..auth.store import AccessStore
+from ..config import ConfigError, ServerConfig, load_config
+from ..metadata.store import MetadataError
+
+Action = Callable[[AccessStore, ServerConfig, argparse.Namespace], int]
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise AccessModelError("the passwords differ")
+    return first
+
+
+def _print(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+
+
+# users
+
+
+def user_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    store.create_user(args.name, hash_password(_read_password(args), config.password_cost), args.superuser)
+    print(f"user {args.name} created" + (" (superuser)" if args.superuser else ""))
+    return 0
+
+
+def user_passwd(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    store.require(args.name, AccountKind.USER)
+    store.set_secret(args.name, hash_password(_read_password(args), config.password_cost))
+    print(f"password of {args.name} changed; its tokens are void")
+    return 0
+
+
+def user_disable(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    store.set_disabled(args.name, args.disable)
+    print(f"{args.name} {'disabled' if args.disable else 'enabled'}")
+    return 0
+
+
+def user_superuser(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    store.set_superuser(args.name, not args.remove)
+    print(f"{args.name} is {'no longer ' if args.remove else ''}a superuser")
+    return 0
+
+
+def account_delete(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    store.require(args.name, args.kind)
+    store.delete_account(args.name)
+    print(f"{args.kind.value} {args.name} deleted")
+    return 0
+
+
+def account_list(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    accounts = store.accounts(args.kind, owner=getattr(args, "owner", None))
+    rows = [{"name": a.name, "superuser": a.superuser, "disabled": a.disabled, "owner": a.owner or ""}
+            for a in accounts]
+    _print(args, rows, ["name", "owner"] if args.kind is not AccountKind.USER else ["name", "superuser", "disabled"])
+    return 0
+
+
+# robots
+
+
+def robot_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    token = generate_secret(ROBOT_TOKEN_PREFIX)
+    robot = store.create_robot(args.owner, args.name, secret_digest(token))
+    print(f"robot {robot.name} created; its token (shown once, log in with it as the password):", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def robot_rotate(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    split_robot_name(args.name)
+    token = generate_secret(ROBOT_TOKEN_PREFIX)
+    store.require(args.name, AccountKind.ROBOT)
+    store.set_secret(args.name, secret_digest(token))
+    print(f"new token for {args.name} (the old one and its access tokens are void):", file=sys.stderr)
+    print(token)
+    return 0
+
+
+# organizations and teams
+
+
+def org_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    store.create_organization(args.name, args.owner or [])
+    print(f"organization {args.name} created" + (f", owned by {', '.join(args.owner)}" if args.owner else ""))
+    return 0
+
+
+def team_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    organization, team = split_team_name(args.team)
+    store.create_team(organization, team)
+    print(f"team {args.team} created")
+    return 0
+
+
+def team_delete(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    store.delete_team(args.team)
+    print(f"team {args.team} deleted")
+    return 0
+
+
+def team_member(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    for member in args.members:
+        store.set_member(args.team, member, not args.remove)
+    print(f"{', '.join(args.members)} {'removed from' if args.remove else 'added to'} {args.team}")
+    return 0
+
+
+def team_list(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    store.require(args.org, AccountKind.ORGANIZATION)
+    rows = [{"team": t.full_name, "members": " ".join(store.members(t.full_name))} for t in store.teams(args.org)]
+    _print(args, rows, ["team", "members"])
+    return 0
+
+
+# permissions
+
+
+def grant(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    role = Role.parse(args.role)
+    store.grant(args.repository, args.grantee, role)
+    print(f"{args.grantee} may {role} {args.repository}")
+    return 0
+
+
+def revoke(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    if not store.revoke(args.repository, args.grantee):
+        print(f"{args.grantee} held no grant on {args.repository}", file=sys.stderr)
+        return 1
+    print(f"grant of {args.grantee} on {args.repository} revoked")
+    return 0
+
+
+def repo_visibility(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    store.set_public(args.repository, args.visibility == "public")
+    print(f"{args.repository} is {args.visibility}")
+    return 0
+
+
+def show_who_can(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    rows = [{"who": h.who, "role": str(h.role), "actions": ",".join(sorted(h.role.actions)), "via": h.via}
+            for h in who_can(store, args.repository)]
+    _print(args, rows, ["who", "role", "actions", "via"])
+    return 0
+
+
+def token_key(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    key = load_signing_key(config.token_key_path)
+    rows = [{"kid": key.kid, "algorithm": key.algorithm, "key": config.token_key_path,
+             "certificate": config.token_cert_path, "issuer": config.auth_issuer, "service": config.auth_service}]
+    if args.json:
+        print(json.dumps(rows[0], indent=2))
+    else:
+        for name, value in rows[0].items():
+            print(f"{name}: {value}")
+    return 0
+
+
+def _parser(sub: Any, name: str, action: Action, help_text: str, **defaults: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(action=action, **defaults)
+    return parser
+
+
+def register(subparsers: Any) -> None:
+    admin: argparse.ArgumentParser = subparsers.add_parser(
+        "admin", help="manage users, robots, organizations, teams and permissions",
+        description="Manage the access model in the data directory's database (as the server's owner).",
+    )
+    admin.add_argument("--config", metavar="FILE", help="YAML configuration file (CARGOHOLD_CONFIG)")
+    admin.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="the server's data directory")
+    admin.set_defaults(func=run)
+    groups = admin.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    users = groups.add_parser("user", help="users").add_subparsers(dest="verb", required=True, metavar="VERB")
+    for name, action, help_text in [("add", user_add, "create a user"), ("passwd", user_passwd, "set a password")]:
+        parser = _parser(users, name, action, help_text)
+        parser.add_argument("name")
+        parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+        if name == "add":
+            parser.add_argument("--superuser", action="store_true", help="may administer everything")
+    for name, disable in [("disable", True), ("enable", False)]:
+        _parser(users, name, user_disable, f"{name} a user", disable=disable).add_argument("name")
+    parser = _parser(users, "superuser", user_superuser, "make a user a superuser (or not, with --remove)")
+    parser.add_argument("name")
+    parser.add_argument("--remove", action="store_true")
+    _parser(users, "delete", account_delete, "delete a user and its robots", kind=AccountKind.USER).add_argument("name")
+    _parser(users, "list", account_list, "list users", kind=AccountKind.USER)
+
+    robots = groups.add_parser("robot", help="robot accounts").add_subparsers(dest="verb", required=True,
+                                                                             metavar="VERB")
+    parser = _parser(robots, "add", robot_add, "create robot OWNER+NAME; prints its token")
+    parser.add_argument("owner", help="user or organization")
+    parser.add_argument("name")
+    _parser(robots, "rotate", robot_rotate, "replace a robot's token; prints it").add_argument("name",
+                                                                                              help="OWNER+NAME")
+    _parser(robots, "delete", account_delete, "delete a robot", kind=AccountKind.ROBOT).add_argument("name")
+    _parser(robots, "list", account_list, "list robots", kind=AccountKind.ROBOT).add_argument("owner", nargs="?")
+
+    orgs = groups.add_parser("org", help="organizations").add_subparsers(dest="verb", required=True, metavar="VERB")
+    parser = _parser(orgs, "add", org_add, "create an organization (its owners team holds --owner users)")
+    parser.add_argument("name")
+    parser.add_argument("--owner", action="append", metavar="USER", help="a user to put in the owners team")
+    _parser(orgs, "delete", account_delete, "delete an organization", kind=AccountKind.ORGANIZATION).add_argument(
+        "name")
+    _parser(orgs, "list", account_list, "list organizations", kind=AccountKind.ORGANIZATION)
+
+    teams = groups.add_parser("team", help="teams").add_subparsers(dest="verb", required=True, metavar="VERB")
+    _parser(teams, "add", team_add, "create a team").add_argument("team", metavar="ORG/TEAM")
+    _parser(teams, "delete", team_delete, "delete a team").add_argument("team", metavar="ORG/TEAM")
+    parser = _parser(teams, "member", team_member, "add users or robots to a team (or remove them)")
+    parser.add_argument("team", metavar="ORG/TEAM")
+    parser.add_argument("members", nargs="+", metavar="ACCOUNT")
+    parser.add_argument("--remove", action="store_true")
+    _parser(teams, "list", team_list, "list an organization's teams").add_argument("org")
+
+    parser = _parser(groups, "grant", grant, "grant a role on a repository (or NAMESPACE/*)")
+    parser.add_argument("role", choices=["read", "write", "admin"])
+    parser.add_argument("grantee", metavar="USER|ROBOT|ORG/TEAM")
+    parser.add_argument("repository", metavar="REPOSITORY|NAMESPACE/*")
+    parser = _parser(groups, "revoke", revoke, "revoke a grant")
+    parser.add_argument("grantee", metavar="USER|ROBOT|ORG/TEAM")
+    parser.add_argument("repository", metavar="REPOSITORY|NAMESPACE/*")
+
+    repos = groups.add_parser("repo", help="repository visibility").add_subparsers(dest="verb", required=True,
+                                                                                  metavar="VERB")
+    for visibility in ("public", "private"):
+        _parser(repos, visibility, repo_visibility, f"make a repository {visibility}",
+                visibility=visibility).add_argument("repository")
+    _parser(groups, "who-can", show_who_can, "who may do what on a repository").add_argument("repository")
+    _parser(groups, "token-key", token_key, "the token signing key: kid, algorithm, certificate path")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {"config": args.config, "data_dir": args.data_dir}
+    try:
+        config = load_config(None, overrides, dict(os.environ))
+        store = open_access_store(config)
+    except (ConfigError, MetadataError) as exc:
+        print(f"cargohold admin: {exc}", file=sys.stderr)
+        return 2
+    try:
+        code: int = args.action(store, config, args)
+        return code
+    except (AccessModelError, MetadataError, ValueError) as exc:
+        print(f"cargohold admin: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
