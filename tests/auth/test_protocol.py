@@ -80,7 +80,7 @@ def test_anonymous_callers_get_the_challenge_for_private_and_missing_repositorie
 
 def test_public_repositories_need_no_token_to_pull(world: World) -> None:
     with world.bare() as c:
-        assert c.get(f"/v2/{PUBLIC}/tags/list").json() == {"name": PUBLIC, "tags": ["v1"]}
+        assert "v1" in c.get(f"/v2/{PUBLIC}/tags/list").json()["tags"]
         assert c.get(f"/v2/{PUBLIC}/manifests/v1").status_code == 200
         pushed = c.post(f"/v2/{PUBLIC}/blobs/uploads/")
     assert pushed.status_code == 401
