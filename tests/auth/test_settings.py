@@ -1,0 +1,38 @@
+"""Access-control settings: accepted from YAML, environment and flags; contradictions refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cargohold.config import ConfigError, load_config
+
+
+def test_auth_settings_from_every_source(tmp_path: Path) -> None:
+    file = tmp_path / "c.yml"
+    file.write_text("auth: token\nauth_service: registry.example\npassword_cost: 10\n")
+    config = load_config(None, {"config": str(file)}, {"CARGOHOLD_AUTH_TOKEN_LIFETIME": "600"})
+    assert (config.auth, config.auth_service, config.password_cost, config.auth_token_lifetime) == (
+        "token", "registry.example", 10, 600)
+    assert config.token_key_path.endswith("auth/token-key.pem")
+    assert load_config(None, {"auth": "htpasswd", "auth_htpasswd": "/h"}, {}).auth_htpasswd == "/h"
+    assert load_config(None, {}, {}).auth == "none"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"auth": "ldap"},
+        {"auth": "htpasswd"},
+        {"auth_external_jwks": "/jwks.json"},
+        {"auth_external_issuer": "https://idp.example"},
+        {"auth_external_issuer": "cargohold", "auth_external_keys": "/k.pem"},
+        {"auth_token_lifetime": 30},
+        {"password_cost": 3},
+        {"login_window_seconds": 0},
+    ],
+)
+def test_contradictory_auth_settings_are_refused(overrides: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        load_config(None, overrides, {})
