@@ -1,4 +1,22 @@
-"""Who may do what: the access each request needs, and the controllers that grant it."""
+"""Who may do what: the access each request needs, and the controllers that grant it.
+
+Modules, from the bottom up::
+
+    access.py      Access, Grant, the AccessController protocol, OpenAccess (auth off)
+    model.py       accounts, teams, roles, permissions and their names; the model's errors
+    passwords.py   bcrypt for passwords, SHA-256 for generated secrets
+    store.py       AccessStore: the model in SQL (migration 0002_access.sql)
+    policy.py      the rules: a caller's role on a repository, who-can
+    keys.py        signing and verifying keys, libtrust key IDs, JWK/JWKS, certificates
+    jwt.py         JWS encoding and strict verification
+    ratelimit.py   failed logins per account and per address
+    htpasswd.py    Distribution's htpasswd file
+    login.py       checking credentials against the store
+    controller.py  BasicAccessController (htpasswd), TokenAccessController (bearer tokens)
+    tokens.py      the token endpoint: /auth/token and /auth/jwks
+    admin_api.py   the admin API: /admin/v1
+    setup.py       all of it, built from the server configuration
+"""
 
 from .access import Access, AccessController, Grant, OpenAccess, required_access
 

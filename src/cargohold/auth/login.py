@@ -90,8 +90,9 @@ class Authenticator:
             ok = False
         if not ok or account is None:
             self.limiter.failed(name, address)
-            audit("login_failed", account=name, client=address,
-                  reason="unknown account" if account is None else "wrong secret")
+            reason = ("unknown account" if account is None else "wrong secret" if account.kind is not
+                      AccountKind.ORGANIZATION else "organizations do not log in")
+            audit("login_failed", account=name, client=address, reason=reason)
             raise InvalidCredentials(challenge)
         if account.disabled:
             self.limiter.failed(name, address)
