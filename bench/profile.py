@@ -23,12 +23,16 @@ from .workloads import Sizes
 WORKLOADS = ("upload_monolithic", "upload_chunked", "download", "manifest_get", "blob_head", "tags_list",
              "push_images")
 
+_SUFFIX = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("workloads", nargs="*", default=list(WORKLOADS), help=f"any of {', '.join(WORKLOADS)}")
     parser.add_argument("--out", default="flamegraphs", help="folder for the SVGs")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--format", default="flamegraph", choices=["flamegraph", "raw", "speedscope"],
+                        help="py-spy output format (raw: collapsed stacks, to read as text)")
     parser.add_argument("--native", action="store_true", help="include native frames (py-spy --native)")
     args = parser.parse_args(argv)
     if shutil.which("py-spy") is None and not (Path(sys.executable).parent / "py-spy").exists():
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         pool = workloads.PushPool(sizes.image_parallel) if layouts else None
         for name in args.workloads:
             argv_spy = [spy, "record", "--pid", str(worker), "--rate", str(args.rate), "--output",
-                        str(out / f"{name}.svg"), "--format", "flamegraph", "--nonblocking"]
+                        str(out / f"{name}.{_SUFFIX[args.format]}"), "--format", args.format, "--nonblocking"]
             if args.native:
                 argv_spy.append("--native")
             recorder = subprocess.Popen(argv_spy, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
