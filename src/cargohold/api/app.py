@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +20,7 @@ from ..metadata.store import MetadataError
 from ..reference import is_repository_name
 from ..service import Registry
 from ..storage.driver import StorageError
+from .accesslog import AccessLog
 from .asgi import ClientDisconnected, Receive, Request, Response, Scope, Send
 from .handlers import HANDLERS
 from .routes import Route, build_routes, match
@@ -54,6 +54,7 @@ class RegistryApp:
         #: path prefix (e.g. "/auth/") -> endpoint; these do their own authentication
         self.endpoints = dict(endpoints or {})
         self.routes = build_routes(HANDLERS)
+        self._access_log = AccessLog(access_log)
         self._purger: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -128,17 +129,8 @@ class RegistryApp:
                 pass
 
     def _log(self, request: Request, status: int, sent: int, started: float) -> None:
-        access_log.info(
-            json.dumps(
-                {
-                    "method": request.method,
-                    "path": request.path,
-                    "status": status,
-                    "bytes": sent,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "client": request.client,
-                }
-            )
+        self._access_log.record(
+            request.method, request.path, status, sent, time.perf_counter() - started, request.client
         )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
