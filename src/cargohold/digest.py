@@ -18,6 +18,7 @@ ALGORITHMS: Final[dict[str, int]] = {"sha256": 64, "sha512": 128}
 # image-spec grammar: algorithm-component(s) ":" encoded; we then insist on a
 # registered algorithm with lower-case hex of the right length.
 _GRAMMAR: Final = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+_LOWER_HEX: Final = re.compile(r"[0-9a-f]+")
 
 
 class DigestError(ValueError):
@@ -37,7 +38,7 @@ class Digest:
         length = ALGORITHMS.get(algorithm)
         if length is None:
             raise DigestError(f"unsupported digest algorithm {algorithm!r}")
-        if len(encoded) != length or not all(c in "0123456789abcdef" for c in encoded):
+        if len(encoded) != length or _LOWER_HEX.fullmatch(encoded) is None:
             raise DigestError(f"invalid {algorithm} digest {text!r}")
         return cls(algorithm, encoded)
 

@@ -25,6 +25,8 @@ class Route:
     pattern: re.Pattern[str]
     template: str
     methods: dict[str, Handler]
+    #: text every matching path contains: a substring test skips most patterns cheaply
+    marker: str
 
 
 BASE: Final = "base"
@@ -36,27 +38,34 @@ UPLOADS: Final = "uploads"
 UPLOAD: Final = "upload"
 REFERRERS: Final = "referrers"
 
-_PATTERNS: Final[list[tuple[str, str, str]]] = [
-    (BASE, r"/v2/?", "/v2/"),
-    (CATALOG, r"/v2/_catalog", "/v2/_catalog"),
-    (TAGS, r"/v2/(?P<name>.+)/tags/list", "/v2/{name}/tags/list"),
-    (MANIFEST, r"/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)", "/v2/{name}/manifests/{reference}"),
-    (UPLOAD, r"/v2/(?P<name>.+)/blobs/uploads/(?P<uuid>[^/]+)", "/v2/{name}/blobs/uploads/{uuid}"),
-    (UPLOADS, r"/v2/(?P<name>.+)/blobs/uploads/?", "/v2/{name}/blobs/uploads/"),
-    (BLOB, r"/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)", "/v2/{name}/blobs/{digest}"),
-    (REFERRERS, r"/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)", "/v2/{name}/referrers/{digest}"),
+# (name, pattern, template, marker: a literal part of the pattern that every match contains)
+_PATTERNS: Final[list[tuple[str, str, str, str]]] = [
+    (BASE, r"/v2/?", "/v2/", "/v2"),
+    (CATALOG, r"/v2/_catalog", "/v2/_catalog", "/v2/_catalog"),
+    (TAGS, r"/v2/(?P<name>.+)/tags/list", "/v2/{name}/tags/list", "/tags/list"),
+    (MANIFEST, r"/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)", "/v2/{name}/manifests/{reference}",
+     "/manifests/"),
+    (UPLOAD, r"/v2/(?P<name>.+)/blobs/uploads/(?P<uuid>[^/]+)", "/v2/{name}/blobs/uploads/{uuid}",
+     "/blobs/uploads/"),
+    (UPLOADS, r"/v2/(?P<name>.+)/blobs/uploads/?", "/v2/{name}/blobs/uploads/", "/blobs/uploads"),
+    (BLOB, r"/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)", "/v2/{name}/blobs/{digest}", "/blobs/"),
+    (REFERRERS, r"/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)", "/v2/{name}/referrers/{digest}", "/referrers/"),
 ]
-_TEMPLATES: Final = {name: template for name, _, template in _PATTERNS}
+_TEMPLATES: Final = {name: template for name, _, template, _ in _PATTERNS}
 
 
 def build_routes(handlers: dict[str, dict[str, Handler]]) -> list[Route]:
     return [
-        Route(name, re.compile(f"^{pattern}$"), template, handlers[name]) for name, pattern, template in _PATTERNS
+        Route(name, re.compile(f"^{pattern}$"), template, handlers[name], marker)
+        for name, pattern, template, marker in _PATTERNS
     ]
 
 
 def match(routes: list[Route], path: str) -> tuple[Route, dict[str, str]] | None:
+    """The first route (in table order) whose pattern matches ``path``, with its parameters."""
     for route in routes:
+        if route.marker not in path:
+            continue
         found = route.pattern.match(path)
         if found is not None:
             return route, found.groupdict()
