@@ -80,13 +80,20 @@ def run(args: argparse.Namespace) -> int:
         interface=Interfaces.ASGI,
         factory=True,
         workers=config.workers,
-        loop=Loops.auto,
+        loop=_event_loop(Loops),
         log_level=config.log_level,  # type: ignore[arg-type]
         log_access=False,
         **tls,
     )
     server.serve()
     return 0
+
+
+def _event_loop(loops: Any) -> Any:
+    """uvloop (a dependency) where it is installed, else asyncio's own; never a loop we did not measure."""
+    import importlib.util
+
+    return loops.uvloop if importlib.util.find_spec("uvloop") is not None else loops.asyncio
 
 
 def _announce_auth(config: ServerConfig, app: RegistryApp) -> None:
