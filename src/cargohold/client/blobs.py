@@ -8,9 +8,14 @@ source that lied is never committed.
 Upload protocol used (distribution spec, "pushing a blob in chunks")::
 
     POST /v2/NAME/blobs/uploads/[?mount=DIGEST&from=OTHER]  -> 201 mounted | 202 Location
-    PUT  Location?digest=D  (whole body)                       when size <= chunk size
+    PUT  Location?digest=D  (whole body)                       when it fits MONOLITHIC_LIMIT and a chunk
     PATCH Location (Content-Range a-b) ... -> 202 Location     otherwise, then
     PUT  Location?digest=D  (empty body)                       -> 201
+
+PATCH bodies are streamed from the source with their Content-Length, never
+held whole, so a chunk can be large (ggcr and skopeo send one PATCH per blob).
+Hashing runs in a helper thread beside the sending or writing thread
+(:class:`_HashBeside`; hashlib releases the GIL), so the two overlap.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -32,10 +38,15 @@ from .transport import wrap_transport_error
 if TYPE_CHECKING:
     from .registry import RegistryClient
 
-#: upload chunk: big enough that per-request overhead vanishes, small enough to retry cheaply
-DEFAULT_CHUNK_SIZE: Final = 16 * 1024 * 1024
+#: upload chunk (one PATCH, streamed): a failed upload restarts whole anyway, so chunks only
+#: add round trips; 256 MiB keeps a 1 GiB layer to four (bench: 16 MiB chunks pushed at ~85 MB/s)
+DEFAULT_CHUNK_SIZE: Final = 256 * 1024 * 1024
+#: blobs up to this size (and the chunk size) go in one PUT from memory; larger ones are streamed
+MONOLITHIC_LIMIT: Final = 16 * 1024 * 1024
 #: read size from sockets and files
 READ_SIZE: Final = 1024 * 1024
+#: bytes gathered before they are handed to the hashing thread (fewer, larger hand-overs)
+HASH_BATCH: Final = 4 * 1024 * 1024
 
 #: called with the number of bytes just moved, for progress bars
 Progress = Callable[[int], None]
@@ -98,12 +109,99 @@ class Verifier:
             raise SizeMismatch(self.what, self.size, self.count)
         self._hash.update(data)
 
+    def update_all(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self.update(piece)
+
     def verify(self) -> None:
         if self.size is not None and self.size >= 0 and self.count != self.size:
             raise SizeMismatch(self.what, self.size, self.count)
         got = Digest(self.digest.algorithm, self._hash.hexdigest())
         if got != self.digest:
             raise DigestMismatch(self.what, self.digest, got)
+
+
+class _HashBeside:
+    """Feeds a :class:`Verifier` from one helper thread, a batch at a time and in order.
+
+    The calling thread hands over a batch and goes on sending or writing it
+    while the helper hashes; before the next hand-over it waits for the last
+    one, so at most one batch is in flight and every byte is hashed once.
+    """
+
+    def __init__(self, verifier: Verifier) -> None:
+        self.verifier = verifier
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="blob-hash")
+        self._pending: Future[None] | None = None
+
+    def submit(self, batch: list[bytes]) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self.verifier.update_all, batch)
+
+    def wait(self) -> None:
+        """Raise what hashing the last batch raised (SizeMismatch)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def passing(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        """Yield ``pieces`` unchanged, each hashed beside while the consumer uses it."""
+        for piece in pieces:
+            self.submit([piece])
+            yield piece
+        self.wait()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.wait()
+        self._pool.shutdown()
+
+    def __enter__(self) -> _HashBeside:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _batched(chunks: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    """Chunks grouped into lists of at least ``size`` bytes (the last may be smaller); no copies."""
+    batch: list[bytes] = []
+    held = 0
+    for chunk in chunks:
+        if not chunk:
+            continue
+        batch.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch
+
+
+class _Taker:
+    """Hands out a chunk stream in pieces of exactly the requested lengths (one per PATCH)."""
+
+    def __init__(self, chunks: Iterable[bytes], what: str, size: int) -> None:
+        self._chunks = iter(chunks)
+        self._left = b""
+        self.what, self.size, self.count = what, size, 0
+
+    def take(self, length: int) -> Iterator[bytes]:
+        while length > 0:
+            piece, self._left = (self._left or next(self._chunks, b"")), b""
+            if not piece:  # the source is shorter than announced: stop before the request goes out short
+                raise SizeMismatch(self.what, self.size, self.count)
+            if len(piece) > length:
+                piece, self._left = piece[:length], piece[length:]
+            length -= len(piece)
+            self.count += len(piece)
+            yield piece
+
+    def rest(self) -> Iterator[bytes]:
+        if self._left:
+            yield self._left
+        yield from self._chunks
 
 
 def stream(
@@ -167,12 +265,14 @@ def download(
             offset = 0
         elif offset and progress is not None:
             progress(offset)
-        with partial.open("ab" if offset else "wb") as out:
-            for chunk in response.iter_bytes(READ_SIZE):
-                verifier.update(chunk)
-                out.write(chunk)
+        with partial.open("ab" if offset else "wb") as out, _HashBeside(verifier) as hashing:
+            # chunks as they arrive (no re-chunking copies), hashed beside while this thread writes
+            for batch in _batched(response.iter_bytes(), HASH_BATCH):
+                hashing.submit(batch)
+                out.writelines(batch)
                 if progress is not None:
-                    progress(len(chunk))
+                    progress(sum(len(chunk) for chunk in batch))
+            hashing.wait()
             out.flush()
             os.fsync(out.fileno())
     except httpx.HTTPError as exc:
@@ -238,48 +338,33 @@ def upload(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: Progress | None = None,
 ) -> None:
-    """Upload a blob, monolithic when it fits one chunk, else chunked; cancelled on any failure."""
+    """Upload a blob: one PUT from memory when small, else streamed PATCHes; cancelled on any failure."""
     verifier = Verifier(f"blob {digest}", digest, size)
     response = check(start_upload(client, repository), 202)
     registry = repository.registry
     location = _location(response, client, registry)
     committed = False
     try:
-        pieces = _rechunk(chunks, chunk_size)
-        first = next(pieces, b"")
-        verifier.update(first)
-        second = next(pieces, None)
-        if second is None:  # fits in one request
-            verifier.verify()
-            response = client.request(
-                "PUT",
-                registry,
-                _with_digest(location, digest),
-                content=first,
-                headers={"Content-Type": "application/octet-stream"},
-            )
+        if size < 0 or size > min(chunk_size, MONOLITHIC_LIMIT):
+            location = _upload_chunks(client, registry, location, verifier, chunks, chunk_size, progress)
+            response = client.request("PUT", registry, _with_digest(location, digest), content=b"")
             check(response, 201, 204)
             committed = True
-            if progress is not None:
-                progress(len(first))
             return
-        offset = 0
-        for piece in _chain(first, second, pieces):
-            if piece is not first:
-                verifier.update(piece)
-            headers = {
-                "Content-Type": "application/octet-stream",
-                "Content-Range": f"{offset}-{offset + len(piece) - 1}",
-            }
-            response = check(client.request("PATCH", registry, location, content=piece, headers=headers), 202)
-            location = _location(response, client, registry)
-            offset += len(piece)
-            if progress is not None:
-                progress(len(piece))
+        body = b"".join(chunks)
+        verifier.update(body)
         verifier.verify()
-        response = client.request("PUT", registry, _with_digest(location, digest), content=b"")
+        response = client.request(
+            "PUT",
+            registry,
+            _with_digest(location, digest),
+            content=body,
+            headers={"Content-Type": "application/octet-stream"},
+        )
         check(response, 201, 204)
         committed = True
+        if progress is not None:
+            progress(len(body))
     finally:
         if not committed:
             # best effort: the registry expires abandoned uploads anyway
@@ -287,7 +372,46 @@ def upload(
                 client.request("DELETE", registry, location).close()
 
 
-def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    yield second
-    yield from rest
+def _upload_chunks(
+    client: RegistryClient,
+    registry: str,
+    location: str,
+    verifier: Verifier,
+    chunks: Iterable[bytes],
+    chunk_size: int,
+    progress: Progress | None,
+) -> str:
+    """PATCH the blob in chunks and verify it; returns the Location for the final PUT."""
+    size = verifier.size if verifier.size is not None else -1
+    if size < 0:  # unknown size: gather each chunk to announce its length
+        offset = 0
+        for piece in _rechunk(chunks, chunk_size):
+            verifier.update(piece)
+            location = _patch(client, registry, location, offset, len(piece), piece)
+            offset += len(piece)
+            if progress is not None:
+                progress(len(piece))
+    else:  # known size: stream each chunk with its length, hashed beside the sending
+        taker = _Taker(chunks, verifier.what, size)
+        with _HashBeside(verifier) as hashing:
+            for offset in range(0, size, chunk_size):
+                length = min(chunk_size, size - offset)
+                location = _patch(client, registry, location, offset, length, hashing.passing(taker.take(length)))
+                if progress is not None:
+                    progress(length)
+        for extra in taker.rest():
+            verifier.update(extra)  # raises SizeMismatch: the source is longer than announced
+    verifier.verify()
+    return location
+
+
+def _patch(
+    client: RegistryClient, registry: str, location: str, offset: int, length: int, body: bytes | Iterator[bytes]
+) -> str:
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Content-Length": str(length),
+        "Content-Range": f"{offset}-{offset + length - 1}",
+    }
+    response = check(client.request("PATCH", registry, location, content=body, headers=headers), 202)
+    return _location(response, client, registry)

@@ -157,6 +157,27 @@ class OCILayout:
     def write_blob_bytes(self, digest: Digest, data: bytes) -> Path:
         return self.write_blob(digest, len(data), [data])
 
+    def link_blob_from(self, source: Path, digest: Digest, size: int | None) -> Path:
+        """Give the layout a file just verified elsewhere (a fresh cache entry) by a hard link.
+
+        No bytes are copied or hashed again; where linking is impossible (another
+        file system), this is :meth:`copy_blob_from`.
+        """
+        target = self.blob_path(digest)
+        if self.has_blob(digest, size):
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            os.link(source, tmp)
+        except OSError:
+            return self.copy_blob_from(source, digest, size)
+        try:
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
+
     def copy_blob_from(self, source: Path, digest: Digest, size: int | None) -> Path:
         """Copy a file (the blob cache's) into the layout, verifying it again on the way."""
 

@@ -94,7 +94,10 @@ def pull(
             descriptor.size,
             progress.advance if progress is not None else None,
         )
-        layout.copy_blob_from(path, descriptor.digest, descriptor.size)
+        if was_cached:  # verified on an earlier run: check it again on the way in
+            layout.copy_blob_from(path, descriptor.digest, descriptor.size)
+        else:  # verified just now, as it arrived
+            layout.link_blob_from(path, descriptor.digest, descriptor.size)
         cache.remember(descriptor.digest, ref.registry, ref.repository)
         return not was_cached
 
