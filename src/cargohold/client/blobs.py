@@ -47,6 +47,8 @@ MONOLITHIC_LIMIT: Final = 16 * 1024 * 1024
 READ_SIZE: Final = 1024 * 1024
 #: bytes gathered before they are handed to the hashing thread (fewer, larger hand-overs)
 HASH_BATCH: Final = 4 * 1024 * 1024
+#: downloaded bytes after which their writeback is started, so the closing fsync is short
+WRITEBACK_WINDOW: Final = 16 * 1024 * 1024
 
 #: called with the number of bytes just moved, for progress bars
 Progress = Callable[[int], None]
@@ -267,11 +269,20 @@ def download(
             progress(offset)
         with partial.open("ab" if offset else "wb") as out, _HashBeside(verifier) as hashing:
             # chunks as they arrive (no re-chunking copies), hashed beside while this thread writes
+            written = kicked = offset
             for batch in _batched(response.iter_bytes(), HASH_BATCH):
                 hashing.submit(batch)
                 out.writelines(batch)
+                moved = sum(len(chunk) for chunk in batch)
+                written += moved
                 if progress is not None:
-                    progress(sum(len(chunk) for chunk in batch))
+                    progress(moved)
+                if written - kicked >= WRITEBACK_WINDOW and hasattr(os, "posix_fadvise"):
+                    # start writing these pages out now (nothing here reads them again), so
+                    # the fsync below waits for the last window only
+                    out.flush()
+                    os.posix_fadvise(out.fileno(), kicked, written - kicked, os.POSIX_FADV_DONTNEED)
+                    kicked = written
             hashing.wait()
             out.flush()
             os.fsync(out.fileno())
