@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
     deletes.add_argument("--disable-delete", dest="delete_enabled", action="store_const", const=False)
     parser.add_argument("--read-only", dest="read_only", action="store_const", const=True, help="refuse writes")
     parser.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--workers", type=int, help="worker processes (default 1)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: one per CPU, at most 8)")
     parser.add_argument("--auth", choices=["none", "htpasswd", "token"],
                         help="access control (default none: anyone may do anything)")
     parser.add_argument("--htpasswd", dest="auth_htpasswd", metavar="FILE",
