@@ -237,11 +237,16 @@ def _noop(_: int) -> None:
 # memory: a big blob pushed and pulled while RSS is sampled
 
 
+#: the largest single process's peak RSS (MB) seen by the last memory() call
+LAST_PEAK_PROCESS = [0.0]
+
+
 def memory(server: Server, path: Path, blob: Blob) -> float:
     """Peak RSS (MB, all the server's processes together) while ``blob`` is pushed and pulled."""
     with RssSampler(server) as sampler:
         upload_monolithic(server, path, blob)
         download(server, blob)
+    LAST_PEAK_PROCESS[0] = sampler.peak_process / 1e6
     return sampler.peak_total / 1e6
 
 
