@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     sizes = Sizes(duration=8.0)
     work = Path(tempfile.mkdtemp(prefix="cargohold-profile-"))
-    server = Server("cargohold", work / "server").start()
+    server = Server("cargohold", work / "server", extra_args=["--workers", "1"]).start()
     try:
         fixture = workloads.setup(server, sizes)
         worker = max(server.pids())  # granian's worker is the child
