@@ -42,8 +42,13 @@ class BlobWriter(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
-    def close(self) -> int:
-        """Make the bytes durable; return the upload's total size."""
+    def close(self, durable: bool = True) -> int:
+        """End this request's writes and return the upload's total size.
+
+        With ``durable`` the bytes are on stable storage when this returns;
+        without, they may still be on their way (``upload_commit`` makes the
+        whole upload durable before placing it).
+        """
         ...
 
     def abort(self) -> None:
@@ -83,7 +88,7 @@ class BlobStore(Protocol):
         ...
 
     async def upload_commit(self, upload_id: str, digest: Digest) -> None:
-        """Place the upload's bytes at ``digest`` (already verified) and end the session."""
+        """Make the upload's bytes durable, place them at ``digest`` (already verified), end the session."""
         ...
 
     async def upload_delete(self, upload_id: str) -> None: ...

@@ -85,9 +85,12 @@ class _FileWriter:
             _START_WRITEBACK(self._file.fileno(), self._kicked, self._end - self._kicked)
             self._kicked = self._end
 
-    def close(self) -> int:
+    def close(self, durable: bool = True) -> int:
         self._file.flush()
-        os.fdatasync(self._file.fileno())
+        if durable:
+            os.fdatasync(self._file.fileno())
+        elif _START_WRITEBACK is not None and self._end > self._kicked:
+            _START_WRITEBACK(self._file.fileno(), self._kicked, self._end - self._kicked)
         size = self._file.tell()
         self._file.close()
         return size
@@ -173,6 +176,14 @@ class FilesystemBlobStore:
             # Same digest, same bytes: the stored copy stands (a concurrent push won).
             self._unlink_quietly(source)
             return
+        try:
+            fd = os.open(source, os.O_RDONLY)
+        except FileNotFoundError:
+            raise UploadMissing(f"filesystem: upload {upload_id} has no data") from None
+        try:
+            os.fdatasync(fd)  # the bytes of requests that ended without waiting for the disk
+        finally:
+            os.close(fd)
         directory = os.path.dirname(target)
         os.makedirs(directory, exist_ok=True)
         try:
