@@ -9,12 +9,11 @@ Calls are synchronous and take microseconds, as in the SQLite metadata store.
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
+from ..metadata.sqlite_db import SqliteDatabase
 from ..metadata.store import MetadataError
 from .model import (
     OWNERS_TEAM,
@@ -37,27 +36,10 @@ from .model import (
     split_team_name,
 )
 
-_BUSY_TIMEOUT_MS = 10_000
 _ACCOUNT_COLUMNS = (
     "a.id, a.name, a.kind, a.superuser, a.disabled, o.name, a.credentials_changed_at, a.created_at"
 )
 _ACCOUNT_SELECT = f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN accounts o ON o.id = a.owner_id"
-
-
-class _Connection:
-    """An SQLite connection whose failures are :class:`MetadataError` (answered 500, logged)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
-        try:
-            return self._db.execute(sql, args)
-        except sqlite3.Error as exc:
-            raise MetadataError(f"access store: {exc}") from exc
-
-    def close(self) -> None:
-        self._db.close()
 
 
 def _now() -> int:
@@ -76,13 +58,7 @@ class AccessStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as exc:
-            raise MetadataError(f"sqlite {path}: {exc}") from exc
-        self._db = _Connection(db)
+        self._db = SqliteDatabase(path, what="access store")
 
     @classmethod
     def open(cls, url: str) -> AccessStore:
@@ -94,15 +70,6 @@ class AccessStore:
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[_Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     # accounts
 
@@ -135,7 +102,7 @@ class AccessStore:
         return [_account(row) for row in self._db.execute(f"{sql} ORDER BY a.name", args)]
 
     def _insert_account(
-        self, db: _Connection, name: str, kind: AccountKind, secret: str | None,
+        self, db: SqliteDatabase, name: str, kind: AccountKind, secret: str | None,
         superuser: bool = False, owner_id: int | None = None,
     ) -> int:
         now = _now()
@@ -150,7 +117,7 @@ class AccessStore:
 
     def create_user(self, name: str, password_hash: str, superuser: bool = False) -> Account:
         check_account_name(name)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             self._insert_account(db, name, AccountKind.USER, password_hash, superuser)
         return self.require(name)
 
@@ -158,7 +125,7 @@ class AccessStore:
         """An organization with its ``owners`` team holding ``owners`` (users)."""
         check_account_name(name)
         members = [self.require(owner, AccountKind.USER) for owner in owners]
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             org_id = self._insert_account(db, name, AccountKind.ORGANIZATION, None)
             db.execute("INSERT INTO teams (organization_id, name, created_at) VALUES (?, ?, ?)",
                        (org_id, OWNERS_TEAM, _now()))
@@ -171,21 +138,21 @@ class AccessStore:
     def create_robot(self, owner: str, short: str, token_digest: str) -> Account:
         name = robot_name(owner, short)
         owner_account = self.require(owner, AccountKind.USER, AccountKind.ORGANIZATION)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             self._insert_account(db, name, AccountKind.ROBOT, token_digest, owner_id=owner_account.id)
         return self.require(name)
 
     def set_secret(self, name: str, secret_hash: str) -> None:
         """A new password or robot token: older access tokens and every refresh token become void."""
         account = self.require(name, AccountKind.USER, AccountKind.ROBOT)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("UPDATE accounts SET secret_hash = ?, credentials_changed_at = ? WHERE id = ?",
                        (secret_hash, _now(), account.id))
             db.execute("DELETE FROM refresh_tokens WHERE account_id = ?", (account.id,))
 
     def set_disabled(self, name: str, disabled: bool) -> None:
         account = self.require(name, AccountKind.USER, AccountKind.ROBOT)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             if disabled and account.superuser:
                 self._keep_an_administrator(db, account.id)
             db.execute("UPDATE accounts SET disabled = ?, credentials_changed_at = ? WHERE id = ?",
@@ -195,7 +162,7 @@ class AccessStore:
 
     def set_superuser(self, name: str, superuser: bool) -> None:
         account = self.require(name, AccountKind.USER)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             if not superuser and account.superuser:
                 self._keep_an_administrator(db, account.id)
             db.execute("UPDATE accounts SET superuser = ? WHERE id = ?", (superuser, account.id))
@@ -203,13 +170,13 @@ class AccessStore:
     def delete_account(self, name: str) -> None:
         """Delete a user, robot or organization, with its robots, teams, grants and refresh tokens."""
         account = self.require(name)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             if account.superuser:
                 self._keep_an_administrator(db, account.id)
             db.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
 
     @staticmethod
-    def _keep_an_administrator(db: _Connection, leaving: int) -> None:
+    def _keep_an_administrator(db: SqliteDatabase, leaving: int) -> None:
         others = db.execute(
             "SELECT COUNT(*) FROM accounts WHERE superuser = ? AND disabled = ? AND id <> ?", (True, False, leaving)
         ).fetchone()[0]
@@ -314,7 +281,7 @@ class AccessStore:
     def grant(self, pattern: str, grantee: str, role: Role) -> None:
         check_repository_pattern(pattern)
         column, grantee_id = self._grantee(grantee)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(f"DELETE FROM repository_permissions WHERE repository = ? AND {column} = ?",
                        (pattern, grantee_id))
             db.execute(

@@ -1,22 +1,17 @@
 """SQLite metadata store: the embedded default.
 
-One connection per process, WAL journal so readers never wait for a writer and
-several worker processes can share the file; ``synchronous=NORMAL`` (durable at
-checkpoints, never corrupt). Queries run inline on the event loop: they take
-microseconds, less than handing them to a thread would.
+One connection per process (see :mod:`.sqlite_db`). Queries run inline on the
+event loop: they take microseconds, less than handing them to a thread would.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 from .migrations import load_migrations, split_statements
-from .store import ManifestRecord, MetadataError, NewManifest, ReferrerRecord, UploadConflict, UploadRecord
-
-_BUSY_TIMEOUT_MS = 10_000  # writers from other worker processes hold the lock for milliseconds
+from .sqlite_db import SqliteDatabase
+from .store import ManifestRecord, NewManifest, ReferrerRecord, UploadConflict, UploadRecord
 
 
 def _now() -> int:
@@ -26,28 +21,11 @@ def _now() -> int:
 class SqliteMetadataStore:
     def __init__(self, path: str):
         self.path = path
-        try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-        except sqlite3.Error as exc:
-            raise MetadataError(f"sqlite {path}: {exc}") from exc
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        self._db = SqliteDatabase(path, what="metadata")
+        self._migrate()
 
     def _migrate(self) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
@@ -108,7 +86,7 @@ class SqliteMetadataStore:
 
     async def add_blob(self, repository_id: int, digest: str, size: int) -> None:
         now = _now()
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
                 (digest, size, now),
@@ -183,7 +161,7 @@ class SqliteMetadataStore:
 
     async def put_manifest(self, repository_id: int, manifest: NewManifest, tag: str | None) -> None:
         now = _now()
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO manifests (repository_id, digest, media_type, content, artifact_type,"
                 " subject_digest, annotations, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -213,7 +191,7 @@ class SqliteMetadataStore:
                 )
 
     async def delete_manifest(self, repository_id: int, digest: str) -> bool:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             cursor = db.execute(
                 "DELETE FROM manifests WHERE repository_id = ? AND digest = ?", (repository_id, digest)
             )

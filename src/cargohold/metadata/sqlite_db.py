@@ -1,0 +1,58 @@
+"""One SQLite connection as both SQLite stores use it (metadata, access model).
+
+WAL journal so readers never wait for a writer and several worker processes can
+share the file; ``synchronous=NORMAL`` (durable at checkpoints, never corrupt);
+every failure surfaces as :class:`MetadataError`, which the API answers with 500.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+from .store import MetadataError
+
+#: writers in other worker processes hold the lock for milliseconds
+BUSY_TIMEOUT_MS: Final = 10_000
+
+
+class SqliteDatabase:
+    def __init__(self, path: str, *, what: str = "sqlite"):
+        self.path = path
+        self._what = what
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise MetadataError(f"{what} {path}: {exc}") from exc
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise MetadataError(f"{self._what}: {exc}") from exc
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
+        try:
+            return self._db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise MetadataError(f"{self._what}: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqliteDatabase]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+        self.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
