@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from cargohold.auth.policy import Holder, load_view, who_can
 from cargohold.auth.ratelimit import LoginLimiter
 from cargohold.auth.store import AccessStore
 from cargohold.errcodes import TooManyRequests
+from cargohold.metadata import open_metadata_store
+from cargohold.metadata.sqlite_db import SqliteDatabase
 
 from .world import store_for
 
@@ -199,12 +202,15 @@ def test_htpasswd(tmp_path: Path) -> None:
         parse_htpasswd("no-colon")
 
 
-def test_rate_limiter_counts_failures_per_account_and_address() -> None:
+def test_rate_limiter_counts_failures_per_account_and_address(tmp_path: Path) -> None:
+    asyncio.run(open_metadata_store(f"sqlite://{tmp_path / 'm.db'}").close())  # migrations
     now = [1000.0]
-    limiter = LoginLimiter(per_account=2, per_address=3, window_seconds=60, clock=lambda: now[0])
+    db = SqliteDatabase(str(tmp_path / "m.db"))
+    limiter = LoginLimiter(db, per_account=2, per_address=3, window_seconds=60, clock=lambda: now[0])
+    other_worker = LoginLimiter(SqliteDatabase(str(tmp_path / "m.db")), 2, 3, 60, clock=lambda: now[0])
     limiter.check("alice", "10.0.0.1")
     limiter.failed("alice", "10.0.0.1")
-    limiter.failed("alice", "10.0.0.2")
+    other_worker.failed("alice", "10.0.0.2")
     with pytest.raises(TooManyRequests) as refused:
         limiter.check("alice", "10.0.0.3")
     assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "60"

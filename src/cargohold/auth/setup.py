@@ -17,6 +17,7 @@ import httpx
 
 from ..config import ConfigError, ServerConfig
 from ..metadata import open_metadata_store
+from ..metadata.sqlite_db import SqliteDatabase
 from .access import AccessController, OpenAccess
 from .admin_api import AdminApi
 from .controller import BasicAccessController, TokenAccessController
@@ -49,8 +50,12 @@ def open_access_store(config: ServerConfig) -> AccessStore:
 
 
 def limiter_for(config: ServerConfig) -> LoginLimiter:
+    """A limiter over the metadata database, shared by every worker; that store must be open (migrated)."""
+    if not config.metadata_url.startswith("sqlite://"):
+        raise ConfigError(f"login limits need an SQLite metadata database, not {config.metadata_url!r}")
+    db = SqliteDatabase(config.metadata_url.removeprefix("sqlite://"), what="login limits")
     return LoginLimiter(
-        config.login_failures_per_account, config.login_failures_per_address, config.login_window_seconds
+        db, config.login_failures_per_account, config.login_failures_per_address, config.login_window_seconds
     )
 
 
