@@ -41,6 +41,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
 
     from ..api.server import CONFIG_ENV, create_app
 
@@ -81,12 +82,20 @@ def run(args: argparse.Namespace) -> int:
         factory=True,
         workers=config.workers,
         loop=_event_loop(Loops),
+        http1_settings=HTTP1Settings(max_buffer_size=HTTP1_BUFFER_SIZE),
         log_level=config.log_level,  # type: ignore[arg-type]
         log_access=False,
         **tls,
     )
     server.serve()
     return 0
+
+
+#: largest read buffer of an HTTP/1 connection (granian's default: 408 KiB). Upload bodies reach the
+#: app in pieces of up to this size; with 2 MiB, a 1 GiB PUT into a tmpfs data directory went from
+#: ~650-800 to ~1,050 MB/s (fewer hand-overs between granian's thread and the event loop). A buffer
+#: only grows this large on a connection that is sending a big body.
+HTTP1_BUFFER_SIZE = 2 * 1024 * 1024
 
 
 def _event_loop(loops: Any) -> Any:
