@@ -2,7 +2,8 @@
 
 Each module in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which
 adds its sub-commands and sets ``func`` on each parser; ``func(args)`` returns
-the exit code.
+the exit code. To start quickly, a run of one command imports only the module
+that owns it (:data:`COMMANDS`); help and unknown commands import them all.
 """
 
 from __future__ import annotations
@@ -19,19 +20,38 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.client_write",
 )
 
+#: top-level command -> the module that registers it (checked against the modules by a test)
+COMMANDS: dict[str, str] = {
+    "serve": "cargohold.cli.serve",
+    "admin": "cargohold.cli.admin",
+    **dict.fromkeys(
+        ("catalog", "tags", "inspect", "manifest", "config", "digest", "check"), "cargohold.cli.client_read"
+    ),
+    **dict.fromkeys(
+        ("login", "logout", "copy", "pull", "push", "sync", "tag", "delete", "blob"), "cargohold.cli.client_write"
+    ),
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cargohold", description="container registry and client")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
+def _modules_for(argv: Sequence[str]) -> Sequence[str]:
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    module = COMMANDS.get(command or "")
+    return (module,) if module is not None else COMMAND_MODULES
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_modules_for(arguments))
+    args = parser.parse_args(arguments)
     code: int = args.func(args)
     return code
 
