@@ -10,23 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.cli.main import main
 from cargohold.client import OCILayout
 
+from .cli_support import isolated, run  # noqa: F401 - isolated is an autouse fixture
 from .conftest import RunningRegistry
 from .images import build_image, multiarch, write_layout
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:

@@ -17,20 +17,9 @@ from cargohold.client import OCILayout, Reference, RegistryClient
 from cargohold.client.archive import load
 from cargohold.digest import Digest
 
+from .cli_support import isolated, run  # noqa: F401 - isolated is an autouse fixture
 from .conftest import ROOT, RunningRegistry
 from .images import build_image, layer_bytes, write_layout
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def cli_env() -> dict[str, str]:

@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cargohold.cli.main import main
 from cargohold.client import (
     Reference,
     RegistryClient,
@@ -26,23 +25,12 @@ from cargohold.client import (
 from cargohold.client.keychain import Credentials
 from cargohold.client.transport import Fallback, endpoint_policy
 
+from .cli_support import isolated, run  # noqa: F401 - isolated is an autouse fixture
 from .conftest import RunningRegistry
 from .images import build_image, write_layout
 from .tlsfiles import TLSFiles
 
 ANONYMOUS = StaticKeychain(Credentials(), registries=[])
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def client_for(**options: object) -> RegistryClient:
