@@ -79,45 +79,38 @@ class RegistryApp:
         self._log(request, response.status, sent, started)
 
     async def _respond(self, request: Request, found: tuple[Route, dict[str, str]] | None) -> Response:
-        if found is None:
-            endpoint = next((e for prefix, e in self.endpoints.items() if request.path.startswith(prefix)), None)
-            if endpoint is not None:
-                return await self._endpoint(request, endpoint)
-            return Response.json(
-                {"errors": [{"code": "NOT_FOUND", "message": "no such API endpoint", "detail": request.path}]},
-                status=404,
-            )
-        route, params = found
-        handler = route.methods.get(request.method)
-        try:
-            if handler is None:
-                allowed = ", ".join(sorted(route.methods))
-                raise Unsupported(
-                    f"{request.method} is not supported on {route.name}", status=405, headers={"Allow": allowed}
-                )
-            name = params.get("name")
-            if name is not None and not is_repository_name(name):
-                raise NameInvalid(f"invalid repository name {name!r}", detail={"name": name})
-            request.grant = await self.access.authorize(request, required_access(route.name, request.method, params))
-            request.access = self.access
-            response: Response = await handler(self.registry, request)
-            return response
-        except RegistryError as error:
-            await self._drain(request)
-            return error_response(error)
-        except ClientDisconnected:
-            raise
-        except (StorageError, MetadataError, OSError) as exc:
-            log.exception("backend failure", extra={"path": request.path})
-            return Response.json({"errors": [{"code": "UNKNOWN", "message": str(exc)}]}, status=500)
+        if found is not None:
+            return await self._guarded(request, self._dispatch(request, *found))
+        endpoint = next((e for prefix, e in self.endpoints.items() if request.path.startswith(prefix)), None)
+        if endpoint is not None:
+            return await self._guarded(request, endpoint(request))
+        return Response.json(
+            {"errors": [{"code": "NOT_FOUND", "message": "no such API endpoint", "detail": request.path}]},
+            status=404,
+        )
 
-    async def _endpoint(self, request: Request, endpoint: Endpoint) -> Response:
+    async def _dispatch(self, request: Request, route: Route, params: dict[str, str]) -> Response:
+        handler = route.methods.get(request.method)
+        if handler is None:
+            allowed = ", ".join(sorted(route.methods))
+            raise Unsupported(
+                f"{request.method} is not supported on {route.name}", status=405, headers={"Allow": allowed}
+            )
+        name = params.get("name")
+        if name is not None and not is_repository_name(name):
+            raise NameInvalid(f"invalid repository name {name!r}", detail={"name": name})
+        request.grant = await self.access.authorize(request, required_access(route.name, request.method, params))
+        request.access = self.access
+        return await handler(self.registry, request)
+
+    async def _guarded(self, request: Request, work: Awaitable[Response]) -> Response:
+        """The one place failures become responses: spec errors as the envelope, backend failures as 500."""
         try:
-            return await endpoint(request)
+            return await work
         except RegistryError as error:
             await self._drain(request)
             return error_response(error)
-        except (MetadataError, OSError) as exc:
+        except (StorageError, MetadataError, OSError) as exc:
             log.exception("backend failure", extra={"path": request.path})
             return Response.json({"errors": [{"code": "UNKNOWN", "message": str(exc)}]}, status=500)
 
