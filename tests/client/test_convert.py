@@ -20,7 +20,8 @@ from cargohold.client import ClientError, Reference, RegistryClient, RegistryRes
 from cargohold.client.convert import INFLATE_STEP, DiffIDHasher, v1_layers
 from cargohold.client.copy import copy
 from cargohold.digest import Digest
-from cargohold.formats import MediaType, generate_key, parse_manifest, sign
+from cargohold.formats import MediaType, parse_manifest
+from cargohold.formats.schema1 import generate_key, sign
 
 from .conftest import RunningRegistry
 from .images import layer_bytes

@@ -9,7 +9,8 @@ import pytest
 from cargohold.client import Reference, RegistryClient, RegistryResponseError, blobs, inspect
 from cargohold.client.copy import copy
 from cargohold.digest import Digest
-from cargohold.formats import MediaType, generate_key, parse_manifest, sign, verify_signatures
+from cargohold.formats import MediaType, parse_manifest
+from cargohold.formats.schema1 import generate_key, sign, verify_signatures
 
 from .conftest import RunningRegistry
 from .images import layer_bytes

@@ -16,16 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from cargohold.digest import Digest
-from cargohold.formats import (
-    ManifestError,
-    ManifestSignatureError,
-    MediaType,
-    generate_key,
-    parse_manifest,
-    sign,
-    verify_signatures,
-)
-from cargohold.formats.schema1 import key_fingerprint, public_key_from_jwk
+from cargohold.formats import ManifestError, ManifestSignatureError, MediaType, parse_manifest
+from cargohold.formats.schema1 import generate_key, key_fingerprint, public_key_from_jwk, sign, verify_signatures
 
 from ._builders import schema1_payload
 

@@ -19,10 +19,9 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..formats import Descriptor, Platform, generate_key, is_schema1, sign, verify_signatures
-from ..formats.schema1 import PrivateKey
+from ..formats import Descriptor, Platform, is_schema1
 from ..reference import Reference
 from . import blobs
 from .blobs import TransferProgress
@@ -32,9 +31,14 @@ from .image import Node, blobs_of, current_platform, select_platform, walk
 from .pull import TransferResult, put_nodes, send_blob
 from .registry import RawManifest, RegistryClient
 
+if TYPE_CHECKING:
+    from ..formats.schema1 import PrivateKey
+
 
 def resign_schema1(raw: bytes, name: str, tag: str | None, key: PrivateKey | None = None) -> bytes:
     """A schema 1 manifest renamed to ``name:tag`` and signed again (after verifying the old signatures)."""
+    from ..formats.schema1 import generate_key, sign, verify_signatures  # cryptography: only for schema 1
+
     payload = verify_signatures(raw)
     document: dict[str, Any] = json.loads(payload)
     document["name"] = name

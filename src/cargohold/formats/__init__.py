@@ -1,7 +1,9 @@
 """Pure manifest formats: bytes plus a media type in, frozen typed views out.
 
 No I/O. Parsing never re-serializes: a :class:`Manifest` keeps the exact
-bytes it was given, and its digest is computed from them.
+bytes it was given, and its digest is computed from them. Schema 1 signing
+and verification live in :mod:`.schema1`, imported by whoever needs them
+(it loads ``cryptography``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from .mediatypes import (
     is_non_distributable,
     is_schema1,
 )
-from .schema1 import generate_key, sign, verify_signatures
 
 __all__ = [
     "Descriptor",
@@ -28,13 +29,10 @@ __all__ = [
     "ManifestSignatureError",
     "MediaType",
     "Platform",
-    "generate_key",
     "is_image_manifest",
     "is_index",
     "is_layer",
     "is_non_distributable",
     "is_schema1",
     "parse_manifest",
-    "sign",
-    "verify_signatures",
 ]

@@ -22,7 +22,6 @@ from .descriptor import Descriptor
 from .errors import ManifestError, ManifestSignatureError
 from .mediatypes import MANIFEST_MEDIA_TYPES, MediaType, is_image_manifest, is_non_distributable
 from .mediatypes import is_index as _is_index_type
-from .schema1 import SIGNATURES_KEY, verify_signatures
 
 __all__ = ["Manifest", "ManifestError", "ManifestSignatureError", "parse_manifest"]
 
@@ -218,6 +217,9 @@ def _parse_schema1(raw: bytes, obj: _json.JSONObject, media_type: str) -> Manife
     a manifest that has them is verified and reported as the signed type
     whatever it was labelled.
     """
+    # imported here: the signature code loads ``cryptography`` (~25 ms), which only schema 1 needs
+    from .schema1 import SIGNATURES_KEY, verify_signatures
+
     if SIGNATURES_KEY in obj:
         payload = verify_signatures(raw)
         media_type = str(MediaType.DOCKER_SCHEMA1_SIGNED)
