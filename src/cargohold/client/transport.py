@@ -37,6 +37,7 @@ import email.utils
 import ipaddress
 import random
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -247,23 +248,35 @@ class RetryTransport(httpx.BaseTransport):
 
 
 class TLSRouter(httpx.BaseTransport):
-    """Send requests for insecure registries through a transport that skips certificate checks."""
+    """Send requests for insecure registries through a transport that skips certificate checks.
 
-    def __init__(
-        self, verified: httpx.BaseTransport, unverified: httpx.BaseTransport, options: TransportOptions
-    ) -> None:
-        self._verified = verified
-        self._unverified = unverified
+    Each transport is built on first use: a TLS context costs ~25 ms (it parses the
+    system's CA bundle), and most runs need only one of the two.
+    """
+
+    def __init__(self, build: Callable[[bool], httpx.BaseTransport], options: TransportOptions) -> None:
+        self._build = build
+        self._transports: dict[bool, httpx.BaseTransport] = {}
         self._options = options
+        self._lock = threading.Lock()
+
+    def _transport(self, verify: bool) -> httpx.BaseTransport:
+        with self._lock:
+            transport = self._transports.get(verify)
+            if transport is None:
+                transport = self._transports[verify] = self._build(verify)
+            return transport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.netloc.decode("ascii")
         insecure = request.url.scheme == "https" and is_insecure(host, self._options)
-        return (self._unverified if insecure else self._verified).handle_request(request)
+        return self._transport(not insecure).handle_request(request)
 
     def close(self) -> None:
-        self._verified.close()
-        self._unverified.close()
+        with self._lock:
+            transports, self._transports = self._transports, {}
+        for transport in transports.values():
+            transport.close()
 
 
 def ssl_context(options: TransportOptions, *, verify: bool = True) -> ssl.SSLContext:
@@ -298,7 +311,7 @@ def build_http_client(options: TransportOptions, auth: httpx.Auth | None) -> htt
     def pool(verify: bool) -> httpx.HTTPTransport:
         return httpx.HTTPTransport(verify=ssl_context(options, verify=verify), limits=limits, retries=0)
 
-    router = TLSRouter(pool(True), pool(False), options)
+    router = TLSRouter(pool, options)
     return httpx.Client(
         transport=RetryTransport(router, options.retries, options.backoff),
         auth=auth,
