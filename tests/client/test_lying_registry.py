@@ -17,10 +17,15 @@ from cargohold.digest import Digest
 from .images import BuiltImage, build_image
 
 
-def serve(image: BuiltImage, corrupt: Digest) -> tuple[ThreadingHTTPServer, threading.Thread]:
-    """Serve ``image`` as repository ``lying/repo``, with ``corrupt``'s bytes altered (same length)."""
+def serve(image: BuiltImage, corrupt: Digest, protocol: str) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """Serve ``image`` as repository ``lying/repo``, with ``corrupt``'s bytes altered (same length).
+
+    Over HTTP/1.1 blob bodies take the client's fast path; over HTTP/1.0 they go through httpx.
+    """
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = protocol
+
         def log_message(self, *args: object) -> None:
             pass
 
@@ -57,11 +62,11 @@ def serve(image: BuiltImage, corrupt: Digest) -> tuple[ThreadingHTTPServer, thre
     return server, thread
 
 
-@pytest.fixture
-def lying() -> Iterator[tuple[str, BuiltImage, Digest]]:
+@pytest.fixture(params=["HTTP/1.1", "HTTP/1.0"])
+def lying(request: pytest.FixtureRequest) -> Iterator[tuple[str, BuiltImage, Digest]]:
     image = build_image((4000, 5000))
     corrupt = next(d for d, data in image.blobs.items() if len(data) > 4000)
-    server, thread = serve(image, corrupt)
+    server, thread = serve(image, corrupt, request.param)
     yield f"127.0.0.1:{server.server_address[1]}", image, corrupt
     server.shutdown()
     thread.join()

@@ -7,7 +7,7 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -15,13 +15,17 @@ import httpx
 import pytest
 
 from cargohold.client import (
+    OCILayout,
     Reference,
     RegistryClient,
     StaticKeychain,
     TLSError,
     TransportError,
     TransportOptions,
+    pull,
 )
+from cargohold.client.cache import BlobCache
+from cargohold.client.direct import BodyReader
 from cargohold.client.keychain import Credentials
 from cargohold.client.transport import Fallback, endpoint_policy
 
@@ -66,6 +70,42 @@ def test_tls_verify_false_and_insecure_registry_skip_verification(
     with client_for(insecure_registries=frozenset({tls_registry.host})) as client:
         client.ping(tls_registry.host)
         assert client.base_url(tls_registry.host).startswith("https://")  # HTTPS still, just unverified
+
+
+@pytest.mark.parametrize("trust", ["ca-cert", "insecure"])
+def test_blob_bodies_take_the_fast_path_over_tls(
+    trust: str,
+    tls_registry: RunningRegistry,
+    tls_files: TLSFiles,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = build_image((1000, 300_000))
+    write_layout(tmp_path / "src", image, "v1")
+    ref = tls_registry.ref(tls_registry.repo("fast"), "v1")
+    code, _, err = run(capsys, "push", f"oci:{tmp_path / 'src'}:v1", ref, "--tls-verify=false")
+    assert code == 0, err
+    options = (
+        {"ca_bundle": str(tls_files.ca_cert)}
+        if trust == "ca-cert"
+        else {"insecure_registries": frozenset({tls_registry.host})}
+    )
+    with client_for(**options) as client:
+        taken: list[str] = []
+        direct_get = client.direct.get
+
+        def record(url: str, headers: Mapping[str, str]) -> BodyReader | None:
+            body = direct_get(url, headers)
+            if body is not None:
+                taken.append(url)
+            return body
+
+        monkeypatch.setattr(client.direct, "get", record)
+        layout = OCILayout(tmp_path / "dst")
+        pull(client, Reference.parse(ref), layout, tag="v1", cache=BlobCache(tmp_path / "cache"))
+    assert len(taken) == len(image.blobs) and all(url.startswith("https://") for url in taken)
+    assert all(layout.blob_path(d).read_bytes() == data for d, data in image.blobs.items())
 
 
 def test_untrusted_certificate_fails_with_a_clear_error(

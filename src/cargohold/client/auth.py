@@ -198,6 +198,25 @@ class RegistryAuth(httpx.Auth):
         yield from self._authorize(request, host, parsed, fresh=True)
         yield request
 
+    def authorize_known(self, request: httpx.Request) -> bool:
+        """Give ``request`` the credentials it would be sent with, if that needs no round trip.
+
+        True when the request is ready (anonymous so far, basic credentials, or a
+        cached token); False when a token would have to be fetched first.
+        """
+        host = request.url.netloc.decode("ascii")
+        with self._lock:
+            challenge = self._challenges.get(host)
+        if challenge is None:
+            return True
+        flow = self._authorize(request, host, challenge, fresh=False)
+        try:
+            next(flow)  # a token request: leave it to the full flow
+        except StopIteration:
+            return True
+        flow.close()
+        return False
+
     def _authorize(
         self, request: httpx.Request, host: str, challenge: Challenge, *, fresh: bool
     ) -> Generator[httpx.Request, httpx.Response, None]:

@@ -28,6 +28,7 @@ from ..formats import MANIFEST_MEDIA_TYPES, Manifest, MediaType, is_schema1, par
 from ..reference import DOCKER_HUB, DOCKER_HUB_API, Reference
 from . import blobs
 from .auth import RegistryAuth, TokenCache
+from .direct import BodyReader, DirectPool
 from .errors import DigestMismatch, ManifestTooLarge, check
 from .keychain import DockerConfig, Keychain
 from .transport import (
@@ -116,6 +117,8 @@ class RegistryClient:
         self.keychain: Keychain = keychain if keychain is not None else DockerConfig()
         self.auth = RegistryAuth(self.keychain, TokenCache(token_cache))
         self.http = build_http_client(self.options, self.auth)
+        #: raw keep-alive sockets for blob bodies (:mod:`.direct`)
+        self.direct = DirectPool(self.options)
         self.workers = workers
         self._pinged: set[str] = set()
         #: the scheme each registry answered on at its ping (HTTPS, or HTTP after a fallback)
@@ -123,6 +126,7 @@ class RegistryClient:
 
     def close(self) -> None:
         self.http.close()
+        self.direct.close()
 
     def __enter__(self) -> Self:
         return self
@@ -180,6 +184,20 @@ class RegistryClient:
             return self.http.send(request, stream=stream)
         except httpx.HTTPError as exc:
             raise wrap_transport_error(exc, f"{method} {url}") from None
+
+    def get_direct(self, registry: str, path: str, headers: dict[str, str] | None = None) -> BodyReader | None:
+        """GET on the fast path (:mod:`.direct`): the body of a plain 200/206 answer, else None.
+
+        None also when credentials would need a round trip first; the caller then
+        uses :meth:`request`, which does everything the fast path leaves out.
+        """
+        if registry not in self._pinged:
+            self.ping(registry)
+        url = self.base_url(registry) + path
+        request = self.http.build_request("GET", url, headers=headers)
+        if not self.auth.authorize_known(request):
+            return None
+        return self.direct.get(url, request.headers)
 
     def ping(self, registry: str) -> None:
         """``GET /v2/``: checks the registry speaks the API and learns its auth challenge first.
