@@ -215,3 +215,14 @@ def test_post_is_retried_only_when_refused(flaky: FlakyRegistry, tmp_path: Path)
     # 429: refused before anything happened, so the same POST is sent again at once;
     # 503: maybe acted on, so it is not resent; the blob is looked for, then a new upload starts
     assert trace[:5] == [("HEAD", 404), ("POST", 429), ("POST", 503), ("HEAD", 404), ("POST", 202)]
+
+
+def test_a_registry_refusing_single_request_uploads_gets_plain_ones(flaky: FlakyRegistry, tmp_path: Path) -> None:
+    flaky.fail("POST", "/v2/r/blobs/uploads/", 400)  # the first POST, with ?digest= and the body
+    with client_for() as client:
+        push_image(flaky, tmp_path, client)
+        assert flaky.host in client.single_post_refused
+    posts = [s for m, p, s in flaky.log if m == "POST"]
+    # 400 to the single request, a plain session at once (no restart, no retry), then plain for every blob
+    assert posts == [400, 202, 202]
+    assert [m for m, p, s in flaky.log if "/v2/r/blobs/" in p][:4] == ["HEAD", "POST", "POST", "PUT"]

@@ -9,10 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cargohold.client import OCILayout, Reference, RegistryClient, pull, push
+from cargohold.client import OCILayout, Reference, RegistryClient, StaticKeychain, pull, push
 from cargohold.client.cache import BlobCache
 from cargohold.client.copy import copy, sync
 from cargohold.client.direct import BodyReader
+from cargohold.client.keychain import Credentials
 from cargohold.digest import Digest
 from cargohold.formats import Platform
 
@@ -158,3 +159,27 @@ def test_sync_repository_with_tag_filter(
     assert sorted(result.copied) == ["1.0", "1.1"] and not result.failed
     assert sorted(client.tags(dst)) == ["1.0", "1.1"]
     assert sorted(sync(client, src, dst, tag_pattern=r"1\..*").skipped) == ["1.0", "1.1"]
+
+
+def test_small_blobs_go_up_in_one_post_where_the_registry_takes_it(registry: RunningRegistry, tmp_path: Path) -> None:
+    image = build_image((2000, 3000))  # config and two layers, all far under SINGLE_POST_LIMIT
+    ref = Reference.parse(registry.ref(registry.repo()))
+    client = RegistryClient(keychain=StaticKeychain(Credentials(), registries=[]), workers=1)  # blobs in order
+    sent: list[tuple[str, str]] = []
+
+    def record(request: httpx.Request) -> None:
+        if "/blobs/uploads/" in request.url.path:
+            sent.append((request.method, "digest" if "digest" in request.url.params else "plain"))
+
+    client.http.event_hooks["request"].append(record)
+    push(client, write_layout(tmp_path / "src", image, "v1"), "v1", ref, cache=BlobCache(tmp_path / "c"))
+    if registry.kind == "cargohold":  # one request per blob
+        assert sent == [("POST", "digest")] * 3
+    else:  # Distribution starts a session instead: PUT the body there, and ask plainly from then on
+        assert sent[:2] == [("POST", "digest"), ("PUT", "digest")]
+        assert sent[2:] == [("POST", "plain"), ("PUT", "digest")] * 2
+        assert registry.host in client.single_post_refused
+    pulled = OCILayout(tmp_path / "dst")
+    pull(client, ref, pulled, tag="v1", cache=BlobCache(tmp_path / "c2"))
+    client.close()
+    assert all(pulled.blob_path(d).read_bytes() == data for d, data in image.blobs.items())

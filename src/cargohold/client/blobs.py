@@ -5,12 +5,16 @@ checked at EOF against its digest and size before anything is renamed into
 place, and an upload is checked before the final ``PUT ?digest=`` so that a
 source that lied is never committed.
 
-Upload protocol used (distribution spec, "pushing a blob in chunks")::
+Upload protocol used (distribution spec, "pushing blobs")::
 
-    POST /v2/NAME/blobs/uploads/[?mount=DIGEST&from=OTHER]  -> 201 mounted | 202 Location
-    PUT  Location?digest=D  (whole body)                       when it fits MONOLITHIC_LIMIT and a chunk
-    PATCH Location (Content-Range a-b) ... -> 202 Location     otherwise, then
-    PUT  Location?digest=D  (empty body)                       -> 201
+    POST  uploads/?mount=DIGEST&from=OTHER          -> 201 mounted | 202 Location (then DELETE it)
+    POST  uploads/?digest=D  (whole body)           blobs up to SINGLE_POST_LIMIT: 201 if the registry
+                                                    takes single-request uploads, else 202 Location and
+                                                    the PUT below (that registry is not asked again)
+    POST  uploads/                                  -> 202 Location
+    PUT   Location?digest=D  (whole body)           when it fits MONOLITHIC_LIMIT and a chunk
+    PATCH Location (Content-Range a-b) ...          otherwise, each -> 202 Location, then
+    PUT   Location?digest=D  (empty body)           -> 201
 
 PATCH bodies are streamed from the source with their Content-Length, never
 held whole, so a chunk can be large (ggcr and skopeo send one PATCH per blob).
@@ -45,6 +49,9 @@ if TYPE_CHECKING:
 DEFAULT_CHUNK_SIZE: Final = 256 * 1024 * 1024
 #: blobs up to this size (and the chunk size) go in one PUT from memory; larger ones are streamed
 MONOLITHIC_LIMIT: Final = 16 * 1024 * 1024
+#: blobs up to this size are first offered in one ``POST ?digest=`` (one request instead of two);
+#: a registry without it discards the body, and Go's net/http discards up to 256 KiB unread
+SINGLE_POST_LIMIT: Final = 256 * 1024
 #: read size from sockets and files
 READ_SIZE: Final = 1024 * 1024
 #: bytes gathered before they are handed to the hashing thread (fewer, larger hand-overs)
@@ -382,10 +389,26 @@ def _with_digest(location: str, digest: Digest) -> str:
 
 
 def start_upload(
-    client: RegistryClient, repository: Reference, params: dict[str, str] | None = None
+    client: RegistryClient, repository: Reference, params: dict[str, str] | None = None, body: bytes = b""
 ) -> httpx.Response:
     path = f"/v2/{repository.repository}/blobs/uploads/"
-    return client.request("POST", repository.registry, path, params=params, content=b"")
+    headers = {"Content-Type": "application/octet-stream"} if body else None
+    return client.request("POST", repository.registry, path, params=params, content=body, headers=headers)
+
+
+def _upload_in_one_post(client: RegistryClient, repository: Reference, digest: Digest, body: bytes) -> httpx.Response:
+    """``POST ?digest=`` with the whole blob (the spec's single-request upload): 201 when the
+    registry supports it; else the answer of a plain start (202 with a Location), and the
+    registry is not asked that way again."""
+    response = start_upload(client, repository, {"digest": str(digest)}, body)
+    status = response.status_code
+    if status == 201 or status >= 500 or status in (401, 403, 429):
+        return response  # done, or a failure a plain start would meet too: the caller checks it
+    client.single_post_refused.add(repository.registry)
+    if status == 202:  # started an ordinary session and ignored the body
+        return response
+    response.close()  # a 4xx: the registry does not understand the form
+    return start_upload(client, repository)
 
 
 def mount(client: RegistryClient, repository: Reference, digest: Digest, source: str) -> bool:
@@ -409,10 +432,22 @@ def upload(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: Progress | None = None,
 ) -> None:
-    """Upload a blob: one PUT from memory when small, else streamed PATCHes; cancelled on any failure."""
+    """Upload a blob: one POST or PUT from memory when small, else streamed PATCHes; cancelled on any failure."""
     verifier = Verifier(f"blob {digest}", digest, size)
-    response = check(start_upload(client, repository), 202)
     registry = repository.registry
+    body: bytes | None = None
+    if 0 <= size <= SINGLE_POST_LIMIT and registry not in client.single_post_refused:
+        body = b"".join(chunks)
+        verifier.update(body)
+        verifier.verify()
+        response = _upload_in_one_post(client, repository, digest, body)
+        if response.status_code == 201:
+            if progress is not None:
+                progress(len(body))
+            return
+    else:
+        response = start_upload(client, repository)
+    check(response, 202)
     location = _location(response, client, registry)
     committed = False
     try:
@@ -422,9 +457,10 @@ def upload(
             check(response, 201, 204)
             committed = True
             return
-        body = b"".join(chunks)
-        verifier.update(body)
-        verifier.verify()
+        if body is None:
+            body = b"".join(chunks)
+            verifier.update(body)
+            verifier.verify()
         response = client.request(
             "PUT",
             registry,

@@ -121,6 +121,8 @@ class RegistryClient:
         self.direct = DirectPool(self.options)
         self.workers = workers
         self._pinged: set[str] = set()
+        #: registries that answered a single-request upload (``POST ?digest=``) without taking it
+        self.single_post_refused: set[str] = set()
         #: the scheme each registry answered on at its ping (HTTPS, or HTTP after a fallback)
         self._schemes: dict[str, str] = {}
 
