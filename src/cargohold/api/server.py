@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import sys
 
 from ..auth.setup import build_access
@@ -15,6 +17,10 @@ from .app import RegistryApp
 
 #: the resolved configuration travels to worker processes in this variable
 CONFIG_ENV = "CARGOHOLD_RESOLVED_CONFIG"
+#: the server process's PID, so that a worker can tell it is already gone
+SERVER_PID_ENV = "CARGOHOLD_SERVER_PID"
+#: prctl(2) option: the signal the kernel sends this process when its parent ends
+_PR_SET_PDEATHSIG = 1
 
 
 def create_app(config: ServerConfig) -> RegistryApp:
@@ -40,8 +46,26 @@ def configure_logging(level: str) -> None:
     root.propagate = False
 
 
+def end_with_server_process() -> None:
+    """Have the kernel stop this worker when the server process ends (Linux).
+
+    granian forks the workers and stops them when it shuts down cleanly; a server
+    process that is killed, or stopped while a worker is still starting, would leave
+    that worker serving with no parent, holding the port.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return
+    server = os.environ.get(SERVER_PID_ENV)
+    if server is not None and os.getppid() != int(server):  # it ended before the call above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def app_from_environment() -> RegistryApp:
-    """Granian's factory target: rebuild the app from the serialized configuration."""
+    """Granian's factory target (in each worker): rebuild the app from the serialized configuration."""
+    end_with_server_process()
     config = ServerConfig.from_json(os.environ[CONFIG_ENV])
     configure_logging(config.log_level)
     return create_app(config)

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from granian.constants import Interfaces, Loops
     from granian.http import HTTP1Settings
 
-    from ..api.server import CONFIG_ENV, create_app
+    from ..api.server import CONFIG_ENV, SERVER_PID_ENV, create_app
 
     overrides = {k: getattr(args, k, None) for k in (
         "config", "listen", "data_dir", "tls_cert", "tls_key", "delete_enabled", "read_only", "log_level", "workers",
@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     _announce_auth(config, app)
     os.environ[CONFIG_ENV] = config.to_json()
+    os.environ[SERVER_PID_ENV] = str(os.getpid())
     scheme = "https" if config.tls_cert else "http"
     print(f"cargohold: listening on {scheme}://{config.listen}", flush=True)
     print(f"cargohold: data in {os.path.abspath(config.data_dir)} (blobs: {config.storage_driver}, "

@@ -1,0 +1,56 @@
+"""Worker processes never outlive the server process that forked them.
+
+granian forks the workers; if the server process dies without stopping them
+(killed, or a stop signal landing while they start), a worker would go on
+serving with no parent, holding the port. Each worker asks the kernel to end
+it when its parent ends (Linux ``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import cargohold
+
+
+def processes_with(marker: str) -> list[int]:
+    """PIDs whose command line mentions ``marker`` (a data directory unique to one test)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                if marker.encode() in cmdline.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def wait_gone(marker: str, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_end_when_the_server_process_is_killed(tmp_path: Path) -> None:
+    with cargohold(tmp_path, "--workers", "2") as server:
+        assert server.process is not None
+        marker = str(server.data_dir)
+        workers = [pid for pid in processes_with(marker) if pid != server.process.pid]
+        assert len(workers) == 2
+        server.process.send_signal(signal.SIGKILL)  # no chance to stop them: only the kernel can tell
+        server.process.wait(10)
+        left = wait_gone(marker, 10)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"workers outlived the server: {left}"
