@@ -27,10 +27,10 @@ from cargohold.client import (
 from cargohold.client.cache import BlobCache
 from cargohold.client.direct import BodyReader
 from cargohold.client.keychain import Credentials
-from cargohold.client.transport import Fallback, endpoint_policy
+from cargohold.client.transport import Fallback, endpoint_policy, speaks_tls
 
 from .cli_support import isolated, run  # noqa: F401 - isolated is an autouse fixture
-from .conftest import RunningRegistry
+from .conftest import RunningRegistry, free_port
 from .images import build_image, write_layout
 from .tlsfiles import TLSFiles
 
@@ -177,6 +177,19 @@ def test_loopback_and_insecure_registries_fall_back_to_plain_http(registry: Runn
         Fallback.ANY
     )
     assert endpoint_policy("reg.example", TransportOptions(verify_tls=False)) is Fallback.ANY
+
+
+def test_a_bare_handshake_tells_a_loopback_registry_that_speaks_only_http(
+    registry: RunningRegistry, tls_registry: RunningRegistry
+) -> None:
+    assert speaks_tls(tls_registry.host, 5.0) is True
+    assert speaks_tls(registry.host, 5.0) is False
+    assert speaks_tls(f"127.0.0.1:{free_port()}", 5.0) is None  # nothing listening: the usual path reports it
+    seen: list[str] = []
+    with client_for() as client:
+        client.http.event_hooks["request"].append(lambda request: seen.append(request.url.scheme))
+        client.ping(registry.host)
+    assert seen == ["http"]  # no HTTPS attempt, so no verifying TLS context was built
 
 
 def scripted(https_error: str, seen: list[str]) -> httpx.MockTransport:

@@ -37,6 +37,7 @@ from .transport import (
     build_http_client,
     endpoint_policy,
     may_fall_back,
+    speaks_tls,
     wrap_transport_error,
 )
 
@@ -206,17 +207,24 @@ class RegistryClient:
 
         This is also where the scheme is chosen: HTTPS first; plain HTTP when the
         registry's policy allows it and HTTPS could not be spoken (docker's and
-        skopeo's fallback for insecure registries).
+        skopeo's fallback for insecure registries). A loopback registry is first
+        probed with a bare TLS handshake, so one that speaks only HTTP costs no
+        verifying TLS context.
         """
         host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
         policy = endpoint_policy(host, self.options)
-        try:
-            response = self.http.get(f"https://{host}/v2/")
-            self._schemes[registry] = "https"
-        except httpx.HTTPError as exc:
-            if policy is Fallback.NEVER or not may_fall_back(exc, policy):
-                raise wrap_transport_error(exc, f"GET https://{host}/v2/") from None
-            first = wrap_transport_error(exc, "HTTPS")
+        first: Exception | str | None = None
+        if policy is Fallback.NO_TLS and speaks_tls(host, self.options.timeout) is False:
+            first = "the server does not speak TLS"  # the HTTPS attempt below would fail the same way
+        else:
+            try:
+                response = self.http.get(f"https://{host}/v2/")
+                self._schemes[registry] = "https"
+            except httpx.HTTPError as exc:
+                if policy is Fallback.NEVER or not may_fall_back(exc, policy):
+                    raise wrap_transport_error(exc, f"GET https://{host}/v2/") from None
+                first = wrap_transport_error(exc, "HTTPS")
+        if first is not None:
             try:
                 response = self.http.get(f"http://{host}/v2/")
             except httpx.HTTPError as plain:

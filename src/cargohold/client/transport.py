@@ -36,6 +36,7 @@ import contextlib
 import email.utils
 import ipaddress
 import random
+import socket
 import ssl
 import threading
 import time
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Final
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -161,6 +163,32 @@ def may_fall_back(exc: BaseException, policy: Fallback) -> bool:
     return False
 
 
+def speaks_tls(host: str, timeout: float) -> bool | None:
+    """Whether ``host`` (``name[:port]``, port 443 if none) completes or refuses a TLS handshake
+    (True), or answers it with something that is not TLS (False); None if it cannot be reached.
+
+    Nothing is verified and no request is sent: for loopback registries, where HTTPS may
+    fall back to HTTP only when the server does not speak TLS, this tells that case apart
+    before paying for a verifying TLS context (~25 ms to parse the CA bundle).
+    """
+    parts = urlsplit(f"https://{host}")
+    if parts.hostname is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname=parts.hostname),
+        ):
+            return True
+    except ssl.SSLError as exc:
+        return tls_failure(exc) != "protocol"
+    except (OSError, ValueError):
+        return None
+
+
 def _connection_never_made(exc: BaseException) -> bool:
     """The request cannot have reached the server: refused, unreachable, or no TLS session."""
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
@@ -248,19 +276,20 @@ class RetryTransport(httpx.BaseTransport):
 
 
 class TLSRouter(httpx.BaseTransport):
-    """Send requests for insecure registries through a transport that skips certificate checks.
+    """Send each request through the transport for its security: certificates verified,
+    not verified (insecure registries), or plain HTTP.
 
-    Each transport is built on first use: a TLS context costs ~25 ms (it parses the
-    system's CA bundle), and most runs need only one of the two.
+    Each transport is built on first use: a verifying TLS context costs ~25 ms (it parses
+    the system's CA bundle), and a run against a plain-HTTP registry needs none.
     """
 
-    def __init__(self, build: Callable[[bool], httpx.BaseTransport], options: TransportOptions) -> None:
-        self._build = build
-        self._transports: dict[bool, httpx.BaseTransport] = {}
+    def __init__(self, build: Callable[[bool | None], httpx.BaseTransport], options: TransportOptions) -> None:
+        self._build = build  # called with True (verify), False (don't) or None (plain HTTP)
+        self._transports: dict[bool | None, httpx.BaseTransport] = {}
         self._options = options
         self._lock = threading.Lock()
 
-    def _transport(self, verify: bool) -> httpx.BaseTransport:
+    def _transport(self, verify: bool | None) -> httpx.BaseTransport:
         with self._lock:
             transport = self._transports.get(verify)
             if transport is None:
@@ -268,8 +297,9 @@ class TLSRouter(httpx.BaseTransport):
             return transport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.netloc.decode("ascii")
-        insecure = request.url.scheme == "https" and is_insecure(host, self._options)
+        if request.url.scheme != "https":
+            return self._transport(None).handle_request(request)
+        insecure = is_insecure(request.url.netloc.decode("ascii"), self._options)
         return self._transport(not insecure).handle_request(request)
 
     def close(self) -> None:
@@ -308,8 +338,10 @@ def build_http_client(options: TransportOptions, auth: httpx.Auth | None) -> htt
         max_connections=options.max_connections * 4, max_keepalive_connections=options.max_connections
     )
 
-    def pool(verify: bool) -> httpx.HTTPTransport:
-        return httpx.HTTPTransport(verify=ssl_context(options, verify=verify), limits=limits, retries=0)
+    def pool(verify: bool | None) -> httpx.HTTPTransport:
+        # plain HTTP (None): httpx wants a context anyway; this one is never used for a handshake
+        context = ssl_context(options, verify=verify) if verify is not None else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        return httpx.HTTPTransport(verify=context, limits=limits, retries=0)
 
     router = TLSRouter(pool, options)
     return httpx.Client(
