@@ -118,6 +118,8 @@ def phase_compare(work: Path, sizes: Sizes, runs: int, results: Results) -> None
         for run in range(runs):
             say(f"compare: run {run + 1}/{runs}")
             last: dict[str, images.Blob] = {}
+            fresh_big_file(big, sizes.big)
+            results.add("compare", "disk_write", "machine", workloads.disk_write(big, work / "disk-probe.bin"))
             for server in ordered(run, pair):
                 blob = fresh_big_file(big, sizes.big)
                 os.sync()
@@ -243,6 +245,8 @@ def phase_clients(work: Path, sizes: Sizes, runs: int, results: Results) -> None
             one = scratch / "one"
             shutil.rmtree(one, ignore_errors=True)
             images.write_layout(one, "latest", [(big, blob)], f"one-{run}")
+            results.add("clients", "disk_write", "machine",
+                        workloads.disk_write(images.layout_blob_path(one, blob), scratch / "disk-probe.bin"))
             for tool in order:
                 os.sync()
                 seconds = workloads.client_push(tool, one, f"{server.address}/clients/one-{tool}-{run}:latest",
@@ -334,6 +338,14 @@ def comparison_table(results: Results, section: str, metrics: list[Metric], subj
     return "\n".join(lines)
 
 
+def _disk_line(results: Results, section: str, bounded: str) -> str:
+    samples = results.samples.get(section, {}).get("disk_write", {}).get("machine")
+    if not samples:
+        return ""
+    return (f"\nThe disk in the same runs: 1 GiB copied from the page cache into a new file and fsynced by one "
+            f"process, {_cell(samples, 'MB/s')}; {bounded} cannot go faster than that.")
+
+
 def render(results: Results, command: str, runs: int) -> str:
     out = []
     memory = results.samples.get("memory", {})
@@ -349,6 +361,7 @@ def render(results: Results, command: str, runs: int) -> str:
                    f"{notes['tags']} tags; {notes['repositories']} repositories; {notes['images']} images; "
                    f"load for {notes['duration_s']:g} s per measurement.\n")
         out.append(comparison_table(results, "compare", COMPARE, (A, B)))
+        out.append(_disk_line(results, "compare", "the uploads"))
     if memory:
         out.append(f"\n### Memory\n\nPeak RSS of all the server's processes while a "
                    f"{results.notes['memory']['blob_bytes'] / 2**20:g} MiB blob is pushed "  # type: ignore[index]
@@ -368,6 +381,7 @@ def render(results: Results, command: str, runs: int) -> str:
                    f"{n.get('layers')} layers of {n.get('layer_bytes', 0) / 2**20:g} MiB; one layer of "
                    f"{n.get('one_layer_bytes', 0) / 2**20:g} MiB. Wall time of the whole command.\n")
         out.append(comparison_table(results, "clients", CLIENTS, ("cargohold", "skopeo")))
+        out.append(_disk_line(results, "clients", "the pulls, which fsync what they write,"))
     large = results.samples.get("large")
     if large:
         n = results.notes.get("large", {})

@@ -302,6 +302,28 @@ def page_latency(server: Server, target: str, samples: int) -> dict[str, float]:
             "max_ms": times[-1], "bytes": float(reply.length)}
 
 
+# the machine's own floor
+
+
+def disk_write(source: Path, target: Path) -> float:
+    """MB/s of copying ``source`` (in the page cache) into a new file and fsyncing it.
+
+    That is the least any upload or pull does that is durable before it is
+    answered: the disk's durable write rate, measured in the same run as the
+    registries, as this VM's disk moves from one minute to the next.
+    """
+    size = source.stat().st_size
+    os.sync()
+    started = time.perf_counter()
+    with source.open("rb") as src, target.open("wb") as dst:
+        shutil.copyfileobj(src, dst, 8 << 20)
+        dst.flush()
+        os.fsync(dst.fileno())
+    elapsed = time.perf_counter() - started
+    target.unlink()
+    return size / elapsed / 1e6
+
+
 # our client against skopeo (both against cargohold)
 
 

@@ -27,6 +27,8 @@ def test_quick_benchmark_reports_both_sides(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     samples = json.loads(out.read_text())["samples"]
+    disk = samples["compare"].pop("disk_write")  # the machine's own floor, no server involved
+    assert disk["machine"][0] > 0 and samples["clients"]["disk_write"]["machine"][0] > 0
     for metric, by_server in samples["compare"].items():
         assert set(by_server) == {"cargohold", "distribution"}, metric
         assert all(v > 0 for values in by_server.values() for v in values), metric
@@ -35,4 +37,5 @@ def test_quick_benchmark_reports_both_sides(tmp_path: Path) -> None:
     assert set(samples["clients"]["push_one"]) == {"cargohold", "skopeo"}
     assert samples["large"]["tags_middle_page.median_ms"]["cargohold"][0] > 0
     assert "| Manifest GET by tag, 32 connections |" in done.stdout
+    assert "The disk in the same runs" in done.stdout
     assert not any((tmp_path / "work").glob("*.bin")), "big temporary files are removed"
