@@ -43,6 +43,9 @@ class ServerConfig:
     workers: int = DEFAULT_WORKERS
     max_manifest_size: int = 4 * 1024 * 1024
     upload_max_age_seconds: float = 24 * 3600.0
+    #: on SIGTERM, requests in flight get this long to finish; then the workers still running are
+    #: killed, so a stop always ends (docker stop's grace period is 10 s, systemd's 90 s)
+    shutdown_timeout_seconds: float = 30.0
     #: metadata database URL; empty means SQLite in the data directory
     database_url: str = ""
     storage_driver: str = "filesystem"
@@ -182,6 +185,8 @@ def _validate(config: ServerConfig) -> None:
         raise ConfigError("TLS needs both a certificate and a key")
     if config.workers < 1:
         raise ConfigError("workers must be at least 1")
+    if config.shutdown_timeout_seconds <= 0:
+        raise ConfigError("shutdown_timeout_seconds must be more than 0")
     _validate_auth(config)
     if config.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log level must be debug, info, warning or error, not {config.log_level!r}")

@@ -54,3 +54,20 @@ def test_workers_end_when_the_server_process_is_killed(tmp_path: Path) -> None:
         for pid in left:
             os.kill(pid, signal.SIGKILL)
         assert not left, f"workers outlived the server: {left}"
+
+
+def test_a_worker_that_does_not_stop_is_killed_after_the_shutdown_timeout(tmp_path: Path) -> None:
+    env = {"CARGOHOLD_SHUTDOWN_TIMEOUT_SECONDS": "1"}
+    with cargohold(tmp_path, "--workers", "2", env=env) as server:
+        assert server.process is not None
+        marker = str(server.data_dir)
+        workers = [pid for pid in processes_with(marker) if pid != server.process.pid]
+        os.kill(workers[0], signal.SIGSTOP)  # cannot act on SIGTERM: as a worker hung in a handler
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(20)
+        assert time.monotonic() - started < 10
+        left = wait_gone(marker, 10)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert not left

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
         http1_settings=HTTP1Settings(max_buffer_size=HTTP1_BUFFER_SIZE),
         log_level=config.log_level,  # type: ignore[arg-type]
         log_access=False,
+        # without it granian waits forever for a worker that does not stop; one that is sent
+        # SIGTERM by its parent and by another sender at once (systemd's control-group stop,
+        # pkill) can hang in granian's signal handler
+        workers_kill_timeout=math.ceil(config.shutdown_timeout_seconds),
         **tls,
     )
     server.serve()
