@@ -6,12 +6,12 @@ is one request on a pooled keep-alive socket, and the body is read with
 ``recv_into`` into a buffer the caller owns, hashed and written from there.
 
 Only the plain case is taken: a ``200``/``206`` answer with a ``Content-Length``
-and no content coding. Anything else (a redirect to storage, a 401 whose token
-must be fetched, an error, a chunked or HTTP/1.0 body, a failure to connect)
-returns None before a byte of body is read, and the caller sends the request
-through the httpx client, which owns redirects, auth challenges, retries and
-error reporting. So the fast path never changes what a pull does, only how
-fast the body arrives.
+and no content coding, possibly after redirects (to storage: S3, a CDN), which
+are followed. Anything else (a 401 whose token must be fetched, an error, a
+chunked or HTTP/1.0 body, a failure to connect) returns None before a byte of
+body is read, and the caller sends the request through the httpx client, which
+owns auth challenges, retries and error reporting. So the fast path never
+changes what a pull does, only how fast the body arrives.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import ssl
 import threading
 from collections.abc import Mapping
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from .errors import TransportError
 from .transport import TransportOptions, is_insecure, ssl_context
@@ -30,6 +30,8 @@ from .transport import TransportOptions, is_insecure, ssl_context
 MAX_HEAD: Final = 64 * 1024
 #: idle keep-alive sockets kept per origin
 MAX_IDLE: Final = 16
+#: redirects followed for one blob (httpx's default is 20; storage redirects are one hop)
+MAX_REDIRECTS: Final = 5
 
 Origin = tuple[str, str, int]  # scheme, host, port
 
@@ -104,6 +106,19 @@ class _Refused(Exception):
     """The fast path does not take this answer (the caller falls back)."""
 
 
+class _Redirect(Exception):
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+def _origin(url: str) -> Origin | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
 class DirectPool:
     """Keep-alive sockets per origin, shared by the threads that download layers."""
 
@@ -154,12 +169,27 @@ class DirectPool:
             return sockets.pop() if sockets else None
 
     def get(self, url: str, headers: Mapping[str, str]) -> BodyReader | None:
-        """GET ``url``; the body reader of a plain 200/206 answer, else None (nothing of it read)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        """GET ``url``; the body reader of a plain 200/206 answer, else None (nothing of it read).
+
+        Redirects (to storage: S3, a CDN) are followed, at most :data:`MAX_REDIRECTS`, and the
+        credentials are dropped on the way to another origin, as httpx does.
+        """
+        sent = dict(headers)
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                return self._get_once(url, sent)
+            except _Redirect as redirect:
+                target = urljoin(url, redirect.location)
+                if _origin(target) != _origin(url):
+                    sent = {name: value for name, value in sent.items() if name.lower() != "authorization"}
+                url = target
+        return None
+
+    def _get_once(self, url: str, headers: Mapping[str, str]) -> BodyReader | None:
+        origin = _origin(url)
+        if origin is None:
             return None
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        origin: Origin = (parts.scheme, parts.hostname, port)
+        parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}"]
         lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() not in _OWN_HEADERS]
@@ -175,6 +205,10 @@ class DirectPool:
                     sock = self._connect(origin)
                 sock.sendall(head)
                 return self._answer(url, origin, sock)
+            except _Redirect:
+                if sock is not None:
+                    sock.close()  # the redirect's own body is not read
+                raise
             except (_Refused, OSError, ValueError) as exc:
                 if sock is not None:
                     sock.close()
@@ -198,6 +232,8 @@ class DirectPool:
         for line in header_lines:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
+        if status in _REDIRECTS and "location" in headers:
+            raise _Redirect(headers["location"])
         length = headers.get("content-length", "")
         coding = headers.get("content-encoding", "identity").lower()
         if (
@@ -214,3 +250,4 @@ class DirectPool:
 
 #: headers this module writes itself
 _OWN_HEADERS: Final = frozenset({"host", "accept-encoding", "connection", "content-length"})
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
