@@ -56,6 +56,45 @@ def test_index_round_trip(client: httpx.Client, repo: str, index_type: str, chil
     assert got.content == index and got.headers["content-type"] == index_type
 
 
+def _push_list(client: httpx.Client, repo: str, index_type: str, child_type: str, arches: list[str]) -> bytes:
+    children = []
+    for arch in arches:
+        raw = image_manifest(client, repo, seed=arch, media_type=child_type)
+        assert put_manifest(client, repo, sha256(raw), raw, child_type).status_code == 201
+        children.append(descriptor(child_type, raw, platform={"architecture": arch, "os": "linux"}))
+    index = json.dumps({"schemaVersion": 2, "mediaType": index_type, "manifests": children}).encode()
+    assert put_manifest(client, repo, "multi", index, index_type).status_code == 201
+    return index
+
+
+def test_client_without_manifest_lists_gets_the_amd64_image_by_tag(client: httpx.Client, repo: str) -> None:
+    """Distribution's answers (checked against it in tests/interop/test_distribution_parity.py)."""
+    listing = _push_list(client, repo, DOCKER_LIST, DOCKER_MANIFEST, ["arm64", "amd64"])
+    amd64 = json.loads(listing)["manifests"][1]
+    got = client.get(f"/v2/{repo}/manifests/multi", headers={"Accept": DOCKER_MANIFEST})
+    assert got.status_code == 200 and got.headers["content-type"] == DOCKER_MANIFEST
+    assert got.headers["docker-content-digest"] == amd64["digest"] == sha256(got.content)
+    head = client.head(f"/v2/{repo}/manifests/multi", headers={"Accept": DOCKER_MANIFEST})
+    assert head.headers["docker-content-digest"] == amd64["digest"]
+    # by digest: the list itself, whatever the Accept header
+    by_digest = client.get(f"/v2/{repo}/manifests/{sha256(listing)}", headers={"Accept": DOCKER_MANIFEST})
+    assert by_digest.content == listing and by_digest.headers["content-type"] == DOCKER_LIST
+    # the amd64 image is of a type the client does not take: nothing to give
+    r = client.get(f"/v2/{repo}/manifests/multi", headers={"Accept": OCI_MANIFEST})
+    assert r.status_code == 404 and codes(r) == ["MANIFEST_UNKNOWN"]
+
+
+def test_manifest_list_without_amd64_and_oci_index_are_not_replaced(client: httpx.Client, repo: str) -> None:
+    _push_list(client, repo, DOCKER_LIST, DOCKER_MANIFEST, ["arm64", "s390x"])
+    r = client.get(f"/v2/{repo}/manifests/multi", headers={"Accept": DOCKER_MANIFEST})
+    assert r.status_code == 404 and codes(r) == ["MANIFEST_UNKNOWN"]
+    other = f"{repo}-oci"
+    index = _push_list(client, other, OCI_INDEX, OCI_MANIFEST, ["amd64"])
+    for reference in ("multi", sha256(index)):
+        r = client.get(f"/v2/{other}/manifests/{reference}", headers={"Accept": OCI_MANIFEST})
+        assert r.status_code == 404 and codes(r) == ["MANIFEST_UNKNOWN"], reference
+
+
 def test_index_with_missing_children_reports_all(client: httpx.Client, repo: str) -> None:
     missing = [descriptor(OCI_MANIFEST, f"nothing {i}".encode()) for i in range(3)]
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": missing}).encode()

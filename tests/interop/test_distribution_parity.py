@@ -21,6 +21,9 @@ from .tools import BuiltImages, MakeClients, OciLayout, distribution, requires_d
 
 pytestmark = [requires_skopeo, requires_distribution]
 
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
 
 @dataclass
 class Target:
@@ -93,3 +96,17 @@ def test_failed_push_leaves_no_repository(
     tags = httpx.get(f"http://{target.host}/v2/broken/push/tags/list")
     assert tags.status_code == 404, tags.text
     assert tags.json()["errors"][0]["code"] == "NAME_UNKNOWN"
+
+
+def test_client_without_manifest_lists(skopeo: scenarios.Skopeo, target: Target, images: BuiltImages) -> None:
+    """A client whose Accept leaves out manifest lists: by tag the linux/amd64 image, by digest the list."""
+    skopeo.copy(f"oci:{images.oci.path}:multi", f"docker://{target.host}/parity/list:v1", "--all", "--format", "v2s2")
+    url = f"http://{target.host}/v2/parity/list/manifests"
+    listing = httpx.get(f"{url}/v1", headers={"Accept": DOCKER_LIST})
+    assert listing.headers["content-type"] == DOCKER_LIST, listing.text
+    amd64 = next(m for m in listing.json()["manifests"] if m["platform"]["architecture"] == "amd64")
+    image = httpx.get(f"{url}/v1", headers={"Accept": DOCKER_MANIFEST})
+    assert image.status_code == 200 and image.headers["content-type"] == DOCKER_MANIFEST
+    assert image.headers["docker-content-digest"] == amd64["digest"]
+    by_digest = httpx.get(f"{url}/{listing.headers['docker-content-digest']}", headers={"Accept": DOCKER_MANIFEST})
+    assert by_digest.status_code == 200 and by_digest.content == listing.content

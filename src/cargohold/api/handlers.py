@@ -14,8 +14,8 @@ from ..errcodes import (
     RangeInvalid,
     SizeInvalid,
 )
-from ..formats import MediaType
-from ..metadata.store import ReferrerRecord
+from ..formats import MediaType, parse_manifest
+from ..metadata.store import ManifestRecord, ReferrerRecord
 from ..service import Registry
 from . import routes
 from .asgi import Request, Response
@@ -193,14 +193,50 @@ def _accepts(accept: str | None, media_type: str) -> bool:
     return media_type == MediaType.DOCKER_SCHEMA1_SIGNED and MediaType.DOCKER_SCHEMA1 in accept
 
 
+#: the image a client that cannot read a Docker manifest list gets instead, as from Distribution
+LIST_FALLBACK_PLATFORM: Final = ("linux", "amd64")
+
+
+async def _list_fallback(
+    registry: Registry, name: str, reference: str, record: ManifestRecord, accept: str | None
+) -> ManifestRecord | None:
+    """Distribution's answers to a client whose Accept leaves out Docker manifest lists.
+
+    By digest, the list itself: a digest names those bytes. By tag, the list's
+    linux/amd64 image if the client takes its type; else nothing (404). OCI
+    indexes get no such fallback, as in Distribution 2.8.
+    """
+    if record.media_type != MediaType.DOCKER_MANIFEST_LIST:
+        return None
+    if ":" in reference:
+        return record
+    listing = parse_manifest(record.content, record.media_type)
+    image = next(
+        (
+            entry
+            for entry in listing.manifests
+            if entry.platform is not None
+            and (entry.platform.os, entry.platform.architecture) == LIST_FALLBACK_PLATFORM
+        ),
+        None,
+    )
+    if image is None or not _accepts(accept, image.media_type):
+        return None
+    return await registry.get_manifest(name, str(image.digest))
+
+
 async def _manifest_response(registry: Registry, request: Request) -> Response:
     name, reference = request.params["name"], request.params["reference"]
     record = await registry.get_manifest(name, reference)
-    if not _accepts(request.headers.get("accept"), record.media_type):
-        raise ManifestUnknown(
-            f"manifest is {record.media_type}, which the Accept header does not allow",
-            detail={"reference": reference, "mediaType": record.media_type},
-        )
+    accept = request.headers.get("accept")
+    if not _accepts(accept, record.media_type):
+        fallback = await _list_fallback(registry, name, reference, record, accept)
+        if fallback is None:
+            raise ManifestUnknown(
+                f"manifest is {record.media_type}, which the Accept header does not allow",
+                detail={"reference": reference, "mediaType": record.media_type},
+            )
+        record = fallback
     return (
         Response(200, body=record.content)
         .header("content-type", record.media_type)
