@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,6 +24,7 @@ from cargohold.client.keychain import Credentials
 from cargohold.digest import Digest
 
 from .images import BuiltImage, build_image
+from .inprocess import RegistryHandler, serving
 
 TOKEN = "t0ken"
 
@@ -61,21 +62,7 @@ class Registry:
 
 
 def _handler(state: Registry) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-            self.send_response(status)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
+    class Handler(RegistryHandler):
         def do_HEAD(self) -> None:
             self.do_GET()
 
@@ -83,21 +70,21 @@ def _handler(state: Registry) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             if url.path == "/token":
                 scope = parse_qs(url.query).get("scope", [""])[0]
-                return self.send(200, json.dumps({"token": f"{TOKEN}:{scope}"}).encode())
+                return self.reply(200, json.dumps({"token": f"{TOKEN}:{scope}"}).encode())
             if state.bearer and url.path.startswith("/v2/"):
                 given = self.headers.get("Authorization")
                 if (given != f"Bearer {TOKEN}:repository:r:pull") if url.path != "/v2/" else not given:
                     challenge = f'Bearer realm="http://{state.host}/token",service="test"'
                     if url.path != "/v2/":
                         challenge += ',scope="repository:r:pull"'
-                    return self.send(401, b"{}", {"WWW-Authenticate": challenge})
+                    return self.reply(401, b"{}", {"WWW-Authenticate": challenge})
             if url.path == "/v2/":
-                return self.send(200, b"{}")
+                return self.reply(200, b"{}")
             if url.path == "/v2/r/manifests/v1":
-                return self.send(200, state.image.manifest, {"Content-Type": state.image.media_type})
+                return self.reply(200, state.image.manifest, {"Content-Type": state.image.media_type})
             if url.path.startswith(("/v2/r/blobs/", "/storage/")):
                 return self.blob(url.path)
-            self.send(404)
+            self.reply(404)
 
         def blob(self, path: str) -> None:
             with state.lock:
@@ -118,7 +105,7 @@ def _handler(state: Registry) -> type[BaseHTTPRequestHandler]:
             status = 206 if start else 200
             if state.mode == "redirect" and path.startswith("/v2/"):  # to another origin, as to S3
                 port = state.host.rsplit(":", 1)[1]
-                return self.send(307, headers={"Location": f"http://localhost:{port}/storage/{digest}"})
+                return self.reply(307, headers={"Location": f"http://localhost:{port}/storage/{digest}"})
             if state.mode == "chunked":
                 self.send_response(200)
                 self.send_header("Transfer-Encoding", "chunked")
@@ -142,14 +129,9 @@ def _handler(state: Registry) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def registry() -> Iterator[Registry]:
     state = Registry(build_image((2048, 70_000, 300_000)))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.host = f"127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(_handler(state)) as host:
+        state.host = host
+        yield state
 
 
 def _pull(registry: Registry, client: RegistryClient, tmp_path: Path, cache: BlobCache) -> OCILayout:

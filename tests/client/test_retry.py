@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +25,7 @@ from cargohold.client.cache import BlobCache
 from cargohold.client.keychain import Credentials
 
 from .images import build_image, write_layout
+from .inprocess import RegistryHandler, serving
 
 
 @dataclass
@@ -55,23 +56,12 @@ class FlakyRegistry:
 
 
 def handler_for(state: FlakyRegistry) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
+    class Handler(RegistryHandler):
         def answer(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
             path = urlsplit(self.path).path
             with state.lock:
                 state.log.append((self.command, path, status))
-            self.send_response(status)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+            self.reply(status, body, headers)
 
         def handle_any(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -140,13 +130,9 @@ def handler_for(state: FlakyRegistry) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def flaky() -> Iterator[FlakyRegistry]:
     state = FlakyRegistry()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.host = f"127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(handler_for(state)) as host:
+        state.host = host
+        yield state
 
 
 def client_for(retries: int = 3) -> RegistryClient:
