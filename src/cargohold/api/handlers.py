@@ -320,8 +320,8 @@ async def get_catalog(registry: Registry, request: Request) -> Response:
         names = await registry.catalog(None if limit is None else limit + 1, last)
     else:
         # Only what the caller may pull; filtered before paging so pages stay full.
-        visible = request.access.visible_repositories(request.grant, await registry.catalog(None, last))
-        names = visible if limit is None else visible[: limit + 1]
+        may_see = request.access.catalog_filter(request.grant)
+        names = await registry.catalog_where(may_see, None if limit is None else limit + 1, last)
     return _paged(names, limit, url_for(routes.CATALOG), "repositories", {})
 
 

@@ -8,7 +8,7 @@ pull and push; DELETE needs delete. A controller turns credentials into a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -75,9 +75,14 @@ class AccessController(Protocol):
         """Grant ``required`` or raise Unauthorized (with its challenge) or Denied."""
         ...
 
-    def visible_repositories(self, grant: Grant, names: list[str]) -> list[str]:
-        """The catalog entries this caller may see."""
+    def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
+        """Whether this caller may see a repository in the catalog (its rights are read once)."""
         ...
+
+
+def everything(repository: str) -> bool:
+    """The catalog filter of a caller who may see every repository."""
+    return True
 
 
 class OpenAccess:
@@ -88,5 +93,5 @@ class OpenAccess:
     async def authorize(self, request: Request, required: list[Access]) -> Grant:
         return self._GRANT
 
-    def visible_repositories(self, grant: Grant, names: list[str]) -> list[str]:
-        return names
+    def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
+        return everything

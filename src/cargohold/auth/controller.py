@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final
 
 from ..errcodes import Denied, Unauthorized
-from .access import CATALOG, Access, Grant
+from .access import CATALOG, Access, Grant, everything
 from .htpasswd import HtpasswdFile
 from .jwt import TokenInvalid, VerifiedToken, Verifier
 from .login import audit, parse_basic
@@ -158,13 +158,15 @@ class TokenAccessController:
             raise InsufficientScope(headers=self._challenge(request, required, "insufficient_scope"))
         raise Denied()
 
-    def visible_repositories(self, grant: Grant, names: list[str]) -> list[str]:
+    def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
         if grant.everything:
-            return names
+            return everything
         if grant.issuer is not None and grant.issuer != self.own_issuer:
-            return names if CATALOG in grant.accesses else [n for n in names if grant.can_pull(n)]
+            return everything if CATALOG in grant.accesses else grant.can_pull
         account = self.store.account(grant.subject) if grant.subject else None
-        return load_view(self.store, account).visible(names)
+        view = load_view(self.store, account)
+        view.preload_public()
+        return view.may_pull
 
 
 class BasicAccessController:
@@ -207,5 +209,5 @@ class BasicAccessController:
         self._verified[key] = (now + BASIC_CACHE_SECONDS, version)
         return Grant(subject=name, everything=True)
 
-    def visible_repositories(self, grant: Grant, names: list[str]) -> list[str]:
-        return names
+    def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
+        return everything

@@ -72,10 +72,13 @@ class AccessView:
             return False
         return access.action in self.actions(access.name)
 
+    def may_pull(self, repository: str) -> bool:
+        return "pull" in self.actions(repository)
+
     def visible(self, names: Iterable[str]) -> list[str]:
         """The repositories of ``names`` this caller may pull, in order."""
         self.preload_public()
-        return [name for name in names if "pull" in self.actions(name)]
+        return [name for name in names if self.may_pull(name)]
 
     def administers(self, repository: str) -> bool:
         return self.role(repository) is Role.ADMIN

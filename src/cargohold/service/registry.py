@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,6 +29,8 @@ from .uploads import Uploads
 
 #: Distribution's default; manifests are held in memory and in the database
 DEFAULT_MAX_MANIFEST_SIZE: Final = 4 * 1024 * 1024
+#: repository names read per step when the catalog is filtered for a caller
+CATALOG_SCAN: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +281,24 @@ class Registry:
 
     async def catalog(self, limit: int | None, last: str | None) -> list[str]:
         return await self.meta.list_repositories(limit, last)
+
+    async def catalog_where(
+        self, keep: Callable[[str], bool], limit: int | None, last: str | None, *, scan: int = CATALOG_SCAN
+    ) -> list[str]:
+        """Up to ``limit`` repository names after ``last`` that ``keep`` accepts.
+
+        Names are read ``scan`` at a time, so a page costs about what it shows
+        rather than the whole catalog (for a caller who may see most of it).
+        """
+        kept: list[str] = []
+        cursor = last
+        while limit is None or len(kept) < limit:
+            names = await self.meta.list_repositories(scan, cursor)
+            kept += [name for name in names if keep(name)]
+            if len(names) < scan:
+                break
+            cursor = names[-1]
+        return kept if limit is None else kept[:limit]
 
     async def referrers(self, repository: str, digest_text: str, artifact_type: str | None) -> list[ReferrerRecord]:
         digest = parse_digest(digest_text)
