@@ -59,3 +59,10 @@ def test_pages_follow_on_past_hidden_names_and_end(world: tuple[Registry, Counti
     assert asyncio.run(registry.catalog_where(visible, 10, "zzz/other45", scan=8)) == [
         f"zzz/other{i:02d}" for i in range(46, 50)
     ]
+
+
+def test_slices_double_for_a_caller_who_sees_little(world: tuple[Registry, CountingStore]) -> None:
+    registry, meta = world
+    page = asyncio.run(registry.catalog_where(lambda name: name == "zzz/other49", 3, None, scan=64))
+    assert page == ["zzz/other49"]
+    assert meta.listed == [16, 32, 52]  # 100 names in three reads, not 100 / 16

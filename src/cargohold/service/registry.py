@@ -287,17 +287,20 @@ class Registry:
     ) -> list[str]:
         """Up to ``limit`` repository names after ``last`` that ``keep`` accepts.
 
-        Names are read ``scan`` at a time, so a page costs about what it shows
-        rather than the whole catalog (for a caller who may see most of it).
+        Names are read in slices, twice the page at first and doubling up to
+        ``scan``, so a page costs about what it shows rather than the whole
+        catalog, and a caller who may see little still needs few reads.
         """
         kept: list[str] = []
         cursor = last
+        step = scan if limit is None else min(scan, max(2 * limit, 16))
         while limit is None or len(kept) < limit:
-            names = await self.meta.list_repositories(scan, cursor)
+            names = await self.meta.list_repositories(step, cursor)
             kept += [name for name in names if keep(name)]
-            if len(names) < scan:
+            if len(names) < step:
                 break
             cursor = names[-1]
+            step = min(scan, 2 * step)
         return kept if limit is None else kept[:limit]
 
     async def referrers(self, repository: str, digest_text: str, artifact_type: str | None) -> list[ReferrerRecord]:
