@@ -55,7 +55,8 @@ class BodyReader:
         self.headers = headers
         self.length = length
         self.url = url
-        self._pool, self._origin, self._sock = pool, origin, sock
+        self._pool, self._origin = pool, origin
+        self._sock: socket.socket | None = sock
         self._leftover = leftover
         self._left = length
         self._reusable = reusable
@@ -68,6 +69,8 @@ class BodyReader:
             n = min(len(self._leftover), len(view), self._left)
             view[:n] = self._leftover[:n]
             self._leftover = self._leftover[n:]
+        elif self._sock is None:
+            raise TransportError(f"GET {self.url}: read after close")
         else:
             try:
                 n = self._sock.recv_into(view, min(len(view), self._left))
@@ -86,14 +89,14 @@ class BodyReader:
             return
         if self._left == 0 and not self._leftover and self._reusable:
             self._pool.release(self._origin, self._sock)
-            self._sock = None  # type: ignore[assignment]
+            self._sock = None
         else:
             self._discard()
 
     def _discard(self) -> None:
         if self._sock is not None:
             self._sock.close()
-            self._sock = None  # type: ignore[assignment]
+            self._sock = None
 
     def __enter__(self) -> BodyReader:
         return self
@@ -107,6 +110,8 @@ class _Refused(Exception):
 
 
 class _Redirect(Exception):
+    """The answer sends the request elsewhere (its ``Location``)."""
+
     def __init__(self, location: str) -> None:
         super().__init__(location)
         self.location = location
