@@ -104,6 +104,21 @@ def test_index_with_missing_children_reports_all(client: httpx.Client, repo: str
     assert reported == {d["digest"] for d in missing}
 
 
+@pytest.mark.parametrize("kind", ["image", "index"])
+def test_refused_manifest_creates_no_repository(client: httpx.Client, repo: str, kind: str) -> None:
+    if kind == "image":
+        raw, media_type = image_manifest(client, repo, layers=2, push=False), OCI_MANIFEST
+    else:
+        children = [descriptor(OCI_MANIFEST, b"nowhere")]
+        raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}).encode()
+        media_type = OCI_INDEX
+    r = put_manifest(client, repo, "v1", raw, media_type)
+    assert r.status_code == 400 and set(codes(r)) == {"MANIFEST_BLOB_UNKNOWN"}
+    assert repo not in client.get("/v2/_catalog").json()["repositories"]
+    tags = client.get(f"/v2/{repo}/tags/list")
+    assert tags.status_code == 404 and codes(tags) == ["NAME_UNKNOWN"]
+
+
 def test_manifest_with_missing_blobs_reports_all(client: httpx.Client, repo: str) -> None:
     raw = image_manifest(client, repo, layers=3, push=False)
     push_blob(client, repo, b"unrelated")

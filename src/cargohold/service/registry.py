@@ -222,15 +222,18 @@ class Registry:
         except ManifestError as exc:
             raise ManifestInvalid(str(exc)) from None
         # A digest in the URL may be of the canonical digest (schema 1: of the payload) or of the bytes.
-        if expected is not None and expected not in (manifest.digest, Digest.of(raw, expected.algorithm)):
+        if expected is not None and expected != manifest.digest and expected != Digest.of(raw, expected.algorithm):
             raise DigestInvalid(
                 f"manifest digest is {manifest.digest}, not {expected}",
                 detail={"expected": str(expected), "actual": str(manifest.digest)},
             )
         digest = expected or manifest.digest
         self._check_schema1_identity(manifest, repository, tag)
-        repository_id = await self.meta.ensure_repository(repository)
+        # checked before the repository is created: a refused manifest must not create one
+        repository_id = await self.meta.repository_id(repository)
         await self._check_references(repository_id, manifest)
+        if repository_id is None:
+            repository_id = await self.meta.ensure_repository(repository)
         subject = str(manifest.subject.digest) if manifest.subject is not None else None
         annotations = json.dumps(dict(manifest.annotations), sort_keys=True) if manifest.annotations else None
         record = NewManifest(
@@ -252,13 +255,18 @@ class Registry:
         if tag is not None and manifest.tag is not None and manifest.tag != tag:
             raise TagInvalid(f"manifest names tag {manifest.tag!r}, not {tag!r}")
 
-    async def _check_references(self, repository_id: int, manifest: Manifest) -> None:
-        """Every referenced blob and child manifest must be in the repository; report all missing."""
-        references = manifest.references
-        if manifest.is_index:
-            missing = await self.meta.missing_manifests(repository_id, [str(d.digest) for d in references])
+    async def _check_references(self, repository_id: int | None, manifest: Manifest) -> None:
+        """Every referenced blob and child manifest must be in the repository; report all missing.
+
+        ``repository_id`` None: the repository does not exist yet, so it holds none of them.
+        """
+        digests = [str(d.digest) for d in manifest.references]
+        if repository_id is None:
+            missing = set(digests)
+        elif manifest.is_index:
+            missing = await self.meta.missing_manifests(repository_id, digests)
         else:
-            missing = await self.meta.unlinked_blobs(repository_id, [str(d.digest) for d in references])
+            missing = await self.meta.unlinked_blobs(repository_id, digests)
         if missing:
             kind = "manifest" if manifest.is_index else "blob"
             raise ManifestBlobUnknown(f"manifest references an unknown {kind}", digests=sorted(missing))
