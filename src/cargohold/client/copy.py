@@ -27,7 +27,7 @@ from . import blobs
 from .blobs import TransferProgress
 from .convert import copy_converted
 from .errors import ClientError, RegistryResponseError
-from .image import Node, blobs_of, current_platform, select_platform, walk
+from .image import blobs_of, remote_graph
 from .pull import TransferResult, put_nodes, send_blob
 from .registry import RawManifest, RegistryClient
 
@@ -105,16 +105,7 @@ def copy(
         if convert_schema2:
             return copy_converted(client, src, dst, top, chunk_size=chunk_size, progress=progress)
         return _copy_schema1(client, src, dst, top, signing_key)
-    root = Node(Descriptor(top.media_type, top.digest, top.size), top.raw, top.parse())
-    if root.manifest.is_index and not all_platforms:
-        child = select_platform(root.manifest, platform or current_platform())
-        raw = client.get_manifest(src.with_digest(child.digest))
-        root = Node(child, raw.raw, raw.parse())
-
-    def fetch(descriptor: Descriptor) -> bytes:
-        return client.get_manifest(src.with_digest(descriptor.digest)).raw
-
-    nodes = walk(root, fetch, lambda _: True)
+    root, nodes = remote_graph(client, src, top, platform, all_platforms)
     needed = blobs_of(nodes)
     if progress is not None:
         progress.add_total(sum(max(d.size, 0) for d in needed))

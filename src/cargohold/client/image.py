@@ -268,6 +268,26 @@ def walk(
     return order
 
 
+def remote_graph(
+    client: RegistryClient, ref: Reference, top: RawManifest, platform: Platform | None, all_platforms: bool
+) -> tuple[Node, list[Node]]:
+    """The manifests to move from ``ref``, whose manifest is ``top``: (root, every node, children first).
+
+    For an index, the image for ``platform`` (default: this machine's), or with
+    ``all_platforms`` the whole index.
+    """
+    root = Node(Descriptor(top.media_type, top.digest, top.size), top.raw, top.parse())
+    if root.manifest.is_index and not all_platforms:
+        child = select_platform(root.manifest, platform or current_platform())
+        raw = client.get_manifest(ref.with_digest(child.digest))
+        root = Node(child, raw.raw, raw.parse())
+
+    def fetch(descriptor: Descriptor) -> bytes:
+        return client.get_manifest(ref.with_digest(descriptor.digest)).raw
+
+    return root, walk(root, fetch, lambda _: True)
+
+
 def blobs_of(nodes: list[Node]) -> list[Descriptor]:
     """The distinct blobs (configs and layers) the image manifests among ``nodes`` reference."""
     seen: set[Digest] = set()

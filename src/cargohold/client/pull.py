@@ -23,7 +23,7 @@ from . import blobs
 from .blobs import TransferProgress
 from .cache import BlobCache
 from .errors import ClientError, RegistryResponseError, TLSError, TransportError, UnsupportedOperation
-from .image import Node, blobs_of, current_platform, select_platform, walk
+from .image import Node, blobs_of, remote_graph, walk
 from .layout import OCILayout
 from .registry import RegistryClient
 
@@ -39,10 +39,6 @@ class TransferResult:
     blobs_skipped: int
     blobs_mounted: int = 0
     bytes_transferred: int = 0
-
-
-def _descriptor(raw: bytes, media_type: str, digest: Digest) -> Descriptor:
-    return Descriptor(media_type=media_type, digest=digest, size=len(raw))
 
 
 def pull(
@@ -66,17 +62,7 @@ def pull(
     top = client.get_manifest(ref)
     if is_schema1(top.media_type):
         raise UnsupportedOperation(f"{ref}: schema 1 manifests cannot be stored in an OCI layout")
-    root_manifest = top.parse()
-    root = Node(_descriptor(top.raw, top.media_type, top.digest), top.raw, root_manifest)
-    if root_manifest.is_index and not all_platforms:
-        child = select_platform(root_manifest, platform or current_platform())
-        raw = client.get_manifest(ref.with_digest(child.digest))
-        root = Node(child, raw.raw, raw.parse())
-
-    def fetch(descriptor: Descriptor) -> bytes:
-        return client.get_manifest(ref.with_digest(descriptor.digest)).raw
-
-    nodes = walk(root, fetch, lambda _: True)
+    root, nodes = remote_graph(client, ref, top, platform, all_platforms)
     needed = blobs_of(nodes)
     if progress is not None:
         progress.add_total(sum(max(d.size, 0) for d in needed))

@@ -166,21 +166,6 @@ class RegistryClient:
         """
         if registry not in self._pinged:
             self.ping(registry)
-        return self._send(
-            method, registry, path, params=params, headers=headers, content=content, stream=stream
-        )
-
-    def _send(
-        self,
-        method: str,
-        registry: str,
-        path: str,
-        *,
-        params: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        content: bytes | Iterable[bytes] | None = None,
-        stream: bool = False,
-    ) -> httpx.Response:
         url = path if "://" in path else self.base_url(registry) + path
         request = self.http.build_request(method, url, params=params, headers=headers, content=content)
         try:
