@@ -183,3 +183,22 @@ def test_small_blobs_go_up_in_one_post_where_the_registry_takes_it(registry: Run
     pull(client, ref, pulled, tag="v1", cache=BlobCache(tmp_path / "c2"))
     client.close()
     assert all(pulled.blob_path(d).read_bytes() == data for d, data in image.blobs.items())
+
+
+def test_a_chunk_size_below_the_blob_is_kept(registry: RunningRegistry, tmp_path: Path) -> None:
+    image = build_image((3000,))  # the layer is larger than the chunks asked for; the config is not
+    ref = Reference.parse(registry.ref(registry.repo()))
+    client = RegistryClient(keychain=StaticKeychain(Credentials(), registries=[]), workers=1)
+    sent: list[tuple[str, str]] = []
+
+    def record(request: httpx.Request) -> None:
+        if "/blobs/uploads/" in request.url.path:
+            sent.append((request.method, "digest" if "digest" in request.url.params else "plain"))
+
+    client.http.event_hooks["request"].append(record)
+    layout = write_layout(tmp_path / "src", image, "v1")
+    push(client, layout, "v1", ref, cache=BlobCache(tmp_path / "c"), chunk_size=1024)
+    client.close()
+    layer = max(len(data) for data in image.blobs.values())
+    assert layer > 1024 and sent.count(("PATCH", "plain")) == -(-layer // 1024)  # in chunks of 1024
+    assert sent.count(("POST", "plain")) == 1  # the layer was not offered in one POST

@@ -436,7 +436,7 @@ def upload(
     verifier = Verifier(f"blob {digest}", digest, size)
     registry = repository.registry
     body: bytes | None = None
-    if 0 <= size <= SINGLE_POST_LIMIT and registry not in client.single_post_refused:
+    if 0 <= size <= min(SINGLE_POST_LIMIT, chunk_size) and registry not in client.single_post_refused:
         body = b"".join(chunks)
         verifier.update(body)
         verifier.verify()
