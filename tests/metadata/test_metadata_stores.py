@@ -52,6 +52,9 @@ def test_blob_links(meta: MetadataStore) -> None:
         assert await meta.link_blob(two, "sha256:x")
         assert not await meta.link_blob(two, "sha256:unknown")
         assert await meta.unlinked_blobs(two, ["sha256:x", "sha256:y"]) == {"sha256:y"}
+        assert await meta.repositories_with_blob("sha256:x", None, None) == ["one", "two"]
+        assert await meta.repositories_with_blob("sha256:x", 1, "one") == ["two"]
+        assert await meta.repositories_with_blob("sha256:unknown", None, None) == []
         assert await meta.unlink_blob(two, "sha256:x")
         assert not await meta.unlink_blob(two, "sha256:x")
         assert await meta.blob_size("sha256:x") == 5
@@ -62,19 +65,24 @@ def test_blob_links(meta: MetadataStore) -> None:
 def test_manifests_tags_referrers(meta: MetadataStore) -> None:
     async def scenario() -> None:
         repo = await meta.ensure_repository("r")
-        await meta.put_manifest(repo, manifest("sha256:m1"), "v1")
-        await meta.put_manifest(repo, manifest("sha256:m2", subject="sha256:m1", artifact="sig"), None)
-        await meta.put_manifest(repo, manifest("sha256:m3", subject="sha256:m1", artifact="sbom"), "v2")
-        await meta.put_manifest(repo, manifest("sha256:m3"), "v3")
+        await meta.put_manifest(repo, manifest("sha256:m1"), ["v1"])
+        await meta.put_manifest(repo, manifest("sha256:m2", subject="sha256:m1", artifact="sig"), [])
+        await meta.put_manifest(repo, manifest("sha256:m3", subject="sha256:m1", artifact="sbom"), ["v2"])
+        await meta.put_manifest(repo, manifest("sha256:m3"), ["v3"])
         assert (await meta.tagged_manifest("r", "v1")).digest == "sha256:m1"  # type: ignore[union-attr]
         assert await meta.tagged_manifest("other", "v1") is None
         assert await meta.list_tags(repo, None, None) == ["v1", "v2", "v3"]
         assert await meta.list_tags(repo, 1, "v1") == ["v2"]
+        # several tags move in one step, from wherever they pointed
+        await meta.put_manifest(repo, manifest("sha256:m4"), ["v1", "v3", "v4"])
+        assert [(await meta.tagged_manifest("r", t)).digest for t in ("v1", "v2", "v3", "v4")] == [  # type: ignore[union-attr]
+            "sha256:m4", "sha256:m3", "sha256:m4", "sha256:m4"
+        ]
         assert [r.digest for r in await meta.referrers(repo, "sha256:m1", None)] == ["sha256:m2", "sha256:m3"]
         assert [r.digest for r in await meta.referrers(repo, "sha256:m1", "sbom")] == ["sha256:m3"]
         assert await meta.missing_manifests(repo, ["sha256:m1", "sha256:zz"]) == {"sha256:zz"}
         assert await meta.delete_manifest(repo, "sha256:m3")
-        assert await meta.list_tags(repo, None, None) == ["v1"]
+        assert await meta.list_tags(repo, None, None) == ["v1", "v3", "v4"]
         assert not await meta.delete_manifest(repo, "sha256:m3")
         assert await meta.delete_tag(repo, "v1")
         assert await meta.manifest("r", "sha256:m1") is not None

@@ -7,7 +7,7 @@ event loop: they take microseconds, less than handing them to a thread would.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from .migrations import load_migrations, split_statements
 from .sqlite_db import SqliteDatabase
@@ -111,6 +111,14 @@ class SqliteMetadataStore:
         ).fetchone()
         return row is not None
 
+    async def repositories_with_blob(self, digest: str, limit: int | None, last: str | None) -> list[str]:
+        rows = self._db.execute(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id"
+            " WHERE rb.digest = ? AND r.name > ? ORDER BY r.name LIMIT ?",
+            (digest, last or "", -1 if limit is None else limit),
+        )
+        return [row[0] for row in rows]
+
     async def unlink_blob(self, repository_id: int, digest: str) -> bool:
         cursor = self._db.execute(
             "DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?", (repository_id, digest)
@@ -159,7 +167,7 @@ class SqliteMetadataStore:
         )
         return wanted - {row[0] for row in rows}
 
-    async def put_manifest(self, repository_id: int, manifest: NewManifest, tag: str | None) -> None:
+    async def put_manifest(self, repository_id: int, manifest: NewManifest, tags: Sequence[str]) -> None:
         now = _now()
         with self._db.transaction() as db:
             db.execute(
@@ -182,13 +190,12 @@ class SqliteMetadataStore:
                 " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 [(repository_id, manifest.digest, target) for target in manifest.references],
             )
-            if tag is not None:
-                db.execute(
-                    "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (repository_id, name) DO UPDATE"
-                    " SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-                    (repository_id, tag, manifest.digest, now),
-                )
+            db.executemany(
+                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (repository_id, name) DO UPDATE"
+                " SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+                [(repository_id, tag, manifest.digest, now) for tag in tags],
+            )
 
     async def delete_manifest(self, repository_id: int, digest: str) -> bool:
         with self._db.transaction() as db:

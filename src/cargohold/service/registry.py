@@ -245,7 +245,7 @@ class Registry:
             annotations_json=annotations,
             references=[str(d.digest) for d in manifest.references],
         )
-        await self.meta.put_manifest(repository_id, record, tag)
+        await self.meta.put_manifest(repository_id, record, [tag] if tag is not None else [])
         return StoredManifest(str(digest), manifest.media_type, subject)
 
     @staticmethod
