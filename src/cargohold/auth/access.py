@@ -79,6 +79,10 @@ class AccessController(Protocol):
         """Whether this caller may see a repository in the catalog (its rights are read once)."""
         ...
 
+    def pull_filter(self, grant: Grant) -> Callable[[str], bool]:
+        """Whether this caller may pull a repository, whatever the token's scope names (rights read once)."""
+        ...
+
 
 def everything(repository: str) -> bool:
     """The catalog filter of a caller who may see every repository."""
@@ -94,4 +98,7 @@ class OpenAccess:
         return self._GRANT
 
     def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
+        return everything
+
+    def pull_filter(self, grant: Grant) -> Callable[[str], bool]:
         return everything

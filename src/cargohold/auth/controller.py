@@ -159,10 +159,16 @@ class TokenAccessController:
         raise Denied()
 
     def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
+        external = grant.issuer is not None and grant.issuer != self.own_issuer
+        if external and CATALOG in grant.accesses:
+            return everything
+        return self.pull_filter(grant)
+
+    def pull_filter(self, grant: Grant) -> Callable[[str], bool]:
         if grant.everything:
             return everything
         if grant.issuer is not None and grant.issuer != self.own_issuer:
-            return everything if CATALOG in grant.accesses else grant.can_pull
+            return grant.can_pull  # an external token is all we know of its holder
         account = self.store.account(grant.subject) if grant.subject else None
         view = load_view(self.store, account)
         view.preload_public()
@@ -210,4 +216,7 @@ class BasicAccessController:
         return Grant(subject=name, everything=True)
 
     def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
+        return everything
+
+    def pull_filter(self, grant: Grant) -> Callable[[str], bool]:
         return everything
