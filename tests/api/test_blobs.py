@@ -92,6 +92,30 @@ def test_mount_falls_back_to_upload(client: httpx.Client, repo: str) -> None:
     client.delete(r.headers["location"])
 
 
+def test_mount_without_from_finds_the_blob(client: httpx.Client, repo: str) -> None:
+    data = os.urandom(1000)
+    digest = push_blob(client, f"{repo}/a", data)
+    r = client.post(f"/v2/{repo}/b/blobs/uploads/", params={"mount": digest})
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == f"/v2/{repo}/b/blobs/{digest}"
+    assert r.headers["docker-content-digest"] == digest
+    assert client.get(f"/v2/{repo}/b/blobs/{digest}").content == data
+    # already there: mounted again, nothing changes
+    assert client.post(f"/v2/{repo}/b/blobs/uploads/", params={"mount": digest}).status_code == 201
+    # a blob unlinked everywhere is not found any more, even though its bytes may remain until collected
+    for name in (f"{repo}/a", f"{repo}/b"):
+        assert client.delete(f"/v2/{name}/blobs/{digest}").status_code == 202
+    r = client.post(f"/v2/{repo}/c/blobs/uploads/", params={"mount": digest})
+    assert r.status_code == 202
+    client.delete(r.headers["location"])
+
+
+def test_mount_with_a_bad_digest(client: httpx.Client, repo: str) -> None:
+    for params in ({"mount": "sha256:abc"}, {"mount": "md5:" + "0" * 32}):
+        r = client.post(f"/v2/{repo}/blobs/uploads/", params=params)
+        assert r.status_code == 400 and codes(r) == ["DIGEST_INVALID"], params
+
+
 def test_delete_blob(client: httpx.Client, repo: str) -> None:
     digest = push_blob(client, repo, b"to delete")
     r = client.delete(f"/v2/{repo}/blobs/{digest}")

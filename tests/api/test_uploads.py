@@ -190,6 +190,46 @@ def test_sha512_digest(client: httpx.Client, repo: str) -> None:
     assert r.status_code == 201
 
 
+def sha512(data: bytes) -> str:
+    return "sha512:" + hashlib.sha512(data).hexdigest()
+
+
+def test_upload_for_a_named_digest_algorithm(client: httpx.Client, repo: str) -> None:
+    data = os.urandom(3000)
+    r = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest-algorithm": "sha512"})
+    assert r.status_code == 202, r.text
+    location = r.headers["location"]
+    assert patch(client, location, data[:1000], 0).status_code == 202
+    # the session hashes with sha512, so it completes with a sha512 digest only; a refusal keeps it as it was
+    r = client.put(location, params={"digest": sha256(data)}, content=data[1000:])
+    assert r.status_code == 400 and codes(r) == ["DIGEST_INVALID"]
+    assert client.get(location).headers["range"] == "0-999"
+    r = client.put(location, params={"digest": sha512(data)}, content=data[1000:])
+    assert r.status_code == 201, r.text
+    assert client.get(f"/v2/{repo}/blobs/{sha512(data)}").content == data
+    # sha256 may be named too, and the single-request upload takes the parameter as well
+    r = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest-algorithm": "sha256"})
+    assert r.status_code == 202
+    client.delete(r.headers["location"])
+    r = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest-algorithm": "sha512", "digest": sha512(b"one")},
+                    content=b"one")
+    assert r.status_code == 201, r.text
+
+
+def test_unsupported_digest_algorithm(fresh_client: httpx.Client, fresh_registry: CargoholdServer) -> None:
+    repo = "algo/bad"
+    for algorithm in ("md5", "blake3", "SHA256", "sha384", ""):
+        r = fresh_client.post(f"/v2/{repo}/blobs/uploads/", params={"digest-algorithm": algorithm})
+        assert r.status_code == 400 and codes(r) == ["DIGEST_INVALID"], algorithm
+    # a single-request upload whose digest is not of the named algorithm stores nothing
+    r = fresh_client.post(f"/v2/{repo}/blobs/uploads/", params={"digest-algorithm": "sha512", "digest": sha256(b"x")},
+                          content=b"x")
+    assert r.status_code == 400 and codes(r) == ["DIGEST_INVALID"]
+    assert fresh_client.get(f"/v2/{repo}/blobs/{sha256(b'x')}").status_code == 404
+    assert fresh_registry.upload_rows() == set() and fresh_registry.blob_files() == {}
+    fresh_registry.assert_storage_consistent()
+
+
 def test_empty_blob(client: httpx.Client, repo: str) -> None:
     digest = push_blob(client, repo, b"")
     r = client.get(f"/v2/{repo}/blobs/{digest}")

@@ -362,3 +362,26 @@ def test_mount_needs_pull_on_the_source(world: World) -> None:
     with world.client("writer", "repository:acme/mounted:pull,push", f"repository:{PRIVATE}:pull") as c:
         response = c.post("/v2/acme/mounted/blobs/uploads/", params={"mount": digest, "from": PRIVATE})
     assert response.status_code == 201
+
+
+def test_mount_without_from_only_from_what_the_caller_may_pull(world: World) -> None:
+    with world.client("owner", f"repository:{PRIVATE}:pull") as c:
+        image = c.get(f"/v2/{PRIVATE}/manifests/v1", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    private_layer = image.json()["layers"][0]["digest"]  # only in PRIVATE
+    shared_config = image.json()["config"]["digest"]  # also in the public repository
+    unknown = sha256(b"in no repository")
+    # `other` may pull no private repository: a blob only there is as unknown to it as one nowhere
+    with world.client("other", "repository:other/app:pull,push,delete") as c:
+        answers = [c.post("/v2/other/app/blobs/uploads/", params={"mount": d}) for d in (private_layer, unknown)]
+        for response in answers:
+            assert response.status_code == 202 and response.content == b""
+            assert c.delete(response.headers["location"]).status_code == 204
+        assert c.head(f"/v2/other/app/blobs/{private_layer}").status_code == 404
+        response = c.post("/v2/other/app/blobs/uploads/", params={"mount": shared_config})
+        assert response.status_code == 201 and response.headers["docker-content-digest"] == shared_config
+        assert c.head(f"/v2/other/app/blobs/{shared_config}").status_code == 200
+    # `reader` may pull PRIVATE, so the blob is found there though the token names only the target
+    with world.client("reader", "repository:reader/copy:pull,push") as c:
+        response = c.post("/v2/reader/copy/blobs/uploads/", params={"mount": private_layer})
+        assert response.status_code == 201
+        assert c.head(f"/v2/reader/copy/blobs/{private_layer}").status_code == 200

@@ -101,6 +101,11 @@ def test_read_only(tmp_path: Path) -> None:
         assert client.get("/v2/ro/repo/manifests/v1").status_code == 200
         r = client.post("/v2/ro/repo/blobs/uploads/")
         assert r.status_code == 405 and codes(r) == ["UNSUPPORTED"]
+        layer = json.loads(raw)["layers"][0]["digest"]
+        for params in ({"mount": layer}, {"mount": layer, "from": "ro/repo"}):
+            r = client.post("/v2/ro/other/blobs/uploads/", params=params)
+            assert r.status_code == 405 and codes(r) == ["UNSUPPORTED"], params
+        assert client.head(f"/v2/ro/other/blobs/{layer}").status_code == 404
         r = put_manifest(client, "ro/repo", "v2", raw, OCI_MANIFEST)
         assert r.status_code == 405 and codes(r) == ["UNSUPPORTED"]
 

@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any, Final
 
+from ..auth.access import everything
+from ..digest import Digest
 from ..errcodes import (
     BlobUploadInvalid,
     DigestInvalid,
@@ -17,6 +19,7 @@ from ..errcodes import (
 from ..formats import MediaType, parse_manifest
 from ..metadata.store import ManifestRecord, ReferrerRecord
 from ..service import Registry
+from ..service.registry import parse_algorithm
 from . import routes
 from .asgi import Request, Response
 from .routes import Handler, url_for
@@ -118,19 +121,32 @@ async def delete_blob(registry: Registry, request: Request) -> Response:
 
 async def post_upload(registry: Registry, request: Request) -> Response:
     name = request.params["name"]
-    mount, source = request.query("mount"), request.query("from")
-    # A mount needs pull on the source too; without it, fall back to a plain upload (as Distribution does).
-    if mount is not None and source is not None and request.grant.can_pull(source):
-        mounted = await registry.mount_blob(name, source, mount)
+    algorithm = parse_algorithm(request.query("digest-algorithm"))
+    mount = request.query("mount")
+    if mount is not None:
+        mounted = await _mount(registry, request, name, mount)
         if mounted is not None:
             return _blob_created(name, str(mounted))
     digest = request.query("digest")
     if digest is not None:
         length = request.content_length()
-        created = await registry.upload_blob(name, digest, request.stream(), length)
+        created = await registry.upload_blob(name, digest, request.stream(), length, algorithm)
         return _blob_created(name, str(created))
-    upload_id = await registry.start_upload(name)
+    upload_id = await registry.start_upload(name, algorithm)
     return _upload_headers(Response(202), name, upload_id, 0)
+
+
+async def _mount(registry: Registry, request: Request, name: str, digest: str) -> Digest | None:
+    """A cross-repository mount; None (then a plain upload) if the caller may not pull the blob anywhere.
+
+    With ``from``, only from there, and only if the token grants pull on it (as
+    Distribution does). Without, from any repository the caller may pull.
+    """
+    source = request.query("from")
+    if source is not None:
+        return await registry.mount_blob(name, source, digest) if request.grant.can_pull(source) else None
+    may_pull = request.access.pull_filter(request.grant) if request.access is not None else everything
+    return await registry.mount_found_blob(name, digest, may_pull)
 
 
 async def patch_upload(registry: Registry, request: Request) -> Response:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ..digest import Digest, DigestError
+from ..digest import ALGORITHMS, Digest, DigestError
 from ..errcodes import (
     BlobUnknown,
     DigestInvalid,
@@ -25,7 +25,7 @@ from ..formats import Manifest, ManifestError, ManifestSignatureError, parse_man
 from ..metadata.store import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord, UploadRecord
 from ..reference import is_repository_name, is_tag
 from ..storage.driver import BlobStore, LocalFileServer
-from .uploads import Uploads
+from .uploads import DEFAULT_ALGORITHM, Uploads
 
 #: Distribution's default; manifests are held in memory and in the database
 DEFAULT_MAX_MANIFEST_SIZE: Final = 4 * 1024 * 1024
@@ -63,6 +63,15 @@ def parse_digest(text: str) -> Digest:
         return Digest.parse(text)
     except DigestError as exc:
         raise DigestInvalid(str(exc)) from None
+
+
+def parse_algorithm(text: str | None) -> str:
+    """The ``digest-algorithm`` of an upload: sha256 unless it names another supported one."""
+    if text is None:
+        return DEFAULT_ALGORITHM
+    if text not in ALGORITHMS:
+        raise DigestInvalid(f"unsupported digest algorithm {text!r}", detail={"algorithm": text})
+    return text
 
 
 def check_name(name: str) -> None:
@@ -124,10 +133,10 @@ class Registry:
 
     # uploads
 
-    async def start_upload(self, repository: str) -> str:
+    async def start_upload(self, repository: str, algorithm: str = DEFAULT_ALGORITHM) -> str:
         self.check_writable()
         check_name(repository)
-        return await self.uploads.start(repository)
+        return await self.uploads.start(repository, algorithm)
 
     async def mount_blob(self, repository: str, source: str, digest_text: str) -> Digest | None:
         """Link a blob from ``source`` into ``repository``; None if it is not there to mount."""
@@ -136,19 +145,48 @@ class Registry:
         digest = parse_digest(digest_text)
         if not is_repository_name(source) or await self.meta.linked_blob_size(source, str(digest)) is None:
             return None
+        return await self._link(repository, digest)
+
+    async def mount_found_blob(
+        self, repository: str, digest_text: str, may_pull: Callable[[str], bool], *, scan: int = CATALOG_SCAN
+    ) -> Digest | None:
+        """Link a blob into ``repository`` from any repository ``may_pull`` accepts; None if there is none.
+
+        A blob linked only where the caller may not pull is not mounted: the
+        answer is then the same as for a blob the registry does not hold.
+        """
+        self.check_writable()
+        check_name(repository)
+        digest = parse_digest(digest_text)
+        cursor: str | None = None
+        while True:
+            names = await self.meta.repositories_with_blob(str(digest), scan, cursor)
+            if any(may_pull(name) for name in names):
+                return await self._link(repository, digest)
+            if len(names) < scan:
+                return None
+            cursor = names[-1]
+
+    async def _link(self, repository: str, digest: Digest) -> Digest | None:
         repository_id = await self.meta.ensure_repository(repository)
         return digest if await self.meta.link_blob(repository_id, str(digest)) else None
 
     async def upload_blob(
-        self, repository: str, digest_text: str, body: AsyncIterator[bytes], length: int | None
+        self,
+        repository: str,
+        digest_text: str,
+        body: AsyncIterator[bytes],
+        length: int | None,
+        algorithm: str = DEFAULT_ALGORITHM,
     ) -> Digest:
         """A monolithic upload: POST with ``?digest=`` and the whole blob as body."""
         self.check_writable()
         check_name(repository)
         digest = parse_digest(digest_text)
-        upload_id = await self.uploads.start(repository)
+        upload_id = await self.uploads.start(repository, algorithm)
         try:
             record = await self.uploads.get(repository, upload_id)
+            self.uploads.check_digest(record, digest)
             size, hasher = await self.uploads.append(record, body, length=length)
             await self.uploads.finish(record, digest, size, hasher)
         except BaseException:
@@ -178,6 +216,7 @@ class Registry:
         self.check_writable()
         digest = parse_digest(digest_text)
         record = await self.uploads.get(repository, upload_id)
+        self.uploads.check_digest(record, digest)
         size, hasher = await self.uploads.append(record, body, length=length)
         await self.uploads.finish(record, digest, size, hasher)
         return digest

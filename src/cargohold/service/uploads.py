@@ -34,6 +34,8 @@ from ..metadata.store import MetadataStore, UploadConflict, UploadRecord
 from ..storage.driver import BlobStore, BlobWriter, UploadMissing
 from ..storage.hashing import ResumableHasher
 
+#: the digest algorithm of uploads that do not name one (``digest-algorithm``)
+DEFAULT_ALGORITHM: Final = "sha256"
 #: bytes handed to the hashing and writing threads at once: big enough that the
 #: thread hops cost nothing, small enough to keep memory flat (two batches per upload)
 WRITE_BATCH: Final = 1 << 20
@@ -100,11 +102,25 @@ class Uploads:
         self.blobs = blobs
         self.meta = meta
 
-    async def start(self, repository: str) -> str:
+    async def start(self, repository: str, algorithm: str = DEFAULT_ALGORITHM) -> str:
+        """A new session hashing with ``algorithm`` (a supported one, checked by the caller)."""
         upload_id = new_upload_id()
         await self.blobs.upload_start(upload_id)
-        await self.meta.create_upload(upload_id, repository, "sha256")
+        await self.meta.create_upload(upload_id, repository, algorithm)
         return upload_id
+
+    @staticmethod
+    def check_digest(record: UploadRecord, digest: Digest) -> None:
+        """An upload started for another algorithm (``digest-algorithm``) completes only with such a digest.
+
+        Uploads of the default algorithm still take any supported digest at
+        the end (then hashed again from the stored bytes), as before.
+        """
+        if record.algorithm != DEFAULT_ALGORITHM and digest.algorithm != record.algorithm:
+            raise DigestInvalid(
+                f"upload was started for {record.algorithm}, not {digest.algorithm}",
+                detail={"algorithm": record.algorithm, "digest": str(digest)},
+            )
 
     async def get(self, repository: str, upload_id: str) -> UploadRecord:
         record = await self.meta.upload(upload_id)
