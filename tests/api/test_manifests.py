@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import httpx
@@ -341,3 +342,77 @@ def test_method_not_allowed(client: httpx.Client, repo: str) -> None:
 
 def test_storage_stays_consistent(registry: CargoholdServer) -> None:
     registry.assert_storage_consistent()
+
+
+def push_tags(client: httpx.Client, repo: str, raw: bytes, tags: list[str], reference: str = "") -> httpx.Response:
+    """PUT by digest with one ``tag`` parameter per tag."""
+    return client.put(
+        f"/v2/{repo}/manifests/{reference or sha256(raw)}",
+        params=[("tag", tag) for tag in tags],
+        content=raw,
+        headers={"Content-Type": OCI_MANIFEST},
+    )
+
+
+def test_push_by_digest_with_several_tags(client: httpx.Client, repo: str) -> None:
+    old, new = image_manifest(client, repo, seed="old"), image_manifest(client, repo, seed="new")
+    for tag in ("v1", "stable"):
+        put_manifest(client, repo, tag, old, OCI_MANIFEST)
+    r = push_tags(client, repo, new, ["v2", "stable", "latest", "v2"])
+    assert r.status_code == 201, r.text
+    assert r.headers.get_list("oci-tag") == ["v2", "stable", "latest"]  # one header per tag, duplicates once
+    assert r.headers["docker-content-digest"] == sha256(new)
+    assert r.headers["location"] == f"/v2/{repo}/manifests/{sha256(new)}"
+    for tag in ("v2", "stable", "latest"):
+        assert client.get(f"/v2/{repo}/manifests/{tag}").content == new, tag
+    assert client.get(f"/v2/{repo}/manifests/v1").content == old
+    assert client.get(f"/v2/{repo}/tags/list").json()["tags"] == ["latest", "stable", "v1", "v2"]
+    # without tag parameters a push by digest tags nothing and says so
+    untagged = image_manifest(client, repo, seed="untagged")
+    r = push_tags(client, repo, untagged, [])
+    assert r.status_code == 201 and "oci-tag" not in r.headers
+
+
+def test_one_bad_tag_refuses_the_whole_push(client: httpx.Client, repo: str) -> None:
+    old, new = image_manifest(client, repo, seed="old"), image_manifest(client, repo, seed="new")
+    put_manifest(client, repo, "stable", old, OCI_MANIFEST)
+    for bad in ("-dash", ".dot", "a" * 129, "has space", "t!", "", "a:b"):
+        r = push_tags(client, repo, new, ["stable", bad, "latest"])
+        assert r.status_code == 400 and codes(r) == ["TAG_INVALID"], bad
+        assert r.json()["errors"][0]["detail"] == {"tags": [bad]}
+    # nothing of it was stored: the manifest, the new tag, the moved tag
+    assert client.get(f"/v2/{repo}/manifests/{sha256(new)}").status_code == 404
+    assert client.get(f"/v2/{repo}/manifests/stable").content == old
+    assert client.get(f"/v2/{repo}/tags/list").json()["tags"] == ["stable"]
+
+
+def test_tag_parameters_need_a_push_by_digest(client: httpx.Client, repo: str) -> None:
+    raw = image_manifest(client, repo)
+    r = push_tags(client, repo, raw, ["other"], reference="v1")
+    assert r.status_code == 400 and codes(r) == ["TAG_INVALID"]
+    assert client.get(f"/v2/{repo}/tags/list").json()["tags"] == []
+    assert client.get(f"/v2/{repo}/manifests/{sha256(raw)}").status_code == 404
+
+
+def test_too_many_tags_in_one_push(client: httpx.Client, repo: str) -> None:
+    raw = image_manifest(client, repo)
+    r = push_tags(client, repo, raw, [f"t{i}" for i in range(51)])
+    assert r.status_code == 414 and codes(r) == ["TAG_INVALID"]
+    assert client.get(f"/v2/{repo}/manifests/{sha256(raw)}").status_code == 404
+    r = push_tags(client, repo, raw, [f"t{i}" for i in range(50)])
+    assert r.status_code == 201 and len(r.headers.get_list("oci-tag")) == 50
+
+
+def test_sha512_manifest_tagged_in_its_push(client: httpx.Client, repo: str) -> None:
+    raw = image_manifest(client, repo)
+    digest = "sha512:" + hashlib.sha512(raw).hexdigest()
+    r = push_tags(client, repo, raw, ["v1"], reference=digest)
+    assert r.status_code == 201, r.text
+    assert r.headers["docker-content-digest"] == digest and r.headers.get_list("oci-tag") == ["v1"]
+    got = client.get(f"/v2/{repo}/manifests/v1")
+    assert got.content == raw and got.headers["docker-content-digest"] == digest
+    # the digest must still be the manifest's: a wrong one stores and tags nothing
+    other = image_manifest(client, repo, seed="other")
+    r = push_tags(client, repo, other, ["v2"], reference=digest)
+    assert r.status_code == 400 and codes(r) == ["DIGEST_INVALID"]
+    assert client.get(f"/v2/{repo}/manifests/v2").status_code == 404

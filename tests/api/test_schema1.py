@@ -9,7 +9,7 @@ import httpx
 
 from cargohold.formats.schema1 import generate_key, sign
 
-from .helpers import codes, push_blob, put_manifest, sha256
+from .helpers import OCI_MANIFEST, codes, push_blob, put_manifest, sha256
 
 SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
@@ -41,6 +41,24 @@ def test_signed_schema1_round_trip(client: httpx.Client, repo: str) -> None:
     got = client.get(f"/v2/{repo}/manifests/old", headers={"Accept": SIGNED})
     assert got.content == signed and got.headers["content-type"] == SIGNED
     assert client.get(f"/v2/{repo}/manifests/{digest}").content == signed
+
+
+def test_schema1_is_answered_with_a_deprecation_warning(client: httpx.Client, repo: str) -> None:
+    signed = sign(schema1(client, repo, "old"), generate_key())
+    r = put_manifest(client, repo, "old", signed, SIGNED)
+    assert r.status_code == 201, r.text
+    expected = '299 - "Docker schema 1 manifests are deprecated; convert the image to Docker schema 2 or OCI"'
+    assert r.headers.get_list("warning") == [expected]
+    for method in ("GET", "HEAD"):
+        got = client.request(method, f"/v2/{repo}/manifests/old", headers={"Accept": SIGNED})
+        assert got.status_code == 200 and got.headers.get_list("warning") == [expected], method
+    # other manifests are not warned of
+    config = push_blob(client, repo, b"{}")
+    oci = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
+                      "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2}})
+    r = put_manifest(client, repo, "new", oci.encode(), OCI_MANIFEST)
+    assert r.status_code == 201 and "warning" not in r.headers
+    assert "warning" not in client.get(f"/v2/{repo}/manifests/new").headers
 
 
 def test_tampered_signature_is_unverified(client: httpx.Client, repo: str) -> None:

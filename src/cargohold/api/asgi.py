@@ -20,6 +20,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
+#: distribution-spec: a registry sends at most this many bytes of Warning headers in all
+MAX_WARNING_BYTES = 4096
 
 
 class ClientDisconnected(Exception):
@@ -55,10 +57,14 @@ class Request:
         return self._headers
 
     def query(self, name: str) -> str | None:
+        values = self.query_all(name)
+        return values[0] if values else None
+
+    def query_all(self, name: str) -> list[str]:
+        """Every value of a repeated query parameter, in order."""
         if self._query is None:
             self._query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        values = self._query.get(name)
-        return values[0] if values else None
+        return self._query.get(name, [])
 
     def has_query(self, name: str) -> bool:
         self.query(name)
@@ -132,6 +138,15 @@ class Response:
 
     def header(self, name: str, value: str) -> Response:
         self.headers.append((name.encode("latin-1"), value.encode("latin-1")))
+        return self
+
+    def warning(self, text: str) -> Response:
+        """A ``Warning: 299 - "text"`` header, as the spec allows them: at most 4096 bytes of them in all."""
+        quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+        value = f'299 - "{quoted}"'.encode("latin-1", "replace")
+        spent = sum(len(v) for n, v in self.headers if n == b"warning")
+        if spent + len(value) <= MAX_WARNING_BYTES:
+            self.headers.append((b"warning", value))
         return self
 
     @classmethod

@@ -19,7 +19,7 @@ from ..errcodes import (
 from ..formats import MediaType, parse_manifest
 from ..metadata.store import ManifestRecord, ReferrerRecord
 from ..service import Registry
-from ..service.registry import parse_algorithm
+from ..service.registry import media_type_warning, parse_algorithm
 from . import routes
 from .asgi import Request, Response
 from .routes import Handler, url_for
@@ -253,12 +253,14 @@ async def _manifest_response(registry: Registry, request: Request) -> Response:
                 detail={"reference": reference, "mediaType": record.media_type},
             )
         record = fallback
-    return (
+    response = (
         Response(200, body=record.content)
         .header("content-type", record.media_type)
         .header("docker-content-digest", record.digest)
         .header("etag", f'"{record.digest}"')
     )
+    warning = media_type_warning(record.media_type)
+    return response.warning(warning) if warning else response
 
 
 async def get_manifest(registry: Registry, request: Request) -> Response:
@@ -274,7 +276,8 @@ async def put_manifest(registry: Registry, request: Request) -> Response:
     raw = await request.body(limit)
     if raw is None:
         raise SizeInvalid(f"manifest exceeds {limit} bytes", status=413)
-    stored = await registry.put_manifest(name, reference, request.headers.get("content-type"), raw)
+    tags = request.query_all("tag")
+    stored = await registry.put_manifest(name, reference, request.headers.get("content-type"), raw, tags)
     response = (
         Response(201)
         .header("location", url_for(routes.MANIFEST, name=name, reference=stored.digest))
@@ -282,6 +285,10 @@ async def put_manifest(registry: Registry, request: Request) -> Response:
     )
     if stored.subject is not None:
         response.header("oci-subject", stored.subject)
+    for tag in stored.tags:
+        response.header("oci-tag", tag)
+    for warning in stored.warnings:
+        response.warning(warning)
     return response
 
 

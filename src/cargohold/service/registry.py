@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -21,7 +21,7 @@ from ..errcodes import (
     TagInvalid,
     Unsupported,
 )
-from ..formats import Manifest, ManifestError, ManifestSignatureError, parse_manifest
+from ..formats import Manifest, ManifestError, ManifestSignatureError, is_schema1, parse_manifest
 from ..metadata.store import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord, UploadRecord
 from ..reference import is_repository_name, is_tag
 from ..storage.driver import BlobStore, LocalFileServer
@@ -31,6 +31,8 @@ from .uploads import DEFAULT_ALGORITHM, Uploads
 DEFAULT_MAX_MANIFEST_SIZE: Final = 4 * 1024 * 1024
 #: repository names read per step when the catalog is filtered for a caller
 CATALOG_SCAN: Final = 1000
+#: most ``tag`` parameters one manifest push may carry (the spec asks for at least 10; more is 414)
+MAX_PUSH_TAGS: Final = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,9 @@ class StoredManifest:
     digest: str
     media_type: str
     subject: str | None
+    #: the tags now pointing at it, from the ``tag`` parameters of a push by digest
+    tags: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 def parse_digest(text: str) -> Digest:
@@ -72,6 +77,13 @@ def parse_algorithm(text: str | None) -> str:
     if text not in ALGORITHMS:
         raise DigestInvalid(f"unsupported digest algorithm {text!r}", detail={"algorithm": text})
     return text
+
+
+def media_type_warning(media_type: str) -> str | None:
+    """What a client should be warned of when it pushes or pulls a manifest of this type."""
+    if is_schema1(media_type):
+        return "Docker schema 1 manifests are deprecated; convert the image to Docker schema 2 or OCI"
+    return None
 
 
 def check_name(name: str) -> None:
@@ -240,20 +252,26 @@ class Registry:
         return record
 
     async def put_manifest(
-        self, repository: str, reference: str, content_type: str | None, raw: bytes
+        self, repository: str, reference: str, content_type: str | None, raw: bytes, tags: Sequence[str] = ()
     ) -> StoredManifest:
+        """Store a manifest under ``reference`` (a tag or its digest).
+
+        ``tags`` (the ``tag`` parameters of a push by digest) all point at it
+        once it is stored, in the same transaction; one invalid tag refuses the
+        whole push.
+        """
         self.check_writable()
         check_name(repository)
         if len(raw) > self.options.max_manifest_size:
             raise SizeInvalid(f"manifest exceeds {self.options.max_manifest_size} bytes", status=413)
-        tag: str | None = None
         expected: Digest | None = None
         if ":" in reference:
             expected = parse_digest(reference)
-        elif is_tag(reference):
-            tag = reference
-        else:
+        elif not is_tag(reference):
             raise TagInvalid(f"invalid tag {reference!r}", detail={"tag": reference})
+        elif tags:
+            raise TagInvalid("tag parameters need a push by digest", detail={"tag": reference})
+        new_tags = self._check_push_tags(tags) if expected is not None else (reference,)
         try:
             manifest = parse_manifest(raw, content_type)
         except ManifestSignatureError as exc:
@@ -267,7 +285,7 @@ class Registry:
                 detail={"expected": str(expected), "actual": str(manifest.digest)},
             )
         digest = expected or manifest.digest
-        self._check_schema1_identity(manifest, repository, tag)
+        self._check_schema1_identity(manifest, repository, new_tags)
         # checked before the repository is created: a refused manifest must not create one
         repository_id = await self.meta.repository_id(repository)
         await self._check_references(repository_id, manifest)
@@ -284,15 +302,32 @@ class Registry:
             annotations_json=annotations,
             references=[str(d.digest) for d in manifest.references],
         )
-        await self.meta.put_manifest(repository_id, record, [tag] if tag is not None else [])
-        return StoredManifest(str(digest), manifest.media_type, subject)
+        await self.meta.put_manifest(repository_id, record, new_tags)
+        warning = media_type_warning(manifest.media_type)
+        return StoredManifest(
+            str(digest), manifest.media_type, subject,
+            tags=new_tags if expected is not None else (),
+            warnings=(warning,) if warning else (),
+        )
 
     @staticmethod
-    def _check_schema1_identity(manifest: Manifest, repository: str, tag: str | None) -> None:
+    def _check_push_tags(tags: Sequence[str]) -> tuple[str, ...]:
+        """The distinct ``tag`` parameters of a push, in order, if every one is a valid tag."""
+        distinct = tuple(dict.fromkeys(tags))
+        if len(distinct) > MAX_PUSH_TAGS:
+            raise TagInvalid(f"at most {MAX_PUSH_TAGS} tags per push", status=414)
+        invalid = [tag for tag in distinct if not is_tag(tag)]
+        if invalid:
+            raise TagInvalid(f"invalid tag {invalid[0]!r}", detail={"tags": invalid})
+        return distinct
+
+    @staticmethod
+    def _check_schema1_identity(manifest: Manifest, repository: str, tags: Sequence[str]) -> None:
         if manifest.name is not None and manifest.name != repository:
             raise NameInvalid(f"manifest names repository {manifest.name!r}, not {repository!r}")
-        if tag is not None and manifest.tag is not None and manifest.tag != tag:
-            raise TagInvalid(f"manifest names tag {manifest.tag!r}, not {tag!r}")
+        for tag in tags:
+            if manifest.tag is not None and manifest.tag != tag:
+                raise TagInvalid(f"manifest names tag {manifest.tag!r}, not {tag!r}")
 
     async def _check_references(self, repository_id: int | None, manifest: Manifest) -> None:
         """Every referenced blob and child manifest must be in the repository; report all missing.
