@@ -387,3 +387,22 @@ def test_manifest_can_be_built_directly() -> None:
     manifest = Manifest(MediaType.OCI_INDEX, raw, Digest.of(raw), raw, 2)
     assert manifest.references == ()
     assert manifest == parse_manifest(raw, None)
+
+
+def test_nesting_is_bounded() -> None:
+    """8 KB of nested arrays raised RecursionError; the bound keeps it a ManifestError."""
+    deep = "[" * 2000 + "]" * 2000
+    with pytest.raises(ManifestError, match="nested more than 64 levels"):
+        parse_manifest(encode(oci_manifest())[:-1] + f',"extra":{deep}}}'.encode())
+    nested = "[" * 63 + "]" * 63  # 64 levels with the manifest itself
+    assert parse_manifest(encode(oci_manifest())[:-1] + f',"extra":{nested}}}'.encode()).layers
+
+
+@pytest.mark.parametrize("key, build", [("layers", oci_manifest), ("manifests", oci_index)])
+def test_descriptor_count_is_bounded(key: str, build: Any) -> None:
+    doc = build()
+    doc[key] = doc[key] * 10_000
+    assert len(getattr(parse_manifest(encode(doc)), key)) == 10_000
+    doc[key].append(doc[key][0])
+    with pytest.raises(ManifestError, match=f"{key}: 10001 entries, more than the 10000 allowed"):
+        parse_manifest(encode(doc))

@@ -26,12 +26,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .. import jsontext
 from .access import Access
 from .keys import ALLOWED_ALGORITHMS, SigningKey, VerifyingKey
 
@@ -92,8 +94,8 @@ def _unb64(text: str) -> bytes:
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
-    except ValueError:
+        value = jsontext.loads(raw)
+    except ValueError:  # UnicodeDecodeError and JSONTooDeep too
         raise MalformedToken(f"{what} is not JSON") from None
     if not isinstance(value, dict):
         raise MalformedToken(f"{what} is not a JSON object")
@@ -163,7 +165,7 @@ def _int_claim(claims: Mapping[str, Any], name: str, required: bool) -> int | No
         if required:
             raise MalformedToken(f"{name} is missing")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise MalformedToken(f"{name} is not a number")
     return int(value)
 

@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .. import jsontext
 from ..digest import Digest
 from ..formats import Descriptor, MediaType
 from ..reference import Reference
@@ -135,7 +136,7 @@ def v1_layers(payload: bytes) -> list[V1Layer]:
     layers = []
     for i, (fs_layer, entry) in enumerate(zip(document["fsLayers"], document["history"], strict=True)):
         try:
-            v1 = json.loads(entry["v1Compatibility"])
+            v1 = jsontext.loads(entry["v1Compatibility"])
         except ValueError as exc:
             raise ClientError(f"history[{i}].v1Compatibility is not JSON: {exc}") from None
         if not isinstance(v1, dict):

@@ -26,13 +26,12 @@ Exception tree::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
 
-from .. import errcodes
+from .. import errcodes, jsontext
 from ..digest import Digest
 
 #: the most of an error body we read: ggcr's limit; a proxy's HTML page needs no more
@@ -153,7 +152,7 @@ class UnsupportedOperation(ClientError):
 
 def _diagnostics(body: bytes) -> tuple[Diagnostic, ...]:
     try:
-        document = json.loads(body)
+        document = jsontext.loads(body)
     except ValueError:
         return ()
     errors = document.get("errors") if isinstance(document, dict) else None

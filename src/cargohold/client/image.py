@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .. import jsontext
 from ..digest import Digest
 from ..formats import Descriptor, Manifest, Platform, is_index, is_schema1, parse_manifest
 from ..reference import Reference
@@ -91,7 +92,7 @@ class ImageConfig:
     @classmethod
     def from_json(cls, raw: bytes) -> ImageConfig:
         try:
-            data = json.loads(raw)
+            data = jsontext.loads(raw)
         except ValueError as exc:
             raise ClientError(f"image config is not JSON: {exc}") from None
         if not isinstance(data, dict):

@@ -4,14 +4,15 @@ Every accessor takes ``where`` (the path of the containing value, such as
 ``"layers[2]"``) so that an error names the exact field at fault. Decoding is
 stricter than :func:`json.loads`: the text must be UTF-8, duplicate keys are
 refused (two parsers reading the same bytes must not see different values),
-and the non-standard ``NaN``/``Infinity`` constants are refused.
+the non-standard ``NaN``/``Infinity`` constants are refused, and so is
+nesting deeper than :data:`cargohold.jsontext.MAX_DEPTH`.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, NoReturn
 
+from .. import jsontext
 from .errors import ManifestError
 
 JSONObject = dict[str, Any]
@@ -19,6 +20,10 @@ JSONObject = dict[str, Any]
 #: The largest size a descriptor may declare: Go registries and our metadata
 #: store hold sizes as signed 64-bit integers.
 MAX_SIZE = 2**63 - 1
+#: The most entries a manifest's ``layers``, ``manifests`` or ``fsLayers`` may
+#: hold: Docker and containerd stack at most 127 layers, and every entry costs
+#: a lookup when the manifest is pushed.
+MAX_DESCRIPTORS = 10_000
 
 
 def _refuse_constant(name: str) -> NoReturn:
@@ -41,12 +46,12 @@ def load_object(data: bytes, what: str, error: type[ManifestError] = ManifestErr
     except UnicodeDecodeError as exc:
         raise error(f"{what} is not UTF-8: {exc}") from None
     try:
-        value = json.loads(
+        value = jsontext.loads(
             text,
             object_pairs_hook=_object_without_duplicates,
             parse_constant=_refuse_constant,
         )
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError, as are ours
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError, as are ours and JSONTooDeep
         raise error(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise error(f"{what} must be a JSON object, not {json_type(value)}")
@@ -83,6 +88,14 @@ def expect_list(value: object, where: str) -> list[Any]:
     if not isinstance(value, list):
         raise ManifestError(f"{where}: must be an array, not {json_type(value)}")
     return value
+
+
+def bounded_list(value: object, where: str) -> list[Any]:
+    """An array of at most :data:`MAX_DESCRIPTORS` entries."""
+    items = expect_list(value, where)
+    if len(items) > MAX_DESCRIPTORS:
+        raise ManifestError(f"{where}: {len(items)} entries, more than the {MAX_DESCRIPTORS} allowed")
+    return items
 
 
 def expect_str(value: object, where: str) -> str:

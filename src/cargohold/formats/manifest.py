@@ -229,7 +229,7 @@ def _parse_schema1(raw: bytes, obj: _json.JSONObject, media_type: str) -> Manife
     else:
         payload = raw
     _check_schema_version(obj, 1)
-    fs_layers = _json.expect_list(_json.required(obj, "fsLayers", ""), "fsLayers")
+    fs_layers = _json.bounded_list(_json.required(obj, "fsLayers", ""), "fsLayers")
     history = _json.expect_list(_json.required(obj, "history", ""), "history")
     if len(history) != len(fs_layers):
         raise ManifestError(f"history has {len(history)} entries but fsLayers has {len(fs_layers)}")
@@ -288,7 +288,7 @@ def _refuse_fields(obj: _json.JSONObject, keys: tuple[str, ...], what: str) -> N
 
 
 def _descriptors(obj: _json.JSONObject, key: str) -> tuple[Descriptor, ...]:
-    items = _json.expect_list(_json.required(obj, key, ""), key)
+    items = _json.bounded_list(_json.required(obj, key, ""), key)
     return tuple(Descriptor.from_json(item, f"{key}[{i}]") for i, item in enumerate(items))
 
 
