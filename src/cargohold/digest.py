@@ -17,7 +17,7 @@ ALGORITHMS: Final[dict[str, int]] = {"sha256": 64, "sha512": 128}
 
 # image-spec grammar: algorithm-component(s) ":" encoded; we then insist on a
 # registered algorithm with lower-case hex of the right length.
-_GRAMMAR: Final = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+_GRAMMAR: Final = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 _LOWER_HEX: Final = re.compile(r"[0-9a-f]+")
 
 
@@ -32,7 +32,7 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        if not _GRAMMAR.match(text):
+        if not _GRAMMAR.fullmatch(text):
             raise DigestError(f"invalid digest {text!r}")
         algorithm, _, encoded = text.partition(":")
         length = ALGORITHMS.get(algorithm)

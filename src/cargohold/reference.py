@@ -16,10 +16,10 @@ from .digest import Digest, DigestError
 
 #: distribution-spec: <name> path components separated by "/"
 NAME_PATTERN: Final = re.compile(
-    r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$"
+    r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
 )
 #: distribution-spec: <reference> as a tag
-TAG_PATTERN: Final = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+TAG_PATTERN: Final = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 #: Distribution's limit on a whole repository name (the spec lets registries set one)
 NAME_MAX_LENGTH: Final = 255
 
@@ -32,11 +32,11 @@ class ReferenceError(ValueError):
 
 
 def is_repository_name(name: str) -> bool:
-    return len(name) <= NAME_MAX_LENGTH and NAME_PATTERN.match(name) is not None
+    return len(name) <= NAME_MAX_LENGTH and NAME_PATTERN.fullmatch(name) is not None
 
 
 def is_tag(tag: str) -> bool:
-    return TAG_PATTERN.match(tag) is not None
+    return TAG_PATTERN.fullmatch(tag) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,7 @@ _TEMPLATES: Final = {name: template for name, _, template, _ in _PATTERNS}
 
 def build_routes(handlers: dict[str, dict[str, Handler]]) -> list[Route]:
     return [
-        Route(name, re.compile(f"^{pattern}$"), template, handlers[name], marker)
+        Route(name, re.compile(pattern, re.DOTALL), template, handlers[name], marker)
         for name, pattern, template, marker in _PATTERNS
     ]
 
@@ -66,7 +66,7 @@ def match(routes: list[Route], path: str) -> tuple[Route, dict[str, str]] | None
     for route in routes:
         if route.marker not in path:
             continue
-        found = route.pattern.match(path)
+        found = route.pattern.fullmatch(path)
         if found is not None:
             return route, found.groupdict()
     return None

@@ -29,9 +29,9 @@ from ..reference import is_repository_name
 
 #: one repository path component (the distribution spec's grammar), so a user's name is a namespace
 _COMPONENT: Final = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-ACCOUNT_NAME: Final = re.compile(rf"^{_COMPONENT}$")
-ROBOT_SHORT_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-TEAM_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+ACCOUNT_NAME: Final = re.compile(_COMPONENT)
+ROBOT_SHORT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_]*")
+TEAM_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
 #: Docker Hub allows 30; 63 leaves room for organizations named after DNS labels
 NAME_MAX_LENGTH: Final = 63
 #: the team an organization is created with; its members administer every repository of the organization
@@ -149,7 +149,7 @@ class Permission:
 
 
 def check_account_name(name: str) -> str:
-    if len(name) > NAME_MAX_LENGTH or not ACCOUNT_NAME.match(name):
+    if len(name) > NAME_MAX_LENGTH or not ACCOUNT_NAME.fullmatch(name):
         raise InvalidName(
             f"{name!r} is not a valid user or organization name "
             f"(lower-case letters, digits and single . _ - separators, at most {NAME_MAX_LENGTH} characters)"
@@ -160,7 +160,7 @@ def check_account_name(name: str) -> str:
 def robot_name(owner: str, short: str) -> str:
     """``owner+short``, checked."""
     check_account_name(owner)
-    if not ROBOT_SHORT_NAME.match(short) or len(owner) + 1 + len(short) > NAME_MAX_LENGTH:
+    if not ROBOT_SHORT_NAME.fullmatch(short) or len(owner) + 1 + len(short) > NAME_MAX_LENGTH:
         raise InvalidName(f"{short!r} is not a valid robot name (lower-case letters, digits and _)")
     return f"{owner}+{short}"
 
@@ -174,7 +174,7 @@ def split_robot_name(name: str) -> tuple[str, str]:
 
 
 def check_team_name(name: str) -> str:
-    if len(name) > NAME_MAX_LENGTH or not TEAM_NAME.match(name):
+    if len(name) > NAME_MAX_LENGTH or not TEAM_NAME.fullmatch(name):
         raise InvalidName(f"{name!r} is not a valid team name (lower-case letters, digits, _ and -)")
     return name
 

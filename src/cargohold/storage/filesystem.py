@@ -23,11 +23,11 @@ from .driver import BlobMissing, StorageError, UploadMissing
 
 #: read size for streamed responses: large enough that per-chunk overhead vanishes
 READ_CHUNK: Final = 1 << 20
-_UPLOAD_ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_UPLOAD_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def _check_upload_id(upload_id: str) -> None:
-    if not _UPLOAD_ID.match(upload_id):
+    if not _UPLOAD_ID.fullmatch(upload_id):
         raise UploadMissing(f"invalid upload id {upload_id!r}")
 
 
