@@ -10,6 +10,7 @@ import pytest
 from cargohold import jsontext
 from cargohold.api.handlers import HANDLERS
 from cargohold.api.routes import build_routes, match
+from cargohold.auth.admin_api import _ROUTES as ADMIN_ROUTES
 from cargohold.auth.model import InvalidName, check_account_name, check_team_name, robot_name
 from cargohold.digest import Digest, DigestError
 from cargohold.reference import Reference, ReferenceError, is_repository_name, is_tag
@@ -69,6 +70,8 @@ def test_routes_match_whole_paths() -> None:
     # a newline inside the name reaches the name check (NAME_INVALID), not a 404
     found = match(routes, "/v2/team/app\n/tags/list")
     assert found is not None and found[1]["name"] == "team/app\n"
+    assert any(p.fullmatch("/admin/v1/users") for _, p, _ in ADMIN_ROUTES)
+    assert not any(p.fullmatch("/admin/v1/users\n") for _, p, _ in ADMIN_ROUTES)
 
 
 def test_json_depth_is_bounded() -> None:

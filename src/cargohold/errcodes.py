@@ -23,7 +23,8 @@ Exception tree::
     ├── Unsupported            UNSUPPORTED            405
     ├── TooManyRequests        TOOMANYREQUESTS        429
     ├── RangeInvalid           RANGE_INVALID          416
-    └── PaginationNumberInvalid PAGINATION_NUMBER_INVALID 400
+    ├── PaginationNumberInvalid PAGINATION_NUMBER_INVALID 400
+    └── Unknown                UNKNOWN                500 (a failure of the server's own)
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class ErrorCode(Enum):
     TOOMANYREQUESTS = ("too many requests", 429)
     RANGE_INVALID = ("invalid content range", 416)
     PAGINATION_NUMBER_INVALID = ("invalid number of results requested", 400)
+    UNKNOWN = ("unknown error", 500)
 
     @property
     def message(self) -> str:
@@ -175,6 +177,10 @@ class RangeInvalid(RegistryError):
 
 class PaginationNumberInvalid(RegistryError):
     code = ErrorCode.PAGINATION_NUMBER_INVALID
+
+
+class Unknown(RegistryError):
+    code = ErrorCode.UNKNOWN
 
 
 ERROR_TYPES: dict[str, type[RegistryError]] = {

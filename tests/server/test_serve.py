@@ -73,12 +73,13 @@ def test_prints_where_it_listens_and_keeps_data(tmp_path: Path) -> None:
 
 def test_one_json_log_line_per_request(tmp_path: Path) -> None:
     with cargohold(tmp_path) as server:
-        httpx.get(f"{server.url}/v2/nope/tags/list")
+        response = httpx.get(f"{server.url}/v2/nope/tags/list")
         time.sleep(0.2)
     lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
     entry = next(e for e in lines if e["path"] == "/v2/nope/tags/list")
     assert entry["method"] == "GET" and entry["status"] == 404 and entry["bytes"] > 0
     assert entry["client"].startswith("127.0.0.1:") and entry["duration_ms"] >= 0
+    assert entry["request_id"] == response.headers["x-request-id"]
 
 
 def test_deletes_disabled(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """The ASGI application: route, call the handler, write errors in the spec's envelope, log.
 
 Pipeline per request: match route → check method → check the repository name
-→ handler → send. Every :class:`RegistryError` becomes the spec's
-``{"errors": [...]}`` body here and nowhere else.
+→ handler → send. Every failure becomes the spec's ``{"errors": [...]}`` body
+in :meth:`RegistryApp._guarded`: a :class:`RegistryError` as itself, anything
+unexpected as ``500 UNKNOWN`` naming the request id (the traceback goes to the
+log, never to the client). Every response carries ``X-Request-Id``.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from ..auth import AccessController, OpenAccess, required_access
-from ..errcodes import NameInvalid, RegistryError, Unsupported
+from ..errcodes import BlobUploadInvalid, ManifestInvalid, NameInvalid, RegistryError, Unknown, Unsupported
 from ..metadata.store import MetadataError
 from ..reference import is_repository_name
 from ..service import Registry
 from ..storage.driver import StorageError
 from .accesslog import AccessLog
-from .asgi import ClientDisconnected, Receive, Request, Response, Scope, Send
+from .asgi import ClientDisconnected, Receive, Request, Response, Scope, Send, envelope_response, error_response
 from .handlers import HANDLERS
 from .routes import Route, build_routes, match
 
@@ -33,13 +35,6 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 #: how often abandoned uploads are looked for
 PURGE_INTERVAL_SECONDS: Final = 600.0
-
-
-def error_response(error: RegistryError) -> Response:
-    response = Response.json({"errors": error.envelope_entries()}, status=error.status)
-    for name, value in error.headers.items():
-        response.header(name, value)
-    return response
 
 
 class RegistryApp:
@@ -67,14 +62,14 @@ class RegistryApp:
         started = time.perf_counter()
         found = match(self.routes, scope["path"])
         request = Request(scope, receive, found[1] if found else {})
-        try:
-            response = await self._respond(request, found)
-        except ClientDisconnected:
-            self._log(request, 499, 0, started)
-            return
+        response = await self._respond(request, found)
+        response.header("x-request-id", request.id)
         try:
             sent = await response.send(send, scope, request.method == "HEAD")
         except OSError:
+            sent = -1
+        except Exception:  # the status line may be out: nothing left to answer, only to log
+            self._log_failure(request, "sending the response failed")
             sent = -1
         self._log(request, response.status, sent, started)
 
@@ -84,9 +79,8 @@ class RegistryApp:
         endpoint = next((e for prefix, e in self.endpoints.items() if request.path.startswith(prefix)), None)
         if endpoint is not None:
             return await self._guarded(request, endpoint(request))
-        return Response.json(
-            {"errors": [{"code": "NOT_FOUND", "message": "no such API endpoint", "detail": request.path}]},
-            status=404,
+        return envelope_response(
+            [{"code": "NOT_FOUND", "message": "no such API endpoint", "detail": request.path}], 404
         )
 
     async def _dispatch(self, request: Request, route: Route, params: dict[str, str]) -> Response:
@@ -104,15 +98,28 @@ class RegistryApp:
         return await handler(self.registry, request)
 
     async def _guarded(self, request: Request, work: Awaitable[Response]) -> Response:
-        """The one place failures become responses: spec errors as the envelope, backend failures as 500."""
+        """The one place failures become responses."""
         try:
             return await work
         except RegistryError as error:
             await self._drain(request)
             return error_response(error)
-        except (StorageError, MetadataError, OSError) as exc:
-            log.exception("backend failure", extra={"path": request.path})
-            return Response.json({"errors": [{"code": "UNKNOWN", "message": str(exc)}]}, status=500)
+        except ClientDisconnected:
+            # granian ends a body it cannot decode (bad chunked framing) as a disconnect, which it
+            # also is when the client went away: a client still there is told; a gone one hears nothing
+            invalid = ManifestInvalid if "reference" in request.params else BlobUploadInvalid
+            return error_response(invalid("the request body is malformed or ended early"))
+        except Exception as exc:
+            what = "backend failure" if isinstance(exc, StorageError | MetadataError | OSError) else "unexpected error"
+            self._log_failure(request, what)
+            return error_response(Unknown("internal server error", detail={"requestId": request.id}))
+
+    @staticmethod
+    def _log_failure(request: Request, message: str) -> None:
+        """One log record with the traceback of the exception being handled, naming the request."""
+        log.error(message, exc_info=True, extra={
+            "request_id": request.id, "method": request.method, "path": request.path,
+        })
 
     @staticmethod
     async def _drain(request: Request) -> None:
@@ -123,7 +130,7 @@ class RegistryApp:
 
     def _log(self, request: Request, status: int, sent: int, started: float) -> None:
         self._access_log.record(
-            request.method, request.path, status, sent, time.perf_counter() - started, request.client
+            request.method, request.path, status, sent, time.perf_counter() - started, request.client, request.id
         )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

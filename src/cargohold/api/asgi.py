@@ -8,11 +8,13 @@ parsing what they use, and blob bodies stream without copies.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
 from ..auth.access import AccessController, Grant
+from ..errcodes import RegistryError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -29,10 +31,14 @@ class ClientDisconnected(Exception):
 
 
 class Request:
-    __slots__ = ("scope", "receive", "method", "path", "params", "grant", "access", "_headers", "_query", "_consumed")
+    __slots__ = (
+        "scope", "receive", "method", "path", "params", "grant", "access", "id", "_headers", "_query", "_consumed",
+    )
 
     def __init__(self, scope: Scope, receive: Receive, params: dict[str, str]):
         self.scope = scope
+        #: names the request in the X-Request-Id header, the access log and error logs
+        self.id = os.urandom(8).hex()
         self.receive = receive
         self.method: str = scope["method"]
         self.path: str = scope["path"]
@@ -180,6 +186,21 @@ class Response:
             return sent
         await send({"type": "http.response.body", "body": self.body})
         return len(self.body)
+
+
+def error_response(failure: RegistryError, /, **fields: Any) -> Response:
+    """The answer to ``failure``: its envelope, status and headers (``fields`` go beside ``errors``)."""
+    return envelope_response(failure.envelope_entries(), failure.status, failure.headers, **fields)
+
+
+def envelope_response(
+    entries: list[dict[str, Any]], status: int, headers: Mapping[str, str] | None = None, /, **fields: Any
+) -> Response:
+    """Every error answer is written here: ``{"errors": entries, **fields}``."""
+    response = Response.json({**fields, "errors": entries}, status=status)
+    for name, value in (headers or {}).items():
+        response.header(name, value)
+    return response
 
 
 async def _close(stream: AsyncIterator[bytes]) -> None:

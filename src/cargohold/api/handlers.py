@@ -74,9 +74,7 @@ async def get_blob(registry: Registry, request: Request) -> Response:
     if range_header is not None:
         span = _parse_range(range_header, size)
         if span is None:
-            return Response.json(
-                {"errors": [RangeInvalid("requested range not satisfiable").to_json()]}, status=416
-            ).header("content-range", f"bytes */{size}")
+            raise RangeInvalid("requested range not satisfiable", headers={"content-range": f"bytes */{size}"})
         start, end = span
         if (start, end) != (0, size - 1):
             status, length = 206, end - start + 1

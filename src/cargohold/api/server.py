@@ -14,6 +14,7 @@ from ..metadata import open_metadata_store
 from ..service import Registry, RegistryOptions
 from ..storage import open_blob_store
 from .app import RegistryApp
+from .logformat import JsonLineFormatter
 
 #: the resolved configuration travels to worker processes in this variable
 CONFIG_ENV = "CARGOHOLD_RESOLVED_CONFIG"
@@ -39,7 +40,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
 
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(JsonLineFormatter())
     root = logging.getLogger("cargohold")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -35,13 +35,13 @@ Errors use the registry's envelope, with the access model's error names as codes
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..api.asgi import Request, Response
+from .. import jsontext
+from ..api.asgi import Request, Response, envelope_response, error_response
 from ..errcodes import Denied, RegistryError, Unauthorized
 from .jwt import TokenInvalid, Verifier
 from .login import Authenticator, audit, parse_basic
@@ -111,22 +111,19 @@ class AdminApi:
             caller = await self._caller(request)
             path_known = False
             for method, pattern, handler in _ROUTES:
-                found = pattern.match(request.path)
+                found = pattern.fullmatch(request.path)
                 path_known = path_known or found is not None
                 if found is not None and method == request.method:
                     result = await handler(self, caller, found.groupdict(), request)
                     return Response(204) if result is None else Response.json(result)
             if path_known:
-                return Response.json({"errors": [{"code": "UNSUPPORTED", "message": "method not allowed"}]}, 405)
-            return Response.json({"errors": [{"code": "NOT_FOUND", "message": "no such admin endpoint"}]}, 404)
+                return envelope_response([{"code": "UNSUPPORTED", "message": "method not allowed"}], 405)
+            return envelope_response([{"code": "NOT_FOUND", "message": "no such admin endpoint"}], 404)
         except AccessModelError as error:
             status = next((s for kind, s in _STATUS.items() if isinstance(error, kind)), 400)
-            return Response.json({"errors": [{"code": _code(type(error).__name__), "message": str(error)}]}, status)
+            return envelope_response([{"code": _code(type(error).__name__), "message": str(error)}], status)
         except RegistryError as error:
-            response = Response.json({"errors": error.envelope_entries()}, status=error.status)
-            for name, value in error.headers.items():
-                response.header(name, value)
-            return response
+            return error_response(error)
 
     async def _caller(self, request: Request) -> Caller:
         challenge = {"WWW-Authenticate": 'Basic realm="cargohold admin"'}
@@ -155,9 +152,11 @@ class AdminApi:
     @staticmethod
     async def body(request: Request) -> dict[str, Any]:
         raw = await request.body(MAX_BODY)
+        if raw is None:
+            raise BadRequest(f"the body is larger than {MAX_BODY} bytes")
         try:
-            data = json.loads(raw or b"{}")
-        except ValueError:
+            data = jsontext.loads(raw or b"{}")
+        except ValueError:  # UnicodeDecodeError and JSONTooDeep too
             raise BadRequest("the body is not JSON") from None
         if not isinstance(data, dict):
             raise BadRequest("the body must be a JSON object")
@@ -365,7 +364,7 @@ _ORG = r"(?P<org>[^/]+)"
 _TEAM = r"(?P<team>[^/]+)"
 _REPO = r"(?P<repo>.+?)"
 _ROUTES: Final[list[tuple[str, re.Pattern[str], Handler]]] = [
-    (method, re.compile(f"^{PREFIX}{path}$"), handler)
+    (method, re.compile(f"{PREFIX}{path}"), handler)
     for method, path, handler in [
         ("GET", "/whoami", whoami),
         ("GET", "/users", list_users),

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 from urllib.parse import parse_qs
 
-from ..api.asgi import Request, Response
+from ..api.asgi import Request, Response, envelope_response, error_response
 from ..errcodes import RegistryError, Unauthorized, Unsupported
 from ..reference import is_repository_name
 from .access import CATALOG, Access
@@ -174,7 +174,7 @@ class TokenService:
             if request.path == JWKS_PATH and request.method in ("GET", "HEAD"):
                 return Response.json(jwks([self.key.public]))
             if request.path != TOKEN_PATH:
-                return Response.json({"errors": [{"code": "NOT_FOUND", "message": "no such endpoint"}]}, status=404)
+                return envelope_response([{"code": "NOT_FOUND", "message": "no such endpoint"}], 404)
             if request.method in ("GET", "HEAD"):
                 body = await self._get(request)
             elif request.method == "POST":
@@ -190,10 +190,7 @@ class TokenService:
     @staticmethod
     def error_response(error: RegistryError) -> Response:
         oauth = getattr(error, "oauth_error", None) or _OAUTH_ERRORS.get(error.status, "invalid_request")
-        body = {"error": oauth, "error_description": error.message, "errors": error.envelope_entries()}
-        response = Response.json(body, status=error.status)
-        for name, value in error.headers.items():
-            response.header(name, value)
+        response = error_response(error, error=oauth, error_description=error.message)
         return response.header("cache-control", "no-store")
 
     async def _get(self, request: Request) -> dict[str, Any]:
