@@ -84,13 +84,10 @@ class Request:
 
     def content_length(self) -> int | None:
         value = self.headers.get("content-length")
-        if value is None:
+        # ASCII digits only (int() would take "+1", "1_0" and 5,000-digit numbers are refused by it)
+        if value is None or not (value.isascii() and value.isdigit()) or len(value) > 19:
             return None
-        try:
-            length = int(value)
-        except ValueError:
-            return None
-        return length if length >= 0 else None
+        return int(value)
 
     async def stream(self) -> AsyncIterator[bytes]:
         """The request body, chunk by chunk as it arrives."""

@@ -24,8 +24,11 @@ from . import routes
 from .asgi import Request, Response
 from .routes import Handler, url_for
 
-_CONTENT_RANGE: Final = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
-_RANGE: Final = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits, at most 19 (any offset below 2**63): a longer number is malformed, not an int() to attempt
+_NUMBER: Final = r"[0-9]{1,19}"
+_CONTENT_RANGE: Final = re.compile(rf"(?:bytes[ =])?({_NUMBER})-({_NUMBER})(?:/(?:{_NUMBER}|\*))?")
+_RANGE: Final = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
+_PAGE_SIZE: Final = re.compile(_NUMBER)
 #: largest page we hand out when a client asks for more (or gives no n)
 MAX_PAGE: Final = 10_000
 
@@ -93,7 +96,7 @@ async def get_blob(registry: Registry, request: Request) -> Response:
 
 def _parse_range(value: str, size: int) -> tuple[int, int] | None:
     """A single ``bytes=`` range clipped to the blob; None if unsatisfiable or malformed."""
-    found = _RANGE.match(value.strip())
+    found = _RANGE.fullmatch(value.strip())
     if found is None or size == 0:
         return None
     first, last = found.groups()
@@ -152,12 +155,12 @@ async def patch_upload(registry: Registry, request: Request) -> Response:
     start = length = None
     content_range = request.headers.get("content-range")
     if content_range is not None:
-        found = _CONTENT_RANGE.match(content_range.strip())
+        found = _CONTENT_RANGE.fullmatch(content_range.strip())
         if found is None:
-            raise RangeInvalid(f"malformed Content-Range {content_range!r}")
+            raise RangeInvalid(f"malformed Content-Range {content_range[:80]!r}")
         start, end = int(found.group(1)), int(found.group(2))
         if end < start:
-            raise RangeInvalid(f"malformed Content-Range {content_range!r}")
+            raise RangeInvalid(f"malformed Content-Range {content_range[:80]!r}")
         length = end - start + 1
     declared = request.content_length()
     if declared is not None:
@@ -303,13 +306,9 @@ def _page(request: Request) -> tuple[int | None, str | None]:
     last = request.query("last") or None
     if text is None or text == "":
         return None, last
-    try:
-        limit = int(text)
-    except ValueError:
-        raise PaginationNumberInvalid(f"n must be a number, not {text!r}") from None
-    if limit < 0:
-        raise PaginationNumberInvalid(f"n must not be negative, got {limit}")
-    return min(limit, MAX_PAGE), last
+    if _PAGE_SIZE.fullmatch(text) is None:
+        raise PaginationNumberInvalid(f"n must be a whole number below 2**63, not {text[:40]!r}")
+    return min(int(text), MAX_PAGE), last
 
 
 def _paged(items: list[str], limit: int | None, path: str, key: str, body: dict[str, Any]) -> Response:
