@@ -30,6 +30,7 @@ from typing import Final
 
 import httpx
 
+from .. import jsontext
 from .errors import AuthError, check
 from .keychain import Credentials, Keychain
 
@@ -269,7 +270,7 @@ class RegistryAuth(httpx.Auth):
         response.read()
         check(response, 200)
         try:
-            body = response.json()
+            body = jsontext.loads(response.content)
             value = body.get("token") or body.get("access_token")
         except (ValueError, AttributeError):
             raise AuthError(f"{challenge.realm}: token service answered with no JSON") from None

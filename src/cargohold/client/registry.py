@@ -23,13 +23,14 @@ from typing import Final, Self
 
 import httpx
 
+from .. import jsontext
 from ..digest import Digest
 from ..formats import MANIFEST_MEDIA_TYPES, Manifest, MediaType, is_schema1, parse_manifest
 from ..reference import DOCKER_HUB, DOCKER_HUB_API, Reference
 from . import blobs
 from .auth import RegistryAuth, TokenCache
 from .direct import BodyReader, DirectPool
-from .errors import DigestMismatch, ManifestTooLarge, check
+from .errors import ClientError, DigestMismatch, ManifestTooLarge, check
 from .keychain import DockerConfig, Keychain
 from .transport import (
     Fallback,
@@ -225,7 +226,14 @@ class RegistryClient:
         params: dict[str, str] | None = {"n": str(page_size)}
         while url is not None:
             response = check(self.request("GET", registry, url, params=params), 200, not_found="NAME_UNKNOWN")
-            yield from response.json().get(key) or []
+            try:
+                listing = jsontext.loads(response.content)
+                names = listing.get(key) or []
+            except (ValueError, AttributeError):
+                raise ClientError(f"{registry}{url}: the listing is not a JSON object") from None
+            if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+                raise ClientError(f"{registry}{url}: {key} is not a list of names")
+            yield from names
             match = _LINK.search(response.headers.get("Link", ""))
             url = match.group(1) if match else None
             if url is not None and "://" not in url and not url.startswith("/"):
