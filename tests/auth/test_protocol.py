@@ -39,8 +39,12 @@ def server_key(world: World) -> SigningKey:
 
 def forged(world: World, key: SigningKey | None = None, **changes: Any) -> str:
     """A token for writer on PRIVATE (pull, push), signed with ``key`` (default: the server's), claims changed."""
+    store = store_for(world.server.data_dir)
+    writer = store.require("writer")
+    store.close()
     claims = new_claims(issuer="cargohold", subject="writer", audience="cargohold", lifetime=300,
-                        accesses=[Access("repository", PRIVATE, "pull"), Access("repository", PRIVATE, "push")])
+                        accesses=[Access("repository", PRIVATE, "pull"), Access("repository", PRIVATE, "push")],
+                        generation=writer.credentials_generation)
     claims.update(changes)
     return encode(claims, key or server_key(world))
 

@@ -44,7 +44,7 @@ from .. import jsontext
 from ..api.asgi import Request, Response, envelope_response, error_response
 from ..errcodes import Denied, RegistryError, Unauthorized
 from .jwt import TokenInvalid, Verifier
-from .login import Authenticator, audit, parse_basic
+from .login import Authenticator, audit, parse_basic, token_account
 from .model import (
     AccessModelError,
     Account,
@@ -141,8 +141,8 @@ class AdminApi:
                 verified = self.verifier.verify(token.strip())
             except TokenInvalid:
                 raise Unauthorized("invalid credentials", headers=challenge) from None
-            found = self.store.account(verified.subject) if verified.issuer == self.issuer else None
-            if found is None or found.disabled or verified.issued_at < found.credentials_changed_at:
+            found = token_account(self.store, verified) if verified.issuer == self.issuer else None
+            if found is None:
                 raise Unauthorized("invalid credentials", headers=challenge)
             account = found
         if account.kind is not AccountKind.USER:

@@ -14,7 +14,8 @@ claim. When those fall short:
   whether or not the repository exists.
 
 Tokens of the own service are void once their account is deleted or disabled,
-or its password or robot token changed after the token was issued.
+or its password or robot token changed after the token was issued
+(:func:`~cargohold.auth.login.token_account`), at the base endpoint too.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..errcodes import Denied, Unauthorized
 from .access import CATALOG, Access, Grant, everything
 from .htpasswd import HtpasswdFile
 from .jwt import TokenInvalid, VerifiedToken, Verifier
-from .login import audit, parse_basic
+from .login import audit, parse_basic, token_account
 from .model import Account
 from .policy import load_view
 from .ratelimit import LoginLimiter
@@ -125,8 +126,8 @@ class TokenAccessController:
         """The live account behind an own-service token (None: anonymous or external)."""
         if token.issuer != self.own_issuer or not token.subject:
             return None
-        account = self.store.account(token.subject)
-        if account is None or account.disabled or token.issued_at < account.credentials_changed_at:
+        account = token_account(self.store, token)
+        if account is None:
             audit("token_rejected", reason="account void", account=token.subject, client=request.client)
             raise InvalidToken("invalid bearer token", headers=self._challenge(request, required, "invalid_token"))
         return account
@@ -136,6 +137,7 @@ class TokenAccessController:
         if not required:  # the base endpoint: any valid token will do, no token gets the challenge
             if token is None:
                 raise Unauthorized("authentication required", headers=self._challenge(request, required))
+            self._subject(request, token, required)
             return Grant(subject=token.subject or None, issuer=token.issuer)
         account = self._subject(request, token, required) if token is not None else None
         local = token is None or token.issuer == self.own_issuer

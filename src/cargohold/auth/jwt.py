@@ -8,6 +8,11 @@ never HMAC) *and* fit the key found by ``kid`` under the claimed issuer; then
 the signature; then ``iss``, ``aud``, ``exp`` and ``nbf`` (with a small leeway
 for clock skew). The ``access`` claim becomes a set of :class:`Access`.
 
+Tokens of cargohold's own service also carry the private claim
+:data:`GENERATION_CLAIM`: the credential generation of their account when it
+logged in (see ``store.py``), so that a token can be voided by a change made
+within the same second as its ``iat``, which RFC 7519 keeps in whole seconds.
+
 Exception tree (all :class:`TokenInvalid`, answered 401 ``invalid_token``)::
 
     TokenInvalid
@@ -41,6 +46,8 @@ from .keys import ALLOWED_ALGORITHMS, SigningKey, VerifyingKey
 LEEWAY_SECONDS: Final = 30
 #: longest accepted token; a bound on work before the signature check
 MAX_TOKEN_LENGTH: Final = 16 * 1024
+#: private claim: the account's credential generation the token was issued under
+GENERATION_CLAIM: Final = "cargohold_gen"
 
 
 class TokenInvalid(Exception):
@@ -122,16 +129,20 @@ def encode(claims: Mapping[str, Any], key: SigningKey) -> str:
 
 
 def new_claims(
-    *, issuer: str, subject: str, audience: str, lifetime: int, accesses: Iterable[Access], now: int | None = None
+    *, issuer: str, subject: str, audience: str, lifetime: int, accesses: Iterable[Access], now: int | None = None,
+    generation: int | None = None,
 ) -> dict[str, Any]:
     """The claim set of an access token (``aud`` a string, as Distribution 2.8 requires)."""
     issued = int(time.time()) if now is None else now
-    return {
+    claims: dict[str, Any] = {
         "iss": issuer, "sub": subject, "aud": audience,
         "exp": issued + lifetime, "nbf": issued, "iat": issued,
         "jti": secrets.token_urlsafe(16),
         "access": access_claim(accesses),
     }
+    if generation is not None:
+        claims[GENERATION_CLAIM] = generation
+    return claims
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +152,12 @@ class VerifiedToken:
     issued_at: int
     accesses: frozenset[Access]
     claims: dict[str, Any] = field(repr=False)
+
+    @property
+    def generation(self) -> int | None:
+        """The credential generation of an own-service token (None: the claim is absent or not an integer)."""
+        value = self.claims.get(GENERATION_CLAIM)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _accesses(claim: Any) -> frozenset[Access]:

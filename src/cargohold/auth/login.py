@@ -17,6 +17,7 @@ import logging
 from typing import Final
 
 from ..errcodes import Unauthorized
+from .jwt import VerifiedToken
 from .model import Account, AccountKind
 from .passwords import secret_matches, verify_password
 from .ratelimit import LoginLimiter
@@ -64,6 +65,15 @@ def parse_basic(header: str) -> tuple[str, str] | None:
 def audit(event: str, **fields: object) -> None:
     """One JSON line on the ``cargohold.auth`` logger (never give it a secret)."""
     log.info(json.dumps({"event": event, **fields}))
+
+
+def token_account(store: AccessStore, token: VerifiedToken) -> Account | None:
+    """The account behind a token of cargohold's own service, if its credentials are still those the
+    token was issued under (same generation; not disabled, not deleted); else None."""
+    account = store.account(token.subject)
+    if account is None or account.disabled or token.generation != account.credentials_generation:
+        return None
+    return account
 
 
 class Authenticator:

@@ -115,8 +115,9 @@ class Account:
     disabled: bool
     #: the owning user or organization of a robot
     owner: str | None
-    #: seconds since the epoch of the last password or token change; older access tokens are void
-    credentials_changed_at: int
+    #: changes with every change of credentials (password, robot token, disabled); access and refresh
+    #: tokens carry the generation they were issued under and are void under any other
+    credentials_generation: int
     created_at: int
 
     @property

@@ -1,6 +1,7 @@
 """The access model in SQL: :class:`AccessStore`, over the metadata database.
 
-The tables come from the metadata store's migrations (``0002_access.sql``), so
+The tables come from the metadata store's migrations (``0002_access.sql``, and
+``0004_credential_generations.sql`` for credential generations), so
 whoever opens the metadata store first has created them. The SQL is plain
 enough for PostgreSQL too (``ON CONFLICT``, ``BOOLEAN`` columns given Python
 booleans, no SQLite functions); only the ``?`` placeholders would change.
@@ -37,7 +38,7 @@ from .model import (
 )
 
 _ACCOUNT_COLUMNS = (
-    "a.id, a.name, a.kind, a.superuser, a.disabled, o.name, a.credentials_changed_at, a.created_at"
+    "a.id, a.name, a.kind, a.superuser, a.disabled, o.name, a.credentials_generation, a.created_at"
 )
 _ACCOUNT_SELECT = f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN accounts o ON o.id = a.owner_id"
 
@@ -49,7 +50,7 @@ def _now() -> int:
 def _account(row: Sequence[Any]) -> Account:
     return Account(
         id=int(row[0]), name=row[1], kind=AccountKind(row[2]), superuser=bool(row[3]), disabled=bool(row[4]),
-        owner=row[5], credentials_changed_at=int(row[6]), created_at=int(row[7]),
+        owner=row[5], credentials_generation=int(row[6]), created_at=int(row[7]),
     )
 
 
@@ -101,15 +102,21 @@ class AccessStore:
             sql, args = f"{sql} AND o.name = ?", [*args, owner]
         return [_account(row) for row in self._db.execute(f"{sql} ORDER BY a.name", args)]
 
+    @staticmethod
+    def _next_generation(db: SqliteDatabase) -> int:
+        """The next credential generation (migration 0004); call inside a transaction."""
+        db.execute("UPDATE credential_generation SET value = value + 1 WHERE only_row = 1")
+        return int(db.execute("SELECT value FROM credential_generation WHERE only_row = 1").fetchone()[0])
+
     def _insert_account(
         self, db: SqliteDatabase, name: str, kind: AccountKind, secret: str | None,
         superuser: bool = False, owner_id: int | None = None,
     ) -> int:
         now = _now()
         cursor = db.execute(
-            "INSERT INTO accounts (name, kind, owner_id, secret_hash, superuser, disabled, "
-            "credentials_changed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
-            (name, kind.value, owner_id, secret, superuser, False, now, now),
+            "INSERT INTO accounts (name, kind, owner_id, secret_hash, superuser, disabled, credentials_changed_at, "
+            "credentials_generation, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, kind.value, owner_id, secret, superuser, False, now, self._next_generation(db), now),
         )
         if cursor.rowcount == 0:
             raise AccountExists(f"the name {name!r} is taken")
@@ -143,11 +150,11 @@ class AccessStore:
         return self.require(name)
 
     def set_secret(self, name: str, secret_hash: str) -> None:
-        """A new password or robot token: older access tokens and every refresh token become void."""
+        """A new password or robot token: every access and refresh token issued before becomes void."""
         account = self.require(name, AccountKind.USER, AccountKind.ROBOT)
         with self._db.transaction() as db:
-            db.execute("UPDATE accounts SET secret_hash = ?, credentials_changed_at = ? WHERE id = ?",
-                       (secret_hash, _now(), account.id))
+            db.execute("UPDATE accounts SET secret_hash = ?, credentials_changed_at = ?, credentials_generation = ? "
+                       "WHERE id = ?", (secret_hash, _now(), self._next_generation(db), account.id))
             db.execute("DELETE FROM refresh_tokens WHERE account_id = ?", (account.id,))
 
     def set_disabled(self, name: str, disabled: bool) -> None:
@@ -155,8 +162,8 @@ class AccessStore:
         with self._db.transaction() as db:
             if disabled and account.superuser:
                 self._keep_an_administrator(db, account.id)
-            db.execute("UPDATE accounts SET disabled = ?, credentials_changed_at = ? WHERE id = ?",
-                       (disabled, _now(), account.id))
+            db.execute("UPDATE accounts SET disabled = ?, credentials_changed_at = ?, credentials_generation = ? "
+                       "WHERE id = ?", (disabled, _now(), self._next_generation(db), account.id))
             if disabled:
                 db.execute("DELETE FROM refresh_tokens WHERE account_id = ?", (account.id,))
 
@@ -344,21 +351,21 @@ class AccessStore:
     # refresh tokens
 
     def add_refresh_token(self, digest: str, account: Account, client_id: str, lifetime: int) -> None:
+        """A refresh token for ``account`` as read when its credentials were checked (its generation)."""
         now = _now()
         self._db.execute(
-            "INSERT INTO refresh_tokens (token_hash, account_id, client_id, created_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (digest, account.id, client_id, now, now + lifetime),
+            "INSERT INTO refresh_tokens (token_hash, account_id, client_id, created_at, expires_at, "
+            "credentials_generation) VALUES (?, ?, ?, ?, ?, ?)",
+            (digest, account.id, client_id, now, now + lifetime, account.credentials_generation),
         )
 
     def refresh_token_account(self, digest: str) -> Account | None:
-        """The account a live refresh token belongs to."""
-        row = self._db.execute(
-            "SELECT account_id FROM refresh_tokens WHERE token_hash = ? AND expires_at > ?", (digest, _now())
+        """The account a live refresh token belongs to, if its credentials are still those it was issued under."""
+        found = self._db.execute(
+            f"{_ACCOUNT_SELECT} JOIN refresh_tokens r ON r.account_id = a.id "
+            "WHERE r.token_hash = ? AND r.expires_at > ? AND r.credentials_generation = a.credentials_generation",
+            (digest, _now()),
         ).fetchone()
-        if row is None:
-            return None
-        found = self._db.execute(f"{_ACCOUNT_SELECT} WHERE a.id = ?", (int(row[0]),)).fetchone()
         return None if found is None else _account(found)
 
     def purge_refresh_tokens(self) -> int:

@@ -9,7 +9,8 @@ intersection of the requested actions and those the caller holds (an empty
 intersection is not an error, as the spec says). Anonymous callers get tokens
 too: for public repositories. A refresh token is issued for
 ``offline_token=true`` (GET) or ``access_type=offline`` (password grant); it is
-opaque, stored as its SHA-256, and dies with the account's password.
+opaque, stored as its SHA-256, and dies, as access tokens do, with the account's
+credentials as they were when it logged in (their generation: ``store.py``).
 
 Credentials travel in the ``Authorization`` header or the POST body, never in
 the URL, so the access log (path only) cannot record them. Errors carry both
@@ -146,7 +147,7 @@ class TokenService:
         lifetime = max(self.settings.lifetime, MIN_LIFETIME)
         claims = new_claims(
             issuer=self.settings.issuer, subject=account.name if account else "", audience=self.settings.service,
-            lifetime=lifetime, accesses=granted,
+            lifetime=lifetime, accesses=granted, generation=account.credentials_generation if account else None,
         )
         token = encode(claims, self.key)
         issued = datetime.datetime.fromtimestamp(claims["iat"], datetime.UTC)
