@@ -75,9 +75,13 @@ class ServerConfig:
     auth_external_jwks: str = ""
     #: bcrypt cost of new passwords (12: about 0.25 s per check, OWASP's advice)
     password_cost: int = 12
-    #: failed logins allowed per account name, and per client address, within login_window_seconds
-    login_failures_per_account: int = 5
+    #: failed logins within login_window_seconds before 429: for one name from one address, and from one
+    #: address; then, for one name from all addresses, before its logins are slowed (never refused) by a
+    #: delay doubling per failure up to login_delay_max_seconds (0 turns a limit off)
+    login_failures_per_account_address: int = 5
     login_failures_per_address: int = 20
+    login_failures_per_account: int = 10
+    login_delay_max_seconds: float = 4.0
     login_window_seconds: float = 300.0
 
     @property
@@ -209,3 +213,9 @@ def _validate_auth(config: ServerConfig) -> None:
         raise ConfigError("password_cost must be between 4 and 31 (bcrypt's range)")
     if config.login_window_seconds <= 0:
         raise ConfigError("login_window_seconds must be positive")
+    for name in ("login_failures_per_account_address", "login_failures_per_address", "login_failures_per_account",
+                 "login_delay_max_seconds"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{name} must not be negative (0 turns the limit off)")
+    if config.login_delay_max_seconds > 60:
+        raise ConfigError("login_delay_max_seconds must be at most 60: the delay holds a request open")

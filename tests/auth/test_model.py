@@ -24,7 +24,7 @@ from cargohold.auth.model import (
 )
 from cargohold.auth.passwords import hash_password, secret_digest, secret_matches, verify_password
 from cargohold.auth.policy import Holder, load_view, who_can
-from cargohold.auth.ratelimit import LoginLimiter
+from cargohold.auth.ratelimit import LoginLimiter, LoginLimits
 from cargohold.auth.store import AccessStore
 from cargohold.errcodes import TooManyRequests
 from cargohold.metadata import open_metadata_store
@@ -202,22 +202,45 @@ def test_htpasswd(tmp_path: Path) -> None:
         parse_htpasswd("no-colon")
 
 
-def test_rate_limiter_counts_failures_per_account_and_address(tmp_path: Path) -> None:
+def test_rate_limiter_refuses_pairs_and_addresses_and_only_slows_accounts(tmp_path: Path) -> None:
     asyncio.run(open_metadata_store(f"sqlite://{tmp_path / 'm.db'}").close())  # migrations
     now = [1000.0]
-    db = SqliteDatabase(str(tmp_path / "m.db"))
-    limiter = LoginLimiter(db, per_account=2, per_address=3, window_seconds=60, clock=lambda: now[0])
-    other_worker = LoginLimiter(SqliteDatabase(str(tmp_path / "m.db")), 2, 3, 60, clock=lambda: now[0])
-    limiter.check("alice", "10.0.0.1")
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    limits = LoginLimits(per_account_address=2, per_address=3, per_account=4, max_delay=1.0, window=60)
+    limiter = LoginLimiter(SqliteDatabase(str(tmp_path / "m.db")), limits, clock=lambda: now[0], sleep=sleep)
+    other_worker = LoginLimiter(SqliteDatabase(str(tmp_path / "m.db")), limits, clock=lambda: now[0], sleep=sleep)
+
+    def check(account: str | None, address: str) -> None:
+        asyncio.run(limiter.check(account, address))
+
+    check("alice", "10.0.0.1")
     limiter.failed("alice", "10.0.0.1")
-    other_worker.failed("alice", "10.0.0.2")
-    with pytest.raises(TooManyRequests) as refused:
-        limiter.check("alice", "10.0.0.3")
+    other_worker.failed("alice", "10.0.0.1")
+    with pytest.raises(TooManyRequests) as refused:  # this address may not try alice again ...
+        check("alice", "10.0.0.1")
     assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "60"
-    limiter.check("bob", "10.0.0.1")
+    assert refused.value.message == "too many failed logins; try again in 60 s"
+    check("alice", "10.0.0.2")  # ... but alice may still log in from anywhere else
+    check("bob", "10.0.0.1")  # and this address may try other names, until it has failed three times
     limiter.failed("bob", "10.0.0.1")
-    limiter.failed("carol", "10.0.0.1")
     with pytest.raises(TooManyRequests):
-        limiter.check("dave", "10.0.0.1")  # the address is spent too
+        check("carol", "10.0.0.1")
+    assert slept == []
+    for address in ("10.0.0.3", "10.0.0.4"):  # alice's fourth failure: her logins are slowed, not refused
+        limiter.failed("alice", address)
+    check("alice", "10.0.0.9")
+    assert slept == [0.25]
+    for address in ("10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.0.8"):
+        limiter.failed("alice", address)
+        check("alice", "10.0.0.9")
+    assert slept == [0.25, 0.5, 1.0, 1.0, 1.0]  # doubling, up to max_delay
+    check("bob", "10.0.0.9")
+    assert len(slept) == 5  # other names are not slowed
     now[0] += 61
-    limiter.check("alice", "10.0.0.1")
+    check("alice", "10.0.0.1")
+    check("carol", "10.0.0.1")
+    assert len(slept) == 5

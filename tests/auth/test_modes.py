@@ -115,28 +115,54 @@ def test_tokens_of_an_external_issuer(tmp_path: Path) -> None:
 # failed-login limits
 
 
-def test_failed_logins_are_limited_per_account_and_per_address(tmp_path: Path) -> None:
-    env = {**FAST_ENV, "CARGOHOLD_LOGIN_FAILURES_PER_ACCOUNT": "3", "CARGOHOLD_LOGIN_FAILURES_PER_ADDRESS": "5",
+def from_address(address: str) -> httpx.Client:
+    """A client whose connections come from ``address`` (any of 127.0.0.0/8 reaches the server on Linux)."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=30)
+
+
+def test_failed_logins_lock_out_the_guessing_address_not_the_account(tmp_path: Path) -> None:
+    env = {**FAST_ENV, "CARGOHOLD_LOGIN_FAILURES_PER_ACCOUNT_ADDRESS": "3", "CARGOHOLD_LOGIN_FAILURES_PER_ADDRESS": "5",
+           "CARGOHOLD_LOGIN_FAILURES_PER_ACCOUNT": "4", "CARGOHOLD_LOGIN_DELAY_MAX_SECONDS": "1",
            "CARGOHOLD_LOGIN_WINDOW_SECONDS": "600"}
     store = store_for(tmp_path / "data")
     populate(store)
     store.close()
-    with cargohold(tmp_path, "--auth", "token", env=env) as server:
-        def login(name: str, secret: str) -> httpx.Response:
-            return httpx.get(f"{server.url}/auth/token", headers={"Authorization": basic(name, secret)})
+    with (cargohold(tmp_path, "--auth", "token", env=env) as server, from_address("127.0.0.1") as owner,
+          from_address("127.0.0.2") as attacker, from_address("127.0.0.3") as accomplice):
+        def login(client: httpx.Client, name: str, secret: str) -> httpx.Response:
+            return client.get(f"{server.url}/auth/token", headers={"Authorization": basic(name, secret)})
 
-        assert [login("writer", "guess-1").status_code for _ in range(3)] == [401, 401, 401]
-        limited = login("writer", SECRETS["writer"])  # the right password does not get through either
+        assert [login(attacker, "writer", f"guess-{n}").status_code for n in range(3)] == [401, 401, 401]
+        limited = login(attacker, "writer", SECRETS["writer"])  # the right password does not get through either
         assert limited.status_code == 429
         assert codes(limited) == ["TOOMANYREQUESTS"]
-        assert 500 < int(limited.headers["retry-after"]) <= 600
+        retry = int(limited.headers["retry-after"])
+        assert 500 < retry <= 600
+        assert limited.json()["errors"][0]["message"] == f"too many failed logins; try again in {retry} s"
         form = {"grant_type": "password", "username": "writer", "password": SECRETS["writer"], "client_id": "t"}
-        assert httpx.post(f"{server.url}/auth/token", data=form).status_code == 429
-        assert login("reader", SECRETS["reader"]).status_code == 200  # other accounts are unaffected
-        assert [login("nobody", "guess").status_code for _ in range(2)] == [401, 401]
-        assert login("reader", SECRETS["reader"]).status_code == 429  # now the address has used its five
-        admin = httpx.get(f"{server.url}/admin/v1/whoami", headers={"Authorization": basic("root", SECRETS["root"])})
+        assert attacker.post(f"{server.url}/auth/token", data=form).status_code == 429
+        # the owner, elsewhere, logs in at once
+        started = time.monotonic()
+        assert login(owner, "writer", SECRETS["writer"]).status_code == 200
+        assert time.monotonic() - started < 0.25
+        # failures from many addresses slow the account's logins down, for everyone, but never refuse them
+        assert login(accomplice, "writer", "guess-4").status_code == 401
+        started = time.monotonic()
+        assert login(owner, "writer", SECRETS["writer"]).status_code == 200
+        assert time.monotonic() - started >= 0.25
+        assert login(accomplice, "writer", "guess-5").status_code == 401
+        started = time.monotonic()
+        assert login(owner, "writer", SECRETS["writer"]).status_code == 200
+        assert time.monotonic() - started >= 0.5
+        # an address that has failed too often is refused whatever it tries
+        assert login(attacker, "reader", SECRETS["reader"]).status_code == 200
+        assert [login(attacker, "nobody", "guess").status_code for _ in range(2)] == [401, 401]
+        assert login(attacker, "reader", SECRETS["reader"]).status_code == 429
+        assert login(owner, "reader", SECRETS["reader"]).status_code == 200
+        admin = attacker.get(f"{server.url}/admin/v1/whoami", headers={"Authorization": basic("root", SECRETS["root"])})
         assert admin.status_code == 429
+        admin = owner.get(f"{server.url}/admin/v1/whoami", headers={"Authorization": basic("root", SECRETS["root"])})
+        assert admin.status_code == 200
 
 
 # the log

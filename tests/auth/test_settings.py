@@ -18,6 +18,10 @@ def test_auth_settings_from_every_source(tmp_path: Path) -> None:
     assert config.token_key_path.endswith("auth/token-key.pem")
     assert load_config(None, {"auth": "htpasswd", "auth_htpasswd": "/h"}, {}).auth_htpasswd == "/h"
     assert load_config(None, {}, {}).auth == "none"
+    limits = load_config(None, {}, {"CARGOHOLD_LOGIN_FAILURES_PER_ACCOUNT_ADDRESS": "7",
+                                    "CARGOHOLD_LOGIN_DELAY_MAX_SECONDS": "2.5"})
+    assert (limits.login_failures_per_account_address, limits.login_failures_per_address,
+            limits.login_failures_per_account, limits.login_delay_max_seconds) == (7, 20, 10, 2.5)
 
 
 @pytest.mark.parametrize(
@@ -31,6 +35,9 @@ def test_auth_settings_from_every_source(tmp_path: Path) -> None:
         {"auth_token_lifetime": 30},
         {"password_cost": 3},
         {"login_window_seconds": 0},
+        {"login_failures_per_account_address": -1},
+        {"login_failures_per_account": -1},
+        {"login_delay_max_seconds": 61},
     ],
 )
 def test_contradictory_auth_settings_are_refused(overrides: dict[str, object]) -> None:

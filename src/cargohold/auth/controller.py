@@ -207,7 +207,7 @@ class BasicAccessController:
         if until > now and verified_version == version:
             return Grant(subject=name, everything=True)
         address = request.client.rsplit(":", 1)[0]
-        self.limiter.check(name, address)
+        await self.limiter.check(name, address)
         if not await asyncio.to_thread(self.htpasswd.verify, name, secret):
             self.limiter.failed(name, address)
             audit("login_failed", account=name, client=address, reason="htpasswd")

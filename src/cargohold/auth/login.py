@@ -88,7 +88,7 @@ class Authenticator:
         """The account for these credentials, or :class:`InvalidCredentials` / :class:`AccountDisabled`
         (with ``challenge`` as their headers), or TooManyRequests."""
         address = client.rsplit(":", 1)[0]
-        self.limiter.check(name, address)
+        await self.limiter.check(name, address)
         found = self.store.credentials(name)  # on the event loop: the connection is not shared with threads
         account, stored = found if found is not None else (None, None)
         if account is not None and account.kind is AccountKind.ROBOT:

@@ -1,63 +1,122 @@
-"""Failed logins, counted per account name and per client address, over a sliding window.
+"""Failed logins, counted over a sliding window per (account, address), per address and per account.
 
-Once either count reaches its limit, further attempts for that name or from
-that address are refused with 429 TOOMANYREQUESTS until the oldest failure
-leaves the window, right password or not (otherwise the limit would not slow
-guessing). Successes do not clear the count, so one known password cannot
-be used to reset the budget for guessing another.
+Three limits, so that guessing is slowed without letting a stranger lock an
+account's owner out:
+
+- per account name *and* client address (``login_failures_per_account_address``):
+  once reached, that address may not try that name again (429
+  TOOMANYREQUESTS with ``Retry-After``) until the oldest failure leaves the
+  window, right password or not (otherwise the limit would not slow guessing);
+- per client address (``login_failures_per_address``): the same for every name
+  tried from that address;
+- per account name across all addresses (``login_failures_per_account``): never
+  refuses. Each attempt on the name, from anywhere, is answered after a delay
+  that doubles with every failure beyond the limit, up to
+  ``login_delay_max_seconds``. Refusing here would hand anyone who knows a name
+  a way to lock its owner out; a bounded delay slows guessing from many
+  addresses (which no per-address limit sees) and only costs the owner a few
+  seconds. It applies to every address alike, so fresh addresses do not evade it.
+
+Successes do not clear the counts, so one known password cannot be used to
+reset the budget for guessing another.
 
 Failures are rows in the metadata database (``failed_logins``), so every worker
-process sees the same counts. Only failures touch it; a login that is not
+process sees the same counts. Only failures write to it; a login that is not
 being limited costs one indexed read per key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from ..errcodes import TooManyRequests
 from ..metadata.sqlite_db import SqliteDatabase
 
+#: the first delay once an account is past its limit; each further failure doubles it
+FIRST_DELAY_SECONDS = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class LoginLimits:
+    #: failures of one name from one address before that pair is refused
+    per_account_address: int = 5
+    #: failures from one address (any names) before the address is refused
+    per_address: int = 20
+    #: failures of one name (all addresses) before its logins are slowed, never refused
+    per_account: int = 10
+    #: the longest delay the per-account limit adds to a login
+    max_delay: float = 4.0
+    window: float = 300.0
+
 
 class LoginLimiter:
     def __init__(
-        self, db: SqliteDatabase, per_account: int, per_address: int, window_seconds: float,
-        clock: Callable[[], float] = time.time,
+        self, db: SqliteDatabase, limits: LoginLimits,
+        clock: Callable[[], float] = time.time, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._db = db
-        self.per_account = per_account
-        self.per_address = per_address
-        self.window = window_seconds
+        self.limits = limits
         self._clock = clock
+        self._sleep = sleep
 
-    def _keys(self, account: str | None, address: str) -> list[tuple[str, int]]:
-        keys = [(f"address:{address}", self.per_address)]
-        if account:
-            keys.append((f"account:{account}", self.per_account))
-        return [(key, limit) for key, limit in keys if limit > 0]
+    @staticmethod
+    def _keys(account: str | None, address: str) -> tuple[str, str | None, str | None]:
+        """The counters a failure adds to: the address's, the pair's, the account's (no name: address only)."""
+        if not account:
+            return f"address:{address}", None, None
+        return f"address:{address}", f"pair:{address} {account}", f"account:{account}"
 
-    def check(self, account: str | None, address: str) -> None:
-        """Raise :class:`TooManyRequests` (with ``Retry-After``) if this login may not be tried now."""
+    def _failures(self, key: str, now: float, limit: int) -> list[float]:
+        """Times of the latest ``limit`` failures counted under ``key`` within the window, newest first."""
+        rows = self._db.execute(
+            "SELECT at FROM failed_logins WHERE key = ? AND at > ? ORDER BY at DESC LIMIT ?",
+            (key, now - self.limits.window, limit),
+        ).fetchall()
+        return [float(row[0]) for row in rows]
+
+    def _refuse_if_spent(self, account: str | None, address: str) -> None:
         now = self._clock()
-        for key, limit in self._keys(account, address):
-            rows = self._db.execute(
-                "SELECT at FROM failed_logins WHERE key = ? AND at > ? ORDER BY at DESC LIMIT ?",
-                (key, now - self.window, limit),
-            ).fetchall()
-            if len(rows) >= limit:
-                oldest_counted = float(rows[-1][0])
-                retry = max(1, math.ceil(oldest_counted + self.window - now))
+        by_address, pair, _ = self._keys(account, address)
+        for key, limit in ((pair, self.limits.per_account_address), (by_address, self.limits.per_address)):
+            if key is None or limit <= 0:
+                continue
+            failures = self._failures(key, now, limit)
+            if len(failures) >= limit:
+                retry = max(1, math.ceil(failures[-1] + self.limits.window - now))
                 raise TooManyRequests(
-                    "too many failed logins; try again later", headers={"Retry-After": str(retry)}
+                    f"too many failed logins; try again in {retry} s", headers={"Retry-After": str(retry)}
                 )
+
+    def delay(self, account: str | None) -> float:
+        """Seconds the per-account limit holds a login for ``account`` back (0 below the limit)."""
+        limit = self.limits.per_account
+        if not account or limit <= 0 or self.limits.max_delay <= 0:
+            return 0.0
+        # doubling from FIRST_DELAY_SECONDS reaches max_delay within this many failures past the limit
+        steps = math.ceil(math.log2(max(self.limits.max_delay / FIRST_DELAY_SECONDS, 1))) + 1
+        past = len(self._failures(f"account:{account}", self._clock(), limit + steps)) - limit
+        if past < 0:
+            return 0.0
+        return float(min(self.limits.max_delay, FIRST_DELAY_SECONDS * 2**past))
+
+    async def check(self, account: str | None, address: str) -> None:
+        """Raise :class:`TooManyRequests` (with ``Retry-After``) if this login may not be tried now;
+        first wait out the account's delay, if it is past its limit."""
+        self._refuse_if_spent(account, address)
+        delay = self.delay(account)
+        if delay > 0:
+            await self._sleep(delay)
+            self._refuse_if_spent(account, address)  # failures recorded meanwhile count
 
     def failed(self, account: str | None, address: str) -> None:
         now = self._clock()
         with self._db.transaction() as db:
-            db.execute("DELETE FROM failed_logins WHERE at <= ?", (now - self.window,))
+            db.execute("DELETE FROM failed_logins WHERE at <= ?", (now - self.limits.window,))
             db.executemany(
                 "INSERT INTO failed_logins (key, at) VALUES (?, ?)",
-                [(key, now) for key, _ in self._keys(account, address)],
+                [(key, now) for key in self._keys(account, address) if key is not None],
             )

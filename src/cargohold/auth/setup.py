@@ -25,7 +25,7 @@ from .htpasswd import HtpasswdError, HtpasswdFile
 from .jwt import Verifier
 from .keys import KeyFileError, VerifyingKey, ensure_signing_key, load_public_keys, parse_jwks
 from .login import Authenticator
-from .ratelimit import LoginLimiter
+from .ratelimit import LoginLimiter, LoginLimits
 from .store import AccessStore
 from .tokens import TokenService, TokenSettings
 
@@ -54,9 +54,11 @@ def limiter_for(config: ServerConfig) -> LoginLimiter:
     if not config.metadata_url.startswith("sqlite://"):
         raise ConfigError(f"login limits need an SQLite metadata database, not {config.metadata_url!r}")
     db = SqliteDatabase(config.metadata_url.removeprefix("sqlite://"), what="login limits")
-    return LoginLimiter(
-        db, config.login_failures_per_account, config.login_failures_per_address, config.login_window_seconds
-    )
+    return LoginLimiter(db, LoginLimits(
+        per_account_address=config.login_failures_per_account_address, per_address=config.login_failures_per_address,
+        per_account=config.login_failures_per_account, max_delay=config.login_delay_max_seconds,
+        window=config.login_window_seconds,
+    ))
 
 
 def external_keys(config: ServerConfig) -> list[VerifyingKey]:
