@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +20,9 @@ from cargohold.client.pull import pull, push
 from cargohold.reference import Reference
 from tests.client.images import build_image, write_layout
 from tests.interop.tools import Clients, requires_buildah, requires_podman, requires_skopeo
+from tests.support.servers import cargohold
 
-from .world import PRIVATE, PUBLIC, ROBOT, SECRETS, World
+from .world import FAST_ENV, PRIVATE, PUBLIC, ROBOT, SECRETS, World, populate, store_for
 
 
 @pytest.fixture()
@@ -142,3 +145,34 @@ def test_cargohold_login_command(world: World, tmp_path: Path, monkeypatch: pyte
     assert "Login Succeeded" in capsys.readouterr().out
     assert main(["tags", f"{host}/{PRIVATE}", "--insecure", "--json"]) == 0
     assert "v1" in json.loads(capsys.readouterr().out)
+
+
+def test_cargohold_login_reports_too_many_failures_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A 429 from the token service is reported at once with the wait the server asked for (no silent
+    retries), by ``cargohold login`` and by any command whose credentials are being refused."""
+    env = {**FAST_ENV, "CARGOHOLD_LOGIN_FAILURES_PER_ACCOUNT_ADDRESS": "2", "CARGOHOLD_LOGIN_WINDOW_SECONDS": "600"}
+    store = store_for(tmp_path / "data")
+    populate(store)
+    store.close()
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with cargohold(tmp_path, "--auth", "token", env=env) as server:
+        def login(password: str) -> int:
+            monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+            return main(["login", server.host, "-u", "reader", "--password-stdin", "--insecure"])
+
+        assert [login("wrong-password") for _ in range(2)] == [1, 1]
+        capsys.readouterr()
+        started = time.monotonic()
+        assert login(SECRETS["reader"]) == 1
+        assert time.monotonic() - started < 5
+        error = capsys.readouterr().err
+        found = re.search(r"too many failed logins; try again in (\d+) s", error)
+        assert found is not None, error
+        assert 590 <= int(found.group(1)) <= 600
+        assert "Login Succeeded" not in error
+        started = time.monotonic()
+        assert main(["tags", f"{server.host}/{PRIVATE}", "--creds", f"reader:{SECRETS['reader']}", "--insecure"]) == 1
+        assert time.monotonic() - started < 5
+        assert "TOOMANYREQUESTS" in capsys.readouterr().err

@@ -162,6 +162,14 @@ def test_retry_after_is_honoured_on_429(flaky: FlakyRegistry) -> None:
     assert [status for _, _, status in flaky.requests("GET", "/v2/r/tags/list")] == [429, 200]
 
 
+def test_a_429_asking_for_longer_than_we_wait_is_reported_at_once(flaky: FlakyRegistry) -> None:
+    flaky.fail("GET", "/v2/r/tags/list", 429, times=10, **{"Retry-After": "300"})
+    with client_for() as client, pytest.raises(RegistryResponseError) as caught:
+        client.tags(Reference.parse(f"{flaky.host}/r"))
+    assert caught.value.status == 429 and caught.value.retry_after == "300"
+    assert len(flaky.requests("GET", "/v2/r/tags/list")) == 1
+
+
 def test_gives_up_after_the_configured_retries(flaky: FlakyRegistry) -> None:
     flaky.fail("GET", "/v2/r/tags/list", 503, times=10)
     with client_for(retries=2) as client, pytest.raises(RegistryResponseError) as caught:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import hashlib
 import sys
@@ -21,7 +22,7 @@ from ..client import (
     ops,
 )
 from ..client.copy import copy, sync
-from ..client.errors import LayoutError
+from ..client.errors import ClientError, LayoutError, RegistryResponseError
 from ..client.pull import TransferResult, pull, push, upload_with_restarts
 from ..digest import Digest
 from ..formats import Descriptor
@@ -83,9 +84,15 @@ def cmd_login(args: argparse.Namespace) -> int:
     else:
         password = args.password or getpass.getpass("Password: ")
     credentials = Credentials(username, password)
-    options = transport_options(args)
+    options = dataclasses.replace(transport_options(args), retries=0)  # a person at the prompt retries
     with RegistryClient(keychain=StaticKeychain(credentials), options=options) as client:
-        client.ping(registry)
+        try:
+            client.ping(registry)
+        except RegistryResponseError as exc:
+            if exc.status != 429:
+                raise
+            wait = f"in {exc.retry_after} s" if (exc.retry_after or "").isdigit() else "later"
+            raise ClientError(f"{registry}: too many failed logins; try again {wait}") from None
     config = DockerConfig(Path(args.authfile)) if args.authfile else DockerConfig()
     config.store(registry, credentials)
     print("Login Succeeded")

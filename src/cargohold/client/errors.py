@@ -58,7 +58,8 @@ class RegistryResponseError(ClientError):
     """The registry answered with an error status.
 
     ``code`` is the first spec code (``None`` when the body carried none);
-    ``temporary`` says whether retrying later may help.
+    ``temporary`` says whether retrying later may help; ``retry_after`` is the
+    answer's ``Retry-After`` header as sent, if any.
     """
 
     code_name: str | None
@@ -69,8 +70,10 @@ class RegistryResponseError(ClientError):
         errors: tuple[Diagnostic, ...],
         method: str,
         url: str,
+        retry_after: str | None = None,
     ) -> None:
         self.status = status
+        self.retry_after = retry_after
         self.errors = errors
         self.method = method
         self.url = url
@@ -188,7 +191,8 @@ def error_for(response: httpx.Response, *, not_found: str | None = None) -> Regi
             ),
         )
     cls = RESPONSE_ERRORS.get(code or "", RegistryResponseError)
-    return cls(response.status_code, errors, response.request.method, str(response.request.url))
+    return cls(response.status_code, errors, response.request.method, str(response.request.url),
+               response.headers.get("Retry-After"))
 
 
 def check(response: httpx.Response, *expected: int, not_found: str | None = None) -> httpx.Response:

@@ -23,7 +23,9 @@ any other                              verified                    never
 =====================================  ==========================  =====================================
 
 Retry policy: idempotent requests (GET, HEAD, PUT, DELETE) are retried on
-connection failures and on 408/429/5xx. POST and PATCH are retried only where
+connection failures and on 408/429/5xx; an answer asking (``Retry-After``) for
+a longer wait than :data:`MAX_RETRY_AFTER` is handed up at once, since a retry
+sooner would be refused again (a token service's lockout after failed logins). POST and PATCH are retried only where
 the registry cannot have acted on them: 429 (refused before processing) and a
 connection that was never established. A failed PATCH is not resent blindly;
 :func:`cargohold.client.pull.send_blob` restarts the whole upload instead,
@@ -58,7 +60,7 @@ IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 #: statuses after which a non-idempotent request is known not to have been acted on
 REFUSED_STATUSES: Final = frozenset({429})
-#: longest Retry-After we honour; a registry asking for more is treated as asking for this
+#: longest Retry-After we wait for; an answer asking for more is handed up at once
 MAX_RETRY_AFTER: Final = 30.0
 USER_AGENT: Final = "cargohold-client/0.1"
 #: bytes asked of the socket per read on an HTTP/1.1 connection (httpcore's default is 64 KiB:
@@ -195,19 +197,19 @@ def _connection_never_made(exc: BaseException) -> bool:
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), capped."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
     value = response.headers.get("Retry-After", "").strip()
     if not value:
         return None
     if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
+        return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return min(max((when - datetime.now(UTC)).total_seconds(), 0.0), MAX_RETRY_AFTER)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _replayable(request: httpx.Request) -> bool:
@@ -233,11 +235,7 @@ class RetryTransport(httpx.BaseTransport):
         self._backoff = backoff
         self._sleep = sleep
 
-    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
-        if response is not None:
-            after = retry_after(response)
-            if after is not None:
-                return after
+    def _delay(self, attempt: int) -> float:
         return float(self._backoff * (2**attempt) * (0.5 + random.random()))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -258,14 +256,17 @@ class RetryTransport(httpx.BaseTransport):
                     raise
                 if not (idempotent or _connection_never_made(exc)):
                     raise
-                self._sleep(self._delay(attempt, None))
+                self._sleep(self._delay(attempt))
                 attempt += 1
                 continue
             status = response.status_code
             statuses = RETRY_STATUSES if idempotent else REFUSED_STATUSES
             if can_retry and status in statuses:
-                delay = self._delay(attempt, response)
+                delay = retry_after(response)
+                if delay is not None and delay > MAX_RETRY_AFTER:
+                    return response  # a retry within our patience would be refused again
                 response.close()
+                delay = self._delay(attempt) if delay is None else delay
                 self._sleep(delay)
                 attempt += 1
                 continue
