@@ -28,6 +28,7 @@ from cargohold.auth.ratelimit import LoginLimiter, LoginLimits
 from cargohold.auth.store import AccessStore
 from cargohold.errcodes import TooManyRequests
 from cargohold.metadata import open_metadata_store
+from cargohold.metadata.migrations import load_migrations, split_statements
 from cargohold.metadata.sqlite_db import SqliteDatabase
 
 from .world import store_for
@@ -244,3 +245,36 @@ def test_rate_limiter_refuses_pairs_and_addresses_and_only_slows_accounts(tmp_pa
     check("alice", "10.0.0.1")
     check("carol", "10.0.0.1")
     assert len(slept) == 5
+
+
+def test_credential_generations_are_added_to_an_existing_database(tmp_path: Path) -> None:
+    """Migration 0004 on a database made before it: each account gets its own generation, live refresh
+    tokens keep working, and generations given out afterwards are new."""
+    path = tmp_path / "m.db"
+    db = SqliteDatabase(str(path))
+    db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+               "applied_at BIGINT NOT NULL)")
+    for migration in load_migrations("sqlite"):
+        if migration.version < 4:
+            for statement in split_statements(migration.sql):
+                db.execute(statement)
+            db.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (migration.version, migration.name))
+    for name in ("alice", "bob"):
+        db.execute("INSERT INTO accounts (name, kind, secret_hash, superuser, disabled, credentials_changed_at, "
+                   "created_at) VALUES (?, 'user', 'x', 0, 0, 0, 0)", (name,))
+    db.execute("INSERT INTO refresh_tokens (token_hash, account_id, client_id, created_at, expires_at) "
+               "SELECT 'digest', id, 'c', 0, 9999999999 FROM accounts WHERE name = 'bob'")
+    db.close()
+    asyncio.run(open_metadata_store(f"sqlite://{path}").close())
+    store = AccessStore(str(path))
+    alice, bob = store.require("alice"), store.require("bob")
+    assert alice.credentials_generation != bob.credentials_generation
+    found = store.refresh_token_account("digest")
+    assert found is not None and found.name == "bob"
+    user(store, "carol")
+    assert store.require("carol").credentials_generation > max(alice.credentials_generation,
+                                                               bob.credentials_generation)
+    store.set_disabled("bob", True)
+    store.set_disabled("bob", False)
+    assert store.refresh_token_account("digest") is None
+    store.close()
