@@ -248,14 +248,14 @@ def test_rate_limiter_refuses_pairs_and_addresses_and_only_slows_accounts(tmp_pa
 
 
 def test_credential_generations_are_added_to_an_existing_database(tmp_path: Path) -> None:
-    """Migration 0004 on a database made before it: each account gets its own generation, live refresh
-    tokens keep working, and generations given out afterwards are new."""
+    """The credential-generations migration on a database made before it: each account gets its own
+    generation, live refresh tokens keep working, and generations given out afterwards are new."""
     path = tmp_path / "m.db"
     db = SqliteDatabase(str(path))
     db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                "applied_at BIGINT NOT NULL)")
-    for migration in load_migrations("sqlite"):
-        if migration.version < 4:
+    for migration in load_migrations("sqlite"):  # every other one, as an older cargohold left it
+        if migration.name != "credential_generations":
             for statement in split_statements(migration.sql):
                 db.execute(statement)
             db.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (migration.version, migration.name))

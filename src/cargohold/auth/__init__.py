@@ -5,7 +5,7 @@ Modules, from the bottom up::
     access.py      Access, Grant, the AccessController protocol, OpenAccess (auth off)
     model.py       accounts, teams, roles, permissions and their names; the model's errors
     passwords.py   bcrypt for passwords, SHA-256 for generated secrets
-    store.py       AccessStore: the model in SQL (migrations 0002_access.sql, 0004_credential_generations.sql)
+    store.py       AccessStore: the model in SQL (migrations 0002_access.sql, 0006_credential_generations.sql)
     policy.py      the rules: a caller's role on a repository, who-can
     keys.py        signing and verifying keys, libtrust key IDs, JWK/JWKS, certificates
     jwt.py         JWS encoding and strict verification

@@ -1,7 +1,7 @@
 """The access model in SQL: :class:`AccessStore`, over the metadata database.
 
 The tables come from the metadata store's migrations (``0002_access.sql``, and
-``0004_credential_generations.sql`` for credential generations), so
+``0006_credential_generations.sql`` for credential generations), so
 whoever opens the metadata store first has created them. The SQL is plain
 enough for PostgreSQL too (``ON CONFLICT``, ``BOOLEAN`` columns given Python
 booleans, no SQLite functions); only the ``?`` placeholders would change.
@@ -104,7 +104,7 @@ class AccessStore:
 
     @staticmethod
     def _next_generation(db: SqliteDatabase) -> int:
-        """The next credential generation (migration 0004); call inside a transaction."""
+        """The next credential generation (migration 0006); call inside a transaction."""
         db.execute("UPDATE credential_generation SET value = value + 1 WHERE only_row = 1")
         return int(db.execute("SELECT value FROM credential_generation WHERE only_row = 1").fetchone()[0])
 
