@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
 import threading
 import time
@@ -238,17 +237,12 @@ def command(func: Command) -> Command:
         try:
             return func(args)
         except BrokenPipeError:
-            # the reader went away (``| head``): stop quietly, as cat does
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 141
+            raise  # an OSError, but not a failure of the command: the top level ends quietly
         except (ClientError, *EXPECTED_ERRORS) as exc:
             if getattr(args, "debug", False):
                 raise
             message = str(exc) or type(exc).__name__
             print(f"cargohold: error: {message}", file=sys.stderr)
             return 1
-        except KeyboardInterrupt:
-            print("cargohold: interrupted", file=sys.stderr)
-            return 130
 
     return run

@@ -78,6 +78,12 @@ def _finish(progress: TerminalProgress | None) -> None:
 @command
 def cmd_login(args: argparse.Namespace) -> int:
     registry = args.registry.removeprefix("https://").removeprefix("http://").rstrip("/")
+    if not sys.stdin.isatty() and not (args.username and (args.password or args.password_stdin)):
+        # as docker: no prompting without a terminal (input() would meet the end of the stream)
+        raise ValueError(
+            "cannot prompt for credentials: standard input is not a terminal; "
+            "give --username and --password-stdin (or --password)"
+        )
     username = args.username or input("Username: ")
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")

@@ -4,12 +4,18 @@ Each module in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which
 adds its sub-commands and sets ``func`` on each parser; ``func(args)`` returns
 the exit code. To start quickly, a run of one command imports only the module
 that owns it (:data:`COMMANDS`); help and unknown commands import them all.
+
+:func:`main` runs a command and lets a bug raise (tests call it); :func:`program`
+is the installed command: a closed pipe, an interrupt or a bug end it with one
+line on stderr and a non-zero exit code instead of a traceback (``--debug``
+keeps the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -56,5 +62,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+#: exit code after the reader of stdout went away: 128 + SIGPIPE, as a command killed by it ends
+EXIT_BROKEN_PIPE = 141
+#: exit code after a bug (sysexits' EX_SOFTWARE)
+EXIT_INTERNAL_ERROR = 70
+
+
+def program(argv: Sequence[str] | None = None) -> int:
+    """The ``cargohold`` command: :func:`main` with the top-level handling of a closed pipe, ^C and bugs."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    try:
+        try:
+            code = main(arguments)
+        except SystemExit:  # argparse's --help and usage errors
+            sys.stdout.flush()
+            raise
+        sys.stdout.flush()  # inside the try: the last buffered write may be the one that meets the closed pipe
+        return code
+    except BrokenPipeError:
+        # the reader went away (``| head``): stop quietly; stdout goes to devnull so that
+        # the interpreter's final flush at exit cannot fail again (Python's signal docs)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print("cargohold: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if "--debug" in arguments:
+            raise
+        print(f"cargohold: internal error: {type(exc).__name__}: {exc} (--debug shows where)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(program())
