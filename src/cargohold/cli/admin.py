@@ -42,44 +42,51 @@ def _print(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[s
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
+    widths = [max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for row in rows:
         print("  ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+
+
+def _done(args: argparse.Namespace, message: str, **document: Any) -> None:
+    """What a change did: a sentence, or with --json the document."""
+    print(json.dumps(document, indent=2) if args.json else message)
 
 
 # users
 
 
 def user_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    store.create_user(args.name, hash_password(_read_password(args), config.password_cost), args.superuser)
-    print(f"user {args.name} created" + (" (superuser)" if args.superuser else ""))
+    user = store.create_user(args.name, hash_password(_read_password(args), config.password_cost), args.superuser)
+    _done(args, f"user {args.name} created" + (" (superuser)" if args.superuser else ""),
+          name=user.name, superuser=user.superuser, created=True)
     return 0
 
 
 def user_passwd(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     store.require(args.name, AccountKind.USER)
     store.set_secret(args.name, hash_password(_read_password(args), config.password_cost))
-    print(f"password of {args.name} changed; its tokens are void")
+    _done(args, f"password of {args.name} changed; its tokens are void", name=args.name, passwordChanged=True)
     return 0
 
 
 def user_disable(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     store.set_disabled(args.name, args.disable)
-    print(f"{args.name} {'disabled' if args.disable else 'enabled'}")
+    _done(args, f"{args.name} {'disabled' if args.disable else 'enabled'}", name=args.name, disabled=args.disable)
     return 0
 
 
 def user_superuser(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     store.set_superuser(args.name, not args.remove)
-    print(f"{args.name} is {'no longer ' if args.remove else ''}a superuser")
+    _done(args, f"{args.name} is {'no longer ' if args.remove else ''}a superuser", name=args.name,
+          superuser=not args.remove)
     return 0
 
 
 def account_delete(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     store.require(args.name, args.kind)
     store.delete_account(args.name)
-    print(f"{args.kind.value} {args.name} deleted")
+    _done(args, f"{args.kind.value} {args.name} deleted", name=args.name, kind=args.kind.value, deleted=True)
     return 0
 
 
@@ -97,6 +104,9 @@ def account_list(store: AccessStore, config: ServerConfig, args: argparse.Namesp
 def robot_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     token = generate_secret(ROBOT_TOKEN_PREFIX)
     robot = store.create_robot(args.owner, args.name, secret_digest(token))
+    if args.json:  # the token is shown once: in the document
+        _done(args, "", name=robot.name, owner=args.owner, token=token)
+        return 0
     print(f"robot {robot.name} created; its token (shown once, log in with it as the password):", file=sys.stderr)
     print(token)
     return 0
@@ -107,6 +117,9 @@ def robot_rotate(store: AccessStore, config: ServerConfig, args: argparse.Namesp
     token = generate_secret(ROBOT_TOKEN_PREFIX)
     store.require(args.name, AccountKind.ROBOT)
     store.set_secret(args.name, secret_digest(token))
+    if args.json:
+        _done(args, "", name=args.name, token=token)
+        return 0
     print(f"new token for {args.name} (the old one and its access tokens are void):", file=sys.stderr)
     print(token)
     return 0
@@ -117,27 +130,29 @@ def robot_rotate(store: AccessStore, config: ServerConfig, args: argparse.Namesp
 
 def org_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     store.create_organization(args.name, args.owner or [])
-    print(f"organization {args.name} created" + (f", owned by {', '.join(args.owner)}" if args.owner else ""))
+    _done(args, f"organization {args.name} created" + (f", owned by {', '.join(args.owner)}" if args.owner else ""),
+          name=args.name, owners=args.owner or [], created=True)
     return 0
 
 
 def team_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     organization, team = split_team_name(args.team)
     store.create_team(organization, team)
-    print(f"team {args.team} created")
+    _done(args, f"team {args.team} created", team=args.team, created=True)
     return 0
 
 
 def team_delete(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     store.delete_team(args.team)
-    print(f"team {args.team} deleted")
+    _done(args, f"team {args.team} deleted", team=args.team, deleted=True)
     return 0
 
 
 def team_member(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     for member in args.members:
         store.set_member(args.team, member, not args.remove)
-    print(f"{', '.join(args.members)} {'removed from' if args.remove else 'added to'} {args.team}")
+    _done(args, f"{', '.join(args.members)} {'removed from' if args.remove else 'added to'} {args.team}",
+          team=args.team, members=args.members, removed=args.remove)
     return 0
 
 
@@ -154,7 +169,8 @@ def team_list(store: AccessStore, config: ServerConfig, args: argparse.Namespace
 def grant(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     role = Role.parse(args.role)
     store.grant(args.repository, args.grantee, role)
-    print(f"{args.grantee} may {role} {args.repository}")
+    _done(args, f"{args.grantee} may {role} {args.repository}", grantee=args.grantee, role=str(role),
+          repository=args.repository)
     return 0
 
 
@@ -162,13 +178,14 @@ def revoke(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -
     if not store.revoke(args.repository, args.grantee):
         print(f"{args.grantee} held no grant on {args.repository}", file=sys.stderr)
         return 1
-    print(f"grant of {args.grantee} on {args.repository} revoked")
+    _done(args, f"grant of {args.grantee} on {args.repository} revoked", grantee=args.grantee,
+          repository=args.repository, revoked=True)
     return 0
 
 
 def repo_visibility(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     store.set_public(args.repository, args.visibility == "public")
-    print(f"{args.repository} is {args.visibility}")
+    _done(args, f"{args.repository} is {args.visibility}", repository=args.repository, visibility=args.visibility)
     return 0
 
 
@@ -267,10 +284,28 @@ def register(subparsers: Any) -> None:
     _parser(groups, "token-key", token_key, "the token signing key: kid, algorithm, certificate path")
 
 
+def _check_registry(config: ServerConfig, args: argparse.Namespace) -> None:
+    """Refuse a data directory that holds no registry (a mistyped --data-dir would silently start an
+    empty one); only ``user add`` may create it, for the first administrator."""
+    if not config.metadata_url.startswith("sqlite://"):
+        return  # a database server: the URL names an existing database
+    database = config.metadata_url.removeprefix("sqlite://")
+    if os.path.exists(database):
+        return
+    if args.action is user_add:
+        print(f"cargohold admin: creating a new registry in {config.data_dir}", file=sys.stderr)
+        return
+    raise ConfigError(
+        f"{config.data_dir} holds no registry (no {os.path.basename(database)}): check --data-dir; "
+        "a new registry starts with its first user (admin user add NAME --superuser)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     overrides = {"config": args.config, "data_dir": args.data_dir}
     try:
         config = load_config(None, overrides, dict(os.environ))
+        _check_registry(config, args)
         store = open_access_store(config)
     except (ConfigError, MetadataError) as exc:
         print(f"cargohold admin: {exc}", file=sys.stderr)

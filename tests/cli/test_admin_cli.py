@@ -1,0 +1,84 @@
+"""``cargohold admin`` on a data directory: empty lists, --json for changes, a directory that holds no registry."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from cargohold.cli.main import main
+
+FAST = {"CARGOHOLD_PASSWORD_COST": "4"}
+
+
+def admin(data: Path, *args: str, stdin: str = "") -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["admin", "--data-dir", str(data), *args])
+    finally:
+        sys.stdin = saved
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in FAST.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_lists_of_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert admin(data, "user", "add", "alice", "--password-stdin", stdin="alice-password\n")[0] == 0
+    assert admin(data, "user", "delete", "alice")[0] == 0
+    assert admin(data, "user", "list") == (0, "NAME  SUPERUSER  DISABLED\n", "")
+    assert admin(data, "user", "list", "--json") == (0, "[]\n", "")
+    assert admin(data, "robot", "list")[:2] == (0, "NAME  OWNER\n")
+    assert admin(data, "org", "list", "--json")[:2] == (0, "[]\n")
+
+
+def test_changes_answer_json(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    code, out, err = admin(data, "user", "add", "root", "--superuser", "--password-stdin", "--json",
+                           stdin="root-password\n")
+    assert code == 0, err
+    assert json.loads(out) == {"name": "root", "superuser": True, "created": True}
+    code, out, err = admin(data, "robot", "add", "root", "ci", "--json")
+    assert code == 0 and err == ""
+    robot = json.loads(out)
+    assert robot["name"] == "root+ci" and robot["owner"] == "root" and robot["token"]
+    code, out, _ = admin(data, "robot", "rotate", "root+ci", "--json")
+    assert code == 0 and json.loads(out)["token"] not in ("", robot["token"])
+    code, out, _ = admin(data, "org", "add", "acme", "--owner", "root", "--json")
+    assert json.loads(out) == {"name": "acme", "owners": ["root"], "created": True}
+    code, out, _ = admin(data, "grant", "read", "root+ci", "acme/app", "--json")
+    assert json.loads(out) == {"grantee": "root+ci", "role": "read", "repository": "acme/app"}
+    code, out, _ = admin(data, "repo", "public", "acme/app", "--json")
+    assert json.loads(out) == {"repository": "acme/app", "visibility": "public"}
+    # without --json: the sentences as before
+    code, out, _ = admin(data, "user", "add", "bob", "--password-stdin", stdin="bob-password\n")
+    assert (code, out) == (0, "user bob created\n")
+
+
+def test_a_directory_without_a_registry_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert admin(data, "user", "add", "alice", "--superuser", "--password-stdin", stdin="alice-password\n")[0] == 0
+    typo = tmp_path / "dta"
+    code, out, err = admin(typo, "user", "list")
+    assert code == 2 and out == ""
+    assert err.startswith("cargohold admin: ") and "holds no registry" in err and err.count("\n") == 1
+    assert not typo.exists()  # nothing created
+    os.mkdir(typo)  # an existing but empty directory holds no registry either
+    assert admin(typo, "grant", "read", "alice", "alice/app")[0] == 2
+    assert os.listdir(typo) == []
+    # the first user creates the registry, and says so
+    code, out, err = admin(typo, "user", "add", "root", "--superuser", "--password-stdin", stdin="root-password\n")
+    assert code == 0 and "creating a new registry" in err
+    assert admin(typo, "user", "list", "--json")[0] == 0
