@@ -50,6 +50,9 @@ class Reference:
 
     @classmethod
     def parse(cls, text: str, *, default_registry: str = DOCKER_HUB) -> Reference:
+        scheme, sep, without = text.partition("://")
+        if sep:
+            raise ReferenceError(f"{text!r}: a reference has no {scheme}:// prefix; write {without!r}")
         rest = text
         digest: Digest | None = None
         if "@" in rest:
@@ -61,8 +64,14 @@ class Reference:
         first, sep, remainder = rest.partition("/")
         if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
             registry, path = first, remainder
+            if not path:
+                raise ReferenceError(f"{text!r} names a registry but no repository: write {first}/REPOSITORY[:TAG]")
         else:
             registry, path = default_registry, rest
+            name = rest.partition(":")[0]
+            if not sep and (name == "localhost" or "." in name):
+                # "127.0.0.1:5000" is a registry, not the image library/127.0.0.1:5000 of Docker Hub
+                raise ReferenceError(f"{text!r} names a registry but no repository: write {rest}/REPOSITORY[:TAG]")
         tag: str | None = None
         last_slash = path.rfind("/")
         colon = path.rfind(":")
@@ -73,7 +82,8 @@ class Reference:
         if registry == DOCKER_HUB and "/" not in path:
             path = f"library/{path}"
         if not is_repository_name(path):
-            raise ReferenceError(f"{text!r}: invalid repository name {path!r}")
+            lowercase = " (repository names are lowercase)" if is_repository_name(path.lower()) else ""
+            raise ReferenceError(f"{text!r}: invalid repository name {path!r}{lowercase}")
         if tag is None and digest is None:
             tag = "latest"
         return cls(registry, path, tag, digest)

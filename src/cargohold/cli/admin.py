@@ -32,8 +32,11 @@ Action = Callable[[AccessStore, ServerConfig, argparse.Namespace], int]
 def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Repeat password: ") != first:
+    try:
+        first, again = getpass.getpass("Password: "), getpass.getpass("Repeat password: ")
+    except EOFError:  # no terminal, and standard input ended
+        raise AccessModelError("no password given: there is no terminal to ask on; use --password-stdin") from None
+    if again != first:
         raise AccessModelError("the passwords differ")
     return first
 
