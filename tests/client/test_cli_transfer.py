@@ -124,6 +124,13 @@ def test_blob_put_and_get(
     assert not list(tmp_path.glob(".out.bin*"))
     assert main(["blob", "get", repo, str(digest)]) == 0
     assert capsysbinary.readouterr().out == data
+    assert main(["blob", "get", f"{repo}@{digest}"]) == 0  # crane's form
+    assert capsysbinary.readouterr().out == data
+    assert main(["blob", "get", f"{repo}@{digest}", "-o", str(tmp_path / "crane.bin")]) == 0
+    assert (tmp_path / "crane.bin").read_bytes() == data
+    for twice_or_never in ([f"{repo}@{digest}", str(digest)], [repo]):
+        assert main(["blob", "get", *twice_or_never]) == 1
+        assert "name the blob once" in capsysbinary.readouterr().err.decode()
     missing = Digest.of(b"not there")
     assert main(["blob", "get", repo, str(missing), "-o", str(tmp_path / "none.bin")]) == 1
     err = capsysbinary.readouterr().err.decode()

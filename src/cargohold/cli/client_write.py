@@ -308,8 +308,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 @command
 def cmd_blob_get(args: argparse.Namespace) -> int:
-    repo = repository_of(args.repository)
-    digest = Digest.parse(args.digest)
+    named = repository_of(args.repository)
+    if (named.digest is None) == (args.digest is None):
+        raise ValueError("name the blob once: blob get HOST/REPO@DIGEST, or blob get HOST/REPO DIGEST")
+    digest = named.digest or Digest.parse(args.digest)
+    repo = Reference(named.registry, named.repository)
     with make_client(args) as client:
         if args.output and args.output != "-":
             target = Path(args.output)
@@ -422,8 +425,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     blob = subparsers.add_parser("blob", help="get or put a single blob")
     blob_commands = blob.add_subparsers(dest="blob_command", required=True, metavar="COMMAND")
     p = blob_commands.add_parser("get", help="download a blob (verified)")
-    p.add_argument("repository", help="HOST/REPO")
-    p.add_argument("digest")
+    p.add_argument("repository", help="HOST/REPO DIGEST, or HOST/REPO@DIGEST as crane writes it")
+    p.add_argument("digest", nargs="?")
     p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
     add_transport_options(p)
     p.set_defaults(func=cmd_blob_get)
