@@ -116,6 +116,11 @@ def cmd_logout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_platform_only(args: argparse.Namespace) -> None:
+    if args.all_platforms:
+        raise ValueError("a docker-archive holds single images: --all-platforms cannot be written to one")
+
+
 def _transfer(
     args: argparse.Namespace, src: Location, dst: Location, client: RegistryClient
 ) -> TransferResult:
@@ -148,6 +153,7 @@ def _transfer(
             )
         if src.kind == "registry" and dst.kind == "docker-archive":
             assert src.ref is not None and dst.path is not None
+            _one_platform_only(args)
             return archive.save(
                 client,
                 src.ref,
@@ -162,10 +168,21 @@ def _transfer(
             layout = OCILayout(src.path)
             if not layout.exists():
                 raise LayoutError(f"{src.path}: not an OCI image layout")
-            return push(client, layout, src.name, dst.ref, cache=cache, progress=progress)
+            return push(
+                client,
+                layout,
+                src.name,
+                dst.ref,
+                platform=platform_of(args),
+                all_platforms=args.all_platforms,
+                cache=cache,
+                progress=progress,
+            )
         if src.kind == "docker-archive" and dst.kind == "registry":
             assert src.path is not None and dst.ref is not None
-            return archive.push_archive(client, src.path, src.name, dst.ref, cache=cache, progress=progress)
+            return archive.push_archive(
+                client, src.path, src.name, dst.ref, platform=platform_of(args), cache=cache, progress=progress
+            )
         raise ValueError(
             f"copying from {src.kind} to {dst.kind} is not supported; one side must be a registry"
         )
@@ -203,6 +220,7 @@ def _pull_many(args: argparse.Namespace, refs: list[Reference], dst: Location) -
     if dst.kind != "docker-archive" or dst.name is not None:
         raise ValueError("several references can only be pulled into one docker-archive:FILE (no :REF)")
     assert dst.path is not None
+    _one_platform_only(args)
     progress = progress_for("pulling", args)
     try:
         with make_client(args) as client:

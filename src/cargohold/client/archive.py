@@ -34,7 +34,7 @@ from ..reference import Reference
 from .blobs import READ_SIZE, ChunkSource, TransferProgress
 from .cache import BlobCache
 from .errors import LayoutError, UnsupportedOperation
-from .image import Node, resolve_image
+from .image import Node, check_platform, resolve_image
 from .pull import TransferResult, put_nodes, send_blob
 from .registry import RegistryClient
 
@@ -261,11 +261,17 @@ def push_archive(
     name: str | None,
     ref: Reference,
     *,
+    platform: Platform | None = None,
     cache: BlobCache | None = None,
     progress: TransferProgress | None = None,
 ) -> TransferResult:
-    """Push an image from a docker-archive to ``ref``; layers stream from the tar, verified."""
+    """Push an image from a docker-archive to ``ref``; layers stream from the tar, verified.
+
+    An archive holds single images: with ``platform``, the image must be for it.
+    """
     image = load(path, name)
+    if platform is not None:
+        check_platform(platform, image.config, f"docker-archive:{path}" + (f":{name}" if name else ""))
 
     def member(member_name: str) -> Iterator[bytes]:
         with _open_tar(path) as tar:

@@ -73,6 +73,14 @@ def select_platform(index: Manifest, want: Platform) -> Descriptor:
     raise PlatformNotFound(f"no image for platform {want} in index {index.digest} (has: {have})")
 
 
+def check_platform(want: Platform, config: bytes, what: str) -> None:
+    """Refuse a single image (its ``config``) that is not for ``want``, as ``docker pull --platform`` does."""
+    image = ImageConfig.from_json(config)
+    have = Platform(architecture=image.architecture, os=image.os, variant=image.variant)
+    if not platform_matches(want, have):
+        raise PlatformNotFound(f"{what} is an image for {have}, not {want}")
+
+
 @dataclass(frozen=True, slots=True)
 class ImageConfig:
     """The parts of an image's config that people look at; ``raw`` has the rest."""
@@ -147,12 +155,15 @@ def resolve_image(
     client: RegistryClient, ref: Reference, platform: Platform | None = None
 ) -> tuple[Reference, RawManifest, Manifest, Digest | None]:
     """Fetch ``ref``'s manifest; for an index, the image for ``platform`` (default: this machine's).
+    A single image must be for ``platform`` if one is given.
 
     Returns (reference by digest, raw manifest, parsed manifest, index digest or None).
     """
     raw = client.get_manifest(ref)
     manifest = raw.parse()
     if not manifest.is_index:
+        if platform is not None and manifest.config is not None:
+            check_platform(platform, client.read_blob(ref, manifest.config.digest), str(ref))
         return ref.with_digest(raw.digest), raw, manifest, None
     child = select_platform(manifest, platform or current_platform())
     child_ref = ref.with_digest(child.digest)
@@ -275,18 +286,41 @@ def remote_graph(
     """The manifests to move from ``ref``, whose manifest is ``top``: (root, every node, children first).
 
     For an index, the image for ``platform`` (default: this machine's), or with
-    ``all_platforms`` the whole index.
+    ``all_platforms`` the whole index. A single image must be for ``platform`` if one is given.
     """
-    root = Node(Descriptor(top.media_type, top.digest, top.size), top.raw, top.parse())
-    if root.manifest.is_index and not all_platforms:
-        child = select_platform(root.manifest, platform or current_platform())
-        raw = client.get_manifest(ref.with_digest(child.digest))
-        root = Node(child, raw.raw, raw.parse())
 
     def fetch(descriptor: Descriptor) -> bytes:
         return client.get_manifest(ref.with_digest(descriptor.digest)).raw
 
+    root = Node(Descriptor(top.media_type, top.digest, top.size), top.raw, top.parse())
+    root = choose_root(root, fetch, lambda d: client.read_blob(ref, d.digest), str(ref), platform, all_platforms)
     return root, walk(root, fetch, lambda _: True)
+
+
+def choose_root(
+    root: Node,
+    fetch: Callable[[Descriptor], bytes],
+    read_config: Callable[[Descriptor], bytes],
+    what: str,
+    platform: Platform | None,
+    all_platforms: bool,
+    *,
+    default_all: bool = False,
+) -> Node:
+    """What to move of ``root``: an index whole (``all_platforms``, or ``default_all`` when no
+    ``platform`` is given), else its image for ``platform`` (default: this machine's); a single image
+    after checking it is for ``platform``."""
+    if all_platforms and platform is not None:
+        raise ValueError("--platform and --all-platforms exclude each other")
+    if root.manifest.is_index:
+        if all_platforms or (default_all and platform is None):
+            return root
+        child = select_platform(root.manifest, platform or current_platform())
+        data = fetch(child)
+        return Node(child, data, parse_manifest(data, child.media_type))
+    if platform is not None and root.manifest.config is not None:
+        check_platform(platform, read_config(root.manifest.config), what)
+    return root
 
 
 def blobs_of(nodes: list[Node]) -> list[Descriptor]:

@@ -23,7 +23,7 @@ from . import blobs
 from .blobs import TransferProgress
 from .cache import BlobCache
 from .errors import ClientError, RegistryResponseError, TLSError, TransportError, UnsupportedOperation
-from .image import Node, blobs_of, remote_graph, walk
+from .image import Node, blobs_of, choose_root, remote_graph, walk
 from .layout import OCILayout
 from .registry import RegistryClient
 
@@ -104,19 +104,27 @@ def push(
     tag: str | None,
     ref: Reference,
     *,
+    platform: Platform | None = None,
+    all_platforms: bool = False,
     cache: BlobCache | None = None,
     chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
     progress: TransferProgress | None = None,
 ) -> TransferResult:
-    """Push the layout's image (or index) named ``tag`` to ``ref``; returns the pushed digest."""
+    """Push the layout's image (or index) named ``tag`` to ``ref``; returns the pushed digest.
+
+    An index goes whole, unless ``platform`` picks one of its images: then that
+    image's manifest alone is pushed (as ``ref``). A single image must be for ``platform``.
+    """
     cache = cache or BlobCache()
     top = layout.resolve(tag)
     raw = layout.read_blob(top.digest)
-    root = Node(top, raw, parse_manifest(raw, top.media_type))
 
     def fetch(descriptor: Descriptor) -> bytes:
         return layout.read_blob(descriptor.digest)
 
+    root = Node(top, raw, parse_manifest(raw, top.media_type))
+    what = f"{layout.path}:{tag}" if tag else str(layout.path)
+    root = choose_root(root, fetch, fetch, what, platform, all_platforms, default_all=True)
     nodes = walk(root, fetch, lambda _: True)
     needed = blobs_of(nodes)
     if progress is not None:
