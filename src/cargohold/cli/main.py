@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.admin",
     "cargohold.cli.client_read",
     "cargohold.cli.client_write",
+    "cargohold.cli.cache",
 )
 
 #: top-level command -> the module that registers it (checked against the modules by a test)
@@ -36,6 +37,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(
         ("login", "logout", "copy", "pull", "push", "sync", "tag", "delete", "blob"), "cargohold.cli.client_write"
     ),
+    "cache": "cargohold.cli.cache",
 }
 
 

@@ -98,7 +98,18 @@ def save_many(
     """
     if not images:
         raise ValueError("no images to save")
-    cache = cache or BlobCache()
+    with (cache or BlobCache()).transfer() as used:
+        return _save_many(client, images, path, platform, used, progress)
+
+
+def _save_many(
+    client: RegistryClient,
+    images: Sequence[tuple[Reference, str | None]],
+    path: Path,
+    platform: Platform | None,
+    cache: BlobCache,
+    progress: TransferProgress | None,
+) -> list[TransferResult]:
     entries: dict[Digest, _Saved] = {}
     results: list[TransferResult] = []
     layer_files: dict[Digest, Path] = {}

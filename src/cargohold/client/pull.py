@@ -58,7 +58,20 @@ def pull(
     whole index with ``all_platforms``. A re-pull fetches only blobs missing from
     the cache; an interrupted blob download resumes where it stopped.
     """
-    cache = cache or BlobCache()
+    with (cache or BlobCache()).transfer() as used:
+        return _pull(client, ref, layout, tag, platform, all_platforms, used, progress)
+
+
+def _pull(
+    client: RegistryClient,
+    ref: Reference,
+    layout: OCILayout,
+    tag: str | None,
+    platform: Platform | None,
+    all_platforms: bool,
+    cache: BlobCache,
+    progress: TransferProgress | None,
+) -> TransferResult:
     top = client.get_manifest(ref)
     if is_schema1(top.media_type):
         raise UnsupportedOperation(f"{ref}: schema 1 manifests cannot be stored in an OCI layout")
