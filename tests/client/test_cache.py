@@ -87,6 +87,7 @@ def test_info_and_prune_least_recently_used_first(
     # by age: nothing is a day old; everything is older than the future
     code, out, _ = run(capsys, "cache", "prune", "--cache-dir", str(root), "--older-than", "1d")
     assert code == 0 and out.startswith("removed 0 (0 B), kept 4")
+    assert len(list((root / "sources").iterdir())) == 6  # recent mount hints stay
     three_days_ago = os.path.getmtime(root / "blobs") - 3 * 86400
     for digest in refs["c"][1].blobs:
         os.utime(BlobCache(root).path(digest), (three_days_ago, three_days_ago))
@@ -94,6 +95,7 @@ def test_info_and_prune_least_recently_used_first(
     assert json.loads(out)["removed"] == 2 and not cached(root, refs["c"][1])
     code, out, _ = run(capsys, "cache", "prune", "--cache-dir", str(root))  # no option: everything
     assert code == 0 and out.startswith("removed 2 ") and not cached(root, refs["a"][1])
+    assert not list((root / "sources").iterdir())  # the mount hints went with everything
     # the layouts pulled through the cache are whole: they never depended on it
     assert complete(tmp_path / "a", refs["a"][1]) and complete(tmp_path / "b", refs["b"][1])
     code, _, err = run(capsys, "cache", "prune", "--cache-dir", str(root), "--max-size", "lots")

@@ -192,3 +192,22 @@ def test_several_images_in_one_docker_archive(
             original = json.loads(next(b for b in image.blobs.values() if b.startswith(b"{")))
             assert config["config"]["Labels"] == original["config"]["Labels"]
             assert config["rootfs"] == original["rootfs"]
+
+
+def test_a_closed_pipe_ends_a_client_command_quietly(registry: RunningRegistry, tmp_path: Path) -> None:
+    """``cargohold blob get ... | head -c0``: exit 141 and nothing on stderr, as a command killed by SIGPIPE."""
+    repo = registry.ref(registry.repo("pipe")).rpartition(":")[0]
+    data = os.urandom(300_000)  # more than a pipe holds
+    (tmp_path / "in.bin").write_bytes(data)
+    assert main(["blob", "put", repo, str(tmp_path / "in.bin")]) == 0
+    for argv in (["blob", "get", f"{repo}@{Digest.of(data)}"], ["catalog", "--json", registry.host]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "cargohold.cli.main", *argv],
+                stdout=write_end, stderr=subprocess.PIPE, env=cli_env(), timeout=60, check=False,
+            )
+        finally:
+            os.close(write_end)
+        assert (result.returncode, result.stderr) == (141, b""), argv

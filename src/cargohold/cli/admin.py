@@ -310,13 +310,15 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(None, overrides, dict(os.environ))
         _check_registry(config, args)
         store = open_access_store(config)
-    except (ConfigError, MetadataError) as exc:
+    except (ConfigError, MetadataError, OSError) as exc:
         print(f"cargohold admin: {exc}", file=sys.stderr)
         return 2
     try:
         code: int = args.action(store, config, args)
         return code
-    except (AccessModelError, MetadataError, ValueError) as exc:
+    except BrokenPipeError:
+        raise  # the top level ends quietly
+    except (AccessModelError, MetadataError, ValueError, OSError) as exc:
         print(f"cargohold admin: {exc}", file=sys.stderr)
         return 1
     finally:

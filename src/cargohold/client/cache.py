@@ -284,6 +284,15 @@ class BlobCache:
         found.sort(key=lambda e: e.used)
         return found
 
+    def _forget_sources(self, cutoff: float | None) -> None:
+        """Mount hints (a few bytes each) not written to since ``cutoff`` (None: all)."""
+        folder = self.root / "sources"
+        if folder.is_dir():
+            for path in folder.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    if cutoff is None or path.stat().st_mtime < cutoff:
+                        path.unlink()
+
     def _remove_download_locks(self, protected: set[str]) -> None:
         """Lock files of downloads no running transfer claims (a downloader claims before locking)."""
         folder = self.root / "partial"
@@ -296,8 +305,10 @@ class BlobCache:
     def prune(self, *, max_size: int | None = None, older_than: float | None = None) -> PruneResult:
         """Remove entries last used more than ``older_than`` seconds ago, then the least recently used
         until the rest fits in ``max_size`` bytes; neither given: everything. Entries claimed by a
-        running transfer stay."""
+        running transfer stay. Mount hints go by age, or all with everything."""
         everything = max_size is None and older_than is None
+        if not self.root.is_dir():
+            return PruneResult(0, 0, 0, 0, 0)
         with self._guard, self._root_lock(fcntl.LOCK_EX):
             protected = self._claims_of_others() | self._claimed
             entries = self.entries()
@@ -321,6 +332,8 @@ class BlobCache:
                 freed += entry.size
                 total -= entry.size
             self._remove_download_locks(protected)
+            if everything or cutoff is not None:
+                self._forget_sources(None if everything else cutoff)
         return PruneResult(removed, freed, len(entries) - removed, total, in_use)
 
     def put_bytes(self, digest: Digest, data: bytes) -> Path:
