@@ -59,6 +59,8 @@ class CargoholdServer:
     scheme: str = "http"
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    #: the command to run instead of this checkout's sources (e.g. an installed ``cargohold`` script)
+    command: list[str] | None = None
 
     @property
     def url(self) -> str:
@@ -69,11 +71,11 @@ class CargoholdServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self, verify: object = True) -> CargoholdServer:
-        env = {**os.environ, "PYTHONPATH": str(SRC), **self.env}
+        env = {**os.environ, "PYTHONPATH": str(SRC), **self.env} if self.command is None else self.env
         self.log_path = self.data_dir.parent / f"cargohold-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cargohold.cli.main", "serve", "--listen", self.host,
+            [*(self.command or [sys.executable, "-m", "cargohold.cli.main"]), "serve", "--listen", self.host,
              "--data-dir", str(self.data_dir), *self.args],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )

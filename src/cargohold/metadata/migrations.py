@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
+from .store import MetadataError
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -15,6 +17,8 @@ class Migration:
 
 def load_migrations(dialect: str) -> list[Migration]:
     folder = resources.files("cargohold.metadata") / "migrations" / dialect
+    if not folder.is_dir():
+        raise MetadataError(f"the {dialect} migrations are missing from the installed package ({folder})")
     found = []
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):

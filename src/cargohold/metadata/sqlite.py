@@ -6,6 +6,8 @@ event loop: they take microseconds, less than handing them to a thread would.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Iterable, Sequence
 
@@ -21,8 +23,17 @@ def _now() -> int:
 class SqliteMetadataStore:
     def __init__(self, path: str):
         self.path = path
+        created = path != ":memory:" and not os.path.exists(path)
         self._db = SqliteDatabase(path, what="metadata")
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            if created:  # no half-made database for the next start to trust
+                for leftover in (path, f"{path}-wal", f"{path}-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(leftover)
+            raise
 
     def _migrate(self) -> None:
         with self._db.transaction() as db:
