@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
+import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"cargohold: {exc}", file=sys.stderr)
         return 2
+    # before anything is written to the data directory: what would stop granian later with a traceback
+    try:
+        _check_tls(config)
+        port_claim = claim_port(config.host, config.port)
+    except StartError as exc:
+        print(f"cargohold: {exc}", file=sys.stderr)
+        return 1
     # Build once here so that migrations run and bad settings fail before workers start.
     try:
         app = create_app(config)
@@ -93,8 +102,64 @@ def run(args: argparse.Namespace) -> int:
         workers_kill_timeout=math.ceil(config.shutdown_timeout_seconds),
         **tls,
     )
-    server.serve()
+    try:
+        server.serve()
+    finally:
+        if port_claim is not None:
+            port_claim.close()
     return 0
+
+
+class StartError(Exception):
+    """The server cannot start; the message is the one line to print."""
+
+
+def _check_tls(config: ServerConfig) -> None:
+    if not (config.tls_cert and config.tls_key):
+        return
+    import ssl
+
+    for what, path in (("certificate", config.tls_cert), ("key", config.tls_key)):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise StartError(f"cannot read the TLS {what} {path}: {exc.strerror or exc}") from None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(config.tls_cert, config.tls_key)
+    except (ssl.SSLError, ValueError) as exc:
+        raise StartError(f"TLS certificate {config.tls_cert} and key {config.tls_key}: unusable ({exc})") from None
+
+
+def claim_port(host: str, port: int) -> socket.socket | None:
+    """Refuse a port something listens on, and keep other cargohold servers off it while this one runs.
+
+    granian's listening sockets set SO_REUSEPORT, so a second server would bind the same port and
+    share its connections. A probe bound without SO_REUSEPORT fails while anything listens there.
+    Between the probe and granian's own bind, a lock named after the port (Linux: an abstract Unix
+    socket, released by the kernel when the process ends) keeps a second cargohold from slipping in.
+    """
+    claim = None
+    if sys.platform.startswith("linux"):
+        claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            claim.bind(f"\0cargohold-port-{port}")
+        except OSError:
+            claim.close()
+            raise StartError(f"port {port} is already in use (by another cargohold server)") from None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # connections in TIME_WAIT do not count
+            probe.bind(address)
+    except OSError as exc:
+        if claim is not None:
+            claim.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartError(f"port {port} is already in use ({host}:{port})") from None
+        raise StartError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return claim
 
 
 #: largest read buffer of an HTTP/1 connection (granian's default: 408 KiB). Upload bodies reach the
