@@ -46,6 +46,9 @@ class ServerConfig:
     #: on SIGTERM, requests in flight get this long to finish; then the workers still running are
     #: killed, so a stop always ends (docker stop's grace period is 10 s, systemd's 90 s)
     shutdown_timeout_seconds: float = 30.0
+    #: on SIGTERM, keep accepting requests this long while /readyz answers 503, so that a load
+    #: balancer stops sending before the port closes (Traefik's requestAcceptGraceTimeout); 0: close at once
+    shutdown_delay_seconds: float = 0.0
     #: metadata database URL; empty means SQLite in the data directory
     database_url: str = ""
     storage_driver: str = "filesystem"
@@ -191,6 +194,8 @@ def _validate(config: ServerConfig) -> None:
         raise ConfigError("workers must be at least 1")
     if config.shutdown_timeout_seconds <= 0:
         raise ConfigError("shutdown_timeout_seconds must be more than 0")
+    if config.shutdown_delay_seconds < 0:
+        raise ConfigError("shutdown_delay_seconds must not be negative")
     _validate_auth(config)
     if config.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log level must be debug, info, warning or error, not {config.log_level!r}")

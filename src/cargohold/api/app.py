@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
-from ..auth import AccessController, OpenAccess, required_access
+from ..auth import AccessController, Grant, OpenAccess, required_access
 from ..errcodes import BlobUploadInvalid, ManifestInvalid, NameInvalid, RegistryError, Unknown, Unsupported
 from ..metadata.store import MetadataError
 from ..reference import is_repository_name
@@ -25,7 +25,7 @@ from ..storage.driver import StorageError
 from .accesslog import AccessLog
 from .asgi import ClientDisconnected, Receive, Request, Response, Scope, Send, envelope_response, error_response
 from .handlers import HANDLERS
-from .routes import Route, build_routes, match
+from .routes import PUBLIC, Route, build_routes, match
 
 access_log: Final = logging.getLogger("cargohold.access")
 log: Final = logging.getLogger("cargohold.api")
@@ -93,7 +93,10 @@ class RegistryApp:
         name = params.get("name")
         if name is not None and not is_repository_name(name):
             raise NameInvalid(f"invalid repository name {name!r}", detail={"name": name})
-        request.grant = await self.access.authorize(request, required_access(route.name, request.method, params))
+        if route.name in PUBLIC:
+            request.grant = Grant()
+        else:
+            request.grant = await self.access.authorize(request, required_access(route.name, request.method, params))
         request.access = self.access
         return await handler(self.registry, request)
 

@@ -22,6 +22,7 @@ from ..service import Registry
 from ..service.registry import media_type_warning, parse_algorithm
 from . import routes
 from .asgi import Request, Response
+from .health import get_healthz, get_readyz
 from .routes import Handler, url_for
 
 # ASCII digits, at most 19 (any offset below 2**63): a longer number is malformed, not an int() to attempt
@@ -377,6 +378,8 @@ HANDLERS: Final[dict[str, dict[str, Handler]]] = {
     routes.UPLOADS: {"POST": post_upload},
     routes.UPLOAD: {"GET": get_upload, "PATCH": patch_upload, "PUT": put_upload, "DELETE": delete_upload},
     routes.REFERRERS: {"GET": get_referrers},
+    routes.HEALTHZ: {"GET": get_healthz},
+    routes.READYZ: {"GET": get_readyz},
 }
 # HEAD is GET without a body (the sender drops it), except for blobs, where it skips opening the file.
 for _methods in HANDLERS.values():

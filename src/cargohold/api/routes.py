@@ -37,6 +37,10 @@ BLOB: Final = "blob"
 UPLOADS: Final = "uploads"
 UPLOAD: Final = "upload"
 REFERRERS: Final = "referrers"
+HEALTHZ: Final = "healthz"
+READYZ: Final = "readyz"
+#: routes for load balancers and supervisors: answered without credentials, whatever the access control
+PUBLIC: Final = frozenset({HEALTHZ, READYZ})
 
 # (name, pattern, template, marker: a literal part of the pattern that every match contains)
 _PATTERNS: Final[list[tuple[str, str, str, str]]] = [
@@ -50,6 +54,8 @@ _PATTERNS: Final[list[tuple[str, str, str, str]]] = [
     (UPLOADS, r"/v2/(?P<name>.+)/blobs/uploads/?", "/v2/{name}/blobs/uploads/", "/blobs/uploads"),
     (BLOB, r"/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)", "/v2/{name}/blobs/{digest}", "/blobs/"),
     (REFERRERS, r"/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)", "/v2/{name}/referrers/{digest}", "/referrers/"),
+    (HEALTHZ, r"/healthz", "/healthz", "/healthz"),
+    (READYZ, r"/readyz", "/readyz", "/readyz"),
 ]
 _TEMPLATES: Final = {name: template for name, _, template, _ in _PATTERNS}
 

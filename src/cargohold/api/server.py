@@ -14,6 +14,7 @@ from ..metadata import open_metadata_store
 from ..service import Registry, RegistryOptions
 from ..storage import open_blob_store
 from .app import RegistryApp
+from .health import watch_for_drain
 from .logformat import JsonLineFormatter
 
 #: the resolved configuration travels to worker processes in this variable
@@ -67,6 +68,7 @@ def end_with_server_process() -> None:
 def app_from_environment() -> RegistryApp:
     """Granian's factory target (in each worker): rebuild the app from the serialized configuration."""
     end_with_server_process()
+    watch_for_drain()
     config = ServerConfig.from_json(os.environ[CONFIG_ENV])
     configure_logging(config.log_level)
     return create_app(config)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import math
 import os
+import signal
 import socket
 import sys
+import threading
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..auth.store import AccessStore
@@ -102,12 +106,43 @@ def run(args: argparse.Namespace) -> int:
         workers_kill_timeout=math.ceil(config.shutdown_timeout_seconds),
         **tls,
     )
+    if config.shutdown_delay_seconds > 0:
+        server.on_startup(lambda: _drain_on_sigterm(server, config.shutdown_delay_seconds))
     try:
         server.serve()
     finally:
         if port_claim is not None:
             port_claim.close()
     return 0
+
+
+def _drain_on_sigterm(server: Any, delay: float) -> None:
+    """Run after granian installs its signal handlers: SIGTERM first makes the workers' /readyz answer
+    503 and, after ``delay`` seconds of serving on, stops granian as its own handler would. A second
+    SIGTERM, or SIGINT, stops at once."""
+    from ..api.health import DRAIN_SIGNAL
+
+    stop = signal.getsignal(signal.SIGTERM)
+    if not callable(stop):
+        return
+    draining = threading.Event()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if draining.is_set():
+            stop(signum, frame)
+            return
+        draining.set()
+        for worker in getattr(server, "wrks", []):
+            pid = getattr(getattr(worker, "inner", None), "pid", None)
+            if pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, DRAIN_SIGNAL)
+        print(f"cargohold: draining: stopping in {delay:g} s", file=sys.stderr, flush=True)
+        timer = threading.Timer(delay, stop, (signum, None))
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 class StartError(Exception):

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from .migrations import load_migrations, split_statements
 from .sqlite_db import SqliteDatabase
-from .store import ManifestRecord, NewManifest, ReferrerRecord, UploadConflict, UploadRecord
+from .store import ManifestRecord, MetadataError, NewManifest, ReferrerRecord, UploadConflict, UploadRecord
 
 
 def _now() -> int:
@@ -54,6 +54,12 @@ class SqliteMetadataStore:
 
     async def close(self) -> None:
         self._db.close()
+
+    async def check(self) -> None:
+        # an open connection keeps working on a file deleted under it, losing every write
+        if self.path != ":memory:" and not os.path.exists(self.path):
+            raise MetadataError(f"metadata: {self.path} is gone")
+        self._db.execute("SELECT version FROM schema_migrations LIMIT 1").fetchall()
 
     # repositories
 

@@ -62,6 +62,9 @@ class UploadConflict(MetadataError):
 
 class MetadataStore(Protocol):
     async def close(self) -> None: ...
+    async def check(self) -> None:
+        """Raise MetadataError unless the database answers now (for ``/readyz``)."""
+        ...
 
     # repositories
     async def repository_id(self, name: str) -> int | None: ...

@@ -62,6 +62,10 @@ class BlobStore(Protocol):
 
     name: str
 
+    async def check(self, writable: bool) -> None:
+        """Raise StorageError unless blobs can be read (and written, if ``writable``) now (for ``/readyz``)."""
+        ...
+
     async def stat(self, digest: Digest) -> int | None:
         """The blob's size, or ``None`` if it is not stored."""
         ...

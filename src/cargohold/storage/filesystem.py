@@ -112,6 +112,14 @@ class FilesystemBlobStore:
         os.makedirs(paths.uploads_dir(self.root), exist_ok=True)
         os.makedirs(os.path.join(self.root, "blobs"), exist_ok=True)
 
+    async def check(self, writable: bool) -> None:
+        mode = os.R_OK | os.X_OK | (os.W_OK if writable else 0)
+        for folder in (os.path.join(self.root, "blobs"), paths.uploads_dir(self.root)):
+            if not os.path.isdir(folder):
+                raise StorageError(f"filesystem: {folder} is missing")
+            if not os.access(folder, mode):
+                raise StorageError(f"filesystem: {folder} is not {'writable' if writable else 'readable'}")
+
     def local_path(self, digest: Digest) -> str:
         return paths.blob_path(self.root, digest)
 
