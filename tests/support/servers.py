@@ -80,7 +80,10 @@ class CargoholdServer:
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
         log.close()
-        wait_for_http(f"{self.url}/v2/", self.process, verify=verify)
+        try:
+            wait_for_http(f"{self.url}/v2/", self.process, verify=verify)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; its output ends:\n{self.log()[-2000:]}") from None
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
