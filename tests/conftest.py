@@ -7,7 +7,29 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.requirements import check_marks, under_ci
 from tests.support.servers import CargoholdServer, cargohold
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "requires_tool(binary, package=None): the test runs this program (skips if missing; fails under CI)"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    check_marks(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI a skip from anywhere (a bare ``pytest.skip`` too) is a failure: nothing may go untested."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and not hasattr(report, "wasxfail") and under_ci():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"CI=true and the test skipped: {reason}"
 
 
 @pytest.fixture(scope="session")

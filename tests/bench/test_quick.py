@@ -7,18 +7,17 @@ for both sides, not how big the numbers are.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.support.requirements import requires_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("docker-registry", "wrk", "hey", "skopeo")
+pytestmark = [requires_tool(tool) for tool in TOOLS]
 
 
-@pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS), reason=f"needs {', '.join(TOOLS)}")
 def test_quick_benchmark_reports_both_sides(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     done = subprocess.run(

@@ -1,15 +1,14 @@
 """Real registries on free loopback ports, started for the client suite and stopped by PID.
 
 ``registry`` is parametrised over every registry implementation we test against:
-Distribution 2.8 (Debian's ``docker-registry``) and cargohold's own server (once
-``cargohold serve`` exists). ``auth_registry`` is Distribution with htpasswd basic auth;
-``tls_registry`` is cargohold over HTTPS with a certificate from a CA made by the test.
+Distribution 2.8 (Debian's ``docker-registry``) and cargohold's own server.
+``auth_registry`` is Distribution with htpasswd basic auth; ``tls_registry`` is cargohold over
+HTTPS with a certificate from a CA made by the test.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -27,6 +26,7 @@ import pytest
 from cargohold.client import RegistryClient, StaticKeychain, TransportOptions
 from cargohold.client.cache import BlobCache
 from cargohold.client.keychain import Credentials
+from tests.support.requirements import require_tool
 
 from .tlsfiles import TLSFiles, make_tls_files
 
@@ -88,8 +88,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def start_distribution(base: Path, *, htpasswd: bool = False) -> RunningRegistry:
-    if shutil.which("docker-registry") is None:
-        pytest.skip("docker-registry (Distribution) is not installed")
+    require_tool("docker-registry")
     port = free_port()
     base.mkdir(parents=True, exist_ok=True)
     auth = ""
@@ -122,8 +121,6 @@ def start_distribution(base: Path, *, htpasswd: bool = False) -> RunningRegistry
 
 def start_cargohold(base: Path, tls: TLSFiles | None = None) -> RunningRegistry:
     """cargohold's server; over HTTPS with ``tls`` (its certificate is valid for 127.0.0.1)."""
-    if not (ROOT / "src" / "cargohold" / "cli" / "serve.py").exists():
-        pytest.skip("cargohold serve does not exist yet")
     port = free_port()
     base.mkdir(parents=True, exist_ok=True)
     log = base / "server.log"

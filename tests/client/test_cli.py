@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from cargohold.client import OCILayout
+from tests.support.requirements import requires_tool
 
 from .cli_support import isolated, run  # noqa: F401 - isolated is an autouse fixture
 from .conftest import RunningRegistry
@@ -80,7 +80,7 @@ def test_docker_archive_round_trip(
     assert out.encode() == next(b for b in image.blobs.values() if b.startswith(b"{"))
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
+@requires_tool("skopeo")
 def test_skopeo_reads_what_we_push_and_we_read_what_skopeo_pushes(
     registry: RunningRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

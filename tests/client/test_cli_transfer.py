@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -16,6 +15,7 @@ from cargohold.cli.main import main
 from cargohold.client import OCILayout, Reference, RegistryClient
 from cargohold.client.archive import load
 from cargohold.digest import Digest
+from tests.support.requirements import require_tool
 
 from .cli_support import isolated, run  # noqa: F401 - isolated is an autouse fixture
 from .conftest import ROOT, RunningRegistry
@@ -179,19 +179,19 @@ def test_several_images_in_one_docker_archive(
         assert code == 0 and json.loads(out)["digest"] == str(image.digest)
     code, _, err = run(capsys, "pull", f"{repo}:first", f"{repo}:second", f"oci:{tmp_path / 'nope'}")
     assert code == 1 and "docker-archive" in err
-    if shutil.which("skopeo"):  # another docker-archive reader picks each image out
-        for index, image in enumerate((first, second)):
-            subprocess.run(
-                ["skopeo", "copy", f"docker-archive:{tar}:@{index}", f"oci:{tmp_path / 'skopeo'}:{index}"],
-                check=True,
-                capture_output=True,
-            )
-            layout = OCILayout(tmp_path / "skopeo")
-            config_digest = json.loads(layout.read_blob(layout.resolve(str(index)).digest))["config"]["digest"]
-            config = json.loads(layout.read_blob(Digest.parse(config_digest)))  # re-serialized for OCI
-            original = json.loads(next(b for b in image.blobs.values() if b.startswith(b"{")))
-            assert config["config"]["Labels"] == original["config"]["Labels"]
-            assert config["rootfs"] == original["rootfs"]
+    require_tool("skopeo")  # another docker-archive reader picks each image out
+    for index, image in enumerate((first, second)):
+        subprocess.run(
+            ["skopeo", "copy", f"docker-archive:{tar}:@{index}", f"oci:{tmp_path / 'skopeo'}:{index}"],
+            check=True,
+            capture_output=True,
+        )
+        layout = OCILayout(tmp_path / "skopeo")
+        config_digest = json.loads(layout.read_blob(layout.resolve(str(index)).digest))["config"]["digest"]
+        config = json.loads(layout.read_blob(Digest.parse(config_digest)))  # re-serialized for OCI
+        original = json.loads(next(b for b in image.blobs.values() if b.startswith(b"{")))
+        assert config["config"]["Labels"] == original["config"]["Labels"]
+        assert config["rootfs"] == original["rootfs"]
 
 
 def test_a_closed_pipe_ends_a_client_command_quietly(registry: RunningRegistry, tmp_path: Path) -> None:

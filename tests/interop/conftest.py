@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.requirements import require_tool
 from tests.support.servers import CargoholdServer
 
 from .tools import (
@@ -24,10 +24,8 @@ from .tools import (
 @pytest.fixture(scope="session")
 def images(tmp_path_factory: pytest.TempPathFactory) -> BuiltImages:
     """The small busybox images (OCI, docker, multi-arch index), built offline with buildah."""
-    if shutil.which("buildah") is None:
-        pytest.skip("buildah is not installed: cannot build test images")
-    if shutil.which("busybox") is None:
-        pytest.skip("busybox is not installed (apt-get install busybox-static)")
+    require_tool("buildah")
+    require_tool("busybox", "busybox-static")
     return build_test_images(tmp_path_factory.mktemp("images"))
 
 

@@ -9,13 +9,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.requirements import require_module
 from tests.support.servers import CargoholdServer
 
 from .tools import request_log
 
-dxf = pytest.importorskip("dxf", reason="python-dxf is not installed (pip install python-dxf)")
-oras_client = pytest.importorskip("oras.client", reason="oras-py is not installed (pip install oras)")
-oras_oci = pytest.importorskip("oras.oci", reason="oras-py is not installed (pip install oras)")
+dxf = require_module("dxf", "python-dxf")
+oras_client = require_module("oras.client", "oras")
+oras_oci = require_module("oras.oci", "oras")
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 

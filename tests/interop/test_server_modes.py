@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.requirements import require_module
 from tests.support.servers import CargoholdServer, free_port
 
 from .tools import BuiltImages, MakeClients, OciLayout, TlsFiles, make_tls, requires_podman, requires_skopeo
@@ -52,7 +53,7 @@ def test_verified_tls_and_two_workers(
 
         clients.podman.run("pull", "--cert-dir", str(tls.cert_dir), f"{server.host}/tls/small:1")
 
-        dxf = pytest.importorskip("dxf")
+        dxf = require_module("dxf", "python-dxf")
         client = dxf.DXF(server.host, "tls/dxf", tlsverify=str(tls.ca))
         payload = os.urandom(100_000)
         digest = client.push_blob(data=iter([payload]), digest=f"sha256:{hashlib.sha256(payload).hexdigest()}")

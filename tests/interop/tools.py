@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support.requirements import require, require_tool, requires_tool, unmet
 from tests.support.servers import CargoholdServer, free_port, stop_process, wait_for_http
 
 CACHE = Path(os.environ.get("CARGOHOLD_TEST_CACHE", Path.home() / ".cache" / "cargohold-tests"))
@@ -40,18 +40,10 @@ CACHE = Path(os.environ.get("CARGOHOLD_TEST_CACHE", Path.home() / ".cache" / "ca
 TIMEOUT = 600.0
 
 
-def requires(binary: str, package: str | None = None) -> pytest.MarkDecorator:
-    """Skip a test (or module) when a client binary is not installed."""
-    return pytest.mark.skipif(
-        shutil.which(binary) is None,
-        reason=f"{binary} is not installed (apt-get install {package or binary}; see scripts/apt-packages.txt)",
-    )
-
-
-requires_skopeo = requires("skopeo")
-requires_buildah = requires("buildah")
-requires_podman = requires("podman")
-requires_distribution = requires("docker-registry")
+requires_skopeo = requires_tool("skopeo")
+requires_buildah = requires_tool("buildah")
+requires_podman = requires_tool("podman")
+requires_distribution = requires_tool("docker-registry")
 
 
 class ToolError(AssertionError):
@@ -321,16 +313,15 @@ def _lock(path: Path) -> contextlib.AbstractContextManager[None]:
 def debian_rootfs_tarball(suite: str = "bookworm") -> Path:
     """A gzipped minbase Debian root filesystem, made once with debootstrap and cached.
 
-    Returns the cached ``.tar.gz``; calls :func:`pytest.skip` when debootstrap is missing or fails
-    (no mirror). The apt caches and ``/dev`` nodes are left out, as in Debian's official images.
+    Returns the cached ``.tar.gz``; a test that needs it skips (fails under CI) when debootstrap is
+    missing, not run as root, or fails (no mirror). The apt caches and ``/dev`` nodes are left out,
+    as in Debian's official images.
     """
     tarball = CACHE / f"debian-{suite}-minbase.tar.gz"
     if tarball.exists():
         return tarball
-    if shutil.which("debootstrap") is None:
-        pytest.skip("debootstrap is not installed (apt-get install debootstrap)")
-    if os.geteuid() != 0:
-        pytest.skip("debootstrap needs root")
+    require_tool("debootstrap")
+    require(os.geteuid() == 0, "debootstrap needs root")
     mirror = os.environ.get("CARGOHOLD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
     with _lock(CACHE / f"debian-{suite}.lock"):
         if tarball.exists():  # another session made it while we waited
@@ -343,7 +334,7 @@ def debian_rootfs_tarball(suite: str = "bookworm") -> Path:
             )
             if result.returncode != 0:
                 log = (result.stdout + result.stderr)[-1500:]
-                pytest.skip(f"debootstrap {suite} from {mirror} failed (no mirror?):\n{log}")
+                unmet(f"debootstrap {suite} from {mirror} failed (no mirror?):\n{log}")
             for leftover in [*target.glob("var/cache/apt/archives/*.deb"), *target.glob("var/lib/apt/lists/*_*")]:
                 leftover.unlink()
             partial = Path(work) / "rootfs.tar.gz"

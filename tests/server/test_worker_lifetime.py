@@ -14,8 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
+from tests.support.requirements import require
 from tests.support.servers import cargohold
 
 
@@ -41,8 +40,8 @@ def wait_gone(marker: str, seconds: float) -> list[int]:
     return left
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
 def test_workers_end_when_the_server_process_is_killed(tmp_path: Path) -> None:
+    require(sys.platform.startswith("linux"), "PR_SET_PDEATHSIG is Linux's")
     with cargohold(tmp_path, "--workers", "2") as server:
         assert server.process is not None
         marker = str(server.data_dir)

@@ -18,6 +18,7 @@ from cargohold.digest import Digest
 from cargohold.storage import BlobStore, LocalFileServer, UploadMissing, open_blob_store
 from cargohold.storage.driver import BlobMissing
 from cargohold.storage.hashing import ResumableHasher
+from tests.support.requirements import require
 
 
 @pytest.fixture(params=["filesystem"])
@@ -118,9 +119,9 @@ def test_unknown_and_unsafe_upload_ids(store: BlobStore) -> None:
             run(store.upload_start(bad))
 
 
+@pytest.mark.parametrize("store", ["filesystem"], indirect=True)  # the stores that serve local files
 def test_local_file_capability(store: BlobStore) -> None:
-    if not isinstance(store, LocalFileServer):
-        pytest.skip("store does not serve local files")
+    assert isinstance(store, LocalFileServer)
     data = b"local"
     digest = Digest.of(data)
 
@@ -149,8 +150,7 @@ def test_resumable_hasher_matches_hashlib(algorithm: str) -> None:
 
 
 def test_resumable_hasher_rejects_bad_state() -> None:
-    if not ResumableHasher.resumable():
-        pytest.skip("no libcrypto")
+    require(ResumableHasher.resumable(), "no libcrypto: hash states cannot be saved")
     with pytest.raises(ValueError):
         ResumableHasher("sha256", b"short")
     with pytest.raises(ValueError):
