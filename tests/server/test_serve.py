@@ -95,20 +95,33 @@ def test_deletes_disabled(tmp_path: Path) -> None:
 
 
 def test_read_only(tmp_path: Path) -> None:
+    """Every write is refused, also those on an upload session started before the restart, and mounts."""
     with cargohold(tmp_path) as server, httpx.Client(base_url=server.url) as client:
         raw = image_manifest(client, "ro/repo")
         put_manifest(client, "ro/repo", "v1", raw, OCI_MANIFEST)
+        mountable = push_blob(client, "ro/repo", b"a blob to mount")
+        location = client.post("/v2/ro/repo/blobs/uploads/").headers["location"]
+        assert client.patch(location, content=b"first").status_code == 202
     with cargohold(tmp_path, "--read-only") as server, httpx.Client(base_url=server.url) as client:
         assert client.get("/v2/ro/repo/manifests/v1").status_code == 200
-        r = client.post("/v2/ro/repo/blobs/uploads/")
-        assert r.status_code == 405 and codes(r) == ["UNSUPPORTED"]
-        layer = json.loads(raw)["layers"][0]["digest"]
-        for params in ({"mount": layer}, {"mount": layer, "from": "ro/repo"}):
-            r = client.post("/v2/ro/other/blobs/uploads/", params=params)
-            assert r.status_code == 405 and codes(r) == ["UNSUPPORTED"], params
-        assert client.head(f"/v2/ro/other/blobs/{layer}").status_code == 404
-        r = put_manifest(client, "ro/repo", "v2", raw, OCI_MANIFEST)
-        assert r.status_code == 405 and codes(r) == ["UNSUPPORTED"]
+        refused = [
+            client.post("/v2/ro/repo/blobs/uploads/"),
+            client.post("/v2/ro/repo/blobs/uploads/", params={"digest": sha256(b"whole")}, content=b"whole"),
+            put_manifest(client, "ro/repo", "v2", raw, OCI_MANIFEST),
+            client.post("/v2/ro/other/blobs/uploads/", params={"mount": mountable, "from": "ro/repo"}),
+            client.post("/v2/ro/other/blobs/uploads/", params={"mount": mountable}),
+            client.patch(location, content=b"second"),
+            client.put(location, params={"digest": sha256(b"first")}),
+            client.put(location, params={"digest": sha256(b"firstsecond")}, content=b"second"),
+            client.delete(location),
+        ]
+        for r in refused:
+            assert r.status_code == 405 and codes(r) == ["UNSUPPORTED"], (r.request.method, r.request.url)
+        assert client.head(f"/v2/ro/other/blobs/{mountable}").status_code == 404
+        assert client.get(location).headers["range"] == "0-4"  # the session as it was
+        assert client.head(f"/v2/ro/repo/blobs/{sha256(b'first')}").status_code == 404
+        assert client.get("/v2/_catalog").json()["repositories"] == ["ro/repo"]
+    server.assert_storage_consistent()
 
 
 @pytest.fixture()

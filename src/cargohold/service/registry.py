@@ -234,6 +234,7 @@ class Registry:
         return digest
 
     async def cancel_upload(self, repository: str, upload_id: str) -> None:
+        self.check_writable()  # it deletes the session's bytes; Distribution refuses it too
         await self.uploads.get(repository, upload_id)
         await self.uploads.cancel(upload_id)
 
