@@ -131,14 +131,16 @@ def test_delete_blob_in_unknown_repository(client: httpx.Client) -> None:
 
 
 def test_invalid_repository_names(client: httpx.Client) -> None:
+    """The spec's NAME_INVALID (400) on every route, not a 404 that reads as "not there (yet)"."""
     digest = sha256(b"x")
     for name in ("UPPER/case", "a//b", "-lead", "trail-", "a" * 256, "a/_b", "foo/.hidden", "a__-b"):
         r = client.post(f"/v2/{name}/blobs/uploads/")
-        assert r.status_code in (400, 404), name
-        if r.status_code == 400:
-            assert codes(r) == ["NAME_INVALID"], name
-        r = client.head(f"/v2/{name}/blobs/{digest}")
-        assert r.status_code in (400, 404), name
+        assert r.status_code == 400 and codes(r) == ["NAME_INVALID"], name
+        assert r.json()["errors"][0]["detail"] == {"name": name}
+        for url in (f"/v2/{name}/blobs/{digest}", f"/v2/{name}/manifests/v1", f"/v2/{name}/tags/list"):
+            r = client.get(url)
+            assert r.status_code == 400 and codes(r) == ["NAME_INVALID"], url
+        assert client.head(f"/v2/{name}/blobs/{digest}").status_code == 400, name
 
 
 def test_long_valid_name_is_accepted(client: httpx.Client) -> None:
