@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -280,3 +281,48 @@ def test_abandoned_uploads_are_purged(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "upload was not purged"
                 time.sleep(0.2)
         assert server.upload_files() == set()
+
+
+def _response(sock: socket.socket) -> tuple[int, bytes]:
+    """Status and body of one HTTP/1.1 response with a Content-Length."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        raw += sock.recv(65536) or b"!"  # "!" ends a loop on a closed connection with a parse error below
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = int(next(v for k, _, v in (line.partition(":") for line in lines[1:]) if k.lower() == "content-length"))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), body
+
+
+def test_two_patches_at_once_on_one_upload(fresh_registry: CargoholdServer) -> None:
+    """The request that finishes second is refused and changes nothing; the first one's bytes stay.
+
+    The first PATCH's body is held open (its first MiB already written to the session's file) while a
+    second PATCH on the same session is answered; only then is the first one's body finished.
+    """
+    first, second = os.urandom(2_000_000), os.urandom(300_000)
+    with httpx.Client(base_url=fresh_registry.url, timeout=30) as client:
+        location = start(client, "two/at-once")
+        upload_file = fresh_registry.data_dir / "uploads" / location.rsplit("/", 1)[1]
+        with socket.create_connection(("127.0.0.1", fresh_registry.port), timeout=30) as sock:
+            sock.sendall(
+                f"PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                f"Content-Length: {len(first)}\r\n\r\n".encode() + first[:1_500_000]
+            )
+            deadline = time.monotonic() + 20
+            while upload_file.stat().st_size < 1_000_000:  # the first request is writing
+                assert time.monotonic() < deadline, "the first PATCH never started writing"
+                time.sleep(0.01)
+            r = patch(client, location, second)
+            assert r.status_code == 202 and r.headers["range"] == f"0-{len(second) - 1}", r.text
+            sock.sendall(first[1_500_000:])
+            status, body = _response(sock)
+        assert status == 400, body
+        assert [e["code"] for e in json.loads(body)["errors"]] == ["BLOB_UPLOAD_INVALID"]
+        assert client.get(location).headers["range"] == f"0-{len(second) - 1}"
+        r = client.put(location, params={"digest": sha256(second)})
+        assert r.status_code == 201, r.text
+        assert client.get(f"/v2/two/at-once/blobs/{sha256(second)}").content == second
+    fresh_registry.assert_storage_consistent()
