@@ -82,6 +82,73 @@ def test_one_json_log_line_per_request(tmp_path: Path) -> None:
     assert entry["request_id"] == response.headers["x-request-id"]
 
 
+def test_log_level(tmp_path: Path) -> None:
+    """warning: no access log; info: one line per request; debug: also why a request was refused."""
+    logs, texts = {}, {}
+    for level in ("warning", "info", "debug"):
+        (tmp_path / level).mkdir()
+        with cargohold(tmp_path / level, "--workers", "1", "--log-level", level) as server:
+            assert httpx.get(f"{server.url}/v2/no/such/tags/list").status_code == 404
+            time.sleep(0.3)
+        texts[level] = server.log()
+        logs[level] = [json.loads(line) for line in texts[level].splitlines() if line.startswith("{")]
+    assert "[INFO] Started worker" not in texts["warning"] and "[INFO] Started worker" in texts["info"]
+    path = "/v2/no/such/tags/list"
+    requested = [{"method": "GET", "path": path, "status": 404}]
+    refused = [{"refused": f"GET {path}", "code": "NAME_UNKNOWN"}]
+
+    def seen(level: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+        lines = logs[level]
+        return ([{k: e[k] for k in ("method", "path", "status")} for e in lines if e.get("path") == path],
+                [{"refused": e["refused"], "code": e["errors"][0]["code"]} for e in lines if "refused" in e])
+
+    assert seen("warning") == ([], [])
+    assert seen("info") == (requested, [])
+    assert seen("debug") == (requested, refused)
+
+
+def test_settings_from_the_environment_and_a_config_file_named_there(tmp_path: Path) -> None:
+    """CARGOHOLD_CONFIG names the YAML file; CARGOHOLD_MAX_MANIFEST_SIZE limits manifest PUTs (413)."""
+    config = tmp_path / "cargohold.yml"
+    config.write_text("delete_enabled: false\n")
+    env = {"CARGOHOLD_CONFIG": str(config), "CARGOHOLD_MAX_MANIFEST_SIZE": "2000"}
+    with cargohold(tmp_path, "--workers", "1", env=env) as server, httpx.Client(base_url=server.url) as client:
+        raw = image_manifest(client, "env/repo", layers=1)
+        fits = raw + b" " * (2000 - len(raw))
+        assert put_manifest(client, "env/repo", "fits", fits, OCI_MANIFEST).status_code == 201
+        r = put_manifest(client, "env/repo", "big", fits + b" ", OCI_MANIFEST)
+        assert r.status_code == 413 and codes(r) == ["SIZE_INVALID"]
+        assert client.get("/v2/env/repo/manifests/big").status_code == 404
+        r = client.delete(f"/v2/env/repo/manifests/{sha256(fits)}")
+        assert r.status_code == 405 and codes(r) == ["UNSUPPORTED"]
+
+
+def test_default_worker_count_is_one_per_cpu(tmp_path: Path) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    expected = max(1, min(cpus, 8))
+    with cargohold(tmp_path) as server:  # no --workers
+        assert server.process is not None
+        deadline = time.monotonic() + 20
+        while server.log().count("Started worker") < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = child_processes(server.process.pid)
+    assert len(workers) == expected, (cpus, workers, server.log())
+
+
+def child_processes(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                found.append(int(entry))
+    return found
+
+
 def test_deletes_disabled(tmp_path: Path) -> None:
     with cargohold(tmp_path, "--disable-delete") as server, httpx.Client(base_url=server.url) as client:
         digest = push_blob(client, "no/delete", b"kept")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -105,6 +106,9 @@ class RegistryApp:
         try:
             return await work
         except RegistryError as error:
+            if log.isEnabledFor(logging.DEBUG):  # why a request was refused, for --log-level debug
+                log.debug(json.dumps({"refused": f"{request.method} {request.path}",
+                                      "errors": error.envelope_entries()}, default=str))
             await self._drain(request)
             return error_response(error)
         except ClientDisconnected:
