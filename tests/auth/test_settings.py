@@ -1,12 +1,17 @@
-"""Access-control settings: accepted from YAML, environment and flags; contradictions refused."""
+"""Access-control settings: accepted from YAML, environment and flags; contradictions refused; seen to act."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
+from cargohold.auth.passwords import hash_password
 from cargohold.config import ConfigError, load_config
+from tests.support.servers import cargohold
+
+from .world import FAST_ENV, basic, decode_claims, store_for
 
 
 def test_auth_settings_from_every_source(tmp_path: Path) -> None:
@@ -43,3 +48,25 @@ def test_auth_settings_from_every_source(tmp_path: Path) -> None:
 def test_contradictory_auth_settings_are_refused(overrides: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         load_config(None, overrides, {})
+
+
+def test_token_lifetime_is_the_configured_one(tmp_path: Path) -> None:
+    store = store_for(tmp_path / "data")
+    store.create_user("someone", hash_password("someone-password", 4))
+    store.close()
+    env = {**FAST_ENV, "CARGOHOLD_AUTH_TOKEN_LIFETIME": "120"}
+    with cargohold(tmp_path, "--workers", "1", "--auth", "token", env=env) as server:
+        for who in (basic("someone", "someone-password"), None):  # a user's token and an anonymous one
+            response = httpx.get(f"{server.url}/auth/token", params={"service": "cargohold"},
+                                 headers={"Authorization": who} if who else {})
+            assert response.status_code == 200, response.text
+            claims = decode_claims(response.json()["token"])
+            assert (claims["exp"] - claims["iat"], response.json()["expires_in"]) == (120, 120)
+        form = {"grant_type": "password", "username": "someone", "password": "someone-password",
+                "service": "cargohold", "client_id": "tests"}
+        response = httpx.post(f"{server.url}/auth/token", data=form)
+        assert response.status_code == 200, response.text
+        claims = decode_claims(response.json()["access_token"])
+        assert (claims["exp"] - claims["iat"], response.json()["expires_in"]) == (120, 120)
+        bearer = {"Authorization": f"Bearer {response.json()['access_token']}"}
+        assert httpx.get(f"{server.url}/v2/", headers=bearer).status_code == 200
