@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
-import json
 import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -296,33 +296,54 @@ def _response(sock: socket.socket) -> tuple[int, bytes]:
     return int(lines[0].split()[1]), body
 
 
-def test_two_patches_at_once_on_one_upload(fresh_registry: CargoholdServer) -> None:
-    """The request that finishes second is refused and changes nothing; the first one's bytes stay.
+@contextlib.contextmanager
+def patch_in_flight(server: CargoholdServer, location: str, data: bytes) -> Iterator[Callable[[], tuple[int, bytes]]]:
+    """A PATCH whose body is held open once its first MiB is in the session's file; call to finish it."""
+    upload_file = server.data_dir / "uploads" / location.rsplit("/", 1)[1]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(
+            f"PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n".encode() + data[:1_500_000]
+        )
+        deadline = time.monotonic() + 20
+        while upload_file.stat().st_size < 1_000_000:  # the request is writing
+            assert time.monotonic() < deadline, "the PATCH never started writing"
+            time.sleep(0.01)
 
-    The first PATCH's body is held open (its first MiB already written to the session's file) while a
-    second PATCH on the same session is answered; only then is the first one's body finished.
-    """
-    first, second = os.urandom(2_000_000), os.urandom(300_000)
+        def finish() -> tuple[int, bytes]:
+            sock.sendall(data[1_500_000:])
+            return _response(sock)
+
+        yield finish
+
+
+def test_two_patches_at_once_on_one_upload(fresh_registry: CargoholdServer) -> None:
+    """A request on a session that another request is still writing is refused and changes nothing."""
+    first, second = os.urandom(2_000_000), os.urandom(1_800_000)
     with httpx.Client(base_url=fresh_registry.url, timeout=30) as client:
         location = start(client, "two/at-once")
-        upload_file = fresh_registry.data_dir / "uploads" / location.rsplit("/", 1)[1]
-        with socket.create_connection(("127.0.0.1", fresh_registry.port), timeout=30) as sock:
-            sock.sendall(
-                f"PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
-                f"Content-Length: {len(first)}\r\n\r\n".encode() + first[:1_500_000]
-            )
-            deadline = time.monotonic() + 20
-            while upload_file.stat().st_size < 1_000_000:  # the first request is writing
-                assert time.monotonic() < deadline, "the first PATCH never started writing"
-                time.sleep(0.01)
-            r = patch(client, location, second)
-            assert r.status_code == 202 and r.headers["range"] == f"0-{len(second) - 1}", r.text
-            sock.sendall(first[1_500_000:])
-            status, body = _response(sock)
-        assert status == 400, body
-        assert [e["code"] for e in json.loads(body)["errors"]] == ["BLOB_UPLOAD_INVALID"]
-        assert client.get(location).headers["range"] == f"0-{len(second) - 1}"
-        r = client.put(location, params={"digest": sha256(second)})
+        with patch_in_flight(fresh_registry, location, first) as finish:
+            for late in (patch(client, location, second), client.put(location, params={"digest": sha256(second)},
+                                                                      content=second)):
+                assert late.status_code == 400 and codes(late) == ["BLOB_UPLOAD_INVALID"], late.text
+            status, body = finish()
+        assert status == 202, body
+        assert client.get(location).headers["range"] == f"0-{len(first) - 1}"
+        assert patch(client, location, second).status_code == 202  # the session is free again
+        r = client.put(location, params={"digest": sha256(first + second)})
         assert r.status_code == 201, r.text
-        assert client.get(f"/v2/two/at-once/blobs/{sha256(second)}").content == second
+        assert client.get(f"/v2/two/at-once/blobs/{sha256(first + second)}").content == first + second
     fresh_registry.assert_storage_consistent()
+
+
+def test_upload_cancelled_while_a_patch_is_writing(fresh_registry: CargoholdServer) -> None:
+    """The PATCH finds its session gone when it records its progress: refused, nothing left behind."""
+    with httpx.Client(base_url=fresh_registry.url, timeout=30) as client:
+        location = start(client, "cancel/in-flight")
+        with patch_in_flight(fresh_registry, location, os.urandom(2_000_000)) as finish:
+            assert client.delete(location).status_code == 204
+            status, body = finish()
+        assert status == 400 and b"BLOB_UPLOAD_INVALID" in body, body
+        assert client.get(location).status_code == 404
+    fresh_registry.assert_storage_consistent()
+    assert fresh_registry.upload_files() == set()

@@ -16,7 +16,7 @@ import pytest
 
 from cargohold.digest import Digest
 from cargohold.storage import BlobStore, LocalFileServer, UploadMissing, open_blob_store
-from cargohold.storage.driver import BlobMissing
+from cargohold.storage.driver import BlobMissing, UploadBusy
 from cargohold.storage.hashing import ResumableHasher
 from tests.support.requirements import require
 
@@ -117,6 +117,21 @@ def test_unknown_and_unsafe_upload_ids(store: BlobStore) -> None:
     for bad in ("../escape", "a/b", ""):
         with pytest.raises(UploadMissing):
             run(store.upload_start(bad))
+
+
+def test_upload_lock_has_one_holder(store: BlobStore) -> None:
+    async def scenario() -> None:
+        await store.upload_start("k1")
+        held = await store.upload_lock("k1")
+        with pytest.raises(UploadBusy):
+            await store.upload_lock("k1")
+        held.release()
+        (await store.upload_lock("k1")).release()
+        await store.upload_delete("k1")
+        with pytest.raises(UploadMissing):
+            await store.upload_lock("k1")
+
+    run(scenario())
 
 
 @pytest.mark.parametrize("store", ["filesystem"], indirect=True)  # the stores that serve local files

@@ -218,8 +218,8 @@ class Registry:
         length: int | None,
     ) -> int:
         self.check_writable()
-        record = await self.uploads.get(repository, upload_id)
-        size, _ = await self.uploads.append(record, body, start=start, length=length)
+        async with self.uploads.exclusive(repository, upload_id) as record:
+            size, _ = await self.uploads.append(record, body, start=start, length=length)
         return size
 
     async def complete_upload(
@@ -227,10 +227,10 @@ class Registry:
     ) -> Digest:
         self.check_writable()
         digest = parse_digest(digest_text)
-        record = await self.uploads.get(repository, upload_id)
-        self.uploads.check_digest(record, digest)
-        size, hasher = await self.uploads.append(record, body, length=length)
-        await self.uploads.finish(record, digest, size, hasher)
+        async with self.uploads.exclusive(repository, upload_id) as record:
+            self.uploads.check_digest(record, digest)
+            size, hasher = await self.uploads.append(record, body, length=length)
+            await self.uploads.finish(record, digest, size, hasher)
         return digest
 
     async def cancel_upload(self, repository: str, upload_id: str) -> None:

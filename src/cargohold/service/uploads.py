@@ -23,6 +23,7 @@ and the client can resume from there, in another process or after a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +32,7 @@ from typing import Final
 from ..digest import Digest
 from ..errcodes import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
 from ..metadata.store import MetadataStore, UploadConflict, UploadRecord
-from ..storage.driver import BlobStore, BlobWriter, UploadMissing
+from ..storage.driver import BlobStore, BlobWriter, UploadBusy, UploadMissing
 from ..storage.hashing import ResumableHasher
 
 #: the digest algorithm of uploads that do not name one (``digest-algorithm``)
@@ -127,6 +128,27 @@ class Uploads:
         if record is None or record.repository != repository:
             raise BlobUploadUnknown(detail={"uuid": upload_id})
         return record
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, repository: str, upload_id: str) -> AsyncIterator[UploadRecord]:
+        """The session, for one request at a time; another request on it meanwhile is refused.
+
+        Two requests appending at once would both write at the same offset of the same bytes: the
+        loser's bytes would land in the winner's, under the winner's hash state. The record is read
+        under the lock, so it is never one that another request has since moved on.
+        """
+        await self.get(repository, upload_id)  # an unknown session is a 404 before anything else
+        try:
+            lock = await self.blobs.upload_lock(upload_id)
+        except UploadBusy:
+            raise BlobUploadInvalid("another request on this upload is in progress",
+                                    detail={"uuid": upload_id}) from None
+        except UploadMissing:
+            raise BlobUploadUnknown("upload data is gone", detail={"uuid": upload_id}) from None
+        try:
+            yield await self.get(repository, upload_id)
+        finally:
+            lock.release()
 
     async def append(
         self,

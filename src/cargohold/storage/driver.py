@@ -37,6 +37,10 @@ class BlobMissing(StorageError):
     """No blob is stored at that digest."""
 
 
+class UploadBusy(StorageError):
+    """Another request holds the upload session's lock."""
+
+
 class BlobWriter(Protocol):
     """Appends one request's bytes to an upload. Blocking; call from a worker thread."""
 
@@ -54,6 +58,12 @@ class BlobWriter(Protocol):
     def abort(self) -> None:
         """Forget what this writer wrote (the upload keeps its earlier size)."""
         ...
+
+
+class UploadLock(Protocol):
+    """Held by the one request that may change an upload session; other processes see it too."""
+
+    def release(self) -> None: ...
 
 
 @runtime_checkable
@@ -77,6 +87,11 @@ class BlobStore(Protocol):
     async def delete(self, digest: Digest) -> bool: ...
 
     async def upload_start(self, upload_id: str) -> None: ...
+
+    async def upload_lock(self, upload_id: str) -> UploadLock:
+        """Take the session's lock without waiting: raises UploadBusy while another holder has it,
+        UploadMissing if the session's bytes are gone."""
+        ...
 
     async def upload_writer(self, upload_id: str, offset: int) -> BlobWriter:
         """A writer that continues the upload at ``offset``, its last recorded size.

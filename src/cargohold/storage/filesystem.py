@@ -12,6 +12,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
 import re
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,7 @@ from typing import BinaryIO, Final
 
 from ..digest import Digest
 from . import paths
-from .driver import BlobMissing, StorageError, UploadMissing
+from .driver import BlobMissing, StorageError, UploadBusy, UploadMissing
 
 #: read size for streamed responses: large enough that per-chunk overhead vanishes
 READ_CHUNK: Final = 1 << 20
@@ -102,6 +103,16 @@ class _FileWriter:
             self._file.close()
 
 
+class _FileLock:
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int):
+        self._fd = fd
+
+    def release(self) -> None:
+        os.close(self._fd)  # closing the descriptor drops its flock
+
+
 class FilesystemBlobStore:
     """Blobs and uploads under one root directory (layout in :mod:`.paths`)."""
 
@@ -148,6 +159,19 @@ class FilesystemBlobStore:
         _check_upload_id(upload_id)
         with open(paths.upload_path(self.root, upload_id), "xb"):
             pass
+
+    async def upload_lock(self, upload_id: str) -> _FileLock:
+        _check_upload_id(upload_id)
+        try:
+            fd = os.open(paths.upload_path(self.root, upload_id), os.O_RDONLY)
+        except FileNotFoundError:
+            raise UploadMissing(f"filesystem: upload {upload_id} has no data") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # per open file: excludes other workers too
+        except BlockingIOError:
+            os.close(fd)
+            raise UploadBusy(f"filesystem: upload {upload_id} is in use") from None
+        return _FileLock(fd)
 
     async def upload_writer(self, upload_id: str, offset: int) -> _FileWriter:
         _check_upload_id(upload_id)
