@@ -10,6 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 UNMET = '''
+import pytest
+
 from tests.support.requirements import require, require_module, requires_tool
 
 
