@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -107,8 +106,10 @@ class RegistryApp:
             return await work
         except RegistryError as error:
             if log.isEnabledFor(logging.DEBUG):  # why a request was refused, for --log-level debug
-                log.debug(json.dumps({"refused": f"{request.method} {request.path}",
-                                      "errors": error.envelope_entries()}, default=str))
+                log.debug("request refused", extra={
+                    "request_id": request.id, "method": request.method, "path": request.path,
+                    "errors": error.envelope_entries(),
+                })
             await self._drain(request)
             return error_response(error)
         except ClientDisconnected:
