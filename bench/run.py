@@ -31,6 +31,8 @@ from .servers import SRC, Server, missing_tools
 from .workloads import Sizes
 
 A, B = "cargohold", "distribution"
+#: the floor of a pull: bench/raw_pull.py, sockets and nothing else
+RAW = "raw"
 PHASES = ("compare", "memory", "workers", "clients", "large")
 
 
@@ -67,6 +69,7 @@ CLIENTS = [
     Metric("push_one", "Push, one big layer", "MB/s", target=2.0),
     Metric("pull_one", "Pull, one big layer", "MB/s", target=2.0),
 ]
+CLIENTS_CPU = [Metric(f"{m.key}_cpu", m.label, "s", higher_is_better=False) for m in CLIENTS]
 
 
 @dataclass
@@ -230,16 +233,7 @@ def phase_clients(work: Path, sizes: Sizes, runs: int, results: Results) -> None
             shutil.rmtree(many, ignore_errors=True)
             images.write_layout(many, "latest", layers, f"many-{run}")
             total = sizes.layers * sizes.layer_size
-            for tool in order:
-                os.sync()
-                seconds = workloads.client_push(tool, many, f"{server.address}/clients/many-{tool}-{run}:latest",
-                                                scratch)
-                results.add("clients", "push_many", tool, total / seconds / 1e6)
-            for tool in order:
-                os.sync()
-                seconds = workloads.client_pull(tool, f"{server.address}/clients/many-cargohold-{run}:latest",
-                                                scratch)
-                results.add("clients", "pull_many", tool, total / seconds / 1e6)
+            _clients_round(server, scratch, many, "many", run, total, order, results)
             shutil.rmtree(many, ignore_errors=True)
             # one big layer
             blob = images.refresh(big) if big.exists() else images.random_file(big, sizes.one_layer)
@@ -248,16 +242,7 @@ def phase_clients(work: Path, sizes: Sizes, runs: int, results: Results) -> None
             images.write_layout(one, "latest", [(big, blob)], f"one-{run}")
             results.add("clients", "disk_write", "machine",
                         workloads.disk_write(images.layout_blob_path(one, blob), scratch / "disk-probe.bin"))
-            for tool in order:
-                os.sync()
-                seconds = workloads.client_push(tool, one, f"{server.address}/clients/one-{tool}-{run}:latest",
-                                                scratch)
-                results.add("clients", "push_one", tool, blob.size / seconds / 1e6)
-            for tool in order:
-                os.sync()
-                seconds = workloads.client_pull(tool, f"{server.address}/clients/one-cargohold-{run}:latest",
-                                                scratch)
-                results.add("clients", "pull_one", tool, blob.size / seconds / 1e6)
+            _clients_round(server, scratch, one, "one", run, blob.size, order, results)
             os.replace(images.layout_blob_path(one, blob), big)
             shutil.rmtree(one, ignore_errors=True)
         results.notes["clients"] = {"layers": sizes.layers, "layer_bytes": sizes.layer_size,
@@ -265,6 +250,21 @@ def phase_clients(work: Path, sizes: Sizes, runs: int, results: Results) -> None
     finally:
         server.cleanup()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _clients_round(server: Server, scratch: Path, layout: Path, kind: str, run: int, total: int,
+                   order: list[str], results: Results) -> None:
+    """Push ``layout`` with each client, then pull what cargohold pushed with each, and with the floor."""
+    for tool in order:
+        os.sync()
+        timing = workloads.client_push(tool, layout, server, f"clients/{kind}-{tool}-{run}", scratch)
+        results.add("clients", f"push_{kind}", tool, total / timing.seconds / 1e6)
+        results.add("clients", f"push_{kind}_cpu", tool, timing.cpu)
+    for tool in [*order, RAW] if run % 2 == 0 else [RAW, *order]:
+        os.sync()
+        timing = workloads.client_pull(tool, server, f"clients/{kind}-cargohold-{run}", scratch)
+        results.add("clients", f"pull_{kind}", tool, total / timing.seconds / 1e6)
+        results.add("clients", f"pull_{kind}_cpu", tool, timing.cpu)
 
 
 def phase_large(work: Path, sizes: Sizes, results: Results, with_distribution: bool) -> None:
@@ -339,6 +339,26 @@ def comparison_table(results: Results, section: str, metrics: list[Metric], subj
     return "\n".join(lines)
 
 
+def _floor_lines(results: Results) -> str:
+    """The pulls of bench/raw_pull.py beside the clients' (same runs)."""
+    data = results.samples.get("clients", {})
+    lines = []
+    for key, label in (("pull_many", "many small layers"), ("pull_one", "one big layer")):
+        row = data.get(key, {})
+        floor, ours, theirs = row.get(RAW), row.get(A), row.get("skopeo")
+        if not floor:
+            continue
+        parts = [f"{_cell(floor, 'MB/s')}"]
+        for name, values in ((A, ours), ("skopeo", theirs)):
+            if values:
+                parts.append(f"{name} at {statistics.median(values) / statistics.median(floor):.0%} of it")
+        lines.append(f"- pull, {label}: " + "; ".join(parts))
+    if not lines:
+        return ""
+    return ("\nThe floor in the same runs (`bench/raw_pull.py`: plain sockets, `recv_into`, sha256, fsync and "
+            "rename per blob, no library, no cache):\n\n" + "\n".join(lines))
+
+
 def _disk_line(results: Results, section: str, writers: str) -> str:
     samples = results.samples.get(section, {}).get("disk_write", {}).get("machine")
     if not samples:
@@ -383,6 +403,9 @@ def render(results: Results, command: str, runs: int) -> str:
                    f"{n.get('layers')} layers of {n.get('layer_bytes', 0) / 2**20:g} MiB; one layer of "
                    f"{n.get('one_layer_bytes', 0) / 2**20:g} MiB. Wall time of the whole command.\n")
         out.append(comparison_table(results, "clients", CLIENTS, ("cargohold", "skopeo")))
+        out.append(_floor_lines(results))
+        out.append("\nCPU seconds (user + system) of the same commands; ratio skopeo/cargohold:\n")
+        out.append(comparison_table(results, "clients", CLIENTS_CPU, ("cargohold", "skopeo")))
         out.append(_disk_line(results, "clients", "Both clients' pulls (each fsyncs every blob)"))
     large = results.samples.get("large")
     if large:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -342,43 +344,119 @@ def disk_write(source: Path, target: Path) -> float:
     return size / elapsed / 1e6
 
 
-# our client against skopeo (both against cargohold)
+# our client against skopeo (both against cargohold), and the floor under both
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+@dataclass(frozen=True)
+class Timing:
+    """One client command: wall seconds, and CPU seconds (user + system) of its processes."""
+
+    seconds: float
+    cpu: float
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Timing:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return elapsed
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return Timing(elapsed, cpu)
 
 
 def cargohold_cli() -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "cargohold.cli.main"], {**os.environ, "PYTHONPATH": str(SRC)}
 
 
-def client_push(tool: str, layout: Path, target: str, scratch: Path) -> float:
+#: where skopeo keeps its blob-info cache when run as root (containers/image: no flag or variable moves it)
+ROOT_BLOB_INFO_CACHE = "/var/lib/containers/cache"
+
+
+def skopeo_copy(source: str, dest: str, scratch: Path) -> tuple[list[str], dict[str, str]]:
+    """``skopeo copy`` doing the work ``cargohold push|pull`` does, and nothing more.
+
+    - ``--preserve-digests``: the manifest is copied as it is. Without it skopeo is free to
+      edit it: for layers whose bytes are not what their media type says (the benchmark's
+      random "tar+gzip" layers) it detects the compression of every layer and writes a new
+      manifest with another digest, work our client does not do.
+    - its blob-info cache is a fresh, empty one for each command, as our client's blob cache
+      is: the default one is shared by every skopeo, podman and buildah of the user on the
+      machine (a BoltDB file, locked per access). As root it lives in
+      ``/var/lib/containers/cache``: an empty tmpfs is mounted over it in a private mount
+      namespace of the command (the real one is not touched); otherwise it is under
+      ``$XDG_DATA_HOME/containers/cache``, pointed at an empty directory.
+    """
+    tls = "--dest-tls-verify=false" if source.startswith("oci:") else "--src-tls-verify=false"
+    argv = ["skopeo", "copy", "--insecure-policy", tls, "--preserve-digests", "-q", source, dest]
+    if os.geteuid() == 0:
+        wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                   'mkdir -p "$0" && mount -t tmpfs -o mode=0700 tmpfs "$0" && exec "$@"', ROOT_BLOB_INFO_CACHE]
+        return [*wrapper, *argv], dict(os.environ)
+    data = scratch / "skopeo-data"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    return argv, {**os.environ, "XDG_DATA_HOME": str(data)}
+
+
+def registry_digest(server: Server, repository: str, tag: str) -> str:
+    """The digest the registry gives for ``repository:tag``."""
+    with server.connection() as conn:
+        reply = expect(conn.request("HEAD", f"/v2/{repository}/manifests/{tag}", headers={"accept": ACCEPT}), 200)
+    return reply.header("docker-content-digest") or ""
+
+
+def layout_digest(layout: Path, tag: str = "latest") -> str:
+    """The digest ``tag`` names in an OCI layout's index.json."""
+    index = json.loads((layout / "index.json").read_text())
+    for entry in index.get("manifests", []):
+        if (entry.get("annotations") or {}).get("org.opencontainers.image.ref.name") == tag:
+            return str(entry["digest"])
+    raise RuntimeError(f"{layout}: no {tag!r} in index.json")
+
+
+def _same(what: str, got: str, expected: str) -> None:
+    if got != expected:
+        raise RuntimeError(f"{what} produced manifest {got}, not {expected}: the clients did different work")
+
+
+def client_push(tool: str, layout: Path, server: Server, repository: str, scratch: Path) -> Timing:
+    """Push ``layout``'s ``latest`` to ``repository:latest``; checks the registry has the layout's manifest."""
+    target = f"{server.address}/{repository}:latest"
     if tool == "cargohold":
         argv, env = cargohold_cli()
         shutil.rmtree(scratch / "cache", ignore_errors=True)
-        return timed([*argv, "push", "--cache-dir", str(scratch / "cache"), f"oci:{layout}:latest", target], env)
-    return timed(["skopeo", "copy", "--insecure-policy", "--dest-tls-verify=false", "-q",
-                  f"oci:{layout}:latest", f"docker://{target}"])
+        timing = timed([*argv, "push", "--cache-dir", str(scratch / "cache"), f"oci:{layout}:latest", target], env)
+    else:
+        argv, env = skopeo_copy(f"oci:{layout}:latest", f"docker://{target}", scratch)
+        timing = timed(argv, env)
+    _same(f"{tool} push", registry_digest(server, repository, "latest"), layout_digest(layout))
+    return timing
 
 
-def client_pull(tool: str, source: str, scratch: Path) -> float:
+def client_pull(tool: str, server: Server, repository: str, scratch: Path) -> Timing:
+    """Pull ``repository:latest`` into a new OCI layout; checks it names the registry's manifest.
+
+    ``tool`` is cargohold, skopeo, or raw (:mod:`bench.raw_pull`, the floor: sockets, no library).
+    """
+    source = f"{server.address}/{repository}:latest"
     dest = scratch / f"pulled-{tool}"
+    scratch.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(dest, ignore_errors=True)
     shutil.rmtree(scratch / "cache", ignore_errors=True)
     try:
         if tool == "cargohold":
             argv, env = cargohold_cli()
-            return timed([*argv, "pull", "--cache-dir", str(scratch / "cache"), source, f"oci:{dest}:latest"], env)
-        return timed(["skopeo", "copy", "--insecure-policy", "--src-tls-verify=false", "-q",
-                      f"docker://{source}", f"oci:{dest}:latest"])
+            timing = timed([*argv, "pull", "--cache-dir", str(scratch / "cache"), source, f"oci:{dest}:latest"], env)
+        elif tool == "raw":
+            timing = timed([sys.executable, "-m", "bench.raw_pull", source, str(dest)], cwd=SRC.parent)
+        else:
+            argv, env = skopeo_copy(f"docker://{source}", f"oci:{dest}:latest", scratch)
+            timing = timed(argv, env)
+        _same(f"{tool} pull", layout_digest(dest), registry_digest(server, repository, "latest"))
+        return timing
     finally:
         shutil.rmtree(dest, ignore_errors=True)
         shutil.rmtree(scratch / "cache", ignore_errors=True)
-
-
