@@ -254,8 +254,8 @@ def phase_clients(work: Path, sizes: Sizes, runs: int, results: Results) -> None
 
 def _clients_round(server: Server, scratch: Path, layout: Path, kind: str, run: int, total: int,
                    order: list[str], results: Results) -> None:
-    """Push ``layout`` with each client, then pull what cargohold pushed with each, and with the floor."""
-    for tool in order:
+    """Push ``layout`` with each client and the floor, then pull what cargohold pushed with each."""
+    for tool in [*order, RAW] if run % 2 == 0 else [RAW, *order]:
         os.sync()
         timing = workloads.client_push(tool, layout, server, f"clients/{kind}-{tool}-{run}", scratch)
         results.add("clients", f"push_{kind}", tool, total / timing.seconds / 1e6)
@@ -340,10 +340,11 @@ def comparison_table(results: Results, section: str, metrics: list[Metric], subj
 
 
 def _floor_lines(results: Results) -> str:
-    """The pulls of bench/raw_pull.py beside the clients' (same runs)."""
+    """bench/raw_push.py and raw_pull.py beside the clients (same runs)."""
     data = results.samples.get("clients", {})
     lines = []
-    for key, label in (("pull_many", "many small layers"), ("pull_one", "one big layer")):
+    for key, label in (("push_many", "push, many small layers"), ("pull_many", "pull, many small layers"),
+                       ("push_one", "push, one big layer"), ("pull_one", "pull, one big layer")):
         row = data.get(key, {})
         floor, ours, theirs = row.get(RAW), row.get(A), row.get("skopeo")
         if not floor:
@@ -352,11 +353,12 @@ def _floor_lines(results: Results) -> str:
         for name, values in ((A, ours), ("skopeo", theirs)):
             if values:
                 parts.append(f"{name} at {statistics.median(values) / statistics.median(floor):.0%} of it")
-        lines.append(f"- pull, {label}: " + "; ".join(parts))
+        lines.append(f"- {label}: " + "; ".join(parts))
     if not lines:
         return ""
-    return ("\nThe floor in the same runs (`bench/raw_pull.py`: plain sockets, `recv_into`, sha256, fsync and "
-            "rename per blob, no library, no cache):\n\n" + "\n".join(lines))
+    return ("\nThe floor in the same runs (`bench/raw_push.py`, `bench/raw_pull.py`: plain sockets, every blob "
+            "hashed; pushes send it with `sendfile`, pulls read it with `recv_into` and fsync and rename it; "
+            "no library, no cache):\n\n" + "\n".join(lines))
 
 
 def _disk_line(results: Results, section: str, writers: str) -> str:

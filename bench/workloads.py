@@ -423,12 +423,17 @@ def _same(what: str, got: str, expected: str) -> None:
 
 
 def client_push(tool: str, layout: Path, server: Server, repository: str, scratch: Path) -> Timing:
-    """Push ``layout``'s ``latest`` to ``repository:latest``; checks the registry has the layout's manifest."""
+    """Push ``layout``'s ``latest`` to ``repository:latest``; checks the registry has the layout's manifest.
+
+    ``tool`` is cargohold, skopeo, or raw (:mod:`bench.raw_push`, the floor: sockets, no library).
+    """
     target = f"{server.address}/{repository}:latest"
     if tool == "cargohold":
         argv, env = cargohold_cli()
         shutil.rmtree(scratch / "cache", ignore_errors=True)
         timing = timed([*argv, "push", "--cache-dir", str(scratch / "cache"), f"oci:{layout}:latest", target], env)
+    elif tool == "raw":
+        timing = timed([sys.executable, "-m", "bench.raw_push", str(layout), target], cwd=SRC.parent)
     else:
         argv, env = skopeo_copy(f"oci:{layout}:latest", f"docker://{target}", scratch)
         timing = timed(argv, env)

@@ -42,7 +42,7 @@ def _layout(folder: Path) -> tuple[Path, images.Blob]:
 def test_both_clients_push_and_pull_the_same_manifest(server: Server, tmp_path: Path) -> None:
     layout, _ = _layout(tmp_path)
     expected = workloads.layout_digest(layout)
-    for tool in ("cargohold", "skopeo"):
+    for tool in ("cargohold", "skopeo", "raw"):
         # each raises if the registry, or the layout pulled back, names another manifest
         workloads.client_push(tool, layout, server, f"eq/{tool}", tmp_path / "scratch")
         assert workloads.registry_digest(server, f"eq/{tool}", "latest") == expected
