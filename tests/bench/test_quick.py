@@ -33,7 +33,8 @@ def test_quick_benchmark_reports_both_sides(tmp_path: Path) -> None:
         assert all(v > 0 for values in by_server.values() for v in values), metric
     assert samples["memory"]["peak_rss"]["cargohold"][0] > 0
     assert set(samples["workers"]["manifest_get"]) == {"1 worker", "2 workers"}
-    assert set(samples["clients"]["push_one"]) == {"cargohold", "skopeo"}
+    assert set(samples["clients"]["push_one"]) == {"cargohold", "skopeo", "raw"}
+    assert set(samples["clients"]["pull_many_cpu"]) == {"cargohold", "skopeo", "raw"}
     assert samples["large"]["tags_middle_page.median_ms"]["cargohold"][0] > 0
     assert "| Manifest GET by tag, 32 connections |" in done.stdout
     assert "The disk in the same runs" in done.stdout

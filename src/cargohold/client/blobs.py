@@ -140,15 +140,21 @@ class _HashBeside:
     The calling thread hands over a batch and goes on sending or writing it
     while the helper hashes; before the next hand-over it waits for the last
     one, so at most one batch is in flight and every byte is hashed once.
+
+    With ``beside`` false the calling thread hashes each batch itself when it is
+    handed over (a body of one batch, see :func:`download`).
     """
 
-    def __init__(self, verifier: Verifier) -> None:
+    def __init__(self, verifier: Verifier, beside: bool = True) -> None:
         self.verifier = verifier
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="blob-hash")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="blob-hash") if beside else None
         self._pending: Future[None] | None = None
 
     def submit(self, batch: Sequence[Buffer]) -> None:
         self.wait()
+        if self._pool is None:
+            self.verifier.update_all(batch)
+            return
         self._pending = self._pool.submit(self.verifier.update_all, batch)
 
     def wait(self) -> None:
@@ -167,7 +173,8 @@ class _HashBeside:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.wait()
-        self._pool.shutdown()
+        if self._pool is not None:
+            self._pool.shutdown()
 
     def __enter__(self) -> _HashBeside:
         return self
@@ -352,8 +359,11 @@ def download(
             offset = 0
         elif offset and progress is not None:
             progress(offset)
+        # a body of one buffer is hashed by this thread: the pull's other downloads keep the
+        # cores busy, and a helper thread per small layer is a thread start and two hand-overs
+        beside = size is None or size < 0 or size - offset > HASH_BATCH
         try:
-            with partial.open("ab" if offset else "wb") as out, _HashBeside(verifier) as hashing:
+            with partial.open("ab" if offset else "wb") as out, _HashBeside(verifier, beside) as hashing:
                 _write_verified(out, batches, hashing, offset, progress)
         except httpx.HTTPError as exc:
             raise wrap_transport_error(exc, f"GET blob {digest}") from None
