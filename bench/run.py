@@ -223,28 +223,36 @@ def phase_clients(work: Path, sizes: Sizes, runs: int, results: Results) -> None
     try:
         for run in range(runs):
             say(f"clients: run {run + 1}/{runs}")
-            order = tools if run % 2 == 0 else tools[::-1]
-            # many layers: new random content every run, so nothing is already there
-            layers = []
-            for i in range(sizes.layers):
-                path = scratch / f"layer-{i}"
-                layers.append((path, images.random_file(path, sizes.layer_size)))
-            many = scratch / "many"
-            shutil.rmtree(many, ignore_errors=True)
-            images.write_layout(many, "latest", layers, f"many-{run}")
-            total = sizes.layers * sizes.layer_size
-            _clients_round(server, scratch, many, "many", run, total, order, results)
-            shutil.rmtree(many, ignore_errors=True)
-            # one big layer
-            blob = images.refresh(big) if big.exists() else images.random_file(big, sizes.one_layer)
-            one = scratch / "one"
-            shutil.rmtree(one, ignore_errors=True)
-            images.write_layout(one, "latest", [(big, blob)], f"one-{run}")
-            results.add("clients", "disk_write", "machine",
-                        workloads.disk_write(images.layout_blob_path(one, blob), scratch / "disk-probe.bin"))
-            _clients_round(server, scratch, one, "one", run, blob.size, order, results)
-            os.replace(images.layout_blob_path(one, blob), big)
-            shutil.rmtree(one, ignore_errors=True)
+            order = [*tools, RAW] if run % 2 == 0 else [RAW, *tools[::-1]]
+
+            def many_layers(label: str) -> Path:
+                layers = []
+                for i in range(sizes.layers):
+                    path = scratch / f"layer-{i}"
+                    layers.append((path, images.random_file(path, sizes.layer_size)))
+                layout = scratch / "many"
+                shutil.rmtree(layout, ignore_errors=True)
+                images.write_layout(layout, "latest", layers, label)
+                return layout
+
+            def one_layer(label: str) -> Path:
+                blob = images.refresh(big) if big.exists() else images.random_file(big, sizes.one_layer)
+                layout = scratch / "one"
+                shutil.rmtree(layout, ignore_errors=True)
+                images.write_layout(layout, "latest", [(big, blob)], label)
+                return layout
+
+            def keep_big(layout: Path) -> None:
+                for path in (layout / "blobs" / "sha256").iterdir():
+                    if path.stat().st_size == sizes.one_layer:
+                        os.replace(path, big)
+
+            _clients_round(server, scratch, many_layers, lambda _: None, "many", run,
+                           sizes.layers * sizes.layer_size, order, results)
+            if not big.exists():
+                images.random_file(big, sizes.one_layer)
+            results.add("clients", "disk_write", "machine", workloads.disk_write(big, scratch / "disk-probe.bin"))
+            _clients_round(server, scratch, one_layer, keep_big, "one", run, sizes.one_layer, order, results)
         results.notes["clients"] = {"layers": sizes.layers, "layer_bytes": sizes.layer_size,
                                     "one_layer_bytes": sizes.one_layer}
     finally:
@@ -252,15 +260,22 @@ def phase_clients(work: Path, sizes: Sizes, runs: int, results: Results) -> None
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _clients_round(server: Server, scratch: Path, layout: Path, kind: str, run: int, total: int,
-                   order: list[str], results: Results) -> None:
-    """Push ``layout`` with each client and the floor, then pull what cargohold pushed with each."""
-    for tool in [*order, RAW] if run % 2 == 0 else [RAW, *order]:
+def _clients_round(server: Server, scratch: Path, fresh: Callable[[str], Path], done: Callable[[Path], None],
+                   kind: str, run: int, total: int, order: list[str], results: Results) -> None:
+    """Each client (and the floor) pushes an image of its own, then each pulls what cargohold pushed.
+
+    Every push has new content (``fresh``): a registry stores and fsyncs a blob only the
+    first time it sees it, so a second push of the same bytes would do less work.
+    """
+    for tool in order:
+        layout = fresh(f"{kind}-{tool}-{run}")
         os.sync()
         timing = workloads.client_push(tool, layout, server, f"clients/{kind}-{tool}-{run}", scratch)
         results.add("clients", f"push_{kind}", tool, total / timing.seconds / 1e6)
         results.add("clients", f"push_{kind}_cpu", tool, timing.cpu)
-    for tool in [*order, RAW] if run % 2 == 0 else [RAW, *order]:
+        done(layout)
+        shutil.rmtree(layout, ignore_errors=True)
+    for tool in order:
         os.sync()
         timing = workloads.client_pull(tool, server, f"clients/{kind}-cargohold-{run}", scratch)
         results.add("clients", f"pull_{kind}", tool, total / timing.seconds / 1e6)
