@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cargohold.auth.access import Access
@@ -51,6 +54,10 @@ def verifier(*keys: SigningKey) -> Verifier:
     return checker
 
 
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
 def parts(value: str) -> tuple[dict[str, object], dict[str, object], str]:
     header, payload, signature = value.split(".")
     decode = lambda s: json.loads(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))  # noqa: E731
@@ -83,6 +90,7 @@ def test_libtrust_key_id_is_twelve_groups_of_base32() -> None:
     [
         (lambda: token(exp=int(time.time()) - 31), TokenExpired),
         (lambda: token(nbf=int(time.time()) + 31), TokenNotYetValid),
+        (lambda: token(iat=int(time.time()) + 31), TokenNotYetValid),
         (lambda: token(aud="other"), WrongAudience),
         (lambda: token(aud=["other", "more"]), WrongAudience),
         (lambda: token(iss="mallory"), UnknownIssuer),
@@ -91,6 +99,9 @@ def test_libtrust_key_id_is_twelve_groups_of_base32() -> None:
         (lambda: token(exp=float("inf")), MalformedToken),
         (lambda: token(nbf=float("nan")), MalformedToken),
         (lambda: base64.urlsafe_b64encode(b"[" * 2000 + b"]" * 2000).decode().rstrip("=") + ".e30.", MalformedToken),
+        (lambda: b64(b"[" * 6000 + b"]" * 6000) + ".e30.", MalformedToken),
+        (lambda: token().split(".")[0] + "." + b64(b'{"iss":"iss","x":' + b"[" * 100 + b"]" * 100 + b"}") + ".",
+         MalformedToken),
         (lambda: token(SigningKey.of(ec.generate_private_key(ec.SECP256R1()))), UnknownKey),
         (lambda: "a.b", MalformedToken),
         (lambda: "e30.e30.", AlgorithmRefused),
@@ -121,6 +132,27 @@ def test_the_algorithm_must_fit_the_key() -> None:
         verifier().verify(f"{none_header}.{claims}.")
 
 
+def test_hmac_keyed_with_the_public_key_is_refused() -> None:
+    """The classic confusion: HS256 "signed" with the verifying key's PEM as the secret."""
+    pem = EC_KEY.public.key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    signing_input = b64(json.dumps({"alg": "HS256", "kid": EC_KEY.kid}).encode()) + "." + token().split(".")[1]
+    mac = hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()
+    with pytest.raises(AlgorithmRefused):
+        verifier().verify(f"{signing_input}.{b64(mac)}")
+
+
+def test_a_remembered_token_still_expires() -> None:
+    checker = Verifier("svc", leeway=0)
+    checker.trust("iss", [EC_KEY.public])
+    expires = int(time.time()) + 2
+    value = token(exp=expires)
+    assert checker.verify(value).subject == "alice"
+    assert checker.verify(value).subject == "alice"
+    time.sleep(max(0.0, expires - time.time()) + 0.05)
+    with pytest.raises(TokenExpired):
+        checker.verify(value)
+
+
 def test_tampering_breaks_the_signature() -> None:
     header, payload, signature = token().split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
@@ -141,6 +173,26 @@ def test_jwks_round_trip() -> None:
         parse_jwks({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})
     with pytest.raises(KeyFileError):
         parse_jwks({"keys": [{**document["keys"][0], "alg": "HS256"}]})
+
+
+def test_jwks_output_and_refusals() -> None:
+    ec_jwk, rsa_jwk = jwks([EC_KEY.public, RSA_KEY.public])["keys"]
+    assert set(ec_jwk) == {"kty", "crv", "kid", "alg", "use", "x", "y"}
+    assert (ec_jwk["kty"], ec_jwk["crv"], ec_jwk["alg"], ec_jwk["use"]) == ("EC", "P-256", "ES256", "sig")
+    assert set(rsa_jwk) == {"kty", "kid", "alg", "use", "n", "e"} and rsa_jwk["alg"] == "RS256"
+    private = EC_KEY.key.private_numbers().private_value  # type: ignore[union-attr]
+    for bad in (
+        {"keys": [{**ec_jwk, "d": b64(private.to_bytes(32, "big"))}]},  # a private key does not belong in a JWKS
+        {"keys": [{**rsa_jwk, "alg": "PS256"}]},
+        {"keys": [{**ec_jwk, "crv": "secp256k1"}]},
+        {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": ec_jwk["x"]}]},
+        '{"keys": [',
+        "[" * 100 + "]" * 100,
+        b"\xff",
+    ):
+        with pytest.raises(KeyFileError):
+            parse_jwks(bad)  # type: ignore[arg-type]
+    assert parse_jwks({"keys": [{**ec_jwk, "use": "enc"}, rsa_jwk]})[0].kid == RSA_KEY.kid
 
 
 def test_generated_key_and_certificate(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ Modules, from the bottom up::
     passwords.py   bcrypt for passwords, SHA-256 for generated secrets
     store.py       AccessStore: the model in SQL (migrations 0002_access.sql, 0006_credential_generations.sql)
     policy.py      the rules: a caller's role on a repository, who-can
-    keys.py        signing and verifying keys, libtrust key IDs, JWK/JWKS, certificates
-    jwt.py         JWS encoding and strict verification
+    keys.py        signing and verifying keys, libtrust key IDs, JWKS (PyJWT), certificates
+    jwt.py         tokens: key choice by issuer and kid, PyJWT checks, the access claim
     ratelimit.py   failed logins per account and per address
     htpasswd.py    Distribution's htpasswd file
     login.py       checking credentials against the store

@@ -6,6 +6,8 @@ cut to 240 bits, base32, in twelve groups of four joined by ``:``. Distribution
 2.8 looks a token's ``kid`` up among the keys of its ``rootcertbundle`` by that
 fingerprint, so using it as the ``kid`` lets Distribution trust cargohold's
 tokens given only the certificate that :func:`generate_signing_key` writes.
+JWK encoding and decoding is PyJWT's; this module adds the ``kid`` and the
+algorithm allow-list.
 
 :class:`KeyFileError` covers unreadable files, unsupported key types and malformed JWKs.
 """
@@ -16,7 +18,6 @@ import base64
 import contextlib
 import datetime
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,29 +25,22 @@ from pathlib import Path
 from typing import Any, Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from jwt import PyJWK, PyJWTError
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from .. import jsontext
 
 PublicKeyType = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 PrivateKeyType = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
-#: curve -> (JWS algorithm, JWK curve name, hash, coordinate size in bytes)
-_CURVES: Final[dict[str, tuple[str, str, hashes.HashAlgorithm, int]]] = {
-    "secp256r1": ("ES256", "P-256", hashes.SHA256(), 32),
-    "secp384r1": ("ES384", "P-384", hashes.SHA384(), 48),
-    "secp521r1": ("ES512", "P-521", hashes.SHA512(), 66),
-}
-_RSA_HASHES: Final[dict[str, hashes.HashAlgorithm]] = {
-    "RS256": hashes.SHA256(), "RS384": hashes.SHA384(), "RS512": hashes.SHA512(),
-}
-_JWK_CURVES: Final[dict[str, type[ec.EllipticCurve]]] = {
-    "P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1,
-}
-#: the algorithms a token may name; anything else (``none``, HMAC, PSS) is refused
-ALLOWED_ALGORITHMS: Final = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512"})
+#: curve -> the one JWS algorithm for it
+_EC_ALGORITHMS: Final = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+_RSA_ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512"})
+#: the algorithms a token may name; anything else (``none``, HMAC, PSS, EdDSA) is refused
+ALLOWED_ALGORITHMS: Final = frozenset(_EC_ALGORITHMS.values()) | _RSA_ALGORITHMS
 MIN_RSA_BITS: Final = 2048
 #: the self-signed certificate's lifetime; it only carries the key to Distribution-style verifiers
 CERT_DAYS: Final = 3650
@@ -56,28 +50,22 @@ class KeyFileError(ValueError):
     """A key, certificate or JWKS cannot be read or is not a supported key."""
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def libtrust_key_id(key: PublicKeyType) -> str:
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode("ascii").rstrip("=")
     return ":".join(encoded[i:i + 4] for i in range(0, len(encoded), 4))
 
 
-def _algorithms_for(key: PublicKeyType) -> frozenset[str]:
+def _algorithms_for(key: object) -> frozenset[str]:
     if isinstance(key, ec.EllipticCurvePublicKey):
-        if key.curve.name not in _CURVES:
+        if key.curve.name not in _EC_ALGORITHMS:
             raise KeyFileError(f"unsupported curve {key.curve.name} (P-256, P-384 or P-521)")
-        return frozenset({_CURVES[key.curve.name][0]})
+        return frozenset({_EC_ALGORITHMS[key.curve.name]})
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise KeyFileError("only EC and RSA public keys can verify tokens (not a private or symmetric key)")
     if key.key_size < MIN_RSA_BITS:
         raise KeyFileError(f"RSA keys need at least {MIN_RSA_BITS} bits, not {key.key_size}")
-    return frozenset(_RSA_HASHES)
+    return _RSA_ALGORITHMS
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +74,8 @@ class VerifyingKey:
 
     kid: str
     key: PublicKeyType
-    algorithms: frozenset[str]
+    #: sorted, as PyJWT's ``algorithms`` argument
+    algorithms: tuple[str, ...]
 
     @classmethod
     def of(cls, key: PublicKeyType, kid: str | None = None, alg: str | None = None) -> VerifyingKey:
@@ -95,37 +84,16 @@ class VerifyingKey:
             if alg not in allowed:
                 raise KeyFileError(f"algorithm {alg} does not fit this key")
             allowed = frozenset({alg})
-        return cls(kid or libtrust_key_id(key), key, allowed)
-
-    def verify(self, alg: str, signing_input: bytes, signature: bytes) -> bool:
-        if alg not in self.algorithms:
-            return False
-        try:
-            if isinstance(self.key, ec.EllipticCurvePublicKey):
-                _, _, hash_algorithm, size = _CURVES[self.key.curve.name]
-                if len(signature) != 2 * size:
-                    return False
-                r = int.from_bytes(signature[:size], "big")
-                s = int.from_bytes(signature[size:], "big")
-                self.key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hash_algorithm))
-            else:
-                self.key.verify(signature, signing_input, padding.PKCS1v15(), _RSA_HASHES[alg])
-        except InvalidSignature:
-            return False
-        return True
+        return cls(kid or libtrust_key_id(key), key, tuple(sorted(allowed)))
 
     def jwk(self) -> dict[str, Any]:
         """The public JWK (RFC 7517), for publishing in a JWKS."""
-        alg = min(self.algorithms)
         if isinstance(self.key, ec.EllipticCurvePublicKey):
-            _, crv, _, size = _CURVES[self.key.curve.name]
-            numbers = self.key.public_numbers()
-            return {"kty": "EC", "crv": crv, "kid": self.kid, "alg": alg, "use": "sig",
-                    "x": _b64(numbers.x.to_bytes(size, "big")), "y": _b64(numbers.y.to_bytes(size, "big"))}
-        rsa_numbers = self.key.public_numbers()
-        return {"kty": "RSA", "kid": self.kid, "alg": alg, "use": "sig",
-                "n": _b64(rsa_numbers.n.to_bytes((rsa_numbers.n.bit_length() + 7) // 8, "big")),
-                "e": _b64(rsa_numbers.e.to_bytes((rsa_numbers.e.bit_length() + 7) // 8, "big"))}
+            fields = ECAlgorithm.to_jwk(self.key, as_dict=True)
+        else:
+            fields = RSAAlgorithm.to_jwk(self.key, as_dict=True)
+        fields.pop("key_ops", None)  # "use" says it (RFC 7517 4.3: not both)
+        return {**fields, "kid": self.kid, "alg": self.algorithms[0], "use": "sig"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +110,7 @@ class SigningKey:
     @property
     def algorithm(self) -> str:
         """ES256 (or ES384/ES512 by curve) for EC keys, RS256 for RSA keys."""
-        return "RS256" if isinstance(self.key, rsa.RSAPrivateKey) else min(self.public.algorithms)
-
-    def sign(self, signing_input: bytes) -> bytes:
-        if isinstance(self.key, ec.EllipticCurvePrivateKey):
-            _, _, hash_algorithm, size = _CURVES[self.key.curve.name]
-            r, s = decode_dss_signature(self.key.sign(signing_input, ec.ECDSA(hash_algorithm)))
-            return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-        return self.key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        return self.public.algorithms[0]
 
     @classmethod
     def of(cls, key: PrivateKeyType) -> SigningKey:
@@ -265,32 +226,23 @@ def load_public_keys(path: str | Path) -> list[VerifyingKey]:
 
 
 def parse_jwk(jwk: Mapping[str, Any]) -> VerifyingKey:
+    alg = jwk.get("alg")
+    if alg is not None and alg not in ALLOWED_ALGORITHMS:
+        raise KeyFileError(f"JWK algorithm {alg!r} is not allowed")
     try:
-        kty = jwk["kty"]
-        alg = jwk.get("alg")
-        if alg is not None and alg not in ALLOWED_ALGORITHMS:
-            raise KeyFileError(f"JWK algorithm {alg!r} is not allowed")
-        if kty == "EC":
-            ec_key = ec.EllipticCurvePublicNumbers(
-                int.from_bytes(_unb64(jwk["x"]), "big"), int.from_bytes(_unb64(jwk["y"]), "big"),
-                _JWK_CURVES[jwk["crv"]](),
-            ).public_key()
-            return VerifyingKey.of(ec_key, jwk.get("kid"), alg)
-        if kty == "RSA":
-            rsa_key = rsa.RSAPublicNumbers(
-                int.from_bytes(_unb64(jwk["e"]), "big"), int.from_bytes(_unb64(jwk["n"]), "big")
-            ).public_key()
-            return VerifyingKey.of(rsa_key, jwk.get("kid"), alg)
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, KeyFileError):
-            raise
-        raise KeyFileError(f"malformed JWK: {exc!r}") from None
-    raise KeyFileError(f"unsupported JWK key type {kty!r}")
+        key = PyJWK(dict(jwk)).key
+    except PyJWTError as exc:
+        raise KeyFileError(f"malformed or unsupported JWK: {exc}") from None
+    kid = jwk.get("kid")
+    return VerifyingKey.of(key, kid if isinstance(kid, str) else None, alg)
 
 
 def parse_jwks(document: Mapping[str, Any] | str | bytes) -> list[VerifyingKey]:
     """The signing keys of a JWKS (``{"keys": [...]}``); encryption keys are skipped."""
-    data = json.loads(document) if isinstance(document, str | bytes) else document
+    try:
+        data = jsontext.loads(document) if isinstance(document, str | bytes) else document
+    except ValueError as exc:
+        raise KeyFileError(f"the JWKS is not JSON: {exc}") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("keys"), list):
         raise KeyFileError("a JWKS is an object with a list of keys")
     return [parse_jwk(jwk) for jwk in data["keys"] if isinstance(jwk, Mapping) and jwk.get("use", "sig") == "sig"]
