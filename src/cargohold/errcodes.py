@@ -24,7 +24,14 @@ Exception tree::
     ├── TooManyRequests        TOOMANYREQUESTS        429
     ├── RangeInvalid           RANGE_INVALID          416
     ├── PaginationNumberInvalid PAGINATION_NUMBER_INVALID 400
-    └── Unknown                UNKNOWN                500 (a failure of the server's own)
+    ├── Unknown                UNKNOWN                500 (a failure of the server's own)
+    └── InsufficientStorage    INSUFFICIENT_STORAGE   507 (not in the spec: the disk is full)
+
+INSUFFICIENT_STORAGE is this registry's own code: the spec has none for a full
+disk and Distribution answers 500 UNKNOWN. 507 (RFC 4918) is used because
+Docker's and containers/image's clients do not read the body of a 5xx answer
+and print its status line ("507 Insufficient Storage"), which then says what is
+wrong, and neither retries a 507 (they do retry some 5xx answers).
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ class ErrorCode(Enum):
     RANGE_INVALID = ("invalid content range", 416)
     PAGINATION_NUMBER_INVALID = ("invalid number of results requested", 400)
     UNKNOWN = ("unknown error", 500)
+    INSUFFICIENT_STORAGE = ("registry out of space", 507)
 
     @property
     def message(self) -> str:
@@ -181,6 +189,12 @@ class PaginationNumberInvalid(RegistryError):
 
 class Unknown(RegistryError):
     code = ErrorCode.UNKNOWN
+
+
+class InsufficientStorage(RegistryError):
+    """The registry's disk (or its quota) is full: writes fail until space is freed, reads go on."""
+
+    code = ErrorCode.INSUFFICIENT_STORAGE
 
 
 ERROR_TYPES: dict[str, type[RegistryError]] = {

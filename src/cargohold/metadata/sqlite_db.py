@@ -2,20 +2,29 @@
 
 WAL journal so readers never wait for a writer and several worker processes can
 share the file; ``synchronous=NORMAL`` (durable at checkpoints, never corrupt);
-every failure surfaces as :class:`MetadataError`, which the API answers with 500.
+every failure surfaces as :class:`MetadataError`, which the API answers with 500,
+except a full disk, which is :class:`~cargohold.errcodes.InsufficientStorage` (507).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Final
 
+from ..errcodes import InsufficientStorage
 from .store import MetadataError
 
 #: writers in other worker processes hold the lock for milliseconds
 BUSY_TIMEOUT_MS: Final = 10_000
+
+
+def _failure(what: str, exc: sqlite3.Error) -> Exception:
+    # SQLite reports ENOSPC as SQLITE_FULL (it does not pass other errnos such as EDQUOT on)
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return InsufficientStorage(f"registry out of space ({what} database: {exc})")
+    return MetadataError(f"{what}: {exc}")
 
 
 class SqliteDatabase:
@@ -35,13 +44,13 @@ class SqliteDatabase:
         try:
             return self._db.execute(sql, args)
         except sqlite3.Error as exc:
-            raise MetadataError(f"{self._what}: {exc}") from exc
+            raise _failure(self._what, exc) from exc
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
         try:
             return self._db.executemany(sql, rows)
         except sqlite3.Error as exc:
-            raise MetadataError(f"{self._what}: {exc}") from exc
+            raise _failure(self._what, exc) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[SqliteDatabase]:
@@ -49,10 +58,14 @@ class SqliteDatabase:
         self.execute("BEGIN IMMEDIATE")
         try:
             yield self
+            self.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # A failed COMMIT (a full disk) may leave the transaction open: every later
+            # BEGIN would then fail. SQLite may also have rolled it back already.
+            if self._db.in_transaction:
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             raise
-        self.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
