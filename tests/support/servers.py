@@ -101,7 +101,8 @@ class CargoholdServer:
 
     def upload_rows(self) -> set[str]:
         with contextlib.closing(sqlite3.connect(self.data_dir / "metadata.db")) as db:
-            return {row[0] for row in db.execute("SELECT id FROM uploads")}
+            # a completed session's row outlives its bytes (it answers a retried final PUT)
+            return {row[0] for row in db.execute("SELECT id FROM uploads WHERE completed = 0")}
 
     def blob_files(self) -> dict[str, Path]:
         found = {}

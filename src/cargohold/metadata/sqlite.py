@@ -263,20 +263,35 @@ class SqliteMetadataStore:
 
     async def upload(self, upload_id: str) -> UploadRecord | None:
         row = self._db.execute(
-            "SELECT id, repository, size, algorithm, hash_state, created_at, updated_at FROM uploads WHERE id = ?",
+            "SELECT id, repository, size, algorithm, hash_state, created_at, updated_at, digest, completed"
+            " FROM uploads WHERE id = ?",
             (upload_id,),
         ).fetchone()
         if row is None:
             return None
-        return UploadRecord(row[0], row[1], int(row[2]), row[3], row[4], int(row[5]), int(row[6]))
+        return UploadRecord(
+            row[0], row[1], int(row[2]), row[3], row[4], int(row[5]), int(row[6]), row[7], bool(row[8])
+        )
 
     async def update_upload(self, upload_id: str, expected_size: int, size: int, hash_state: bytes | None) -> None:
         cursor = self._db.execute(
-            "UPDATE uploads SET size = ?, hash_state = ?, updated_at = ? WHERE id = ? AND size = ?",
+            "UPDATE uploads SET size = ?, hash_state = ?, updated_at = ? WHERE id = ? AND size = ? AND digest IS NULL",
             (size, hash_state, _now(), upload_id, expected_size),
         )
         if cursor.rowcount != 1:
             raise UploadConflict(f"upload {upload_id} changed during the request")
+
+    async def begin_upload_commit(self, upload_id: str, expected_size: int, size: int, digest: str) -> None:
+        cursor = self._db.execute(
+            "UPDATE uploads SET size = ?, hash_state = NULL, digest = ?, updated_at = ?"
+            " WHERE id = ? AND size = ? AND digest IS NULL",
+            (size, digest, _now(), upload_id, expected_size),
+        )
+        if cursor.rowcount != 1:
+            raise UploadConflict(f"upload {upload_id} changed during the request")
+
+    async def complete_upload(self, upload_id: str) -> None:
+        self._db.execute("UPDATE uploads SET completed = 1, updated_at = ? WHERE id = ?", (_now(), upload_id))
 
     async def delete_upload(self, upload_id: str) -> None:
         self._db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))

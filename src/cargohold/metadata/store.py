@@ -50,6 +50,10 @@ class UploadRecord:
     hash_state: bytes | None
     created_at: int
     updated_at: int
+    #: set when the commit began: the bytes hashed to this digest and were on disk
+    digest: str | None = None
+    #: the blob was placed and recorded; the row only answers a retried final PUT
+    completed: bool = False
 
 
 class MetadataError(Exception):
@@ -116,6 +120,15 @@ class MetadataStore(Protocol):
     async def upload(self, upload_id: str) -> UploadRecord | None: ...
     async def update_upload(self, upload_id: str, expected_size: int, size: int, hash_state: bytes | None) -> None:
         """Record progress; raises UploadConflict if the size is no longer ``expected_size``."""
+        ...
+
+    async def begin_upload_commit(self, upload_id: str, expected_size: int, size: int, digest: str) -> None:
+        """Record the final size and verified digest of a finished upload, before its bytes are placed;
+        raises UploadConflict if its size is no longer ``expected_size``."""
+        ...
+
+    async def complete_upload(self, upload_id: str) -> None:
+        """Mark a commit done (blob placed and recorded); the row stays until purged."""
         ...
 
     async def delete_upload(self, upload_id: str) -> None: ...

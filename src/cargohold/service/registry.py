@@ -199,7 +199,7 @@ class Registry:
         try:
             record = await self.uploads.get(repository, upload_id)
             self.uploads.check_digest(record, digest)
-            size, hasher = await self.uploads.append(record, body, length=length)
+            size, hasher = await self.uploads.append(record, body, length=length, final=True)
             await self.uploads.finish(record, digest, size, hasher)
         except BaseException:
             await self.uploads.cancel(upload_id)
@@ -227,9 +227,17 @@ class Registry:
     ) -> Digest:
         self.check_writable()
         digest = parse_digest(digest_text)
+        record = await self.uploads.session(repository, upload_id)
+        if record.digest is not None:
+            # A retry of a PUT whose commit began (its answer was lost, or the server died
+            # during it): its body was part of the bytes already verified.
+            async for _ in body:
+                pass
+            await self.uploads.finish_again(record, digest)
+            return digest
         async with self.uploads.exclusive(repository, upload_id) as record:
             self.uploads.check_digest(record, digest)
-            size, hasher = await self.uploads.append(record, body, length=length)
+            size, hasher = await self.uploads.append(record, body, length=length, final=True)
             await self.uploads.finish(record, digest, size, hasher)
         return digest
 

@@ -18,6 +18,21 @@ the end then judges. A process crash loses nothing (the kernel keeps the pages).
 Progress (size and hash state) is recorded only after a request's bytes are
 all written, so an interrupted request leaves the session at its previous size
 and the client can resume from there, in another process or after a restart.
+
+The commit of a finished upload is a sequence of steps, each safe to repeat, so
+a crash at any point leaves a state that a retried final ``PUT`` (or, if no
+retry comes, the purge of abandoned uploads) carries to the end:
+
+1. the bytes are hashed and made durable (``upload_sync``);
+2. the final size and verified digest are recorded on the session row (``begin_upload_commit``):
+   from here on the session is finished and is only ever completed, never undone;
+3. the bytes are placed at the blob's address (``upload_commit``);
+4. the blob is recorded and linked into the repository (``add_blob``);
+5. the session row is marked completed (``complete_upload``); it stays until the
+   purge, so a final ``PUT`` retried after a lost answer is answered again.
+
+A full disk fails a request with :class:`InsufficientStorage` and cancels its
+upload session, which frees the space its bytes took.
 """
 
 from __future__ import annotations
@@ -30,10 +45,18 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from ..digest import Digest
-from ..errcodes import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
+from ..errcodes import (
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    InsufficientStorage,
+    RangeInvalid,
+    SizeInvalid,
+)
 from ..metadata.store import MetadataStore, UploadConflict, UploadRecord
 from ..storage.driver import BlobStore, BlobWriter, UploadBusy, UploadMissing
 from ..storage.hashing import ResumableHasher
+from .faults import crash_point
 
 #: the digest algorithm of uploads that do not name one (``digest-algorithm``)
 DEFAULT_ALGORITHM: Final = "sha256"
@@ -107,7 +130,11 @@ class Uploads:
         """A new session hashing with ``algorithm`` (a supported one, checked by the caller)."""
         upload_id = new_upload_id()
         await self.blobs.upload_start(upload_id)
-        await self.meta.create_upload(upload_id, repository, algorithm)
+        try:
+            await self.meta.create_upload(upload_id, repository, algorithm)
+        except BaseException:
+            await self.blobs.upload_delete(upload_id)
+            raise
         return upload_id
 
     @staticmethod
@@ -124,6 +151,14 @@ class Uploads:
             )
 
     async def get(self, repository: str, upload_id: str) -> UploadRecord:
+        """A session that still takes bytes (not one whose commit began)."""
+        record = await self.session(repository, upload_id)
+        if record.digest is not None:
+            raise BlobUploadUnknown("upload is already complete", detail={"uuid": upload_id})
+        return record
+
+    async def session(self, repository: str, upload_id: str) -> UploadRecord:
+        """Any session row of ``repository``, finished ones included."""
         record = await self.meta.upload(upload_id)
         if record is None or record.repository != repository:
             raise BlobUploadUnknown(detail={"uuid": upload_id})
@@ -157,11 +192,15 @@ class Uploads:
         *,
         start: int | None = None,
         length: int | None = None,
+        final: bool = False,
     ) -> tuple[int, ResumableHasher]:
         """Append a request body at the upload's current size; returns (new size, hasher).
 
         ``start`` (from Content-Range) must equal the current size; ``length``
-        (Content-Length or the range's length) must match what arrives.
+        (Content-Length or the range's length) must match what arrives. The new
+        size of a ``final`` request (the body of the completing PUT) is recorded
+        only with its digest, by :meth:`finish`: if the server dies before that,
+        the resent PUT finds the session as it was before the first.
         """
         if start is not None and start != record.size:
             raise RangeInvalid(
@@ -197,10 +236,14 @@ class Uploads:
                 raise SizeInvalid(f"received {received} bytes, expected {length}")
             durable = _BOOT_ID is None
             size = await asyncio.to_thread(writer.close, durable)
-        except BaseException:
+        except BaseException as exc:
             await asyncio.gather(*(f for f in (hashing, writing) if f is not None), return_exceptions=True)
             await asyncio.to_thread(writer.abort)
+            if isinstance(exc, InsufficientStorage):
+                await self.cancel(record.id)  # its bytes free space; the client starts over anyway
             raise
+        if final:
+            return size, hasher
         state = hasher.state()
         if state is not None and not durable:
             assert _BOOT_ID is not None
@@ -224,7 +267,7 @@ class Uploads:
         return hasher
 
     async def finish(self, record: UploadRecord, digest: Digest, size: int, hasher: ResumableHasher) -> None:
-        """Verify the digest and place the blob; a mismatch cancels the upload."""
+        """Verify the digest and commit the blob (steps in the module docstring); a mismatch cancels the upload."""
         if digest.algorithm != hasher.algorithm:
             hasher = ResumableHasher(digest.algorithm)
             async for chunk in self.blobs.upload_read(record.id, size):
@@ -235,25 +278,75 @@ class Uploads:
             raise DigestInvalid(
                 f"content digest is {actual}, not {digest}", detail={"expected": str(digest), "actual": str(actual)}
             )
-        await self.blobs.upload_commit(record.id, digest)
-        repository_id = await self.meta.ensure_repository(record.repository)
+        try:
+            await self.blobs.upload_sync(record.id)
+        except UploadMissing:
+            raise BlobUploadUnknown("upload data is gone", detail={"uuid": record.id}) from None
+        except InsufficientStorage:
+            await self.cancel(record.id)
+            raise
+        crash_point("upload-synced")
+        try:
+            await self.meta.begin_upload_commit(record.id, record.size, size, str(digest))
+        except UploadConflict:
+            raise BlobUploadInvalid("upload was changed by a concurrent request") from None
+        crash_point("commit-begun")
+        await self._complete(record.id, record.repository, digest, size)
+
+    async def finish_again(self, record: UploadRecord, digest: Digest) -> None:
+        """A final PUT for a session whose commit began before (a retry): complete it, same answer."""
+        if record.digest != str(digest):
+            raise BlobUploadUnknown(
+                f"upload was completed with digest {record.digest}", detail={"uuid": record.id}
+            )
+        if record.completed:
+            if await self.meta.linked_blob_size(record.repository, str(digest)) is None:
+                raise BlobUploadUnknown("the uploaded blob was deleted since", detail={"uuid": record.id})
+            return
+        await self._complete(record.id, record.repository, digest, record.size)
+
+    async def _complete(self, upload_id: str, repository: str, digest: Digest, size: int) -> None:
+        """Steps 3-5 of a commit; each may be repeated after a crash."""
+        try:
+            await self.blobs.upload_commit(upload_id, digest)
+        except UploadMissing:
+            # neither the upload's bytes nor the blob are there: nothing to complete
+            await self.meta.delete_upload(upload_id)
+            raise BlobUploadUnknown("upload data is gone", detail={"uuid": upload_id}) from None
+        crash_point("blob-placed")
+        repository_id = await self.meta.ensure_repository(repository)
         await self.meta.add_blob(repository_id, str(digest), size)
-        await self.meta.delete_upload(record.id)
+        crash_point("blob-recorded")
+        await self.meta.complete_upload(upload_id)
+        crash_point("upload-completed")
 
     async def cancel(self, upload_id: str) -> None:
-        await self.meta.delete_upload(upload_id)
+        """Drop an unfinished session; one whose commit began is left to be completed."""
+        record = await self.meta.upload(upload_id)
+        if record is not None and record.digest is not None:
+            return
+        # the bytes first: on a full disk, deleting them makes room for the row's deletion
         await self.blobs.upload_delete(upload_id)
+        await self.meta.delete_upload(upload_id)
 
     async def purge(self, max_age_seconds: float) -> int:
         """Remove upload sessions untouched for longer than ``max_age_seconds``.
 
-        Also removes upload bytes that no session row names (a crash between
-        creating the file and recording the session), once they are as old.
+        Commits that a crash cut short are completed first, and completed sessions
+        kept to answer a retried final PUT are dropped. Also removes upload bytes
+        that no session row names (a crash between creating the file and
+        recording the session), once they are as old.
         """
         cutoff = time.time() - max_age_seconds
         stale = await self.meta.stale_uploads(int(cutoff))
         for upload_id in stale:
-            await self.cancel(upload_id)
+            record = await self.meta.upload(upload_id)
+            if record is not None and record.digest is not None and not record.completed:
+                # A commit cut short by a crash, never retried: its bytes are verified, finish it.
+                with contextlib.suppress(BlobUploadUnknown):
+                    await self._complete(upload_id, record.repository, Digest.parse(record.digest), record.size)
+            await self.blobs.upload_delete(upload_id)
+            await self.meta.delete_upload(upload_id)
         orphans = 0
         for upload_id, changed in (await self.blobs.upload_ids()).items():
             if changed < cutoff and await self.meta.upload(upload_id) is None:

@@ -8,6 +8,7 @@
   are called from a worker thread, so the event loop keeps receiving while the
   previous buffer is hashed and written.
 - Reads are by range and streamed.
+- A full disk or quota raises :class:`cargohold.errcodes.InsufficientStorage`.
 - Optional capabilities are separate protocols, probed with ``isinstance``:
   :class:`LocalFileServer` (the HTTP server can send the file itself) and
   :class:`Redirector` (presigned URLs).
@@ -106,8 +107,17 @@ class BlobStore(Protocol):
         """The first ``length`` bytes of an upload (to rebuild a hash state)."""
         ...
 
+    async def upload_sync(self, upload_id: str) -> None:
+        """Make the upload's bytes durable (they are verified once they are; then committed)."""
+        ...
+
     async def upload_commit(self, upload_id: str, digest: Digest) -> None:
-        """Make the upload's bytes durable, place them at ``digest`` (already verified), end the session."""
+        """Make the upload's bytes durable, place them at ``digest`` (already verified), end the session.
+
+        Repeatable: when the blob is already placed (by this upload before a crash, or by
+        another) the stored copy stands and the upload's bytes, if still there, are dropped;
+        raises UploadMissing only when neither is there.
+        """
         ...
 
     async def upload_delete(self, upload_id: str) -> None: ...

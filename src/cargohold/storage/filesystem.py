@@ -3,28 +3,50 @@
 Crash safety: a blob path only ever receives a file by ``os.replace`` after its
 bytes were fsynced and their digest verified, and the directory entry is
 fsynced afterwards, so a crash leaves either no blob or the right bytes.
-Upload files are plain files appended to in place.
+Upload files are plain files appended to in place. ``upload_commit`` may be
+repeated after a crash at any point of it (the bytes already placed stand).
+
+A full disk or quota (ENOSPC, EDQUOT) is raised as
+:class:`~cargohold.errcodes.InsufficientStorage`, and what the failed step made
+(a partly written request, an empty blob directory) is removed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import fcntl
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import BinaryIO, Final
 
 from ..digest import Digest
+from ..errcodes import InsufficientStorage
 from . import paths
 from .driver import BlobMissing, StorageError, UploadBusy, UploadMissing
 
 #: read size for streamed responses: large enough that per-chunk overhead vanishes
 READ_CHUNK: Final = 1 << 20
 _UPLOAD_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+#: errors that mean "no room": the filesystem is full, or the server's user is over its quota
+_NO_SPACE: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextlib.contextmanager
+def _space_checked() -> Iterator[None]:
+    """Raise a full disk as the registry's typed error; other OS errors pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise InsufficientStorage(f"registry out of space ({os.strerror(exc.errno).lower()})") from exc
+        raise
 
 
 def _check_upload_id(upload_id: str) -> None:
@@ -79,28 +101,35 @@ class _FileWriter:
         self._kicked = start  # writeback was started for the bytes before this offset
 
     def write(self, data: bytes) -> None:
-        self._file.write(data)
-        self._end += len(data)
-        if _START_WRITEBACK is not None and self._end - self._kicked >= WRITEBACK_WINDOW:
-            self._file.flush()
-            _START_WRITEBACK(self._file.fileno(), self._kicked, self._end - self._kicked)
-            self._kicked = self._end
+        with _space_checked():
+            self._file.write(data)
+            self._end += len(data)
+            if _START_WRITEBACK is not None and self._end - self._kicked >= WRITEBACK_WINDOW:
+                self._file.flush()
+                _START_WRITEBACK(self._file.fileno(), self._kicked, self._end - self._kicked)
+                self._kicked = self._end
 
     def close(self, durable: bool = True) -> int:
-        self._file.flush()
-        if durable:
-            os.fdatasync(self._file.fileno())
-        elif _START_WRITEBACK is not None and self._end > self._kicked:
-            _START_WRITEBACK(self._file.fileno(), self._kicked, self._end - self._kicked)
+        with _space_checked():
+            self._file.flush()
+            if durable:
+                os.fdatasync(self._file.fileno())
+            elif _START_WRITEBACK is not None and self._end > self._kicked:
+                _START_WRITEBACK(self._file.fileno(), self._kicked, self._end - self._kicked)
         size = self._file.tell()
         self._file.close()
         return size
 
     def abort(self) -> None:
+        # After a full disk the buffered tail cannot be flushed: truncate the file itself
+        # and drop what close() fails to write (it is past the kept size in any case).
         try:
-            self._file.truncate(self._start)
+            with contextlib.suppress(OSError):
+                self._file.flush()
+            os.ftruncate(self._file.fileno(), self._start)
         finally:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
 
 
 class _FileLock:
@@ -157,7 +186,7 @@ class FilesystemBlobStore:
 
     async def upload_start(self, upload_id: str) -> None:
         _check_upload_id(upload_id)
-        with open(paths.upload_path(self.root, upload_id), "xb"):
+        with _space_checked(), open(paths.upload_path(self.root, upload_id), "xb"):
             pass
 
     async def upload_lock(self, upload_id: str) -> _FileLock:
@@ -197,6 +226,21 @@ class FilesystemBlobStore:
         async for chunk in _read_file(file, 0, length):
             yield chunk
 
+    async def upload_sync(self, upload_id: str) -> None:
+        _check_upload_id(upload_id)
+        await asyncio.to_thread(self._sync, upload_id)
+
+    def _sync(self, upload_id: str) -> None:
+        try:
+            fd = os.open(paths.upload_path(self.root, upload_id), os.O_RDONLY)
+        except FileNotFoundError:
+            raise UploadMissing(f"filesystem: upload {upload_id} has no data") from None
+        try:
+            with _space_checked():
+                os.fdatasync(fd)  # the bytes of requests that ended without waiting for the disk
+        finally:
+            os.close(fd)
+
     async def upload_commit(self, upload_id: str, digest: Digest) -> None:
         _check_upload_id(upload_id)
         await asyncio.to_thread(self._commit, upload_id, digest)
@@ -204,27 +248,37 @@ class FilesystemBlobStore:
     def _commit(self, upload_id: str, digest: Digest) -> None:
         source = paths.upload_path(self.root, upload_id)
         target = paths.blob_path(self.root, digest)
-        if os.path.exists(target):
-            # Same digest, same bytes: the stored copy stands (a concurrent push won).
-            self._unlink_quietly(source)
-            return
         try:
-            fd = os.open(source, os.O_RDONLY)
+            placed = os.stat(target).st_size
         except FileNotFoundError:
-            raise UploadMissing(f"filesystem: upload {upload_id} has no data") from None
-        try:
-            os.fdatasync(fd)  # the bytes of requests that ended without waiting for the disk
-        finally:
-            os.close(fd)
+            placed = None
+        if placed is not None:
+            # Same digest, same bytes: the stored copy stands (a concurrent push won, or this
+            # commit is repeated after a crash), unless it was cut short (its size differs).
+            try:
+                size = os.stat(source).st_size
+            except FileNotFoundError:
+                return
+            if size == placed:
+                self._unlink_quietly(source)
+                return
+        self._sync(upload_id)
         directory = os.path.dirname(target)
-        os.makedirs(directory, exist_ok=True)
+        made = _missing_dirs(directory)
         try:
-            os.replace(source, target)
-        except FileNotFoundError:
-            raise UploadMissing(f"filesystem: upload {upload_id} has no data") from None
-        except OSError as exc:
-            raise StorageError(f"filesystem: cannot place blob {digest}: {exc}") from exc
-        _fsync_dir(directory)
+            with _space_checked():
+                os.makedirs(directory, exist_ok=True)
+                os.replace(source, target)
+                _fsync_dir(directory)
+        except BaseException as exc:
+            for folder in made:  # deepest first; a concurrent commit may have filled one
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+            if isinstance(exc, FileNotFoundError):
+                raise UploadMissing(f"filesystem: upload {upload_id} has no data") from None
+            if isinstance(exc, OSError):
+                raise StorageError(f"filesystem: cannot place blob {digest}: {exc}") from exc
+            raise
 
     async def upload_delete(self, upload_id: str) -> None:
         _check_upload_id(upload_id)
@@ -247,6 +301,18 @@ class FilesystemBlobStore:
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
+
+
+def _missing_dirs(directory: str) -> list[str]:
+    """The folders ``os.makedirs(directory)`` would create, deepest first."""
+    missing = []
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    return missing
 
 
 async def _read_file(file: BinaryIO, start: int, length: int | None) -> AsyncIterator[bytes]:
