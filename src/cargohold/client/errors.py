@@ -84,7 +84,12 @@ class RegistryResponseError(ClientError):
 
     @property
     def temporary(self) -> bool:
-        """True for throttling and server-side failures, where a retry may succeed."""
+        """True for throttling and server-side failures, where a retry may succeed.
+
+        A registry out of space is not: it stays full until someone frees space.
+        """
+        if self.status == 507 or self.code_name == "INSUFFICIENT_STORAGE":
+            return False
         return self.status == 429 or self.status >= 500 or self.code_name == "TOOMANYREQUESTS"
 
 
@@ -104,6 +109,7 @@ _STATUS_CODES: Final[dict[int, str]] = {
     403: "DENIED",
     429: "TOOMANYREQUESTS",
     405: "UNSUPPORTED",
+    507: "INSUFFICIENT_STORAGE",
 }
 
 

@@ -23,7 +23,8 @@ any other                              verified                    never
 =====================================  ==========================  =====================================
 
 Retry policy: idempotent requests (GET, HEAD, PUT, DELETE) are retried on
-connection failures and on 408/429/5xx; an answer asking (``Retry-After``) for
+connection failures and on 408/429/5xx, except 507 (the registry is out of space:
+it stays so until someone frees space); an answer asking (``Retry-After``) for
 a longer wait than :data:`MAX_RETRY_AFTER` is handed up at once, since a retry
 sooner would be refused again (a token service's lockout after failed logins). POST and PATCH are retried only where
 the registry cannot have acted on them: 429 (refused before processing) and a
@@ -56,7 +57,7 @@ from .errors import TLSError, TransportError
 
 #: methods a retry cannot make worse (a PUT or DELETE sent twice has the effect of one)
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-#: statuses that mean "try again later"
+#: statuses that mean "try again later" (not 507 Insufficient Storage: that lasts)
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 #: statuses after which a non-idempotent request is known not to have been acted on
 REFUSED_STATUSES: Final = frozenset({429})

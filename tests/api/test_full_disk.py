@@ -1,0 +1,190 @@
+"""A registry whose disk fills up: writes answer 507 INSUFFICIENT_STORAGE at once, nothing
+is left behind, reads go on, and writes work again as soon as there is space (no restart).
+
+The data directory (blobs, uploads and metadata.db) is on a real 8 MiB tmpfs; a filler
+file outside the data directory takes the space that is to be missing. Needs root.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.servers import SRC, CargoholdServer, free_port
+
+REPO = "full/app"
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def server(disk: Path) -> Iterator[CargoholdServer]:
+    server = CargoholdServer(disk / "data", free_port(), ["--workers", "1"])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def fill(disk: Path, leave: int = 0) -> Path:
+    """Take all the free space of ``disk`` but ``leave`` bytes."""
+    filler = disk / "filler"
+    block = b"\1" * (64 * 1024)
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while True:
+            os.write(fd, block)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    size = filler.stat().st_size
+    os.truncate(filler, max(size - leave, 0))
+    return filler
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def push(client: httpx.Client, data: bytes) -> httpx.Response:
+    return client.post(f"/v2/{REPO}/blobs/uploads/", params={"digest": sha256(data)}, content=data)
+
+
+def assert_out_of_space(response: httpx.Response) -> None:
+    assert response.status_code == 507, response.text
+    error = response.json()["errors"][0]
+    assert error["code"] == "INSUFFICIENT_STORAGE"
+    assert error["message"].startswith("registry out of space")
+
+
+def assert_nothing_left(server: CargoholdServer) -> None:
+    assert server.upload_files() == set()
+    assert server.upload_rows() == set()
+    for folder, subfolders, files in os.walk(server.data_dir / "blobs"):
+        depth = len(Path(folder).relative_to(server.data_dir / "blobs").parts)
+        assert depth < 2 or files, f"empty blob folder left: {folder}"
+        assert depth >= 2 or subfolders or folder == str(server.data_dir / "blobs"), folder
+    server.assert_storage_consistent()
+    assert "Traceback" not in server.log()
+
+
+def manifest_for(client: httpx.Client, config: bytes, note: str = "") -> bytes:
+    """A manifest of ``config`` (pushed here, if not there yet) with a ``note`` annotation."""
+    if client.head(f"/v2/{REPO}/blobs/{sha256(config)}").status_code != 200:
+        assert push(client, config).status_code == 201
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config),
+                   "size": len(config)},
+        "layers": [],
+        "annotations": {"note": note},
+    }
+    return json.dumps(manifest).encode()
+
+
+def put_manifest(client: httpx.Client, tag: str, raw: bytes) -> httpx.Response:
+    return client.put(
+        f"/v2/{REPO}/manifests/{tag}", content=raw,
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+    )
+
+
+def test_blob_bytes_on_a_full_disk(server: CargoholdServer, disk: Path) -> None:
+    kept = os.urandom(300_000)
+    with httpx.Client(base_url=server.url, timeout=30.0) as client:
+        assert push(client, kept).status_code == 201
+        raw = manifest_for(client, b'{"config": 1}')
+        assert put_manifest(client, "v1", raw).status_code == 201
+        filler = fill(disk, leave=1024 * 1024)
+        big = os.urandom(3 * 1024 * 1024)
+
+        assert_out_of_space(push(client, big))  # monolithic
+        location = client.post(f"/v2/{REPO}/blobs/uploads/").headers["location"]
+        assert_out_of_space(client.patch(location, content=big))  # chunked: the session is cancelled
+        assert client.get(location).status_code == 404
+        location = client.post(f"/v2/{REPO}/blobs/uploads/").headers["location"]
+        assert_out_of_space(client.put(location, params={"digest": sha256(big)}, content=big))
+        assert_nothing_left(server)
+
+        # reads go on
+        assert client.get(f"/v2/{REPO}/blobs/{sha256(kept)}").content == kept
+        assert client.head(f"/v2/{REPO}/blobs/{sha256(kept)}").status_code == 200
+        assert client.get(f"/v2/{REPO}/manifests/v1").content == raw
+        assert client.get(f"/v2/{REPO}/tags/list").json()["tags"] == ["v1"]
+
+        # space returns: the same push works, no restart
+        filler.unlink()
+        assert push(client, big).status_code == 201
+        assert client.get(f"/v2/{REPO}/blobs/{sha256(big)}").content == big
+    assert_nothing_left(server)
+
+
+def test_metadata_database_on_a_full_disk(server: CargoholdServer, disk: Path) -> None:
+    """SQLite's own writes fail (SQLITE_FULL): the same 507, reads and later writes unharmed."""
+    with httpx.Client(base_url=server.url, timeout=30.0) as client:
+        raw = manifest_for(client, b'{"config": 2}')
+        assert put_manifest(client, "v1", raw).status_code == 201
+        filler = fill(disk)
+        # each manifest adds pages to the database's log until it cannot grow
+        failed = None
+        for number in range(400):
+            r = put_manifest(client, f"t{number}", manifest_for(client, b'{"config": 2}', f"{number}" + "x" * 60_000))
+            if r.status_code != 201:
+                failed = r
+                break
+        assert failed is not None, "the database never ran out of space"
+        assert_out_of_space(failed)
+        assert_out_of_space(client.post(f"/v2/{REPO}/blobs/uploads/"))  # the session row cannot be written
+        assert_nothing_left(server)
+        assert client.get(f"/v2/{REPO}/manifests/v1").content == raw
+
+        filler.unlink()
+        assert put_manifest(client, "after", raw).status_code == 201
+        assert push(client, os.urandom(100_000)).status_code == 201
+    assert_nothing_left(server)
+
+
+def test_the_client_stops_at_once_and_says_the_registry_is_out_of_space(
+    server: CargoholdServer, disk: Path, tmp_path: Path
+) -> None:
+    layer = tmp_path / "layer.bin"
+    layer.write_bytes(os.urandom(2 * 1024 * 1024))
+    fill(disk, leave=512 * 1024)
+    env = {**os.environ, "PYTHONPATH": str(SRC), "HOME": str(tmp_path)}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "cargohold.cli.main", "blob", "put", f"{server.host}/{REPO}", str(layer)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    assert "registry out of space" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert elapsed < 3.0, f"the client kept trying for {elapsed:.1f} s"
+    assert_nothing_left(server)
