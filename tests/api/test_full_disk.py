@@ -144,6 +144,7 @@ def test_blob_bytes_on_a_full_disk(server: CargoholdServer, disk: Path) -> None:
         location = client.post(f"/v2/{REPO}/blobs/uploads/").headers["location"]
         assert_out_of_space(client.put(location, params={"digest": sha256(big)}, content=big))
         assert_nothing_left(server)
+        assert "registry out of space" in server.log()  # a line for the operator
 
         # reads go on
         assert client.get(f"/v2/{REPO}/blobs/{sha256(kept)}").content == kept

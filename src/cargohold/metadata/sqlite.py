@@ -284,8 +284,8 @@ class SqliteMetadataStore:
     async def begin_upload_commit(self, upload_id: str, expected_size: int, size: int, digest: str) -> None:
         cursor = self._db.execute(
             "UPDATE uploads SET size = ?, hash_state = NULL, digest = ?, updated_at = ?"
-            " WHERE id = ? AND size = ? AND digest IS NULL",
-            (size, digest, _now(), upload_id, expected_size),
+            " WHERE id = ? AND size IN (?, ?) AND digest IS NULL",
+            (size, digest, _now(), upload_id, expected_size, size),
         )
         if cursor.rowcount != 1:
             raise UploadConflict(f"upload {upload_id} changed during the request")

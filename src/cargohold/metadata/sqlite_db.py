@@ -8,6 +8,7 @@ except a full disk, which is :class:`~cargohold.errcodes.InsufficientStorage` (5
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -20,9 +21,13 @@ from .store import MetadataError
 BUSY_TIMEOUT_MS: Final = 10_000
 
 
+log: Final = logging.getLogger("cargohold.metadata")
+
+
 def _failure(what: str, exc: sqlite3.Error) -> Exception:
     # SQLite reports ENOSPC as SQLITE_FULL (it does not pass other errnos such as EDQUOT on)
     if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        log.warning("registry out of space: %s database: %s", what, exc)
         return InsufficientStorage(f"registry out of space ({what} database: {exc})")
     return MetadataError(f"{what}: {exc}")
 

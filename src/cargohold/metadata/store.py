@@ -123,8 +123,11 @@ class MetadataStore(Protocol):
         ...
 
     async def begin_upload_commit(self, upload_id: str, expected_size: int, size: int, digest: str) -> None:
-        """Record the final size and verified digest of a finished upload, before its bytes are placed;
-        raises UploadConflict if its size is no longer ``expected_size``."""
+        """Record the final size and verified digest of a finished upload, before its bytes are placed.
+
+        Raises UploadConflict unless the recorded size is ``expected_size`` (before the final
+        request's bytes) or already ``size``.
+        """
         ...
 
     async def complete_upload(self, upload_id: str) -> None:

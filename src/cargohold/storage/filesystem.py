@@ -19,6 +19,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import logging
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,6 +35,8 @@ READ_CHUNK: Final = 1 << 20
 _UPLOAD_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
+log: Final = logging.getLogger("cargohold.storage")
+
 #: errors that mean "no room": the filesystem is full, or the server's user is over its quota
 _NO_SPACE: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -45,6 +48,7 @@ def _space_checked() -> Iterator[None]:
         yield
     except OSError as exc:
         if exc.errno in _NO_SPACE:
+            log.warning("registry out of space: %s", exc)  # one line for the operator, no traceback
             raise InsufficientStorage(f"registry out of space ({os.strerror(exc.errno).lower()})") from exc
         raise
 
@@ -248,24 +252,12 @@ class FilesystemBlobStore:
     def _commit(self, upload_id: str, digest: Digest) -> None:
         source = paths.upload_path(self.root, upload_id)
         target = paths.blob_path(self.root, digest)
-        try:
-            placed = os.stat(target).st_size
-        except FileNotFoundError:
-            placed = None
-        if placed is not None:
-            # Same digest, same bytes: the stored copy stands (a concurrent push won, or this
-            # commit is repeated after a crash), unless it was cut short (its size differs).
-            try:
-                size = os.stat(source).st_size
-            except FileNotFoundError:
-                return
-            if size == placed:
-                self._unlink_quietly(source)
-                return
-        self._sync(upload_id)
+        if self._placed(source, target):
+            return
         directory = os.path.dirname(target)
         made = _missing_dirs(directory)
         try:
+            self._sync(upload_id)
             with _space_checked():
                 os.makedirs(directory, exist_ok=True)
                 os.replace(source, target)
@@ -274,11 +266,29 @@ class FilesystemBlobStore:
             for folder in made:  # deepest first; a concurrent commit may have filled one
                 with contextlib.suppress(OSError):
                     os.rmdir(folder)
-            if isinstance(exc, FileNotFoundError):
+            if isinstance(exc, UploadMissing | FileNotFoundError):
+                if os.path.exists(target):
+                    return  # the same commit, repeated by a resent request, placed it meanwhile
                 raise UploadMissing(f"filesystem: upload {upload_id} has no data") from None
             if isinstance(exc, OSError):
                 raise StorageError(f"filesystem: cannot place blob {digest}: {exc}") from exc
             raise
+
+    def _placed(self, source: str, target: str) -> bool:
+        """The blob is stored already (a concurrent push, or this commit before a crash);
+        the upload's bytes, if still there, are then dropped."""
+        try:
+            placed = os.stat(target).st_size
+        except FileNotFoundError:
+            return False
+        try:
+            size = os.stat(source).st_size
+        except FileNotFoundError:
+            return True
+        if size != placed:
+            return False  # the stored copy was cut short: replace it
+        self._unlink_quietly(source)
+        return True
 
     async def upload_delete(self, upload_id: str) -> None:
         _check_upload_id(upload_id)
