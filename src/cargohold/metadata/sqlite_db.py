@@ -65,8 +65,8 @@ class SqliteDatabase:
             yield self
             self.execute("COMMIT")
         except BaseException:
-            # A failed COMMIT (a full disk) may leave the transaction open: every later
-            # BEGIN would then fail. SQLite may also have rolled it back already.
+            # On a full disk SQLite rolls back by itself: a ROLLBACK then fails and would
+            # hide the error. Any other failure (of COMMIT too) is rolled back here.
             if self._db.in_transaction:
                 with suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")

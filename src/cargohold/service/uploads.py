@@ -280,18 +280,24 @@ class Uploads:
             )
         try:
             await self.blobs.upload_sync(record.id)
+            crash_point("upload-synced")
+            await self.meta.begin_upload_commit(record.id, record.size, size, str(digest))
         except UploadMissing:
             raise BlobUploadUnknown("upload data is gone", detail={"uuid": record.id}) from None
+        except UploadConflict:
+            raise BlobUploadInvalid("upload was changed by a concurrent request") from None
         except InsufficientStorage:
             await self.cancel(record.id)
             raise
-        crash_point("upload-synced")
-        try:
-            await self.meta.begin_upload_commit(record.id, record.size, size, str(digest))
-        except UploadConflict:
-            raise BlobUploadInvalid("upload was changed by a concurrent request") from None
         crash_point("commit-begun")
-        await self._complete(record.id, record.repository, digest, size)
+        try:
+            await self._complete(record.id, record.repository, digest, size)
+        except InsufficientStorage:
+            if await self.blobs.stat(digest) is None:
+                # not placed: nothing to keep (once placed, the row is what completes it later)
+                await self.blobs.upload_delete(record.id)
+                await self.meta.delete_upload(record.id)
+            raise
 
     async def finish_again(self, record: UploadRecord, digest: Digest) -> None:
         """A final PUT for a session whose commit began before (a retry): complete it, same answer."""
