@@ -292,7 +292,12 @@ class FilesystemBlobStore:
 
     async def upload_delete(self, upload_id: str) -> None:
         _check_upload_id(upload_id)
-        self._unlink_quietly(paths.upload_path(self.root, upload_id))
+        path = paths.upload_path(self.root, upload_id)
+        # emptied first: an unlinked file keeps its space while a request holds it open (its
+        # lock), and on a full disk that space is what the session row's deletion needs
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(path, 0)
+        self._unlink_quietly(path)
 
     async def upload_ids(self) -> dict[str, float]:
         found = {}
