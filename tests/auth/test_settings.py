@@ -18,15 +18,15 @@ def test_auth_settings_from_every_source(tmp_path: Path) -> None:
     file = tmp_path / "c.yml"
     file.write_text("auth: token\nauth_service: registry.example\npassword_cost: 10\n")
     config = load_config(None, {"config": str(file)}, {"CARGOHOLD_AUTH_TOKEN_LIFETIME": "600"})
-    assert (config.auth, config.auth_service, config.password_cost, config.auth_token_lifetime) == (
+    assert (config.auth.mode, config.auth.service, config.auth.password_cost, config.auth.token_lifetime) == (
         "token", "registry.example", 10, 600)
     assert config.token_key_path.endswith("auth/token-key.pem")
-    assert load_config(None, {"auth": "htpasswd", "auth_htpasswd": "/h"}, {}).auth_htpasswd == "/h"
-    assert load_config(None, {}, {}).auth == "none"
+    assert load_config(None, {"auth": "htpasswd", "auth_htpasswd": "/h"}, {}).auth.htpasswd == "/h"
+    assert load_config(None, {}, {}).auth.mode == "none"
     limits = load_config(None, {}, {"CARGOHOLD_LOGIN_FAILURES_PER_ACCOUNT_ADDRESS": "7",
                                     "CARGOHOLD_LOGIN_DELAY_MAX_SECONDS": "2.5"})
-    assert (limits.login_failures_per_account_address, limits.login_failures_per_address,
-            limits.login_failures_per_account, limits.login_delay_max_seconds) == (7, 20, 10, 2.5)
+    assert (limits.auth.login_failures_per_account_address, limits.auth.login_failures_per_address,
+            limits.auth.login_failures_per_account, limits.auth.login_delay_max_seconds) == (7, 20, 10, 2.5)
 
 
 @pytest.mark.parametrize(

@@ -31,9 +31,9 @@ def test_settings_precedence(tmp_path: Path) -> None:
     file = tmp_path / "c.yml"
     file.write_text("listen: 0.0.0.0:6000\nworkers: 3\nread_only: true\ntls: {cert: /c, key: /k}\n")
     config = load_config(None, {"config": str(file), "workers": 2}, {"CARGOHOLD_LISTEN": "127.0.0.1:7000"})
-    assert (config.listen, config.workers, config.read_only) == ("127.0.0.1:7000", 2, True)
-    assert (config.tls_cert, config.tls_key) == ("/c", "/k")
-    assert load_config(None, {}, {"CARGOHOLD_DELETE_ENABLED": "false"}).delete_enabled is False
+    assert (config.server.listen, config.server.workers, config.server.read_only) == ("127.0.0.1:7000", 2, True)
+    assert (config.server.tls.cert, config.server.tls.key) == ("/c", "/k")
+    assert load_config(None, {}, {"CARGOHOLD_DELETE_ENABLED": "false"}).server.delete_enabled is False
 
 
 @pytest.mark.parametrize(

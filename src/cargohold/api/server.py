@@ -27,13 +27,13 @@ _PR_SET_PDEATHSIG = 1
 
 def create_app(config: ServerConfig) -> RegistryApp:
     os.makedirs(config.data_dir, exist_ok=True)
-    blobs = open_blob_store(config.storage_driver, {"root": config.blob_root})
+    blobs = open_blob_store(config.storage.driver, config.storage.driver_options(config.data_dir))
     meta = open_metadata_store(config.metadata_url)
     options = RegistryOptions(
-        delete_enabled=config.delete_enabled,
-        read_only=config.read_only,
-        max_manifest_size=config.max_manifest_size,
-        upload_max_age_seconds=config.upload_max_age_seconds,
+        delete_enabled=config.server.delete_enabled,
+        read_only=config.server.read_only,
+        max_manifest_size=config.server.max_manifest_size,
+        upload_max_age_seconds=config.server.upload_max_age_seconds,
     )
     access = build_access(config)
     return RegistryApp(Registry(blobs, meta, options), access.controller, access.endpoints)
@@ -70,5 +70,5 @@ def app_from_environment() -> RegistryApp:
     end_with_server_process()
     watch_for_drain()
     config = ServerConfig.from_json(os.environ[CONFIG_ENV])
-    configure_logging(config.log_level)
+    configure_logging(config.server.log_level)
     return create_app(config)

@@ -55,17 +55,17 @@ def limiter_for(config: ServerConfig) -> LoginLimiter:
         raise ConfigError(f"login limits need an SQLite metadata database, not {config.metadata_url!r}")
     db = SqliteDatabase(config.metadata_url.removeprefix("sqlite://"), what="login limits")
     return LoginLimiter(db, LoginLimits(
-        per_account_address=config.login_failures_per_account_address, per_address=config.login_failures_per_address,
-        per_account=config.login_failures_per_account, max_delay=config.login_delay_max_seconds,
-        window=config.login_window_seconds,
+        per_account_address=config.auth.login_failures_per_account_address,
+        per_address=config.auth.login_failures_per_address, per_account=config.auth.login_failures_per_account,
+        max_delay=config.auth.login_delay_max_seconds, window=config.auth.login_window_seconds,
     ))
 
 
 def external_keys(config: ServerConfig) -> list[VerifyingKey]:
     keys: list[VerifyingKey] = []
-    for path in filter(None, (p.strip() for p in config.auth_external_keys.split(","))):
+    for path in filter(None, (p.strip() for p in config.auth.external_keys.split(","))):
         keys.extend(load_public_keys(path))
-    source = config.auth_external_jwks
+    source = config.auth.external_jwks
     if source.startswith(("http://", "https://")):
         try:
             response = httpx.get(source, timeout=JWKS_TIMEOUT_SECONDS, follow_redirects=True)
@@ -82,31 +82,31 @@ def external_keys(config: ServerConfig) -> list[VerifyingKey]:
 
 
 def build_access(config: ServerConfig) -> AccessSetup:
-    """The controller for ``config.auth``; the metadata store must be open (migrated) already."""
+    """The controller for ``config.auth.mode``; the metadata store must be open (migrated) already."""
     try:
-        if config.auth == "htpasswd":
-            return AccessSetup(BasicAccessController(HtpasswdFile(config.auth_htpasswd), limiter_for(config)))
-        if config.auth != "token":
+        if config.auth.mode == "htpasswd":
+            return AccessSetup(BasicAccessController(HtpasswdFile(config.auth.htpasswd), limiter_for(config)))
+        if config.auth.mode != "token":
             return AccessSetup(OpenAccess())
         key = ensure_signing_key(Path(config.token_key_path), Path(config.token_cert_path))
     except (HtpasswdError, KeyFileError, OSError) as exc:
         raise ConfigError(str(exc)) from None
     store = AccessStore.open(config.metadata_url)
-    verifier = Verifier(config.auth_service)
-    verifier.trust(config.auth_issuer, [key.public])
-    if config.auth_external_issuer:
+    verifier = Verifier(config.auth.service)
+    verifier.trust(config.auth.issuer, [key.public])
+    if config.auth.external_issuer:
         try:
-            verifier.trust(config.auth_external_issuer, external_keys(config))
+            verifier.trust(config.auth.external_issuer, external_keys(config))
         except KeyFileError as exc:
             raise ConfigError(str(exc)) from None
-    login = Authenticator(store, limiter_for(config), config.password_cost)
+    login = Authenticator(store, limiter_for(config), config.auth.password_cost)
     settings = TokenSettings(
-        config.auth_issuer, config.auth_service, config.auth_token_lifetime, config.auth_refresh_lifetime
+        config.auth.issuer, config.auth.service, config.auth.token_lifetime, config.auth.refresh_lifetime
     )
-    controller = TokenAccessController(verifier, store, config.auth_issuer, config.auth_service,
-                                       config.auth_token_realm)
+    controller = TokenAccessController(verifier, store, config.auth.issuer, config.auth.service,
+                                       config.auth.token_realm)
     endpoints: dict[str, TokenService | AdminApi] = {
         "/auth/": TokenService(settings, key, store, login),
-        "/admin/": AdminApi(store, login, verifier, config.auth_issuer),
+        "/admin/": AdminApi(store, login, verifier, config.auth.issuer),
     }
     return AccessSetup(controller, endpoints, store)

@@ -60,7 +60,7 @@ def _done(args: argparse.Namespace, message: str, **document: Any) -> None:
 
 
 def user_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    user = store.create_user(args.name, hash_password(_read_password(args), config.password_cost), args.superuser)
+    user = store.create_user(args.name, hash_password(_read_password(args), config.auth.password_cost), args.superuser)
     _done(args, f"user {args.name} created" + (" (superuser)" if args.superuser else ""),
           name=user.name, superuser=user.superuser, created=True)
     return 0
@@ -68,7 +68,7 @@ def user_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace)
 
 def user_passwd(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     store.require(args.name, AccountKind.USER)
-    store.set_secret(args.name, hash_password(_read_password(args), config.password_cost))
+    store.set_secret(args.name, hash_password(_read_password(args), config.auth.password_cost))
     _done(args, f"password of {args.name} changed; its tokens are void", name=args.name, passwordChanged=True)
     return 0
 
@@ -202,7 +202,7 @@ def show_who_can(store: AccessStore, config: ServerConfig, args: argparse.Namesp
 def token_key(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     key = load_signing_key(config.token_key_path)
     rows = [{"kid": key.kid, "algorithm": key.algorithm, "key": config.token_key_path,
-             "certificate": config.token_cert_path, "issuer": config.auth_issuer, "service": config.auth_service}]
+             "certificate": config.token_cert_path, "issuer": config.auth.issuer, "service": config.auth.service}]
     if args.json:
         print(json.dumps(rows[0], indent=2))
     else:

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     # before anything is written to the data directory: what would stop granian later with a traceback
     try:
         _check_tls(config)
-        port_claim = claim_port(config.host, config.port)
+        port_claim = claim_port(config.server.host, config.server.port)
     except StartError as exc:
         print(f"cargohold: {exc}", file=sys.stderr)
         return 1
@@ -80,34 +80,34 @@ def run(args: argparse.Namespace) -> int:
     _announce_auth(config, app)
     os.environ[CONFIG_ENV] = config.to_json()
     os.environ[SERVER_PID_ENV] = str(os.getpid())
-    scheme = "https" if config.tls_cert else "http"
-    print(f"cargohold: listening on {scheme}://{config.listen}", flush=True)
-    print(f"cargohold: data in {os.path.abspath(config.data_dir)} (blobs: {config.storage_driver}, "
+    scheme = "https" if config.server.tls.cert else "http"
+    print(f"cargohold: listening on {scheme}://{config.server.listen}", flush=True)
+    print(f"cargohold: data in {os.path.abspath(config.data_dir)} (blobs: {config.storage.driver}, "
           f"metadata: {config.metadata_url})", flush=True)
     tls: dict[str, Any] = {}
-    if config.tls_cert and config.tls_key:
+    if config.server.tls.cert and config.server.tls.key:
         from pathlib import Path
 
-        tls = {"ssl_cert": Path(config.tls_cert), "ssl_key": Path(config.tls_key)}
+        tls = {"ssl_cert": Path(config.server.tls.cert), "ssl_key": Path(config.server.tls.key)}
     server = Granian(
         "cargohold.api.server:app_from_environment",
-        address=config.host,
-        port=config.port,
+        address=config.server.host,
+        port=config.server.port,
         interface=Interfaces.ASGI,
         factory=True,
-        workers=config.workers,
+        workers=config.server.workers,
         loop=_event_loop(Loops),
         http1_settings=HTTP1Settings(max_buffer_size=HTTP1_BUFFER_SIZE),
-        log_level=config.log_level,  # type: ignore[arg-type]
+        log_level=config.server.log_level,  # type: ignore[arg-type]
         log_access=False,
         # without it granian waits forever for a worker that does not stop; one that is sent
         # SIGTERM by its parent and by another sender at once (systemd's control-group stop,
         # pkill) can hang in granian's signal handler
-        workers_kill_timeout=math.ceil(config.shutdown_timeout_seconds),
+        workers_kill_timeout=math.ceil(config.server.shutdown_timeout_seconds),
         **tls,
     )
-    if config.shutdown_delay_seconds > 0:
-        server.on_startup(lambda: _drain_on_sigterm(server, config.shutdown_delay_seconds))
+    if config.server.shutdown_delay_seconds > 0:
+        server.on_startup(lambda: _drain_on_sigterm(server, config.server.shutdown_delay_seconds))
     try:
         server.serve()
     finally:
@@ -150,20 +150,21 @@ class StartError(Exception):
 
 
 def _check_tls(config: ServerConfig) -> None:
-    if not (config.tls_cert and config.tls_key):
+    cert, key = config.server.tls.cert, config.server.tls.key
+    if not (cert and key):
         return
     import ssl
 
-    for what, path in (("certificate", config.tls_cert), ("key", config.tls_key)):
+    for what, path in (("certificate", cert), ("key", key)):
         try:
             with open(path, "rb"):
                 pass
         except OSError as exc:
             raise StartError(f"cannot read the TLS {what} {path}: {exc.strerror or exc}") from None
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(config.tls_cert, config.tls_key)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
     except (ssl.SSLError, ValueError) as exc:
-        raise StartError(f"TLS certificate {config.tls_cert} and key {config.tls_key}: unusable ({exc})") from None
+        raise StartError(f"TLS certificate {cert} and key {key}: unusable ({exc})") from None
 
 
 def claim_port(host: str, port: int) -> socket.socket | None:
@@ -212,12 +213,12 @@ def _event_loop(loops: Any) -> Any:
 
 
 def _announce_auth(config: ServerConfig, app: RegistryApp) -> None:
-    if config.auth == "none":
-        if config.host not in ("127.0.0.1", "localhost", "::1"):
+    if config.auth.mode == "none":
+        if config.server.host not in ("127.0.0.1", "localhost", "::1"):
             print("cargohold: warning: auth is off and anyone who can reach this address may push and delete "
                   "(--auth token)", file=sys.stderr, flush=True)
         return
-    print(f"cargohold: access control: {config.auth}", flush=True)
+    print(f"cargohold: access control: {config.auth.mode}", flush=True)
     store = getattr(app.access, "store", None)
     if isinstance(store, AccessStore):
         print(f"cargohold: tokens signed with {config.token_key_path} (certificate: {config.token_cert_path})",

@@ -1,0 +1,167 @@
+"""The sectioned configuration: its YAML form beside the flat one, precedence of a nested key, messages that
+name the key and the value, and blob stores chosen by driver name."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cargohold.config import ConfigError, ServerConfig, load_config
+from cargohold.storage import StorageError, open_blob_store
+from tests.api.helpers import push_blob
+from tests.support.servers import SRC, cargohold
+
+SECTIONED = """
+server:
+  listen: 0.0.0.0:6000
+  data_dir: /srv/registry
+  tls: {cert: /c, key: /k}
+  workers: 3
+  read_only: true
+storage:
+  driver: filesystem
+  filesystem: {root: /srv/blobs}
+database: {url: "sqlite:///srv/m.db"}
+auth:
+  mode: token
+  token_lifetime: 600
+  service: registry.example
+  login_failures_per_address: 7
+"""
+
+FLAT = """
+listen: 0.0.0.0:6000
+data_dir: /srv/registry
+tls: {cert: /c, key: /k}
+workers: 3
+read_only: true
+storage_driver: filesystem
+database_url: "sqlite:///srv/m.db"
+auth: token
+auth_token_lifetime: 600
+auth_service: registry.example
+login_failures_per_address: 7
+"""
+
+
+def _file(tmp_path: Path, text: str, name: str = "c.yml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_the_sectioned_form_and_the_flat_form_say_the_same(tmp_path: Path) -> None:
+    config = load_config(_file(tmp_path, SECTIONED), {}, {})
+    assert (config.server.listen, config.server.workers, config.server.read_only) == ("0.0.0.0:6000", 3, True)
+    assert (config.server.tls.cert, config.server.tls.key, config.data_dir) == ("/c", "/k", "/srv/registry")
+    assert config.storage.driver_options(config.data_dir) == {"root": "/srv/blobs"}
+    assert (config.metadata_url, config.auth.mode, config.auth.token_lifetime) == ("sqlite:///srv/m.db", "token", 600)
+    assert (config.auth.service, config.auth.login_failures_per_address) == ("registry.example", 7)
+    flat = load_config(_file(tmp_path, FLAT, "flat.yml"), {}, {})
+    assert flat == load_config(None, {}, {"CARGOHOLD_CONFIG": _file(tmp_path, SECTIONED.replace(
+        "  filesystem: {root: /srv/blobs}\n", ""))})
+    assert flat.storage.driver_options(flat.data_dir) == {"root": "/srv/registry"}  # blobs in the data directory
+    # both forms in one file; workers to the worker processes and back
+    mixed = load_config(_file(tmp_path, "auth: {mode: htpasswd, htpasswd: /h}\nlisten: 127.0.0.1:1\n"), {}, {})
+    assert (mixed.auth.mode, mixed.auth.htpasswd, mixed.server.listen) == ("htpasswd", "/h", "127.0.0.1:1")
+    assert ServerConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize(
+    ("file", "environ", "flags", "expected"),
+    [
+        ("server: {listen: '127.0.0.1:1'}\n", {}, {}, "127.0.0.1:1"),
+        ("server: {listen: '127.0.0.1:1'}\n", {"CARGOHOLD_LISTEN": "127.0.0.1:2"}, {}, "127.0.0.1:2"),
+        ("server: {listen: '127.0.0.1:1'}\n", {"CARGOHOLD_LISTEN": "127.0.0.1:2"}, {"listen": "127.0.0.1:3"},
+         "127.0.0.1:3"),
+        ("", {"CARGOHOLD_LISTEN": "127.0.0.1:2"}, {"server.listen": "127.0.0.1:3"}, "127.0.0.1:3"),
+        ("", {}, {}, "127.0.0.1:5000"),
+    ],
+)
+def test_flag_over_environment_over_file_over_default_for_a_nested_key(
+        tmp_path: Path, file: str, environ: dict[str, str], flags: dict[str, object], expected: str) -> None:
+    config = load_config(None, {"config": _file(tmp_path, file), **flags}, environ)
+    assert config.server.listen == expected
+
+
+def test_every_source_reaches_a_deeper_key(tmp_path: Path) -> None:
+    file = _file(tmp_path, "storage: {filesystem: {root: /from/file}}\nauth: {htpasswd: /f, mode: htpasswd}\n")
+    environ = {"CARGOHOLD_STORAGE_FILESYSTEM_ROOT": "/from/env", "CARGOHOLD_AUTH_HTPASSWD": "/e"}
+    assert load_config(file, {}, {}).storage.filesystem.root == "/from/file"
+    assert load_config(file, {}, environ).storage.filesystem.root == "/from/env"
+    config = load_config(file, {"storage.filesystem.root": "/from/flag", "auth_htpasswd": "/g"}, environ)
+    assert (config.storage.filesystem.root, config.auth.htpasswd) == ("/from/flag", "/g")
+
+
+@pytest.mark.parametrize(
+    ("file", "environ", "flags", "message"),
+    [
+        ("auth: {token_lifetime: abc}\n", {}, {},
+         "auth.token_lifetime: cannot use 'abc' (must be an integer; from config file {file})"),
+        ("auth_token_lifetime: abc\n", {}, {},
+         "auth.token_lifetime: cannot use 'abc' (must be an integer; from config file {file})"),
+        ("", {"CARGOHOLD_AUTH_TOKEN_LIFETIME": "abc"}, {},
+         "auth.token_lifetime: cannot use 'abc' (must be an integer; from CARGOHOLD_AUTH_TOKEN_LIFETIME)"),
+        ("", {}, {"workers": "two"}, "server.workers: cannot use 'two' (must be an integer; from command line)"),
+        ("", {"CARGOHOLD_READ_ONLY": "perhaps"}, {},
+         "server.read_only: cannot use 'perhaps' (must be true or false; from CARGOHOLD_READ_ONLY)"),
+        ("server: {shutdown_delay_seconds: soon}\n", {}, {},
+         "server.shutdown_delay_seconds: cannot use 'soon' (must be a number; from config file {file})"),
+        ("server: [listen]\n", {}, {}, "server: cannot use ['listen'] (must be a mapping; from config file {file})"),
+        ("auth: {mode: token, tokn_lifetime: 60}\n", {}, {}, "config file {file}: unknown setting 'auth.tokn_lifetime'"),
+        ("storage: {driver: s3, s3: {bucket: b}}\n", {}, {}, "config file {file}: unknown setting 'storage.s3'"),
+        ("lsiten: 1.2.3.4:5\n", {}, {}, "config file {file}: unknown setting 'lsiten'"),
+        ("listen: 127.0.0.1:1\nserver: {listen: 127.0.0.1:2}\n", {}, {},
+         "config file {file}: server.listen is set twice (flat and in its section)"),
+        ("auth: {mode: ldap}\n", {}, {}, "auth must be none, htpasswd or token, not 'ldap'"),
+        ("server: {tls: {cert: /c}}\n", {}, {}, "TLS needs both a certificate and a key"),
+    ],
+)
+def test_a_bad_setting_is_named_with_its_value(
+        tmp_path: Path, file: str, environ: dict[str, str], flags: dict[str, object], message: str) -> None:
+    path = _file(tmp_path, file)
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {"config": path, **flags}, environ)
+    assert str(caught.value) == message.format(file=path)
+
+
+def test_blobs_go_where_the_storage_section_says(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    config = _file(tmp_path, f"storage:\n  driver: filesystem\n  filesystem: {{root: {root}}}\n")
+    with cargohold(tmp_path, "--workers", "1", "--config", config) as server, \
+            httpx.Client(base_url=server.url) as client:
+        digest = push_blob(client, "some/repo", b"where do I live")
+        assert client.get(f"/v2/some/repo/blobs/{digest}").content == b"where do I live"
+    assert [p for p in root.rglob("*") if p.is_file() and p.name == digest.split(":")[1]]
+    assert not (server.data_dir / "blobs").exists()
+    assert (server.data_dir / "metadata.db").exists()
+
+
+def test_an_unknown_storage_driver_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="unknown blob storage driver 's3'"):
+        open_blob_store("s3", {})
+    config = _file(tmp_path, "storage: {driver: s3}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "cargohold.cli.main", "serve", "--config", config, "--data-dir", str(tmp_path / "d")],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "cargohold: cannot open storage: unknown blob storage driver 's3' (storage.driver: filesystem)"]
+
+
+def test_client_commands_do_not_import_the_server_configuration() -> None:
+    code = (
+        "import sys\n"
+        "from cargohold.cli.main import main\n"
+        "try:\n    main(['tags', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('cargohold.config', 'msgspec', 'yaml') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert done.stdout.strip().splitlines()[-1] == "[]"
