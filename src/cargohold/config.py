@@ -254,6 +254,8 @@ def _leaves(cls: type[Section], prefix: tuple[str, ...] = ()) -> Iterator[tuple[
 
 #: setting path -> its type
 _TYPES: Final = dict(_leaves(ServerConfig))
+#: the path of every section (("server",), ("server", "tls"), ...)
+_SECTIONS: Final = {path[:i] for path in _TYPES for i in range(1, len(path))}
 #: setting path -> its ``CARGOHOLD_*`` variable
 _ENV_NAMES: Final = {
     path: "CARGOHOLD_" + next((flat for flat, p in FLAT_KEYS.items() if p == path), "_".join(path)).upper()
@@ -274,7 +276,7 @@ def _loosen(kind: Any, value: Any) -> Any:
 
 
 class _Tree:
-    """The settings given so far, nested as the sections are, and where each came from."""
+    """The settings given so far, nested as the sections are, and where each came from; a later one wins."""
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
@@ -293,35 +295,24 @@ class _Tree:
     def put_file(self, data: Mapping[Any, Any], origin: str) -> None:
         for key, value in data.items():
             name = str(key)
-            if name == "tls" and isinstance(value, dict):  # the flat form's only mapping
-                self._put_mapping(("server", "tls"), value, origin)
-            elif name in FLAT_KEYS and not (name == "auth" and isinstance(value, dict)):
+            if name == "tls":  # the flat form's only section
+                self._put_any(("server", "tls"), value, origin)
+            elif name in FLAT_KEYS and not (name == "auth" and isinstance(value, dict | None)):
                 self._put_once(FLAT_KEYS[name], value, origin)
-            elif isinstance(value, dict):
-                self._put_mapping((name,), value, origin)
             else:
-                self._put_once((name,), value, origin)
+                self._put_any((name,), value, origin)
 
-    def _put_mapping(self, path: tuple[str, ...], data: Mapping[Any, Any], origin: str) -> None:
-        for key, value in data.items():
-            inner = (*path, str(key))
-            if isinstance(value, dict) and inner not in _TYPES:
-                self._put_mapping(inner, value, origin)
-            else:
-                self._put_once(inner, value, origin)
+    def _put_any(self, path: tuple[str, ...], value: Any, origin: str) -> None:
+        if isinstance(value, dict) and path not in _TYPES:
+            for key, inner in value.items():
+                self._put_any((*path, str(key)), inner, origin)
+        elif not (value is None and path in _SECTIONS):  # "server:" with every key commented out
+            self._put_once(path, value, origin)
 
     def _put_once(self, path: tuple[str, ...], value: Any, origin: str) -> None:
         if path in self.origins:
             raise ConfigError(f"{origin}: {'.'.join(path)} is set twice (flat and in its section)")
         self.put(path, value, origin)
-
-    def merge(self, other: _Tree) -> None:
-        """``other`` wins."""
-        for path, origin in other.origins.items():
-            node: Any = other.values
-            for name in path:
-                node = node[name]
-            self.put(path, node, origin)
 
 
 def load_config(config_file: str | None, overrides: dict[str, Any], environ: Mapping[str, str]) -> ServerConfig:
@@ -333,12 +324,10 @@ def load_config(config_file: str | None, overrides: dict[str, Any], environ: Map
     for where, name in _ENV_NAMES.items():
         if name in environ:
             settings.put(where, environ[name], name)
-    flags = _Tree()
     for name, value in overrides.items():
         where = FLAT_KEYS.get(name) or tuple(name.split("."))
         if value is not None and where in _TYPES:
-            flags.put(where, value, "command line")
-    settings.merge(flags)
+            settings.put(where, value, "command line")
     return _build(settings)
 
 

@@ -66,8 +66,9 @@ def test_the_sectioned_form_and_the_flat_form_say_the_same(tmp_path: Path) -> No
     assert flat == load_config(None, {}, {"CARGOHOLD_CONFIG": _file(tmp_path, SECTIONED.replace(
         "  filesystem: {root: /srv/blobs}\n", ""))})
     assert flat.storage.driver_options(flat.data_dir) == {"root": "/srv/registry"}  # blobs in the data directory
-    # both forms in one file; workers to the worker processes and back
-    mixed = load_config(_file(tmp_path, "auth: {mode: htpasswd, htpasswd: /h}\nlisten: 127.0.0.1:1\n"), {}, {})
+    # both forms in one file, and an empty section; then to the worker processes and back
+    mixed = load_config(_file(tmp_path, "auth: {mode: htpasswd, htpasswd: /h}\nlisten: 127.0.0.1:1\nstorage:\n"),
+                        {}, {})
     assert (mixed.auth.mode, mixed.auth.htpasswd, mixed.server.listen) == ("htpasswd", "/h", "127.0.0.1:1")
     assert ServerConfig.from_json(config.to_json()) == config
 
@@ -117,6 +118,7 @@ def test_every_source_reaches_a_deeper_key(tmp_path: Path) -> None:
          "config file {file}: unknown setting 'auth.tokn_lifetime'"),
         ("storage: {driver: s3, s3: {bucket: b}}\n", {}, {}, "config file {file}: unknown setting 'storage.s3'"),
         ("lsiten: 1.2.3.4:5\n", {}, {}, "config file {file}: unknown setting 'lsiten'"),
+        ("tls: /c\n", {}, {}, "server.tls: cannot use '/c' (must be a mapping; from config file {file})"),
         ("listen: 127.0.0.1:1\nserver: {listen: 127.0.0.1:2}\n", {}, {},
          "config file {file}: server.listen is set twice (flat and in its section)"),
         ("auth: {mode: ldap}\n", {}, {}, "auth must be none, htpasswd or token, not 'ldap'"),
