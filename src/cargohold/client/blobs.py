@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Final, Protocol
+from typing import BinaryIO, Final, Protocol
 
 import httpx
 
@@ -40,9 +40,6 @@ from ..reference import Reference
 from .direct import BodyReader
 from .errors import ClientError, DigestMismatch, SizeMismatch, TransportError, check
 from .transport import wrap_transport_error
-
-if TYPE_CHECKING:
-    from .registry import RegistryClient
 
 #: upload chunk (one PATCH, streamed): a failed upload restarts whole anyway, so chunks only
 #: add round trips; 256 MiB keeps a 1 GiB layer to four (bench: 16 MiB chunks pushed at ~85 MB/s)
@@ -67,6 +64,35 @@ Progress = Callable[[int], None]
 ChunkSource = Callable[[], Iterable[bytes]]
 
 
+class BlobSession(Protocol):
+    """What blob transfers need of a registry client (:class:`.registry.RegistryClient` is one)."""
+
+    #: registries that answered a single-request upload (``POST ?digest=``) without taking it
+    single_post_refused: set[str]
+
+    def base_url(self, registry: str) -> str:
+        """``scheme://host`` that relative ``Location`` headers are resolved against."""
+        ...
+
+    def request(
+        self,
+        method: str,
+        registry: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        content: bytes | Iterable[bytes] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """One request, authorized and retried; ``path`` may be an absolute URL."""
+        ...
+
+    def get_direct(self, registry: str, path: str, headers: dict[str, str] | None = None) -> BodyReader | None:
+        """A GET's body on the fast path (:mod:`.direct`), or None: then use :meth:`request`."""
+        ...
+
+
 class TransferProgress(Protocol):
     """What pull, push and copy report to (the CLI draws a bar from it)."""
 
@@ -81,7 +107,7 @@ def _blob_path(repository: Reference, digest: Digest) -> str:
     return f"/v2/{repository.repository}/blobs/{digest}"
 
 
-def stat(client: RegistryClient, repository: Reference, digest: Digest) -> int | None:
+def stat(client: BlobSession, repository: Reference, digest: Digest) -> int | None:
     """The blob's size, or None when the repository does not have it."""
     response = client.request("HEAD", repository.registry, _blob_path(repository, digest))
     if response.status_code == 404:
@@ -92,7 +118,7 @@ def stat(client: RegistryClient, repository: Reference, digest: Digest) -> int |
 
 
 def open_blob(
-    client: RegistryClient, repository: Reference, digest: Digest, offset: int = 0
+    client: BlobSession, repository: Reference, digest: Digest, offset: int = 0
 ) -> httpx.Response:
     """GET the blob from ``offset`` as a stream. The status is 206 if the range was honoured, else 200."""
     headers = {"Range": f"bytes={offset}-"} if offset else {}
@@ -225,7 +251,7 @@ class _Taker:
 
 
 def stream(
-    client: RegistryClient,
+    client: BlobSession,
     repository: Reference,
     digest: Digest,
     size: int | None,
@@ -247,7 +273,7 @@ def stream(
     verifier.verify()
 
 
-def read_small(client: RegistryClient, repository: Reference, digest: Digest, limit: int) -> bytes:
+def read_small(client: BlobSession, repository: Reference, digest: Digest, limit: int) -> bytes:
     """A small blob, in memory and verified (configs)."""
     data = bytearray()
     for chunk in stream(client, repository, digest, None):
@@ -258,7 +284,7 @@ def read_small(client: RegistryClient, repository: Reference, digest: Digest, li
 
 
 def open_blob_direct(
-    client: RegistryClient, repository: Reference, digest: Digest, offset: int = 0
+    client: BlobSession, repository: Reference, digest: Digest, offset: int = 0
 ) -> BodyReader | None:
     """The blob from ``offset`` on the fast path (:mod:`.direct`), or None: then use :func:`open_blob`."""
     headers = {"Range": f"bytes={offset}-"} if offset else {}
@@ -324,7 +350,7 @@ def _write_verified(
 
 
 def download(
-    client: RegistryClient,
+    client: BlobSession,
     repository: Reference,
     digest: Digest,
     size: int | None,
@@ -385,7 +411,7 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
         yield bytes(buffer)
 
 
-def _location(response: httpx.Response, client: RegistryClient, registry: str) -> str:
+def _location(response: httpx.Response, client: BlobSession, registry: str) -> str:
     location: str | None = response.headers.get("Location")
     if not location:
         raise ClientError(f"{response.request.method} {response.request.url}: answer has no Location")
@@ -399,14 +425,14 @@ def _with_digest(location: str, digest: Digest) -> str:
 
 
 def start_upload(
-    client: RegistryClient, repository: Reference, params: dict[str, str] | None = None, body: bytes = b""
+    client: BlobSession, repository: Reference, params: dict[str, str] | None = None, body: bytes = b""
 ) -> httpx.Response:
     path = f"/v2/{repository.repository}/blobs/uploads/"
     headers = {"Content-Type": "application/octet-stream"} if body else None
     return client.request("POST", repository.registry, path, params=params, content=body, headers=headers)
 
 
-def _upload_in_one_post(client: RegistryClient, repository: Reference, digest: Digest, body: bytes) -> httpx.Response:
+def _upload_in_one_post(client: BlobSession, repository: Reference, digest: Digest, body: bytes) -> httpx.Response:
     """``POST ?digest=`` with the whole blob (the spec's single-request upload): 201 when the
     registry supports it; else the answer of a plain start (202 with a Location), and the
     registry is not asked that way again."""
@@ -421,7 +447,7 @@ def _upload_in_one_post(client: RegistryClient, repository: Reference, digest: D
     return start_upload(client, repository)
 
 
-def mount(client: RegistryClient, repository: Reference, digest: Digest, source: str) -> bool:
+def mount(client: BlobSession, repository: Reference, digest: Digest, source: str) -> bool:
     """Ask the registry to link ``digest`` from repository ``source``; True if it did (201)."""
     response = start_upload(client, repository, {"mount": str(digest), "from": source})
     if response.status_code == 201:
@@ -433,7 +459,7 @@ def mount(client: RegistryClient, repository: Reference, digest: Digest, source:
 
 
 def upload(
-    client: RegistryClient,
+    client: BlobSession,
     repository: Reference,
     digest: Digest,
     size: int,
@@ -490,7 +516,7 @@ def upload(
 
 
 def _upload_chunks(
-    client: RegistryClient,
+    client: BlobSession,
     registry: str,
     location: str,
     verifier: Verifier,
@@ -523,7 +549,7 @@ def _upload_chunks(
 
 
 def _patch(
-    client: RegistryClient, registry: str, location: str, offset: int, length: int, body: bytes | Iterator[bytes]
+    client: BlobSession, registry: str, location: str, offset: int, length: int, body: bytes | Iterator[bytes]
 ) -> str:
     headers = {
         "Content-Type": "application/octet-stream",
