@@ -5,7 +5,8 @@ receive buffer; for layers that is most of a pull's CPU time. Here a blob GET
 is one request on a pooled keep-alive socket, and the body is read with
 ``recv_into`` into a buffer the caller owns, hashed and written from there.
 
-Only the plain case is taken: a ``200``/``206`` answer with a ``Content-Length``
+Only the plain case is taken: a direct connection (no proxy applies to the URL,
+:mod:`.proxy`), a ``200``/``206`` answer with a ``Content-Length``
 and no content coding, possibly after redirects (to storage: S3, a CDN), which
 are followed. Anything else (a 401 whose token must be fetched, an error, a
 chunked or HTTP/1.0 body, a failure to connect) returns None before a byte of
@@ -181,6 +182,8 @@ class DirectPool:
         """
         sent = dict(headers)
         for _ in range(MAX_REDIRECTS + 1):
+            if self._options.proxy.proxy_for(url) is not None:
+                return None  # httpx goes through the proxy; this path connects only directly
             try:
                 return self._get_once(url, sent)
             except _Redirect as redirect:

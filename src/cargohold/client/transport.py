@@ -4,8 +4,10 @@ Layers, outermost first (as ggcr's ``remote/transport``)::
 
     httpx.Client(auth=RegistryAuth)      401 -> token -> retry   (auth.py)
       └── RetryTransport                 backoff on connection errors, 429 and 5xx
-            └── TLSRouter                insecure registries get a context that skips verification
-                  └── httpx.HTTPTransport  connection pool, TLS
+            └── TLSRouter                insecure registries get a context that skips verification;
+                  │                      proxied requests (proxy.py) a pool per proxy
+                  └── httpx.HTTPTransport  connection pool, TLS, the proxy if any
+                        └── LargeReads     this client's sockets, read HTTP_READ_SIZE at a time
 
 One :class:`httpx.Client` is shared by every registry, so connections are reused
 and the client is safe to use from the worker threads that move layers in parallel.
@@ -37,23 +39,23 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import ipaddress
 import random
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 
 from .errors import TLSError, TransportError
+from .proxy import ProxyConfig, is_loopback
 
 #: methods a retry cannot make worse (a PUT or DELETE sent twice has the effect of one)
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -91,21 +93,8 @@ class TransportOptions:
     insecure_all: bool = False
     #: connections kept per host; parallel layer transfers use several
     max_connections: int = field(default=16)
-
-
-def is_loopback(registry: str) -> bool:
-    """True for ``localhost``, ``127.0.0.0/8`` and ``::1`` (with or without a port)."""
-    host = registry
-    if host.startswith("["):
-        host = host[1 : host.find("]")]
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    #: proxies; by default from ``HTTP_PROXY``, ``HTTPS_PROXY`` and ``NO_PROXY`` (:mod:`.proxy`)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig.from_environment)
 
 
 class Fallback(Enum):
@@ -277,38 +266,142 @@ class RetryTransport(httpx.BaseTransport):
         self._inner.close()
 
 
+#: which pool a request goes to: verify certificates (True), don't (False), plain HTTP (None);
+#: and the proxy's URL, or None for a direct connection
+PoolKey = tuple[bool | None, str | None]
+
+
 class TLSRouter(httpx.BaseTransport):
-    """Send each request through the transport for its security: certificates verified,
-    not verified (insecure registries), or plain HTTP.
+    """Send each request through the transport for its security (certificates verified,
+    not verified for insecure registries, or plain HTTP) and its proxy, if any.
 
     Each transport is built on first use: a verifying TLS context costs ~25 ms (it parses
     the system's CA bundle), and a run against a plain-HTTP registry needs none.
     """
 
-    def __init__(self, build: Callable[[bool | None], httpx.BaseTransport], options: TransportOptions) -> None:
-        self._build = build  # called with True (verify), False (don't) or None (plain HTTP)
-        self._transports: dict[bool | None, httpx.BaseTransport] = {}
+    def __init__(self, build: Callable[[PoolKey], httpx.BaseTransport], options: TransportOptions) -> None:
+        self._build = build
+        self._transports: dict[PoolKey, httpx.BaseTransport] = {}
         self._options = options
         self._lock = threading.Lock()
 
-    def _transport(self, verify: bool | None) -> httpx.BaseTransport:
+    def _transport(self, key: PoolKey) -> httpx.BaseTransport:
         with self._lock:
-            transport = self._transports.get(verify)
+            transport = self._transports.get(key)
             if transport is None:
-                transport = self._transports[verify] = self._build(verify)
+                transport = self._transports[key] = self._build(key)
             return transport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        proxy = self._options.proxy.proxy_for(str(request.url))
         if request.url.scheme != "https":
-            return self._transport(None).handle_request(request)
+            return self._transport((None, proxy)).handle_request(request)
         insecure = is_insecure(request.url.netloc.decode("ascii"), self._options)
-        return self._transport(not insecure).handle_request(request)
+        return self._transport((not insecure, proxy)).handle_request(request)
 
     def close(self) -> None:
         with self._lock:
             transports, self._transports = self._transports, {}
         for transport in transports.values():
             transport.close()
+
+
+class _LargeReadStream(httpcore.NetworkStream):
+    """A connection whose reads ask the socket for at least ``size`` bytes."""
+
+    def __init__(self, stream: httpcore.NetworkStream, size: int) -> None:
+        self._stream, self._size = stream, size
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max(max_bytes, self._size), timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _LargeReadStream(self._stream.start_tls(ssl_context, server_hostname, timeout), self._size)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class LargeReads(httpcore.NetworkBackend):
+    """httpcore's sockets, read ``size`` bytes at a time.
+
+    httpcore asks for 64 KiB per read on HTTP/1.1, settable only process-wide
+    (``HTTP11Connection.READ_NUM_BYTES``); a 4 MiB blob then costs 64 reads, each
+    parsed by h11 and handed up through httpx. This backend makes the reads of
+    the pools it is given to larger, and leaves every other httpx client alone.
+    """
+
+    def __init__(self, size: int = HTTP_READ_SIZE) -> None:
+        self._backend = httpcore.SyncBackend()
+        self._size = size
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _LargeReadStream(stream, self._size)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
+    ) -> httpcore.NetworkStream:
+        return _LargeReadStream(self._backend.connect_unix_socket(path, timeout, socket_options), self._size)
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class PoolTransport(httpx.HTTPTransport):
+    """httpx's transport over a connection pool (direct, or through an HTTP(S) proxy) on
+    :class:`LargeReads`: httpx takes no network backend, so the pool is built here."""
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        limits: httpx.Limits,
+        backend: httpcore.NetworkBackend,
+        proxy: str | None = None,
+        proxy_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(verify=context, limits=limits, retries=0)
+        self._pool: httpcore.ConnectionPool  # httpx's own, replaced by one on ``backend``
+        if proxy is None:
+            self._pool = httpcore.ConnectionPool(
+                ssl_context=context,
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_keepalive_connections,
+                keepalive_expiry=limits.keepalive_expiry,
+                network_backend=backend,
+            )
+            return
+        url = httpx.Proxy(proxy)
+        if url.url.scheme not in ("http", "https"):
+            raise TransportError(f"proxy {proxy}: only http:// and https:// proxies are supported")
+        self._pool = httpcore.HTTPProxy(
+            proxy_url=httpcore.URL(
+                scheme=url.url.raw_scheme, host=url.url.raw_host, port=url.url.port, target=url.url.raw_path
+            ),
+            proxy_auth=url.raw_auth,
+            proxy_headers=url.headers.raw,
+            ssl_context=context,
+            proxy_ssl_context=proxy_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=backend,
+        )
 
 
 def ssl_context(options: TransportOptions, *, verify: bool = True) -> ssl.SSLContext:
@@ -333,17 +426,18 @@ def ssl_context(options: TransportOptions, *, verify: bool = True) -> ssl.SSLCon
 
 def build_http_client(options: TransportOptions, auth: httpx.Auth | None) -> httpx.Client:
     """One pooled, retrying httpx client for all registries."""
-    # httpcore reads a fixed amount per recv, settable only on the class (it is the same for
-    # every connection of the process); larger reads make blob downloads far cheaper in Python
-    httpcore.HTTP11Connection.READ_NUM_BYTES = max(httpcore.HTTP11Connection.READ_NUM_BYTES, HTTP_READ_SIZE)
     limits = httpx.Limits(
         max_connections=options.max_connections * 4, max_keepalive_connections=options.max_connections
     )
+    backend = LargeReads()
 
-    def pool(verify: bool | None) -> httpx.HTTPTransport:
+    def pool(key: PoolKey) -> httpx.HTTPTransport:
+        verify, proxy = key
         # plain HTTP (None): httpx wants a context anyway; this one is never used for a handshake
         context = ssl_context(options, verify=verify) if verify is not None else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        return httpx.HTTPTransport(verify=context, limits=limits, retries=0)
+        # an https:// proxy is verified with the same CAs as registries (Go's transports do the same)
+        proxy_context = ssl_context(options) if proxy is not None and proxy.startswith("https:") else None
+        return PoolTransport(context, limits, backend, proxy, proxy_context)
 
     router = TLSRouter(pool, options)
     return httpx.Client(
