@@ -19,6 +19,7 @@ import ipaddress
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -39,8 +40,7 @@ def is_loopback(registry: str) -> bool:
         return False
 
 
-@dataclass(frozen=True, slots=True)
-class _Domain:
+class _Domain(NamedTuple):
     suffix: str  # always starts with "."
     port: str  # "" matches any port
     exact_too: bool  # "example.com" matches example.com itself, ".example.com" does not
@@ -50,8 +50,7 @@ class _Domain:
         return found and self.port in ("", port)
 
 
-@dataclass(frozen=True, slots=True)
-class _Network:
+class _Network(NamedTuple):
     network: IPNetwork
     port: str
 
