@@ -26,7 +26,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def is_loopback(registry: str) -> bool:
-    """True for ``localhost``, ``127.0.0.0/8`` and ``::1`` (with or without a port)."""
+    """True for ``localhost`` and names under it, ``127.0.0.0/8`` and ``::1`` (with or without a port).
+
+    Such a registry may fall back to plain HTTP (:mod:`.transport`) and is never proxied."""
     host = registry
     if host.startswith("["):
         host = host[1 : host.find("]")]
