@@ -3,11 +3,13 @@
 Shared by the server (which turns a :class:`RegistryError` into the spec's
 ``{"errors": [...]}`` body) and the client (which parses that body back).
 
-Exception tree::
+Statuses live here and nowhere else: a code answers with the status of its
+entry in :class:`ErrorCode`, except from the subclasses marked below, which
+answer the same code with another status. Exception tree::
 
     RegistryError
     ├── BlobUnknown            BLOB_UNKNOWN           404
-    ├── BlobUploadInvalid      BLOB_UPLOAD_INVALID    400 (416 for ranges)
+    ├── BlobUploadInvalid      BLOB_UPLOAD_INVALID    400
     ├── BlobUploadUnknown      BLOB_UPLOAD_UNKNOWN    404
     ├── DigestInvalid          DIGEST_INVALID         400
     ├── ManifestBlobUnknown    MANIFEST_BLOB_UNKNOWN  400
@@ -16,11 +18,14 @@ Exception tree::
     ├── ManifestUnverified     MANIFEST_UNVERIFIED    400
     ├── NameInvalid            NAME_INVALID           400
     ├── NameUnknown            NAME_UNKNOWN           404
-    ├── SizeInvalid            SIZE_INVALID           400 (413 for oversized manifests)
+    ├── SizeInvalid            SIZE_INVALID           400
+    │   └── ManifestTooLarge   SIZE_INVALID           413
     ├── TagInvalid             TAG_INVALID            400
+    │   └── TooManyTags        TAG_INVALID            414
     ├── Unauthorized           UNAUTHORIZED           401
     ├── Denied                 DENIED                 403
     ├── Unsupported            UNSUPPORTED            405
+    │   └── RequestUnsupported UNSUPPORTED            400 (a request an endpoint cannot serve)
     ├── TooManyRequests        TOOMANYREQUESTS        429
     ├── RangeInvalid           RANGE_INVALID          416
     ├── PaginationNumberInvalid PAGINATION_NUMBER_INVALID 400
@@ -32,12 +37,15 @@ disk and Distribution answers 500 UNKNOWN. 507 (RFC 4918) is used because
 Docker's and containers/image's clients do not read the body of a 5xx answer
 and print its status line ("507 Insufficient Storage"), which then says what is
 wrong, and neither retries a 507 (they do retry some 5xx answers).
+
+Codes outside the spec, written by the server without an exception of this
+tree, have their statuses in :data:`OTHER_STATUSES`.
 """
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 
 class ErrorCode(Enum):
@@ -77,18 +85,23 @@ class RegistryError(Exception):
     """A failure with a spec error code; ``detail`` is any JSON value."""
 
     code: ClassVar[ErrorCode]
+    #: the HTTP status: the code's, unless a class in this module answers that code with another
+    status: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__ and "status" not in cls.__dict__:
+            cls.status = cls.code.status
 
     def __init__(
         self,
         message: str | None = None,
         *,
         detail: Any = None,
-        status: int | None = None,
         headers: dict[str, str] | None = None,
     ):
         self.message = message or self.code.message
         self.detail = detail
-        self.status = status or self.code.status
         #: extra response headers, e.g. the WWW-Authenticate challenge of UNAUTHORIZED
         self.headers = headers or {}
         super().__init__(self.message)
@@ -159,8 +172,20 @@ class SizeInvalid(RegistryError):
     code = ErrorCode.SIZE_INVALID
 
 
+class ManifestTooLarge(SizeInvalid):
+    """A manifest over the size limit: SIZE_INVALID, with 413 as Distribution answers it."""
+
+    status = 413
+
+
 class TagInvalid(RegistryError):
     code = ErrorCode.TAG_INVALID
+
+
+class TooManyTags(TagInvalid):
+    """More ``tag`` parameters on a push than the registry takes: TAG_INVALID with 414 (URI too long)."""
+
+    status = 414
 
 
 class Unauthorized(RegistryError):
@@ -173,6 +198,12 @@ class Denied(RegistryError):
 
 class Unsupported(RegistryError):
     code = ErrorCode.UNSUPPORTED
+
+
+class RequestUnsupported(Unsupported):
+    """A request an endpoint cannot serve (a malformed token request): UNSUPPORTED with 400."""
+
+    status = 400
 
 
 class TooManyRequests(RegistryError):
@@ -199,4 +230,14 @@ class InsufficientStorage(RegistryError):
 
 ERROR_TYPES: dict[str, type[RegistryError]] = {
     cls.code.name: cls for cls in RegistryError.__subclasses__()
+}
+
+#: statuses of the codes outside the spec: the server's own NOT_FOUND (no such endpoint), and the
+#: access model's failures as the admin API answers them; any other such code answers 400
+OTHER_STATUSES: Final[dict[str, int]] = {
+    "NOT_FOUND": 404,
+    "ACCOUNT_UNKNOWN": 404,
+    "TEAM_UNKNOWN": 404,
+    "ACCOUNT_EXISTS": 409,
+    "TEAM_EXISTS": 409,
 }

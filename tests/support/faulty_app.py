@@ -11,15 +11,14 @@ from collections.abc import AsyncIterator
 
 from cargohold.api import routes
 from cargohold.api.app import RegistryApp
-from cargohold.api.asgi import Request, Response
 from cargohold.api.server import app_from_environment
-from cargohold.service import Registry
+from cargohold.http import Request, Response, route
 
 #: text that must reach the log and never a client
 SECRET = "/srv/cargohold/internal/secret-path"
 
 
-async def fails(registry: Registry, request: Request) -> Response:
+async def fails(request: Request) -> Response:
     raise RuntimeError(f"planted failure reading {SECRET}")
 
 
@@ -27,7 +26,7 @@ async def fails_in_endpoint(request: Request) -> Response:
     raise KeyError(SECRET)
 
 
-async def fails_mid_body(registry: Registry, request: Request) -> Response:
+async def fails_mid_body(request: Request) -> Response:
     async def body() -> AsyncIterator[bytes]:
         yield b"half"
         raise RuntimeError(f"planted failure while sending {SECRET}")
@@ -37,10 +36,11 @@ async def fails_mid_body(registry: Registry, request: Request) -> Response:
 
 def app() -> RegistryApp:
     registry_app = app_from_environment()
-    for route in registry_app.routes:
-        if route.name == routes.CATALOG:
-            route.methods["GET"] = fails
-        elif route.name == routes.TAGS:
-            route.methods["GET"] = fails_mid_body
-    registry_app.endpoints["/planted/"] = fails_in_endpoint
+    for planted in registry_app.router.routes:
+        if planted.name == routes.CATALOG:
+            planted.methods["GET"] = fails
+        elif planted.name == routes.TAGS:
+            planted.methods["GET"] = fails_mid_body
+    # an endpoint outside /v2/ that checks its own credentials, as the token and admin endpoints do
+    registry_app.router.routes.append(route("planted", "/planted/.*", {"GET": fails_in_endpoint}, guarded=False))
     return registry_app

@@ -1,10 +1,12 @@
-"""The ASGI application: route, call the handler, write errors in the spec's envelope, log.
+"""The ASGI application: route, authorize, call the handler, write errors in the spec's envelope, log.
 
 Pipeline per request: match route → check method → check the repository name
-→ handler → send. Every failure becomes the spec's ``{"errors": [...]}`` body
-in :meth:`RegistryApp._guarded`: a :class:`RegistryError` as itself, anything
-unexpected as ``500 UNKNOWN`` naming the request id (the traceback goes to the
-log, never to the client). Every response carries ``X-Request-Id``.
+→ authorize → handler → send. One route table holds ``/v2/``, the health
+checks and, with token auth, the token and admin endpoints. Every failure
+becomes the spec's ``{"errors": [...]}`` body in :meth:`RegistryApp._respond`:
+a :class:`RegistryError` as its route writes it, anything unexpected as ``500
+UNKNOWN`` naming the request id (the traceback goes to the log, never to the
+client). Every response carries ``X-Request-Id``.
 """
 
 from __future__ import annotations
@@ -13,25 +15,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Iterable
 from typing import Final
 
-from ..auth import AccessController, Grant, OpenAccess, required_access
-from ..errcodes import BlobUploadInvalid, ManifestInvalid, NameInvalid, RegistryError, Unknown, Unsupported
-from ..metadata.store import MetadataError
+from ..auth import AccessController, OpenAccess, required_access
+from ..errcodes import BlobUploadInvalid, ManifestInvalid, NameInvalid, RegistryError, Unknown
+from ..http import ClientDisconnected, Receive, Request, Response, Router, Scope, Send, error_response
+from ..http.errors import method_not_allowed, not_found
 from ..reference import is_repository_name
-from ..service import Registry
-from ..storage.driver import StorageError
+from ..service import BACKEND_ERRORS, Registry
 from .accesslog import AccessLog
-from .asgi import ClientDisconnected, Receive, Request, Response, Scope, Send, envelope_response, error_response
 from .handlers import HANDLERS
-from .routes import PUBLIC, Route, build_routes, match
+from .request import RegistryRequest
+from .routes import Endpoint, Route, build_routes
 
 access_log: Final = logging.getLogger("cargohold.access")
 log: Final = logging.getLogger("cargohold.api")
-
-#: a handler for paths outside ``/v2/`` (the token endpoint, the admin API), mounted by path prefix
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 #: how often abandoned uploads are looked for
 PURGE_INTERVAL_SECONDS: Final = 600.0
@@ -41,14 +40,12 @@ class RegistryApp:
     """ASGI entry point; one per worker process."""
 
     def __init__(
-        self, registry: Registry, access: AccessController | None = None,
-        endpoints: Mapping[str, Endpoint] | None = None,
+        self, registry: Registry, access: AccessController | None = None, routes: Iterable[Route] = (),
     ):
         self.registry = registry
         self.access: AccessController = access or OpenAccess()
-        #: path prefix (e.g. "/auth/") -> endpoint; these do their own authentication
-        self.endpoints = dict(endpoints or {})
-        self.routes = build_routes(HANDLERS)
+        #: /v2/ and the health checks, then ``routes`` (the token and admin endpoints)
+        self.router: Router[Endpoint] = Router([*build_routes(HANDLERS, registry), *routes])
         self._access_log = AccessLog(access_log)
         self._purger: asyncio.Task[None] | None = None
 
@@ -60,9 +57,9 @@ class RegistryApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        found = match(self.routes, scope["path"])
-        request = Request(scope, receive, found[1] if found else {})
-        response = await self._respond(request, found)
+        found = self.router.match(scope["path"])
+        request = RegistryRequest(scope, receive, found[1] if found else {}, self.access)
+        response = await self._respond(request, found[0]) if found else not_found(request.path)
         response.header("x-request-id", request.id)
         try:
             sent = await response.send(send, scope, request.method == "HEAD")
@@ -73,37 +70,22 @@ class RegistryApp:
             sent = -1
         self._log(request, response.status, sent, started)
 
-    async def _respond(self, request: Request, found: tuple[Route, dict[str, str]] | None) -> Response:
-        if found is not None:
-            return await self._guarded(request, self._dispatch(request, *found))
-        endpoint = next((e for prefix, e in self.endpoints.items() if request.path.startswith(prefix)), None)
-        if endpoint is not None:
-            return await self._guarded(request, endpoint(request))
-        return envelope_response(
-            [{"code": "NOT_FOUND", "message": "no such API endpoint", "detail": request.path}], 404
-        )
-
-    async def _dispatch(self, request: Request, route: Route, params: dict[str, str]) -> Response:
+    async def _dispatch(self, request: RegistryRequest, route: Route) -> Response:
         handler = route.methods.get(request.method)
         if handler is None:
-            allowed = ", ".join(sorted(route.methods))
-            raise Unsupported(
-                f"{request.method} is not supported on {route.name}", status=405, headers={"Allow": allowed}
-            )
-        name = params.get("name")
+            raise method_not_allowed(request.method, route.name, route.methods)
+        name = request.params.get("name")
         if name is not None and not is_repository_name(name):
             raise NameInvalid(f"invalid repository name {name!r}", detail={"name": name})
-        if route.name in PUBLIC:
-            request.grant = Grant()
-        else:
-            request.grant = await self.access.authorize(request, required_access(route.name, request.method, params))
-        request.access = self.access
-        return await handler(self.registry, request)
+        if route.guarded:
+            request.grant = await self.access.authorize(request, required_access(route.name, request.method,
+                                                                                 request.params))
+        return await handler(request)
 
-    async def _guarded(self, request: Request, work: Awaitable[Response]) -> Response:
+    async def _respond(self, request: RegistryRequest, route: Route) -> Response:
         """The one place failures become responses."""
         try:
-            return await work
+            return await self._dispatch(request, route)
         except RegistryError as error:
             if log.isEnabledFor(logging.DEBUG):  # why a request was refused, for --log-level debug
                 log.debug("request refused", extra={
@@ -111,14 +93,14 @@ class RegistryApp:
                     "errors": error.envelope_entries(),
                 })
             await self._drain(request)
-            return error_response(error)
+            return route.on_error(error)
         except ClientDisconnected:
             # granian ends a body it cannot decode (bad chunked framing) as a disconnect, which it
             # also is when the client went away: a client still there is told; a gone one hears nothing
             invalid = ManifestInvalid if "reference" in request.params else BlobUploadInvalid
             return error_response(invalid("the request body is malformed or ended early"))
         except Exception as exc:
-            what = "backend failure" if isinstance(exc, StorageError | MetadataError | OSError) else "unexpected error"
+            what = "backend failure" if isinstance(exc, (*BACKEND_ERRORS, OSError)) else "unexpected error"
             self._log_failure(request, what)
             return error_response(Unknown("internal server error", detail={"requestId": request.id}))
 
@@ -161,6 +143,6 @@ class RegistryApp:
                 removed = await self.registry.uploads.purge(max_age)
                 if removed:
                     log.info("purged abandoned uploads", extra={"count": removed})
-            except (StorageError, MetadataError):
+            except BACKEND_ERRORS:
                 log.exception("upload purge failed")
             await asyncio.sleep(min(PURGE_INTERVAL_SECONDS, max_age))

@@ -6,23 +6,23 @@ import json
 import re
 from typing import Any, Final
 
-from ..auth.access import everything
 from ..digest import Digest
 from ..errcodes import (
     BlobUploadInvalid,
     DigestInvalid,
+    ManifestTooLarge,
     ManifestUnknown,
     PaginationNumberInvalid,
     RangeInvalid,
     SizeInvalid,
 )
 from ..formats import MediaType, parse_manifest
-from ..metadata.store import ManifestRecord, ReferrerRecord
-from ..service import Registry
+from ..http import Response
+from ..service import ManifestRecord, ReferrerRecord, Registry
 from ..service.registry import media_type_warning, parse_algorithm
 from . import routes
-from .asgi import Request, Response
 from .health import get_healthz, get_readyz
+from .request import RegistryRequest as Request
 from .routes import Handler, url_for
 
 # ASCII digits, at most 19 (any offset below 2**63): a longer number is malformed, not an int() to attempt
@@ -147,8 +147,7 @@ async def _mount(registry: Registry, request: Request, name: str, digest: str) -
     source = request.query("from")
     if source is not None:
         return await registry.mount_blob(name, source, digest) if request.grant.can_pull(source) else None
-    may_pull = request.access.pull_filter(request.grant) if request.access is not None else everything
-    return await registry.mount_found_blob(name, digest, may_pull)
+    return await registry.mount_found_blob(name, digest, request.access.pull_filter(request.grant))
 
 
 async def patch_upload(registry: Registry, request: Request) -> Response:
@@ -274,10 +273,10 @@ async def put_manifest(registry: Registry, request: Request) -> Response:
     limit = registry.options.max_manifest_size
     declared = request.content_length()
     if declared is not None and declared > limit:
-        raise SizeInvalid(f"manifest exceeds {limit} bytes", status=413)
+        raise ManifestTooLarge(f"manifest exceeds {limit} bytes")
     raw = await request.body(limit)
     if raw is None:
-        raise SizeInvalid(f"manifest exceeds {limit} bytes", status=413)
+        raise ManifestTooLarge(f"manifest exceeds {limit} bytes")
     tags = request.query_all("tag")
     stored = await registry.put_manifest(name, reference, request.headers.get("content-type"), raw, tags)
     response = (
@@ -337,7 +336,7 @@ async def get_catalog(registry: Registry, request: Request) -> Response:
     limit, last = _page(request)
     if limit == 0:
         return Response.json({"repositories": []})
-    if request.grant.everything or request.access is None:
+    if request.grant.everything:
         names = await registry.catalog(None if limit is None else limit + 1, last)
     else:
         # Only what the caller may pull; filtered before paging so pages stay full.

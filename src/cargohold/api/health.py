@@ -11,9 +11,7 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING, Final
 
-from ..metadata.store import MetadataError
-from ..storage.driver import StorageError
-from .asgi import Request, Response
+from ..http import Request, Response
 
 if TYPE_CHECKING:
     from ..service import Registry
@@ -46,14 +44,7 @@ async def get_readyz(registry: Registry, request: Request) -> Response:
     failed: dict[str, str] = {}
     if lifecycle.draining:
         failed["shutdown"] = "draining: the server is stopping"
-    try:
-        await registry.meta.check()
-    except (MetadataError, OSError) as exc:
-        failed["database"] = str(exc)
-    try:
-        await registry.blobs.check(writable=not registry.options.read_only)
-    except (StorageError, OSError) as exc:
-        failed["blobs"] = str(exc)
+    failed.update(await registry.failed_checks())
     if failed:
         return Response.json({"status": "unavailable", "failed": failed}, status=503)
     return Response.json({"status": "ok"})

@@ -1,32 +1,30 @@
-"""The API's routes as data: name, path pattern, and a handler per method.
+"""The registry API's routes (``/v2/``, ``/healthz``, ``/readyz``) as data: name, path pattern, a handler per method.
 
 The table drives the dispatcher and :func:`url_for` (``Location`` and ``Link``
 headers). Repository names span several path segments, so routes with a fixed
-suffix come before the ones they would otherwise swallow.
+suffix come before the ones they would otherwise swallow. The token and admin
+endpoints add theirs to the same :class:`~cargohold.http.Router`, after these.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
+
+from ..http import routing
+from ..http.response import Response
+from .request import RegistryRequest
 
 if TYPE_CHECKING:
     from ..service import Registry
-    from .asgi import Request, Response
 
-Handler = Callable[["Registry", "Request"], Awaitable["Response"]]
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    name: str
-    pattern: re.Pattern[str]
-    template: str
-    methods: dict[str, Handler]
-    #: text every matching path contains: a substring test skips most patterns cheaply
-    marker: str
+#: a /v2/ handler: the registry and the request
+Handler = Callable[["Registry", RegistryRequest], Awaitable[Response]]
+#: what a route calls: a handler with its registry bound, or a token or admin endpoint
+Endpoint = Callable[[RegistryRequest], Awaitable[Response]]
+Route = routing.Route[Endpoint]
 
 
 BASE: Final = "base"
@@ -60,22 +58,16 @@ _PATTERNS: Final[list[tuple[str, str, str, str]]] = [
 _TEMPLATES: Final = {name: template for name, _, template, _ in _PATTERNS}
 
 
-def build_routes(handlers: dict[str, dict[str, Handler]]) -> list[Route]:
+def build_routes(handlers: dict[str, dict[str, Handler]], registry: Registry) -> list[Route]:
+    """The table with each handler bound to ``registry``."""
     return [
-        Route(name, re.compile(pattern, re.DOTALL), template, handlers[name], marker)
+        routing.route(
+            name, re.compile(pattern, re.DOTALL),
+            {method: functools.partial(handler, registry) for method, handler in handlers[name].items()},
+            template=template, marker=marker, guarded=name not in PUBLIC,
+        )
         for name, pattern, template, marker in _PATTERNS
     ]
-
-
-def match(routes: list[Route], path: str) -> tuple[Route, dict[str, str]] | None:
-    """The first route (in table order) whose pattern matches ``path``, with its parameters."""
-    for route in routes:
-        if route.marker not in path:
-            continue
-        found = route.pattern.fullmatch(path)
-        if found is not None:
-            return route, found.groupdict()
-    return None
 
 
 def url_for(route: str, **params: str) -> str:

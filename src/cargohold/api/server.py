@@ -8,14 +8,17 @@ import os
 import signal
 import sys
 
-from ..auth.setup import build_access
+from ..auth.setup import AccessSetup, build_access
 from ..config import ServerConfig
 from ..metadata import open_metadata_store
 from ..service import Registry, RegistryOptions
 from ..storage import open_blob_store
+from .admin_endpoints import AdminApi
 from .app import RegistryApp
 from .health import watch_for_drain
 from .logformat import JsonLineFormatter
+from .routes import Route
+from .token_endpoint import TokenEndpoint
 
 #: the resolved configuration travels to worker processes in this variable
 CONFIG_ENV = "CARGOHOLD_RESOLVED_CONFIG"
@@ -25,7 +28,16 @@ SERVER_PID_ENV = "CARGOHOLD_SERVER_PID"
 _PR_SET_PDEATHSIG = 1
 
 
+def endpoint_routes(access: AccessSetup) -> list[Route]:
+    """The token and admin endpoints' routes, with cargohold's own token service."""
+    own = access.tokens
+    if own is None:
+        return []
+    return [*TokenEndpoint(own.service).routes(), *AdminApi(own.store, own.login, own.verifier, own.issuer).routes()]
+
+
 def create_app(config: ServerConfig) -> RegistryApp:
+    """The composition root: the stores, the service over them, access control, the API."""
     os.makedirs(config.data_dir, exist_ok=True)
     blobs = open_blob_store(config.storage.driver, config.storage.driver_options(config.data_dir))
     meta = open_metadata_store(config.metadata_url)
@@ -36,7 +48,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
         upload_max_age_seconds=config.server.upload_max_age_seconds,
     )
     access = build_access(config)
-    return RegistryApp(Registry(blobs, meta, options), access.controller, access.endpoints)
+    return RegistryApp(Registry(blobs, meta, options), access.controller, endpoint_routes(access))
 
 
 def configure_logging(level: str) -> None:

@@ -3,17 +3,15 @@
 Names follow Distribution's token spec: ``repository:<name>:pull|push|delete``
 and ``registry:catalog:*``. GET and HEAD need pull; POST, PUT and PATCH need
 pull and push; DELETE needs delete. A controller turns credentials into a
-:class:`Grant` or raises ``Unauthorized`` (with a challenge) or ``Denied``.
+:class:`Grant` or raises ``Unauthorized`` (with a challenge) or ``Denied``;
+it sees of a request only :class:`Credentials`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from ..api.asgi import Request
+from typing import Final, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +68,31 @@ class Grant:
         return self.allows(Access("repository", repository, "pull"))
 
 
+#: what a caller holds until an access controller answers: nothing
+NOTHING: Final = Grant()
+
+
+class Credentials(Protocol):
+    """What a controller reads of a request: its headers, who sent it, and where it was sent."""
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Lower-case names."""
+        ...
+
+    @property
+    def client(self) -> str:
+        """``address:port`` of the caller."""
+        ...
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host`` as the caller reached this server."""
+        ...
+
+
 class AccessController(Protocol):
-    async def authorize(self, request: Request, required: list[Access]) -> Grant:
+    async def authorize(self, credentials: Credentials, required: list[Access]) -> Grant:
         """Grant ``required`` or raise Unauthorized (with its challenge) or Denied."""
         ...
 
@@ -94,7 +115,7 @@ class OpenAccess:
 
     _GRANT = Grant(everything=True)
 
-    async def authorize(self, request: Request, required: list[Access]) -> Grant:
+    async def authorize(self, credentials: Credentials, required: list[Access]) -> Grant:
         return self._GRANT
 
     def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:

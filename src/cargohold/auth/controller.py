@@ -27,10 +27,10 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from ..errcodes import Denied, Unauthorized
-from .access import CATALOG, Access, Grant, everything
+from .access import CATALOG, Access, Credentials, Grant, everything
 from .htpasswd import HtpasswdFile
 from .jwt import TokenInvalid, VerifiedToken, Verifier
 from .login import audit, parse_basic, token_account
@@ -38,9 +38,6 @@ from .model import Account
 from .policy import load_view
 from .ratelimit import LoginLimiter
 from .store import AccessStore
-
-if TYPE_CHECKING:
-    from ..api.asgi import Request
 
 log: Final = logging.getLogger("cargohold.auth")
 
@@ -72,16 +69,9 @@ def bearer_challenge(realm: str, service: str, required: Iterable[Access], error
     return "Bearer " + ",".join(parts)
 
 
-def realm_for(request: Request, configured: str) -> str:
+def realm_for(credentials: Credentials, configured: str) -> str:
     """The token endpoint's URL: configured, or this server's own ``/auth/token`` as the client reached it."""
-    if configured:
-        return configured
-    scheme = request.scope.get("scheme", "http")
-    host = request.headers.get("host")
-    if not host:
-        server = request.scope.get("server") or ("127.0.0.1", 5000)
-        host = f"{server[0]}:{server[1]}"
-    return f"{scheme}://{host}/auth/token"
+    return configured or f"{credentials.origin}/auth/token"
 
 
 class InvalidToken(Unauthorized):
@@ -104,42 +94,44 @@ class TokenAccessController:
         self.service = service
         self.realm = realm
 
-    def _challenge(self, request: Request, required: list[Access], error: str | None = None) -> dict[str, str]:
-        return {"WWW-Authenticate": bearer_challenge(realm_for(request, self.realm), self.service, required, error)}
+    def _challenge(self, credentials: Credentials, required: list[Access], error: str | None = None) -> dict[str, str]:
+        realm = realm_for(credentials, self.realm)
+        return {"WWW-Authenticate": bearer_challenge(realm, self.service, required, error)}
 
-    def _token(self, request: Request, required: list[Access]) -> VerifiedToken | None:
-        header = request.headers.get("authorization")
+    def _token(self, credentials: Credentials, required: list[Access]) -> VerifiedToken | None:
+        header = credentials.headers.get("authorization")
         if header is None:
             return None
         scheme, _, value = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            raise InvalidToken("bearer token required", headers=self._challenge(request, required))
+            raise InvalidToken("bearer token required", headers=self._challenge(credentials, required))
         try:
             return self.verifier.verify(value.strip())
         except TokenInvalid as exc:
-            audit("token_rejected", reason=type(exc).__name__, detail=str(exc), client=request.client)
+            audit("token_rejected", reason=type(exc).__name__, detail=str(exc), client=credentials.client)
             raise InvalidToken(
-                "invalid bearer token", headers=self._challenge(request, required, "invalid_token")
+                "invalid bearer token", headers=self._challenge(credentials, required, "invalid_token")
             ) from None
 
-    def _subject(self, request: Request, token: VerifiedToken, required: list[Access]) -> Account | None:
+    def _subject(self, credentials: Credentials, token: VerifiedToken, required: list[Access]) -> Account | None:
         """The live account behind an own-service token (None: anonymous or external)."""
         if token.issuer != self.own_issuer or not token.subject:
             return None
         account = token_account(self.store, token)
         if account is None:
-            audit("token_rejected", reason="account void", account=token.subject, client=request.client)
-            raise InvalidToken("invalid bearer token", headers=self._challenge(request, required, "invalid_token"))
+            audit("token_rejected", reason="account void", account=token.subject, client=credentials.client)
+            challenge = self._challenge(credentials, required, "invalid_token")
+            raise InvalidToken("invalid bearer token", headers=challenge)
         return account
 
-    async def authorize(self, request: Request, required: list[Access]) -> Grant:
-        token = self._token(request, required)
+    async def authorize(self, credentials: Credentials, required: list[Access]) -> Grant:
+        token = self._token(credentials, required)
         if not required:  # the base endpoint: any valid token will do, no token gets the challenge
             if token is None:
-                raise Unauthorized("authentication required", headers=self._challenge(request, required))
-            self._subject(request, token, required)
+                raise Unauthorized("authentication required", headers=self._challenge(credentials, required))
+            self._subject(credentials, token, required)
             return Grant(subject=token.subject or None, issuer=token.issuer)
-        account = self._subject(request, token, required) if token is not None else None
+        account = self._subject(credentials, token, required) if token is not None else None
         local = token is None or token.issuer == self.own_issuer
         if token is None:
             view = load_view(self.store, None)
@@ -155,9 +147,9 @@ class TokenAccessController:
             return grant
         if account is None:
             error = "insufficient_scope" if token is not None else None
-            raise InsufficientScope(headers=self._challenge(request, required, error))
+            raise InsufficientScope(headers=self._challenge(credentials, required, error))
         if all(load_view(self.store, account).allows(access) for access in missing):
-            raise InsufficientScope(headers=self._challenge(request, required, "insufficient_scope"))
+            raise InsufficientScope(headers=self._challenge(credentials, required, "insufficient_scope"))
         raise Denied()
 
     def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
@@ -196,17 +188,17 @@ class BasicAccessController:
     def _cache_key(self, name: str, secret: str) -> str:
         return hashlib.sha256(self._salt + json.dumps([name, secret]).encode()).hexdigest()
 
-    async def authorize(self, request: Request, required: list[Access]) -> Grant:
-        header = request.headers.get("authorization")
-        credentials = parse_basic(header) if header is not None else None
-        if credentials is None:
+    async def authorize(self, credentials: Credentials, required: list[Access]) -> Grant:
+        header = credentials.headers.get("authorization")
+        basic = parse_basic(header) if header is not None else None
+        if basic is None:
             raise Unauthorized("authentication required", headers=self._challenge())
-        name, secret = credentials
+        name, secret = basic
         key, now, version = self._cache_key(name, secret), self._clock(), self.htpasswd.version()
         until, verified_version = self._verified.get(key, (0.0, None))
         if until > now and verified_version == version:
             return Grant(subject=name, everything=True)
-        address = request.client.rsplit(":", 1)[0]
+        address = credentials.client.rsplit(":", 1)[0]
         await self.limiter.check(name, address)
         if not await asyncio.to_thread(self.htpasswd.verify, name, secret):
             self.limiter.failed(name, address)

@@ -1,16 +1,16 @@
-"""Building the access controller (and the endpoints it needs) from the server configuration.
+"""Building the access controller (and the services its endpoints need) from the server configuration.
 
 ``auth: none`` gives :class:`OpenAccess`; ``htpasswd`` a :class:`BasicAccessController`;
 ``token`` a :class:`TokenAccessController` trusting cargohold's own token
-service (mounted at ``/auth/``, with the admin API at ``/admin/``) and any
-configured external issuer.
+service (whose endpoints, with the admin API's, the API serves at ``/auth/``
+and ``/admin/``) and any configured external issuer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,7 +19,6 @@ from ..config import ConfigError, ServerConfig
 from ..metadata import open_metadata_store
 from ..metadata.sqlite_db import SqliteDatabase
 from .access import AccessController, OpenAccess
-from .admin_api import AdminApi
 from .controller import BasicAccessController, TokenAccessController
 from .htpasswd import HtpasswdError, HtpasswdFile
 from .jwt import Verifier
@@ -34,11 +33,21 @@ JWKS_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass
+class OwnTokens:
+    """cargohold's own token service, and what the admin API checks its callers with."""
+
+    service: TokenService
+    store: AccessStore
+    login: Authenticator
+    verifier: Verifier
+    issuer: str
+
+
+@dataclass
 class AccessSetup:
     controller: AccessController
-    #: path prefix -> ASGI-level endpoint (see :class:`cargohold.api.app.RegistryApp`)
-    endpoints: dict[str, TokenService | AdminApi] = field(default_factory=dict)
-    store: AccessStore | None = None
+    #: with ``auth: token``: the services behind the token and admin endpoints
+    tokens: OwnTokens | None = None
 
 
 def open_access_store(config: ServerConfig) -> AccessStore:
@@ -105,8 +114,5 @@ def build_access(config: ServerConfig) -> AccessSetup:
     )
     controller = TokenAccessController(verifier, store, config.auth.issuer, config.auth.service,
                                        config.auth.token_realm)
-    endpoints: dict[str, TokenService | AdminApi] = {
-        "/auth/": TokenService(settings, key, store, login),
-        "/admin/": AdminApi(store, login, verifier, config.auth.issuer),
-    }
-    return AccessSetup(controller, endpoints, store)
+    tokens = OwnTokens(TokenService(settings, key, store, login), store, login, verifier, config.auth.issuer)
+    return AccessSetup(controller, tokens)

@@ -13,18 +13,19 @@ from ..errcodes import (
     DigestInvalid,
     ManifestBlobUnknown,
     ManifestInvalid,
+    ManifestTooLarge,
     ManifestUnknown,
     ManifestUnverified,
     NameInvalid,
     NameUnknown,
-    SizeInvalid,
     TagInvalid,
+    TooManyTags,
     Unsupported,
 )
 from ..formats import Manifest, ManifestError, ManifestSignatureError, is_schema1, parse_manifest
-from ..metadata.store import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord, UploadRecord
+from ..metadata.store import ManifestRecord, MetadataError, MetadataStore, NewManifest, ReferrerRecord, UploadRecord
 from ..reference import is_repository_name, is_tag
-from ..storage.driver import BlobStore, LocalFileServer
+from ..storage.driver import BlobStore, LocalFileServer, StorageError
 from .uploads import DEFAULT_ALGORITHM, Uploads
 
 #: Distribution's default; manifests are held in memory and in the database
@@ -33,6 +34,8 @@ DEFAULT_MAX_MANIFEST_SIZE: Final = 4 * 1024 * 1024
 CATALOG_SCAN: Final = 1000
 #: most ``tag`` parameters one manifest push may carry (the spec asks for at least 10; more is 414)
 MAX_PUSH_TAGS: Final = 50
+#: failures of the backends themselves (not of the request): a 500 for the caller, an error in the log
+BACKEND_ERRORS: Final = (StorageError, MetadataError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,19 @@ class Registry:
 
     async def close(self) -> None:
         await self.meta.close()
+
+    async def failed_checks(self) -> dict[str, str]:
+        """Which backend ("database", "blobs") fails its check, and why; empty when both can serve."""
+        failed: dict[str, str] = {}
+        try:
+            await self.meta.check()
+        except (MetadataError, OSError) as exc:
+            failed["database"] = str(exc)
+        try:
+            await self.blobs.check(writable=not self.options.read_only)
+        except (StorageError, OSError) as exc:
+            failed["blobs"] = str(exc)
+        return failed
 
     def check_writable(self) -> None:
         if self.options.read_only:
@@ -272,7 +288,7 @@ class Registry:
         self.check_writable()
         check_name(repository)
         if len(raw) > self.options.max_manifest_size:
-            raise SizeInvalid(f"manifest exceeds {self.options.max_manifest_size} bytes", status=413)
+            raise ManifestTooLarge(f"manifest exceeds {self.options.max_manifest_size} bytes")
         expected: Digest | None = None
         if ":" in reference:
             expected = parse_digest(reference)
@@ -324,7 +340,7 @@ class Registry:
         """The distinct ``tag`` parameters of a push, in order, if every one is a valid tag."""
         distinct = tuple(dict.fromkeys(tags))
         if len(distinct) > MAX_PUSH_TAGS:
-            raise TagInvalid(f"at most {MAX_PUSH_TAGS} tags per push", status=414)
+            raise TooManyTags(f"at most {MAX_PUSH_TAGS} tags per push")
         invalid = [tag for tag in distinct if not is_tag(tag)]
         if invalid:
             raise TagInvalid(f"invalid tag {invalid[0]!r}", detail={"tags": invalid})

@@ -29,7 +29,10 @@ Routes (``{repo}`` may be ``ns/*`` for grants)::
     PUT    /admin/v1/repositories/{repo}/visibility {public}
 
 Secrets travel only in bodies (never in the URL, which the access log records).
-Errors use the registry's envelope, with the access model's error names as codes.
+Errors use the registry's envelope, with the access model's error names as codes
+(their statuses: ``errcodes.OTHER_STATUSES``). These routes sit in the API's one
+route table: an unknown path or method is answered there, before the caller is
+authenticated, as under ``/v2/``.
 """
 
 from __future__ import annotations
@@ -41,34 +44,35 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .. import jsontext
-from ..api.asgi import Request, Response, envelope_response, error_response
-from ..errcodes import Denied, RegistryError, Unauthorized
-from .jwt import TokenInvalid, Verifier
-from .login import Authenticator, audit, parse_basic, token_account
-from .model import (
+from ..auth.jwt import TokenInvalid, Verifier
+from ..auth.login import Authenticator, audit, parse_basic, token_account
+from ..auth.model import (
     AccessModelError,
     Account,
-    AccountExists,
     AccountKind,
     AccountUnknown,
     Role,
-    TeamExists,
-    TeamUnknown,
     split_robot_name,
 )
-from .passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password, secret_digest
-from .policy import AccessView, load_view, who_can
-from .store import AccessStore
+from ..auth.passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password, secret_digest
+from ..auth.policy import AccessView, load_view, who_can
+from ..auth.store import AccessStore
+from ..errcodes import Denied, Unauthorized
+from ..http import Request, Response, route
+from ..http.errors import code_response
+from .routes import Endpoint, Route
 
 PREFIX: Final = "/admin/v1"
 MAX_BODY: Final = 64 * 1024
-_STATUS: Final[dict[type[AccessModelError], int]] = {
-    AccountExists: 409, TeamExists: 409, AccountUnknown: 404, TeamUnknown: 404,
-}
 
 
 def _code(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()
+
+
+def _readable(pattern: str) -> str:
+    """``/users/(?P<account>[^/]+)`` as ``/users/{account}``."""
+    return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern)
 
 
 def account_json(account: Account) -> dict[str, Any]:
@@ -98,7 +102,7 @@ Handler = Callable[["AdminApi", Caller, dict[str, str], Request], Awaitable[Any]
 
 
 class AdminApi:
-    """The ``/admin/v1`` endpoint."""
+    """The ``/admin/v1`` endpoints."""
 
     def __init__(self, store: AccessStore, login: Authenticator, verifier: Verifier, issuer: str) -> None:
         self.store = store
@@ -106,24 +110,26 @@ class AdminApi:
         self.verifier = verifier
         self.issuer = issuer
 
-    async def __call__(self, request: Request) -> Response:
-        try:
-            caller = await self._caller(request)
-            path_known = False
-            for method, pattern, handler in _ROUTES:
-                found = pattern.fullmatch(request.path)
-                path_known = path_known or found is not None
-                if found is not None and method == request.method:
-                    result = await handler(self, caller, found.groupdict(), request)
-                    return Response(204) if result is None else Response.json(result)
-            if path_known:
-                return envelope_response([{"code": "UNSUPPORTED", "message": "method not allowed"}], 405)
-            return envelope_response([{"code": "NOT_FOUND", "message": "no such admin endpoint"}], 404)
-        except AccessModelError as error:
-            status = next((s for kind, s in _STATUS.items() if isinstance(error, kind)), 400)
-            return envelope_response([{"code": _code(type(error).__name__), "message": str(error)}], status)
-        except RegistryError as error:
-            return error_response(error)
+    def routes(self) -> list[Route]:
+        """One route per path of :data:`ROUTES`, its methods bound to this API."""
+        by_path: dict[str, dict[str, Endpoint]] = {}
+        for method, path, handler in ROUTES:
+            by_path.setdefault(path, {})[method] = self._endpoint(handler)
+        return [
+            route(_readable(f"{PREFIX}{path}"), re.compile(f"{PREFIX}{path}"), methods, marker=PREFIX, guarded=False)
+            for path, methods in by_path.items()
+        ]
+
+    def _endpoint(self, handler: Handler) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            try:
+                caller = await self._caller(request)
+                result = await handler(self, caller, request.params, request)
+            except AccessModelError as error:
+                return code_response(_code(type(error).__name__), str(error))
+            return Response(204) if result is None else Response.json(result)
+
+        return endpoint
 
     async def _caller(self, request: Request) -> Caller:
         challenge = {"WWW-Authenticate": 'Basic realm="cargohold admin"'}
@@ -206,7 +212,7 @@ async def add_user(api: AdminApi, caller: Caller, params: dict[str, str], reques
 
 
 async def change_user(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    name = params["name"]
+    name = params["account"]
     body = await api.body(request)
     caller.require(caller.superuser or (name == caller.account.name and set(body) <= {"password"}))
     api.store.require(name, AccountKind.USER)
@@ -222,9 +228,9 @@ async def change_user(api: AdminApi, caller: Caller, params: dict[str, str], req
 
 async def delete_user(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     caller.require(caller.superuser)
-    api.store.require(params["name"], AccountKind.USER)
-    api.store.delete_account(params["name"])
-    audit("account_deleted", account=params["name"], by=caller.account.name)
+    api.store.require(params["account"], AccountKind.USER)
+    api.store.delete_account(params["account"])
+    audit("account_deleted", account=params["account"], by=caller.account.name)
     return None
 
 
@@ -248,20 +254,20 @@ async def add_robot(api: AdminApi, caller: Caller, params: dict[str, str], reque
 
 
 async def rotate_robot(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    owner, _ = split_robot_name(params["name"])
+    owner, _ = split_robot_name(params["account"])
     api.owner_of_namespace(caller, owner)
-    api.store.require(params["name"], AccountKind.ROBOT)
+    api.store.require(params["account"], AccountKind.ROBOT)
     token = generate_secret(ROBOT_TOKEN_PREFIX)
-    api.store.set_secret(params["name"], secret_digest(token))
-    audit("robot_rotated", account=params["name"], by=caller.account.name)
-    return {"name": params["name"], "token": token}
+    api.store.set_secret(params["account"], secret_digest(token))
+    audit("robot_rotated", account=params["account"], by=caller.account.name)
+    return {"name": params["account"], "token": token}
 
 
 async def delete_robot(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    owner, _ = split_robot_name(params["name"])
+    owner, _ = split_robot_name(params["account"])
     api.owner_of_namespace(caller, owner)
-    api.store.require(params["name"], AccountKind.ROBOT)
-    api.store.delete_account(params["name"])
+    api.store.require(params["account"], AccountKind.ROBOT)
+    api.store.delete_account(params["account"])
     return None
 
 
@@ -316,7 +322,7 @@ async def list_members(api: AdminApi, caller: Caller, params: dict[str, str], re
 
 async def put_member(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     api.owner_of_namespace(caller, params["org"])
-    api.store.set_member(f"{params['org']}/{params['team']}", params["account"], request.method == "PUT")
+    api.store.set_member(f"{params['org']}/{params['team']}", params["member"], request.method == "PUT")
     return None
 
 
@@ -359,34 +365,32 @@ async def put_visibility(api: AdminApi, caller: Caller, params: dict[str, str], 
     return {"repository": params["repo"], "public": public}
 
 
-_NAME = r"(?P<name>[^/]+)"
+_NAME = r"(?P<account>[^/]+)"
 _ORG = r"(?P<org>[^/]+)"
 _TEAM = r"(?P<team>[^/]+)"
 _REPO = r"(?P<repo>.+?)"
-_ROUTES: Final[list[tuple[str, re.Pattern[str], Handler]]] = [
-    (method, re.compile(f"{PREFIX}{path}"), handler)
-    for method, path, handler in [
-        ("GET", "/whoami", whoami),
-        ("GET", "/users", list_users),
-        ("POST", "/users", add_user),
-        ("PATCH", f"/users/{_NAME}", change_user),
-        ("DELETE", f"/users/{_NAME}", delete_user),
-        ("GET", "/robots", list_robots),
-        ("POST", "/robots", add_robot),
-        ("POST", f"/robots/{_NAME}/rotate", rotate_robot),
-        ("DELETE", f"/robots/{_NAME}", delete_robot),
-        ("GET", "/organizations", list_organizations),
-        ("POST", "/organizations", add_organization),
-        ("DELETE", f"/organizations/{_ORG}", delete_organization),
-        ("GET", f"/organizations/{_ORG}/teams", list_teams),
-        ("POST", f"/organizations/{_ORG}/teams", add_team),
-        ("DELETE", f"/organizations/{_ORG}/teams/{_TEAM}", delete_team),
-        ("GET", f"/organizations/{_ORG}/teams/{_TEAM}/members", list_members),
-        ("PUT", f"/organizations/{_ORG}/teams/{_TEAM}/members/(?P<account>[^/]+)", put_member),
-        ("DELETE", f"/organizations/{_ORG}/teams/{_TEAM}/members/(?P<account>[^/]+)", put_member),
-        ("GET", f"/repositories/{_REPO}/permissions", list_permissions),
-        ("PUT", f"/repositories/{_REPO}/permissions", put_permission),
-        ("DELETE", f"/repositories/{_REPO}/permissions", delete_permission),
-        ("PUT", f"/repositories/{_REPO}/visibility", put_visibility),
-    ]
+#: (method, path pattern under PREFIX, handler)
+ROUTES: Final[list[tuple[str, str, Handler]]] = [
+    ("GET", "/whoami", whoami),
+    ("GET", "/users", list_users),
+    ("POST", "/users", add_user),
+    ("PATCH", f"/users/{_NAME}", change_user),
+    ("DELETE", f"/users/{_NAME}", delete_user),
+    ("GET", "/robots", list_robots),
+    ("POST", "/robots", add_robot),
+    ("POST", f"/robots/{_NAME}/rotate", rotate_robot),
+    ("DELETE", f"/robots/{_NAME}", delete_robot),
+    ("GET", "/organizations", list_organizations),
+    ("POST", "/organizations", add_organization),
+    ("DELETE", f"/organizations/{_ORG}", delete_organization),
+    ("GET", f"/organizations/{_ORG}/teams", list_teams),
+    ("POST", f"/organizations/{_ORG}/teams", add_team),
+    ("DELETE", f"/organizations/{_ORG}/teams/{_TEAM}", delete_team),
+    ("GET", f"/organizations/{_ORG}/teams/{_TEAM}/members", list_members),
+    ("PUT", f"/organizations/{_ORG}/teams/{_TEAM}/members/(?P<member>[^/]+)", put_member),
+    ("DELETE", f"/organizations/{_ORG}/teams/{_TEAM}/members/(?P<member>[^/]+)", put_member),
+    ("GET", f"/repositories/{_REPO}/permissions", list_permissions),
+    ("PUT", f"/repositories/{_REPO}/permissions", put_permission),
+    ("DELETE", f"/repositories/{_REPO}/permissions", delete_permission),
+    ("PUT", f"/repositories/{_REPO}/visibility", put_visibility),
 ]
