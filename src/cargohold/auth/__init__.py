@@ -1,8 +1,11 @@
 """Who may do what: the access each request needs, and the controllers that grant it.
 
+The domain only: the HTTP endpoints over it (``/auth/token``, ``/admin/v1``) are in
+:mod:`cargohold.api`, and a controller reads a request only through :class:`Credentials`.
+
 Modules, from the bottom up::
 
-    access.py      Access, Grant, the AccessController protocol, OpenAccess (auth off)
+    access.py      Access, Grant, Credentials, the AccessController protocol, OpenAccess (auth off)
     model.py       accounts, teams, roles, permissions and their names; the model's errors
     passwords.py   bcrypt for passwords, SHA-256 for generated secrets
     store.py       AccessStore: the model in SQL (migrations 0002_access.sql, 0006_credential_generations.sql)
@@ -13,11 +16,10 @@ Modules, from the bottom up::
     htpasswd.py    Distribution's htpasswd file
     login.py       checking credentials against the store
     controller.py  BasicAccessController (htpasswd), TokenAccessController (bearer tokens)
-    tokens.py      the token endpoint: /auth/token and /auth/jwks
-    admin_api.py   the admin API: /admin/v1
+    tokens.py      the token service: what a token grants, refresh tokens, the JWKS
     setup.py       all of it, built from the server configuration
 """
 
-from .access import Access, AccessController, Grant, OpenAccess, required_access
+from .access import NOTHING, Access, AccessController, Credentials, Grant, OpenAccess, required_access
 
-__all__ = ["Access", "AccessController", "Grant", "OpenAccess", "required_access"]
+__all__ = ["NOTHING", "Access", "AccessController", "Credentials", "Grant", "OpenAccess", "required_access"]
