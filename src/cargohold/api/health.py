@@ -12,6 +12,7 @@ import signal
 from typing import TYPE_CHECKING, Final
 
 from ..http import Request, Response
+from ..service import failed_checks
 
 if TYPE_CHECKING:
     from ..service import Registry
@@ -44,7 +45,7 @@ async def get_readyz(registry: Registry, request: Request) -> Response:
     failed: dict[str, str] = {}
     if lifecycle.draining:
         failed["shutdown"] = "draining: the server is stopping"
-    failed.update(await registry.failed_checks())
+    failed.update(await failed_checks(registry))
     if failed:
         return Response.json({"status": "unavailable", "failed": failed}, status=503)
     return Response.json({"status": "ok"})

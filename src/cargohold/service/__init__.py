@@ -7,6 +7,9 @@ without reaching into the store.
 """
 
 from ..metadata.store import ManifestRecord, ReferrerRecord
-from .registry import BACKEND_ERRORS, BlobBody, Registry, RegistryOptions
+from .backends import BACKEND_ERRORS, failed_checks
+from .registry import BlobBody, Registry, RegistryOptions
 
-__all__ = ["BACKEND_ERRORS", "BlobBody", "ManifestRecord", "ReferrerRecord", "Registry", "RegistryOptions"]
+__all__ = [
+    "BACKEND_ERRORS", "BlobBody", "ManifestRecord", "ReferrerRecord", "Registry", "RegistryOptions", "failed_checks",
+]

@@ -23,9 +23,9 @@ from ..errcodes import (
     Unsupported,
 )
 from ..formats import Manifest, ManifestError, ManifestSignatureError, is_schema1, parse_manifest
-from ..metadata.store import ManifestRecord, MetadataError, MetadataStore, NewManifest, ReferrerRecord, UploadRecord
+from ..metadata.store import ManifestRecord, MetadataStore, NewManifest, ReferrerRecord, UploadRecord
 from ..reference import is_repository_name, is_tag
-from ..storage.driver import BlobStore, LocalFileServer, StorageError
+from ..storage.driver import BlobStore, LocalFileServer
 from .uploads import DEFAULT_ALGORITHM, Uploads
 
 #: Distribution's default; manifests are held in memory and in the database
@@ -34,8 +34,6 @@ DEFAULT_MAX_MANIFEST_SIZE: Final = 4 * 1024 * 1024
 CATALOG_SCAN: Final = 1000
 #: most ``tag`` parameters one manifest push may carry (the spec asks for at least 10; more is 414)
 MAX_PUSH_TAGS: Final = 50
-#: failures of the backends themselves (not of the request): a 500 for the caller, an error in the log
-BACKEND_ERRORS: Final = (StorageError, MetadataError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,19 +102,6 @@ class Registry:
 
     async def close(self) -> None:
         await self.meta.close()
-
-    async def failed_checks(self) -> dict[str, str]:
-        """Which backend ("database", "blobs") fails its check, and why; empty when both can serve."""
-        failed: dict[str, str] = {}
-        try:
-            await self.meta.check()
-        except (MetadataError, OSError) as exc:
-            failed["database"] = str(exc)
-        try:
-            await self.blobs.check(writable=not self.options.read_only)
-        except (StorageError, OSError) as exc:
-            failed["blobs"] = str(exc)
-        return failed
 
     def check_writable(self) -> None:
         if self.options.read_only:
