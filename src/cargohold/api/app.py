@@ -78,8 +78,8 @@ class RegistryApp:
         if name is not None and not is_repository_name(name):
             raise NameInvalid(f"invalid repository name {name!r}", detail={"name": name})
         if route.guarded:
-            request.grant = await self.access.authorize(request, required_access(route.name, request.method,
-                                                                                 request.params))
+            required = required_access(route.name, request.method, request.params)
+            request.grant = await self.access.authorize(request, required)
         return await handler(request)
 
     async def _respond(self, request: RegistryRequest, route: Route) -> Response:
