@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tests.support.requirements import require
-from tests.support.servers import cargohold
+from tests.support.servers import cargohold, free_port
 
 
 def processes_with(marker: str) -> list[int]:
@@ -70,3 +71,27 @@ def test_a_worker_that_does_not_stop_is_killed_after_the_shutdown_timeout(tmp_pa
         for pid in left:
             os.kill(pid, signal.SIGKILL)
         assert not left
+
+
+def test_workers_end_when_the_server_process_is_killed_while_they_start(tmp_path: Path) -> None:
+    require(sys.platform.startswith("linux"), "PR_SET_PDEATHSIG is Linux's")
+    data_dir = tmp_path / "data"
+    marker = str(data_dir)
+    command = [sys.executable, "-m", "cargohold.cli.main", "serve", "--listen", f"127.0.0.1:{free_port()}",
+               "--data-dir", marker, "--workers", "2"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not [pid for pid in processes_with(marker) if pid != server.pid]:
+            assert time.monotonic() < deadline, "no worker started"
+            time.sleep(0.005)
+        server.send_signal(signal.SIGKILL)  # a worker is starting (or just started): granian may not see it yet
+        server.wait(10)
+        left = wait_gone(marker, 10)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"workers outlived the server: {left}"
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

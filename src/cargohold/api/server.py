@@ -7,6 +7,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 
 from ..auth.setup import AccessSetup, build_access
 from ..config import ServerConfig
@@ -60,27 +62,47 @@ def configure_logging(level: str) -> None:
     root.propagate = False
 
 
-def end_with_server_process() -> None:
-    """Have the kernel stop this worker when the server process ends (Linux).
+def end_with_server_process(grace_seconds: float) -> None:
+    """Have this worker stop when the server process ends (Linux).
 
     granian forks the workers and stops them when it shuts down cleanly; a server
     process that is killed, or stopped while a worker is still starting, would leave
-    that worker serving with no parent, holding the port.
+    that worker serving with no parent, holding the port. The kernel sends SIGTERM
+    when the parent ends; a worker still starting can miss it (granian installs its
+    handlers later), so a watcher thread also notices the parent is gone, asks again
+    until the worker stops, and kills it once ``grace_seconds`` (the shutdown timeout)
+    have passed.
     """
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        return
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     server = os.environ.get(SERVER_PID_ENV)
-    if server is not None and os.getppid() != int(server):  # it ended before the call above
+    if server is not None:
+        threading.Thread(
+            target=_watch_server, args=(int(server), grace_seconds), name="server-watch", daemon=True
+        ).start()
+
+
+#: how often a worker looks whether the server process is still its parent
+_WATCH_INTERVAL_SECONDS = 0.5
+
+
+def _watch_server(server_pid: int, grace_seconds: float) -> None:
+    while os.getppid() == server_pid:
+        time.sleep(_WATCH_INTERVAL_SECONDS)
+    # a stop asked for before granian's handlers took over is lost: ask until it is heard
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(_WATCH_INTERVAL_SECONDS)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def app_from_environment() -> RegistryApp:
     """Granian's factory target (in each worker): rebuild the app from the serialized configuration."""
-    end_with_server_process()
-    watch_for_drain()
     config = ServerConfig.from_json(os.environ[CONFIG_ENV])
+    end_with_server_process(config.server.shutdown_timeout_seconds)
+    watch_for_drain()
     configure_logging(config.server.log_level)
     return create_app(config)
