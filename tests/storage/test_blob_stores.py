@@ -1,7 +1,7 @@
 """The BlobStore contract, run against every implementation.
 
 Each test leaves the store empty (checked in the fixture), so a test that
-forgets to clean up, or a store that leaks upload files, fails.
+forgets to clean up, or a store that leaks uploads or blobs, fails.
 """
 
 from __future__ import annotations
@@ -9,23 +9,49 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from cargohold.digest import Digest
-from cargohold.storage import BlobStore, LocalFileServer, UploadMissing, open_blob_store
+from cargohold.storage import (
+    DURABLE,
+    BlobStore,
+    LocalFileServer,
+    UnreadableHashState,
+    UploadMissing,
+    UploadReader,
+    open_blob_store,
+)
+from cargohold.storage import filesystem as filesystem_module
 from cargohold.storage.driver import BlobMissing, UploadBusy
+from cargohold.storage.filesystem import FilesystemBlobStore
 from cargohold.storage.hashing import ResumableHasher
+from cargohold.storage.memory import MemoryBlobStore
 from tests.support.requirements import require
 
+STORES = ["filesystem", "memory"]
 
-@pytest.fixture(params=["filesystem"])
+
+def open_store(driver: str, root: Path) -> BlobStore:
+    return open_blob_store(driver, {"root": str(root)})
+
+
+def blobs_left(store: BlobStore) -> list[str]:
+    if isinstance(store, FilesystemBlobStore):
+        return [str(path) for path in Path(store.root, "blobs").rglob("*") if not path.is_dir()]
+    assert isinstance(store, MemoryBlobStore)
+    return [str(digest) for digest in store._blobs]
+
+
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
-    blob_store = open_blob_store(request.param, {"root": str(tmp_path / "store")})
+    blob_store = open_store(request.param, tmp_path / "store")
     yield blob_store
     assert asyncio.run(blob_store.upload_ids()) == {}, "the test left upload sessions behind"
+    assert blobs_left(blob_store) == [], "the test left blobs behind"
 
 
 def run(coro: object) -> object:
@@ -40,7 +66,17 @@ async def write(store: BlobStore, upload_id: str, offset: int, *parts: bytes) ->
     writer = await store.upload_writer(upload_id, offset)
     for part in parts:
         writer.write(part)
-    return writer.close()
+    return writer.close().size
+
+
+async def held(store: BlobStore, upload_id: str, expected: bytes) -> bytes:
+    """What an upload holds, found without reading it back: commit it under the digest of the
+    ``expected`` bytes (stores do not verify) and read the blob, which is then deleted."""
+    digest = Digest.of(expected)
+    await store.upload_commit(upload_id, digest)
+    stored = await collect(store.read(digest))
+    await store.delete(digest)
+    return stored
 
 
 def test_upload_commit_read_delete(store: BlobStore) -> None:
@@ -75,8 +111,7 @@ def test_aborted_writer_keeps_previous_size(store: BlobStore) -> None:
         writer = await store.upload_writer("u2", 4)
         writer.write(b"dropped")
         writer.abort()
-        assert await collect(store.upload_read("u2", 100)) == b"kept"
-        await store.upload_delete("u2")
+        assert await held(store, "u2", b"kept") == b"kept"
 
     run(scenario())
 
@@ -88,10 +123,9 @@ def test_writer_discards_bytes_past_the_recorded_offset(store: BlobStore) -> Non
         await store.upload_start("u3")
         await write(store, "u3", 0, b"0123456789")
         assert await write(store, "u3", 4, b"xy") == 6
-        assert await collect(store.upload_read("u3", 100)) == b"0123xy"
         with pytest.raises(UploadMissing):
             await store.upload_writer("u3", 50)
-        await store.upload_delete("u3")
+        assert await held(store, "u3", b"0123xy") == b"0123xy"
 
     run(scenario())
 
@@ -150,6 +184,79 @@ def test_local_file_capability(store: BlobStore) -> None:
     run(scenario())
 
 
+def test_written_parts_are_trusted_by_their_store(store: BlobStore, tmp_path: Path) -> None:
+    """The token a writer reports is trusted by its store; one of another store or boot is not."""
+
+    async def scenario() -> None:
+        await store.upload_start("t1")
+        writer = await store.upload_writer("t1", 0)
+        writer.write(b"part")
+        written = writer.close()
+        assert written.size == 4
+        assert store.state_trusted(written.token)
+        assert store.state_trusted(DURABLE)
+        for foreign in ("boot:another-boot", "memory:another-store", "volatile:x", "\u00e9"):
+            assert not store.state_trusted(foreign)
+        await store.upload_delete("t1")
+
+    run(scenario())
+
+
+def test_another_instance_trusts_only_durable_parts(store: BlobStore, tmp_path: Path) -> None:
+    """A restarted memory store has lost the bytes: it trusts no token of the one before; the
+    filesystem store, in the same boot, trusts its own tokens from another instance."""
+
+    async def scenario() -> str:
+        await store.upload_start("t2")
+        writer = await store.upload_writer("t2", 0)
+        writer.write(b"part")
+        token = writer.close().token
+        await store.upload_delete("t2")
+        return token
+
+    token = run(scenario())
+    assert isinstance(token, str)
+    again = open_store(store.name, tmp_path / "store")  # the fixture's root
+    assert again.state_trusted(token) == (isinstance(store, FilesystemBlobStore) or token == DURABLE)
+
+
+def test_filesystem_trusts_unsynced_parts_for_one_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FilesystemBlobStore(str(tmp_path))
+
+    async def part(upload_id: str) -> str:
+        await store.upload_start(upload_id)
+        writer = await store.upload_writer(upload_id, 0)
+        writer.write(b"part")
+        token = writer.close().token
+        await store.upload_delete(upload_id)
+        return token
+
+    monkeypatch.setattr(filesystem_module, "_BOOT_ID", "first-boot")
+    token = run(part("b1"))
+    assert token != DURABLE and store.state_trusted(token)
+    monkeypatch.setattr(filesystem_module, "_BOOT_ID", "second-boot")  # the machine restarted
+    assert not store.state_trusted(token)
+    monkeypatch.setattr(filesystem_module, "_BOOT_ID", None)  # no boot id: each part is synced
+    assert run(part("b2")) == DURABLE
+    assert not store.state_trusted(token)
+
+
+@pytest.mark.parametrize("store", ["filesystem", "memory"], indirect=True)  # the stores that read back
+def test_upload_read_capability(store: BlobStore) -> None:
+    assert isinstance(store, UploadReader)
+
+    async def scenario() -> None:
+        await store.upload_start("r1")
+        await write(store, "r1", 0, b"0123456789")
+        assert await collect(store.upload_read("r1", 4)) == b"0123"
+        assert await collect(store.upload_read("r1", 100)) == b"0123456789"
+        await store.upload_delete("r1")
+        with pytest.raises(UploadMissing):
+            await collect(store.upload_read("r1", 4))
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("algorithm", ["sha256", "sha512"])
 def test_resumable_hasher_matches_hashlib(algorithm: str) -> None:
     data = os.urandom(1_000_003)
@@ -170,3 +277,27 @@ def test_resumable_hasher_rejects_bad_state() -> None:
         ResumableHasher("sha256", b"short")
     with pytest.raises(ValueError):
         ResumableHasher("md5")
+
+
+def test_hash_states_of_another_format_are_refused() -> None:
+    """A state saved by another build, machine or algorithm, or without the versioned header
+    (before it existed), is refused with UnreadableHashState instead of giving a wrong digest."""
+    require(ResumableHasher.resumable(), "no libcrypto: hash states cannot be saved")
+    hasher = ResumableHasher("sha256")
+    hasher.update(b"abc")
+    state = hasher.state()
+    assert state is not None
+    assert ResumableHasher("sha256", state).digest() == Digest.of(b"abc")
+    header, _, context = state.partition(b"\n")
+    other_machine = header.replace(sys.byteorder.encode(), b"big" if sys.byteorder == "little" else b"little")
+    refused = [
+        context,  # an older build's row: the bare context
+        header.replace(b"/1 ", b"/2 ") + b"\n" + context,  # a later format version
+        other_machine + b"\n" + context,  # another byte order
+        state[:-1],  # cut short
+    ]
+    for bad in refused:
+        with pytest.raises(UnreadableHashState):
+            ResumableHasher("sha256", bad)
+    with pytest.raises(UnreadableHashState):
+        ResumableHasher("sha512", state)  # another algorithm's

@@ -7,13 +7,13 @@ which meanwhile receives the next batch: hashing (~1.5 GB/s) and writing then
 overlap instead of adding up. Each thread takes the batches in order, one at a
 time, so every byte is hashed exactly once and in order.
 
-A request's bytes are not waited onto the disk when it ends (that wait was a
-third of each 64 MiB PATCH); the whole upload is made durable once, by
-``upload_commit``, before the blob is placed. The saved hash state is then
-marked with the kernel's boot id: after an operating-system crash the bytes
-behind it may be gone or wrong, so a state from another boot is not trusted and
-the hash is rebuilt from the bytes actually on disk, which the digest check at
-the end then judges. A process crash loses nothing (the kernel keeps the pages).
+The hash state is saved with the token the store's writer reported for the
+request's bytes; the store alone judges later (``state_trusted``) whether the
+bytes behind it are still as written. A state it does not trust, or one the
+hasher cannot read (another version or machine), is rebuilt from the bytes the
+store holds, which the digest check at the end then judges. A store that cannot
+read an unfinished upload back (:class:`UploadReader`) cannot rebuild: the
+session is then dropped and the client is told to start the upload again.
 
 Progress (size and hash state) is recorded only after a request's bytes are
 all written, so an interrupted request leaves the session at its previous size
@@ -54,8 +54,8 @@ from ..errcodes import (
     SizeInvalid,
 )
 from ..metadata.store import MetadataStore, UploadConflict, UploadRecord
-from ..storage.driver import BlobStore, BlobWriter, UploadBusy, UploadMissing
-from ..storage.hashing import ResumableHasher
+from ..storage.driver import BlobStore, BlobWriter, UploadBusy, UploadMissing, UploadReader
+from ..storage.hashing import ResumableHasher, UnreadableHashState
 from .faults import crash_point
 
 #: the digest algorithm of uploads that do not name one (``digest-algorithm``)
@@ -63,23 +63,6 @@ DEFAULT_ALGORITHM: Final = "sha256"
 #: bytes handed to the hashing and writing threads at once: big enough that the
 #: thread hops cost nothing, small enough to keep memory flat (two batches per upload)
 WRITE_BATCH: Final = 1 << 20
-
-
-#: prefix of a hash state saved before its bytes were known to be on disk
-_VOLATILE: Final = b"volatile:"
-
-
-def _read_boot_id() -> bytes | None:
-    """This boot of the operating system (Linux); None where unknown: then every request waits for the disk."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", "rb") as file:
-            boot = file.read().strip()
-    except OSError:
-        return None
-    return boot if boot and b":" not in boot else None
-
-
-_BOOT_ID: bytes | None = _read_boot_id()
 
 
 def new_upload_id() -> str:
@@ -111,12 +94,15 @@ def _write(writer: BlobWriter, batch: list[bytes]) -> None:
         writer.write(chunk)
 
 
-def _trusted_state(saved: bytes | None) -> bytes | None:
-    """The hash state to resume from, or None when its bytes may not have survived a reboot."""
-    if saved is None or not saved.startswith(_VOLATILE):
-        return saved
-    boot, _, state = saved[len(_VOLATILE) :].partition(b":")
-    return state if _BOOT_ID is not None and boot == _BOOT_ID else None
+def _saved_state(token: str, state: bytes) -> bytes:
+    """What the session row keeps: the store's token of the bytes, then the hasher's state."""
+    return token.encode() + b"\n" + state
+
+
+def _split_state(saved: bytes) -> tuple[str, bytes] | None:
+    """(token, state) of a saved row; None for what no such row holds (a row of an older build)."""
+    token, newline, state = saved.partition(b"\n")
+    return (token.decode("utf-8", "replace"), state) if newline else None
 
 
 class Uploads:
@@ -234,8 +220,7 @@ class Uploads:
             hashing = writing = None
             if length is not None and received != length:
                 raise SizeInvalid(f"received {received} bytes, expected {length}")
-            durable = _BOOT_ID is None
-            size = await asyncio.to_thread(writer.close, durable)
+            size, token = await asyncio.to_thread(writer.close)
         except BaseException as exc:
             await asyncio.gather(*(f for f in (hashing, writing) if f is not None), return_exceptions=True)
             await asyncio.to_thread(writer.abort)
@@ -245,33 +230,46 @@ class Uploads:
         if final:
             return size, hasher
         state = hasher.state()
-        if state is not None and not durable:
-            assert _BOOT_ID is not None
-            state = _VOLATILE + _BOOT_ID + b":" + state
+        saved = None if state is None else _saved_state(token, state)
         try:
-            await self.meta.update_upload(record.id, record.size, size, state)
+            await self.meta.update_upload(record.id, record.size, size, saved)
         except UploadConflict:
             raise BlobUploadInvalid("upload was changed by a concurrent request") from None
         return size, hasher
 
     async def _hasher(self, record: UploadRecord) -> ResumableHasher:
-        state = _trusted_state(record.hash_state)
-        if state is not None:
-            return ResumableHasher(record.algorithm, state)
-        hasher = ResumableHasher(record.algorithm)
-        if record.size:
-            # No saved state (libcrypto missing), or one from before a system crash: rebuild it
-            # from the bytes so far.
-            async for chunk in self.blobs.upload_read(record.id, record.size):
+        saved = _split_state(record.hash_state) if record.hash_state is not None else None
+        if saved is not None and self.blobs.state_trusted(saved[0]):
+            with contextlib.suppress(UnreadableHashState):  # another build's or machine's: rebuilt below
+                return ResumableHasher(record.algorithm, saved[1])
+        if not record.size:
+            return ResumableHasher(record.algorithm)
+        # No saved state (libcrypto missing), one from before a system crash, or one this build
+        # cannot read: rebuild it from the bytes so far.
+        return await self._rehash(record.id, record.size, record.algorithm,
+                                  "the upload's progress cannot be resumed here: start the upload again")
+
+    async def _rehash(self, upload_id: str, size: int, algorithm: str, refusal: str) -> ResumableHasher:
+        """Hash an upload's first ``size`` bytes again; a store that cannot read them back drops the session."""
+        if not isinstance(self.blobs, UploadReader):
+            await self.cancel(upload_id)
+            raise BlobUploadUnknown(refusal, detail={"uuid": upload_id})
+        hasher = ResumableHasher(algorithm)
+        try:
+            async for chunk in self.blobs.upload_read(upload_id, size):
                 await asyncio.to_thread(hasher.update, chunk)
+        except UploadMissing:
+            raise BlobUploadUnknown("upload data is gone", detail={"uuid": upload_id}) from None
         return hasher
 
     async def finish(self, record: UploadRecord, digest: Digest, size: int, hasher: ResumableHasher) -> None:
         """Verify the digest and commit the blob (steps in the module docstring); a mismatch cancels the upload."""
         if digest.algorithm != hasher.algorithm:
-            hasher = ResumableHasher(digest.algorithm)
-            async for chunk in self.blobs.upload_read(record.id, size):
-                await asyncio.to_thread(hasher.update, chunk)
+            hasher = await self._rehash(
+                record.id, size, digest.algorithm,
+                f"the upload was hashed as {hasher.algorithm} and cannot be read back here to check a"
+                f" {digest.algorithm} digest: start it again with digest-algorithm={digest.algorithm}",
+            )
         actual = hasher.digest()
         if actual != digest:
             await self.cancel(record.id)

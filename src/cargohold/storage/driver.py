@@ -9,9 +9,15 @@
   previous buffer is hashed and written.
 - Reads are by range and streamed.
 - A full disk or quota raises :class:`cargohold.errcodes.InsufficientStorage`.
+- Durability is the store's rule: a writer's ``close`` says what the part's
+  bytes can be trusted for (a :class:`Written` token) and ``state_trusted``
+  answers, later and maybe in another process, whether a hash state saved with
+  that token still describes the bytes the store holds. The caller only
+  records the token.
 - Optional capabilities are separate protocols, probed with ``isinstance``:
-  :class:`LocalFileServer` (the HTTP server can send the file itself) and
-  :class:`Redirector` (presigned URLs).
+  :class:`LocalFileServer` (the HTTP server can send the file itself),
+  :class:`Redirector` (presigned URLs) and :class:`UploadReader` (an unfinished
+  upload's bytes can be read back; S3 cannot).
 
 The store only keeps bytes. Which repository may read a blob, blob sizes and
 upload offsets are metadata (:mod:`cargohold.metadata`); digests are verified
@@ -20,8 +26,9 @@ by the service before ``upload_commit``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
+from typing import Final, NamedTuple, Protocol, runtime_checkable
 
 from ..digest import Digest
 
@@ -34,6 +41,16 @@ class UploadMissing(StorageError):
     """The bytes of an upload session are gone (purged, or lost in a crash)."""
 
 
+#: upload ids a store accepts (the service makes hex ones): safe as a file name or an object key
+_UPLOAD_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def check_upload_id(store: str, upload_id: str) -> None:
+    """Raise UploadMissing for an id no store could have made (``store`` names the store in the message)."""
+    if not _UPLOAD_ID.fullmatch(upload_id):
+        raise UploadMissing(f"{store}: invalid upload id {upload_id!r}")
+
+
 class BlobMissing(StorageError):
     """No blob is stored at that digest."""
 
@@ -42,18 +59,28 @@ class UploadBusy(StorageError):
     """Another request holds the upload session's lock."""
 
 
+#: the token of bytes on stable storage: a state saved with it is trusted anywhere, at any time
+DURABLE: Final = ""
+
+
+class Written(NamedTuple):
+    """What a writer's ``close`` reports."""
+
+    #: the upload's total size
+    size: int
+    #: :data:`DURABLE`, or the store's opaque name for the span in which the bytes are known
+    #: to stay as written (the filesystem store: this boot of the operating system)
+    token: str
+
+
 class BlobWriter(Protocol):
     """Appends one request's bytes to an upload. Blocking; call from a worker thread."""
 
     def write(self, data: bytes) -> None: ...
 
-    def close(self, durable: bool = True) -> int:
-        """End this request's writes and return the upload's total size.
-
-        With ``durable`` the bytes are on stable storage when this returns;
-        without, they may still be on their way (``upload_commit`` makes the
-        whole upload durable before placing it).
-        """
+    def close(self) -> Written:
+        """End this request's writes; the bytes may still be on their way to stable storage
+        (``upload_commit`` makes the whole upload durable before placing it)."""
         ...
 
     def abort(self) -> None:
@@ -103,8 +130,9 @@ class BlobStore(Protocol):
         """
         ...
 
-    def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
-        """The first ``length`` bytes of an upload (to rebuild a hash state)."""
+    def state_trusted(self, token: str) -> bool:
+        """Whether the upload bytes a writer reported with ``token`` are still as written, so that
+        a hash state saved with it may be resumed (:data:`DURABLE` always is)."""
         ...
 
     async def upload_sync(self, upload_id: str) -> None:
@@ -132,6 +160,15 @@ class LocalFileServer(Protocol):
     """A store whose blobs are local files the HTTP server may send directly."""
 
     def local_path(self, digest: Digest) -> str: ...
+
+
+@runtime_checkable
+class UploadReader(Protocol):
+    """A store that can read back an unfinished upload (to hash its bytes again)."""
+
+    def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
+        """The first ``length`` bytes of an upload; raises UploadMissing."""
+        ...
 
 
 @runtime_checkable

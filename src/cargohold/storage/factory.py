@@ -17,9 +17,17 @@ def _filesystem(options: Mapping[str, Any]) -> BlobStore:
     return FilesystemBlobStore(str(options["root"]))
 
 
+def _memory(options: Mapping[str, Any]) -> BlobStore:
+    from .memory import MemoryBlobStore
+
+    return MemoryBlobStore()
+
+
 #: driver name -> opener(options)
 DRIVERS: dict[str, Callable[[Mapping[str, Any]], BlobStore]] = {
     "filesystem": _filesystem,
+    #: lost on exit, one store per process (so one worker only: ``config.ServerConfig``)
+    "memory": _memory,
 }
 
 

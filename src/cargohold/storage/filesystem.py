@@ -6,6 +6,15 @@ fsynced afterwards, so a crash leaves either no blob or the right bytes.
 Upload files are plain files appended to in place. ``upload_commit`` may be
 repeated after a crash at any point of it (the bytes already placed stand).
 
+A request's upload bytes are not waited onto the disk when it ends (that wait
+was a third of each 64 MiB PATCH); ``upload_commit`` makes the whole upload
+durable once. Until then they are trusted for this boot of the operating system
+only (the writer's token names the kernel's boot id): a process crash loses
+nothing (the kernel keeps the pages), but after an operating-system crash the
+bytes may be gone or wrong, so ``state_trusted`` refuses a token of another
+boot and the caller hashes the bytes actually on disk again. Where the boot id
+is unknown, every request waits for the disk and its token is ``DURABLE``.
+
 A full disk or quota (ENOSPC, EDQUOT) is raised as
 :class:`~cargohold.errcodes.InsufficientStorage`, and what the failed step made
 (a partly written request, an empty blob directory) is removed.
@@ -21,18 +30,16 @@ import errno
 import fcntl
 import logging
 import os
-import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import BinaryIO, Final
 
 from ..digest import Digest
 from ..errcodes import InsufficientStorage
 from . import paths
-from .driver import BlobMissing, StorageError, UploadBusy, UploadMissing
+from .driver import DURABLE, BlobMissing, StorageError, UploadBusy, UploadMissing, Written, check_upload_id
 
 #: read size for streamed responses: large enough that per-chunk overhead vanishes
 READ_CHUNK: Final = 1 << 20
-_UPLOAD_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 log: Final = logging.getLogger("cargohold.storage")
@@ -54,8 +61,7 @@ def _space_checked() -> Iterator[None]:
 
 
 def _check_upload_id(upload_id: str) -> None:
-    if not _UPLOAD_ID.fullmatch(upload_id):
-        raise UploadMissing(f"invalid upload id {upload_id!r}")
+    check_upload_id("filesystem", upload_id)
 
 
 def _fsync_dir(path: str) -> None:
@@ -93,6 +99,24 @@ def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
 _START_WRITEBACK: Final = _load_sync_file_range()
 
 
+def _read_boot_id() -> str | None:
+    """This boot of the operating system (Linux); None where unknown."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as file:
+            boot = file.read().strip().decode("ascii", "replace")
+    except OSError:
+        return None
+    return boot or None
+
+
+_BOOT_ID: str | None = _read_boot_id()
+
+
+def _boot_token() -> str | None:
+    """The token of bytes written but not yet synced in this boot; None: sync every request."""
+    return None if _BOOT_ID is None else f"boot:{_BOOT_ID}"
+
+
 class _FileWriter:
     """Appends to one upload file; see :class:`cargohold.storage.driver.BlobWriter`."""
 
@@ -113,16 +137,17 @@ class _FileWriter:
                 _START_WRITEBACK(self._file.fileno(), self._kicked, self._end - self._kicked)
                 self._kicked = self._end
 
-    def close(self, durable: bool = True) -> int:
+    def close(self) -> Written:
+        token = _boot_token()
         with _space_checked():
             self._file.flush()
-            if durable:
+            if token is None:
                 os.fdatasync(self._file.fileno())
             elif _START_WRITEBACK is not None and self._end > self._kicked:
                 _START_WRITEBACK(self._file.fileno(), self._kicked, self._end - self._kicked)
         size = self._file.tell()
         self._file.close()
-        return size
+        return Written(size, DURABLE if token is None else token)
 
     def abort(self) -> None:
         # After a full disk the buffered tail cannot be flushed: truncate the file itself
@@ -220,6 +245,9 @@ class FilesystemBlobStore:
             file.truncate(offset)
         file.seek(offset)
         return _FileWriter(file, offset)
+
+    def state_trusted(self, token: str) -> bool:
+        return token == DURABLE or token == _boot_token()
 
     async def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
         _check_upload_id(upload_id)

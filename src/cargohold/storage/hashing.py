@@ -10,6 +10,12 @@ runs beside the event loop, at hashlib's speed (measured ~1.5 GB/s here).
 Where libcrypto's low-level API is missing, the hasher falls back to hashlib
 and :meth:`ResumableHasher.state` returns ``None``; the upload service then
 re-reads the bytes written so far when it resumes (correct, just slower).
+
+A saved state starts with a header naming its format version, algorithm and
+layout (:data:`STATE_FORMAT`): the context is OpenSSL's struct in the machine's
+byte order, so a state saved by another build or machine, or by an older
+cargohold without the header, is refused with :class:`UnreadableHashState`
+instead of being resumed into a wrong digest.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
+import sys
 from typing import Final
 
 from ..digest import Digest
@@ -24,6 +31,19 @@ from ..digest import Digest
 _CTX_SIZE: Final = {"sha256": 112, "sha512": 216}
 _DIGEST_SIZE: Final = {"sha256": 32, "sha512": 64}
 _PREFIX: Final = {"sha256": "SHA256", "sha512": "SHA512"}
+
+#: first bytes of every saved state; the number is the header's version
+_MAGIC: Final = b"cargohold-hash-state/1"
+#: how the context bytes are laid out: OpenSSL's SHA*_CTX struct, native byte order
+STATE_FORMAT: Final = f"openssl-ctx-{sys.byteorder}"
+
+
+class UnreadableHashState(ValueError):
+    """A saved hash state of another version, algorithm, layout or size: hash the bytes again instead."""
+
+
+def _header(algorithm: str) -> bytes:
+    return b"%s %s %s\n" % (_MAGIC, algorithm.encode(), STATE_FORMAT.encode())
 
 
 def _load_libcrypto() -> ctypes.CDLL | None:
@@ -61,12 +81,16 @@ class ResumableHasher:
         self._ctx: ctypes.Array[ctypes.c_char] | None = None
         if _LIB is None:
             if state is not None:
-                raise ValueError("saved hash state cannot be restored without libcrypto")
+                raise UnreadableHashState("saved hash state cannot be restored without libcrypto")
             self._fallback = hashlib.new(algorithm)
         elif state is not None:
-            if len(state) != _CTX_SIZE[algorithm]:
-                raise ValueError("saved hash state has the wrong size")
-            self._ctx = ctypes.create_string_buffer(state, _CTX_SIZE[algorithm])
+            header = _header(algorithm)
+            if not state.startswith(header):
+                found = state[: state.find(b"\n")] if state.startswith(_MAGIC) else b"no header"
+                raise UnreadableHashState(f"saved hash state is {found!r}, not {header.strip()!r}")
+            if len(state) != len(header) + _CTX_SIZE[algorithm]:
+                raise UnreadableHashState("saved hash state has the wrong size")
+            self._ctx = ctypes.create_string_buffer(state[len(header) :], _CTX_SIZE[algorithm])
         else:
             self._ctx = ctypes.create_string_buffer(_CTX_SIZE[algorithm])
             getattr(_LIB, _PREFIX[algorithm] + "_Init")(self._ctx)
@@ -83,8 +107,8 @@ class ResumableHasher:
             getattr(_LIB, _PREFIX[self.algorithm] + "_Update")(self._ctx, data, len(data))
 
     def state(self) -> bytes | None:
-        """The context as bytes, to pass back to the constructor later."""
-        return None if self._ctx is None else self._ctx.raw
+        """The context as bytes (after the versioned header), to pass back to the constructor later."""
+        return None if self._ctx is None else _header(self.algorithm) + self._ctx.raw
 
     def digest(self) -> Digest:
         """The digest so far; the hasher can keep going afterwards."""
