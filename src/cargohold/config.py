@@ -115,6 +115,7 @@ class FilesystemStorage(DriverOptions, frozen=True):
 class StorageSection(Section, frozen=True):
     """``driver`` names the blob store; its options are the section of the same name (``filesystem: {root}``)."""
 
+    #: a name of ``storage.factory.DRIVERS``: filesystem, or memory (lost on exit; one worker only)
     driver: str = "filesystem"
     filesystem: FilesystemStorage = msgspec.field(default_factory=FilesystemStorage)
 
@@ -195,6 +196,13 @@ class ServerConfig(Section, frozen=True):
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
     database: DatabaseSection = msgspec.field(default_factory=DatabaseSection)
     auth: AuthSection = msgspec.field(default_factory=AuthSection)
+
+    def __post_init__(self) -> None:
+        if self.storage.driver == "memory" and self.server.workers > 1:
+            raise ConfigError(
+                f"storage.driver memory keeps blobs inside one process, but server.workers is"
+                f" {self.server.workers}: each worker would have a store of its own; set server.workers to 1"
+            )
 
     @property
     def data_dir(self) -> str:
