@@ -155,7 +155,16 @@ def test_an_unknown_storage_driver_is_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        "cargohold: cannot open storage: unknown blob storage driver 's3' (storage.driver: filesystem)"]
+        "cargohold: cannot open storage: unknown blob storage driver 's3' (storage.driver: filesystem, memory)"]
+
+
+def test_the_memory_driver_needs_one_worker(tmp_path: Path) -> None:
+    """Each worker process would have a store of its own: a blob pushed to one is unknown to the next."""
+    environ = {"CARGOHOLD_STORAGE_DRIVER": "memory"}
+    with pytest.raises(ConfigError, match="storage.driver memory keeps blobs inside one process, but server.workers"
+                                          " is 2: .*set server.workers to 1"):
+        load_config(None, {"workers": 2}, environ)
+    assert load_config(None, {"workers": 1}, environ).storage.driver == "memory"
 
 
 def test_client_commands_do_not_import_the_server_configuration() -> None:
