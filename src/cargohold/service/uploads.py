@@ -100,7 +100,8 @@ def _saved_state(token: str, state: bytes) -> bytes:
 
 
 def _split_state(saved: bytes) -> tuple[str, bytes] | None:
-    """(token, state) of a saved row; None for what no such row holds (a row of an older build)."""
+    """(token, state) of a saved row; None for a row without a token (older builds wrote none; one
+    that happens to hold a newline gives a token no store trusts or a state the hasher refuses)."""
     token, newline, state = saved.partition(b"\n")
     return (token.decode("utf-8", "replace"), state) if newline else None
 
