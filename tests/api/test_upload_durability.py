@@ -20,7 +20,7 @@ import pytest
 
 from cargohold.digest import Digest
 from cargohold.errcodes import BlobUploadUnknown, DigestInvalid
-from cargohold.metadata import open_metadata_store
+from cargohold.metadata import migrate, open_metadata_store
 from cargohold.service.uploads import Uploads
 from cargohold.storage import BlobStore, UploadReader, open_blob_store
 from cargohold.storage import filesystem as filesystem_module
@@ -36,6 +36,7 @@ async def _body(data: bytes) -> AsyncIterator[bytes]:
 
 
 def _uploads(root: Path) -> Uploads:
+    migrate(f"sqlite://{root}/m.db")
     return Uploads(open_blob_store("filesystem", {"root": str(root)}), open_metadata_store(f"sqlite://{root}/m.db"))
 
 
@@ -130,6 +131,7 @@ class _NoReadBack:
 def _without_read_back(root: Path) -> tuple[Uploads, MemoryBlobStore]:
     store = _NoReadBack()
     assert not isinstance(store, UploadReader)
+    migrate(f"sqlite://{root}/m.db")
     return Uploads(cast(BlobStore, store), open_metadata_store(f"sqlite://{root}/m.db")), store._inner
 
 

@@ -27,7 +27,7 @@ from cargohold.auth.policy import Holder, load_view, who_can
 from cargohold.auth.ratelimit import LoginLimiter, LoginLimits
 from cargohold.auth.store import AccessStore
 from cargohold.errcodes import TooManyRequests
-from cargohold.metadata import open_metadata_store
+from cargohold.metadata import migrate
 from cargohold.metadata.migrations import load_migrations, split_statements
 from cargohold.metadata.sqlite_db import SqliteDatabase
 
@@ -204,7 +204,7 @@ def test_htpasswd(tmp_path: Path) -> None:
 
 
 def test_rate_limiter_refuses_pairs_and_addresses_and_only_slows_accounts(tmp_path: Path) -> None:
-    asyncio.run(open_metadata_store(f"sqlite://{tmp_path / 'm.db'}").close())  # migrations
+    migrate(f"sqlite://{tmp_path / 'm.db'}")
     now = [1000.0]
     slept: list[float] = []
 
@@ -265,7 +265,7 @@ def test_credential_generations_are_added_to_an_existing_database(tmp_path: Path
     db.execute("INSERT INTO refresh_tokens (token_hash, account_id, client_id, created_at, expires_at) "
                "SELECT 'digest', id, 'c', 0, 9999999999 FROM accounts WHERE name = 'bob'")
     db.close()
-    asyncio.run(open_metadata_store(f"sqlite://{path}").close())
+    migrate(f"sqlite://{path}")
     store = AccessStore(str(path))
     alice, bob = store.require("alice"), store.require("bob")
     assert alice.credentials_generation != bob.credentials_generation

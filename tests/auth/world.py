@@ -18,6 +18,7 @@ from cargohold.auth.passwords import hash_password, secret_digest
 from cargohold.auth.setup import open_access_store
 from cargohold.auth.store import AccessStore
 from cargohold.config import load_config
+from cargohold.metadata import migrate
 from tests.api.helpers import OCI_MANIFEST, image_manifest, put_manifest, sha256
 from tests.support.servers import SRC, CargoholdServer
 
@@ -50,7 +51,10 @@ def basic(name: str, secret: str) -> str:
 
 def store_for(data_dir: Path) -> AccessStore:
     """The access store of a data directory (migrations run, as the server would)."""
-    return open_access_store(load_config(None, {"data_dir": str(data_dir)}, {}))
+    config = load_config(None, {"data_dir": str(data_dir)}, {})
+    data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(config.metadata_url)
+    return open_access_store(config)
 
 
 def populate(store: AccessStore) -> None:

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.metadata import MetadataStore, open_metadata_store
+from cargohold.metadata import MetadataStore, migrate, open_metadata_store
 from cargohold.metadata.store import NewManifest, UploadConflict
 
 
 @pytest.fixture(params=["sqlite"])
 def meta(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
+    migrate(f"sqlite://{tmp_path / 'm.db'}")
     store = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
     yield store
     asyncio.run(store.close())
@@ -111,7 +112,7 @@ def test_uploads(meta: MetadataStore) -> None:
 def test_sqlite_migrations_are_recorded_once(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
     for _ in range(2):
-        asyncio.run(open_metadata_store(f"sqlite://{path}").close())
+        migrate(f"sqlite://{path}")
     with sqlite3.connect(path) as db:
         versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
     assert versions == sorted(set(versions)) and versions[0] == 1

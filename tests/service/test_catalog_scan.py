@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.metadata import MetadataStore, open_metadata_store
+from cargohold.metadata import MetadataStore, migrate, open_metadata_store
 from cargohold.service import Registry, RegistryOptions
 from cargohold.storage import open_blob_store
 
@@ -30,6 +30,7 @@ class CountingStore:
 
 @pytest.fixture
 def world(tmp_path: Path) -> tuple[Registry, CountingStore]:
+    migrate(f"sqlite://{tmp_path / 'm.db'}")
     meta = CountingStore(open_metadata_store(f"sqlite://{tmp_path / 'm.db'}"))
 
     async def fill() -> None:

@@ -1,30 +1,54 @@
-"""Metadata stores by the scheme of their URL (``database.url``): ``sqlite:///path/to/file.db``.
+"""Metadata databases by the scheme of their URL (``database.url``): ``sqlite:///path/to/file.db``.
 
-A new database is a new entry in :data:`DATABASES`.
+A new database is a new entry in :data:`DATABASES`: how to open its store, and how to
+migrate it (its migrations live in ``migrations/<dialect>/``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .store import MetadataError, MetadataStore
 
+if TYPE_CHECKING:
+    from .schema import SchemaTarget
 
-def _sqlite(url: str) -> MetadataStore:
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    #: url -> an open store; refuses a schema that is not current
+    open_store: Callable[[str], MetadataStore]
+    #: (url, create) -> the database as :func:`~cargohold.metadata.schema.migrate` sees it
+    open_schema: Callable[[str, bool], SchemaTarget]
+
+
+def _sqlite_store(url: str) -> MetadataStore:
     from .sqlite import SqliteMetadataStore
 
     return SqliteMetadataStore(url.removeprefix("sqlite://"))
 
 
-#: URL scheme -> opener(url)
-DATABASES: dict[str, Callable[[str], MetadataStore]] = {
-    "sqlite": _sqlite,
+def _sqlite_schema(url: str, create: bool) -> SchemaTarget:
+    from .sqlite_schema import SqliteSchema
+
+    return SqliteSchema(url.removeprefix("sqlite://"), create)
+
+
+#: URL scheme -> database
+DATABASES: dict[str, Database] = {
+    "sqlite": Database(_sqlite_store, _sqlite_schema),
 }
 
 
-def open_metadata_store(url: str) -> MetadataStore:
+def database_for(url: str) -> Database:
     scheme, sep, _ = url.partition("://")
-    opener = DATABASES.get(scheme) if sep else None
-    if opener is None:
+    database = DATABASES.get(scheme) if sep else None
+    if database is None:
         raise MetadataError(f"unsupported metadata database URL {url!r}")
-    return opener(url)
+    return database
+
+
+def open_metadata_store(url: str) -> MetadataStore:
+    return database_for(url).open_store(url)

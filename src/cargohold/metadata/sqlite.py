@@ -6,13 +6,13 @@ event loop: they take microseconds, less than handing them to a thread would.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterable, Sequence
 
-from .migrations import load_migrations, split_statements
+from .migrations import require_current
 from .sqlite_db import SqliteDatabase
+from .sqlite_schema import applied_versions
 from .store import ManifestRecord, MetadataError, NewManifest, ReferrerRecord, UploadConflict, UploadRecord
 
 
@@ -23,34 +23,14 @@ def _now() -> int:
 class SqliteMetadataStore:
     def __init__(self, path: str):
         self.path = path
-        created = path != ":memory:" and not os.path.exists(path)
+        if path != ":memory:" and not os.path.exists(path):  # refused without creating an empty file
+            require_current((), "sqlite")
         self._db = SqliteDatabase(path, what="metadata")
         try:
-            self._migrate()
+            require_current(applied_versions(self._db), "sqlite")
         except BaseException:
             self._db.close()
-            if created:  # no half-made database for the next start to trust
-                for leftover in (path, f"{path}-wal", f"{path}-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(leftover)
             raise
-
-    def _migrate(self) -> None:
-        with self._db.transaction() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
-            )
-            applied = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
-            for migration in load_migrations("sqlite"):
-                if migration.version in applied:
-                    continue
-                for statement in split_statements(migration.sql):
-                    db.execute(statement)
-                db.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, _now()),
-                )
 
     async def close(self) -> None:
         self._db.close()

@@ -1,0 +1,67 @@
+"""Migrating an SQLite database (see :mod:`.schema`)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .migrations import Migration, split_statements
+from .schema import AppliedMigration
+from .sqlite_db import SqliteDatabase
+
+_CREATE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations "
+    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+)
+
+
+def applied_versions(db: SqliteDatabase) -> set[int]:
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchone() is None:
+        return set()
+    return {int(row[0]) for row in db.execute("SELECT version FROM schema_migrations")}
+
+
+class SqliteSchema:
+    dialect = "sqlite"
+
+    def __init__(self, path: str, create: bool):
+        self.path = path
+        exists = path == ":memory:" or os.path.exists(path)
+        self._db = SqliteDatabase(path, what="metadata") if exists or create else None
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        # A lock file rather than one long transaction: each migration commits on its own, and a
+        # second process waits on the lock for as long as the migrations take (SQLite's busy timeout
+        # would give up after seconds). The kernel drops the lock if the process dies.
+        if self.path == ":memory:":  # no other process can reach it
+            yield
+            return
+        with open(f"{self.path}-migrate.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def applied(self) -> dict[int, AppliedMigration]:
+        if self._db is None or not applied_versions(self._db):
+            return {}
+        return {int(v): AppliedMigration(int(v), n, int(at)) for v, n, at in
+                self._db.execute("SELECT version, name, applied_at FROM schema_migrations")}
+
+    def apply(self, migration: Migration) -> bool:
+        assert self._db is not None
+        with self._db.transaction() as db:
+            db.execute(_CREATE_TABLE)
+            if db.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)).fetchone():
+                return False
+            for statement in split_statements(migration.sql):
+                db.execute(statement)
+            db.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                       (migration.version, migration.name, int(time.time())))
+        return True
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
