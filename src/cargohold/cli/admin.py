@@ -24,6 +24,7 @@ from ..auth.policy import who_can
 from ..auth.setup import open_access_store
 from ..auth.store import AccessStore
 from ..config import ConfigError, ServerConfig, load_config
+from ..metadata.schema import migrate
 from ..metadata.store import MetadataError
 
 Action = Callable[[AccessStore, ServerConfig, argparse.Namespace], int]
@@ -289,7 +290,9 @@ def register(subparsers: Any) -> None:
 
 def _check_registry(config: ServerConfig, args: argparse.Namespace) -> None:
     """Refuse a data directory that holds no registry (a mistyped --data-dir would silently start an
-    empty one); only ``user add`` may create it, for the first administrator."""
+    empty one); only ``user add`` may create it, for the first administrator, and migrates the new
+    database. An existing database is never migrated here: one that is behind is refused until
+    ``cargohold migrate`` (or ``serve``) has run, as the workers refuse it."""
     if not config.metadata_url.startswith("sqlite://"):
         return  # a database server: the URL names an existing database
     database = config.metadata_url.removeprefix("sqlite://")
@@ -297,6 +300,8 @@ def _check_registry(config: ServerConfig, args: argparse.Namespace) -> None:
         return
     if args.action is user_add:
         print(f"cargohold admin: creating a new registry in {config.data_dir}", file=sys.stderr)
+        os.makedirs(config.data_dir, exist_ok=True)
+        migrate(config.metadata_url)
         return
     raise ConfigError(
         f"{config.data_dir} holds no registry (no {os.path.basename(database)}): check --data-dir; "

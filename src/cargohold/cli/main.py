@@ -22,6 +22,7 @@ from typing import Any
 
 COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.serve",
+    "cargohold.cli.migrate",
     "cargohold.cli.admin",
     "cargohold.cli.client_read",
     "cargohold.cli.client_write",
@@ -31,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 #: top-level command -> the module that registers it (checked against the modules by a test)
 COMMANDS: dict[str, str] = {
     "serve": "cargohold.cli.serve",
+    "migrate": "cargohold.cli.migrate",
     "admin": "cargohold.cli.admin",
     **dict.fromkeys(
         ("catalog", "tags", "inspect", "manifest", "config", "digest", "check"), "cargohold.cli.client_read"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..auth.store import AccessStore
 from ..config import ConfigError, ServerConfig, load_config
+from ..metadata.store import MetadataError
 
 if TYPE_CHECKING:
     from ..api.app import RegistryApp
@@ -68,7 +69,12 @@ def run(args: argparse.Namespace) -> int:
     except StartError as exc:
         print(f"cargohold: {exc}", file=sys.stderr)
         return 1
-    # Build once here so that migrations run and bad settings fail before workers start.
+    # Migrations run here, once, and the app is built once so that bad settings fail before workers start.
+    try:
+        _migrate(config)
+    except MetadataError as exc:
+        print(f"cargohold: {exc}", file=sys.stderr)
+        return 1
     try:
         app = create_app(config)
     except ConfigError as exc:
@@ -114,6 +120,19 @@ def run(args: argparse.Namespace) -> int:
         if port_claim is not None:
             port_claim.close()
     return 0
+
+
+def _migrate(config: ServerConfig) -> None:
+    from ..metadata.schema import migrate
+
+    try:
+        os.makedirs(config.data_dir, exist_ok=True)
+    except OSError as exc:
+        raise MetadataError(f"cannot create the data directory {config.data_dir}: {exc.strerror or exc}") from None
+    done = migrate(config.metadata_url)
+    if done.applied:
+        print(f"cargohold: database schema migrated to {done.version} "
+              f"({', '.join(m.label for m in done.applied)})", flush=True)
 
 
 def _drain_on_sigterm(server: Any, delay: float) -> None:

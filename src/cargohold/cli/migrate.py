@@ -1,0 +1,80 @@
+"""``cargohold migrate``: bring the metadata database's schema up to this cargohold's.
+
+``serve`` runs the same step before it starts its workers, so running this by hand is
+needed only to migrate ahead of a restart, or before ``cargohold admin`` on an upgraded
+registry. Any number may run at once: each migration is applied once, by one of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from ..config import ConfigError, load_config
+from ..metadata.schema import MigrationFailed, migrate, status
+from ..metadata.store import MetadataError
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "migrate", help="apply pending database migrations",
+        description="Apply the metadata database's pending schema migrations (database.url, or the data "
+                    "directory's metadata.db), in order, each once. Workers and admin refuse a database "
+                    "that is behind until this has run; serve runs it before starting its workers.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML configuration file (CARGOHOLD_CONFIG)")
+    parser.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="the server's data directory")
+    parser.add_argument("--status", action="store_true", help="list applied and pending migrations; change nothing")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run)
+
+
+def _when(applied_at: int | None) -> str:
+    return "" if applied_at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(applied_at))
+
+
+def _show_status(url: str, as_json: bool) -> int:
+    version, states = status(url)
+    if as_json:
+        print(json.dumps({"database": url, "version": version, "migrations": [
+            {"version": s.version, "name": s.name, "state": s.state, "appliedAt": _when(s.applied_at) or None}
+            for s in states]}, indent=2))
+        return 0
+    print(f"database {url}: schema at {version}")
+    for s in states:
+        print(f"{s.version:04d}_{s.name}  {s.state}  {_when(s.applied_at)}".rstrip())
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(None, {"config": args.config, "data_dir": args.data_dir}, dict(os.environ))
+    except ConfigError as exc:
+        print(f"cargohold migrate: {exc}", file=sys.stderr)
+        return 2
+    url = config.metadata_url
+    try:
+        if args.status:
+            return _show_status(url, args.json)
+        os.makedirs(config.data_dir, exist_ok=True)
+        done = migrate(url)
+    except MigrationFailed as exc:
+        for migration in exc.applied:
+            print(f"applied {migration.label}")
+        print(f"cargohold migrate: {exc}", file=sys.stderr)
+        return 1
+    except (MetadataError, OSError) as exc:
+        print(f"cargohold migrate: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"database": url, "version": done.version,
+                          "applied": [{"version": m.version, "name": m.name} for m in done.applied]}, indent=2))
+        return 0
+    for migration in done.applied:
+        print(f"applied {migration.label}")
+    print(f"database {url}: schema at {done.version}" + ("" if done.applied else " (nothing to apply)"))
+    return 0
