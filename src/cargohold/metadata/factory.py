@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Database:
+    #: the folder of its migrations: ``migrations/<dialect>/``
+    dialect: str
     #: url -> an open store; refuses a schema that is not current
     open_store: Callable[[str], MetadataStore]
     #: (url, create) -> the database as :func:`~cargohold.metadata.schema.migrate` sees it
@@ -38,7 +40,7 @@ def _sqlite_schema(url: str, create: bool) -> SchemaTarget:
 
 #: URL scheme -> database
 DATABASES: dict[str, Database] = {
-    "sqlite": Database(_sqlite_store, _sqlite_schema),
+    "sqlite": Database("sqlite", _sqlite_store, _sqlite_schema),
 }
 
 

@@ -77,7 +77,9 @@ class MigrationState:
 def _open(url: str, *, create: bool) -> SchemaTarget:
     from .factory import database_for
 
-    return database_for(url).open_schema(url, create)
+    database = database_for(url)
+    load_migrations(database.dialect)  # a package without them creates no database
+    return database.open_schema(url, create)
 
 
 def migrate(url: str) -> MigrationRun:

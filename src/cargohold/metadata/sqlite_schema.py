@@ -29,8 +29,15 @@ class SqliteSchema:
 
     def __init__(self, path: str, create: bool):
         self.path = path
-        exists = path == ":memory:" or os.path.exists(path)
-        self._db = SqliteDatabase(path, what="metadata") if exists or create else None
+        self._create = create
+        self._db: SqliteDatabase | None = None
+
+    def _connection(self) -> SqliteDatabase | None:
+        # opened only under the lock: two processes switching a new file to WAL at once can fail
+        # with "database is locked" without waiting for the busy timeout
+        if self._db is None and (self._create or self.path == ":memory:" or os.path.exists(self.path)):
+            self._db = SqliteDatabase(self.path, what="metadata")
+        return self._db
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -45,14 +52,16 @@ class SqliteSchema:
             yield
 
     def applied(self) -> dict[int, AppliedMigration]:
-        if self._db is None or not applied_versions(self._db):
+        db = self._connection()
+        if db is None or not applied_versions(db):
             return {}
         return {int(v): AppliedMigration(int(v), n, int(at)) for v, n, at in
-                self._db.execute("SELECT version, name, applied_at FROM schema_migrations")}
+                db.execute("SELECT version, name, applied_at FROM schema_migrations")}
 
     def apply(self, migration: Migration) -> bool:
-        assert self._db is not None
-        with self._db.transaction() as db:
+        db = self._connection()
+        assert db is not None
+        with db.transaction():
             db.execute(_CREATE_TABLE)
             if db.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)).fetchone():
                 return False
