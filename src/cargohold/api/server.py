@@ -13,6 +13,7 @@ import time
 from ..auth.setup import AccessSetup, build_access
 from ..config import ServerConfig
 from ..metadata import open_metadata_store
+from ..metadata.migrations import SchemaError
 from ..service import Registry, RegistryOptions
 from ..storage import open_blob_store
 from .admin_endpoints import AdminApi
@@ -105,4 +106,8 @@ def app_from_environment() -> RegistryApp:
     end_with_server_process(config.server.shutdown_timeout_seconds)
     watch_for_drain()
     configure_logging(config.server.log_level)
-    return create_app(config)
+    try:
+        return create_app(config)
+    except SchemaError as exc:  # serve migrates before it starts workers; refuse in one line, not a traceback
+        print(f"cargohold: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
