@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -82,3 +83,19 @@ def test_a_directory_without_a_registry_is_refused(tmp_path: Path) -> None:
     code, out, err = admin(typo, "user", "add", "root", "--superuser", "--password-stdin", stdin="root-password\n")
     assert code == 0 and "creating a new registry" in err
     assert admin(typo, "user", "list", "--json")[0] == 0
+
+
+def test_an_existing_database_behind_is_refused_not_migrated(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert admin(data, "user", "add", "alice", "--password-stdin", stdin="alice-password\n")[0] == 0
+    db = data / "metadata.db"
+    with contextlib.closing(sqlite3.connect(db)) as connection:  # as if the last migration were new
+        latest = connection.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+        connection.execute("DELETE FROM schema_migrations WHERE version = ?", (latest,))
+        connection.commit()
+    for args in (["user", "list"], ["user", "add", "bob", "--password-stdin"]):
+        code, out, err = admin(data, *args, stdin="bob-password\n")
+        assert (code, out, err) == (2, "", f"cargohold admin: database schema is at {latest - 1}, this cargohold "
+                                           f"needs {latest}: run `cargohold migrate`\n")
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        assert connection.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == latest - 1
