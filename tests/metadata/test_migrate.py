@@ -146,3 +146,5 @@ def test_a_failing_migration_is_rolled_back_and_the_ones_before_it_stay(tmp_path
     with closing(sqlite3.connect(db)) as connection:
         columns = {row[1] for row in connection.execute("PRAGMA table_info(accounts)")}
     assert "credentials_generation" not in columns  # its earlier statements were undone too
+    as_json = _run(tmp_path / "data", "--json")
+    assert as_json.returncode == 1 and json.loads(as_json.stdout) == {"database": f"sqlite://{db}", "applied": []}

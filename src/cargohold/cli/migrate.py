@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from ..config import ConfigError, load_config
+from ..metadata.migrations import Migration
 from ..metadata.schema import MigrationFailed, migrate, status
 from ..metadata.store import MetadataError
 
@@ -63,18 +64,26 @@ def run(args: argparse.Namespace) -> int:
         os.makedirs(config.data_dir, exist_ok=True)
         done = migrate(url)
     except MigrationFailed as exc:
-        for migration in exc.applied:
-            print(f"applied {migration.label}")
+        _show_applied(url, None, exc.applied, args.json)
         print(f"cargohold migrate: {exc}", file=sys.stderr)
         return 1
     except (MetadataError, OSError) as exc:
         print(f"cargohold migrate: {exc}", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps({"database": url, "version": done.version,
-                          "applied": [{"version": m.version, "name": m.name} for m in done.applied]}, indent=2))
-        return 0
-    for migration in done.applied:
-        print(f"applied {migration.label}")
-    print(f"database {url}: schema at {done.version}" + ("" if done.applied else " (nothing to apply)"))
+    _show_applied(url, done.version, done.applied, args.json)
     return 0
+
+
+def _show_applied(url: str, version: int | None, applied: list[Migration], as_json: bool) -> None:
+    """What a run applied; ``version`` None: it failed after those."""
+    if as_json:
+        document: dict[str, Any] = {"database": url, "applied": [{"version": m.version, "name": m.name}
+                                                                 for m in applied]}
+        if version is not None:
+            document["version"] = version
+        print(json.dumps(document, indent=2))
+        return
+    for migration in applied:
+        print(f"applied {migration.label}")
+    if version is not None:
+        print(f"database {url}: schema at {version}" + ("" if applied else " (nothing to apply)"))

@@ -97,7 +97,7 @@ def migrate(url: str) -> MigrationRun:
                 try:
                     if target.apply(migration):
                         done.append(migration)
-                except MetadataError as exc:
+                except Exception as exc:  # noqa: BLE001 - a full disk too: the run ends with what it did
                     raise MigrationFailed(f"migration {migration.label} failed (rolled back): {exc}", done) from exc
         return MigrationRun(target.dialect, known[-1].version if known else 0, done)
     finally:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from .migrations import Migration, split_statements
 from .schema import AppliedMigration
 from .sqlite_db import SqliteDatabase
+from .store import MetadataError
 
 _CREATE_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations "
@@ -47,7 +48,12 @@ class SqliteSchema:
         if self.path == ":memory:":  # no other process can reach it
             yield
             return
-        with open(f"{self.path}-migrate.lock", "a") as lock:
+        path = f"{self.path}-migrate.lock"
+        try:
+            lock = open(path, "a")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise MetadataError(f"cannot create the migration lock {path}: {exc.strerror or exc}") from None
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
