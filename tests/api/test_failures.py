@@ -16,6 +16,7 @@ import pytest
 
 from cargohold.api.server import CONFIG_ENV
 from cargohold.config import load_config
+from cargohold.metadata import migrate
 from tests.support import faulty_app
 from tests.support.servers import SRC, free_port, stop_process, wait_for_http
 
@@ -42,6 +43,8 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyServer]:
     tmp = tmp_path_factory.mktemp("faulty")
     port = free_port()
     config = load_config(None, {"listen": f"127.0.0.1:{port}", "data_dir": str(tmp / "data")}, {})
+    (tmp / "data").mkdir()
+    migrate(config.metadata_url)  # as serve does before it starts the workers
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{ROOT}", CONFIG_ENV: config.to_json()}
     log = tmp / "server.log"
     with open(log, "wb") as out:
