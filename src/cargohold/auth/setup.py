@@ -51,7 +51,7 @@ class AccessSetup:
 
 
 def open_access_store(config: ServerConfig) -> AccessStore:
-    """The access store of a data directory, after the metadata store's migrations (which create its tables)."""
+    """The access store of a data directory whose database is migrated (the migrations create its tables)."""
     os.makedirs(config.data_dir, exist_ok=True)
     meta = open_metadata_store(config.metadata_url)
     asyncio.run(meta.close())
@@ -59,7 +59,7 @@ def open_access_store(config: ServerConfig) -> AccessStore:
 
 
 def limiter_for(config: ServerConfig) -> LoginLimiter:
-    """A limiter over the metadata database, shared by every worker; that store must be open (migrated)."""
+    """A limiter over the metadata database, shared by every worker; its database must be migrated."""
     if not config.metadata_url.startswith("sqlite://"):
         raise ConfigError(f"login limits need an SQLite metadata database, not {config.metadata_url!r}")
     db = SqliteDatabase(config.metadata_url.removeprefix("sqlite://"), what="login limits")
@@ -91,7 +91,7 @@ def external_keys(config: ServerConfig) -> list[VerifyingKey]:
 
 
 def build_access(config: ServerConfig) -> AccessSetup:
-    """The controller for ``config.auth.mode``; the metadata store must be open (migrated) already."""
+    """The controller for ``config.auth.mode``; the database must be migrated already."""
     try:
         if config.auth.mode == "htpasswd":
             return AccessSetup(BasicAccessController(HtpasswdFile(config.auth.htpasswd), limiter_for(config)))
