@@ -31,6 +31,8 @@ from .servers import SRC, Server, missing_tools
 from .workloads import Sizes
 
 A, B = "cargohold", "distribution"
+#: a static file server's floor for blob GETs: the same blob as a file, sent with sendfile
+NGINX = "nginx"
 #: the floor of a pull: bench/raw_pull.py, sockets and nothing else
 RAW = "raw"
 PHASES = ("compare", "memory", "workers", "clients", "large")
@@ -88,7 +90,7 @@ def say(text: str) -> None:
 
 
 def ordered(run: int, pair: list[Server]) -> list[Server]:
-    """A/B on even runs, B/A on odd ones."""
+    """A/B on even runs, B/A on odd ones (A/B/C, C/B/A for three)."""
     return pair if run % 2 == 0 else pair[::-1]
 
 
@@ -113,6 +115,7 @@ def fresh_big_file(path: Path, size: int) -> images.Blob:
 
 def phase_compare(work: Path, sizes: Sizes, runs: int, results: Results) -> None:
     pair = [Server(A, work / A).start(), Server(B, work / B).start()]
+    nginx = Server(NGINX, work / NGINX).start()
     pool: workloads.PushPool | None = None
     big = work / "big.bin"
     try:
@@ -138,9 +141,12 @@ def phase_compare(work: Path, sizes: Sizes, runs: int, results: Results) -> None
                             workloads.upload_chunked(server, big, blob, sizes.chunk))
                 results.add("compare", "upload_chunked_synced", server.name, durable_rate(blob, started))
                 last[server.name] = blob
+            # the last blob pushed is still in big.bin: nginx serves it at the same URL path
+            nginx.publish(big, f"/v2/{workloads.BIG}/blobs/{last[ordered(run, pair)[-1].name].digest}")
+            last[NGINX] = last[ordered(run, pair)[-1].name]
             os.sync()
             for _ in range(3):  # one GET takes under a second: three per run, alternating
-                for server in ordered(run, pair):
+                for server in ordered(run, [*pair, nginx]):
                     results.add("compare", "download", server.name, workloads.download(server, last[server.name]))
             rates: list[tuple[str, Callable[[Server], float]]] = [
                 ("manifest_get", lambda s: workloads.manifest_get(s, sizes)),
@@ -160,7 +166,7 @@ def phase_compare(work: Path, sizes: Sizes, runs: int, results: Results) -> None
     finally:
         if pool is not None:
             pool.close()
-        for server in pair:
+        for server in (*pair, nginx):
             server.cleanup()
         big.unlink(missing_ok=True)
         shutil.rmtree(work / "small", ignore_errors=True)
@@ -331,11 +337,15 @@ def _ratio(metric: Metric, ours: list[float] | None, theirs: list[float] | None)
     return b / a if a else None
 
 
-def comparison_table(results: Results, section: str, metrics: list[Metric], subjects: tuple[str, str]) -> str:
+def comparison_table(results: Results, section: str, metrics: list[Metric], subjects: tuple[str, str],
+                     third: str | None = None) -> str:
+    """subjects[0] against subjects[1]; with ``third``, a column of its samples (where it has any)
+    and subjects[0]'s ratio to it."""
     data = results.samples.get(section, {})
+    extra = f" {third} | ratio to {third} |" if third else ""
     lines = [
-        f"| metric | {subjects[0]} | {subjects[1]} | ratio | target | |",
-        "|---|---|---|---|---|---|",
+        f"| metric | {subjects[0]} | {subjects[1]} | ratio | target | |{extra}",
+        "|---|---|---|---|---|---|" + ("---|---|" if third else ""),
     ]
     for metric in metrics:
         row = data.get(metric.key, {})
@@ -347,9 +357,14 @@ def comparison_table(results: Results, section: str, metrics: list[Metric], subj
         status = ""
         if ratio is not None and metric.target is not None:
             status = "met" if ratio >= metric.target else "**not met**"
+        cells = ""
+        if third:
+            other = row.get(third)
+            to_third = _ratio(metric, ours, other)
+            cells = f" {_cell(other, metric.unit)} | {'-' if to_third is None else f'{to_third:.2f}×'} |"
         lines.append(
             f"| {metric.label} | {_cell(ours, metric.unit)} | {_cell(theirs, metric.unit)} | "
-            f"{'-' if ratio is None else f'{ratio:.2f}×'} | {target} | {status} |"
+            f"{'-' if ratio is None else f'{ratio:.2f}×'} | {target} | {status} |{cells}"
         )
     return "\n".join(lines)
 
@@ -399,7 +414,9 @@ def render(results: Results, command: str, runs: int) -> str:
                    f"Blob size {notes['big_bytes'] / 2**20:g} MiB, chunks of {notes['chunk_bytes'] / 2**20:g} MiB; "
                    f"{notes['tags']} tags; {notes['repositories']} repositories; {notes['images']} images; "
                    f"load for {notes['duration_s']:g} s per measurement.\n")
-        out.append(comparison_table(results, "compare", COMPARE, (A, B)))
+        out.append(comparison_table(results, "compare", COMPARE, (A, B), NGINX))
+        out.append(f"\n{NGINX}: the blob GET's floor, the same bytes as a file served with `sendfile on` "
+                   f"(a generated config, one worker per CPU).")
         out.append(_disk_line(results, "compare", "cargohold's uploads"))
     if memory:
         out.append(f"\n### Memory\n\nPeak RSS of all the server's processes while a "

@@ -1,4 +1,4 @@
-"""Start cargohold and Distribution on free loopback ports with fresh storage; watch their memory."""
+"""Start cargohold, Distribution and nginx on free loopback ports with fresh storage; watch their memory."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from .httpc import Connection
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
+#: Debian installs it outside a normal user's PATH
+NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin") or "nginx"
 
 
 def free_port() -> int:
@@ -28,7 +30,8 @@ def free_port() -> int:
 def missing_tools(need_skopeo: bool) -> list[str]:
     """What the benchmark needs and does not find, each with how to get it."""
     missing = []
-    for tool, package in (("docker-registry", "docker-registry"), ("wrk", "wrk"), ("hey", "hey")):
+    for tool, package in (("docker-registry", "docker-registry"), ("wrk", "wrk"), ("hey", "hey"),
+                          (NGINX, "nginx-light")):
         if shutil.which(tool) is None:
             missing.append(f"{tool} (apt-get install {package})")
     if need_skopeo and shutil.which("skopeo") is None:
@@ -45,11 +48,12 @@ def missing_tools(need_skopeo: bool) -> list[str]:
 class Server:
     """A registry process under test."""
 
-    name: str  # "cargohold" or "distribution"
+    name: str  # "cargohold", "distribution" or "nginx"
     workdir: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
+    published: Path | None = None
 
     host = "127.0.0.1"
 
@@ -70,6 +74,8 @@ class Server:
             env = {**os.environ, "PYTHONPATH": str(SRC)}
             argv = [sys.executable, "-m", "cargohold.cli.main", "serve", "--listen", self.address,
                     "--data-dir", str(self.workdir / "data"), *self.extra_args]
+        elif self.name == "nginx":
+            argv, env = self._nginx_argv(), dict(os.environ)
         else:
             config = self.workdir / "distribution.yml"
             config.write_text(
@@ -98,6 +104,50 @@ class Server:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not answer on {self.address}")
+
+    def _nginx_argv(self) -> list[str]:
+        """nginx in the foreground from a generated config: its own prefix, pid and logs, no system service.
+
+        It serves files under ``www/`` (see ``publish``) with sendfile, as a static file server would
+        serve a blob; ``/v2/`` answers 200 so that ``start`` can wait for it like for the registries.
+        """
+        www = self.workdir / "www"
+        (www / "v2").mkdir(parents=True)
+        (www / "v2" / "index.html").write_bytes(b"")
+        config = self.workdir / "nginx.conf"
+        # as root nginx's workers would switch to nobody, who cannot enter a private temporary directory
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        config.write_text(
+            user +
+            "daemon off;\n"
+            "master_process on;\n"
+            "worker_processes auto;\n"
+            f"pid {self.workdir / 'nginx.pid'};\n"
+            f"error_log {self.workdir / 'error.log'} warn;\n"
+            "events { worker_connections 1024; }\n"
+            "http {\n"
+            "  access_log off;\n"
+            "  sendfile on;\n"
+            "  tcp_nopush on;\n"
+            "  default_type application/octet-stream;\n"
+            f"  client_body_temp_path {self.workdir / 'tmp'};\n"
+            f"  proxy_temp_path {self.workdir / 'tmp'};\n"
+            f"  fastcgi_temp_path {self.workdir / 'tmp'};\n"
+            f"  uwsgi_temp_path {self.workdir / 'tmp'};\n"
+            f"  scgi_temp_path {self.workdir / 'tmp'};\n"
+            f"  server {{ listen {self.address}; root {www}; }}\n"
+            "}\n"
+        )
+        return [NGINX, "-p", str(self.workdir), "-c", str(config), "-e", str(self.workdir / "error.log")]
+
+    def publish(self, source: Path, target: str) -> None:
+        """nginx only: serve a copy of ``source`` at the URL path ``target`` (a registry's blob URL),
+        in place of the file published before."""
+        if self.published is not None:
+            self.published.unlink(missing_ok=True)
+        self.published = self.workdir / "www" / target.lstrip("/")
+        self.published.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, self.published)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
