@@ -147,7 +147,10 @@ def phase_compare(work: Path, sizes: Sizes, runs: int, results: Results) -> None
             os.sync()
             for _ in range(3):  # one GET takes under a second: three per run, alternating
                 for server in ordered(run, [*pair, nginx]):
+                    cpu = server.cpu_seconds()
                     results.add("compare", "download", server.name, workloads.download(server, last[server.name]))
+                    results.add("compare", "download_cpu", server.name,
+                                (server.cpu_seconds() - cpu) / (sizes.big / 2**30))
             rates: list[tuple[str, Callable[[Server], float]]] = [
                 ("manifest_get", lambda s: workloads.manifest_get(s, sizes)),
                 ("blob_head", lambda s: workloads.blob_head(s, sizes, fixtures[s.name])),
@@ -417,6 +420,10 @@ def render(results: Results, command: str, runs: int) -> str:
         out.append(comparison_table(results, "compare", COMPARE, (A, B), NGINX))
         out.append(f"\n{NGINX}: the blob GET's floor, the same bytes as a file served with `sendfile on` "
                    f"(a generated config, one worker per CPU).")
+        cpu = results.samples["compare"].get("download_cpu", {})
+        if cpu:
+            out.append("The server's CPU time (user + system, all its processes) per GiB of blob GET: " + "; ".join(
+                f"{name} {_cell(cpu.get(name), 's')}" for name in (A, B, NGINX)) + ".")
         out.append(_disk_line(results, "compare", "cargohold's uploads"))
     if memory:
         out.append(f"\n### Memory\n\nPeak RSS of all the server's processes while a "

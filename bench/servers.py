@@ -184,6 +184,18 @@ class Server:
             todo += children.get(pid, [])
         return found
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process tree so far (exited threads included)."""
+        ticks = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat") as file:
+                    fields = file.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def rss_bytes(self) -> tuple[int, int]:
         """(sum over the process tree, largest single process) resident set size."""
         sizes = []
