@@ -51,8 +51,3 @@ class Digest:
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
-
-
-def is_digest(text: str) -> bool:
-    """True where ``text`` looks like a digest reference rather than a tag."""
-    return ":" in text

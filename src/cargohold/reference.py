@@ -1,7 +1,8 @@
 """Repository names, tags and image references.
 
-Server side: :func:`check_repository_name` and :func:`check_tag` apply the
-distribution-spec grammar. Client side: :class:`Reference` parses what users
+Server side: :func:`is_repository_name` and :func:`is_tag` apply the
+distribution-spec grammar, and :func:`manifest_reference` reads what follows
+``/manifests/`` once, as a :class:`TagRef` or a :class:`DigestRef`. Client side: :class:`Reference` parses what users
 type (``[registry[:port]/]namespace/repo[:tag][@digest]``) with Docker Hub's
 defaults.
 """
@@ -37,6 +38,38 @@ def is_repository_name(name: str) -> bool:
 
 def is_tag(tag: str) -> bool:
     return TAG_PATTERN.fullmatch(tag) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TagRef:
+    """A manifest reference that is a tag (not checked against the grammar: a lookup of a bad one finds nothing)."""
+
+    tag: str
+
+    def __str__(self) -> str:
+        return self.tag
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRef:
+    """A manifest reference that is a digest."""
+
+    digest: Digest
+
+    def __str__(self) -> str:
+        return str(self.digest)
+
+
+#: what follows ``/manifests/`` in a URL
+ManifestReference = TagRef | DigestRef
+
+
+def manifest_reference(text: str) -> ManifestReference:
+    """A tag, or a digest when it has a ``:`` (which no tag has).
+
+    :raises DigestError: it has a ``:`` but is not a valid digest.
+    """
+    return DigestRef(Digest.parse(text)) if ":" in text else TagRef(text)
 
 
 @dataclass(frozen=True, slots=True)
