@@ -23,7 +23,7 @@ from ..errcodes import BlobUploadInvalid, ManifestInvalid, NameInvalid, Registry
 from ..http import ClientDisconnected, Receive, Request, Response, Router, Scope, Send, error_response
 from ..http.errors import method_not_allowed, not_found
 from ..reference import is_repository_name
-from ..service import BACKEND_ERRORS, Registry
+from ..service import BACKEND_ERRORS, RegistryService
 from .accesslog import AccessLog
 from .handlers import HANDLERS
 from .request import RegistryRequest
@@ -40,7 +40,7 @@ class RegistryApp:
     """ASGI entry point; one per worker process."""
 
     def __init__(
-        self, registry: Registry, access: AccessController | None = None, routes: Iterable[Route] = (),
+        self, registry: RegistryService, access: AccessController | None = None, routes: Iterable[Route] = (),
     ):
         self.registry = registry
         self.access: AccessController = access or OpenAccess()
@@ -140,7 +140,7 @@ class RegistryApp:
         max_age = self.registry.options.upload_max_age_seconds
         while True:
             try:
-                removed = await self.registry.uploads.purge(max_age)
+                removed = await self.registry.purge_uploads()
                 if removed:
                     log.info("purged abandoned uploads", extra={"count": removed})
             except BACKEND_ERRORS:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Final
 
@@ -10,16 +9,14 @@ from ..digest import Digest
 from ..errcodes import (
     BlobUploadInvalid,
     DigestInvalid,
-    ManifestTooLarge,
-    ManifestUnknown,
     PaginationNumberInvalid,
     RangeInvalid,
     SizeInvalid,
 )
-from ..formats import MediaType, parse_manifest
+from ..formats import MediaType
 from ..http import Response
-from ..service import ManifestRecord, ReferrerRecord, Registry
-from ..service.registry import media_type_warning, parse_algorithm
+from ..service import RegistryService as Registry
+from ..service import parse_algorithm, parse_reference
 from . import routes
 from .health import get_healthz, get_readyz
 from .request import RegistryRequest as Request
@@ -182,8 +179,8 @@ async def put_upload(registry: Registry, request: Request) -> Response:
 
 async def get_upload(registry: Registry, request: Request) -> Response:
     name, upload_id = request.params["name"], request.params["uuid"]
-    record = await registry.upload_status(name, upload_id)
-    return _upload_headers(Response(204), name, upload_id, record.size)
+    size = await registry.upload_size(name, upload_id)
+    return _upload_headers(Response(204), name, upload_id, size)
 
 
 async def delete_upload(registry: Registry, request: Request) -> Response:
@@ -210,75 +207,25 @@ def _accepts(accept: str | None, media_type: str) -> bool:
     return media_type == MediaType.DOCKER_SCHEMA1_SIGNED and MediaType.DOCKER_SCHEMA1 in accept
 
 
-#: the image a client that cannot read a Docker manifest list gets instead, as from Distribution
-LIST_FALLBACK_PLATFORM: Final = ("linux", "amd64")
-
-
-async def _list_fallback(
-    registry: Registry, name: str, reference: str, record: ManifestRecord, accept: str | None
-) -> ManifestRecord | None:
-    """Distribution's answers to a client whose Accept leaves out Docker manifest lists.
-
-    By digest, the list itself: a digest names those bytes. By tag, the list's
-    linux/amd64 image if the client takes its type; else nothing (404). OCI
-    indexes get no such fallback, as in Distribution 2.8.
-    """
-    if record.media_type != MediaType.DOCKER_MANIFEST_LIST:
-        return None
-    if ":" in reference:
-        return record
-    listing = parse_manifest(record.content, record.media_type)
-    image = next(
-        (
-            entry
-            for entry in listing.manifests
-            if entry.platform is not None
-            and (entry.platform.os, entry.platform.architecture) == LIST_FALLBACK_PLATFORM
-        ),
-        None,
-    )
-    if image is None or not _accepts(accept, image.media_type):
-        return None
-    return await registry.get_manifest(name, str(image.digest))
-
-
-async def _manifest_response(registry: Registry, request: Request) -> Response:
-    name, reference = request.params["name"], request.params["reference"]
-    record = await registry.get_manifest(name, reference)
-    accept = request.headers.get("accept")
-    if not _accepts(accept, record.media_type):
-        fallback = await _list_fallback(registry, name, reference, record, accept)
-        if fallback is None:
-            raise ManifestUnknown(
-                f"manifest is {record.media_type}, which the Accept header does not allow",
-                detail={"reference": reference, "mediaType": record.media_type},
-            )
-        record = fallback
-    response = (
-        Response(200, body=record.content)
-        .header("content-type", record.media_type)
-        .header("docker-content-digest", record.digest)
-        .header("etag", f'"{record.digest}"')
-    )
-    warning = media_type_warning(record.media_type)
-    return response.warning(warning) if warning else response
-
-
 async def get_manifest(registry: Registry, request: Request) -> Response:
-    return await _manifest_response(registry, request)
+    name, reference = request.params["name"], parse_reference(request.params["reference"])
+    accept = request.headers.get("accept")
+    found = await registry.get_manifest(name, reference, lambda media_type: _accepts(accept, media_type))
+    response = (
+        Response(200, body=found.content)
+        .header("content-type", found.media_type)
+        .header("docker-content-digest", found.digest)
+        .header("etag", f'"{found.digest}"')
+    )
+    return response.warning(found.warning) if found.warning else response
 
 
 async def put_manifest(registry: Registry, request: Request) -> Response:
-    name, reference = request.params["name"], request.params["reference"]
-    limit = registry.options.max_manifest_size
-    declared = request.content_length()
-    if declared is not None and declared > limit:
-        raise ManifestTooLarge(f"manifest exceeds {limit} bytes")
-    raw = await request.body(limit)
-    if raw is None:
-        raise ManifestTooLarge(f"manifest exceeds {limit} bytes")
-    tags = request.query_all("tag")
-    stored = await registry.put_manifest(name, reference, request.headers.get("content-type"), raw, tags)
+    name, reference = request.params["name"], parse_reference(request.params["reference"])
+    stored = await registry.put_manifest(
+        name, reference, request.headers.get("content-type"), request.content_length(), request.body,
+        request.query_all("tag"),
+    )
     response = (
         Response(201)
         .header("location", url_for(routes.MANIFEST, name=name, reference=stored.digest))
@@ -294,7 +241,7 @@ async def put_manifest(registry: Registry, request: Request) -> Response:
 
 
 async def delete_manifest(registry: Registry, request: Request) -> Response:
-    await registry.delete_manifest(request.params["name"], request.params["reference"])
+    await registry.delete_manifest(request.params["name"], parse_reference(request.params["reference"]))
     return Response(202)
 
 
@@ -345,22 +292,13 @@ async def get_catalog(registry: Registry, request: Request) -> Response:
     return _paged(names, limit, url_for(routes.CATALOG), "repositories", {})
 
 
-def _referrer_descriptor(record: ReferrerRecord) -> dict[str, Any]:
-    descriptor: dict[str, Any] = {"mediaType": record.media_type, "digest": record.digest, "size": record.size}
-    if record.artifact_type:
-        descriptor["artifactType"] = record.artifact_type
-    if record.annotations_json:
-        descriptor["annotations"] = json.loads(record.annotations_json)
-    return descriptor
-
-
 async def get_referrers(registry: Registry, request: Request) -> Response:
     artifact_type = request.query("artifactType") or None
     found = await registry.referrers(request.params["name"], request.params["digest"], artifact_type)
     index = {
         "schemaVersion": 2,
         "mediaType": MediaType.OCI_INDEX.value,
-        "manifests": [_referrer_descriptor(r) for r in found],
+        "manifests": [descriptor.to_json() for descriptor in found],
     }
     response = Response.json(index, content_type=MediaType.OCI_INDEX.value)
     if artifact_type is not None:

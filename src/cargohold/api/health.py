@@ -12,10 +12,9 @@ import signal
 from typing import TYPE_CHECKING, Final
 
 from ..http import Request, Response
-from ..service import failed_checks
 
 if TYPE_CHECKING:
-    from ..service import Registry
+    from ..service import RegistryService as Registry
 
 #: the signal the server process sends its workers when it starts draining
 DRAIN_SIGNAL: Final = signal.SIGUSR1
@@ -45,7 +44,7 @@ async def get_readyz(registry: Registry, request: Request) -> Response:
     failed: dict[str, str] = {}
     if lifecycle.draining:
         failed["shutdown"] = "draining: the server is stopping"
-    failed.update(await failed_checks(registry))
+    failed.update(await registry.failed_checks())
     if failed:
         return Response.json({"status": "unavailable", "failed": failed}, status=503)
     return Response.json({"status": "ok"})

@@ -18,10 +18,10 @@ from ..http.response import Response
 from .request import RegistryRequest
 
 if TYPE_CHECKING:
-    from ..service import Registry
+    from ..service import RegistryService
 
 #: a /v2/ handler: the registry and the request
-Handler = Callable[["Registry", RegistryRequest], Awaitable[Response]]
+Handler = Callable[["RegistryService", RegistryRequest], Awaitable[Response]]
 #: what a route calls: a handler with its registry bound, or a token or admin endpoint
 Endpoint = Callable[[RegistryRequest], Awaitable[Response]]
 Route = routing.Route[Endpoint]
@@ -58,7 +58,7 @@ _PATTERNS: Final[list[tuple[str, str, str, str]]] = [
 _TEMPLATES: Final = {name: template for name, _, template, _ in _PATTERNS}
 
 
-def build_routes(handlers: dict[str, dict[str, Handler]], registry: Registry) -> list[Route]:
+def build_routes(handlers: dict[str, dict[str, Handler]], registry: RegistryService) -> list[Route]:
     """The table with each handler bound to ``registry``."""
     return [
         routing.route(

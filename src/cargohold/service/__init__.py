@@ -1,15 +1,20 @@
 """Registry rules over storage and metadata: what the HTTP API calls.
 
-Raises :class:`cargohold.errcodes.RegistryError` subclasses, and the backends'
-own failures (:data:`BACKEND_ERRORS`); knows nothing of HTTP. The records it
-returns are the metadata store's, re-exported here so that the API reads them
-without reaching into the store.
+The API sees only :class:`RegistryService` and the values it returns;
+:class:`Registry` implements it over the stores, one part per noun (blobs,
+uploads, manifests, tags, catalog, referrers). Raises
+:class:`cargohold.errcodes.RegistryError` subclasses, and the backends' own
+failures (:data:`BACKEND_ERRORS`); knows nothing of HTTP.
 """
 
-from ..metadata.store import ManifestRecord, ReferrerRecord
-from .backends import BACKEND_ERRORS, failed_checks
-from .registry import BlobBody, Registry, RegistryOptions
+from .backends import BACKEND_ERRORS
+from .blobs import BlobBody
+from .common import RegistryOptions, parse_algorithm, parse_reference
+from .manifests import ManifestContent, StoredManifest
+from .protocol import RegistryService
+from .registry import Registry
 
 __all__ = [
-    "BACKEND_ERRORS", "BlobBody", "ManifestRecord", "ReferrerRecord", "Registry", "RegistryOptions", "failed_checks",
+    "BACKEND_ERRORS", "BlobBody", "ManifestContent", "Registry", "RegistryOptions", "RegistryService",
+    "StoredManifest", "parse_algorithm", "parse_reference",
 ]

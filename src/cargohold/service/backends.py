@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from ..metadata.store import MetadataError
-from ..storage.driver import StorageError
-
-if TYPE_CHECKING:
-    from .registry import Registry
+from ..metadata.store import MetadataError, MetadataStore
+from ..storage.driver import BlobStore, StorageError
 
 #: failures of the database or the blob store (not of the request): a 500 for the caller, an error in the log
 BACKEND_ERRORS: Final = (StorageError, MetadataError)
 
 
-async def failed_checks(registry: Registry) -> dict[str, str]:
+async def failed_checks(meta: MetadataStore, blobs: BlobStore, *, writable: bool) -> dict[str, str]:
     """Which backend ("database", "blobs") fails its check, and why; empty when both can serve."""
     failed: dict[str, str] = {}
     try:
-        await registry.meta.check()
+        await meta.check()
     except (MetadataError, OSError) as exc:
         failed["database"] = str(exc)
     try:
-        await registry.blobs.check(writable=not registry.options.read_only)
+        await blobs.check(writable=writable)
     except (StorageError, OSError) as exc:
         failed["blobs"] = str(exc)
     return failed

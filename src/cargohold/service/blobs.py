@@ -1,0 +1,89 @@
+"""Blobs: their size and bytes as a repository links them, unlinking, and mounting from another repository."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Final
+
+from ..digest import Digest
+from ..errcodes import BlobUnknown
+from ..metadata.store import MetadataStore
+from ..reference import is_repository_name
+from ..storage.driver import BlobStore, LocalFileServer
+from .common import Guard, check_name, parse_digest, repository_id
+
+#: repository names read per step when looking for a repository to mount a blob from
+MOUNT_SCAN: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class BlobBody:
+    """How to send a blob (or a range of it): a local file path, or a stream."""
+
+    size: int
+    local_path: str | None
+    stream: AsyncIterator[bytes] | None
+
+
+class Blobs:
+    def __init__(self, store: BlobStore, meta: MetadataStore, guard: Guard):
+        self.store = store
+        self.meta = meta
+        self.guard = guard
+        self._local = store if isinstance(store, LocalFileServer) else None
+
+    async def size(self, repository: str, digest_text: str) -> tuple[Digest, int]:
+        digest = parse_digest(digest_text)
+        size = await self.meta.linked_blob_size(repository, str(digest))
+        if size is None:
+            raise BlobUnknown(detail={"digest": str(digest)})
+        return digest, size
+
+    async def body(self, digest: Digest, start: int = 0, length: int | None = None) -> BlobBody:
+        if self._local is not None and start == 0 and length is None:
+            size = await self._local.stat(digest)
+            if size is None:
+                raise BlobUnknown("blob bytes are missing from storage", detail={"digest": str(digest)})
+            return BlobBody(size, self._local.local_path(digest), None)
+        return BlobBody(length or 0, None, self.store.read(digest, start, length))
+
+    async def delete(self, repository: str, digest_text: str) -> None:
+        self.guard.check_deletable()
+        digest = parse_digest(digest_text)
+        found = await repository_id(self.meta, repository)
+        if not await self.meta.unlink_blob(found, str(digest)):
+            raise BlobUnknown(detail={"digest": str(digest)})
+
+    async def mount(self, repository: str, source: str, digest_text: str) -> Digest | None:
+        """Link a blob from ``source`` into ``repository``; None if it is not there to mount."""
+        self.guard.check_writable()
+        check_name(repository)
+        digest = parse_digest(digest_text)
+        if not is_repository_name(source) or await self.meta.linked_blob_size(source, str(digest)) is None:
+            return None
+        return await self._link(repository, digest)
+
+    async def mount_found(
+        self, repository: str, digest_text: str, may_pull: Callable[[str], bool], *, scan: int = MOUNT_SCAN
+    ) -> Digest | None:
+        """Link a blob into ``repository`` from any repository ``may_pull`` accepts; None if there is none.
+
+        A blob linked only where the caller may not pull is not mounted: the
+        answer is then the same as for a blob the registry does not hold.
+        """
+        self.guard.check_writable()
+        check_name(repository)
+        digest = parse_digest(digest_text)
+        cursor: str | None = None
+        while True:
+            names = await self.meta.repositories_with_blob(str(digest), scan, cursor)
+            if any(may_pull(name) for name in names):
+                return await self._link(repository, digest)
+            if len(names) < scan:
+                return None
+            cursor = names[-1]
+
+    async def _link(self, repository: str, digest: Digest) -> Digest | None:
+        found = await self.meta.ensure_repository(repository)
+        return digest if await self.meta.link_blob(found, str(digest)) else None

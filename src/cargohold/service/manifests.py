@@ -1,0 +1,239 @@
+"""Manifests: fetching one (with Distribution's fallback for clients that cannot read a list), storing, deleting."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from ..digest import Digest
+from ..errcodes import (
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestTooLarge,
+    ManifestUnknown,
+    ManifestUnverified,
+    NameInvalid,
+    NameUnknown,
+    TagInvalid,
+    TooManyTags,
+)
+from ..formats import Manifest, ManifestError, ManifestSignatureError, MediaType, is_schema1, parse_manifest
+from ..metadata.store import ManifestRecord, MetadataStore, NewManifest
+from ..reference import DigestRef, ManifestReference, TagRef, is_tag
+from .common import Guard, check_name, repository_id
+
+#: most ``tag`` parameters one manifest push may carry (the spec asks for at least 10; more is 414)
+MAX_PUSH_TAGS: Final = 50
+#: the image a client that cannot read a Docker manifest list gets instead, as from Distribution
+LIST_FALLBACK_PLATFORM: Final = ("linux", "amd64")
+
+#: reads a request body of at most the given size; None if it is longer
+BodyReader = Callable[[int], Awaitable[bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestContent:
+    """A stored manifest as it is served: its digest, type and bytes, and what a client should be warned of."""
+
+    digest: str
+    media_type: str
+    content: bytes
+    warning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: str
+    media_type: str
+    subject: str | None
+    #: the tags now pointing at it, from the ``tag`` parameters of a push by digest
+    tags: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def media_type_warning(media_type: str) -> str | None:
+    """What a client should be warned of when it pushes or pulls a manifest of this type."""
+    if is_schema1(media_type):
+        return "Docker schema 1 manifests are deprecated; convert the image to Docker schema 2 or OCI"
+    return None
+
+
+def _content(record: ManifestRecord) -> ManifestContent:
+    return ManifestContent(record.digest, record.media_type, record.content, media_type_warning(record.media_type))
+
+
+class Manifests:
+    def __init__(self, meta: MetadataStore, guard: Guard):
+        self.meta = meta
+        self.guard = guard
+
+    async def _record(self, repository: str, reference: ManifestReference) -> ManifestRecord:
+        if isinstance(reference, TagRef):
+            record = await self.meta.tagged_manifest(repository, reference.tag)
+        else:
+            record = await self.meta.manifest(repository, str(reference.digest))
+        if record is None:
+            if await self.meta.repository_id(repository) is None:
+                raise NameUnknown(detail={"name": repository})
+            raise ManifestUnknown(detail={"reference": str(reference)})
+        return record
+
+    async def get(
+        self, repository: str, reference: ManifestReference, accepts: Callable[[str], bool]
+    ) -> ManifestContent:
+        """The manifest ``reference`` names, or what to serve instead to a client that ``accepts`` only some types."""
+        record = await self._record(repository, reference)
+        if accepts(record.media_type):
+            return _content(record)
+        fallback = await self._list_fallback(repository, reference, record, accepts)
+        if fallback is None:
+            raise ManifestUnknown(
+                f"manifest is {record.media_type}, which the Accept header does not allow",
+                detail={"reference": str(reference), "mediaType": record.media_type},
+            )
+        return _content(fallback)
+
+    async def _list_fallback(
+        self, repository: str, reference: ManifestReference, record: ManifestRecord, accepts: Callable[[str], bool]
+    ) -> ManifestRecord | None:
+        """Distribution's answers to a client who does not accept Docker manifest lists.
+
+        By digest, the list itself: a digest names those bytes. By tag, the list's
+        linux/amd64 image if the client takes its type; else nothing (404). OCI
+        indexes get no such fallback, as in Distribution 2.8.
+        """
+        if record.media_type != MediaType.DOCKER_MANIFEST_LIST:
+            return None
+        if isinstance(reference, DigestRef):
+            return record
+        listing = parse_manifest(record.content, record.media_type)
+        image = next(
+            (
+                entry
+                for entry in listing.manifests
+                if entry.platform is not None
+                and (entry.platform.os, entry.platform.architecture) == LIST_FALLBACK_PLATFORM
+            ),
+            None,
+        )
+        if image is None or not accepts(image.media_type):
+            return None
+        return await self._record(repository, DigestRef(image.digest))
+
+    async def put(
+        self,
+        repository: str,
+        reference: ManifestReference,
+        content_type: str | None,
+        declared_length: int | None,
+        read: BodyReader,
+        tags: Sequence[str] = (),
+    ) -> StoredManifest:
+        """Store the manifest ``read`` gives (``declared_length`` bytes, if known) under ``reference``.
+
+        A manifest larger than the configured limit is refused (SIZE_INVALID,
+        413) before its body is read if its length is declared, else once the
+        body passes the limit. ``tags`` (the ``tag`` parameters of a push by
+        digest) all point at it once it is stored, in the same transaction; one
+        invalid tag refuses the whole push.
+        """
+        limit = self.guard.options.max_manifest_size
+        raw = None if declared_length is not None and declared_length > limit else await read(limit)
+        if raw is None:
+            raise ManifestTooLarge(f"manifest exceeds {limit} bytes")
+        self.guard.check_writable()
+        check_name(repository)
+        expected: Digest | None = None
+        if isinstance(reference, DigestRef):
+            expected = reference.digest
+            new_tags = _check_push_tags(tags)
+        elif not is_tag(reference.tag):
+            raise TagInvalid(f"invalid tag {reference.tag!r}", detail={"tag": reference.tag})
+        elif tags:
+            raise TagInvalid("tag parameters need a push by digest", detail={"tag": reference.tag})
+        else:
+            new_tags = (reference.tag,)
+        try:
+            manifest = parse_manifest(raw, content_type)
+        except ManifestSignatureError as exc:
+            raise ManifestUnverified(str(exc)) from None
+        except ManifestError as exc:
+            raise ManifestInvalid(str(exc)) from None
+        # A digest in the URL may be of the canonical digest (schema 1: of the payload) or of the bytes.
+        if expected is not None and expected != manifest.digest and expected != Digest.of(raw, expected.algorithm):
+            raise DigestInvalid(
+                f"manifest digest is {manifest.digest}, not {expected}",
+                detail={"expected": str(expected), "actual": str(manifest.digest)},
+            )
+        digest = expected or manifest.digest
+        _check_schema1_identity(manifest, repository, new_tags)
+        # checked before the repository is created: a refused manifest must not create one
+        found = await self.meta.repository_id(repository)
+        await self._check_references(found, manifest)
+        if found is None:
+            found = await self.meta.ensure_repository(repository)
+        subject = str(manifest.subject.digest) if manifest.subject is not None else None
+        annotations = json.dumps(dict(manifest.annotations), sort_keys=True) if manifest.annotations else None
+        record = NewManifest(
+            digest=str(digest),
+            media_type=manifest.media_type,
+            content=raw,
+            artifact_type=manifest.referrer_artifact_type,
+            subject_digest=subject,
+            annotations_json=annotations,
+            references=[str(d.digest) for d in manifest.references],
+        )
+        await self.meta.put_manifest(found, record, new_tags)
+        warning = media_type_warning(manifest.media_type)
+        return StoredManifest(
+            str(digest), manifest.media_type, subject,
+            tags=new_tags if expected is not None else (),
+            warnings=(warning,) if warning else (),
+        )
+
+    async def _check_references(self, repository_id: int | None, manifest: Manifest) -> None:
+        """Every referenced blob and child manifest must be in the repository; report all missing.
+
+        ``repository_id`` None: the repository does not exist yet, so it holds none of them.
+        """
+        digests = [str(d.digest) for d in manifest.references]
+        if repository_id is None:
+            missing = set(digests)
+        elif manifest.is_index:
+            missing = await self.meta.missing_manifests(repository_id, digests)
+        else:
+            missing = await self.meta.unlinked_blobs(repository_id, digests)
+        if missing:
+            kind = "manifest" if manifest.is_index else "blob"
+            raise ManifestBlobUnknown(f"manifest references an unknown {kind}", digests=sorted(missing))
+
+    async def delete(self, repository: str, reference: ManifestReference) -> None:
+        self.guard.check_deletable()
+        found = await repository_id(self.meta, repository)
+        if isinstance(reference, DigestRef):
+            if not await self.meta.delete_manifest(found, str(reference.digest)):
+                raise ManifestUnknown(detail={"digest": str(reference.digest)})
+        elif not await self.meta.delete_tag(found, reference.tag):
+            raise ManifestUnknown(detail={"tag": reference.tag})
+
+
+def _check_push_tags(tags: Sequence[str]) -> tuple[str, ...]:
+    """The distinct ``tag`` parameters of a push, in order, if every one is a valid tag."""
+    distinct = tuple(dict.fromkeys(tags))
+    if len(distinct) > MAX_PUSH_TAGS:
+        raise TooManyTags(f"at most {MAX_PUSH_TAGS} tags per push")
+    invalid = [tag for tag in distinct if not is_tag(tag)]
+    if invalid:
+        raise TagInvalid(f"invalid tag {invalid[0]!r}", detail={"tags": invalid})
+    return distinct
+
+
+def _check_schema1_identity(manifest: Manifest, repository: str, tags: Sequence[str]) -> None:
+    if manifest.name is not None and manifest.name != repository:
+        raise NameInvalid(f"manifest names repository {manifest.name!r}, not {repository!r}")
+    for tag in tags:
+        if manifest.tag is not None and manifest.tag != tag:
+            raise TagInvalid(f"manifest names tag {manifest.tag!r}, not {tag!r}")
