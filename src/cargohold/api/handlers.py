@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Final
 
@@ -16,7 +17,7 @@ from ..errcodes import (
 from ..formats import MediaType
 from ..http import Response
 from ..service import RegistryService as Registry
-from ..service import parse_algorithm, parse_reference
+from ..service import media_type_warning, parse_algorithm, parse_reference
 from . import routes
 from .health import get_healthz, get_readyz
 from .request import RegistryRequest as Request
@@ -210,14 +211,15 @@ def _accepts(accept: str | None, media_type: str) -> bool:
 async def get_manifest(registry: Registry, request: Request) -> Response:
     name, reference = request.params["name"], parse_reference(request.params["reference"])
     accept = request.headers.get("accept")
-    found = await registry.get_manifest(name, reference, lambda media_type: _accepts(accept, media_type))
+    found = await registry.get_manifest(name, reference, functools.partial(_accepts, accept))
     response = (
         Response(200, body=found.content)
         .header("content-type", found.media_type)
         .header("docker-content-digest", found.digest)
         .header("etag", f'"{found.digest}"')
     )
-    return response.warning(found.warning) if found.warning else response
+    warning = media_type_warning(found.media_type)
+    return response.warning(warning) if warning else response
 
 
 async def put_manifest(registry: Registry, request: Request) -> Response:

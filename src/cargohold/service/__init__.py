@@ -10,11 +10,11 @@ failures (:data:`BACKEND_ERRORS`); knows nothing of HTTP.
 from .backends import BACKEND_ERRORS
 from .blobs import BlobBody
 from .common import RegistryOptions, parse_algorithm, parse_reference
-from .manifests import ManifestContent, StoredManifest
+from .manifests import ManifestContent, StoredManifest, media_type_warning
 from .protocol import RegistryService
 from .registry import Registry
 
 __all__ = [
     "BACKEND_ERRORS", "BlobBody", "ManifestContent", "Registry", "RegistryOptions", "RegistryService",
-    "StoredManifest", "parse_algorithm", "parse_reference",
+    "StoredManifest", "media_type_warning", "parse_algorithm", "parse_reference",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final
 
@@ -47,6 +48,7 @@ def parse_digest(text: str) -> Digest:
         raise DigestInvalid(str(exc)) from None
 
 
+@functools.lru_cache(maxsize=4096)  # pulls ask for the same few tags and digests over and over
 def parse_reference(text: str) -> ManifestReference:
     """What follows ``/manifests/``: a tag, or a digest (DIGEST_INVALID if it is a malformed one)."""
     try:

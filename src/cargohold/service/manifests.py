@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NoReturn, Protocol
 
 from ..digest import Digest
 from ..errcodes import (
@@ -34,14 +34,17 @@ LIST_FALLBACK_PLATFORM: Final = ("linux", "amd64")
 BodyReader = Callable[[int], Awaitable[bytes | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class ManifestContent:
-    """A stored manifest as it is served: its digest, type and bytes, and what a client should be warned of."""
+class ManifestContent(Protocol):
+    """A stored manifest as it is served (a store's own row, read-only; no copy on the hottest path)."""
 
-    digest: str
-    media_type: str
-    content: bytes
-    warning: str | None = None
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def media_type(self) -> str: ...
+
+    @property
+    def content(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,40 +64,35 @@ def media_type_warning(media_type: str) -> str | None:
     return None
 
 
-def _content(record: ManifestRecord) -> ManifestContent:
-    return ManifestContent(record.digest, record.media_type, record.content, media_type_warning(record.media_type))
-
-
 class Manifests:
     def __init__(self, meta: MetadataStore, guard: Guard):
         self.meta = meta
         self.guard = guard
 
-    async def _record(self, repository: str, reference: ManifestReference) -> ManifestRecord:
-        if isinstance(reference, TagRef):
-            record = await self.meta.tagged_manifest(repository, reference.tag)
-        else:
-            record = await self.meta.manifest(repository, str(reference.digest))
-        if record is None:
-            if await self.meta.repository_id(repository) is None:
-                raise NameUnknown(detail={"name": repository})
-            raise ManifestUnknown(detail={"reference": str(reference)})
-        return record
+    async def _unknown(self, repository: str, reference: ManifestReference) -> NoReturn:
+        if await self.meta.repository_id(repository) is None:
+            raise NameUnknown(detail={"name": repository})
+        raise ManifestUnknown(detail={"reference": str(reference)})
 
     async def get(
         self, repository: str, reference: ManifestReference, accepts: Callable[[str], bool]
     ) -> ManifestContent:
         """The manifest ``reference`` names, or what to serve instead to a client that ``accepts`` only some types."""
-        record = await self._record(repository, reference)
+        if isinstance(reference, TagRef):
+            record = await self.meta.tagged_manifest(repository, reference.tag)
+        else:
+            record = await self.meta.manifest(repository, str(reference.digest))
+        if record is None:
+            await self._unknown(repository, reference)
         if accepts(record.media_type):
-            return _content(record)
+            return record
         fallback = await self._list_fallback(repository, reference, record, accepts)
         if fallback is None:
             raise ManifestUnknown(
                 f"manifest is {record.media_type}, which the Accept header does not allow",
                 detail={"reference": str(reference), "mediaType": record.media_type},
             )
-        return _content(fallback)
+        return fallback
 
     async def _list_fallback(
         self, repository: str, reference: ManifestReference, record: ManifestRecord, accepts: Callable[[str], bool]
@@ -121,7 +119,10 @@ class Manifests:
         )
         if image is None or not accepts(image.media_type):
             return None
-        return await self._record(repository, DigestRef(image.digest))
+        found = await self.meta.manifest(repository, str(image.digest))
+        if found is None:
+            await self._unknown(repository, DigestRef(image.digest))
+        return found
 
     async def put(
         self,
