@@ -10,7 +10,7 @@ import pytest
 
 from cargohold.digest import Digest, DigestError
 from cargohold.errcodes import DigestInvalid, ManifestTooLarge, NameUnknown
-from cargohold.metadata import open_metadata_store
+from cargohold.metadata import migrate, open_metadata_store
 from cargohold.reference import DigestRef, TagRef, manifest_reference
 from cargohold.service import Registry, RegistryOptions, parse_reference
 from cargohold.storage import open_blob_store
@@ -32,6 +32,7 @@ def test_a_reference_is_a_tag_or_a_digest() -> None:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
+    migrate(f"sqlite://{tmp_path / 'm.db'}")
     meta = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
     blobs = open_blob_store("filesystem", {"root": str(tmp_path / "blobs")})
     return Registry(blobs, meta, RegistryOptions(max_manifest_size=100))
