@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.metadata import MetadataStore, migrate, open_metadata_store
-from cargohold.metadata.store import NewManifest, UploadConflict
+from cargohold.metadata.store import MetadataError, NewManifest, UploadConflict
 
 
 @pytest.fixture(params=["sqlite"])
@@ -105,6 +105,85 @@ def test_uploads(meta: MetadataStore) -> None:
         assert await meta.stale_uploads(record.updated_at - 1) == []
         await meta.delete_upload("u1")
         assert await meta.upload("u1") is None
+
+    run(scenario())
+
+
+class Abort(Exception):
+    pass
+
+
+def test_a_transaction_commits_together_or_not_at_all(meta: MetadataStore) -> None:
+    async def scenario() -> None:
+        await meta.create_upload("u1", "r", "sha256")
+        await meta.begin_upload_commit("u1", 0, 5, "sha256:b")
+        with pytest.raises(Abort):
+            async with meta.transaction() as tx:
+                repo = await tx.ensure_repository("r")
+                await tx.add_blob(repo, "sha256:b", 5)
+                await tx.put_manifest(repo, manifest("sha256:m1"), ["v1"])
+                await tx.complete_upload("u1")
+                assert await tx.linked_blob_size("r", "sha256:b") == 5  # its own writes are visible to it
+                raise Abort
+        assert await meta.repository_id("r") is None
+        assert await meta.blob_size("sha256:b") is None
+        assert await meta.manifest("r", "sha256:m1") is None
+        assert not (await meta.upload("u1")).completed  # type: ignore[union-attr]
+        async with meta.transaction() as tx:
+            repo = await tx.ensure_repository("r")
+            await tx.add_blob(repo, "sha256:b", 5)
+            await tx.complete_upload("u1")
+        assert await meta.linked_blob_size("r", "sha256:b") == 5
+        assert (await meta.upload("u1")).completed  # type: ignore[union-attr]
+
+    run(scenario())
+
+
+def test_a_manifest_and_its_tags_are_stored_together(meta: MetadataStore) -> None:
+    async def scenario() -> None:
+        repo = await meta.ensure_repository("r")
+        await meta.put_manifest(repo, manifest("sha256:m1"), ["v1", "v2"])
+        # a tag that cannot be stored (NULL name) refuses the manifest and every other tag with it
+        with pytest.raises(MetadataError):
+            await meta.put_manifest(repo, manifest("sha256:m2"), ["v1", None])  # type: ignore[list-item]
+        assert await meta.manifest("r", "sha256:m2") is None
+        assert (await meta.tagged_manifest("r", "v1")).digest == "sha256:m1"  # type: ignore[union-attr]
+        # inside a unit of work that fails later, the manifest and the moved tags are undone too
+        with pytest.raises(Abort):
+            async with meta.transaction() as tx:
+                assert await tx.unlinked_blobs(repo, ["b1"]) == {"b1"}
+                await tx.put_manifest(repo, manifest("sha256:m3"), ["v2", "v3"])
+                raise Abort
+        assert await meta.manifest("r", "sha256:m3") is None
+        assert await meta.list_tags(repo, None, None) == ["v1", "v2"]
+        assert (await meta.tagged_manifest("r", "v2")).digest == "sha256:m1"  # type: ignore[union-attr]
+
+    run(scenario())
+
+
+def test_transactions_do_not_nest(meta: MetadataStore) -> None:
+    async def scenario() -> None:
+        async with meta.transaction() as tx:
+            await tx.ensure_repository("kept")
+            with pytest.raises(MetadataError):
+                async with meta.transaction():
+                    pass
+        assert await meta.repository_id("kept") is not None  # the refusal did not end the outer one
+
+    run(scenario())
+
+
+def test_sqlite_refuses_another_tasks_statement_inside_a_transaction(meta: MetadataStore) -> None:
+    """The block of a unit of work must not yield to the event loop: another request's statement would join it."""
+
+    async def scenario() -> None:
+        async with meta.transaction() as tx:
+            await tx.ensure_repository("mine")
+            with pytest.raises(MetadataError):
+                await asyncio.create_task(meta.ensure_repository("theirs"))
+        assert await meta.repository_id("mine") is not None
+        assert await meta.repository_id("theirs") is None
+        await meta.ensure_repository("theirs")  # refused only while the transaction was open
 
     run(scenario())
 

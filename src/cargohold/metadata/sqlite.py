@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 
 from .migrations import require_current
 from .sqlite_db import SqliteDatabase
 from .sqlite_schema import applied_versions
-from .store import ManifestRecord, MetadataError, NewManifest, ReferrerRecord, UploadConflict, UploadRecord
+from .store import (
+    ManifestRecord,
+    MetadataError,
+    MetadataQueries,
+    NewManifest,
+    ReferrerRecord,
+    UploadConflict,
+    UploadRecord,
+)
 
 
 def _now() -> int:
@@ -40,6 +49,11 @@ class SqliteMetadataStore:
         if self.path != ":memory:" and not os.path.exists(self.path):
             raise MetadataError(f"metadata: {self.path} is gone")
         self._db.execute("SELECT version FROM schema_migrations LIMIT 1").fetchall()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MetadataQueries]:
+        async with self._db.unit_of_work():
+            yield self
 
     # repositories
 

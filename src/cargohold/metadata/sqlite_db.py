@@ -8,10 +8,11 @@ except a full disk, which is :class:`~cargohold.errcodes.InsufficientStorage` (5
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, Final
 
 from ..errcodes import InsufficientStorage
@@ -36,6 +37,8 @@ class SqliteDatabase:
     def __init__(self, path: str, *, what: str = "sqlite"):
         self.path = path
         self._what = what
+        #: the task whose unit of work (:meth:`unit_of_work`) is open; None outside one
+        self._owner: asyncio.Task[Any] | None = None
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -45,13 +48,22 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise MetadataError(f"{what} {path}: {exc}") from exc
 
+    def _check_owner(self) -> None:
+        if self._owner is not None and asyncio.current_task() is not self._owner:
+            # the unit of work yielded to the event loop: this statement would join it
+            raise MetadataError(f"{self._what}: a statement of another task inside an open transaction")
+
     def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        if self._owner is not None:
+            self._check_owner()
         try:
             return self._db.execute(sql, args)
         except sqlite3.Error as exc:
             raise _failure(self._what, exc) from exc
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
+        if self._owner is not None:
+            self._check_owner()
         try:
             return self._db.executemany(sql, rows)
         except sqlite3.Error as exc:
@@ -59,7 +71,10 @@ class SqliteDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[SqliteDatabase]:
-        """BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any exception; inside an open one, part of it."""
+        if self._db.in_transaction:
+            yield self
+            return
         self.execute("BEGIN IMMEDIATE")
         try:
             yield self
@@ -71,6 +86,20 @@ class SqliteDatabase:
                 with suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
             raise
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[None]:
+        """A transaction of the current task (BEGIN IMMEDIATE: its reads and writes are one step
+        against every other writer); nesting is refused, and so is any other task's statement
+        until it ends."""
+        if self._db.in_transaction:
+            raise MetadataError(f"{self._what}: transactions do not nest")
+        with self.transaction():
+            self._owner = asyncio.current_task()
+            try:
+                yield
+            finally:
+                self._owner = None
 
     def close(self) -> None:
         self._db.close()

@@ -3,11 +3,21 @@
 Methods are ``async`` so that a networked database (PostgreSQL) fits the same
 shape; SQLite answers them inline, which is faster than a thread hop for its
 sub-millisecond queries.
+
+A unit of work runs in ``async with meta.transaction() as tx:``: every ``tx``
+call commits together, or none does if the block raises. Methods documented as
+atomic on their own (``put_manifest``, ``add_blob``, ...) join an open
+transaction. Transactions do not nest: opening one inside another is a
+MetadataError (a unit of work that needs a smaller one is a design error).
+The block awaits only ``tx``'s methods: SQLite runs them inline on one
+connection, so anything else that yields to the event loop would let other
+requests' statements run inside it (the SQLite store refuses them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,11 +74,8 @@ class UploadConflict(MetadataError):
     """An upload's size changed under a concurrent request."""
 
 
-class MetadataStore(Protocol):
-    async def close(self) -> None: ...
-    async def check(self) -> None:
-        """Raise MetadataError unless the database answers now (for ``/readyz``)."""
-        ...
+class MetadataQueries(Protocol):
+    """What the store answers, on its own or inside a transaction."""
 
     # repositories
     async def repository_id(self, name: str) -> int | None: ...
@@ -136,3 +143,14 @@ class MetadataStore(Protocol):
 
     async def delete_upload(self, upload_id: str) -> None: ...
     async def stale_uploads(self, updated_before: int) -> list[str]: ...
+
+
+class MetadataStore(MetadataQueries, Protocol):
+    async def close(self) -> None: ...
+    async def check(self) -> None:
+        """Raise MetadataError unless the database answers now (for ``/readyz``)."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[MetadataQueries]:
+        """A unit of work (see the module docstring): committed on leaving, rolled back on an exception."""
+        ...
