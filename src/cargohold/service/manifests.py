@@ -21,7 +21,7 @@ from ..errcodes import (
     TooManyTags,
 )
 from ..formats import Manifest, ManifestError, ManifestSignatureError, MediaType, is_schema1, parse_manifest
-from ..metadata.store import ManifestRecord, MetadataStore, NewManifest
+from ..metadata.store import ManifestRecord, MetadataQueries, MetadataStore, NewManifest
 from ..reference import DigestRef, ManifestReference, TagRef, is_tag
 from .common import Guard, check_name, repository_id
 
@@ -171,11 +171,6 @@ class Manifests:
             )
         digest = expected or manifest.digest
         _check_schema1_identity(manifest, repository, new_tags)
-        # checked before the repository is created: a refused manifest must not create one
-        found = await self.meta.repository_id(repository)
-        await self._check_references(found, manifest)
-        if found is None:
-            found = await self.meta.ensure_repository(repository)
         subject = str(manifest.subject.digest) if manifest.subject is not None else None
         annotations = json.dumps(dict(manifest.annotations), sort_keys=True) if manifest.annotations else None
         record = NewManifest(
@@ -187,29 +182,20 @@ class Manifests:
             annotations_json=annotations,
             references=[str(d.digest) for d in manifest.references],
         )
-        await self.meta.put_manifest(found, record, new_tags)
+        # one transaction: a reference deleted concurrently cannot slip between the check and the insert
+        async with self.meta.transaction() as tx:
+            # checked before the repository is created: a refused manifest must not create one
+            found = await tx.repository_id(repository)
+            await _check_references(tx, found, manifest)
+            if found is None:
+                found = await tx.ensure_repository(repository)
+            await tx.put_manifest(found, record, new_tags)
         warning = media_type_warning(manifest.media_type)
         return StoredManifest(
             str(digest), manifest.media_type, subject,
             tags=new_tags if expected is not None else (),
             warnings=(warning,) if warning else (),
         )
-
-    async def _check_references(self, repository_id: int | None, manifest: Manifest) -> None:
-        """Every referenced blob and child manifest must be in the repository; report all missing.
-
-        ``repository_id`` None: the repository does not exist yet, so it holds none of them.
-        """
-        digests = [str(d.digest) for d in manifest.references]
-        if repository_id is None:
-            missing = set(digests)
-        elif manifest.is_index:
-            missing = await self.meta.missing_manifests(repository_id, digests)
-        else:
-            missing = await self.meta.unlinked_blobs(repository_id, digests)
-        if missing:
-            kind = "manifest" if manifest.is_index else "blob"
-            raise ManifestBlobUnknown(f"manifest references an unknown {kind}", digests=sorted(missing))
 
     async def delete(self, repository: str, reference: ManifestReference) -> None:
         self.guard.check_deletable()
@@ -219,6 +205,23 @@ class Manifests:
                 raise ManifestUnknown(detail={"digest": str(reference.digest)})
         elif not await self.meta.delete_tag(found, reference.tag):
             raise ManifestUnknown(detail={"tag": reference.tag})
+
+
+async def _check_references(meta: MetadataQueries, repository_id: int | None, manifest: Manifest) -> None:
+    """Every referenced blob and child manifest must be in the repository; report all missing.
+
+    ``repository_id`` None: the repository does not exist yet, so it holds none of them.
+    """
+    digests = [str(d.digest) for d in manifest.references]
+    if repository_id is None:
+        missing = set(digests)
+    elif manifest.is_index:
+        missing = await meta.missing_manifests(repository_id, digests)
+    else:
+        missing = await meta.unlinked_blobs(repository_id, digests)
+    if missing:
+        kind = "manifest" if manifest.is_index else "blob"
+        raise ManifestBlobUnknown(f"manifest references an unknown {kind}", digests=sorted(missing))
 
 
 def _check_push_tags(tags: Sequence[str]) -> tuple[str, ...]:

@@ -27,9 +27,10 @@ retry comes, the purge of abandoned uploads) carries to the end:
 2. the final size and verified digest are recorded on the session row (``begin_upload_commit``):
    from here on the session is finished and is only ever completed, never undone;
 3. the bytes are placed at the blob's address (``upload_commit``);
-4. the blob is recorded and linked into the repository (``add_blob``);
-5. the session row is marked completed (``complete_upload``); it stays until the
-   purge, so a final ``PUT`` retried after a lost answer is answered again.
+4. in one transaction, the blob is recorded and linked into the repository
+   (``add_blob``) and the session row is marked completed (``complete_upload``);
+   the row stays until the purge, so a final ``PUT`` retried after a lost answer
+   is answered again.
 
 A full disk fails a request with :class:`InsufficientStorage` and cancels its
 upload session, which frees the space its bytes took.
@@ -311,7 +312,7 @@ class Uploads:
         await self._complete(record.id, record.repository, digest, record.size)
 
     async def _complete(self, upload_id: str, repository: str, digest: Digest, size: int) -> None:
-        """Steps 3-5 of a commit; each may be repeated after a crash."""
+        """Steps 3-4 of a commit; each may be repeated after a crash."""
         try:
             await self.blobs.upload_commit(upload_id, digest)
         except UploadMissing:
@@ -319,10 +320,11 @@ class Uploads:
             await self.meta.delete_upload(upload_id)
             raise BlobUploadUnknown("upload data is gone", detail={"uuid": upload_id}) from None
         crash_point("blob-placed")
-        repository_id = await self.meta.ensure_repository(repository)
-        await self.meta.add_blob(repository_id, str(digest), size)
-        crash_point("blob-recorded")
-        await self.meta.complete_upload(upload_id)
+        async with self.meta.transaction() as tx:  # a crash inside leaves the commit at "blob placed"
+            repository_id = await tx.ensure_repository(repository)
+            await tx.add_blob(repository_id, str(digest), size)
+            crash_point("blob-recorded")
+            await tx.complete_upload(upload_id)
         crash_point("upload-completed")
 
     async def cancel(self, upload_id: str) -> None:
