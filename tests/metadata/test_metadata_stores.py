@@ -195,3 +195,26 @@ def test_sqlite_migrations_are_recorded_once(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
     assert versions == sorted(set(versions)) and versions[0] == 1
+
+
+def test_one_holder_per_lease(meta: MetadataStore, tmp_path: Path) -> None:
+    """Two stores on one database (two processes) contend for a lease: one holds it until it expires."""
+    other = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
+
+    async def scenario() -> None:
+        assert await meta.acquire_lease("purge", "a", 60)
+        assert not await other.acquire_lease("purge", "b", 60)
+        assert await meta.acquire_lease("purge", "a", 60)  # renewed by its holder
+        assert await other.acquire_lease("gc", "b", 60)  # another job's lease is its own
+        assert not await meta.acquire_lease("gc", "a", 60)
+        await other.release_lease("purge", "b")  # not b's to give up
+        assert not await other.acquire_lease("purge", "b", 60)
+        await meta.release_lease("purge", "a")
+        assert await other.acquire_lease("purge", "b", 0.05)
+        assert not await meta.acquire_lease("purge", "a", 60)
+        await asyncio.sleep(0.1)  # b's lease expired unrenewed: a takes over
+        assert await meta.acquire_lease("purge", "a", 60)
+        assert not await other.acquire_lease("purge", "b", 60)
+        await other.close()
+
+    run(scenario())

@@ -293,3 +293,18 @@ class SqliteMetadataStore:
     async def stale_uploads(self, updated_before: int) -> list[str]:
         rows = self._db.execute("SELECT id FROM uploads WHERE updated_at < ?", (updated_before,))
         return [row[0] for row in rows]
+
+    # job leases
+
+    async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        now = time.time()
+        cursor = self._db.execute(
+            "INSERT INTO job_leases (name, holder, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at"
+            " WHERE job_leases.holder = excluded.holder OR job_leases.expires_at < ?",
+            (name, holder, now + seconds, now),
+        )
+        return cursor.rowcount == 1
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        self._db.execute("DELETE FROM job_leases WHERE name = ? AND holder = ?", (name, holder))

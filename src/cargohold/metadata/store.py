@@ -154,3 +154,12 @@ class MetadataStore(MetadataQueries, Protocol):
     def transaction(self) -> AbstractAsyncContextManager[MetadataQueries]:
         """A unit of work (see the module docstring): committed on leaving, rolled back on an exception."""
         ...
+
+    # job leases: one holder per job name across every process on this database
+    async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew ``name`` for ``holder`` until ``seconds`` from now; False while another holds it."""
+        ...
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give ``name`` up if ``holder`` holds it, so another may take it at once."""
+        ...
