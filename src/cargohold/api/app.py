@@ -11,7 +11,6 @@ client). Every response carries ``X-Request-Id``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -22,6 +21,7 @@ from ..auth import AccessController, OpenAccess, required_access
 from ..errcodes import BlobUploadInvalid, ManifestInvalid, NameInvalid, RegistryError, Unknown
 from ..http import ClientDisconnected, Receive, Request, Response, Router, Scope, Send, error_response
 from ..http.errors import method_not_allowed, not_found
+from ..jobs import JobRunner
 from ..reference import is_repository_name
 from ..service import BACKEND_ERRORS, RegistryService
 from .accesslog import AccessLog
@@ -32,22 +32,24 @@ from .routes import Endpoint, Route, build_routes
 access_log: Final = logging.getLogger("cargohold.access")
 log: Final = logging.getLogger("cargohold.api")
 
-#: how often abandoned uploads are looked for
-PURGE_INTERVAL_SECONDS: Final = 600.0
-
 
 class RegistryApp:
     """ASGI entry point; one per worker process."""
 
     def __init__(
-        self, registry: RegistryService, access: AccessController | None = None, routes: Iterable[Route] = (),
+        self,
+        registry: RegistryService,
+        access: AccessController | None = None,
+        routes: Iterable[Route] = (),
+        jobs: JobRunner | None = None,
     ):
         self.registry = registry
         self.access: AccessController = access or OpenAccess()
         #: /v2/ and the health checks, then ``routes`` (the token and admin endpoints)
         self.router: Router[Endpoint] = Router([*build_routes(HANDLERS, registry), *routes])
         self._access_log = AccessLog(access_log)
-        self._purger: asyncio.Task[None] | None = None
+        #: the periodic work (the upload purge), started with the worker
+        self.jobs = jobs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -127,22 +129,12 @@ class RegistryApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._purger = asyncio.create_task(self._purge_loop())
+                if self.jobs is not None:
+                    self.jobs.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._purger is not None:
-                    self._purger.cancel()
+                if self.jobs is not None:
+                    await self.jobs.stop()
                 await self.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    async def _purge_loop(self) -> None:
-        max_age = self.registry.options.upload_max_age_seconds
-        while True:
-            try:
-                removed = await self.registry.purge_uploads()
-                if removed:
-                    log.info("purged abandoned uploads", extra={"count": removed})
-            except BACKEND_ERRORS:
-                log.exception("upload purge failed")
-            await asyncio.sleep(min(PURGE_INTERVAL_SECONDS, max_age))

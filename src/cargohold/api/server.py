@@ -12,6 +12,7 @@ import time
 
 from ..auth.setup import AccessSetup, build_access
 from ..config import ServerConfig
+from ..jobs import JobRunner, registry_jobs
 from ..metadata import open_metadata_store
 from ..metadata.migrations import SchemaError
 from ..service import Registry, RegistryOptions
@@ -51,7 +52,9 @@ def create_app(config: ServerConfig) -> RegistryApp:
         upload_max_age_seconds=config.server.upload_max_age_seconds,
     )
     access = build_access(config)
-    return RegistryApp(Registry(blobs, meta, options), access.controller, endpoint_routes(access))
+    registry = Registry(blobs, meta, options)
+    jobs = JobRunner(registry_jobs(registry), meta)
+    return RegistryApp(registry, access.controller, endpoint_routes(access), jobs)
 
 
 def configure_logging(level: str) -> None:

@@ -1,0 +1,15 @@
+"""Periodic background work, run by one process of the deployment at a time (a lease in the database)."""
+
+from __future__ import annotations
+
+from ..service import RegistryService
+from .purge import PURGE_INTERVAL_SECONDS, purge_job
+from .runner import Job, JobRunner, Leases, holder_id
+
+
+def registry_jobs(registry: RegistryService) -> list[Job]:
+    """Every periodic job of the registry server."""
+    return [purge_job(registry)]
+
+
+__all__ = ["PURGE_INTERVAL_SECONDS", "Job", "JobRunner", "Leases", "holder_id", "purge_job", "registry_jobs"]

@@ -1,0 +1,122 @@
+"""Periodic work that runs once per deployment, not once per worker.
+
+Every worker starts a :class:`JobRunner`. For each job it tries, once per
+interval, to take (or renew) the job's lease in the metadata database; only the
+process holding the lease runs the job. The holder renews at every run and
+while a run lasts, so its lease never lapses while it lives; a holder that dies
+(SIGKILL, a lost machine) stops renewing, and another process takes the lease
+over once it expires, at most ``LEASE_INTERVALS`` intervals later. A clean
+shutdown releases the lease, so a restart does not wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+log: Final = logging.getLogger("cargohold.jobs")
+
+#: a lease lasts this many intervals: a live holder renews it every interval, long before it lapses
+LEASE_INTERVALS: Final = 2.0
+
+
+class Leases(Protocol):
+    """The lease methods of :class:`cargohold.metadata.MetadataStore`."""
+
+    async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool: ...
+
+    async def release_lease(self, name: str, holder: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    name: str
+    #: seconds between the starts of two runs
+    interval: float
+    run: Callable[[], Awaitable[None]]
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.interval * LEASE_INTERVALS
+
+
+def holder_id() -> str:
+    """This process, told apart from every other on any machine sharing the database."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class JobRunner:
+    """Runs each job in the one process that holds its lease; started in every worker."""
+
+    def __init__(self, jobs: Sequence[Job], leases: Leases, holder: str | None = None):
+        self.jobs = tuple(jobs)
+        self.leases = leases
+        self.holder = holder or holder_id()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._held: set[str] = set()
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._loop(job), name=f"job {job.name}") for job in self.jobs]
+
+    async def stop(self) -> None:
+        """Stop every job (a run in progress is cancelled) and release the leases held."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for name in sorted(self._held):
+            try:
+                await self.leases.release_lease(name, self.holder)
+            except Exception:  # the lease then lapses by itself
+                log.warning("releasing a job lease failed", exc_info=True, extra={"job": name})
+        self._held.clear()
+
+    async def _loop(self, job: Job) -> None:
+        while True:
+            started = time.monotonic()
+            if await self._lease(job):
+                await self._run(job)
+            await asyncio.sleep(max(0.0, job.interval - (time.monotonic() - started)))
+
+    async def _lease(self, job: Job) -> bool:
+        try:
+            held = await self.leases.acquire_lease(job.name, self.holder, job.lease_seconds)
+        except Exception:
+            log.exception("taking a job lease failed", extra={"job": job.name})
+            held = False
+        if held:
+            self._held.add(job.name)
+        else:
+            self._held.discard(job.name)
+        return held
+
+    async def _run(self, job: Job) -> None:
+        renewer = asyncio.create_task(self._renew(job))
+        started = time.monotonic()
+        try:
+            await job.run()
+        except Exception:
+            log.exception("job failed", extra={"job": job.name, "holder": self.holder})
+        else:
+            log.info("job ran", extra={
+                "job": job.name, "holder": self.holder, "seconds": round(time.monotonic() - started, 3),
+            })
+        finally:
+            renewer.cancel()
+
+    async def _renew(self, job: Job) -> None:
+        """Keep the lease through a run that lasts longer than an interval."""
+        while True:
+            await asyncio.sleep(job.interval)
+            if not await self._lease(job):
+                log.warning("a job lost its lease while running", extra={"job": job.name, "holder": self.holder})
