@@ -15,7 +15,7 @@ FAST_PURGE = {"CARGOHOLD_UPLOAD_MAX_AGE_SECONDS": "1"}
 
 
 def purge_holders(*servers: CargoholdServer) -> list[str]:
-    """The holder named by each purge run the servers logged so far."""
+    """The holder named by each purge run the servers logged so far (at debug level)."""
     holders = []
     for server in servers:
         for line in server.log().splitlines():
@@ -27,7 +27,7 @@ def purge_holders(*servers: CargoholdServer) -> list[str]:
 
 
 def test_one_worker_of_the_deployment_runs_the_purge(tmp_path: Path) -> None:
-    with cargohold(tmp_path, "--workers", "2", env=FAST_PURGE) as server:
+    with cargohold(tmp_path, "--workers", "2", "--log-level", "debug", env=FAST_PURGE) as server:
         time.sleep(4.5)
         runs = purge_holders(server)
     assert len(set(runs)) == 1, f"more than one process ran the purge: {set(runs)}"
@@ -37,8 +37,8 @@ def test_one_worker_of_the_deployment_runs_the_purge(tmp_path: Path) -> None:
 def test_another_process_takes_the_purge_over_when_its_holder_is_killed(tmp_path: Path) -> None:
     """Two replicas on one database (four workers): one runs the purge; kill it and another takes over."""
     data = tmp_path / "data"
-    first = CargoholdServer(data, free_port(), ["--workers", "2"], FAST_PURGE).start()
-    second = CargoholdServer(data, free_port(), ["--workers", "2"], FAST_PURGE).start()
+    first = CargoholdServer(data, free_port(), ["--workers", "2", "--log-level", "debug"], FAST_PURGE).start()
+    second = CargoholdServer(data, free_port(), ["--workers", "2", "--log-level", "debug"], FAST_PURGE).start()
     try:
         time.sleep(3.5)
         runs = purge_holders(first, second)

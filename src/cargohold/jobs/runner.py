@@ -108,7 +108,7 @@ class JobRunner:
         except Exception:
             log.exception("job failed", extra={"job": job.name, "holder": self.holder})
         else:
-            log.info("job ran", extra={
+            log.debug("job ran", extra={
                 "job": job.name, "holder": self.holder, "seconds": round(time.monotonic() - started, 3),
             })
         finally:

@@ -1,0 +1,39 @@
+"""The job runner against a real SQLite metadata database, two runners standing for two processes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from cargohold.jobs import Job, JobRunner
+from cargohold.metadata import migrate, open_metadata_store
+
+
+def test_a_long_run_keeps_its_lease_and_a_stopped_runner_releases_it(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'm.db'}"
+    migrate(url)
+    ran: list[str] = []
+
+    def job(who: str, seconds: float) -> Job:
+        async def run() -> None:
+            ran.append(who)
+            await asyncio.sleep(seconds)
+
+        return Job("slow", 0.1, run)
+
+    async def scenario() -> None:
+        one, two = open_metadata_store(url), open_metadata_store(url)
+        first = JobRunner([job("first", 0.6)], one, "first")  # a run lasts six intervals, three leases
+        second = JobRunner([job("second", 0)], two, "second")
+        first.start()
+        await asyncio.sleep(0.05)
+        second.start()
+        await asyncio.sleep(0.5)
+        assert ran == ["first"], "the lease lapsed during a long run"
+        await second.stop()
+        await first.stop()  # cancels the run and releases the lease: nobody waits for it to expire
+        assert await two.acquire_lease("slow", "third", 60)
+        await one.close()
+        await two.close()
+
+    asyncio.run(scenario())
