@@ -27,7 +27,7 @@ from cargohold.auth.policy import Holder, load_view, who_can
 from cargohold.auth.ratelimit import LoginLimiter, LoginLimits
 from cargohold.auth.store import AccessStore
 from cargohold.errcodes import TooManyRequests
-from cargohold.metadata import migrate
+from cargohold.metadata import migrate, open_login_failures
 from cargohold.metadata.migrations import load_migrations, split_statements
 from cargohold.metadata.sqlite_db import SqliteDatabase
 
@@ -212,31 +212,35 @@ def test_rate_limiter_refuses_pairs_and_addresses_and_only_slows_accounts(tmp_pa
         slept.append(seconds)
 
     limits = LoginLimits(per_account_address=2, per_address=3, per_account=4, max_delay=1.0, window=60)
-    limiter = LoginLimiter(SqliteDatabase(str(tmp_path / "m.db")), limits, clock=lambda: now[0], sleep=sleep)
-    other_worker = LoginLimiter(SqliteDatabase(str(tmp_path / "m.db")), limits, clock=lambda: now[0], sleep=sleep)
+    url = f"sqlite://{tmp_path / 'm.db'}"
+    limiter = LoginLimiter(open_login_failures(url), limits, clock=lambda: now[0], sleep=sleep)
+    other_worker = LoginLimiter(open_login_failures(url), limits, clock=lambda: now[0], sleep=sleep)
 
     def check(account: str | None, address: str) -> None:
         asyncio.run(limiter.check(account, address))
 
+    def failed(limiter: LoginLimiter, account: str, address: str) -> None:
+        asyncio.run(limiter.failed(account, address))
+
     check("alice", "10.0.0.1")
-    limiter.failed("alice", "10.0.0.1")
-    other_worker.failed("alice", "10.0.0.1")
+    failed(limiter, "alice", "10.0.0.1")
+    failed(other_worker, "alice", "10.0.0.1")
     with pytest.raises(TooManyRequests) as refused:  # this address may not try alice again ...
         check("alice", "10.0.0.1")
     assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "60"
     assert refused.value.message == "too many failed logins; try again in 60 s"
     check("alice", "10.0.0.2")  # ... but alice may still log in from anywhere else
     check("bob", "10.0.0.1")  # and this address may try other names, until it has failed three times
-    limiter.failed("bob", "10.0.0.1")
+    failed(limiter, "bob", "10.0.0.1")
     with pytest.raises(TooManyRequests):
         check("carol", "10.0.0.1")
     assert slept == []
     for address in ("10.0.0.3", "10.0.0.4"):  # alice's fourth failure: her logins are slowed, not refused
-        limiter.failed("alice", address)
+        failed(limiter, "alice", address)
     check("alice", "10.0.0.9")
     assert slept == [0.25]
     for address in ("10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.0.8"):
-        limiter.failed("alice", address)
+        failed(limiter, "alice", address)
         check("alice", "10.0.0.9")
     assert slept == [0.25, 0.5, 1.0, 1.0, 1.0]  # doubling, up to max_delay
     check("bob", "10.0.0.9")

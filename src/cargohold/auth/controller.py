@@ -201,7 +201,7 @@ class BasicAccessController:
         address = credentials.client.rsplit(":", 1)[0]
         await self.limiter.check(name, address)
         if not await asyncio.to_thread(self.htpasswd.verify, name, secret):
-            self.limiter.failed(name, address)
+            await self.limiter.failed(name, address)
             audit("login_failed", account=name, client=address, reason="htpasswd")
             raise Unauthorized("invalid username or password", headers=self._challenge())
         if len(self._verified) > 10_000:

@@ -99,13 +99,13 @@ class Authenticator:
             await asyncio.to_thread(verify_password, secret, None, self.password_cost)
             ok = False
         if not ok or account is None:
-            self.limiter.failed(name, address)
+            await self.limiter.failed(name, address)
             reason = ("unknown account" if account is None else "wrong secret" if account.kind is not
                       AccountKind.ORGANIZATION else "organizations do not log in")
             audit("login_failed", account=name, client=address, reason=reason)
             raise InvalidCredentials(challenge)
         if account.disabled:
-            self.limiter.failed(name, address)
+            await self.limiter.failed(name, address)
             audit("login_failed", account=name, client=address, reason="disabled")
             raise AccountDisabled(challenge)
         return account

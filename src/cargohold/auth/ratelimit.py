@@ -20,9 +20,9 @@ account's owner out:
 Successes do not clear the counts, so one known password cannot be used to
 reset the budget for guessing another.
 
-Failures are rows in the metadata database (``failed_logins``), so every worker
-process sees the same counts. Only failures write to it; a login that is not
-being limited costs one indexed read per key.
+Failures are kept by a :class:`~cargohold.metadata.logins.LoginFailureStore` in the
+metadata database, so every worker process sees the same counts. Only failures
+write to it; a login that is not being limited costs one read per key.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..errcodes import TooManyRequests
-from ..metadata.sqlite_db import SqliteDatabase
+from ..metadata.logins import LoginFailureStore
 
 #: the first delay once an account is past its limit; each further failure doubles it
 FIRST_DELAY_SECONDS = 0.25
@@ -55,10 +55,10 @@ class LoginLimits:
 
 class LoginLimiter:
     def __init__(
-        self, db: SqliteDatabase, limits: LoginLimits,
+        self, failures: LoginFailureStore, limits: LoginLimits,
         clock: Callable[[], float] = time.time, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._db = db
+        self._store = failures
         self.limits = limits
         self._clock = clock
         self._sleep = sleep
@@ -70,35 +70,31 @@ class LoginLimiter:
             return f"address:{address}", None, None
         return f"address:{address}", f"pair:{address} {account}", f"account:{account}"
 
-    def _failures(self, key: str, now: float, limit: int) -> list[float]:
+    async def _failures(self, key: str, now: float, limit: int) -> list[float]:
         """Times of the latest ``limit`` failures counted under ``key`` within the window, newest first."""
-        rows = self._db.execute(
-            "SELECT at FROM failed_logins WHERE key = ? AND at > ? ORDER BY at DESC LIMIT ?",
-            (key, now - self.limits.window, limit),
-        ).fetchall()
-        return [float(row[0]) for row in rows]
+        return await self._store.recent(key, now - self.limits.window, limit)
 
-    def _refuse_if_spent(self, account: str | None, address: str) -> None:
+    async def _refuse_if_spent(self, account: str | None, address: str) -> None:
         now = self._clock()
         by_address, pair, _ = self._keys(account, address)
         for key, limit in ((pair, self.limits.per_account_address), (by_address, self.limits.per_address)):
             if key is None or limit <= 0:
                 continue
-            failures = self._failures(key, now, limit)
+            failures = await self._failures(key, now, limit)
             if len(failures) >= limit:
                 retry = max(1, math.ceil(failures[-1] + self.limits.window - now))
                 raise TooManyRequests(
                     f"too many failed logins; try again in {retry} s", headers={"Retry-After": str(retry)}
                 )
 
-    def delay(self, account: str | None) -> float:
+    async def delay(self, account: str | None) -> float:
         """Seconds the per-account limit holds a login for ``account`` back (0 below the limit)."""
         limit = self.limits.per_account
         if not account or limit <= 0 or self.limits.max_delay <= 0:
             return 0.0
         # doubling from FIRST_DELAY_SECONDS reaches max_delay within this many failures past the limit
         steps = math.ceil(math.log2(max(self.limits.max_delay / FIRST_DELAY_SECONDS, 1))) + 1
-        past = len(self._failures(f"account:{account}", self._clock(), limit + steps)) - limit
+        past = len(await self._failures(f"account:{account}", self._clock(), limit + steps)) - limit
         if past < 0:
             return 0.0
         return float(min(self.limits.max_delay, FIRST_DELAY_SECONDS * 2**past))
@@ -106,17 +102,13 @@ class LoginLimiter:
     async def check(self, account: str | None, address: str) -> None:
         """Raise :class:`TooManyRequests` (with ``Retry-After``) if this login may not be tried now;
         first wait out the account's delay, if it is past its limit."""
-        self._refuse_if_spent(account, address)
-        delay = self.delay(account)
+        await self._refuse_if_spent(account, address)
+        delay = await self.delay(account)
         if delay > 0:
             await self._sleep(delay)
-            self._refuse_if_spent(account, address)  # failures recorded meanwhile count
+            await self._refuse_if_spent(account, address)  # failures recorded meanwhile count
 
-    def failed(self, account: str | None, address: str) -> None:
+    async def failed(self, account: str | None, address: str) -> None:
         now = self._clock()
-        with self._db.transaction() as db:
-            db.execute("DELETE FROM failed_logins WHERE at <= ?", (now - self.limits.window,))
-            db.executemany(
-                "INSERT INTO failed_logins (key, at) VALUES (?, ?)",
-                [(key, now) for key in self._keys(account, address) if key is not None],
-            )
+        keys = [key for key in self._keys(account, address) if key is not None]
+        await self._store.record(keys, now, now - self.limits.window)

@@ -16,8 +16,7 @@ from pathlib import Path
 import httpx
 
 from ..config import ConfigError, ServerConfig
-from ..metadata import open_metadata_store
-from ..metadata.sqlite_db import SqliteDatabase
+from ..metadata import open_login_failures, open_metadata_store
 from .access import AccessController, OpenAccess
 from .controller import BasicAccessController, TokenAccessController
 from .htpasswd import HtpasswdError, HtpasswdFile
@@ -60,10 +59,7 @@ def open_access_store(config: ServerConfig) -> AccessStore:
 
 def limiter_for(config: ServerConfig) -> LoginLimiter:
     """A limiter over the metadata database, shared by every worker; its database must be migrated."""
-    if not config.metadata_url.startswith("sqlite://"):
-        raise ConfigError(f"login limits need an SQLite metadata database, not {config.metadata_url!r}")
-    db = SqliteDatabase(config.metadata_url.removeprefix("sqlite://"), what="login limits")
-    return LoginLimiter(db, LoginLimits(
+    return LoginLimiter(open_login_failures(config.metadata_url), LoginLimits(
         per_account_address=config.auth.login_failures_per_account_address,
         per_address=config.auth.login_failures_per_address, per_account=config.auth.login_failures_per_account,
         max_delay=config.auth.login_delay_max_seconds, window=config.auth.login_window_seconds,

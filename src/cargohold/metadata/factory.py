@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .store import MetadataError, MetadataStore
 
 if TYPE_CHECKING:
+    from .logins import LoginFailureStore
     from .schema import SchemaTarget
 
 
@@ -24,6 +25,8 @@ class Database:
     open_store: Callable[[str], MetadataStore]
     #: (url, create) -> the database as :func:`~cargohold.metadata.schema.migrate` sees it
     open_schema: Callable[[str, bool], SchemaTarget]
+    #: url -> the failed-login counters in that (migrated) database
+    open_login_failures: Callable[[str], LoginFailureStore]
 
 
 def _sqlite_store(url: str) -> MetadataStore:
@@ -38,9 +41,15 @@ def _sqlite_schema(url: str, create: bool) -> SchemaTarget:
     return SqliteSchema(url.removeprefix("sqlite://"), create)
 
 
+def _sqlite_login_failures(url: str) -> LoginFailureStore:
+    from .sqlite_logins import SqliteLoginFailures
+
+    return SqliteLoginFailures(url.removeprefix("sqlite://"))
+
+
 #: URL scheme -> database
 DATABASES: dict[str, Database] = {
-    "sqlite": Database("sqlite", _sqlite_store, _sqlite_schema),
+    "sqlite": Database("sqlite", _sqlite_store, _sqlite_schema, _sqlite_login_failures),
 }
 
 
@@ -54,3 +63,7 @@ def database_for(url: str) -> Database:
 
 def open_metadata_store(url: str) -> MetadataStore:
     return database_for(url).open_store(url)
+
+
+def open_login_failures(url: str) -> LoginFailureStore:
+    return database_for(url).open_login_failures(url)
