@@ -18,7 +18,7 @@ import cargohold
 SRC = Path(cargohold.__file__).parent
 #: the modules that are values only: no I/O, no server, no client
 PURE = ("cargohold.digest", "cargohold.reference", "cargohold.errcodes", "cargohold.jsontext")
-SERVER = ("api", "http", "service", "storage", "metadata", "auth", "config", "jobs")
+SERVER = ("api", "http", "service", "storage", "metadata", "auth", "config", "jobs", "events")
 
 #: (package, the cargohold modules it must not import, exceptions: module -> why)
 RULES: list[tuple[str, tuple[str, ...], dict[str, str]]] = [
@@ -28,6 +28,9 @@ RULES: list[tuple[str, tuple[str, ...], dict[str, str]]] = [
      {}),
     # periodic work goes through the service facade and takes its lease through a protocol of its own
     ("jobs", tuple(f"cargohold.{p}" for p in ("api", "http", "auth", "storage", "metadata", "client")), {}),
+    # the events' model and origin: values, below every store and the service
+    ("events", tuple(f"cargohold.{p}" for p in ("api", "http", "auth", "service", "storage", "metadata", "jobs",
+                                                 "client", "config")), {}),
     ("api", ("cargohold.metadata", "cargohold.storage"), {
         # the composition root: it opens the stores named by the configuration and hands them to the service
         "cargohold.api.server": "builds the stores",

@@ -19,6 +19,7 @@ from typing import Final
 
 from ..auth import AccessController, OpenAccess, required_access
 from ..errcodes import BlobUploadInvalid, ManifestInvalid, NameInvalid, RegistryError, Unknown
+from ..events.origin import set_origin
 from ..http import ClientDisconnected, Receive, Request, Response, Router, Scope, Send, error_response
 from ..http.errors import method_not_allowed, not_found
 from ..jobs import JobRunner
@@ -82,6 +83,7 @@ class RegistryApp:
         if route.guarded:
             required = required_access(route.name, request.method, request.params)
             request.grant = await self.access.authorize(request, required)
+        set_origin(request)
         return await handler(request)
 
     async def _respond(self, request: RegistryRequest, route: Route) -> Response:

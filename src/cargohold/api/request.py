@@ -1,4 +1,8 @@
-"""A request to the API: the kernel's request, and what the access controller granted its caller."""
+"""A request to the API: the kernel's request, and what the access controller granted its caller.
+
+It is also the :class:`~cargohold.events.Origin` of the events its changes record:
+who (from the grant) and from where (from the request), read only when an event is made.
+"""
 
 from __future__ import annotations
 
@@ -15,3 +19,32 @@ class RegistryRequest(Request):
         self.grant: Grant = NOTHING
         #: the controller, whose filters say which repositories the caller may see and pull
         self.access = access
+
+    # the event origin
+
+    @property
+    def actor(self) -> str | None:
+        return self.grant.subject
+
+    @property
+    def actor_kind(self) -> str:
+        subject = self.grant.subject
+        if subject is None:
+            return "anonymous"
+        return "robot" if "+" in subject else "user"
+
+    @property
+    def address(self) -> str:
+        return self.client.rsplit(":", 1)[0]
+
+    @property
+    def user_agent(self) -> str:
+        return self.headers.get("user-agent", "")
+
+    @property
+    def request_id(self) -> str:
+        return self.id
+
+    @property
+    def host(self) -> str:
+        return self.headers.get("host", "")
