@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -42,7 +43,8 @@ def test_serve_brings_a_database_behind_up_to_date(tmp_path: Path) -> None:
     db = tmp_path / "data" / "metadata.db"
     # undo the last migration's record and its table, as an older cargohold left the database
     _set_recorded(db, "DELETE FROM schema_migrations WHERE version = ?", LATEST)
-    _set_recorded(db, "DROP TABLE job_leases")
+    for table in re.findall(r"CREATE TABLE (\w+)", MIGRATIONS[-1].sql):
+        _set_recorded(db, f"DROP TABLE {table}")
     with cargohold(tmp_path, "--workers", "2") as server:
         assert httpx.get(f"{server.url}/v2/").status_code == 200
         assert f"database schema migrated to {LATEST} ({MIGRATIONS[-1].label})" in server.log()

@@ -11,8 +11,10 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
+from ..events.model import Event
 from .migrations import require_current
 from .sqlite_db import SqliteDatabase
+from .sqlite_events import insert_event, insert_events
 from .sqlite_schema import applied_versions
 from .store import (
     ManifestRecord,
@@ -308,3 +310,11 @@ class SqliteMetadataStore:
 
     async def release_lease(self, name: str, holder: str) -> None:
         self._db.execute("DELETE FROM job_leases WHERE name = ? AND holder = ?", (name, holder))
+
+    # events
+
+    async def add_event(self, event: Event, deliver_to: Sequence[str] = ()) -> int:
+        return insert_event(self._db, event, deliver_to)
+
+    async def add_events(self, events: Sequence[tuple[Event, Sequence[str]]]) -> None:
+        insert_events(self._db, events)

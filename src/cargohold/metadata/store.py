@@ -21,6 +21,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..events.log import EventLog
+
 
 @dataclass(frozen=True, slots=True)
 class ManifestRecord:
@@ -74,8 +76,8 @@ class UploadConflict(MetadataError):
     """An upload's size changed under a concurrent request."""
 
 
-class MetadataQueries(Protocol):
-    """What the store answers, on its own or inside a transaction."""
+class MetadataQueries(EventLog, Protocol):
+    """What the store answers, on its own or inside a transaction (the event log too)."""
 
     # repositories
     async def repository_id(self, name: str) -> int | None: ...

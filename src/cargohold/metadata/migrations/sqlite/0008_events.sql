@@ -1,0 +1,49 @@
+-- Events: the audit log, and the outbox of webhook deliveries written with it.
+-- An event of a change is inserted in the same transaction as the change. seq orders events
+-- (AUTOINCREMENT: never reused, even after a purge), id is the stable id every delivery carries.
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    at          REAL NOT NULL,
+    action      TEXT NOT NULL,
+    result      TEXT NOT NULL,
+    actor       TEXT,
+    actor_kind  TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    user_agent  TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    method      TEXT NOT NULL,
+    repository  TEXT NOT NULL,
+    tag         TEXT,
+    digest      TEXT,
+    media_type  TEXT,
+    size        BIGINT,
+    -- JSON object: a push's tags and a moved tag's previous digest, an admin change's arguments
+    detail      TEXT NOT NULL
+);
+CREATE INDEX events_at ON events (at);
+CREATE INDEX events_repository ON events (repository, seq);
+CREATE INDEX events_actor ON events (actor, seq);
+CREATE INDEX events_action ON events (action, seq);
+
+-- One row per (event, webhook endpoint) that must hear of it. A deliverer claims a due row by
+-- setting locked_until (a lease, not a held lock: the POST happens outside any transaction):
+-- an expired lease is claimable again, so delivery is at least once.
+CREATE TABLE event_deliveries (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_seq        INTEGER NOT NULL REFERENCES events(seq),
+    endpoint         TEXT NOT NULL,
+    -- pending | delivered | dead
+    state            TEXT NOT NULL,
+    attempts         INTEGER NOT NULL,
+    next_attempt_at  REAL NOT NULL,
+    locked_until     REAL,
+    locked_by        TEXT,
+    last_status      INTEGER,
+    last_error       TEXT,
+    delivered_at     REAL,
+    UNIQUE (event_seq, endpoint)
+);
+CREATE INDEX event_deliveries_due ON event_deliveries (state, next_attempt_at);
+CREATE INDEX event_deliveries_endpoint ON event_deliveries (endpoint, event_seq);
