@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.cli.main import main
-from cargohold.client import ClientError, Reference, RegistryClient, blobs, check
+from cargohold.client import ClientError, Reference, RegistryClient, blob_uploads, blobs, check
 from cargohold.client.convert import INFLATE_STEP, DiffIDHasher, v1_layers
 from cargohold.client.copy import copy
 from cargohold.digest import Digest
@@ -46,7 +46,7 @@ def push_schema1_image(client: RegistryClient, ref: Reference) -> list[Digest]:
     base, base_diff = layer_bytes(3000, "base.bin")
     app, app_diff = layer_bytes(200_000, "app.bin")
     for blob in (base, app, EMPTY_TAR_GZ):
-        blobs.upload(client, ref, Digest.of(blob), len(blob), [blob])
+        blob_uploads.upload(client, ref, Digest.of(blob), len(blob), [blob])
     top_config = {
         "architecture": "amd64",
         "os": "linux",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cargohold.client import Reference, RegistryClient, blobs, inspect
+from cargohold.client import Reference, RegistryClient, blob_uploads, inspect
 from cargohold.client.copy import copy
 from cargohold.digest import Digest
 from cargohold.formats import MediaType, parse_manifest
@@ -17,7 +17,7 @@ from .images import layer_bytes
 def push_schema1(client: RegistryClient, ref: Reference) -> bytes:
     layer, _ = layer_bytes(500)
     digest = Digest.of(layer)
-    blobs.upload(client, ref, digest, len(layer), [layer])
+    blob_uploads.upload(client, ref, digest, len(layer), [layer])
     payload = {
         "schemaVersion": 1,
         "name": ref.repository,

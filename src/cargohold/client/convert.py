@@ -38,7 +38,7 @@ from .. import jsontext
 from ..digest import Digest
 from ..formats import Descriptor, MediaType
 from ..reference import Reference
-from . import blobs
+from . import blob_uploads, blobs
 from .blobs import TransferProgress
 from .errors import ClientError, UnsupportedOperation
 from .pull import TransferResult, send_blob
@@ -260,7 +260,7 @@ def copy_converted(
     dst: Reference,
     top: RawManifest,
     *,
-    chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
+    chunk_size: int = blob_uploads.DEFAULT_CHUNK_SIZE,
     progress: TransferProgress | None = None,
 ) -> TransferResult:
     """Copy the schema 1 image ``top`` (from ``src``) to ``dst`` as a Docker schema 2 image.

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..formats import Descriptor, Platform, is_schema1
 from ..reference import Reference
-from . import blobs
+from . import blob_uploads, blobs
 from .blobs import TransferProgress
 from .convert import copy_converted
 from .errors import ClientError, RegistryResponseError
@@ -72,7 +72,7 @@ def _send(
     dst: Reference,
     descriptor: Descriptor,
     progress: TransferProgress | None,
-    chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
+    chunk_size: int = blob_uploads.DEFAULT_CHUNK_SIZE,
 ) -> str:
     def source() -> Iterator[bytes]:
         return blobs.stream(client, src, descriptor.digest, descriptor.size)
@@ -92,7 +92,7 @@ def copy(
     all_platforms: bool = False,
     signing_key: PrivateKey | None = None,
     convert_schema2: bool = False,
-    chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
+    chunk_size: int = blob_uploads.DEFAULT_CHUNK_SIZE,
     progress: TransferProgress | None = None,
 ) -> TransferResult:
     """Copy ``src`` to ``dst`` (any registries): one platform's image of an index, or all of it.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..digest import Digest
 from ..formats import MediaType, is_schema1
 from ..reference import Reference
-from . import blobs
+from . import blob_uploads
 from .copy import resign_schema1
 from .errors import RegistryResponseError, UnsupportedOperation, error_for
 from .image import Node, blobs_of, walk
@@ -67,7 +67,7 @@ def delete_tag(client: RegistryClient, ref: Reference) -> DeleteResult:
         raise exc
     config_digest = Digest.of(_EMPTY_CONFIG)
     if client.blob_size(ref, config_digest) is None:
-        blobs.upload(client, ref, config_digest, len(_EMPTY_CONFIG), [_EMPTY_CONFIG])
+        blob_uploads.upload(client, ref, config_digest, len(_EMPTY_CONFIG), [_EMPTY_CONFIG])
     placeholder = json.dumps(
         {
             "schemaVersion": 2,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..digest import Digest
 from ..formats import Descriptor, Platform, is_schema1, parse_manifest
 from ..reference import Reference
-from . import blobs
+from . import blob_uploads, blobs
 from .blobs import TransferProgress
 from .cache import BlobCache
 from .errors import ClientError, RegistryResponseError, TLSError, TransportError, UnsupportedOperation
@@ -120,7 +120,7 @@ def push(
     platform: Platform | None = None,
     all_platforms: bool = False,
     cache: BlobCache | None = None,
-    chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
+    chunk_size: int = blob_uploads.DEFAULT_CHUNK_SIZE,
     progress: TransferProgress | None = None,
 ) -> TransferResult:
     """Push the layout's image (or index) named ``tag`` to ``ref``; returns the pushed digest.
@@ -182,7 +182,7 @@ def send_blob(
     source: blobs.ChunkSource,
     *,
     mount_from: list[str] | None = None,
-    chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
+    chunk_size: int = blob_uploads.DEFAULT_CHUNK_SIZE,
     progress: TransferProgress | None = None,
 ) -> str:
     """Make ``descriptor``'s blob present in ``ref``'s repository: "skipped", "mounted" or "uploaded"."""
@@ -221,7 +221,7 @@ def upload_with_restarts(
     descriptor: Descriptor,
     source: blobs.ChunkSource,
     *,
-    chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
+    chunk_size: int = blob_uploads.DEFAULT_CHUNK_SIZE,
     progress: TransferProgress | None = None,
 ) -> None:
     """Upload a blob; after a transient failure, start a new upload session from the first byte.
@@ -241,7 +241,7 @@ def upload_with_restarts(
                 progress.advance(count)
 
         try:
-            blobs.upload(
+            blob_uploads.upload(
                 client, ref, descriptor.digest, descriptor.size, source(), chunk_size=chunk_size, progress=advance
             )
             return

@@ -27,7 +27,7 @@ from .. import jsontext
 from ..digest import Digest
 from ..formats import MANIFEST_MEDIA_TYPES, Manifest, MediaType, is_schema1, parse_manifest
 from ..reference import DOCKER_HUB, DOCKER_HUB_API, Reference
-from . import blobs
+from . import blob_uploads, blobs
 from .auth import RegistryAuth, TokenCache
 from .direct import BodyReader, DirectPool
 from .errors import ClientError, DigestMismatch, ManifestTooLarge, check
@@ -376,14 +376,14 @@ class RegistryClient:
         size: int,
         chunks: Iterable[bytes],
         *,
-        chunk_size: int = blobs.DEFAULT_CHUNK_SIZE,
+        chunk_size: int = blob_uploads.DEFAULT_CHUNK_SIZE,
     ) -> None:
         """Upload a blob from ``chunks``, verifying ``digest`` and ``size`` as the bytes pass."""
-        blobs.upload(self, repository, digest, size, chunks, chunk_size=chunk_size)
+        blob_uploads.upload(self, repository, digest, size, chunks, chunk_size=chunk_size)
 
     def mount_blob(self, repository: Reference, digest: Digest, source: str) -> bool:
         """Cross-repository mount from ``source`` (same registry); False if the registry declined."""
-        return blobs.mount(self, repository, digest, source)
+        return blob_uploads.mount(self, repository, digest, source)
 
     def delete_blob(self, repository: Reference, digest: Digest) -> None:
         """``DELETE /v2/NAME/blobs/DIGEST``."""
