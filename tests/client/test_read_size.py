@@ -1,4 +1,4 @@
-"""The client's large socket reads (transport.LargeReads) are its own: other httpx users keep httpcore's."""
+"""The client's large socket reads (pool.LargeReads) are its own: other httpx users keep httpcore's."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import httpcore
 import httpx
 
 from cargohold.client import RegistryClient
-from cargohold.client.transport import HTTP_READ_SIZE
+from cargohold.client.pool import HTTP_READ_SIZE
 
 from .inprocess import RegistryHandler, serving
 

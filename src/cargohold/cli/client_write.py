@@ -1,31 +1,20 @@
-"""Client commands that move or change content: login, logout, pull, push, copy, sync, tag, delete, blob."""
+"""Client commands that move or change images: pull, push, copy, sync, tag, delete."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import getpass
-import hashlib
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from ..client import (
-    Credentials,
-    DockerConfig,
     OCILayout,
     RegistryClient,
-    StaticKeychain,
     archive,
-    blobs,
     ops,
 )
 from ..client.copy import copy, sync
-from ..client.errors import ClientError, LayoutError, RegistryResponseError
-from ..client.pull import TransferResult, pull, push, upload_with_restarts
-from ..digest import Digest
-from ..formats import Descriptor
+from ..client.errors import LayoutError
+from ..client.pull import TransferResult, pull, push
 from ..reference import Reference
 from .client_common import (
     Location,
@@ -41,7 +30,6 @@ from .client_common import (
     print_json,
     progress_for,
     repository_of,
-    transport_options,
 )
 
 CONVERT_HELP = "write schema 1 images as Docker schema 2 (config and diff IDs rebuilt from the layers)"
@@ -73,47 +61,6 @@ def _report(args: argparse.Namespace, verb: str, src: object, dst: object, resul
 def _finish(progress: TerminalProgress | None) -> None:
     if progress is not None:
         progress.finish()
-
-
-@command
-def cmd_login(args: argparse.Namespace) -> int:
-    registry = args.registry.removeprefix("https://").removeprefix("http://").rstrip("/")
-    if not sys.stdin.isatty() and not (args.username and (args.password or args.password_stdin)):
-        # as docker: no prompting without a terminal (input() would meet the end of the stream)
-        raise ValueError(
-            "cannot prompt for credentials: standard input is not a terminal; "
-            "give --username and --password-stdin (or --password)"
-        )
-    username = args.username or input("Username: ")
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = args.password or getpass.getpass("Password: ")
-    credentials = Credentials(username, password)
-    options = dataclasses.replace(transport_options(args), retries=0)  # a person at the prompt retries
-    with RegistryClient(keychain=StaticKeychain(credentials), options=options) as client:
-        try:
-            client.ping(registry)
-        except RegistryResponseError as exc:
-            if exc.status != 429:
-                raise
-            wait = f"in {exc.retry_after} s" if (exc.retry_after or "").isdigit() else "later"
-            raise ClientError(f"{registry}: too many failed logins; try again {wait}") from None
-    config = DockerConfig(Path(args.authfile)) if args.authfile else DockerConfig()
-    config.store(registry, credentials)
-    print("Login Succeeded")
-    return 0
-
-
-@command
-def cmd_logout(args: argparse.Namespace) -> int:
-    config = DockerConfig(Path(args.authfile)) if args.authfile else DockerConfig()
-    registry = args.registry.removeprefix("https://").removeprefix("http://").rstrip("/")
-    if not config.erase(registry):
-        print(f"Not logged in to {registry}", file=sys.stderr)
-        return 1
-    print(f"Removing login credentials for {registry}")
-    return 0
 
 
 def _one_platform_only(args: argparse.Namespace) -> None:
@@ -324,66 +271,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-@command
-def cmd_blob_get(args: argparse.Namespace) -> int:
-    named = repository_of(args.repository)
-    if (named.digest is None) == (args.digest is None):
-        raise ValueError("name the blob once: blob get HOST/REPO@DIGEST, or blob get HOST/REPO DIGEST")
-    digest = named.digest or Digest.parse(args.digest)
-    repo = Reference(named.registry, named.repository)
-    with make_client(args) as client:
-        if args.output and args.output != "-":
-            target = Path(args.output)
-            partial = target.with_name(f".{target.name}.partial")
-            blobs.download(client, repo, digest, None, partial)
-            partial.replace(target)
-        else:
-            for chunk in blobs.stream(client, repo, digest, None):
-                sys.stdout.buffer.write(chunk)
-    return 0
-
-
-@command
-def cmd_blob_put(args: argparse.Namespace) -> int:
-    repo = repository_of(args.repository)
-    path = Path(args.file)
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(blobs.READ_SIZE):
-            hasher.update(block)
-    digest = Digest("sha256", hasher.hexdigest())
-
-    def chunks() -> Iterator[bytes]:
-        with path.open("rb") as handle:
-            while block := handle.read(blobs.READ_SIZE):
-                yield block
-
-    descriptor = Descriptor("application/octet-stream", digest, path.stat().st_size)
-    with make_client(args) as client:
-        if client.blob_size(repo, digest) is None:
-            upload_with_restarts(client, repo, descriptor, chunks)
-    if args.json:
-        print_json({"digest": str(digest), "size": path.stat().st_size})
-    else:
-        print(digest)
-    return 0
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the client commands that write."""
-    p = subparsers.add_parser("login", help="store credentials for a registry in docker's config.json")
-    p.add_argument("registry", help="HOST[:PORT]")
-    p.add_argument("--username", "-u")
-    p.add_argument("--password", "-p")
-    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    add_transport_options(p)
-    p.set_defaults(func=cmd_login)
-
-    p = subparsers.add_parser("logout", help="remove a registry's credentials from config.json")
-    p.add_argument("registry", help="HOST[:PORT]")
-    p.add_argument("--authfile", metavar="FILE", help="docker config.json to edit")
-    p.set_defaults(func=cmd_logout)
-
     for name, func, first, second, text in (
         (
             "copy",
@@ -439,17 +328,3 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--image", action="store_true", help="delete the manifest and its blobs no other tag uses")
     add_transport_options(p)
     p.set_defaults(func=cmd_delete)
-
-    blob = subparsers.add_parser("blob", help="get or put a single blob")
-    blob_commands = blob.add_subparsers(dest="blob_command", required=True, metavar="COMMAND")
-    p = blob_commands.add_parser("get", help="download a blob (verified)")
-    p.add_argument("repository", help="HOST/REPO DIGEST, or HOST/REPO@DIGEST as crane writes it")
-    p.add_argument("digest", nargs="?")
-    p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
-    add_transport_options(p)
-    p.set_defaults(func=cmd_blob_get)
-    p = blob_commands.add_parser("put", help="upload a file as a blob; prints its digest")
-    p.add_argument("repository", help="HOST/REPO")
-    p.add_argument("file")
-    add_transport_options(p)
-    p.set_defaults(func=cmd_blob_put)

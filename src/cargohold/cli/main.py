@@ -25,7 +25,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.migrate",
     "cargohold.cli.admin",
     "cargohold.cli.client_read",
+    "cargohold.cli.client_login",
     "cargohold.cli.client_write",
+    "cargohold.cli.client_blob",
     "cargohold.cli.cache",
 )
 
@@ -37,9 +39,9 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(
         ("catalog", "tags", "inspect", "manifest", "config", "digest", "check"), "cargohold.cli.client_read"
     ),
-    **dict.fromkeys(
-        ("login", "logout", "copy", "pull", "push", "sync", "tag", "delete", "blob"), "cargohold.cli.client_write"
-    ),
+    **dict.fromkeys(("login", "logout"), "cargohold.cli.client_login"),
+    **dict.fromkeys(("copy", "pull", "push", "sync", "tag", "delete"), "cargohold.cli.client_write"),
+    "blob": "cargohold.cli.client_blob",
     "cache": "cargohold.cli.cache",
 }
 
