@@ -8,10 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from cargohold import jsontext
+from cargohold.access_model import InvalidName, check_account_name, check_team_name, robot_name
 from cargohold.api.admin_endpoints import AdminApi
 from cargohold.api.handlers import HANDLERS
 from cargohold.api.routes import build_routes
-from cargohold.auth.model import InvalidName, check_account_name, check_team_name, robot_name
 from cargohold.digest import Digest, DigestError
 from cargohold.http import Router
 from cargohold.reference import Reference, ReferenceError, is_repository_name, is_tag

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from cargohold.access_model import Role
 from cargohold.auth.access import Access
 from cargohold.auth.jwt import encode, new_claims
 from cargohold.auth.keys import SigningKey, load_signing_key
-from cargohold.auth.model import Role
 from cargohold.auth.passwords import hash_password, secret_digest
 from tests.api.helpers import codes, sha256
 

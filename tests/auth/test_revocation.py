@@ -11,12 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from cargohold.auth.model import Role
+from cargohold.access_model import Role
 from cargohold.auth.passwords import hash_password, secret_digest
-from cargohold.auth.store import AccessStore
 from tests.api.helpers import codes
 
-from .world import PRIVATE, SECRETS, World, basic, store_for
+from .world import PRIVATE, SECRETS, SyncAccessStore, World, basic, store_for
 
 PASSWORD = "first-password-1"
 NEW_PASSWORD = "second-password-2"
@@ -25,7 +24,7 @@ NEW_ROBOT_SECRET = "chr_second-robot-token-000000000000000"
 
 
 @pytest.fixture
-def store(world: World) -> Iterator[AccessStore]:
+def store(world: World) -> Iterator[SyncAccessStore]:
     store = store_for(world.server.data_dir)
     yield store
     store.close()
@@ -70,13 +69,13 @@ def next_second() -> None:
     time.sleep(1.0 - time.time() % 1.0 + 0.002)
 
 
-def _recreate(store: AccessStore, name: str) -> None:
+def _recreate(store: SyncAccessStore, name: str) -> None:
     store.delete_account(name)
     store.create_user(name, hash_password(PASSWORD, 4))
     store.grant(PRIVATE, name, Role.READ)
 
 
-CHANGES: dict[str, Callable[[AccessStore, str], None]] = {
+CHANGES: dict[str, Callable[[SyncAccessStore, str], None]] = {
     "password changed": lambda store, name: store.set_secret(name, PASSWORD_HASH),
     "disabled": lambda store, name: store.set_disabled(name, True),
     "deleted": lambda store, name: store.delete_account(name),
@@ -86,7 +85,7 @@ PASSWORD_HASH = hash_password(NEW_PASSWORD, 4)
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
-def test_a_change_in_the_same_second_voids_older_tokens(world: World, store: AccessStore, change: str) -> None:
+def test_a_change_in_the_same_second_voids_older_tokens(world: World, store: SyncAccessStore, change: str) -> None:
     name = "samesecond"
     store.create_user(name, hash_password(PASSWORD, 4))
     store.grant(PRIVATE, name, Role.READ)
@@ -107,7 +106,7 @@ def test_a_change_in_the_same_second_voids_older_tokens(world: World, store: Acc
             store.delete_account(name)
 
 
-def test_a_robot_token_rotated_in_the_same_second_voids_older_tokens(world: World, store: AccessStore) -> None:
+def test_a_robot_token_rotated_in_the_same_second_voids_older_tokens(world: World, store: SyncAccessStore) -> None:
     store.create_robot("owner", "samesecond", secret_digest(ROBOT_SECRET))
     store.grant(PRIVATE, "owner+samesecond", Role.READ)
     try:
@@ -122,7 +121,7 @@ def test_a_robot_token_rotated_in_the_same_second_voids_older_tokens(world: Worl
         store.delete_account("owner+samesecond")
 
 
-def test_a_login_checked_while_the_password_changes_gets_void_tokens(world: World, store: AccessStore) -> None:
+def test_a_login_checked_while_the_password_changes_gets_void_tokens(world: World, store: SyncAccessStore) -> None:
     """The change lands while the server is still checking the old password (a slow bcrypt hash):
     the tokens that login then issues are void, though issued after the change."""
     old_hash = hash_password(PASSWORD, 14)  # ~1 s to check

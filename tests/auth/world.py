@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from cargohold.auth.model import Role
+from cargohold.access_model import Role
 from cargohold.auth.passwords import hash_password, secret_digest
-from cargohold.auth.setup import open_access_store
-from cargohold.auth.store import AccessStore
+from cargohold.auth.setup import access_store_for
 from cargohold.config import load_config
-from cargohold.metadata import migrate
+from cargohold.metadata import AccessStore, migrate
 from tests.api.helpers import OCI_MANIFEST, image_manifest, put_manifest, sha256
 from tests.support.servers import SRC, CargoholdServer
 
@@ -49,15 +50,31 @@ def basic(name: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{name}:{secret}".encode()).decode()
 
 
-def store_for(data_dir: Path) -> AccessStore:
+class SyncAccessStore:
+    """An access store for setting a test's world up from outside an event loop: each call is awaited
+    to its end in an event loop of its own (``inner`` is the store itself)."""
+
+    def __init__(self, inner: AccessStore) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.inner, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return asyncio.run(method(*args, **kwargs))
+
+        return call
+
+
+def store_for(data_dir: Path) -> SyncAccessStore:
     """The access store of a data directory (migrations run, as the server would)."""
     config = load_config(None, {"data_dir": str(data_dir)}, {})
     data_dir.mkdir(parents=True, exist_ok=True)
     migrate(config.metadata_url)
-    return open_access_store(config)
+    return SyncAccessStore(access_store_for(config))
 
 
-def populate(store: AccessStore) -> None:
+def populate(store: SyncAccessStore) -> None:
     """The cast: see :mod:`tests.auth.conftest`."""
     for name in ("root", "owner", "reader", "writer", "admin", "other", "gone"):
         store.create_user(name, hash_password(SECRETS[name], 4), superuser=name == "root")

@@ -33,6 +33,10 @@ Errors use the registry's envelope, with the access model's error names as codes
 (their statuses: ``errcodes.OTHER_STATUSES``). These routes sit in the API's one
 route table: an unknown path or method is answered there, before the caller is
 authenticated, as under ``/v2/``.
+
+Each change runs in one unit of work of the access store (``store.transaction()``):
+its checks and writes commit together or not at all. Passwords are hashed before
+it opens, so it never waits on anything but the store.
 """
 
 from __future__ import annotations
@@ -44,9 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .. import jsontext
-from ..auth.jwt import TokenInvalid, Verifier
-from ..auth.login import Authenticator, audit, parse_basic, token_account
-from ..auth.model import (
+from ..access_model import (
     AccessModelError,
     Account,
     AccountKind,
@@ -54,12 +56,14 @@ from ..auth.model import (
     Role,
     split_robot_name,
 )
+from ..auth.jwt import TokenInvalid, Verifier
+from ..auth.login import Authenticator, audit, parse_basic, token_account
 from ..auth.passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password, secret_digest
 from ..auth.policy import AccessView, load_view, who_can
-from ..auth.store import AccessStore
 from ..errcodes import Denied, Unauthorized
 from ..http import Request, Response, route
 from ..http.errors import code_response
+from ..metadata.access import AccessStore
 from .routes import Endpoint, Route
 
 PREFIX: Final = "/admin/v1"
@@ -147,13 +151,13 @@ class AdminApi:
                 verified = self.verifier.verify(token.strip())
             except TokenInvalid:
                 raise Unauthorized("invalid credentials", headers=challenge) from None
-            found = token_account(self.store, verified) if verified.issuer == self.issuer else None
+            found = await token_account(self.store, verified) if verified.issuer == self.issuer else None
             if found is None:
                 raise Unauthorized("invalid credentials", headers=challenge)
             account = found
         if account.kind is not AccountKind.USER:
             raise Denied("robots cannot administer")
-        return Caller(account, load_view(self.store, account))
+        return Caller(account, await load_view(self.store, account))
 
     @staticmethod
     async def body(request: Request) -> dict[str, Any]:
@@ -176,11 +180,11 @@ class AdminApi:
     def owner_of_namespace(self, caller: Caller, namespace: str) -> None:
         caller.require(caller.view.owns_namespace(namespace))
 
-    def admin_of_pattern(self, caller: Caller, pattern: str) -> None:
+    async def admin_of_pattern(self, caller: Caller, pattern: str) -> None:
         if pattern.endswith("/*"):
             self.owner_of_namespace(caller, pattern[:-2])
         else:
-            caller.require(caller.view.administers(pattern))
+            caller.require(await caller.view.administers(pattern))
 
 
 def _str(body: dict[str, Any], key: str) -> str:
@@ -194,19 +198,20 @@ def _str(body: dict[str, Any], key: str) -> str:
 
 
 async def whoami(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    return {**account_json(caller.account), "teams": [t.full_name for t in api.store.teams_of(caller.account)]}
+    return {**account_json(caller.account), "teams": [t.full_name for t in await api.store.teams_of(caller.account)]}
 
 
 async def list_users(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     caller.require(caller.superuser)
-    return [account_json(a) for a in api.store.accounts(AccountKind.USER)]
+    return [account_json(a) for a in await api.store.accounts(AccountKind.USER)]
 
 
 async def add_user(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     caller.require(caller.superuser)
     body = await api.body(request)
     hashed = await api.hash(body.get("password"))
-    account = api.store.create_user(_str(body, "name"), hashed, bool(body.get("superuser", False)))
+    async with api.store.transaction() as tx:
+        account = await tx.create_user(_str(body, "name"), hashed, bool(body.get("superuser", False)))
     audit("account_created", account=account.name, by=caller.account.name)
     return account_json(account)
 
@@ -215,21 +220,26 @@ async def change_user(api: AdminApi, caller: Caller, params: dict[str, str], req
     name = params["account"]
     body = await api.body(request)
     caller.require(caller.superuser or (name == caller.account.name and set(body) <= {"password"}))
-    api.store.require(name, AccountKind.USER)
-    if "password" in body:
-        api.store.set_secret(name, await api.hash(body["password"]))
-    if "disabled" in body:
-        api.store.set_disabled(name, bool(body["disabled"]))
-    if "superuser" in body:
-        api.store.set_superuser(name, bool(body["superuser"]))
+    await api.store.require(name, AccountKind.USER)
+    hashed = await api.hash(body["password"]) if "password" in body else None
+    async with api.store.transaction() as tx:
+        await tx.require(name, AccountKind.USER)
+        if hashed is not None:
+            await tx.set_secret(name, hashed)
+        if "disabled" in body:
+            await tx.set_disabled(name, bool(body["disabled"]))
+        if "superuser" in body:
+            await tx.set_superuser(name, bool(body["superuser"]))
+        changed = await tx.require(name)
     audit("account_changed", account=name, fields=sorted(body), by=caller.account.name)
-    return account_json(api.store.require(name))
+    return account_json(changed)
 
 
 async def delete_user(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     caller.require(caller.superuser)
-    api.store.require(params["account"], AccountKind.USER)
-    api.store.delete_account(params["account"])
+    async with api.store.transaction() as tx:
+        await tx.require(params["account"], AccountKind.USER)
+        await tx.delete_account(params["account"])
     audit("account_deleted", account=params["account"], by=caller.account.name)
     return None
 
@@ -240,7 +250,7 @@ async def delete_user(api: AdminApi, caller: Caller, params: dict[str, str], req
 async def list_robots(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     owner = request.query("owner") or caller.account.name
     api.owner_of_namespace(caller, owner)
-    return [account_json(a) for a in api.store.accounts(AccountKind.ROBOT, owner=owner)]
+    return [account_json(a) for a in await api.store.accounts(AccountKind.ROBOT, owner=owner)]
 
 
 async def add_robot(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
@@ -248,7 +258,8 @@ async def add_robot(api: AdminApi, caller: Caller, params: dict[str, str], reque
     owner = body.get("owner") or caller.account.name
     api.owner_of_namespace(caller, owner)
     token = generate_secret(ROBOT_TOKEN_PREFIX)
-    account = api.store.create_robot(owner, _str(body, "name"), secret_digest(token))
+    async with api.store.transaction() as tx:
+        account = await tx.create_robot(owner, _str(body, "name"), secret_digest(token))
     audit("robot_created", account=account.name, by=caller.account.name)
     return {**account_json(account), "token": token}
 
@@ -256,9 +267,10 @@ async def add_robot(api: AdminApi, caller: Caller, params: dict[str, str], reque
 async def rotate_robot(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     owner, _ = split_robot_name(params["account"])
     api.owner_of_namespace(caller, owner)
-    api.store.require(params["account"], AccountKind.ROBOT)
     token = generate_secret(ROBOT_TOKEN_PREFIX)
-    api.store.set_secret(params["account"], secret_digest(token))
+    async with api.store.transaction() as tx:
+        await tx.require(params["account"], AccountKind.ROBOT)
+        await tx.set_secret(params["account"], secret_digest(token))
     audit("robot_rotated", account=params["account"], by=caller.account.name)
     return {"name": params["account"], "token": token}
 
@@ -266,8 +278,9 @@ async def rotate_robot(api: AdminApi, caller: Caller, params: dict[str, str], re
 async def delete_robot(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     owner, _ = split_robot_name(params["account"])
     api.owner_of_namespace(caller, owner)
-    api.store.require(params["account"], AccountKind.ROBOT)
-    api.store.delete_account(params["account"])
+    async with api.store.transaction() as tx:
+        await tx.require(params["account"], AccountKind.ROBOT)
+        await tx.delete_account(params["account"])
     return None
 
 
@@ -275,7 +288,7 @@ async def delete_robot(api: AdminApi, caller: Caller, params: dict[str, str], re
 
 
 async def list_organizations(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    organizations = api.store.accounts(AccountKind.ORGANIZATION)
+    organizations = await api.store.accounts(AccountKind.ORGANIZATION)
     return [account_json(a) for a in organizations if caller.view.owns_namespace(a.name)]
 
 
@@ -286,43 +299,50 @@ async def add_organization(api: AdminApi, caller: Caller, params: dict[str, str]
         raise BadRequest("owners must be a list of user names")
     if not caller.superuser and caller.account.name not in owners:
         owners = [caller.account.name, *owners]
-    account = api.store.create_organization(_str(body, "name"), owners)
+    async with api.store.transaction() as tx:
+        account = await tx.create_organization(_str(body, "name"), owners)
     audit("organization_created", account=account.name, by=caller.account.name)
     return account_json(account)
 
 
 async def delete_organization(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     api.owner_of_namespace(caller, params["org"])
-    api.store.require(params["org"], AccountKind.ORGANIZATION)
-    api.store.delete_account(params["org"])
+    async with api.store.transaction() as tx:
+        await tx.require(params["org"], AccountKind.ORGANIZATION)
+        await tx.delete_account(params["org"])
     return None
 
 
 async def list_teams(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     api.owner_of_namespace(caller, params["org"])
-    return [{"name": t.name, "members": api.store.members(t.full_name)} for t in api.store.teams(params["org"])]
+    return [{"name": t.name, "members": await api.store.members(t.full_name)}
+            for t in await api.store.teams(params["org"])]
 
 
 async def add_team(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     api.owner_of_namespace(caller, params["org"])
-    team = api.store.create_team(params["org"], _str(await api.body(request), "name"))
+    name = _str(await api.body(request), "name")
+    async with api.store.transaction() as tx:
+        team = await tx.create_team(params["org"], name)
     return {"name": team.name, "members": []}
 
 
 async def delete_team(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     api.owner_of_namespace(caller, params["org"])
-    api.store.delete_team(f"{params['org']}/{params['team']}")
+    async with api.store.transaction() as tx:
+        await tx.delete_team(f"{params['org']}/{params['team']}")
     return None
 
 
 async def list_members(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     api.owner_of_namespace(caller, params["org"])
-    return api.store.members(f"{params['org']}/{params['team']}")
+    return await api.store.members(f"{params['org']}/{params['team']}")
 
 
 async def put_member(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     api.owner_of_namespace(caller, params["org"])
-    api.store.set_member(f"{params['org']}/{params['team']}", params["member"], request.method == "PUT")
+    async with api.store.transaction() as tx:
+        await tx.set_member(f"{params['org']}/{params['team']}", params["member"], request.method == "PUT")
     return None
 
 
@@ -330,37 +350,41 @@ async def put_member(api: AdminApi, caller: Caller, params: dict[str, str], requ
 
 
 async def list_permissions(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    api.admin_of_pattern(caller, params["repo"])
-    return [{"who": h.who, "role": str(h.role), "via": h.via} for h in who_can(api.store, params["repo"])]
+    await api.admin_of_pattern(caller, params["repo"])
+    return [{"who": h.who, "role": str(h.role), "via": h.via} for h in await who_can(api.store, params["repo"])]
 
 
 async def put_permission(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    api.admin_of_pattern(caller, params["repo"])
+    await api.admin_of_pattern(caller, params["repo"])
     body = await api.body(request)
     role = Role.parse(_str(body, "role"))
-    api.store.grant(params["repo"], _str(body, "grantee"), role)
+    async with api.store.transaction() as tx:
+        await tx.grant(params["repo"], _str(body, "grantee"), role)
     audit("permission_granted", repository=params["repo"], grantee=body["grantee"], role=str(role),
           by=caller.account.name)
     return None
 
 
 async def delete_permission(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    api.admin_of_pattern(caller, params["repo"])
+    await api.admin_of_pattern(caller, params["repo"])
     grantee = request.query("grantee")
     if not grantee:
         raise BadRequest("grantee is required")
-    if not api.store.revoke(params["repo"], grantee):
+    async with api.store.transaction() as tx:
+        revoked = await tx.revoke(params["repo"], grantee)
+    if not revoked:
         raise AccountUnknown(f"{grantee} holds no grant on {params['repo']}")
     audit("permission_revoked", repository=params["repo"], grantee=grantee, by=caller.account.name)
     return None
 
 
 async def put_visibility(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    api.admin_of_pattern(caller, params["repo"])
+    await api.admin_of_pattern(caller, params["repo"])
     public = (await api.body(request)).get("public")
     if not isinstance(public, bool):
         raise BadRequest("public must be true or false")
-    api.store.set_public(params["repo"], public)
+    async with api.store.transaction() as tx:
+        await tx.set_public(params["repo"], public)
     audit("visibility_changed", repository=params["repo"], public=public, by=caller.account.name)
     return {"repository": params["repo"], "public": public}
 

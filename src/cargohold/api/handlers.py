@@ -145,7 +145,7 @@ async def _mount(registry: Registry, request: Request, name: str, digest: str) -
     source = request.query("from")
     if source is not None:
         return await registry.mount_blob(name, source, digest) if request.grant.can_pull(source) else None
-    return await registry.mount_found_blob(name, digest, request.access.pull_filter(request.grant))
+    return await registry.mount_found_blob(name, digest, await request.access.pull_filter(request.grant))
 
 
 async def patch_upload(registry: Registry, request: Request) -> Response:
@@ -289,7 +289,7 @@ async def get_catalog(registry: Registry, request: Request) -> Response:
         names = await registry.catalog(None if limit is None else limit + 1, last)
     else:
         # Only what the caller may pull; filtered before paging so pages stay full.
-        may_see = request.access.catalog_filter(request.grant)
+        may_see = await request.access.catalog_filter(request.grant)
         names = await registry.catalog_where(may_see, None if limit is None else limit + 1, last)
     return _paged(names, limit, url_for(routes.CATALOG), "repositories", {})
 

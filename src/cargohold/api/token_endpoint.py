@@ -88,9 +88,9 @@ class TokenEndpoint:
             if credentials is None:
                 raise Unauthorized("the token endpoint takes basic credentials", headers=service.challenge())
             account = await service.login.login(*credentials, request.client, service.challenge())
-        body = service.issue(account, requested, request.client)
+        body = await service.issue(account, requested, request.client)
         if account is not None and _first(query, "offline_token") == "true":
-            body["refresh_token"] = service.refresh_token(account, _first(query, "client_id") or "unknown")
+            body["refresh_token"] = await service.refresh_token(account, _first(query, "client_id") or "unknown")
         return _token_response(body)
 
     async def post(self, request: Request) -> Response:
@@ -113,13 +113,14 @@ class TokenEndpoint:
             if not name or password is None:
                 raise TokenRequestInvalid("the password grant needs username and password")
             account = await service.login.login(name, password, request.client)
-            body = service.issue(account, requested, request.client)
+            body = await service.issue(account, requested, request.client)
             if _first(form, "access_type") == "offline":
-                body["refresh_token"] = service.refresh_token(account, client_id)
+                body["refresh_token"] = await service.refresh_token(account, client_id)
             return _token_response(body)
         if grant_type == "refresh_token":
             refresh = _first(form, "refresh_token") or ""
-            body = service.issue(service.refreshed_account(refresh, request.client), requested, request.client)
+            account = await service.refreshed_account(refresh, request.client)
+            body = await service.issue(account, requested, request.client)
             body["refresh_token"] = refresh
             return _token_response(body)
         raise UnsupportedGrantType(f"unsupported grant_type {grant_type!r} (password or refresh_token)")

@@ -3,12 +3,15 @@
 The domain only: the HTTP endpoints over it (``/auth/token``, ``/admin/v1``) are in
 :mod:`cargohold.api`, and a controller reads a request only through :class:`Credentials`.
 
+The access model's values (accounts, teams, roles, permissions, their names and
+errors) are in :mod:`cargohold.access_model`, and its store contract in
+:mod:`cargohold.metadata.access` (SQLite: :mod:`cargohold.metadata.sqlite_access`),
+so the stores never import this package.
+
 Modules, from the bottom up::
 
     access.py      Access, Grant, Credentials, the AccessController protocol, OpenAccess (auth off)
-    model.py       accounts, teams, roles, permissions and their names; the model's errors
     passwords.py   bcrypt for passwords, SHA-256 for generated secrets
-    store.py       AccessStore: the model in SQL (migrations 0002_access.sql, 0006_credential_generations.sql)
     policy.py      the rules: a caller's role on a repository, who-can
     keys.py        signing and verifying keys, libtrust key IDs, JWKS (PyJWT), certificates
     jwt.py         tokens: key choice by issuer and kid, PyJWT checks, the access claim

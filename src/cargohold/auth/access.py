@@ -96,11 +96,11 @@ class AccessController(Protocol):
         """Grant ``required`` or raise Unauthorized (with its challenge) or Denied."""
         ...
 
-    def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
+    async def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
         """Whether this caller may see a repository in the catalog (its rights are read once)."""
         ...
 
-    def pull_filter(self, grant: Grant) -> Callable[[str], bool]:
+    async def pull_filter(self, grant: Grant) -> Callable[[str], bool]:
         """Whether this caller may pull a repository, whatever the token's scope names (rights read once)."""
         ...
 
@@ -118,8 +118,8 @@ class OpenAccess:
     async def authorize(self, credentials: Credentials, required: list[Access]) -> Grant:
         return self._GRANT
 
-    def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
+    async def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
         return everything
 
-    def pull_filter(self, grant: Grant) -> Callable[[str], bool]:
+    async def pull_filter(self, grant: Grant) -> Callable[[str], bool]:
         return everything

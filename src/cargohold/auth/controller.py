@@ -29,15 +29,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from ..access_model import Account
 from ..errcodes import Denied, Unauthorized
+from ..metadata.access import AccessStore
 from .access import CATALOG, Access, Credentials, Grant, everything
 from .htpasswd import HtpasswdFile
 from .jwt import TokenInvalid, VerifiedToken, Verifier
 from .login import audit, parse_basic, token_account
-from .model import Account
 from .policy import load_view
 from .ratelimit import LoginLimiter
-from .store import AccessStore
 
 log: Final = logging.getLogger("cargohold.auth")
 
@@ -113,11 +113,11 @@ class TokenAccessController:
                 "invalid bearer token", headers=self._challenge(credentials, required, "invalid_token")
             ) from None
 
-    def _subject(self, credentials: Credentials, token: VerifiedToken, required: list[Access]) -> Account | None:
+    async def _subject(self, credentials: Credentials, token: VerifiedToken, required: list[Access]) -> Account | None:
         """The live account behind an own-service token (None: anonymous or external)."""
         if token.issuer != self.own_issuer or not token.subject:
             return None
-        account = token_account(self.store, token)
+        account = await token_account(self.store, token)
         if account is None:
             audit("token_rejected", reason="account void", account=token.subject, client=credentials.client)
             challenge = self._challenge(credentials, required, "invalid_token")
@@ -129,13 +129,13 @@ class TokenAccessController:
         if not required:  # the base endpoint: any valid token will do, no token gets the challenge
             if token is None:
                 raise Unauthorized("authentication required", headers=self._challenge(credentials, required))
-            self._subject(credentials, token, required)
+            await self._subject(credentials, token, required)
             return Grant(subject=token.subject or None, issuer=token.issuer)
-        account = self._subject(credentials, token, required) if token is not None else None
+        account = await self._subject(credentials, token, required) if token is not None else None
         local = token is None or token.issuer == self.own_issuer
         if token is None:
-            view = load_view(self.store, None)
-            granted = frozenset(access for access in required if view.allows(access))
+            view = await load_view(self.store, None)
+            granted = frozenset([access for access in required if await view.allows(access)])
         else:
             granted = token.accesses
             if local:  # the catalog lists what the caller may see, so every caller may ask for it
@@ -148,25 +148,24 @@ class TokenAccessController:
         if account is None:
             error = "insufficient_scope" if token is not None else None
             raise InsufficientScope(headers=self._challenge(credentials, required, error))
-        if all(load_view(self.store, account).allows(access) for access in missing):
+        view = await load_view(self.store, account)
+        if all([await view.allows(access) for access in missing]):
             raise InsufficientScope(headers=self._challenge(credentials, required, "insufficient_scope"))
         raise Denied()
 
-    def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
+    async def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
         external = grant.issuer is not None and grant.issuer != self.own_issuer
         if external and CATALOG in grant.accesses:
             return everything
-        return self.pull_filter(grant)
+        return await self.pull_filter(grant)
 
-    def pull_filter(self, grant: Grant) -> Callable[[str], bool]:
+    async def pull_filter(self, grant: Grant) -> Callable[[str], bool]:
         if grant.everything:
             return everything
         if grant.issuer is not None and grant.issuer != self.own_issuer:
             return grant.can_pull  # an external token is all we know of its holder
-        account = self.store.account(grant.subject) if grant.subject else None
-        view = load_view(self.store, account)
-        view.preload_public()
-        return view.may_pull
+        account = await self.store.account(grant.subject) if grant.subject else None
+        return await (await load_view(self.store, account)).pull_filter()
 
 
 class BasicAccessController:
@@ -209,8 +208,8 @@ class BasicAccessController:
         self._verified[key] = (now + BASIC_CACHE_SECONDS, version)
         return Grant(subject=name, everything=True)
 
-    def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
+    async def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:
         return everything
 
-    def pull_filter(self, grant: Grant) -> Callable[[str], bool]:
+    async def pull_filter(self, grant: Grant) -> Callable[[str], bool]:
         return everything

@@ -16,12 +16,12 @@ import json
 import logging
 from typing import Final
 
+from ..access_model import Account, AccountKind
 from ..errcodes import Unauthorized
+from ..metadata.access import AccessStore
 from .jwt import VerifiedToken
-from .model import Account, AccountKind
 from .passwords import secret_matches, verify_password
 from .ratelimit import LoginLimiter
-from .store import AccessStore
 
 log: Final = logging.getLogger("cargohold.auth")
 
@@ -67,10 +67,10 @@ def audit(event: str, **fields: object) -> None:
     log.info(json.dumps({"event": event, **fields}))
 
 
-def token_account(store: AccessStore, token: VerifiedToken) -> Account | None:
+async def token_account(store: AccessStore, token: VerifiedToken) -> Account | None:
     """The account behind a token of cargohold's own service, if its credentials are still those the
     token was issued under (same generation; not disabled, not deleted); else None."""
-    account = store.account(token.subject)
+    account = await store.account(token.subject)
     if account is None or account.disabled or token.generation != account.credentials_generation:
         return None
     return account
@@ -89,7 +89,7 @@ class Authenticator:
         (with ``challenge`` as their headers), or TooManyRequests."""
         address = client.rsplit(":", 1)[0]
         await self.limiter.check(name, address)
-        found = self.store.credentials(name)  # on the event loop: the connection is not shared with threads
+        found = await self.store.credentials(name)
         account, stored = found if found is not None else (None, None)
         if account is not None and account.kind is AccountKind.ROBOT:
             ok = secret_matches(secret, stored)

@@ -20,7 +20,7 @@ from typing import Final
 
 import bcrypt
 
-from .model import PasswordRejected
+from ..access_model import PasswordRejected
 
 #: bcrypt's own ceiling; a longer password would be cut silently
 MAX_PASSWORD_BYTES: Final = 72

@@ -17,12 +17,12 @@ repository is the answer for a private one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..access_model import Account, AccountKind, Permission, Role, namespace_of, pattern_matches
+from ..metadata.access import AccessStore
 from .access import CATALOG, Access
-from .model import Account, AccountKind, Permission, Role, namespace_of, pattern_matches
-from .store import AccessStore
 
 
 class AccessView:
@@ -41,57 +41,68 @@ class AccessView:
     def anonymous(self) -> bool:
         return self.account is None
 
-    def preload_public(self) -> None:
+    async def preload_public(self) -> None:
         """Read every public repository at once (for filtering a whole catalog)."""
-        self._public = self.store.public_repositories()
+        self._public = await self.store.public_repositories()
 
-    def _is_public(self, repository: str) -> bool:
+    async def _is_public(self, repository: str) -> bool:
         if self._public is not None:
             return repository in self._public
-        return self.store.is_public(repository)
+        return await self.store.is_public(repository)
 
-    def role(self, repository: str) -> Role | None:
+    def _held(self, repository: str) -> Role | None:
+        """The caller's role on ``repository`` but for its being public."""
         account = self.account
         if account is not None and account.superuser:
             return Role.ADMIN
         if namespace_of(repository) in self._owned:
             return Role.ADMIN
-        best = max((p.role for p in self._permissions if pattern_matches(p.repository, repository)), default=None)
-        if best is None and self._is_public(repository):
+        return max((p.role for p in self._permissions if pattern_matches(p.repository, repository)), default=None)
+
+    async def role(self, repository: str) -> Role | None:
+        best = self._held(repository)
+        if best is None and await self._is_public(repository):
             return Role.READ
         return best
 
-    def actions(self, repository: str) -> frozenset[str]:
-        role = self.role(repository)
+    async def actions(self, repository: str) -> frozenset[str]:
+        role = await self.role(repository)
         return role.actions if role is not None else frozenset()
 
-    def allows(self, access: Access) -> bool:
+    async def allows(self, access: Access) -> bool:
         if access == CATALOG:
             return True  # the listing itself is filtered by `visible`
         if access.type != "repository":
             return False
-        return access.action in self.actions(access.name)
+        return access.action in await self.actions(access.name)
 
-    def may_pull(self, repository: str) -> bool:
-        return "pull" in self.actions(repository)
+    async def may_pull(self, repository: str) -> bool:
+        return "pull" in await self.actions(repository)
 
-    def visible(self, names: Iterable[str]) -> list[str]:
+    async def pull_filter(self) -> Callable[[str], bool]:
+        """Whether this caller may pull a repository, every public repository read once, now."""
+        await self.preload_public()
+        public = self._public or set()
+        # every role includes pull, and a public repository is readable by everyone
+        return lambda repository: self._held(repository) is not None or repository in public
+
+    async def visible(self, names: Iterable[str]) -> list[str]:
         """The repositories of ``names`` this caller may pull, in order."""
-        self.preload_public()
-        return [name for name in names if self.may_pull(name)]
+        may_pull = await self.pull_filter()
+        return [name for name in names if may_pull(name)]
 
-    def administers(self, repository: str) -> bool:
-        return self.role(repository) is Role.ADMIN
+    async def administers(self, repository: str) -> bool:
+        return await self.role(repository) is Role.ADMIN
 
     def owns_namespace(self, namespace: str) -> bool:
         return (self.account is not None and self.account.superuser) or namespace in self._owned
 
 
-def load_view(store: AccessStore, account: Account | None) -> AccessView:
+async def load_view(store: AccessStore, account: Account | None) -> AccessView:
     """The rights of ``account`` (None: an anonymous caller). Disabled accounts have none."""
     if account is None or account.disabled:
         return AccessView(store, None, set(), [])
-    return AccessView(store, account, store.owned_namespaces(account), store.permissions_of(account))
+    return AccessView(store, account, await store.owned_namespaces(account), await store.permissions_of(account))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,18 +114,19 @@ class Holder:
     via: str
 
 
-def who_can(store: AccessStore, repository: str) -> list[Holder]:
+async def who_can(store: AccessStore, repository: str) -> list[Holder]:
     """Everyone with a role on ``repository``, with the reason, highest role first."""
     holders: list[Holder] = [
         Holder(account.name, Role.ADMIN, "superuser")
-        for account in store.accounts(AccountKind.USER) if account.superuser and not account.disabled
+        for account in await store.accounts(AccountKind.USER) if account.superuser and not account.disabled
     ]
     namespace = namespace_of(repository)
     if namespace is not None:
-        holders += [Holder(owner, Role.ADMIN, f"owner of {namespace}") for owner in store.namespace_owners(namespace)]
-    for permission in store.permissions(repository):
+        owners = await store.namespace_owners(namespace)
+        holders += [Holder(owner, Role.ADMIN, f"owner of {namespace}") for owner in owners]
+    for permission in await store.permissions(repository):
         via = "grant" if permission.repository == repository else f"grant on {permission.repository}"
         holders.append(Holder(permission.grantee, permission.role, via))
-    if store.is_public(repository):
+    if await store.is_public(repository):
         holders.append(Holder("anonymous", Role.READ, "public"))
     return sorted(holders, key=lambda h: (-h.role, h.who, h.via))

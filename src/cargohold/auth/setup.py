@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from ..config import ConfigError, ServerConfig
-from ..metadata import open_login_failures, open_metadata_store
+from ..metadata import AccessStore, open_access_store, open_login_failures, open_metadata_store
 from .access import AccessController, OpenAccess
 from .controller import BasicAccessController, TokenAccessController
 from .htpasswd import HtpasswdError, HtpasswdFile
@@ -24,7 +24,6 @@ from .jwt import Verifier
 from .keys import KeyFileError, VerifyingKey, ensure_signing_key, load_public_keys, parse_jwks
 from .login import Authenticator
 from .ratelimit import LoginLimiter, LoginLimits
-from .store import AccessStore
 from .tokens import TokenService, TokenSettings
 
 #: how long fetching an external JWKS at start may take
@@ -49,12 +48,13 @@ class AccessSetup:
     tokens: OwnTokens | None = None
 
 
-def open_access_store(config: ServerConfig) -> AccessStore:
-    """The access store of a data directory whose database is migrated (the migrations create its tables)."""
+def access_store_for(config: ServerConfig) -> AccessStore:
+    """The access store of a data directory whose database is migrated (the migrations create its tables);
+    opening the metadata store first refuses a database that is not."""
     os.makedirs(config.data_dir, exist_ok=True)
     meta = open_metadata_store(config.metadata_url)
     asyncio.run(meta.close())
-    return AccessStore.open(config.metadata_url)
+    return open_access_store(config.metadata_url)
 
 
 def limiter_for(config: ServerConfig) -> LoginLimiter:
@@ -96,7 +96,7 @@ def build_access(config: ServerConfig) -> AccessSetup:
         key = ensure_signing_key(Path(config.token_key_path), Path(config.token_cert_path))
     except (HtpasswdError, KeyFileError, OSError) as exc:
         raise ConfigError(str(exc)) from None
-    store = AccessStore.open(config.metadata_url)
+    store = open_access_store(config.metadata_url)
     verifier = Verifier(config.auth.service)
     verifier.trust(config.auth.issuer, [key.public])
     if config.auth.external_issuer:

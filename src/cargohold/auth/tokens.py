@@ -16,17 +16,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
+from ..access_model import Account
 from ..errcodes import RequestUnsupported, Unauthorized
+from ..metadata.access import AccessStore
 from ..reference import is_repository_name
 from .access import CATALOG, Access
 from .controller import scope_string
 from .jwt import encode, new_claims
 from .keys import SigningKey, jwks
 from .login import Authenticator, audit
-from .model import Account
 from .passwords import generate_secret, secret_digest
 from .policy import load_view
-from .store import AccessStore
 
 #: the spec: never hand out a token with less than 60 seconds to live
 MIN_LIFETIME: Final = 60
@@ -96,22 +96,22 @@ class TokenService:
         self.store = store
         self.login = login
 
-    def granted(self, account: Account | None, requested: Iterable[Access]) -> list[Access]:
+    async def granted(self, account: Account | None, requested: Iterable[Access]) -> list[Access]:
         """The part of ``requested`` the caller holds (``*`` stands for every action it holds)."""
-        view = load_view(self.store, account)
+        view = await load_view(self.store, account)
         granted: list[Access] = []
         for access in requested:
             if access == CATALOG:
                 if account is not None:
                     granted.append(access)
             elif access.type == "repository" and is_repository_name(access.name):
-                held = view.actions(access.name)
+                held = await view.actions(access.name)
                 wanted = held if access.action == "*" else {access.action} & held
                 granted.extend(Access("repository", access.name, action) for action in sorted(wanted))
         return list(dict.fromkeys(granted))
 
-    def issue(self, account: Account | None, requested: list[Access], client: str) -> dict[str, Any]:
-        granted = self.granted(account, requested)
+    async def issue(self, account: Account | None, requested: list[Access], client: str) -> dict[str, Any]:
+        granted = await self.granted(account, requested)
         lifetime = max(self.settings.lifetime, MIN_LIFETIME)
         claims = new_claims(
             issuer=self.settings.issuer, subject=account.name if account else "", audience=self.settings.service,
@@ -126,15 +126,15 @@ class TokenService:
             "issued_at": issued.strftime("%Y-%m-%dT%H:%M:%SZ"), "scope": scope_string(granted),
         }
 
-    def refresh_token(self, account: Account, client_id: str) -> str:
+    async def refresh_token(self, account: Account, client_id: str) -> str:
         """A new refresh token for ``account``."""
         secret = generate_secret()
-        self.store.add_refresh_token(secret_digest(secret), account, client_id, self.settings.refresh_lifetime)
+        await self.store.add_refresh_token(secret_digest(secret), account, client_id, self.settings.refresh_lifetime)
         return secret
 
-    def refreshed_account(self, refresh: str, client: str) -> Account:
+    async def refreshed_account(self, refresh: str, client: str) -> Account:
         """The account a refresh token stands for, or InvalidRefreshToken."""
-        found = self.store.refresh_token_account(secret_digest(refresh)) if refresh else None
+        found = await self.store.refresh_token_account(secret_digest(refresh)) if refresh else None
         if found is None or found.disabled:
             audit("refresh_rejected", client=client.rsplit(":", 1)[0], account=found.name if found else None)
             raise InvalidRefreshToken("invalid refresh token")

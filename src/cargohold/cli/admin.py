@@ -5,29 +5,32 @@ Works on the data directory's database (``--data-dir``, ``--config`` or
 the running server sees changes at once. The HTTP admin API offers the same
 operations to authenticated callers. Passwords are read from the terminal or,
 with ``--password-stdin``, from one line of standard input; never from flags.
+Each action runs in one event loop, and each change in one unit of work of the
+access store (``store.transaction()``); passwords are read and hashed before it opens.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..access_model import AccessModelError, AccountKind, Role, split_robot_name, split_team_name
 from ..auth.keys import load_signing_key
-from ..auth.model import AccessModelError, AccountKind, Role, split_robot_name, split_team_name
 from ..auth.passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password, secret_digest
 from ..auth.policy import who_can
-from ..auth.setup import open_access_store
-from ..auth.store import AccessStore
+from ..auth.setup import access_store_for
 from ..config import ConfigError, ServerConfig, load_config
+from ..metadata.access import AccessStore
 from ..metadata.schema import migrate
 from ..metadata.store import MetadataError
 
-Action = Callable[[AccessStore, ServerConfig, argparse.Namespace], int]
+Action = Callable[[AccessStore, ServerConfig, argparse.Namespace], Awaitable[int]]
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -60,42 +63,50 @@ def _done(args: argparse.Namespace, message: str, **document: Any) -> None:
 # users
 
 
-def user_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    user = store.create_user(args.name, hash_password(_read_password(args), config.auth.password_cost), args.superuser)
+async def user_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    hashed = hash_password(_read_password(args), config.auth.password_cost)
+    async with store.transaction() as tx:
+        user = await tx.create_user(args.name, hashed, args.superuser)
     _done(args, f"user {args.name} created" + (" (superuser)" if args.superuser else ""),
           name=user.name, superuser=user.superuser, created=True)
     return 0
 
 
-def user_passwd(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    store.require(args.name, AccountKind.USER)
-    store.set_secret(args.name, hash_password(_read_password(args), config.auth.password_cost))
+async def user_passwd(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    await store.require(args.name, AccountKind.USER)
+    hashed = hash_password(_read_password(args), config.auth.password_cost)
+    async with store.transaction() as tx:
+        await tx.require(args.name, AccountKind.USER)
+        await tx.set_secret(args.name, hashed)
     _done(args, f"password of {args.name} changed; its tokens are void", name=args.name, passwordChanged=True)
     return 0
 
 
-def user_disable(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    store.set_disabled(args.name, args.disable)
+async def user_disable(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    async with store.transaction() as tx:
+        await tx.set_disabled(args.name, args.disable)
     _done(args, f"{args.name} {'disabled' if args.disable else 'enabled'}", name=args.name, disabled=args.disable)
     return 0
 
 
-def user_superuser(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    store.set_superuser(args.name, not args.remove)
+async def user_superuser(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    async with store.transaction() as tx:
+        await tx.set_superuser(args.name, not args.remove)
     _done(args, f"{args.name} is {'no longer ' if args.remove else ''}a superuser", name=args.name,
           superuser=not args.remove)
     return 0
 
 
-def account_delete(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    store.require(args.name, args.kind)
-    store.delete_account(args.name)
+async def account_delete(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    async with store.transaction() as tx:
+        await tx.require(args.name, args.kind)
+        await tx.delete_account(args.name)
     _done(args, f"{args.kind.value} {args.name} deleted", name=args.name, kind=args.kind.value, deleted=True)
     return 0
 
 
-def account_list(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    accounts = store.accounts(args.kind, owner=getattr(args, "owner", None))
+async def account_list(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    accounts = await store.accounts(args.kind, owner=getattr(args, "owner", None))
     rows = [{"name": a.name, "superuser": a.superuser, "disabled": a.disabled, "owner": a.owner or ""}
             for a in accounts]
     _print(args, rows, ["name", "owner"] if args.kind is not AccountKind.USER else ["name", "superuser", "disabled"])
@@ -105,9 +116,10 @@ def account_list(store: AccessStore, config: ServerConfig, args: argparse.Namesp
 # robots
 
 
-def robot_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+async def robot_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     token = generate_secret(ROBOT_TOKEN_PREFIX)
-    robot = store.create_robot(args.owner, args.name, secret_digest(token))
+    async with store.transaction() as tx:
+        robot = await tx.create_robot(args.owner, args.name, secret_digest(token))
     if args.json:  # the token is shown once: in the document
         _done(args, "", name=robot.name, owner=args.owner, token=token)
         return 0
@@ -116,11 +128,12 @@ def robot_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace
     return 0
 
 
-def robot_rotate(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+async def robot_rotate(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     split_robot_name(args.name)
     token = generate_secret(ROBOT_TOKEN_PREFIX)
-    store.require(args.name, AccountKind.ROBOT)
-    store.set_secret(args.name, secret_digest(token))
+    async with store.transaction() as tx:
+        await tx.require(args.name, AccountKind.ROBOT)
+        await tx.set_secret(args.name, secret_digest(token))
     if args.json:
         _done(args, "", name=args.name, token=token)
         return 0
@@ -132,37 +145,42 @@ def robot_rotate(store: AccessStore, config: ServerConfig, args: argparse.Namesp
 # organizations and teams
 
 
-def org_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    store.create_organization(args.name, args.owner or [])
+async def org_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    async with store.transaction() as tx:
+        await tx.create_organization(args.name, args.owner or [])
     _done(args, f"organization {args.name} created" + (f", owned by {', '.join(args.owner)}" if args.owner else ""),
           name=args.name, owners=args.owner or [], created=True)
     return 0
 
 
-def team_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+async def team_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     organization, team = split_team_name(args.team)
-    store.create_team(organization, team)
+    async with store.transaction() as tx:
+        await tx.create_team(organization, team)
     _done(args, f"team {args.team} created", team=args.team, created=True)
     return 0
 
 
-def team_delete(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    store.delete_team(args.team)
+async def team_delete(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    async with store.transaction() as tx:
+        await tx.delete_team(args.team)
     _done(args, f"team {args.team} deleted", team=args.team, deleted=True)
     return 0
 
 
-def team_member(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    for member in args.members:
-        store.set_member(args.team, member, not args.remove)
+async def team_member(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    async with store.transaction() as tx:
+        for member in args.members:
+            await tx.set_member(args.team, member, not args.remove)
     _done(args, f"{', '.join(args.members)} {'removed from' if args.remove else 'added to'} {args.team}",
           team=args.team, members=args.members, removed=args.remove)
     return 0
 
 
-def team_list(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    store.require(args.org, AccountKind.ORGANIZATION)
-    rows = [{"team": t.full_name, "members": " ".join(store.members(t.full_name))} for t in store.teams(args.org)]
+async def team_list(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    await store.require(args.org, AccountKind.ORGANIZATION)
+    rows = [{"team": t.full_name, "members": " ".join(await store.members(t.full_name))}
+            for t in await store.teams(args.org)]
     _print(args, rows, ["team", "members"])
     return 0
 
@@ -170,16 +188,19 @@ def team_list(store: AccessStore, config: ServerConfig, args: argparse.Namespace
 # permissions
 
 
-def grant(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+async def grant(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     role = Role.parse(args.role)
-    store.grant(args.repository, args.grantee, role)
+    async with store.transaction() as tx:
+        await tx.grant(args.repository, args.grantee, role)
     _done(args, f"{args.grantee} may {role} {args.repository}", grantee=args.grantee, role=str(role),
           repository=args.repository)
     return 0
 
 
-def revoke(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    if not store.revoke(args.repository, args.grantee):
+async def revoke(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    async with store.transaction() as tx:
+        revoked = await tx.revoke(args.repository, args.grantee)
+    if not revoked:
         print(f"{args.grantee} held no grant on {args.repository}", file=sys.stderr)
         return 1
     _done(args, f"grant of {args.grantee} on {args.repository} revoked", grantee=args.grantee,
@@ -187,20 +208,21 @@ def revoke(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -
     return 0
 
 
-def repo_visibility(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    store.set_public(args.repository, args.visibility == "public")
+async def repo_visibility(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    async with store.transaction() as tx:
+        await tx.set_public(args.repository, args.visibility == "public")
     _done(args, f"{args.repository} is {args.visibility}", repository=args.repository, visibility=args.visibility)
     return 0
 
 
-def show_who_can(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+async def show_who_can(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     rows = [{"who": h.who, "role": str(h.role), "actions": ",".join(sorted(h.role.actions)), "via": h.via}
-            for h in who_can(store, args.repository)]
+            for h in await who_can(store, args.repository)]
     _print(args, rows, ["who", "role", "actions", "via"])
     return 0
 
 
-def token_key(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+async def token_key(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     key = load_signing_key(config.token_key_path)
     rows = [{"kid": key.kid, "algorithm": key.algorithm, "key": config.token_key_path,
              "certificate": config.token_cert_path, "issuer": config.auth.issuer, "service": config.auth.service}]
@@ -314,18 +336,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(None, overrides, dict(os.environ))
         _check_registry(config, args)
-        store = open_access_store(config)
+        store = access_store_for(config)
     except (ConfigError, MetadataError, OSError) as exc:
         print(f"cargohold admin: {exc}", file=sys.stderr)
         return 2
+    return asyncio.run(_act(args.action, store, config, args))
+
+
+async def _act(action: Action, store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     try:
-        code: int = args.action(store, config, args)
-        return code
+        return await action(store, config, args)
     except BrokenPipeError:
         raise  # the top level ends quietly
     except (AccessModelError, MetadataError, ValueError, OSError) as exc:
         print(f"cargohold admin: {exc}", file=sys.stderr)
         return 1
     finally:
-        store.close()
+        await store.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import errno
 import math
@@ -14,7 +15,7 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ..auth.store import AccessStore
+from ..auth.controller import TokenAccessController
 from ..config import ConfigError, ServerConfig, load_config
 from ..metadata.store import MetadataError
 
@@ -238,9 +239,8 @@ def _announce_auth(config: ServerConfig, app: RegistryApp) -> None:
                   "(--auth token)", file=sys.stderr, flush=True)
         return
     print(f"cargohold: access control: {config.auth.mode}", flush=True)
-    store = getattr(app.access, "store", None)
-    if isinstance(store, AccessStore):
+    if isinstance(app.access, TokenAccessController):
         print(f"cargohold: tokens signed with {config.token_key_path} (certificate: {config.token_cert_path})",
               flush=True)
-        if not store.has_superuser():
+        if not asyncio.run(app.access.store.has_superuser()):
             print("cargohold: no administrator yet: cargohold admin user add NAME --superuser", flush=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .store import MetadataError, MetadataStore
 
 if TYPE_CHECKING:
+    from .access import AccessStore
     from .logins import LoginFailureStore
     from .schema import SchemaTarget
 
@@ -27,6 +28,8 @@ class Database:
     open_schema: Callable[[str, bool], SchemaTarget]
     #: url -> the failed-login counters in that (migrated) database
     open_login_failures: Callable[[str], LoginFailureStore]
+    #: url -> the access model (accounts, teams, grants, ...) in that (migrated) database
+    open_access_store: Callable[[str], AccessStore]
 
 
 def _sqlite_store(url: str) -> MetadataStore:
@@ -47,9 +50,15 @@ def _sqlite_login_failures(url: str) -> LoginFailureStore:
     return SqliteLoginFailures(url.removeprefix("sqlite://"))
 
 
+def _sqlite_access_store(url: str) -> AccessStore:
+    from .sqlite_access import SqliteAccessStore
+
+    return SqliteAccessStore(url.removeprefix("sqlite://"))
+
+
 #: URL scheme -> database
 DATABASES: dict[str, Database] = {
-    "sqlite": Database("sqlite", _sqlite_store, _sqlite_schema, _sqlite_login_failures),
+    "sqlite": Database("sqlite", _sqlite_store, _sqlite_schema, _sqlite_login_failures, _sqlite_access_store),
 }
 
 
@@ -67,3 +76,7 @@ def open_metadata_store(url: str) -> MetadataStore:
 
 def open_login_failures(url: str) -> LoginFailureStore:
     return database_for(url).open_login_failures(url)
+
+
+def open_access_store(url: str) -> AccessStore:
+    return database_for(url).open_access_store(url)

@@ -1,22 +1,21 @@
-"""The access model in SQL: :class:`AccessStore`, over the metadata database.
+"""The access model in the SQLite metadata database (:class:`~cargohold.metadata.access.AccessStore`).
 
-The tables come from the metadata store's migrations (``0002_access.sql``, and
-``0006_credential_generations.sql`` for credential generations), so
-whoever opens the metadata store first has created them. The SQL is plain
-enough for PostgreSQL too (``ON CONFLICT``, ``BOOLEAN`` columns given Python
-booleans, no SQLite functions); only the ``?`` placeholders would change.
-Calls are synchronous and take microseconds, as in the SQLite metadata store.
+The tables come from the migrations (``0002_access.sql``, and
+``0006_credential_generations.sql`` for credential generations). The SQL is
+plain enough for PostgreSQL too (``ON CONFLICT``, ``BOOLEAN`` columns given
+Python booleans, no SQLite functions); only the ``?`` placeholders would change.
+Queries run inline on the event loop, as in the SQLite metadata store; a method
+that reads and then writes does both in one ``BEGIN IMMEDIATE`` transaction.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
-from ..metadata.sqlite_db import SqliteDatabase
-from ..metadata.store import MetadataError
-from .model import (
+from ..access_model import (
     OWNERS_TEAM,
     Account,
     AccountExists,
@@ -36,6 +35,8 @@ from .model import (
     robot_name,
     split_team_name,
 )
+from .access import AccessQueries
+from .sqlite_db import SqliteDatabase
 
 _ACCOUNT_COLUMNS = (
     "a.id, a.name, a.kind, a.superuser, a.disabled, o.name, a.credentials_generation, a.created_at"
@@ -54,39 +55,42 @@ def _account(row: Sequence[Any]) -> Account:
     )
 
 
-class AccessStore:
+class SqliteAccessStore:
     """Users, organizations, robots, teams, permissions, public repositories and refresh tokens."""
 
     def __init__(self, path: str) -> None:
+        # the database must be migrated already: the migrations create the tables
         self.path = path
         self._db = SqliteDatabase(path, what="access store")
 
-    @classmethod
-    def open(cls, url: str) -> AccessStore:
-        """The store for a metadata URL; the metadata store must have been opened (migrated) first."""
-        if not url.startswith("sqlite://"):
-            raise MetadataError(f"access control needs an SQLite metadata database, not {url!r}")
-        return cls(url.removeprefix("sqlite://"))
-
-    def close(self) -> None:
+    async def close(self) -> None:
         self._db.close()
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AccessQueries]:
+        async with self._db.unit_of_work():
+            yield self
 
     # accounts
 
-    def account(self, name: str) -> Account | None:
+    def _find(self, name: str) -> Account | None:
         row = self._db.execute(f"{_ACCOUNT_SELECT} WHERE a.name = ?", (name,)).fetchone()
         return None if row is None else _account(row)
 
-    def require(self, name: str, *kinds: AccountKind) -> Account:
-        found = self.account(name)
+    def _require(self, name: str, *kinds: AccountKind) -> Account:
+        found = self._find(name)
         if found is None or (kinds and found.kind not in kinds):
             what = " or ".join(k.value for k in kinds) or "account"
             raise AccountUnknown(f"no {what} named {name!r}")
         return found
 
-    def credentials(self, name: str) -> tuple[Account, str | None] | None:
-        """An account and its stored secret hash (bcrypt for users, SHA-256 for robots)."""
+    async def account(self, name: str) -> Account | None:
+        return self._find(name)
+
+    async def require(self, name: str, *kinds: AccountKind) -> Account:
+        return self._require(name, *kinds)
+
+    async def credentials(self, name: str) -> tuple[Account, str | None] | None:
         row = self._db.execute(
             f"SELECT {_ACCOUNT_COLUMNS}, a.secret_hash FROM accounts a "
             "LEFT JOIN accounts o ON o.id = a.owner_id WHERE a.name = ?",
@@ -94,7 +98,7 @@ class AccessStore:
         ).fetchone()
         return None if row is None else (_account(row), row[8])
 
-    def accounts(self, kind: AccountKind | None = None, owner: str | None = None) -> list[Account]:
+    async def accounts(self, kind: AccountKind | None = None, owner: str | None = None) -> list[Account]:
         sql, args = f"{_ACCOUNT_SELECT} WHERE 1 = 1", []
         if kind is not None:
             sql, args = f"{sql} AND a.kind = ?", [kind.value]
@@ -111,7 +115,7 @@ class AccessStore:
     def _insert_account(
         self, db: SqliteDatabase, name: str, kind: AccountKind, secret: str | None,
         superuser: bool = False, owner_id: int | None = None,
-    ) -> int:
+    ) -> Account:
         now = _now()
         cursor = db.execute(
             "INSERT INTO accounts (name, kind, owner_id, secret_hash, superuser, disabled, credentials_changed_at, "
@@ -120,46 +124,42 @@ class AccessStore:
         )
         if cursor.rowcount == 0:
             raise AccountExists(f"the name {name!r} is taken")
-        return int(db.execute("SELECT id FROM accounts WHERE name = ?", (name,)).fetchone()[0])
+        return self._require(name)
 
-    def create_user(self, name: str, password_hash: str, superuser: bool = False) -> Account:
+    async def create_user(self, name: str, password_hash: str, superuser: bool = False) -> Account:
         check_account_name(name)
         with self._db.transaction() as db:
-            self._insert_account(db, name, AccountKind.USER, password_hash, superuser)
-        return self.require(name)
+            return self._insert_account(db, name, AccountKind.USER, password_hash, superuser)
 
-    def create_organization(self, name: str, owners: Sequence[str]) -> Account:
-        """An organization with its ``owners`` team holding ``owners`` (users)."""
+    async def create_organization(self, name: str, owners: Sequence[str]) -> Account:
         check_account_name(name)
-        members = [self.require(owner, AccountKind.USER) for owner in owners]
         with self._db.transaction() as db:
-            org_id = self._insert_account(db, name, AccountKind.ORGANIZATION, None)
+            members = [self._require(owner, AccountKind.USER) for owner in owners]
+            organization = self._insert_account(db, name, AccountKind.ORGANIZATION, None)
             db.execute("INSERT INTO teams (organization_id, name, created_at) VALUES (?, ?, ?)",
-                       (org_id, OWNERS_TEAM, _now()))
+                       (organization.id, OWNERS_TEAM, _now()))
             team_id = int(db.execute("SELECT id FROM teams WHERE organization_id = ? AND name = ?",
-                                     (org_id, OWNERS_TEAM)).fetchone()[0])
+                                     (organization.id, OWNERS_TEAM)).fetchone()[0])
             for member in members:
                 db.execute("INSERT INTO team_members (team_id, account_id) VALUES (?, ?)", (team_id, member.id))
-        return self.require(name)
+            return organization
 
-    def create_robot(self, owner: str, short: str, token_digest: str) -> Account:
+    async def create_robot(self, owner: str, short: str, token_digest: str) -> Account:
         name = robot_name(owner, short)
-        owner_account = self.require(owner, AccountKind.USER, AccountKind.ORGANIZATION)
         with self._db.transaction() as db:
-            self._insert_account(db, name, AccountKind.ROBOT, token_digest, owner_id=owner_account.id)
-        return self.require(name)
+            owner_account = self._require(owner, AccountKind.USER, AccountKind.ORGANIZATION)
+            return self._insert_account(db, name, AccountKind.ROBOT, token_digest, owner_id=owner_account.id)
 
-    def set_secret(self, name: str, secret_hash: str) -> None:
-        """A new password or robot token: every access and refresh token issued before becomes void."""
-        account = self.require(name, AccountKind.USER, AccountKind.ROBOT)
+    async def set_secret(self, name: str, secret_hash: str) -> None:
         with self._db.transaction() as db:
+            account = self._require(name, AccountKind.USER, AccountKind.ROBOT)
             db.execute("UPDATE accounts SET secret_hash = ?, credentials_changed_at = ?, credentials_generation = ? "
                        "WHERE id = ?", (secret_hash, _now(), self._next_generation(db), account.id))
             db.execute("DELETE FROM refresh_tokens WHERE account_id = ?", (account.id,))
 
-    def set_disabled(self, name: str, disabled: bool) -> None:
-        account = self.require(name, AccountKind.USER, AccountKind.ROBOT)
+    async def set_disabled(self, name: str, disabled: bool) -> None:
         with self._db.transaction() as db:
+            account = self._require(name, AccountKind.USER, AccountKind.ROBOT)
             if disabled and account.superuser:
                 self._keep_an_administrator(db, account.id)
             db.execute("UPDATE accounts SET disabled = ?, credentials_changed_at = ?, credentials_generation = ? "
@@ -167,19 +167,19 @@ class AccessStore:
             if disabled:
                 db.execute("DELETE FROM refresh_tokens WHERE account_id = ?", (account.id,))
 
-    def set_superuser(self, name: str, superuser: bool) -> None:
-        account = self.require(name, AccountKind.USER)
+    async def set_superuser(self, name: str, superuser: bool) -> None:
         with self._db.transaction() as db:
+            account = self._require(name, AccountKind.USER)
             if not superuser and account.superuser:
                 self._keep_an_administrator(db, account.id)
             db.execute("UPDATE accounts SET superuser = ? WHERE id = ?", (superuser, account.id))
 
-    def delete_account(self, name: str) -> None:
-        """Delete a user, robot or organization, with its robots, teams, grants and refresh tokens."""
-        account = self.require(name)
+    async def delete_account(self, name: str) -> None:
         with self._db.transaction() as db:
+            account = self._require(name)
             if account.superuser:
                 self._keep_an_administrator(db, account.id)
+            # the foreign keys cascade to robots, teams, memberships, grants and refresh tokens
             db.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
 
     @staticmethod
@@ -190,7 +190,7 @@ class AccessStore:
         if others == 0:
             raise LastAdministrator("this is the last enabled administrator; make another one first")
 
-    def has_superuser(self) -> bool:
+    async def has_superuser(self) -> bool:
         row = self._db.execute("SELECT COUNT(*) FROM accounts WHERE superuser = ? AND disabled = ?",
                                (True, False)).fetchone()
         return bool(row[0])
@@ -208,25 +208,27 @@ class AccessStore:
             raise TeamUnknown(f"no team {full_name!r}")
         return Team(int(row[0]), organization, name)
 
-    def create_team(self, organization: str, name: str) -> Team:
+    async def create_team(self, organization: str, name: str) -> Team:
         check_team_name(name)
-        org = self.require(organization, AccountKind.ORGANIZATION)
-        cursor = self._db.execute(
-            "INSERT INTO teams (organization_id, name, created_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (organization_id, name) DO NOTHING",
-            (org.id, name, _now()),
-        )
-        if cursor.rowcount == 0:
-            raise TeamExists(f"{organization} has a team {name!r} already")
-        return self._team(f"{organization}/{name}")
+        with self._db.transaction() as db:
+            org = self._require(organization, AccountKind.ORGANIZATION)
+            cursor = db.execute(
+                "INSERT INTO teams (organization_id, name, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (organization_id, name) DO NOTHING",
+                (org.id, name, _now()),
+            )
+            if cursor.rowcount == 0:
+                raise TeamExists(f"{organization} has a team {name!r} already")
+            return self._team(f"{organization}/{name}")
 
-    def delete_team(self, full_name: str) -> None:
-        team = self._team(full_name)
-        if team.name == OWNERS_TEAM:
-            raise InvalidName("the owners team cannot be deleted")
-        self._db.execute("DELETE FROM teams WHERE id = ?", (team.id,))
+    async def delete_team(self, full_name: str) -> None:
+        with self._db.transaction() as db:
+            team = self._team(full_name)
+            if team.name == OWNERS_TEAM:
+                raise InvalidName("the owners team cannot be deleted")
+            db.execute("DELETE FROM teams WHERE id = ?", (team.id,))
 
-    def teams(self, organization: str) -> list[Team]:
+    async def teams(self, organization: str) -> list[Team]:
         rows = self._db.execute(
             "SELECT t.id, t.name FROM teams t JOIN accounts o ON o.id = t.organization_id "
             "WHERE o.name = ? ORDER BY t.name",
@@ -234,18 +236,19 @@ class AccessStore:
         )
         return [Team(int(row[0]), organization, row[1]) for row in rows]
 
-    def set_member(self, full_name: str, member: str, present: bool) -> None:
-        team = self._team(full_name)
-        account = self.require(member, AccountKind.USER, AccountKind.ROBOT)
-        if present:
-            self._db.execute(
-                "INSERT INTO team_members (team_id, account_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (team.id, account.id),
-            )
-        else:
-            self._db.execute("DELETE FROM team_members WHERE team_id = ? AND account_id = ?", (team.id, account.id))
+    async def set_member(self, full_name: str, member: str, present: bool) -> None:
+        with self._db.transaction() as db:
+            team = self._team(full_name)
+            account = self._require(member, AccountKind.USER, AccountKind.ROBOT)
+            if present:
+                db.execute(
+                    "INSERT INTO team_members (team_id, account_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (team.id, account.id),
+                )
+            else:
+                db.execute("DELETE FROM team_members WHERE team_id = ? AND account_id = ?", (team.id, account.id))
 
-    def members(self, full_name: str) -> list[str]:
+    def _members(self, full_name: str) -> list[str]:
         team = self._team(full_name)
         rows = self._db.execute(
             "SELECT a.name FROM team_members m JOIN accounts a ON a.id = m.account_id "
@@ -254,7 +257,10 @@ class AccessStore:
         )
         return [row[0] for row in rows]
 
-    def teams_of(self, account: Account) -> list[Team]:
+    async def members(self, full_name: str) -> list[str]:
+        return self._members(full_name)
+
+    async def teams_of(self, account: Account) -> list[Team]:
         rows = self._db.execute(
             "SELECT t.id, o.name, t.name FROM team_members m JOIN teams t ON t.id = m.team_id "
             "JOIN accounts o ON o.id = t.organization_id WHERE m.account_id = ? ORDER BY o.name, t.name",
@@ -262,20 +268,19 @@ class AccessStore:
         )
         return [Team(int(row[0]), row[1], row[2]) for row in rows]
 
-    def owned_namespaces(self, account: Account) -> set[str]:
-        """Namespaces ``account`` administers: its own (users) and those of organizations it owns."""
+    async def owned_namespaces(self, account: Account) -> set[str]:
         owned = {account.name} if account.kind is AccountKind.USER else set()
-        owned.update(team.organization for team in self.teams_of(account) if team.name == OWNERS_TEAM)
+        owned.update(team.organization for team in await self.teams_of(account) if team.name == OWNERS_TEAM)
         return owned
 
-    def namespace_owners(self, namespace: str) -> list[str]:
-        account = self.account(namespace)
+    async def namespace_owners(self, namespace: str) -> list[str]:
+        account = self._find(namespace)
         if account is None:
             return []
         if account.kind is AccountKind.USER:
             return [account.name]
         if account.kind is AccountKind.ORGANIZATION:
-            return self.members(f"{namespace}/{OWNERS_TEAM}")
+            return self._members(f"{namespace}/{OWNERS_TEAM}")
         return []
 
     # permissions
@@ -283,12 +288,12 @@ class AccessStore:
     def _grantee(self, grantee: str) -> tuple[str, int]:
         if "/" in grantee:
             return "team_id", self._team(grantee).id
-        return "account_id", self.require(grantee, AccountKind.USER, AccountKind.ROBOT).id
+        return "account_id", self._require(grantee, AccountKind.USER, AccountKind.ROBOT).id
 
-    def grant(self, pattern: str, grantee: str, role: Role) -> None:
+    async def grant(self, pattern: str, grantee: str, role: Role) -> None:
         check_repository_pattern(pattern)
-        column, grantee_id = self._grantee(grantee)
         with self._db.transaction() as db:
+            column, grantee_id = self._grantee(grantee)
             db.execute(f"DELETE FROM repository_permissions WHERE repository = ? AND {column} = ?",
                        (pattern, grantee_id))
             db.execute(
@@ -296,11 +301,12 @@ class AccessStore:
                 (pattern, grantee_id, str(role), _now()),
             )
 
-    def revoke(self, pattern: str, grantee: str) -> bool:
-        column, grantee_id = self._grantee(grantee)
-        cursor = self._db.execute(f"DELETE FROM repository_permissions WHERE repository = ? AND {column} = ?",
-                                  (pattern, grantee_id))
-        return cursor.rowcount > 0
+    async def revoke(self, pattern: str, grantee: str) -> bool:
+        with self._db.transaction() as db:
+            column, grantee_id = self._grantee(grantee)
+            cursor = db.execute(f"DELETE FROM repository_permissions WHERE repository = ? AND {column} = ?",
+                                (pattern, grantee_id))
+            return cursor.rowcount > 0
 
     _PERMISSIONS = (
         "SELECT p.repository, COALESCE(a.name, o.name || '/' || t.name), p.role FROM repository_permissions p "
@@ -308,8 +314,7 @@ class AccessStore:
         "LEFT JOIN accounts o ON o.id = t.organization_id"
     )
 
-    def permissions(self, repository: str) -> list[Permission]:
-        """Grants on ``repository`` itself and on its namespace (``ns/*``)."""
+    async def permissions(self, repository: str) -> list[Permission]:
         patterns = [repository]
         namespace = namespace_of(repository)
         if namespace is not None:
@@ -320,8 +325,7 @@ class AccessStore:
         )
         return [Permission(row[0], row[1], Role.parse(row[2])) for row in rows]
 
-    def permissions_of(self, account: Account) -> list[Permission]:
-        """Grants to ``account`` and to the teams it belongs to."""
+    async def permissions_of(self, account: Account) -> list[Permission]:
         rows = self._db.execute(
             f"{self._PERMISSIONS} WHERE p.account_id = ? OR p.team_id IN "
             "(SELECT team_id FROM team_members WHERE account_id = ?)",
@@ -331,7 +335,7 @@ class AccessStore:
 
     # visibility
 
-    def set_public(self, repository: str, public: bool) -> None:
+    async def set_public(self, repository: str, public: bool) -> None:
         check_repository_pattern(repository)
         if public:
             self._db.execute(
@@ -341,17 +345,16 @@ class AccessStore:
         else:
             self._db.execute("DELETE FROM public_repositories WHERE repository = ?", (repository,))
 
-    def is_public(self, repository: str) -> bool:
+    async def is_public(self, repository: str) -> bool:
         row = self._db.execute("SELECT 1 FROM public_repositories WHERE repository = ?", (repository,)).fetchone()
         return row is not None
 
-    def public_repositories(self) -> set[str]:
+    async def public_repositories(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT repository FROM public_repositories")}
 
     # refresh tokens
 
-    def add_refresh_token(self, digest: str, account: Account, client_id: str, lifetime: int) -> None:
-        """A refresh token for ``account`` as read when its credentials were checked (its generation)."""
+    async def add_refresh_token(self, digest: str, account: Account, client_id: str, lifetime: int) -> None:
         now = _now()
         self._db.execute(
             "INSERT INTO refresh_tokens (token_hash, account_id, client_id, created_at, expires_at, "
@@ -359,8 +362,7 @@ class AccessStore:
             (digest, account.id, client_id, now, now + lifetime, account.credentials_generation),
         )
 
-    def refresh_token_account(self, digest: str) -> Account | None:
-        """The account a live refresh token belongs to, if its credentials are still those it was issued under."""
+    async def refresh_token_account(self, digest: str) -> Account | None:
         found = self._db.execute(
             f"{_ACCOUNT_SELECT} JOIN refresh_tokens r ON r.account_id = a.id "
             "WHERE r.token_hash = ? AND r.expires_at > ? AND r.credentials_generation = a.credentials_generation",
@@ -368,5 +370,5 @@ class AccessStore:
         ).fetchone()
         return None if found is None else _account(found)
 
-    def purge_refresh_tokens(self) -> int:
-        return self._db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (_now(),)).rowcount
+    async def purge_refresh_tokens(self) -> int:
+        return int(self._db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (_now(),)).rowcount)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Final
 
-from ..reference import is_repository_name
+from .reference import is_repository_name
 
 #: one repository path component (the distribution spec's grammar), so a user's name is a namespace
 _COMPONENT: Final = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
