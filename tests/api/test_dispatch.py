@@ -57,7 +57,7 @@ class Credentials:
 def test_a_controller_authorizes_from_credentials_alone(tmp_path: Path) -> None:
     store = store_for(tmp_path)
     store.set_public("team/public", True)
-    controller = TokenAccessController(Verifier("cargohold"), store, "cargohold", "cargohold")
+    controller = TokenAccessController(Verifier("cargohold"), store.inner, "cargohold", "cargohold")
     pull = [Access("repository", "team/public", "pull")]
     grant = asyncio.run(controller.authorize(Credentials(), pull))
     assert grant.allows(pull[0])

@@ -12,10 +12,11 @@ from unittest import mock
 
 import httpx
 
+from cargohold.auth.passwords import hash_password
 from cargohold.cli.main import main
 from tests.api.helpers import codes
 
-from .world import FAST_ENV, PRIVATE, SECRETS, World, admin_cli, basic, decode_claims
+from .world import FAST_ENV, PRIVATE, SECRETS, World, admin_cli, basic, decode_claims, store_for
 
 # the command line
 
@@ -86,6 +87,17 @@ def test_cli_refusals(tmp_path: Path) -> None:
         code, _, err = in_process(data, *args, stdin=stdin)
         assert code == 1, args
         assert message in err, (args, err)
+
+
+def test_cli_a_change_refused_part_way_changes_nothing(tmp_path: Path) -> None:
+    """Adding several members is one change: one unknown name and none is added."""
+    data = tmp_path / "data"
+    ok(data, "user", "add", "alice", "--password-stdin", stdin="alice-password\n")
+    ok(data, "user", "add", "bob", "--password-stdin", stdin="bob-password\n")
+    ok(data, "org", "add", "acme", "--owner", "alice")
+    code, out, err = in_process(data, "team", "member", "acme/owners", "bob", "nobody")
+    assert (code, out, err) == (1, "", "cargohold admin: no user or robot named 'nobody'\n")
+    assert json.loads(ok(data, "team", "list", "acme", "--json")) == [{"team": "acme/owners", "members": "alice"}]
 
 
 def test_cli_robots_organizations_teams_grants(tmp_path: Path) -> None:
@@ -181,6 +193,20 @@ def test_api_users_and_self_service(world: World) -> None:
         assert api(world, "root", "DELETE", "/users/apiuser").status_code == 204
         SECRETS.pop("apiuser")
     assert api(world, "root", "DELETE", "/users/apiuser").status_code == 404
+
+
+def test_api_a_change_refused_part_way_changes_nothing(world: World) -> None:
+    """A PATCH is one change: the last administrator keeps both its superuser right and its password."""
+    refused = api(world, "root", "PATCH", "/users/root", json={"password": "root-password-2", "superuser": False})
+    try:
+        assert refused.status_code == 400 and codes(refused) == ["LAST_ADMINISTRATOR"]
+        assert world.token_response("root").status_code == 200  # the password it had
+        assert api(world, "root", "GET", "/whoami").json()["superuser"] is True
+    finally:
+        if world.token_response("root").status_code != 200:  # leave the shared world as it was
+            store = store_for(world.server.data_dir)
+            store.set_secret("root", hash_password(SECRETS["root"], 4))
+            store.close()
 
 
 def test_api_robots(world: World) -> None:
