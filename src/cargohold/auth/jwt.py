@@ -11,7 +11,7 @@ checked; it only picks the key set.
 
 Tokens of cargohold's own service also carry the private claim
 :data:`GENERATION_CLAIM`: the credential generation of their account when it
-logged in (see ``store.py``), so that a token can be voided by a change made
+logged in (see :mod:`cargohold.metadata.access`), so that a token can be voided by a change made
 within the same second as its ``iat``, which RFC 7519 keeps in whole seconds.
 
 Exception tree (all :class:`TokenInvalid`, answered 401 ``invalid_token``)::

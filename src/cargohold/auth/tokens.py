@@ -6,7 +6,7 @@ intersection of the requested actions and those the caller holds (an empty
 intersection is not an error, as the spec says). Anonymous callers get tokens
 too: for public repositories. A refresh token is opaque, stored as its SHA-256,
 and dies, as access tokens do, with the account's credentials as they were
-when it logged in (their generation: ``store.py``).
+when it logged in (their generation: :mod:`cargohold.metadata.access`).
 """
 
 from __future__ import annotations
