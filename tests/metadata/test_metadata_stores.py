@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.metadata import MetadataStore, migrate, open_metadata_store
-from cargohold.metadata.store import MetadataError, NewManifest, UploadConflict
+from cargohold.metadata.store import ManifestRecord, MetadataError, NewManifest, UploadConflict
 
 
 @pytest.fixture(params=["sqlite"])
@@ -215,6 +215,38 @@ def test_one_holder_per_lease(meta: MetadataStore, tmp_path: Path) -> None:
         await asyncio.sleep(0.1)  # b's lease expired unrenewed: a takes over
         assert await meta.acquire_lease("purge", "a", 60)
         assert not await other.acquire_lease("purge", "b", 60)
+        await other.close()
+
+    run(scenario())
+
+
+def test_generated_manifests_are_kept_once_per_tag_and_source(meta: MetadataStore, tmp_path: Path) -> None:
+    """The first generated manifest kept for (tag, source) is the one every process gets; it goes with its source."""
+    other = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
+    signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+    first, second = ManifestRecord("sha256:g1", signed, b"first"), ManifestRecord("sha256:g1", signed, b"second")
+
+    async def scenario() -> None:
+        repo = await meta.ensure_repository("r")
+        await meta.put_manifest(repo, manifest("sha256:m1"), ["v1"])
+        assert await meta.generated_manifest("r", "v1", "sha256:m1") is None
+        assert await meta.keep_generated_manifest(repo, "v1", "sha256:m1", first) == first
+        # another process that generated at the same time gets the first one's bytes
+        assert await other.keep_generated_manifest(repo, "v1", "sha256:m1", second) == first
+        assert await other.generated_manifest("r", "v1", "sha256:m1") == first
+        assert await other.generated_manifest_by_digest("r", "sha256:g1") == first
+        assert await meta.generated_manifest("other", "v1", "sha256:m1") is None
+        assert await meta.generated_manifest_by_digest("other", "sha256:g1") is None
+        # the tag moved: a manifest from the new source is kept beside it
+        await meta.put_manifest(repo, manifest("sha256:m2"), ["v1"])
+        assert await meta.generated_manifest("r", "v1", "sha256:m2") is None
+        moved = ManifestRecord("sha256:g2", signed, b"moved")
+        assert await meta.keep_generated_manifest(repo, "v1", "sha256:m2", moved) == moved
+        # deleting the source deletes what was generated from it, in the same step
+        assert await meta.delete_manifest(repo, "sha256:m1")
+        assert await meta.generated_manifest("r", "v1", "sha256:m1") is None
+        assert await meta.generated_manifest_by_digest("r", "sha256:g1") is None
+        assert await meta.generated_manifest_by_digest("r", "sha256:g2") == moved
         await other.close()
 
     run(scenario())

@@ -241,9 +241,8 @@ def _go_time(value: object) -> str:
         datetime(year, month, day, hour, minute, second)
     except ValueError:
         raise Schema1ConversionError(f"created: {value!r} is not a valid time") from None
-    fraction = (found[7] or "")[:9].rstrip("0")
-    if found[8] == "Z" or (found[10] == "00" and found[11] == "00"):
-        zone = "Z"
-    else:
-        zone = f"{found[9]}{found[10]}:{found[11]}"
-    return f"{found[1]}-{found[2]}-{found[3]}T{found[4]}:{found[5]}:{found[6]}{'.' + fraction if fraction else ''}{zone}"
+    fraction = (found[7] or "")[:9].rstrip("0")  # Go keeps nanoseconds, written without trailing zeros
+    utc = found[8] == "Z" or found.group(10, 11) == ("00", "00")
+    zone = "Z" if utc else f"{found[9]}{found[10]}:{found[11]}"
+    clock = f"{found[4]}:{found[5]}:{found[6]}" + (f".{fraction}" if fraction else "")
+    return f"{found[1]}-{found[2]}-{found[3]}T{clock}{zone}"

@@ -222,11 +222,52 @@ class SqliteMetadataStore:
                 "DELETE FROM manifest_references WHERE repository_id = ? AND manifest_digest = ?",
                 (repository_id, digest),
             )
+            db.execute(
+                "DELETE FROM generated_manifests WHERE repository_id = ? AND source_digest = ?",
+                (repository_id, digest),
+            )
         return True
 
     async def delete_tag(self, repository_id: int, tag: str) -> bool:
         cursor = self._db.execute("DELETE FROM tags WHERE repository_id = ? AND name = ?", (repository_id, tag))
         return cursor.rowcount > 0
+
+    # generated manifests
+
+    async def generated_manifest(self, repository: str, tag: str, source_digest: str) -> ManifestRecord | None:
+        row = self._db.execute(
+            "SELECT g.digest, g.media_type, g.content FROM repositories r"
+            " JOIN generated_manifests g ON g.repository_id = r.id AND g.tag = ? AND g.source_digest = ?"
+            " WHERE r.name = ?",
+            (tag, source_digest, repository),
+        ).fetchone()
+        return None if row is None else ManifestRecord(row[0], row[1], row[2])
+
+    async def generated_manifest_by_digest(self, repository: str, digest: str) -> ManifestRecord | None:
+        row = self._db.execute(
+            "SELECT g.digest, g.media_type, g.content FROM repositories r"
+            " JOIN generated_manifests g ON g.repository_id = r.id AND g.digest = ?"
+            " JOIN manifests m ON m.repository_id = r.id AND m.digest = g.source_digest"
+            " WHERE r.name = ? LIMIT 1",
+            (digest, repository),
+        ).fetchone()
+        return None if row is None else ManifestRecord(row[0], row[1], row[2])
+
+    async def keep_generated_manifest(
+        self, repository_id: int, tag: str, source_digest: str, manifest: ManifestRecord
+    ) -> ManifestRecord:
+        with self._db.transaction() as db:
+            db.execute(
+                "INSERT INTO generated_manifests (repository_id, tag, source_digest, digest, media_type, content,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (repository_id, tag, source_digest, manifest.digest, manifest.media_type, manifest.content, _now()),
+            )
+            row = db.execute(
+                "SELECT digest, media_type, content FROM generated_manifests"
+                " WHERE repository_id = ? AND tag = ? AND source_digest = ?",
+                (repository_id, tag, source_digest),
+            ).fetchone()
+        return ManifestRecord(row[0], row[1], row[2])
 
     async def list_tags(self, repository_id: int, limit: int | None, last: str | None) -> list[str]:
         rows = self._db.execute(

@@ -117,12 +117,30 @@ class MetadataQueries(EventLog, Protocol):
         ...
 
     async def delete_manifest(self, repository_id: int, digest: str) -> bool:
-        """Delete a manifest and every tag pointing at it."""
+        """Delete a manifest, every tag pointing at it and every manifest generated from it."""
         ...
 
     async def delete_tag(self, repository_id: int, tag: str) -> bool: ...
     async def list_tags(self, repository_id: int, limit: int | None, last: str | None) -> list[str]: ...
     async def referrers(self, repository_id: int, subject: str, artifact_type: str | None) -> list[ReferrerRecord]: ...
+
+    # manifests generated from stored ones (schema 1 for legacy clients)
+    async def generated_manifest(self, repository: str, tag: str, source_digest: str) -> ManifestRecord | None:
+        """The manifest kept for ``tag`` from the stored manifest ``source_digest``, if one was."""
+        ...
+
+    async def generated_manifest_by_digest(self, repository: str, digest: str) -> ManifestRecord | None:
+        """A kept generated manifest by its own digest, while its source manifest is stored."""
+        ...
+
+    async def keep_generated_manifest(
+        self, repository_id: int, tag: str, source_digest: str, manifest: ManifestRecord
+    ) -> ManifestRecord:
+        """Keep ``manifest`` for (``tag``, ``source_digest``) unless one is kept already; the one kept.
+
+        Two processes generating at once both get the first one's bytes.
+        """
+        ...
 
     # uploads
     async def create_upload(self, upload_id: str, repository: str, algorithm: str) -> None: ...
