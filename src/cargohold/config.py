@@ -191,11 +191,24 @@ class AuthSection(Section, frozen=True):
             raise ConfigError("auth.login_delay_max_seconds must be at most 60: the delay holds a request open")
 
 
+class Schema1Section(Section, frozen=True):
+    #: PEM private key (EC or RSA) that signs the schema 1 manifests generated for legacy clients
+    #: (Distribution's name); empty: generated once in <data_dir>/auth beside the token key
+    signingkeyfile: str = ""
+
+
+class CompatibilitySection(Section, frozen=True):
+    """Serving clients older than the formats stored, as Distribution's ``compatibility`` section."""
+
+    schema1: Schema1Section = msgspec.field(default_factory=Schema1Section)
+
+
 class ServerConfig(Section, frozen=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
     database: DatabaseSection = msgspec.field(default_factory=DatabaseSection)
     auth: AuthSection = msgspec.field(default_factory=AuthSection)
+    compatibility: CompatibilitySection = msgspec.field(default_factory=CompatibilitySection)
 
     def __post_init__(self) -> None:
         if self.storage.driver == "memory" and self.server.workers > 1:
@@ -220,6 +233,11 @@ class ServerConfig(Section, frozen=True):
     def token_cert_path(self) -> str:
         """The token key's self-signed certificate, for Distribution's ``auth.token.rootcertbundle``."""
         return os.path.join(self.data_dir, "auth", "token-cert.pem")
+
+    @property
+    def schema1_key_path(self) -> str:
+        """The key generated schema 1 manifests are signed with: one for every worker and every restart."""
+        return self.compatibility.schema1.signingkeyfile or os.path.join(self.data_dir, "auth", "schema1-key.pem")
 
     def to_json(self) -> str:
         return msgspec.json.encode(self).decode()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Any, Final
 
@@ -17,7 +16,7 @@ from ..errcodes import (
 from ..formats import MediaType
 from ..http import Response
 from ..service import RegistryService as Registry
-from ..service import media_type_warning, parse_algorithm, parse_reference
+from ..service import media_type_warning, parse_accepts, parse_algorithm, parse_reference
 from . import routes
 from .health import get_healthz, get_readyz
 from .request import RegistryRequest as Request
@@ -196,22 +195,10 @@ async def post_upload_unsupported(registry: Registry, request: Request) -> Respo
 # manifests
 
 
-def _accepts(accept: str | None, media_type: str) -> bool:
-    """Content negotiation: absent Accept or a wildcard takes anything."""
-    if not accept:
-        return True
-    for part in accept.split(","):
-        value = part.split(";", 1)[0].strip().lower()
-        if value in ("*/*", "application/*", media_type):
-            return True
-    # Schema 1 clients ask for one of the two schema 1 names and take either.
-    return media_type == MediaType.DOCKER_SCHEMA1_SIGNED and MediaType.DOCKER_SCHEMA1 in accept
-
-
 async def get_manifest(registry: Registry, request: Request) -> Response:
     name, reference = request.params["name"], parse_reference(request.params["reference"])
-    accept = request.headers.get("accept")
-    found = await registry.get_manifest(name, reference, functools.partial(_accepts, accept))
+    accepts = parse_accepts(request.headers.get("accept"), request.headers.get("user-agent"))
+    found = await registry.get_manifest(name, reference, accepts)
     response = (
         Response(200, body=found.content)
         .header("content-type", found.media_type)

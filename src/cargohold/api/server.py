@@ -9,9 +9,11 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
+from ..auth.keys import KeyFileError, ensure_private_key
 from ..auth.setup import AccessSetup, build_access
-from ..config import ServerConfig
+from ..config import ConfigError, ServerConfig
 from ..jobs import JobRunner, registry_jobs
 from ..metadata import open_metadata_store
 from ..metadata.migrations import SchemaError
@@ -52,7 +54,11 @@ def create_app(config: ServerConfig) -> RegistryApp:
         upload_max_age_seconds=config.server.upload_max_age_seconds,
     )
     access = build_access(config)
-    registry = Registry(blobs, meta, options)
+    try:
+        schema1_key = ensure_private_key(Path(config.schema1_key_path), "schema 1 signing key")
+    except (KeyFileError, OSError) as exc:
+        raise ConfigError(str(exc)) from None
+    registry = Registry(blobs, meta, options, schema1_key)
     jobs = JobRunner(registry_jobs(registry), meta)
     return RegistryApp(registry, access.controller, endpoint_routes(access), jobs)
 

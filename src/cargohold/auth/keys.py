@@ -118,13 +118,13 @@ class SigningKey:
         return cls(key, VerifyingKey.of(public))
 
 
-def load_signing_key(path: str | Path) -> SigningKey:
+def load_signing_key(path: str | Path, what: str = "token signing key") -> SigningKey:
     try:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
-        raise KeyFileError(f"cannot load the token signing key {path}: {exc}") from None
+        raise KeyFileError(f"cannot load the {what} {path}: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise KeyFileError(f"{path}: token keys must be EC (P-256) or RSA")
+        raise KeyFileError(f"{path}: the {what} must be EC (P-256) or RSA")
     return SigningKey.of(key)
 
 
@@ -133,6 +133,12 @@ def generate_signing_key(key_path: Path, cert_path: Path, algorithm: str = "ES25
 
     Raises FileExistsError if ``key_path`` exists.
     """
+    private = _write_new_key(key_path, algorithm)
+    cert_path.write_bytes(self_signed_certificate(private, name).public_bytes(serialization.Encoding.PEM))
+
+
+def _write_new_key(key_path: Path, algorithm: str) -> PrivateKeyType:
+    """Generate a key and write it (mode 0600); FileExistsError if ``key_path`` exists."""
     private: PrivateKeyType
     if algorithm == "RS256":
         private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
@@ -152,7 +158,15 @@ def generate_signing_key(key_path: Path, cert_path: Path, algorithm: str = "ES25
         os.link(partial, key_path)  # atomic, and refuses to replace a key another process made
     finally:
         os.unlink(partial)
-    cert_path.write_bytes(self_signed_certificate(private, name).public_bytes(serialization.Encoding.PEM))
+    return private
+
+
+def ensure_private_key(key_path: Path, what: str, algorithm: str = "ES256") -> PrivateKeyType:
+    """Load a PEM private key (EC or RSA), generating it on first use; every process gets the same one."""
+    if not key_path.exists():
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            _write_new_key(key_path, algorithm)
+    return load_signing_key(key_path, what).key
 
 
 def self_signed_certificate(private: PrivateKeyType, name: str) -> x509.Certificate:

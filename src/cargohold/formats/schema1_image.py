@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ..digest import Digest
 from . import _json
@@ -48,6 +48,13 @@ class Schema1ConversionError(ManifestError):
     """The image cannot be expressed as schema 1; the message says why."""
 
 
+class Schema1Image(NamedTuple):
+    #: the manifest without signatures: what is signed, and what its digest is of
+    payload: bytes
+    #: its ``fsLayers`` blobs, newest first (the empty layer among them where the history has one)
+    blobs: tuple[Digest, ...]
+
+
 def check_convertible(config: Descriptor, layers: Sequence[Descriptor]) -> None:
     """Refuse what schema 1 has no form for: artifacts and layers fetched from elsewhere."""
     if config.media_type not in IMAGE_CONFIG_TYPES:
@@ -61,7 +68,7 @@ def check_convertible(config: Descriptor, layers: Sequence[Descriptor]) -> None:
             raise Schema1ConversionError(f"layers[{i}] has type {layer.media_type}, not an image layer type")
 
 
-def schema1_payload(config: bytes, layers: Sequence[Descriptor], name: str, tag: str) -> bytes:
+def schema1_image(config: bytes, layers: Sequence[Descriptor], name: str, tag: str) -> Schema1Image:
     """The unsigned schema 1 manifest of an image with this config and these layers, named ``name:tag``.
 
     :raises Schema1ConversionError: the config's history and the layers do not fit together, or a
@@ -85,14 +92,14 @@ def schema1_payload(config: bytes, layers: Sequence[Descriptor], name: str, tag:
         )
     base_layer = rootfs.get("base_layer")
 
-    fs_layers: list[dict[str, str]] = []
+    blobs: list[Digest] = []
     entries: list[dict[str, str]] = []
     remaining = iter(layers)
     parent = ""
     for i, entry in enumerate(history):
         empty = bool(entry.get("empty_layer"))
         blob = EMPTY_LAYER_DIGEST if empty else next(remaining).digest
-        fs_layers.append({"blobSum": str(blob)})
+        blobs.append(blob)
         if i == len(history) - 1:
             v1_id = _sha256(f"{blob.hex} {parent} ".encode() + config)
             v1 = _top_v1_compatibility(config, v1_id, parent, empty)
@@ -109,10 +116,10 @@ def schema1_payload(config: bytes, layers: Sequence[Descriptor], name: str, tag:
         "name": name,
         "tag": tag,
         "architecture": architecture if isinstance(architecture, str) else "",
-        "fsLayers": fs_layers[::-1],
+        "fsLayers": [{"blobSum": str(blob)} for blob in reversed(blobs)],
         "history": entries[::-1],
     }
-    return _marshal_indent(manifest)
+    return Schema1Image(_marshal_indent(manifest), tuple(reversed(blobs)))
 
 
 def _sha256(data: bytes) -> str:

@@ -7,6 +7,7 @@ uploads, manifests, tags, catalog, referrers). Raises
 failures (:data:`BACKEND_ERRORS`); knows nothing of HTTP.
 """
 
+from .accepts import Accepts, parse_accepts
 from .backends import BACKEND_ERRORS
 from .blobs import BlobBody
 from .common import RegistryOptions, parse_algorithm, parse_reference
@@ -15,6 +16,7 @@ from .protocol import RegistryService
 from .registry import Registry
 
 __all__ = [
-    "BACKEND_ERRORS", "BlobBody", "ManifestContent", "Registry", "RegistryOptions", "RegistryService",
-    "StoredManifest", "media_type_warning", "parse_algorithm", "parse_reference",
+    "Accepts", "BACKEND_ERRORS", "BlobBody", "ManifestContent", "Registry", "RegistryOptions", "RegistryService",
+    "StoredManifest", "media_type_warning", "parse_accepts", "parse_algorithm",
+    "parse_reference",
 ]

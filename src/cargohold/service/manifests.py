@@ -23,13 +23,17 @@ from ..errcodes import (
 from ..formats import Manifest, ManifestError, ManifestSignatureError, MediaType, is_schema1, parse_manifest
 from ..metadata.store import ManifestRecord, MetadataQueries, MetadataStore, NewManifest
 from ..reference import DigestRef, ManifestReference, TagRef, is_tag
+from .accepts import Accepts
 from .common import Guard, check_name, repository_id
+from .schema1_legacy import LegacySchema1
 
 #: most ``tag`` parameters one manifest push may carry (the spec asks for at least 10; more is 414)
 MAX_PUSH_TAGS: Final = 50
 #: the image a client that cannot read a Docker manifest list gets instead, as from Distribution
 LIST_FALLBACK_PLATFORM: Final = ("linux", "amd64")
 
+#: served by tag only to clients that name them (Distribution serves the others schema 1)
+_NAMED_ONLY: Final = frozenset({MediaType.DOCKER_MANIFEST, MediaType.DOCKER_MANIFEST_LIST})
 #: reads a request body of at most the given size; None if it is longer
 BodyReader = Callable[[int], Awaitable[bytes | None]]
 
@@ -57,6 +61,18 @@ class StoredManifest:
     warnings: tuple[str, ...] = ()
 
 
+def _takes(accepts: Accepts, reference: ManifestReference, media_type: str) -> bool:
+    """Whether to serve a manifest of this type as it is.
+
+    Distribution 2.8's rule: by tag, a Docker schema 2 image or manifest list only to a client
+    that names its type (any other gets schema 1, or the list's image); anything else also to a
+    client that takes anything. By digest, whatever the client takes.
+    """
+    if isinstance(reference, TagRef) and media_type in _NAMED_ONLY:
+        return accepts.names(media_type)
+    return accepts(media_type)
+
+
 def media_type_warning(media_type: str) -> str | None:
     """What a client should be warned of when it pushes or pulls a manifest of this type."""
     if is_schema1(media_type):
@@ -65,43 +81,47 @@ def media_type_warning(media_type: str) -> str | None:
 
 
 class Manifests:
-    def __init__(self, meta: MetadataStore, guard: Guard):
+    def __init__(self, meta: MetadataStore, guard: Guard, schema1: LegacySchema1):
         self.meta = meta
         self.guard = guard
+        self.schema1 = schema1
 
     async def _unknown(self, repository: str, reference: ManifestReference) -> NoReturn:
         if await self.meta.repository_id(repository) is None:
             raise NameUnknown(detail={"name": repository})
         raise ManifestUnknown(detail={"reference": str(reference)})
 
-    async def get(
-        self, repository: str, reference: ManifestReference, accepts: Callable[[str], bool]
-    ) -> ManifestContent:
+    async def get(self, repository: str, reference: ManifestReference, accepts: Accepts) -> ManifestContent:
         """The manifest ``reference`` names, or what to serve instead to a client that ``accepts`` only some types."""
         if isinstance(reference, TagRef):
             record = await self.meta.tagged_manifest(repository, reference.tag)
         else:
             record = await self.meta.manifest(repository, str(reference.digest))
+            if record is None:  # a schema 1 manifest served by tag before: its digest names it too
+                record = await self.meta.generated_manifest_by_digest(repository, str(reference.digest))
         if record is None:
             await self._unknown(repository, reference)
-        if accepts(record.media_type):
+        if _takes(accepts, reference, record.media_type):
             return record
         fallback = await self._list_fallback(repository, reference, record, accepts)
-        if fallback is None:
-            raise ManifestUnknown(
-                f"manifest is {record.media_type}, which the Accept header does not allow",
-                detail={"reference": str(reference), "mediaType": record.media_type},
-            )
-        return fallback
+        if fallback is not None:
+            return fallback
+        if isinstance(reference, TagRef) and accepts(MediaType.DOCKER_SCHEMA1_SIGNED):
+            platform = accepts.platform or LIST_FALLBACK_PLATFORM
+            return await self.schema1.for_tag(repository, reference.tag, record, platform)
+        raise ManifestUnknown(
+            f"manifest is {record.media_type}, which the Accept header does not allow",
+            detail={"reference": str(reference), "mediaType": record.media_type},
+        )
 
     async def _list_fallback(
-        self, repository: str, reference: ManifestReference, record: ManifestRecord, accepts: Callable[[str], bool]
+        self, repository: str, reference: ManifestReference, record: ManifestRecord, accepts: Accepts
     ) -> ManifestRecord | None:
         """Distribution's answers to a client who does not accept Docker manifest lists.
 
         By digest, the list itself: a digest names those bytes. By tag, the list's
-        linux/amd64 image if the client takes its type; else nothing (404). OCI
-        indexes get no such fallback, as in Distribution 2.8.
+        linux/amd64 image if the client takes its type; else nothing (schema 1 or
+        404). OCI indexes get no such fallback, as in Distribution 2.8.
         """
         if record.media_type != MediaType.DOCKER_MANIFEST_LIST:
             return None
@@ -117,7 +137,7 @@ class Manifests:
             ),
             None,
         )
-        if image is None or not accepts(image.media_type):
+        if image is None or not _takes(accepts, reference, image.media_type):
             return None
         found = await self.meta.manifest(repository, str(image.digest))
         if found is None:

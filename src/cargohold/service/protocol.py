@@ -8,6 +8,7 @@ from typing import Protocol
 from ..digest import Digest
 from ..formats import Descriptor
 from ..reference import ManifestReference
+from .accepts import Accepts
 from .blobs import BlobBody
 from .common import RegistryOptions
 from .manifests import BodyReader, ManifestContent, StoredManifest
@@ -71,7 +72,7 @@ class RegistryService(Protocol):
     # manifests and tags
 
     async def get_manifest(
-        self, repository: str, reference: ManifestReference, accepts: Callable[[str], bool]
+        self, repository: str, reference: ManifestReference, accepts: Accepts
     ) -> ManifestContent: ...
 
     async def put_manifest(

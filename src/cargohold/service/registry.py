@@ -7,9 +7,11 @@ from typing import Any
 
 from ..digest import Digest
 from ..formats import Descriptor
+from ..formats.schema1 import PrivateKey, generate_key
 from ..metadata.store import MetadataStore
 from ..reference import ManifestReference
 from ..storage.driver import BlobStore
+from .accepts import Accepts
 from .backends import failed_checks
 from .blob_uploads import BlobUploads
 from .blobs import MOUNT_SCAN, BlobBody, Blobs
@@ -17,6 +19,7 @@ from .catalog import CATALOG_SCAN, Catalog
 from .common import Guard, RegistryOptions
 from .manifests import BodyReader, ManifestContent, Manifests, StoredManifest
 from .referrers import Referrers
+from .schema1_legacy import LegacySchema1
 from .tags import Tags
 from .uploads import DEFAULT_ALGORITHM
 
@@ -28,14 +31,20 @@ class Registry:
     part's coroutine rather than awaiting it, which saves a frame per request.
     """
 
-    def __init__(self, blobs: BlobStore, meta: MetadataStore, options: RegistryOptions):
+    def __init__(
+        self, blobs: BlobStore, meta: MetadataStore, options: RegistryOptions, schema1_key: PrivateKey | None = None
+    ):
+        """``schema1_key`` signs the schema 1 manifests made for legacy clients (default: one for this process)."""
         self.blob_store = blobs
         self.meta = meta
         self._options = options
         guard = Guard(options)
         self.blobs = Blobs(blobs, meta, guard)
         self.uploads = BlobUploads(blobs, meta, guard)
-        self.manifests = Manifests(meta, guard)
+        schema1 = LegacySchema1(
+            blobs, meta, self.uploads, schema1_key or generate_key(), max_config_size=options.max_manifest_size
+        )
+        self.manifests = Manifests(meta, guard, schema1)
         self.tag_lists = Tags(meta)
         self.repositories = Catalog(meta)
         self.referrer_lists = Referrers(meta)
@@ -100,7 +109,7 @@ class Registry:
         await self.uploads.cancel(repository, upload_id)
 
     def get_manifest(
-        self, repository: str, reference: ManifestReference, accepts: Callable[[str], bool]
+        self, repository: str, reference: ManifestReference, accepts: Accepts
     ) -> Coroutine[Any, Any, ManifestContent]:
         return self.manifests.get(repository, reference, accepts)
 
