@@ -38,7 +38,7 @@ def test_image_manifest_round_trip(client: httpx.Client, repo: str, media_type: 
         assert got.content == raw  # the bytes exactly as pushed
         assert got.headers["content-type"] == media_type
         assert got.headers["docker-content-digest"] == sha256(raw)
-        head = client.head(f"/v2/{repo}/manifests/{reference}")
+        head = client.head(f"/v2/{repo}/manifests/{reference}", headers={"Accept": media_type})
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-length"] == str(len(raw))
 

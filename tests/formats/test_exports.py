@@ -8,7 +8,7 @@ import cargohold.formats as formats
 def test_all_is_sorted_and_complete() -> None:
     assert formats.__all__ == sorted(formats.__all__)
     public = {name for name in vars(formats) if not name.startswith("_") and name != "annotations"}
-    modules = {"descriptor", "errors", "manifest", "mediatypes", "schema1"}
+    modules = {"descriptor", "errors", "manifest", "mediatypes", "schema1", "schema1_image"}
     assert public - modules == set(formats.__all__)
 
 

@@ -48,6 +48,10 @@ class Schema1ConversionError(ManifestError):
     """The image cannot be expressed as schema 1; the message says why."""
 
 
+class NotAnImage(Schema1ConversionError):
+    """An artifact, not an image: there is nothing schema 1 could describe."""
+
+
 class Schema1Image(NamedTuple):
     #: the manifest without signatures: what is signed, and what its digest is of
     payload: bytes
@@ -58,14 +62,14 @@ class Schema1Image(NamedTuple):
 def check_convertible(config: Descriptor, layers: Sequence[Descriptor]) -> None:
     """Refuse what schema 1 has no form for: artifacts and layers fetched from elsewhere."""
     if config.media_type not in IMAGE_CONFIG_TYPES:
-        raise Schema1ConversionError(f"not an image (its config is {config.media_type}): schema 1 holds images only")
+        raise NotAnImage(f"it is an artifact (its config is {config.media_type}): schema 1 holds images only")
     for i, layer in enumerate(layers):
         if is_non_distributable(layer.media_type):
             raise Schema1ConversionError(
                 f"layers[{i}] is a foreign layer ({layer.media_type}): schema 1 cannot say where to fetch it"
             )
         if not is_layer(layer.media_type):
-            raise Schema1ConversionError(f"layers[{i}] has type {layer.media_type}, not an image layer type")
+            raise NotAnImage(f"it is an artifact (layers[{i}] is {layer.media_type}): schema 1 holds images only")
 
 
 def schema1_image(config: bytes, layers: Sequence[Descriptor], name: str, tag: str) -> Schema1Image:
@@ -143,6 +147,7 @@ def _history(image: _json.JSONObject) -> list[_json.JSONObject]:
                 raise Schema1ConversionError(f"{where}.{key}: must be a string")
         if item.get("empty_layer") is not None and not isinstance(item["empty_layer"], bool):
             raise Schema1ConversionError(f"{where}.empty_layer: must be true or false")
+        _go_time(item.get("created"), f"{where}.created")  # Distribution reads every entry's time
         checked.append(item)
     return checked
 
@@ -236,18 +241,18 @@ def _go_string(value: str) -> str:
     ) + '"'
 
 
-def _go_time(value: object) -> str:
+def _go_time(value: object, where: str = "created") -> str:
     """An RFC 3339 time as Go reads it into a ``time.Time`` and writes it back (RFC 3339 with nanoseconds)."""
     if value is None:
         return _ZERO_TIME
     found = _TIME.fullmatch(str(value))
     if found is None:
-        raise Schema1ConversionError(f"created: {value!r} is not an RFC 3339 time")
+        raise Schema1ConversionError(f"{where}: {value!r} is not an RFC 3339 time")
     year, month, day, hour, minute, second = (int(found[i]) for i in range(1, 7))
     try:
         datetime(year, month, day, hour, minute, second)
     except ValueError:
-        raise Schema1ConversionError(f"created: {value!r} is not a valid time") from None
+        raise Schema1ConversionError(f"{where}: {value!r} is not a valid time") from None
     fraction = (found[7] or "")[:9].rstrip("0")  # Go keeps nanoseconds, written without trailing zeros
     utc = found[8] == "Z" or found.group(10, 11) == ("00", "00")
     zone = "Z" if utc else f"{found[9]}{found[10]}:{found[11]}"

@@ -81,7 +81,8 @@ def media_type_warning(media_type: str) -> str | None:
 
 
 class Manifests:
-    def __init__(self, meta: MetadataStore, guard: Guard, schema1: LegacySchema1):
+    def __init__(self, meta: MetadataStore, guard: Guard, schema1: LegacySchema1 | None = None):
+        """``schema1``: what makes schema 1 for legacy clients; None: they get MANIFEST_UNKNOWN."""
         self.meta = meta
         self.guard = guard
         self.schema1 = schema1
@@ -106,7 +107,7 @@ class Manifests:
         fallback = await self._list_fallback(repository, reference, record, accepts)
         if fallback is not None:
             return fallback
-        if isinstance(reference, TagRef) and accepts(MediaType.DOCKER_SCHEMA1_SIGNED):
+        if self.schema1 is not None and isinstance(reference, TagRef) and accepts(MediaType.DOCKER_SCHEMA1_SIGNED):
             platform = accepts.platform or LIST_FALLBACK_PLATFORM
             return await self.schema1.for_tag(repository, reference.tag, record, platform)
         raise ManifestUnknown(

@@ -18,6 +18,7 @@ from ..formats.schema1 import PrivateKey, sign
 from ..formats.schema1_image import (
     EMPTY_LAYER,
     EMPTY_LAYER_DIGEST,
+    NotAnImage,
     Schema1ConversionError,
     check_convertible,
     schema1_image,
@@ -46,16 +47,17 @@ class LegacySchema1:
         if kept is not None:
             return kept
         manifest = parse_manifest(image.content, image.media_type)
-        if not is_image_manifest(manifest.media_type) or manifest.config is None:
-            raise ManifestUnknown(
-                f"{manifest.media_type} has no schema 1 form", detail={"tag": tag, "mediaType": manifest.media_type}
-            )
+        detail = {"tag": tag, "digest": image.digest}
         try:
+            if not is_image_manifest(manifest.media_type) or manifest.config is None:
+                raise NotAnImage(f"{manifest.media_type} is not an image manifest")
             check_convertible(manifest.config, manifest.layers)
             config = await self._config(repository, manifest.config)
             built = schema1_image(config, manifest.layers, repository, tag)
-        except Schema1ConversionError as exc:
-            raise ManifestInvalid(f"no schema 1 manifest for {tag}: {exc}", detail={"tag": tag}) from None
+        except NotAnImage as exc:  # nothing to convert: unknown in schema 1, as Distribution answers for OCI
+            raise ManifestUnknown(f"no schema 1 manifest for {tag}: {exc}", detail=detail) from None
+        except Schema1ConversionError as exc:  # an image that cannot be converted: invalid, as in Distribution
+            raise ManifestInvalid(f"no schema 1 manifest for {tag}: {exc}", detail=detail) from None
         if EMPTY_LAYER_DIGEST in built.blobs:
             await self._ensure_empty_layer(repository)
         generated = ManifestRecord(
