@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import gzip
 import io
@@ -13,11 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cargohold.formats.schema1 import verify_signatures
+from tests.support.jws import b64url, jws_verify
 from tests.support.servers import cargohold
 
 from .helpers import (
@@ -40,46 +39,6 @@ SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 UNSIGNED = "application/vnd.docker.distribution.manifest.v1+json"
 FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 EMPTY_LAYER = "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"
-
-
-# -- an independent verifier, from RFC 7515 and libtrust's protected header ---------------------
-
-
-def b64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def b64url_text(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def jws_verify(raw: bytes) -> tuple[bytes, dict[str, Any]]:
-    """The signed payload and the signer's JWK, after checking the one signature over it.
-
-    libtrust's pretty JWS: the protected header's ``formatLength`` bytes of the document plus its
-    base64url ``formatTail`` are the payload; the JWS signing input is ``protected.payload``
-    (RFC 7515 5.2); ES256 signatures are r||s (RFC 7518 3.4), RS256 PKCS #1 v1.5.
-    """
-    document = json.loads(raw)
-    (block,) = document["signatures"]
-    header = json.loads(b64url(block["protected"]))
-    payload = raw[: header["formatLength"]] + b64url(header["formatTail"])
-    assert json.loads(payload) == {k: v for k, v in document.items() if k != "signatures"}
-    signing_input = f"{block['protected']}.{b64url_text(payload)}".encode()
-    signature = b64url(block["signature"])
-    jwk, alg = block["header"]["jwk"], block["header"]["alg"]
-    if jwk["kty"] == "EC":
-        assert (jwk["crv"], alg) == ("P-256", "ES256")
-        point = ec.EllipticCurvePublicNumbers(
-            int.from_bytes(b64url(jwk["x"]), "big"), int.from_bytes(b64url(jwk["y"]), "big"), ec.SECP256R1()
-        )
-        r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-        point.public_key().verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hashes.SHA256()))
-    else:
-        assert (jwk["kty"], alg) == ("RSA", "RS256")
-        numbers = rsa.RSAPublicNumbers(int.from_bytes(b64url(jwk["e"]), "big"), int.from_bytes(b64url(jwk["n"]), "big"))
-        numbers.public_key().verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
-    return payload, jwk
 
 
 # -- images with a history ------------------------------------------------------------------

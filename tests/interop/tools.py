@@ -412,8 +412,11 @@ class DistributionServer:
 
 
 @contextlib.contextmanager
-def distribution(tmp: Path) -> Iterator[DistributionServer]:
-    """Distribution 2.8 (Debian ``docker-registry``) on a free port, filesystem storage, deletes on."""
+def distribution(tmp: Path, schema1_key: Path | None = None) -> Iterator[DistributionServer]:
+    """Distribution 2.8 (Debian ``docker-registry``) on a free port, filesystem storage, deletes on.
+
+    ``schema1_key``: the key file it signs the schema 1 manifests it generates with (else its own).
+    """
     port = free_port()
     data = tmp / "distribution-data"
     data.mkdir(parents=True)
@@ -429,7 +432,7 @@ def distribution(tmp: Path) -> Iterator[DistributionServer]:
         f"  addr: 127.0.0.1:{port}\n"
         "  secret: cargohold-interop-secret\n"
         "compatibility:\n"
-        "  schema1: {enabled: true}\n"
+        "  schema1: {enabled: true" + (f", signingkeyfile: {schema1_key}" if schema1_key else "") + "}\n"
     )
     log_path = tmp / "distribution.log"
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # aws-sdk-go panics on it
