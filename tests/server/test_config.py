@@ -177,3 +177,20 @@ def test_client_commands_do_not_import_the_server_configuration() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONPATH": str(SRC)})
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_schema1_signing_key_is_distributions_setting_and_a_bad_one_is_one_line(tmp_path: Path) -> None:
+    config = _file(tmp_path, "compatibility:\n  schema1: {signingkeyfile: /etc/registry/schema1.pem}\n")
+    assert load_config(config, {}, {}).schema1_key_path == "/etc/registry/schema1.pem"
+    default = load_config(None, {"data_dir": "/srv/r"}, {})
+    assert default.schema1_key_path == "/srv/r/auth/schema1-key.pem"  # beside the token key
+    (tmp_path / "not-a-key.pem").write_text("hello\n")
+    environ = {**os.environ, "PYTHONPATH": str(SRC),
+               "CARGOHOLD_COMPATIBILITY_SCHEMA1_SIGNINGKEYFILE": str(tmp_path / "not-a-key.pem")}
+    result = subprocess.run(
+        [sys.executable, "-m", "cargohold.cli.main", "serve", "--data-dir", str(tmp_path / "d")],
+        capture_output=True, text=True, env=environ, timeout=30,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"cargohold: cannot load the schema 1 signing key {tmp_path / 'not-a-key.pem'}: ")
