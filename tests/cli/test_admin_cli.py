@@ -93,9 +93,10 @@ def test_an_existing_database_behind_is_refused_not_migrated(tmp_path: Path) -> 
         latest = connection.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
         connection.execute("DELETE FROM schema_migrations WHERE version = ?", (latest,))
         connection.commit()
+        previous = connection.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]  # numbers may skip
     for args in (["user", "list"], ["user", "add", "bob", "--password-stdin"]):
         code, out, err = admin(data, *args, stdin="bob-password\n")
-        assert (code, out, err) == (2, "", f"cargohold admin: database schema is at {latest - 1}, this cargohold "
+        assert (code, out, err) == (2, "", f"cargohold admin: database schema is at {previous}, this cargohold "
                                            f"needs {latest}: run `cargohold migrate`\n")
     with contextlib.closing(sqlite3.connect(db)) as connection:
-        assert connection.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == latest - 1
+        assert connection.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == previous
