@@ -234,7 +234,7 @@ def sign(
     :param key_id: the JWK ``kid``; by default libtrust's key fingerprint.
     :param timestamp: the protected header's ``time`` (naive means UTC); by default now.
     """
-    content = payload if isinstance(payload, bytes) else _marshal_indent(payload)
+    content = payload if isinstance(payload, bytes) else marshal_indent(payload)
     if SIGNATURES_KEY in _json.load_object(content, "payload"):
         raise ManifestError("payload is already signed; sign the manifest without its signatures")
     # The signatures go after the last value: keep everything up to it, and
@@ -302,7 +302,7 @@ def key_fingerprint(key: PublicKey) -> str:
     return ":".join(text[i : i + 4] for i in range(0, len(text), 4))
 
 
-def _marshal_indent(obj: Mapping[str, Any]) -> bytes:
+def marshal_indent(obj: Mapping[str, Any]) -> bytes:
     """JSON like Go's ``json.MarshalIndent(obj, "", "   ")``, HTML-safe escapes included."""
     text = json.dumps(obj, indent=3, ensure_ascii=False)
     for char, escape in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):

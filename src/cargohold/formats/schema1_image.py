@@ -27,7 +27,7 @@ from . import _json
 from .descriptor import Descriptor
 from .errors import ManifestError
 from .mediatypes import MediaType, is_layer, is_non_distributable
-from .schema1 import _marshal_indent
+from .schema1 import marshal_indent
 
 #: gzip of an empty tar (1024 zero bytes), exactly as docker and Distribution write it
 EMPTY_LAYER: Final = bytes((
@@ -123,7 +123,7 @@ def schema1_image(config: bytes, layers: Sequence[Descriptor], name: str, tag: s
         "fsLayers": [{"blobSum": str(blob)} for blob in reversed(blobs)],
         "history": entries[::-1],
     }
-    return Schema1Image(_marshal_indent(manifest), tuple(reversed(blobs)))
+    return Schema1Image(marshal_indent(manifest), tuple(reversed(blobs)))
 
 
 def _sha256(data: bytes) -> str:
