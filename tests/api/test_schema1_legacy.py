@@ -295,3 +295,13 @@ def test_a_configured_rsa_key_signs(tmp_path: Path) -> None:
         assert verify_signatures(r.content) == payload
     assert int.from_bytes(b64url(jwk["n"]), "big") == private.public_key().public_numbers().n
     assert not (tmp_path / "data" / "auth" / "schema1-key.pem").exists()
+
+
+def test_an_image_whose_config_is_gone_is_refused_with_the_reason(client: httpx.Client, repo: str) -> None:
+    manifest, _ = tag_image(client, repo, "v1", "no-config")
+    config = json.loads(manifest)["config"]["digest"]
+    assert client.delete(f"/v2/{repo}/blobs/{config}").status_code == 202
+    r = get(client, repo, "v1", SIGNED)
+    assert r.status_code == 400 and codes(r) == ["MANIFEST_INVALID"], r.text
+    assert f"its config {config} is not in the repository" in r.json()["errors"][0]["message"]
+    assert get(client, repo, "v1", DOCKER_MANIFEST).content == manifest  # the image itself is still served
