@@ -203,12 +203,26 @@ class CompatibilitySection(Section, frozen=True):
     schema1: Schema1Section = msgspec.field(default_factory=Schema1Section)
 
 
+class AuditSection(Section, frozen=True):
+    """The audit log: what every change, login and (batched) pull left behind."""
+
+    #: entries older than this many days are purged by the periodic jobs; 0 keeps them forever
+    retention_days: float = 90.0
+    #: record every blob GET too (manifest GETs always are); off by default: a pull reads many blobs
+    record_blob_pulls: bool = False
+
+    def __post_init__(self) -> None:
+        if self.retention_days < 0:
+            raise ConfigError("audit.retention_days must not be negative (0 keeps entries forever)")
+
+
 class ServerConfig(Section, frozen=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
     database: DatabaseSection = msgspec.field(default_factory=DatabaseSection)
     auth: AuthSection = msgspec.field(default_factory=AuthSection)
     compatibility: CompatibilitySection = msgspec.field(default_factory=CompatibilitySection)
+    audit: AuditSection = msgspec.field(default_factory=AuditSection)
 
     def __post_init__(self) -> None:
         if self.storage.driver == "memory" and self.server.workers > 1:

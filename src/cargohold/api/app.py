@@ -20,6 +20,7 @@ from typing import Final
 from ..auth import AccessController, OpenAccess, required_access
 from ..errcodes import BlobUploadInvalid, ManifestInvalid, NameInvalid, RegistryError, Unknown
 from ..events.origin import set_origin
+from ..events.recorder import Recorder
 from ..http import ClientDisconnected, Receive, Request, Response, Router, Scope, Send, error_response
 from ..http.errors import method_not_allowed, not_found
 from ..jobs import JobRunner
@@ -43,6 +44,7 @@ class RegistryApp:
         access: AccessController | None = None,
         routes: Iterable[Route] = (),
         jobs: JobRunner | None = None,
+        recorder: Recorder | None = None,
     ):
         self.registry = registry
         self.access: AccessController = access or OpenAccess()
@@ -51,6 +53,8 @@ class RegistryApp:
         self._access_log = AccessLog(access_log)
         #: the periodic work (the upload purge), started with the worker
         self.jobs = jobs
+        #: writes the batched reads (pulls) every second, and what it holds at shutdown
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -133,10 +137,14 @@ class RegistryApp:
             if message["type"] == "lifespan.startup":
                 if self.jobs is not None:
                     self.jobs.start()
+                if self.recorder is not None:
+                    self.recorder.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.jobs is not None:
                     await self.jobs.stop()
+                if self.recorder is not None:
+                    await self.recorder.stop()
                 await self.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

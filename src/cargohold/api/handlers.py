@@ -80,6 +80,8 @@ async def get_blob(registry: Registry, request: Request) -> Response:
         if (start, end) != (0, size - 1):
             status, length = 206, end - start + 1
     body = await registry.blob_body(digest, start, length)
+    if start == 0 and request.method == "GET":  # a download counts once, not once per range of it
+        registry.blob_pulled(request.params["name"], digest, size)
     response = Response(status, length=size if length is None else length, path=body.local_path, stream=body.stream)
     if status == 206:
         response.header("content-range", f"bytes {start}-{start + (length or 0) - 1}/{size}")
@@ -199,6 +201,8 @@ async def get_manifest(registry: Registry, request: Request) -> Response:
     name, reference = request.params["name"], parse_reference(request.params["reference"])
     accepts = parse_accepts(request.headers.get("accept"), request.headers.get("user-agent"))
     found = await registry.get_manifest(name, reference, accepts)
+    if request.method == "GET":  # a HEAD (is it there? which digest?) is no pull
+        registry.manifest_pulled(name, reference, found)
     response = (
         Response(200, body=found.content)
         .header("content-type", found.media_type)

@@ -14,7 +14,8 @@ from pathlib import Path
 from ..auth.keys import KeyFileError, ensure_private_key
 from ..auth.setup import AccessSetup, build_access
 from ..config import ConfigError, ServerConfig
-from ..jobs import JobRunner, registry_jobs
+from ..events.recorder import Recorder
+from ..jobs import JobRunner, audit_purge_job, registry_jobs
 from ..metadata import open_metadata_store
 from ..metadata.migrations import SchemaError
 from ..service import Registry, RegistryOptions
@@ -53,14 +54,16 @@ def create_app(config: ServerConfig) -> RegistryApp:
         max_manifest_size=config.server.max_manifest_size,
         upload_max_age_seconds=config.server.upload_max_age_seconds,
     )
+    recorder = Recorder(reads=meta, blob_pulls=config.audit.record_blob_pulls)
     access = build_access(config)
     try:
         schema1_key = ensure_private_key(Path(config.schema1_key_path), "schema 1 signing key")
     except (KeyFileError, OSError) as exc:
         raise ConfigError(str(exc)) from None
-    registry = Registry(blobs, meta, options, schema1_key)
-    jobs = JobRunner(registry_jobs(registry), meta)
-    return RegistryApp(registry, access.controller, endpoint_routes(access), jobs)
+    registry = Registry(blobs, meta, options, schema1_key, recorder)
+    audit_purge = audit_purge_job(meta, config.audit.retention_days)
+    jobs = JobRunner([*registry_jobs(registry), *([audit_purge] if audit_purge else [])], meta)
+    return RegistryApp(registry, access.controller, endpoint_routes(access), jobs, recorder)
 
 
 def configure_logging(level: str) -> None:

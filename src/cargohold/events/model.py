@@ -69,9 +69,14 @@ class Event:
 
     @classmethod
     def now(cls, action: Action, origin: Origin | None = None, **target: Any) -> Event:
-        """An event of ``action`` on ``target`` by ``origin`` (the current one unless given), made now."""
+        """An event of ``action`` on ``target`` by ``origin`` (the current one unless given), made now.
+
+        A field named in ``target`` wins over the origin's (a login names the account it tried).
+        """
         who = origin if origin is not None else current_origin()
-        return cls(
-            action=action, actor=who.actor, actor_kind=who.actor_kind, address=who.address,
-            user_agent=who.user_agent, request_id=who.request_id, host=who.host, method=who.method, **target,
-        )
+        fields: dict[str, Any] = {
+            "actor": who.actor, "actor_kind": who.actor_kind, "address": who.address, "user_agent": who.user_agent,
+            "request_id": who.request_id, "host": who.host, "method": who.method,
+        }
+        fields.update(target)
+        return cls(action=action, **fields)

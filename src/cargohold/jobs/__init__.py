@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..service import RegistryService
+from .audit import AUDIT_PURGE_INTERVAL_SECONDS, EventRetention, audit_purge_job
 from .purge import PURGE_INTERVAL_SECONDS, purge_job
 from .runner import Job, JobRunner, Leases, holder_id
 
@@ -12,4 +13,7 @@ def registry_jobs(registry: RegistryService) -> list[Job]:
     return [purge_job(registry)]
 
 
-__all__ = ["PURGE_INTERVAL_SECONDS", "Job", "JobRunner", "Leases", "holder_id", "purge_job", "registry_jobs"]
+__all__ = [
+    "AUDIT_PURGE_INTERVAL_SECONDS", "EventRetention", "Job", "JobRunner", "Leases", "PURGE_INTERVAL_SECONDS",
+    "audit_purge_job", "holder_id", "purge_job", "registry_jobs",
+]

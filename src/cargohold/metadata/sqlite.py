@@ -11,10 +11,11 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
+from ..events.audit import EventFilter, LoggedEvent
 from ..events.model import Event
 from .migrations import require_current
 from .sqlite_db import SqliteDatabase
-from .sqlite_events import insert_event, insert_events
+from .sqlite_events import delete_events, insert_event, insert_events, select_events
 from .sqlite_schema import applied_versions
 from .store import (
     ManifestRecord,
@@ -232,6 +233,16 @@ class SqliteMetadataStore:
         cursor = self._db.execute("DELETE FROM tags WHERE repository_id = ? AND name = ?", (repository_id, tag))
         return cursor.rowcount > 0
 
+    async def tag_targets(self, repository_id: int, tags: Sequence[str]) -> dict[str, str]:
+        if not tags:
+            return {}
+        marks = ",".join("?" * len(tags))
+        rows = self._db.execute(
+            f"SELECT name, manifest_digest FROM tags WHERE repository_id = ? AND name IN ({marks})",
+            (repository_id, *tags),
+        )
+        return {row[0]: row[1] for row in rows}
+
     # generated manifests
 
     async def generated_manifest(self, repository: str, tag: str, source_digest: str) -> ManifestRecord | None:
@@ -359,3 +370,9 @@ class SqliteMetadataStore:
 
     async def add_events(self, events: Sequence[tuple[Event, Sequence[str]]]) -> None:
         insert_events(self._db, events)
+
+    async def list_events(self, where: EventFilter, limit: int, before: int | None = None) -> list[LoggedEvent]:
+        return select_events(self._db, where, limit, before)
+
+    async def purge_events(self, older_than: float) -> int:
+        return delete_events(self._db, older_than)

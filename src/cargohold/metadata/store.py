@@ -21,6 +21,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..events.audit import AuditLog
 from ..events.log import EventLog
 
 
@@ -121,6 +122,10 @@ class MetadataQueries(EventLog, Protocol):
         ...
 
     async def delete_tag(self, repository_id: int, tag: str) -> bool: ...
+    async def tag_targets(self, repository_id: int, tags: Sequence[str]) -> dict[str, str]:
+        """The digest each of ``tags`` points at now (tags that do not exist are left out)."""
+        ...
+
     async def list_tags(self, repository_id: int, limit: int | None, last: str | None) -> list[str]: ...
     async def referrers(self, repository_id: int, subject: str, artifact_type: str | None) -> list[ReferrerRecord]: ...
 
@@ -165,7 +170,7 @@ class MetadataQueries(EventLog, Protocol):
     async def stale_uploads(self, updated_before: int) -> list[str]: ...
 
 
-class MetadataStore(MetadataQueries, Protocol):
+class MetadataStore(MetadataQueries, AuditLog, Protocol):
     async def close(self) -> None: ...
     async def check(self) -> None:
         """Raise MetadataError unless the database answers now (for ``/readyz``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from ..digest import Digest
+from ..events.recorder import Recorder
 from ..metadata.store import MetadataStore
 from ..storage.driver import BlobStore
 from .common import Guard, check_name, parse_digest
@@ -12,9 +13,9 @@ from .uploads import DEFAULT_ALGORITHM, Uploads
 
 
 class BlobUploads:
-    def __init__(self, store: BlobStore, meta: MetadataStore, guard: Guard):
+    def __init__(self, store: BlobStore, meta: MetadataStore, guard: Guard, recorder: Recorder | None = None):
         self.guard = guard
-        self.uploads = Uploads(store, meta)
+        self.uploads = Uploads(store, meta, recorder)
 
     async def start(self, repository: str, algorithm: str = DEFAULT_ALGORITHM) -> str:
         self.guard.check_writable()

@@ -8,6 +8,8 @@ from typing import Final
 
 from ..digest import Digest
 from ..errcodes import BlobUnknown
+from ..events import Action, Event
+from ..events.recorder import Recorder
 from ..metadata.store import MetadataStore
 from ..reference import is_repository_name
 from ..storage.driver import BlobStore, LocalFileServer
@@ -26,11 +28,16 @@ class BlobBody:
     stream: AsyncIterator[bytes] | None
 
 
+class _NotMounted(Exception):
+    """The blob went away before it was linked: the mount's transaction is rolled back."""
+
+
 class Blobs:
-    def __init__(self, store: BlobStore, meta: MetadataStore, guard: Guard):
+    def __init__(self, store: BlobStore, meta: MetadataStore, guard: Guard, recorder: Recorder | None = None):
         self.store = store
         self.meta = meta
         self.guard = guard
+        self.recorder = recorder or Recorder()
         self._local = store if isinstance(store, LocalFileServer) else None
 
     async def size(self, repository: str, digest_text: str) -> tuple[Digest, int]:
@@ -52,8 +59,15 @@ class Blobs:
         self.guard.check_deletable()
         digest = parse_digest(digest_text)
         found = await repository_id(self.meta, repository)
-        if not await self.meta.unlink_blob(found, str(digest)):
-            raise BlobUnknown(detail={"digest": str(digest)})
+        async with self.meta.transaction() as tx:
+            if not await tx.unlink_blob(found, str(digest)):
+                raise BlobUnknown(detail={"digest": str(digest)})
+            await self.recorder.record(tx, Event.now(Action.BLOB_DELETE, repository=repository, digest=str(digest)))
+
+    def pulled(self, repository: str, digest: Digest, size: int) -> None:
+        """A blob GET: held for the next batch of reads if the configuration records blob pulls."""
+        if self.recorder.blob_pulls:
+            self.recorder.read(Event.now(Action.BLOB_PULL, repository=repository, digest=str(digest), size=size))
 
     async def mount(self, repository: str, source: str, digest_text: str) -> Digest | None:
         """Link a blob from ``source`` into ``repository``; None if it is not there to mount."""
@@ -62,7 +76,7 @@ class Blobs:
         digest = parse_digest(digest_text)
         if not is_repository_name(source) or await self.meta.linked_blob_size(source, str(digest)) is None:
             return None
-        return await self._link(repository, digest)
+        return await self._link(repository, digest, source)
 
     async def mount_found(
         self, repository: str, digest_text: str, may_pull: Callable[[str], bool], *, scan: int = MOUNT_SCAN
@@ -78,12 +92,28 @@ class Blobs:
         cursor: str | None = None
         while True:
             names = await self.meta.repositories_with_blob(str(digest), scan, cursor)
-            if any(may_pull(name) for name in names):
-                return await self._link(repository, digest)
+            source = next((name for name in names if may_pull(name)), None)
+            if source is not None:
+                return await self._link(repository, digest, source)
             if len(names) < scan:
                 return None
             cursor = names[-1]
 
-    async def _link(self, repository: str, digest: Digest) -> Digest | None:
-        found = await self.meta.ensure_repository(repository)
-        return digest if await self.meta.link_blob(found, str(digest)) else None
+    async def _link(self, repository: str, digest: Digest, source: str) -> Digest | None:
+        """Link the blob, creating the repository if need be, with their events; None (and nothing
+        changed) if the blob is gone."""
+        try:
+            async with self.meta.transaction() as tx:
+                found = await tx.repository_id(repository)
+                if found is None:
+                    found = await tx.ensure_repository(repository)
+                    await self.recorder.record(tx, Event.now(Action.REPOSITORY_CREATE, repository=repository))
+                if not await tx.link_blob(found, str(digest)):
+                    raise _NotMounted
+                size = await tx.blob_size(str(digest))
+                await self.recorder.record(tx, Event.now(
+                    Action.BLOB_MOUNT, repository=repository, digest=str(digest), size=size, detail={"from": source},
+                ))
+        except _NotMounted:
+            return None
+        return digest

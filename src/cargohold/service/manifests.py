@@ -20,6 +20,8 @@ from ..errcodes import (
     TagInvalid,
     TooManyTags,
 )
+from ..events import Action, Event
+from ..events.recorder import Recorder
 from ..formats import Manifest, ManifestError, ManifestSignatureError, MediaType, is_schema1, parse_manifest
 from ..metadata.store import ManifestRecord, MetadataQueries, MetadataStore, NewManifest
 from ..reference import DigestRef, ManifestReference, TagRef, is_tag
@@ -81,11 +83,14 @@ def media_type_warning(media_type: str) -> str | None:
 
 
 class Manifests:
-    def __init__(self, meta: MetadataStore, guard: Guard, schema1: LegacySchema1 | None = None):
+    def __init__(
+        self, meta: MetadataStore, guard: Guard, schema1: LegacySchema1 | None = None, recorder: Recorder | None = None
+    ):
         """``schema1``: what makes schema 1 for legacy clients; None: they get MANIFEST_UNKNOWN."""
         self.meta = meta
         self.guard = guard
         self.schema1 = schema1
+        self.recorder = recorder or Recorder()
 
     async def _unknown(self, repository: str, reference: ManifestReference) -> NoReturn:
         if await self.meta.repository_id(repository) is None:
@@ -210,7 +215,12 @@ class Manifests:
             await _check_references(tx, found, manifest)
             if found is None:
                 found = await tx.ensure_repository(repository)
+                await self.recorder.record(tx, Event.now(Action.REPOSITORY_CREATE, repository=repository))
+                previous: dict[str, str] = {}
+            else:
+                previous = await tx.tag_targets(found, new_tags)
             await tx.put_manifest(found, record, new_tags)
+            await self.recorder.record(tx, _push_event(repository, record, new_tags, previous))
         warning = media_type_warning(manifest.media_type)
         return StoredManifest(
             str(digest), manifest.media_type, subject,
@@ -221,11 +231,41 @@ class Manifests:
     async def delete(self, repository: str, reference: ManifestReference) -> None:
         self.guard.check_deletable()
         found = await repository_id(self.meta, repository)
-        if isinstance(reference, DigestRef):
-            if not await self.meta.delete_manifest(found, str(reference.digest)):
-                raise ManifestUnknown(detail={"digest": str(reference.digest)})
-        elif not await self.meta.delete_tag(found, reference.tag):
-            raise ManifestUnknown(detail={"tag": reference.tag})
+        async with self.meta.transaction() as tx:
+            if isinstance(reference, DigestRef):
+                digest = str(reference.digest)
+                gone = await tx.manifest(repository, digest)
+                if gone is None or not await tx.delete_manifest(found, digest):
+                    raise ManifestUnknown(detail={"digest": digest})
+                event = Event.now(Action.MANIFEST_DELETE, repository=repository, digest=digest,
+                                  media_type=gone.media_type, size=len(gone.content))
+            else:
+                untagged = await tx.tagged_manifest(repository, reference.tag)
+                if not await tx.delete_tag(found, reference.tag):
+                    raise ManifestUnknown(detail={"tag": reference.tag})
+                event = Event.now(Action.TAG_DELETE, repository=repository, tag=reference.tag,
+                                  digest=untagged.digest if untagged else None,
+                                  media_type=untagged.media_type if untagged else None)
+            await self.recorder.record(tx, event)
+
+    def pulled(self, repository: str, reference: ManifestReference, found: ManifestContent) -> None:
+        """A manifest GET served ``found``: held for the next batch of reads (no I/O here)."""
+        self.recorder.read(Event.now(
+            Action.MANIFEST_PULL, repository=repository, tag=reference.tag if isinstance(reference, TagRef) else None,
+            digest=found.digest, media_type=found.media_type, size=len(found.content),
+        ))
+
+
+def _push_event(repository: str, record: NewManifest, tags: Sequence[str], previous: dict[str, str]) -> Event:
+    """One event per push: the tags it set, and where each tag it moved pointed before."""
+    moved = {tag: digest for tag, digest in previous.items() if digest != record.digest}
+    detail: dict[str, object] = {"tags": list(tags)}
+    if moved:
+        detail["previous"] = moved
+    return Event.now(
+        Action.MANIFEST_PUSH, repository=repository, tag=tags[0] if tags else None, digest=record.digest,
+        media_type=record.media_type, size=len(record.content), detail=detail,
+    )
 
 
 async def _check_references(meta: MetadataQueries, repository_id: int | None, manifest: Manifest) -> None:

@@ -41,6 +41,10 @@ class RegistryService(Protocol):
 
     async def blob_body(self, digest: Digest, start: int = 0, length: int | None = None) -> BlobBody: ...
 
+    def blob_pulled(self, repository: str, digest: Digest, size: int) -> None:
+        """A blob GET served it: recorded (batched, no I/O here) if the configuration records blob pulls."""
+        ...
+
     async def delete_blob(self, repository: str, digest_text: str) -> None: ...
 
     async def mount_blob(self, repository: str, source: str, digest_text: str) -> Digest | None: ...
@@ -74,6 +78,10 @@ class RegistryService(Protocol):
     async def get_manifest(
         self, repository: str, reference: ManifestReference, accepts: Accepts
     ) -> ManifestContent: ...
+
+    def manifest_pulled(self, repository: str, reference: ManifestReference, found: ManifestContent) -> None:
+        """A manifest GET served ``found``: recorded in the next batch of reads (no I/O here)."""
+        ...
 
     async def put_manifest(
         self,

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 from ..digest import Digest
+from ..events.recorder import Recorder
 from ..formats import Descriptor
 from ..formats.schema1 import PrivateKey, generate_key
 from ..metadata.store import MetadataStore
@@ -32,19 +33,22 @@ class Registry:
     """
 
     def __init__(
-        self, blobs: BlobStore, meta: MetadataStore, options: RegistryOptions, schema1_key: PrivateKey | None = None
+        self, blobs: BlobStore, meta: MetadataStore, options: RegistryOptions, schema1_key: PrivateKey | None = None,
+        recorder: Recorder | None = None,
     ):
         """``schema1_key`` signs the schema 1 manifests made for legacy clients (default: one for this process)."""
         self.blob_store = blobs
         self.meta = meta
         self._options = options
+        #: every change's event is recorded through it, in the change's transaction; reads are batched
+        self.recorder = recorder or Recorder()
         guard = Guard(options)
-        self.blobs = Blobs(blobs, meta, guard)
-        self.uploads = BlobUploads(blobs, meta, guard)
+        self.blobs = Blobs(blobs, meta, guard, self.recorder)
+        self.uploads = BlobUploads(blobs, meta, guard, self.recorder)
         schema1 = LegacySchema1(
             blobs, meta, self.uploads, schema1_key or generate_key(), max_config_size=options.max_manifest_size
         )
-        self.manifests = Manifests(meta, guard, schema1)
+        self.manifests = Manifests(meta, guard, schema1, self.recorder)
         self.tag_lists = Tags(meta)
         self.repositories = Catalog(meta)
         self.referrer_lists = Referrers(meta)
@@ -67,6 +71,9 @@ class Registry:
 
     async def blob_body(self, digest: Digest, start: int = 0, length: int | None = None) -> BlobBody:
         return await self.blobs.body(digest, start, length)
+
+    def blob_pulled(self, repository: str, digest: Digest, size: int) -> None:
+        self.blobs.pulled(repository, digest, size)
 
     async def delete_blob(self, repository: str, digest_text: str) -> None:
         await self.blobs.delete(repository, digest_text)
@@ -112,6 +119,9 @@ class Registry:
         self, repository: str, reference: ManifestReference, accepts: Accepts
     ) -> Coroutine[Any, Any, ManifestContent]:
         return self.manifests.get(repository, reference, accepts)
+
+    def manifest_pulled(self, repository: str, reference: ManifestReference, found: ManifestContent) -> None:
+        self.manifests.pulled(repository, reference, found)
 
     async def put_manifest(
         self,

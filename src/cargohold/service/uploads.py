@@ -54,6 +54,8 @@ from ..errcodes import (
     RangeInvalid,
     SizeInvalid,
 )
+from ..events import Action, Event
+from ..events.recorder import Recorder
 from ..metadata.store import MetadataStore, UploadConflict, UploadRecord
 from ..storage.driver import BlobStore, BlobWriter, UploadBusy, UploadMissing, UploadReader
 from ..storage.hashing import ResumableHasher, UnreadableHashState
@@ -110,9 +112,10 @@ def _split_state(saved: bytes) -> tuple[str, bytes] | None:
 class Uploads:
     """Upload sessions of every repository (ids are global, rows name their repository)."""
 
-    def __init__(self, blobs: BlobStore, meta: MetadataStore):
+    def __init__(self, blobs: BlobStore, meta: MetadataStore, recorder: Recorder | None = None):
         self.blobs = blobs
         self.meta = meta
+        self.recorder = recorder or Recorder()
 
     async def start(self, repository: str, algorithm: str = DEFAULT_ALGORITHM) -> str:
         """A new session hashing with ``algorithm`` (a supported one, checked by the caller)."""
@@ -321,8 +324,13 @@ class Uploads:
             raise BlobUploadUnknown("upload data is gone", detail={"uuid": upload_id}) from None
         crash_point("blob-placed")
         async with self.meta.transaction() as tx:  # a crash inside leaves the commit at "blob placed"
-            repository_id = await tx.ensure_repository(repository)
+            repository_id = await tx.repository_id(repository)
+            if repository_id is None:
+                repository_id = await tx.ensure_repository(repository)
+                await self.recorder.record(tx, Event.now(Action.REPOSITORY_CREATE, repository=repository))
             await tx.add_blob(repository_id, str(digest), size)
+            await self.recorder.record(tx, Event.now(Action.BLOB_PUSH, repository=repository, digest=str(digest),
+                                                     size=size))
             crash_point("blob-recorded")
             await tx.complete_upload(upload_id)
         crash_point("upload-completed")
