@@ -27,6 +27,8 @@ Routes (``{repo}`` may be ``ns/*`` for grants)::
     PUT    /admin/v1/repositories/{repo}/permissions {grantee, role}
     DELETE /admin/v1/repositories/{repo}/permissions?grantee=G
     PUT    /admin/v1/repositories/{repo}/visibility {public}
+    GET    /admin/v1/audit?repository=GLOB&actor=A&action=A&since=T&until=T&n=N&last=SEQ
+           (superusers: every entry; repository admins: those of the repositories they administer)
 
 Secrets travel only in bodies (never in the URL, which the access log records).
 Errors use the registry's envelope, with the access model's error names as codes
@@ -46,6 +48,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from .. import jsontext
 from ..access_model import (
@@ -61,6 +64,7 @@ from ..auth.login import Authenticator, audit, parse_basic, token_account
 from ..auth.passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password, secret_digest
 from ..auth.policy import AccessView, load_view, who_can
 from ..errcodes import Denied, Unauthorized
+from ..events.audit import AuditLog, BadFilter, EventFilter, cursor, entry_json, page_size, parse_time
 from ..http import Request, Response, route
 from ..http.errors import code_response
 from ..metadata.access import AccessStore
@@ -108,11 +112,15 @@ Handler = Callable[["AdminApi", Caller, dict[str, str], Request], Awaitable[Any]
 class AdminApi:
     """The ``/admin/v1`` endpoints."""
 
-    def __init__(self, store: AccessStore, login: Authenticator, verifier: Verifier, issuer: str) -> None:
+    def __init__(
+        self, store: AccessStore, login: Authenticator, verifier: Verifier, issuer: str,
+        audit_log: AuditLog | None = None,
+    ) -> None:
         self.store = store
         self.login = login
         self.verifier = verifier
         self.issuer = issuer
+        self.audit_log = audit_log
 
     def routes(self) -> list[Route]:
         """One route per path of :data:`ROUTES`, its methods bound to this API."""
@@ -131,6 +139,8 @@ class AdminApi:
                 result = await handler(self, caller, request.params, request)
             except AccessModelError as error:
                 return code_response(_code(type(error).__name__), str(error))
+            if isinstance(result, Response):
+                return result
             return Response(204) if result is None else Response.json(result)
 
         return endpoint
@@ -389,6 +399,40 @@ async def put_visibility(api: AdminApi, caller: Caller, params: dict[str, str], 
     return {"repository": params["repo"], "public": public}
 
 
+# the audit log
+
+#: entries per page of ``GET /audit`` unless ``n`` says otherwise, and the most it may say
+AUDIT_PAGE: Final = 100
+AUDIT_MAX_PAGE: Final = 1000
+_AUDIT_FILTERS: Final = ("repository", "actor", "action", "since", "until")
+
+
+async def list_audit(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    scope = caller.view.administered()
+    caller.require(scope is None or bool(scope))  # superusers read it all; repository admins their part
+    if api.audit_log is None:
+        raise BadRequest("this server keeps no audit log")
+    given = {name: request.query(name) or None for name in _AUDIT_FILTERS}
+    try:
+        where = EventFilter(
+            repository=given["repository"], actor=given["actor"], action=given["action"],
+            since=parse_time(given["since"]) if given["since"] else None,
+            until=parse_time(given["until"]) if given["until"] else None, scope=scope,
+        )
+        limit = page_size(request.query("n"), AUDIT_PAGE, AUDIT_MAX_PAGE)
+        before = cursor(request.query("last"))
+    except BadFilter as exc:
+        raise BadRequest(str(exc)) from None
+    found = await api.audit_log.list_events(where, limit + 1, before)
+    entries = found[:limit]
+    response = Response.json({"entries": [entry_json(entry) for entry in entries]})
+    if len(found) > limit and entries:
+        # the filters as given (times too: a relative ``since`` moves on with the next page, as it reads)
+        query = urlencode({**{k: v for k, v in given.items() if v is not None}, "n": limit, "last": entries[-1].seq})
+        response.header("link", f'<{PREFIX}/audit?{query}>; rel="next"')
+    return response
+
+
 _NAME = r"(?P<account>[^/]+)"
 _ORG = r"(?P<org>[^/]+)"
 _TEAM = r"(?P<team>[^/]+)"
@@ -417,4 +461,5 @@ ROUTES: Final[list[tuple[str, str, Handler]]] = [
     ("PUT", f"/repositories/{_REPO}/permissions", put_permission),
     ("DELETE", f"/repositories/{_REPO}/permissions", delete_permission),
     ("PUT", f"/repositories/{_REPO}/visibility", put_visibility),
+    ("GET", "/audit", list_audit),
 ]

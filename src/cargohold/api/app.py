@@ -84,10 +84,12 @@ class RegistryApp:
         name = request.params.get("name")
         if name is not None and not is_repository_name(name):
             raise NameInvalid(f"invalid repository name {name!r}", detail={"name": name})
+        # the request is the origin of every event it makes (its caller is read from the grant when
+        # one is made: a login refused during authorization is recorded with the request's address)
+        set_origin(request)
         if route.guarded:
             required = required_access(route.name, request.method, request.params)
             request.grant = await self.access.authorize(request, required)
-        set_origin(request)
         return await handler(request)
 
     async def _respond(self, request: RegistryRequest, route: Route) -> Response:

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..auth.keys import KeyFileError, ensure_private_key
 from ..auth.setup import AccessSetup, build_access
 from ..config import ConfigError, ServerConfig
+from ..events.audit import AuditLog
 from ..events.recorder import Recorder
 from ..jobs import JobRunner, audit_purge_job, registry_jobs
 from ..metadata import open_metadata_store
@@ -35,12 +36,13 @@ SERVER_PID_ENV = "CARGOHOLD_SERVER_PID"
 _PR_SET_PDEATHSIG = 1
 
 
-def endpoint_routes(access: AccessSetup) -> list[Route]:
+def endpoint_routes(access: AccessSetup, audit_log: AuditLog | None = None) -> list[Route]:
     """The token and admin endpoints' routes, with cargohold's own token service."""
     own = access.tokens
     if own is None:
         return []
-    return [*TokenEndpoint(own.service).routes(), *AdminApi(own.store, own.login, own.verifier, own.issuer).routes()]
+    admin = AdminApi(own.store, own.login, own.verifier, own.issuer, audit_log)
+    return [*TokenEndpoint(own.service).routes(), *admin.routes()]
 
 
 def create_app(config: ServerConfig) -> RegistryApp:
@@ -55,7 +57,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
         upload_max_age_seconds=config.server.upload_max_age_seconds,
     )
     recorder = Recorder(reads=meta, blob_pulls=config.audit.record_blob_pulls)
-    access = build_access(config)
+    access = build_access(config, meta)
     try:
         schema1_key = ensure_private_key(Path(config.schema1_key_path), "schema 1 signing key")
     except (KeyFileError, OSError) as exc:
@@ -63,7 +65,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
     registry = Registry(blobs, meta, options, schema1_key, recorder)
     audit_purge = audit_purge_job(meta, config.audit.retention_days)
     jobs = JobRunner([*registry_jobs(registry), *([audit_purge] if audit_purge else [])], meta)
-    return RegistryApp(registry, access.controller, endpoint_routes(access), jobs, recorder)
+    return RegistryApp(registry, access.controller, endpoint_routes(access, meta), jobs, recorder)
 
 
 def configure_logging(level: str) -> None:

@@ -31,11 +31,12 @@ from typing import Final
 
 from ..access_model import Account
 from ..errcodes import Denied, Unauthorized
+from ..events.log import EventLog
 from ..metadata.access import AccessStore
 from .access import CATALOG, Access, Credentials, Grant, everything
 from .htpasswd import HtpasswdFile
 from .jwt import TokenInvalid, VerifiedToken, Verifier
-from .login import audit, parse_basic, token_account
+from .login import audit, parse_basic, record_login, token_account
 from .policy import load_view
 from .ratelimit import LoginLimiter
 
@@ -172,9 +173,11 @@ class BasicAccessController:
     """Distribution's htpasswd mode: any user of the file may do anything; everyone else gets 401."""
 
     def __init__(self, htpasswd: HtpasswdFile, limiter: LoginLimiter, realm: str = "cargohold",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, events: EventLog | None = None) -> None:
         self.htpasswd = htpasswd
         self.limiter = limiter
+        #: logins are recorded when the password is checked: refusals, and successes once per cache period
+        self.events = events
         self.realm = realm
         self._clock = clock
         self._salt = secrets.token_bytes(16)
@@ -202,7 +205,9 @@ class BasicAccessController:
         if not await asyncio.to_thread(self.htpasswd.verify, name, secret):
             await self.limiter.failed(name, address)
             audit("login_failed", account=name, client=address, reason="htpasswd")
+            await record_login(self.events, name, False, "htpasswd")
             raise Unauthorized("invalid username or password", headers=self._challenge())
+        await record_login(self.events, name, True)
         if len(self._verified) > 10_000:
             self._verified.clear()
         self._verified[key] = (now + BASIC_CACHE_SECONDS, version)

@@ -18,6 +18,9 @@ from typing import Final
 
 from ..access_model import Account, AccountKind
 from ..errcodes import Unauthorized
+from ..events import Action, Event
+from ..events.log import EventLog
+from ..events.model import Result
 from ..metadata.access import AccessStore
 from .jwt import VerifiedToken
 from .passwords import secret_matches, verify_password
@@ -67,6 +70,20 @@ def audit(event: str, **fields: object) -> None:
     log.info(json.dumps({"event": event, **fields}))
 
 
+def account_kind(name: str) -> str:
+    """The ``actor_kind`` of an account name: robots are ``owner+name``."""
+    return "robot" if "+" in name else "user"
+
+
+async def record_login(events: EventLog | None, name: str, ok: bool, reason: str = "") -> None:
+    """The audit entry of a login (its own statement: no change is made with it); never the secret."""
+    if events is not None:
+        await events.add_event(Event.now(
+            Action.LOGIN, actor=name, actor_kind=account_kind(name), result=Result.OK if ok else Result.DENIED,
+            detail={"reason": reason} if reason else {},
+        ))
+
+
 async def token_account(store: AccessStore, token: VerifiedToken) -> Account | None:
     """The account behind a token of cargohold's own service, if its credentials are still those the
     token was issued under (same generation; not disabled, not deleted); else None."""
@@ -79,10 +96,14 @@ async def token_account(store: AccessStore, token: VerifiedToken) -> Account | N
 class Authenticator:
     """Logs accounts of the store in."""
 
-    def __init__(self, store: AccessStore, limiter: LoginLimiter, password_cost: int) -> None:
+    def __init__(
+        self, store: AccessStore, limiter: LoginLimiter, password_cost: int, events: EventLog | None = None
+    ) -> None:
         self.store = store
         self.limiter = limiter
         self.password_cost = password_cost
+        #: where each login, accepted or refused, is recorded (the audit log)
+        self.events = events
 
     async def login(self, name: str, secret: str, client: str, challenge: dict[str, str] | None = None) -> Account:
         """The account for these credentials, or :class:`InvalidCredentials` / :class:`AccountDisabled`
@@ -103,9 +124,12 @@ class Authenticator:
             reason = ("unknown account" if account is None else "wrong secret" if account.kind is not
                       AccountKind.ORGANIZATION else "organizations do not log in")
             audit("login_failed", account=name, client=address, reason=reason)
+            await record_login(self.events, name, False, reason)
             raise InvalidCredentials(challenge)
         if account.disabled:
             await self.limiter.failed(name, address)
             audit("login_failed", account=name, client=address, reason="disabled")
+            await record_login(self.events, name, False, "disabled")
             raise AccountDisabled(challenge)
+        await record_login(self.events, name, True)
         return account

@@ -94,6 +94,14 @@ class AccessView:
     async def administers(self, repository: str) -> bool:
         return await self.role(repository) is Role.ADMIN
 
+    def administered(self) -> tuple[str, ...] | None:
+        """The repositories this caller administers, as names and ``ns/*`` patterns; None: every one."""
+        if self.account is not None and self.account.superuser:
+            return None
+        owned = [f"{namespace}/*" for namespace in sorted(self._owned)]
+        granted = [p.repository for p in self._permissions if p.role is Role.ADMIN]
+        return tuple(dict.fromkeys([*owned, *granted]))
+
     def owns_namespace(self, namespace: str) -> bool:
         return (self.account is not None and self.account.superuser) or namespace in self._owned
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from ..config import ConfigError, ServerConfig
+from ..events.log import EventLog
 from ..metadata import AccessStore, open_access_store, open_login_failures, open_metadata_store
 from .access import AccessController, OpenAccess
 from .controller import BasicAccessController, TokenAccessController
@@ -86,11 +87,15 @@ def external_keys(config: ServerConfig) -> list[VerifyingKey]:
     return keys
 
 
-def build_access(config: ServerConfig) -> AccessSetup:
-    """The controller for ``config.auth.mode``; the database must be migrated already."""
+def build_access(config: ServerConfig, events: EventLog | None = None) -> AccessSetup:
+    """The controller for ``config.auth.mode``; the database must be migrated already.
+
+    Logins and the tokens issued are recorded in ``events`` (the audit log).
+    """
     try:
         if config.auth.mode == "htpasswd":
-            return AccessSetup(BasicAccessController(HtpasswdFile(config.auth.htpasswd), limiter_for(config)))
+            return AccessSetup(BasicAccessController(HtpasswdFile(config.auth.htpasswd), limiter_for(config),
+                                                     events=events))
         if config.auth.mode != "token":
             return AccessSetup(OpenAccess())
         key = ensure_signing_key(Path(config.token_key_path), Path(config.token_cert_path))
@@ -104,11 +109,12 @@ def build_access(config: ServerConfig) -> AccessSetup:
             verifier.trust(config.auth.external_issuer, external_keys(config))
         except KeyFileError as exc:
             raise ConfigError(str(exc)) from None
-    login = Authenticator(store, limiter_for(config), config.auth.password_cost)
+    login = Authenticator(store, limiter_for(config), config.auth.password_cost, events)
     settings = TokenSettings(
         config.auth.issuer, config.auth.service, config.auth.token_lifetime, config.auth.refresh_lifetime
     )
     controller = TokenAccessController(verifier, store, config.auth.issuer, config.auth.service,
                                        config.auth.token_realm)
-    tokens = OwnTokens(TokenService(settings, key, store, login), store, login, verifier, config.auth.issuer)
+    tokens = OwnTokens(TokenService(settings, key, store, login, events), store, login, verifier,
+                       config.auth.issuer)
     return AccessSetup(controller, tokens)

@@ -18,13 +18,15 @@ from typing import Any, ClassVar, Final
 
 from ..access_model import Account
 from ..errcodes import RequestUnsupported, Unauthorized
+from ..events import Action, Event
+from ..events.log import EventLog
 from ..metadata.access import AccessStore
 from ..reference import is_repository_name
 from .access import CATALOG, Access
 from .controller import scope_string
 from .jwt import encode, new_claims
 from .keys import SigningKey, jwks
-from .login import Authenticator, audit
+from .login import Authenticator, account_kind, audit
 from .passwords import generate_secret, secret_digest
 from .policy import load_view
 
@@ -90,11 +92,16 @@ def parse_scopes(values: Iterable[str]) -> list[Access]:
 class TokenService:
     """Issues access tokens (and refresh tokens) for the accounts of an :class:`AccessStore`."""
 
-    def __init__(self, settings: TokenSettings, key: SigningKey, store: AccessStore, login: Authenticator) -> None:
+    def __init__(
+        self, settings: TokenSettings, key: SigningKey, store: AccessStore, login: Authenticator,
+        events: EventLog | None = None,
+    ) -> None:
         self.settings = settings
         self.key = key
         self.store = store
         self.login = login
+        #: where the tokens issued to accounts are recorded (the audit log)
+        self.events = events
 
     async def granted(self, account: Account | None, requested: Iterable[Access]) -> list[Access]:
         """The part of ``requested`` the caller holds (``*`` stands for every action it holds)."""
@@ -111,6 +118,8 @@ class TokenService:
         return list(dict.fromkeys(granted))
 
     async def issue(self, account: Account | None, requested: list[Access], client: str) -> dict[str, Any]:
+        """A token for what ``account`` holds of ``requested``; one given to an account is recorded
+        (anonymous ones, handed out for every anonymous pull, are not: they name no one)."""
         granted = await self.granted(account, requested)
         lifetime = max(self.settings.lifetime, MIN_LIFETIME)
         claims = new_claims(
@@ -121,6 +130,11 @@ class TokenService:
         issued = datetime.datetime.fromtimestamp(claims["iat"], datetime.UTC)
         audit("token_issued", account=account.name if account else None, scope=scope_string(granted),
               client=client.rsplit(":", 1)[0])
+        if account is not None and self.events is not None:
+            await self.events.add_event(Event.now(
+                Action.TOKEN_ISSUE, actor=account.name, actor_kind=account_kind(account.name),
+                detail={"scopes": scope_string(granted).split(), "lifetime": lifetime},
+            ))
         return {
             "token": token, "access_token": token, "expires_in": lifetime,
             "issued_at": issued.strftime("%Y-%m-%dT%H:%M:%SZ"), "scope": scope_string(granted),

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.serve",
     "cargohold.cli.migrate",
     "cargohold.cli.admin",
+    "cargohold.cli.audit",
     "cargohold.cli.client_read",
     "cargohold.cli.client_login",
     "cargohold.cli.client_write",
@@ -36,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "serve": "cargohold.cli.serve",
     "migrate": "cargohold.cli.migrate",
     "admin": "cargohold.cli.admin",
+    "audit": "cargohold.cli.audit",
     **dict.fromkeys(
         ("catalog", "tags", "inspect", "manifest", "config", "digest", "check"), "cargohold.cli.client_read"
     ),
