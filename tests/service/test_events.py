@@ -194,26 +194,32 @@ def test_reads_are_batched_and_written_every_second_at_500_and_on_stop(tmp_path:
     meta = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
     recorder = Recorder(reads=meta)
 
-    def pull(n: int) -> Event:
-        return Event.now(Action.MANIFEST_PULL, repository="r", tag=f"t{n}")
+    def pull(n: int) -> None:
+        recorder.read(Action.MANIFEST_PULL, repository="r", tag=f"t{n}")
 
     async def count() -> int:
         return len(await meta.list_events(EventFilter(), 10_000))
 
     async def scenario() -> None:
         recorder.start()
-        recorder.read(pull(0))
+        pull(0)
         assert await count() == 0  # held in memory, not written by read()
         await asyncio.sleep(1.3)
         assert await count() == 1  # the second passed
         for n in range(FLUSH_EVENTS):
-            recorder.read(pull(n))
-        await asyncio.sleep(0.05)
-        assert await count() == 1 + FLUSH_EVENTS  # a full batch goes at once
-        for n in range(3):
-            recorder.read(pull(n))
+            pull(n)
+        for _ in range(20):  # a full batch goes at once, well before the next second
+            await asyncio.sleep(0.02)
+            if await count() > 1:
+                break
+        assert await count() == 1 + FLUSH_EVENTS
+        with origin_scope(ALICE):
+            for n in range(3):
+                pull(n)
         await recorder.stop()
         assert await count() == 4 + FLUSH_EVENTS  # what was held is written on stop
+        newest = (await meta.list_events(EventFilter(), 1))[0].event
+        assert (newest.actor, newest.request_id, newest.tag) == ("alice", "req-1", "t2")  # the origin of the read
         await meta.close()
 
     asyncio.run(scenario())

@@ -7,14 +7,29 @@ and every retry of one carry the same id, so a receiver drops duplicates by it.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from .origin import Origin, current_origin
+
+
+def event_ids(count: int) -> list[str]:
+    """``count`` new event ids: UUIDs of version 7 (RFC 9562), the time in milliseconds then 74 random
+    bits, from one read of the system's randomness. Ids made later sort later, so the log's index of
+    them grows at its end (random ids cost more than half of writing a pull's entry)."""
+    stamp = int(time.time() * 1000).to_bytes(6, "big").hex()
+    raw = bytearray(os.urandom(10 * count))
+    ids = []
+    for start in range(0, 10 * count, 10):
+        raw[start] = (raw[start] & 0x0F) | 0x70
+        raw[start + 2] = (raw[start + 2] & 0x3F) | 0x80
+        tail = raw[start:start + 10].hex()
+        ids.append(f"{stamp[:8]}-{stamp[8:]}-{tail[:4]}-{tail[4:8]}-{tail[8:]}")
+    return ids
 
 
 class Action(StrEnum):
@@ -64,7 +79,7 @@ class Event:
     request_id: str = ""
     host: str = ""
     method: str = ""
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=lambda: event_ids(1)[0])
     at: float = field(default_factory=time.time)
 
     @classmethod

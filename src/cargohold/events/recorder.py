@@ -1,7 +1,8 @@
 """Recording events: the one call the service makes for each change, inside the change's transaction.
 
-Reads (pulls) are off the hot path: :meth:`Recorder.read` only appends to this
-worker's list; a task started with the worker writes the list in one
+Reads (pulls) are off the hot path: :meth:`Recorder.read` only appends who,
+when and what to this worker's list (no event is made there, no id drawn); a
+task started with the worker makes the events and writes them in one
 transaction at least every :data:`FLUSH_SECONDS`, as soon as it holds
 :data:`FLUSH_EVENTS`, and when the worker stops. A worker killed hard loses
 what it held: at most about one second of reads. Changes are never batched.
@@ -12,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import Final, Protocol
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Protocol
 
 from .log import EventLog
-from .model import Event
+from .model import Action, Event, event_ids
+from .origin import current_origin
 
 log: Final = logging.getLogger("cargohold.events")
 
@@ -26,6 +29,11 @@ FLUSH_SECONDS: Final = 1.0
 FLUSH_EVENTS: Final = 500
 #: reads held while the database refuses them; past this, the oldest are dropped (and logged)
 MAX_HELD: Final = 50_000
+
+
+#: a read held for the next batch: actor, actor kind, address, user agent, request id, host, method, time,
+#: action, target
+_Read = tuple[str | None, str, str, str, str, str, str, float, Action, Mapping[str, Any]]
 
 
 class Targets(Protocol):
@@ -52,7 +60,8 @@ class Recorder:
         self.reads = reads
         #: whether blob GETs are recorded (``audit.record_blob_pulls``); manifest GETs always are
         self.blob_pulls = blob_pulls
-        self._pending: list[Event] = []
+        #: each read held: who and from where (copied, so the request is not kept), when, what
+        self._pending: list[_Read] = []
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -64,11 +73,13 @@ class Recorder:
         """An event of no registry change (a login, a token): one atomic statement of its own."""
         await log.add_event(event, await self.targets(log, event))
 
-    def read(self, event: Event) -> None:
-        """Hold a read for the next batch: no I/O, no await."""
+    def read(self, action: Action, **target: Any) -> None:
+        """Hold a read by the current origin for the next batch: no I/O, no await, no event made yet."""
         if self.reads is None:
             return
-        self._pending.append(event)
+        who = current_origin()
+        self._pending.append((who.actor, who.actor_kind, who.address, who.user_agent, who.request_id, who.host,
+                              who.method, time.time(), action, target))
         if len(self._pending) >= FLUSH_EVENTS:
             self._full.set()
 
@@ -93,7 +104,11 @@ class Recorder:
         batch, self._pending = self._pending, []
         self._full.clear()
         try:
-            await self.reads.add_events([(event, await self.targets(self.reads, event)) for event in batch])
+            events = await asyncio.to_thread(_events, batch)  # off the event loop: the requests go on
+            if self.targets is no_targets:
+                await self.reads.add_events([(event, ()) for event in events])
+            else:
+                await self.reads.add_events([(event, await self.targets(self.reads, event)) for event in events])
         except Exception:
             log.exception("recording reads failed; they are kept for the next try", extra={"count": len(batch)})
             self._pending[:0] = batch
@@ -107,3 +122,12 @@ class Recorder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), FLUSH_SECONDS)
             await self.flush()
+
+
+def _events(batch: Sequence[_Read]) -> list[Event]:
+    return [
+        Event(action=action, actor=actor, actor_kind=kind, address=address, user_agent=agent, request_id=request_id,
+              host=host, method=method, at=at, id=event_id, **target)
+        for (actor, kind, address, agent, request_id, host, method, at, action, target), event_id
+        in zip(batch, event_ids(len(batch)), strict=True)
+    ]

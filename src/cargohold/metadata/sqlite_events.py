@@ -21,10 +21,11 @@ _INSERT_DELIVERY = (
 
 
 def _row(event: Event) -> tuple[Any, ...]:
+    detail = json.dumps(dict(event.detail), sort_keys=True, separators=(",", ":")) if event.detail else "{}"
     return (
         event.id, event.at, str(event.action), str(event.result), event.actor, event.actor_kind, event.address,
         event.user_agent, event.request_id, event.host, event.method, event.repository, event.tag, event.digest,
-        event.media_type, event.size, json.dumps(dict(event.detail), sort_keys=True, separators=(",", ":")),
+        event.media_type, event.size, detail,
     )
 
 
@@ -39,9 +40,19 @@ def insert_event(db: SqliteDatabase, event: Event, deliver_to: Sequence[str]) ->
 
 
 def insert_events(db: SqliteDatabase, events: Sequence[tuple[Event, Sequence[str]]]) -> None:
+    """In order; the events no endpoint hears of (most of a batch of pulls) in one statement per run."""
     with db.transaction():
+        plain: list[tuple[Any, ...]] = []
         for event, deliver_to in events:
+            if not deliver_to:
+                plain.append(_row(event))
+                continue
+            if plain:
+                db.executemany(_INSERT_EVENT, plain)
+                plain = []
             insert_event(db, event, deliver_to)
+        if plain:
+            db.executemany(_INSERT_EVENT, plain)
 
 
 _COLUMNS = (

@@ -67,7 +67,7 @@ class Blobs:
     def pulled(self, repository: str, digest: Digest, size: int) -> None:
         """A blob GET: held for the next batch of reads if the configuration records blob pulls."""
         if self.recorder.blob_pulls:
-            self.recorder.read(Event.now(Action.BLOB_PULL, repository=repository, digest=str(digest), size=size))
+            self.recorder.read(Action.BLOB_PULL, repository=repository, digest=str(digest), size=size)
 
     async def mount(self, repository: str, source: str, digest_text: str) -> Digest | None:
         """Link a blob from ``source`` into ``repository``; None if it is not there to mount."""

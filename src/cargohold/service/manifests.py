@@ -250,10 +250,10 @@ class Manifests:
 
     def pulled(self, repository: str, reference: ManifestReference, found: ManifestContent) -> None:
         """A manifest GET served ``found``: held for the next batch of reads (no I/O here)."""
-        self.recorder.read(Event.now(
+        self.recorder.read(
             Action.MANIFEST_PULL, repository=repository, tag=reference.tag if isinstance(reference, TagRef) else None,
             digest=found.digest, media_type=found.media_type, size=len(found.content),
-        ))
+        )
 
 
 def _push_event(repository: str, record: NewManifest, tags: Sequence[str], previous: dict[str, str]) -> Event:
