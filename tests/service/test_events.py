@@ -60,7 +60,7 @@ def open_registry(tmp_path: Path, recorder: Recorder | None = None) -> tuple[Reg
     migrate(f"sqlite://{tmp_path / 'm.db'}")
     meta = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
     blobs = open_blob_store("filesystem", {"root": str(tmp_path / "blobs")})
-    return Registry(blobs, meta, RegistryOptions(), recorder), meta
+    return Registry(blobs, meta, RegistryOptions(), recorder=recorder), meta
 
 
 async def logged(meta: MetadataStore) -> list[LoggedEvent]:
