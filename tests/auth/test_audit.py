@@ -1,15 +1,18 @@
 """The audit log as its readers see it: logins and tokens, ``GET /admin/v1/audit`` and ``cargohold audit``
-(filters, pages), and who may read which entries."""
+(filters, pages), who may read which entries, and the changes made through the admin CLI and API."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
@@ -18,6 +21,7 @@ from cargohold.cli.main import main
 from tests.api.helpers import codes
 from tests.support.servers import CargoholdServer, cargohold
 
+from .test_admin import in_process, ok
 from .world import FAST_ENV, PRIVATE, PUBLIC, SECRETS, World, basic, populate, push_image, store_for
 
 
@@ -175,3 +179,78 @@ def test_entries_are_newest_first_across_a_second(world: World) -> None:
     time.sleep(0.01)
     world.token_response("reader")
     assert entries(world, "root", n="1")[0]["seq"] > before
+
+
+# changes of the access model
+
+
+def admin_entries(data_dir: Path) -> list[dict[str, Any]]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert main(["audit", "--data-dir", str(data_dir), "--action", "admin", "--json", "--limit", "1000"]) == 0
+    return [json.loads(line) for line in reversed(out.getvalue().splitlines())]
+
+
+def test_admin_cli_changes_are_entries_of_their_own_transaction(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with mock.patch.dict(os.environ, {"LOGNAME": "operator", "USER": "operator"}):
+        ok(data, "user", "add", "root", "--superuser", "--password-stdin", stdin="root-password-9\n")
+        ok(data, "user", "add", "bob", "--password-stdin", stdin="bob-password-9\n")
+        ok(data, "user", "passwd", "bob", "--password-stdin", stdin="bob-password-10\n")
+        ok(data, "org", "add", "acme", "--owner", "root")
+        ok(data, "team", "add", "acme/devs")
+        ok(data, "team", "member", "acme/devs", "bob")
+        ok(data, "grant", "write", "acme/devs", "acme/*")
+        ok(data, "repo", "public", "acme/site")
+        ok(data, "robot", "add", "acme", "ci")
+        ok(data, "user", "disable", "bob")
+        ok(data, "revoke", "acme/devs", "acme/*")
+        # refused part-way: the change and its entries are rolled back together
+        assert in_process(data, "team", "member", "acme/devs", "root", "nobody")[0] == 1
+        assert in_process(data, "user", "superuser", "root", "--remove")[0] == 1  # the last administrator
+        assert in_process(data, "revoke", "bob", "acme/*")[0] == 1  # held nothing: nothing changed
+        ok(data, "user", "delete", "bob")
+    entries = admin_entries(data)
+    assert [(e["detail"]["change"], e["repository"]) for e in entries] == [
+        ("user.add", ""), ("user.add", ""), ("user.change", ""), ("org.add", ""), ("team.add", ""),
+        ("team.member.add", ""), ("permission.grant", "acme/*"), ("repository.visibility", "acme/site"),
+        ("robot.add", ""), ("user.change", ""), ("permission.revoke", "acme/*"), ("user.delete", ""),
+    ]
+    assert entries[0]["detail"] == {"change": "user.add", "name": "root", "superuser": True}
+    assert entries[2]["detail"] == {"change": "user.change", "name": "bob", "fields": ["password"]}
+    assert entries[6]["detail"] == {"change": "permission.grant", "grantee": "acme/devs", "role": "write"}
+    assert entries[9]["detail"] == {"change": "user.change", "name": "bob", "fields": ["disabled"], "disabled": True}
+    for entry in entries:
+        assert (entry["actor"], entry["actor_kind"], entry["action"], entry["result"]) == (
+            "operator", "admin-cli", "admin", "ok")
+    with contextlib.closing(sqlite3.connect(data / "metadata.db")) as db:
+        text = json.dumps(db.execute("SELECT * FROM events").fetchall())
+    assert "root-password-9" not in text and "bob-password-10" not in text and "chr_" not in text
+
+
+def test_admin_api_changes_are_entries_of_their_own_transaction(world: World) -> None:
+    root = {"Authorization": basic("root", SECRETS["root"])}
+    made = httpx.post(f"{world.url}/admin/v1/users", json={"name": "carol", "password": "carol-password-1"},
+                      headers=root, timeout=30)
+    assert made.status_code == 200, made.text
+    granted = httpx.put(f"{world.url}/admin/v1/repositories/{PUBLIC}/permissions",
+                        json={"grantee": "carol", "role": "read"}, headers=root, timeout=30)
+    assert granted.status_code == 204
+    # the last administrator: refused part-way, nothing changed and nothing recorded
+    refused = httpx.patch(f"{world.url}/admin/v1/users/root", json={"superuser": False}, headers=root, timeout=30)
+    assert (refused.status_code, codes(refused)) == (400, ["LAST_ADMINISTRATOR"])
+    gone = httpx.delete(f"{world.url}/admin/v1/users/carol", headers=root, timeout=30)
+    assert gone.status_code == 204
+    changes = [e for e in entries(world, "root", action="admin", actor="root")]
+    assert [e["detail"]["change"] for e in changes[:3]] == ["user.delete", "permission.grant", "user.add"]
+    delete, grant, add = changes[:3]
+    assert add["detail"] == {"change": "user.add", "name": "carol", "superuser": False}
+    assert (add["request_id"], add["actor_kind"], add["address"]) == (made.headers["x-request-id"], "user",
+                                                                      "127.0.0.1")
+    assert (grant["repository"], grant["detail"]) == (PUBLIC, {"change": "permission.grant", "grantee": "carol",
+                                                               "role": "read"})
+    assert refused.headers["x-request-id"] not in {e["request_id"] for e in entries(world, "root", n="1000")
+                                                   if e["action"] == "admin"}
+    # the repository's admin reads the grant on it, not the users' changes
+    seen = entries(world, "admin", action="admin", n="1000")
+    assert grant["seq"] in {e["seq"] for e in seen} and add["seq"] not in {e["seq"] for e in seen}

@@ -64,7 +64,9 @@ from ..auth.login import Authenticator, audit, parse_basic, token_account
 from ..auth.passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password, secret_digest
 from ..auth.policy import AccessView, load_view, who_can
 from ..errcodes import Denied, Unauthorized
+from ..events import Action, Event
 from ..events.audit import AuditLog, BadFilter, EventFilter, cursor, entry_json, page_size, parse_time
+from ..events.log import EventLog
 from ..http import Request, Response, route
 from ..http.errors import code_response
 from ..metadata.access import AccessStore
@@ -197,6 +199,12 @@ class AdminApi:
             caller.require(await caller.view.administers(pattern))
 
 
+async def record(tx: EventLog, caller: Caller, change: str, repository: str = "", **args: Any) -> None:
+    """The audit entry of a change, in the change's transaction: who, and what (never a secret)."""
+    await tx.add_event(Event.now(Action.ADMIN, actor=caller.account.name, actor_kind="user", repository=repository,
+                                 detail={"change": change, **args}))
+
+
 def _str(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value:
@@ -222,6 +230,7 @@ async def add_user(api: AdminApi, caller: Caller, params: dict[str, str], reques
     hashed = await api.hash(body.get("password"))
     async with api.store.transaction() as tx:
         account = await tx.create_user(_str(body, "name"), hashed, bool(body.get("superuser", False)))
+        await record(tx, caller, "user.add", name=account.name, superuser=account.superuser)
     audit("account_created", account=account.name, by=caller.account.name)
     return account_json(account)
 
@@ -241,6 +250,8 @@ async def change_user(api: AdminApi, caller: Caller, params: dict[str, str], req
         if "superuser" in body:
             await tx.set_superuser(name, bool(body["superuser"]))
         changed = await tx.require(name)
+        flags: dict[str, Any] = {key: bool(body[key]) for key in ("disabled", "superuser") if key in body}
+        await record(tx, caller, "user.change", name=name, fields=sorted(body), **flags)
     audit("account_changed", account=name, fields=sorted(body), by=caller.account.name)
     return account_json(changed)
 
@@ -250,6 +261,7 @@ async def delete_user(api: AdminApi, caller: Caller, params: dict[str, str], req
     async with api.store.transaction() as tx:
         await tx.require(params["account"], AccountKind.USER)
         await tx.delete_account(params["account"])
+        await record(tx, caller, "user.delete", name=params["account"])
     audit("account_deleted", account=params["account"], by=caller.account.name)
     return None
 
@@ -270,6 +282,7 @@ async def add_robot(api: AdminApi, caller: Caller, params: dict[str, str], reque
     token = generate_secret(ROBOT_TOKEN_PREFIX)
     async with api.store.transaction() as tx:
         account = await tx.create_robot(owner, _str(body, "name"), secret_digest(token))
+        await record(tx, caller, "robot.add", name=account.name)
     audit("robot_created", account=account.name, by=caller.account.name)
     return {**account_json(account), "token": token}
 
@@ -281,6 +294,7 @@ async def rotate_robot(api: AdminApi, caller: Caller, params: dict[str, str], re
     async with api.store.transaction() as tx:
         await tx.require(params["account"], AccountKind.ROBOT)
         await tx.set_secret(params["account"], secret_digest(token))
+        await record(tx, caller, "robot.rotate", name=params["account"])
     audit("robot_rotated", account=params["account"], by=caller.account.name)
     return {"name": params["account"], "token": token}
 
@@ -291,6 +305,7 @@ async def delete_robot(api: AdminApi, caller: Caller, params: dict[str, str], re
     async with api.store.transaction() as tx:
         await tx.require(params["account"], AccountKind.ROBOT)
         await tx.delete_account(params["account"])
+        await record(tx, caller, "robot.delete", name=params["account"])
     return None
 
 
@@ -311,6 +326,7 @@ async def add_organization(api: AdminApi, caller: Caller, params: dict[str, str]
         owners = [caller.account.name, *owners]
     async with api.store.transaction() as tx:
         account = await tx.create_organization(_str(body, "name"), owners)
+        await record(tx, caller, "org.add", name=account.name, owners=owners)
     audit("organization_created", account=account.name, by=caller.account.name)
     return account_json(account)
 
@@ -320,6 +336,7 @@ async def delete_organization(api: AdminApi, caller: Caller, params: dict[str, s
     async with api.store.transaction() as tx:
         await tx.require(params["org"], AccountKind.ORGANIZATION)
         await tx.delete_account(params["org"])
+        await record(tx, caller, "org.delete", name=params["org"])
     return None
 
 
@@ -334,6 +351,7 @@ async def add_team(api: AdminApi, caller: Caller, params: dict[str, str], reques
     name = _str(await api.body(request), "name")
     async with api.store.transaction() as tx:
         team = await tx.create_team(params["org"], name)
+        await record(tx, caller, "team.add", team=f"{params['org']}/{team.name}")
     return {"name": team.name, "members": []}
 
 
@@ -341,6 +359,7 @@ async def delete_team(api: AdminApi, caller: Caller, params: dict[str, str], req
     api.owner_of_namespace(caller, params["org"])
     async with api.store.transaction() as tx:
         await tx.delete_team(f"{params['org']}/{params['team']}")
+        await record(tx, caller, "team.delete", team=f"{params['org']}/{params['team']}")
     return None
 
 
@@ -353,6 +372,8 @@ async def put_member(api: AdminApi, caller: Caller, params: dict[str, str], requ
     api.owner_of_namespace(caller, params["org"])
     async with api.store.transaction() as tx:
         await tx.set_member(f"{params['org']}/{params['team']}", params["member"], request.method == "PUT")
+        await record(tx, caller, "team.member.add" if request.method == "PUT" else "team.member.remove",
+                     team=f"{params['org']}/{params['team']}", member=params["member"])
     return None
 
 
@@ -370,6 +391,7 @@ async def put_permission(api: AdminApi, caller: Caller, params: dict[str, str], 
     role = Role.parse(_str(body, "role"))
     async with api.store.transaction() as tx:
         await tx.grant(params["repo"], _str(body, "grantee"), role)
+        await record(tx, caller, "permission.grant", params["repo"], grantee=body["grantee"], role=str(role))
     audit("permission_granted", repository=params["repo"], grantee=body["grantee"], role=str(role),
           by=caller.account.name)
     return None
@@ -382,6 +404,8 @@ async def delete_permission(api: AdminApi, caller: Caller, params: dict[str, str
         raise BadRequest("grantee is required")
     async with api.store.transaction() as tx:
         revoked = await tx.revoke(params["repo"], grantee)
+        if revoked:
+            await record(tx, caller, "permission.revoke", params["repo"], grantee=grantee)
     if not revoked:
         raise AccountUnknown(f"{grantee} holds no grant on {params['repo']}")
     audit("permission_revoked", repository=params["repo"], grantee=grantee, by=caller.account.name)
@@ -395,6 +419,7 @@ async def put_visibility(api: AdminApi, caller: Caller, params: dict[str, str], 
         raise BadRequest("public must be true or false")
     async with api.store.transaction() as tx:
         await tx.set_public(params["repo"], public)
+        await record(tx, caller, "repository.visibility", params["repo"], public=public)
     audit("visibility_changed", repository=params["repo"], public=public, by=caller.account.name)
     return {"repository": params["repo"], "public": public}
 

@@ -6,7 +6,8 @@ the running server sees changes at once. The HTTP admin API offers the same
 operations to authenticated callers. Passwords are read from the terminal or,
 with ``--password-stdin``, from one line of standard input; never from flags.
 Each action runs in one event loop, and each change in one unit of work of the
-access store (``store.transaction()``); passwords are read and hashed before it opens.
+access store (``store.transaction()``), with its audit entry (actor: the admin CLI, as
+the operating system's user); passwords are read and hashed before it opens.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from ..auth.passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password,
 from ..auth.policy import who_can
 from ..auth.setup import access_store_for
 from ..config import ConfigError, ServerConfig, load_config
+from ..events import ADMIN_CLI, Event
+from ..events import Action as EventAction
+from ..events.log import EventLog
+from ..events.origin import FixedOrigin, origin_scope
 from ..metadata.access import AccessStore
 from ..metadata.schema import migrate
 from ..metadata.store import MetadataError
@@ -55,6 +60,20 @@ def _print(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[s
         print("  ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
 
 
+def _cli_origin() -> FixedOrigin:
+    """The admin CLI, as the operating system's user running it (if it can be told)."""
+    try:
+        user: str | None = getpass.getuser()
+    except (OSError, KeyError):  # no LOGNAME/USER and no passwd entry (a bare container)
+        user = None
+    return FixedOrigin(actor=user, actor_kind=ADMIN_CLI.actor_kind, user_agent="cargohold admin")
+
+
+async def _record(tx: EventLog, change: str, repository: str = "", **args: Any) -> None:
+    """The audit entry of a change, in the change's transaction (never a secret)."""
+    await tx.add_event(Event.now(EventAction.ADMIN, repository=repository, detail={"change": change, **args}))
+
+
 def _done(args: argparse.Namespace, message: str, **document: Any) -> None:
     """What a change did: a sentence, or with --json the document."""
     print(json.dumps(document, indent=2) if args.json else message)
@@ -67,6 +86,7 @@ async def user_add(store: AccessStore, config: ServerConfig, args: argparse.Name
     hashed = hash_password(_read_password(args), config.auth.password_cost)
     async with store.transaction() as tx:
         user = await tx.create_user(args.name, hashed, args.superuser)
+        await _record(tx, "user.add", name=user.name, superuser=user.superuser)
     _done(args, f"user {args.name} created" + (" (superuser)" if args.superuser else ""),
           name=user.name, superuser=user.superuser, created=True)
     return 0
@@ -78,6 +98,7 @@ async def user_passwd(store: AccessStore, config: ServerConfig, args: argparse.N
     async with store.transaction() as tx:
         await tx.require(args.name, AccountKind.USER)
         await tx.set_secret(args.name, hashed)
+        await _record(tx, "user.change", name=args.name, fields=["password"])
     _done(args, f"password of {args.name} changed; its tokens are void", name=args.name, passwordChanged=True)
     return 0
 
@@ -85,6 +106,7 @@ async def user_passwd(store: AccessStore, config: ServerConfig, args: argparse.N
 async def user_disable(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     async with store.transaction() as tx:
         await tx.set_disabled(args.name, args.disable)
+        await _record(tx, "user.change", name=args.name, fields=["disabled"], disabled=args.disable)
     _done(args, f"{args.name} {'disabled' if args.disable else 'enabled'}", name=args.name, disabled=args.disable)
     return 0
 
@@ -92,6 +114,7 @@ async def user_disable(store: AccessStore, config: ServerConfig, args: argparse.
 async def user_superuser(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     async with store.transaction() as tx:
         await tx.set_superuser(args.name, not args.remove)
+        await _record(tx, "user.change", name=args.name, fields=["superuser"], superuser=not args.remove)
     _done(args, f"{args.name} is {'no longer ' if args.remove else ''}a superuser", name=args.name,
           superuser=not args.remove)
     return 0
@@ -101,6 +124,8 @@ async def account_delete(store: AccessStore, config: ServerConfig, args: argpars
     async with store.transaction() as tx:
         await tx.require(args.name, args.kind)
         await tx.delete_account(args.name)
+        await _record(tx, f"{'org' if args.kind is AccountKind.ORGANIZATION else args.kind.value}.delete",
+                      name=args.name)
     _done(args, f"{args.kind.value} {args.name} deleted", name=args.name, kind=args.kind.value, deleted=True)
     return 0
 
@@ -120,6 +145,7 @@ async def robot_add(store: AccessStore, config: ServerConfig, args: argparse.Nam
     token = generate_secret(ROBOT_TOKEN_PREFIX)
     async with store.transaction() as tx:
         robot = await tx.create_robot(args.owner, args.name, secret_digest(token))
+        await _record(tx, "robot.add", name=robot.name)
     if args.json:  # the token is shown once: in the document
         _done(args, "", name=robot.name, owner=args.owner, token=token)
         return 0
@@ -134,6 +160,7 @@ async def robot_rotate(store: AccessStore, config: ServerConfig, args: argparse.
     async with store.transaction() as tx:
         await tx.require(args.name, AccountKind.ROBOT)
         await tx.set_secret(args.name, secret_digest(token))
+        await _record(tx, "robot.rotate", name=args.name)
     if args.json:
         _done(args, "", name=args.name, token=token)
         return 0
@@ -148,6 +175,7 @@ async def robot_rotate(store: AccessStore, config: ServerConfig, args: argparse.
 async def org_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     async with store.transaction() as tx:
         await tx.create_organization(args.name, args.owner or [])
+        await _record(tx, "org.add", name=args.name, owners=args.owner or [])
     _done(args, f"organization {args.name} created" + (f", owned by {', '.join(args.owner)}" if args.owner else ""),
           name=args.name, owners=args.owner or [], created=True)
     return 0
@@ -157,6 +185,7 @@ async def team_add(store: AccessStore, config: ServerConfig, args: argparse.Name
     organization, team = split_team_name(args.team)
     async with store.transaction() as tx:
         await tx.create_team(organization, team)
+        await _record(tx, "team.add", team=args.team)
     _done(args, f"team {args.team} created", team=args.team, created=True)
     return 0
 
@@ -164,6 +193,7 @@ async def team_add(store: AccessStore, config: ServerConfig, args: argparse.Name
 async def team_delete(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     async with store.transaction() as tx:
         await tx.delete_team(args.team)
+        await _record(tx, "team.delete", team=args.team)
     _done(args, f"team {args.team} deleted", team=args.team, deleted=True)
     return 0
 
@@ -172,6 +202,8 @@ async def team_member(store: AccessStore, config: ServerConfig, args: argparse.N
     async with store.transaction() as tx:
         for member in args.members:
             await tx.set_member(args.team, member, not args.remove)
+            await _record(tx, "team.member.remove" if args.remove else "team.member.add", team=args.team,
+                          member=member)
     _done(args, f"{', '.join(args.members)} {'removed from' if args.remove else 'added to'} {args.team}",
           team=args.team, members=args.members, removed=args.remove)
     return 0
@@ -192,6 +224,7 @@ async def grant(store: AccessStore, config: ServerConfig, args: argparse.Namespa
     role = Role.parse(args.role)
     async with store.transaction() as tx:
         await tx.grant(args.repository, args.grantee, role)
+        await _record(tx, "permission.grant", args.repository, grantee=args.grantee, role=str(role))
     _done(args, f"{args.grantee} may {role} {args.repository}", grantee=args.grantee, role=str(role),
           repository=args.repository)
     return 0
@@ -200,6 +233,8 @@ async def grant(store: AccessStore, config: ServerConfig, args: argparse.Namespa
 async def revoke(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     async with store.transaction() as tx:
         revoked = await tx.revoke(args.repository, args.grantee)
+        if revoked:
+            await _record(tx, "permission.revoke", args.repository, grantee=args.grantee)
     if not revoked:
         print(f"{args.grantee} held no grant on {args.repository}", file=sys.stderr)
         return 1
@@ -211,6 +246,7 @@ async def revoke(store: AccessStore, config: ServerConfig, args: argparse.Namesp
 async def repo_visibility(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     async with store.transaction() as tx:
         await tx.set_public(args.repository, args.visibility == "public")
+        await _record(tx, "repository.visibility", args.repository, public=args.visibility == "public")
     _done(args, f"{args.repository} is {args.visibility}", repository=args.repository, visibility=args.visibility)
     return 0
 
@@ -345,7 +381,8 @@ def run(args: argparse.Namespace) -> int:
 
 async def _act(action: Action, store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     try:
-        return await action(store, config, args)
+        with origin_scope(_cli_origin()):
+            return await action(store, config, args)
     except BrokenPipeError:
         raise  # the top level ends quietly
     except (AccessModelError, MetadataError, ValueError, OSError) as exc:

@@ -20,10 +20,12 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from ..access_model import Account, AccountKind, Permission, Role, Team
+from ..events.log import EventLog
 
 
-class AccessQueries(Protocol):
-    """What the store answers and changes, on its own or inside a transaction."""
+class AccessQueries(EventLog, Protocol):
+    """What the store answers and changes, on its own or inside a transaction; and the event log
+    (the same database's), so that an administrator's change and its audit entry are one commit."""
 
     # accounts
     async def account(self, name: str) -> Account | None: ...

@@ -35,8 +35,10 @@ from ..access_model import (
     robot_name,
     split_team_name,
 )
+from ..events.model import Event
 from .access import AccessQueries
 from .sqlite_db import SqliteDatabase
+from .sqlite_events import insert_event, insert_events
 
 _ACCOUNT_COLUMNS = (
     "a.id, a.name, a.kind, a.superuser, a.disabled, o.name, a.credentials_generation, a.created_at"
@@ -70,6 +72,14 @@ class SqliteAccessStore:
     async def transaction(self) -> AsyncIterator[AccessQueries]:
         async with self._db.unit_of_work():
             yield self
+
+    # the event log, on this store's connection: inside its unit of work, committed with the change
+
+    async def add_event(self, event: Event, deliver_to: Sequence[str] = ()) -> int:
+        return insert_event(self._db, event, deliver_to)
+
+    async def add_events(self, events: Sequence[tuple[Event, Sequence[str]]]) -> None:
+        insert_events(self._db, events)
 
     # accounts
 
