@@ -6,9 +6,7 @@ event loop: they take microseconds, less than handing them to a thread would.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -40,9 +38,6 @@ class SqliteMetadataStore:
         if path != ":memory:" and not os.path.exists(path):  # refused without creating an empty file
             require_current((), "sqlite")
         self._db = SqliteDatabase(path, what="metadata")
-        #: a second connection, for batches written from a thread (the reads): see add_events
-        self._aside: SqliteDatabase | None = None
-        self._aside_lock = threading.Lock()
         try:
             require_current(applied_versions(self._db), "sqlite")
         except BaseException:
@@ -51,9 +46,6 @@ class SqliteMetadataStore:
 
     async def close(self) -> None:
         self._db.close()
-        with self._aside_lock:
-            if self._aside is not None:
-                self._aside.close()
 
     async def check(self) -> None:
         # an open connection keeps working on a file deleted under it, losing every write
@@ -377,18 +369,7 @@ class SqliteMetadataStore:
         return insert_event(self._db, event, deliver_to)
 
     async def add_events(self, events: Sequence[tuple[Event, Sequence[str]]]) -> None:
-        # A batch is written from a thread, on a connection of its own, so that the event loop
-        # serves requests meanwhile; inside this task's unit of work, it is part of that.
-        if self._db.in_own_unit_of_work or self.path == ":memory:":
-            insert_events(self._db, events)
-        else:
-            await asyncio.to_thread(self._insert_aside, events)
-
-    def _insert_aside(self, events: Sequence[tuple[Event, Sequence[str]]]) -> None:
-        with self._aside_lock:
-            if self._aside is None:
-                self._aside = SqliteDatabase(self.path, what="metadata")
-            insert_events(self._aside, events)
+        insert_events(self._db, events)
 
     async def list_events(self, where: EventFilter, limit: int, before: int | None = None) -> list[LoggedEvent]:
         return select_events(self._db, where, limit, before)

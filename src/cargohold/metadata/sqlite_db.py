@@ -101,10 +101,5 @@ class SqliteDatabase:
             finally:
                 self._owner = None
 
-    @property
-    def in_own_unit_of_work(self) -> bool:
-        """Whether the current task has a unit of work open (its statements belong to it)."""
-        return self._owner is not None and asyncio.current_task() is self._owner
-
     def close(self) -> None:
         self._db.close()
