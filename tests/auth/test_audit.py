@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import bcrypt
 import httpx
 import pytest
 
@@ -254,3 +255,21 @@ def test_admin_api_changes_are_entries_of_their_own_transaction(world: World) ->
     # the repository's admin reads the grant on it, not the users' changes
     seen = entries(world, "admin", action="admin", n="1000")
     assert grant["seq"] in {e["seq"] for e in seen} and add["seq"] not in {e["seq"] for e in seen}
+
+
+def test_htpasswd_logins_are_recorded_once_per_check(tmp_path: Path) -> None:
+    htpasswd = tmp_path / "htpasswd"
+    hashed = bcrypt.hashpw(b"basic-password", bcrypt.gensalt(4)).decode().replace("$2b$", "$2y$")
+    htpasswd.write_text(f"ci:{hashed}\n")
+    # one worker: each worker remembers the logins it checked
+    with cargohold(tmp_path, "--auth", "htpasswd", "--htpasswd", str(htpasswd), "--workers", "1",
+                   env=FAST_ENV) as server:
+        wrong = httpx.get(f"{server.url}/v2/", auth=("ci", "wrong-password"))
+        assert wrong.status_code == 401
+        for _ in range(3):  # checked once, then remembered for a minute: one entry
+            assert httpx.get(f"{server.url}/v2/", auth=("ci", "basic-password")).status_code == 200
+        code, out, err = cli(server, "--action", "login", "--json")
+    logins = [json.loads(line) for line in reversed(out.splitlines())]
+    assert [(e["actor"], e["result"]) for e in logins] == [("ci", "denied"), ("ci", "ok")]
+    assert logins[0]["request_id"] == wrong.headers["x-request-id"]
+    assert "wrong-password" not in out and "basic-password" not in out

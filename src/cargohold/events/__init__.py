@@ -2,6 +2,9 @@
 
     model.py    Event and its actions: one record per change, with who asked and from where
     origin.py   who is asking: the request being served, or the admin CLI
+    log.py      what they need of the database: the event log and its outbox
+    recorder.py the one call a change makes (in its transaction), and the batched reads
+    audit.py    reading the log back: its filter, an entry as readers show it
 
 An event of a change is written in the same metadata transaction as the change
 (:meth:`cargohold.metadata.store.EventQueries.add_event`): a change never

@@ -69,10 +69,6 @@ class Recorder:
         """In the transaction of the change ``event`` records: both are committed, or neither."""
         await tx.add_event(event, await self.targets(tx, event))
 
-    async def record_now(self, log: EventLog, event: Event) -> None:
-        """An event of no registry change (a login, a token): one atomic statement of its own."""
-        await log.add_event(event, await self.targets(log, event))
-
     def read(self, action: Action, **target: Any) -> None:
         """Hold a read by the current origin for the next batch: no I/O, no await, no event made yet."""
         if self.reads is None:
