@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cargohold.config import ConfigError, load_config
 from tests.api.helpers import OCI_MANIFEST, image_manifest, put_manifest, sha256
 from tests.support.servers import CargoholdServer, free_port
 
@@ -136,3 +137,16 @@ def test_retention_purges_old_entries_but_not_those_a_webhook_still_waits_for(tm
             ancient = _old_event(db, 1000.0)
         time.sleep(1.0)
         assert ancient in {r["seq"] for r in rows(server.data_dir)}
+
+
+def test_the_audit_section_from_file_environment_and_its_refusals(tmp_path: Path) -> None:
+    assert (load_config(None, {}, {}).audit.retention_days, load_config(None, {}, {}).audit.record_blob_pulls) == (
+        90.0, False)
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("audit:\n  retention_days: 30\n  record_blob_pulls: true\n")
+    loaded = load_config(str(config_file), {}, {"CARGOHOLD_AUDIT_RETENTION_DAYS": "7"})
+    assert (loaded.audit.retention_days, loaded.audit.record_blob_pulls) == (7.0, True)  # the environment wins
+    with pytest.raises(ConfigError, match="retention_days must not be negative"):
+        load_config(None, {}, {"CARGOHOLD_AUDIT_RETENTION_DAYS": "-1"})
+    with pytest.raises(ConfigError, match="audit.record_blob_pulls"):
+        load_config(None, {}, {"CARGOHOLD_AUDIT_RECORD_BLOB_PULLS": "sometimes"})
