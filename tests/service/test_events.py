@@ -240,3 +240,34 @@ def test_blob_pulls_are_recorded_only_when_asked(tmp_path: Path) -> None:
 
     assert asyncio.run(pulls(False, tmp_path / "off")) == ["repository.create", "blob.push"]
     assert asyncio.run(pulls(True, tmp_path / "on")) == ["repository.create", "blob.push", "blob.pull"]
+
+
+def test_reads_the_database_refuses_are_kept_for_the_next_try(tmp_path: Path) -> None:
+    migrate(f"sqlite://{tmp_path / 'm.db'}")
+    meta = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
+
+    class Refusing:
+        """The store, refusing the first batch (the disk was full for a moment)."""
+
+        refusals = 1
+
+        async def add_event(self, event: Event, deliver_to: Sequence[str] = ()) -> int:
+            return await meta.add_event(event, deliver_to)
+
+        async def add_events(self, events: Sequence[tuple[Event, Sequence[str]]]) -> None:
+            if self.refusals:
+                self.refusals -= 1
+                raise MetadataError("metadata: database or disk is full")
+            await meta.add_events(events)
+
+    recorder = Recorder(reads=Refusing())
+
+    async def scenario() -> None:
+        recorder.read(Action.MANIFEST_PULL, repository="r", tag="a")
+        assert not await recorder.flush()
+        recorder.read(Action.MANIFEST_PULL, repository="r", tag="b")
+        assert await recorder.flush()
+        assert [e.event.tag for e in await logged(meta)] == ["a", "b"]  # none lost, in order
+        await meta.close()
+
+    asyncio.run(scenario())

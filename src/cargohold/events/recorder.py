@@ -93,10 +93,11 @@ class Recorder:
             self._task = None
         await self.flush()
 
-    async def flush(self) -> None:
-        """Write the reads held now, in one transaction; kept for the next try if the database refuses."""
+    async def flush(self) -> bool:
+        """Write the reads held now, in one transaction; kept for the next try if the database refuses
+        (then False)."""
         if self.reads is None or not self._pending:
-            return
+            return True
         batch, self._pending = self._pending, []
         self._full.clear()
         try:
@@ -114,12 +115,15 @@ class Recorder:
                 dropped = len(self._pending) - MAX_HELD
                 del self._pending[:dropped]
                 log.error("reads dropped: the database refused them too long", extra={"count": dropped})
+            return False
+        return True
 
     async def _loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), FLUSH_SECONDS)
-            await self.flush()
+            if not await self.flush():
+                await asyncio.sleep(FLUSH_SECONDS)  # not again at once, however many reads arrive
 
 
 def _events(batch: Sequence[_Read]) -> list[Event]:
