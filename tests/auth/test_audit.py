@@ -173,6 +173,10 @@ def test_the_cli_filters_pages_and_writes_json(world: World) -> None:
     assert "manifest.push" in out and "acme/tools" in out and PUBLIC not in out
     code, _, err = cli(server, "--since", "last tuesday")
     assert code == 2 and "not a time" in err
+    out, err_io = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err_io):
+        assert main(["audit", "--data-dir", str(server.data_dir / "nothing-here")]) == 2
+    assert "holds no registry" in err_io.getvalue() and not (server.data_dir / "nothing-here").exists()
 
 
 def test_entries_are_newest_first_across_a_second(world: World) -> None:

@@ -88,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, BadFilter) as exc:
         print(f"cargohold audit: {exc}", file=sys.stderr)
         return 2
+    database = config.metadata_url.removeprefix("sqlite://")
+    if config.metadata_url.startswith("sqlite://") and not os.path.exists(database):
+        print(f"cargohold audit: {config.data_dir} holds no registry (no {os.path.basename(database)}): "
+              "check --data-dir", file=sys.stderr)
+        return 2
     try:
         found = asyncio.run(_read(config.metadata_url, where, args.limit + 1, args.before))
     except (MetadataError, OSError) as exc:
