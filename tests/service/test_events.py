@@ -6,6 +6,7 @@ A real SQLite store and filesystem blob store; the origin is set as the HTTP lay
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -220,6 +221,37 @@ def test_reads_are_batched_and_written_every_second_at_500_and_on_stop(tmp_path:
         assert await count() == 4 + FLUSH_EVENTS  # what was held is written on stop
         newest = (await meta.list_events(EventFilter(), 1))[0].event
         assert (newest.actor, newest.request_id, newest.tag) == ("alice", "req-1", "t2")  # the origin of the read
+        await meta.close()
+
+    asyncio.run(scenario())
+
+
+def test_identical_reads_in_one_batch_are_one_entry_with_their_count(tmp_path: Path) -> None:
+    """A pull storm is a row per client and image a second, not a row per request; any difference
+    (another image, another client) is an entry of its own."""
+    migrate(f"sqlite://{tmp_path / 'm.db'}")
+    meta = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
+    recorder = Recorder(reads=meta)
+    bob = FixedOrigin(actor="bob", actor_kind="user", address="10.0.0.8", user_agent="test-agent/1",
+                      request_id="req-9", method="GET")
+
+    async def scenario() -> None:
+        with origin_scope(ALICE):
+            recorder.read(Action.MANIFEST_PULL, repository="r", tag="a", digest="sha256:1")
+        with origin_scope(dataclasses.replace(ALICE, request_id="req-2")):
+            for _ in range(3):
+                recorder.read(Action.MANIFEST_PULL, repository="r", tag="a", digest="sha256:1")
+            recorder.read(Action.MANIFEST_PULL, repository="r", tag="b", digest="sha256:1")
+        with origin_scope(bob):
+            recorder.read(Action.MANIFEST_PULL, repository="r", tag="a", digest="sha256:1")
+        assert await recorder.flush()
+        entries = sorted(((e.event.actor, e.event.tag, e.event.request_id, e.event.detail.get("count"))
+                          for e in await logged(meta)), key=str)
+        assert entries == [("alice", "a", "req-1", 4), ("alice", "b", "req-2", None), ("bob", "a", "req-9", None)]
+        with origin_scope(ALICE):  # the next batch starts counting afresh
+            recorder.read(Action.MANIFEST_PULL, repository="r", tag="a", digest="sha256:1")
+        assert await recorder.flush()
+        assert len(await logged(meta)) == 4
         await meta.close()
 
     asyncio.run(scenario())

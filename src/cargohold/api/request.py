@@ -35,7 +35,8 @@ class RegistryRequest(Request):
 
     @property
     def address(self) -> str:
-        return self.client.rsplit(":", 1)[0]
+        client = self.scope.get("client")
+        return str(client[0]) if client else "-"
 
     @property
     def user_agent(self) -> str:
