@@ -23,6 +23,7 @@ from typing import Protocol
 
 from ..events.audit import AuditLog
 from ..events.log import EventLog
+from ..events.outbox import Outbox, RuntimeEndpoints
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +171,7 @@ class MetadataQueries(EventLog, Protocol):
     async def stale_uploads(self, updated_before: int) -> list[str]: ...
 
 
-class MetadataStore(MetadataQueries, AuditLog, Protocol):
+class MetadataStore(MetadataQueries, AuditLog, Outbox, RuntimeEndpoints, Protocol):
     async def close(self) -> None: ...
     async def check(self) -> None:
         """Raise MetadataError unless the database answers now (for ``/readyz``)."""

@@ -45,5 +45,7 @@ CREATE TABLE event_deliveries (
     delivered_at     REAL,
     UNIQUE (event_seq, endpoint)
 );
-CREATE INDEX event_deliveries_due ON event_deliveries (state, next_attempt_at);
-CREATE INDEX event_deliveries_endpoint ON event_deliveries (endpoint, event_seq);
+-- an endpoint's pending deliveries in event order: its next one is the first (delivered rows, which pile
+-- up, are not in it), and the listing by state
+CREATE INDEX event_deliveries_pending ON event_deliveries (endpoint, event_seq) WHERE state = 'pending';
+CREATE INDEX event_deliveries_state ON event_deliveries (state, id);

@@ -1,0 +1,153 @@
+"""The outbox's deliveries (``event_deliveries``, 0008) and the run-time webhook endpoints (0009) in SQLite."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..events.model import Action, Event, Result
+from ..events.outbox import Delivery, DeliveryState, NextDelivery
+from .sqlite_db import SqliteDatabase
+
+_EVENT_COLUMNS = (
+    "e.seq, e.id, e.at, e.action, e.result, e.actor, e.actor_kind, e.address, e.user_agent, e.request_id, e.host,"
+    " e.method, e.repository, e.tag, e.digest, e.media_type, e.size, e.detail"
+)
+_DELIVERY_COLUMNS = (
+    "d.id, d.endpoint, d.state, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.delivered_at,"
+    " d.locked_until"
+)
+_SELECT = f"SELECT {_DELIVERY_COLUMNS}, {_EVENT_COLUMNS} FROM event_deliveries d JOIN events e ON e.seq = d.event_seq"
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    (delivery_id, endpoint, state, attempts, next_at, status, error, delivered_at, locked_until,
+     seq, event_id, at, action, result, actor, actor_kind, address, user_agent, request_id, host, method,
+     repository, tag, digest, media_type, size, detail) = row
+    event = Event(
+        action=Action(action), repository=repository, tag=tag, digest=digest, media_type=media_type, size=size,
+        result=Result(result), detail=json.loads(detail), actor=actor, actor_kind=actor_kind, address=address,
+        user_agent=user_agent, request_id=request_id, host=host, method=method, id=event_id, at=at,
+    )
+    return Delivery(
+        id=delivery_id, endpoint=endpoint, state=DeliveryState(state), attempts=attempts, next_attempt_at=next_at,
+        event=event, event_seq=seq, last_status=status, last_error=error, delivered_at=delivered_at,
+        locked_until=locked_until,
+    )
+
+
+def next_delivery(db: SqliteDatabase, endpoint: str) -> NextDelivery | None:
+    row = db.execute(
+        "SELECT id, next_attempt_at, locked_until FROM event_deliveries WHERE endpoint = ? AND state = 'pending'"
+        " ORDER BY event_seq LIMIT 1",
+        (endpoint,),
+    ).fetchone()
+    return None if row is None else NextDelivery(row[0], row[1], row[2])
+
+
+def claim_deliveries(
+    db: SqliteDatabase, endpoint: str, holder: str, now: float, lease_until: float, limit: int,
+) -> list[Delivery]:
+    # BEGIN IMMEDIATE: the look and the claim are one step against every other deliverer
+    with db.transaction():
+        rows = db.execute(
+            "SELECT id, next_attempt_at, locked_until FROM event_deliveries WHERE endpoint = ? AND state = 'pending'"
+            " ORDER BY event_seq LIMIT ?",
+            (endpoint, limit),
+        ).fetchall()
+        taken = []
+        for delivery_id, next_at, locked_until in rows:  # the due run at the head of the line, in order
+            if next_at > now or (locked_until is not None and locked_until >= now):
+                break
+            taken.append(delivery_id)
+        if not taken:
+            return []
+        marks = ",".join("?" * len(taken))
+        db.execute(
+            "UPDATE event_deliveries SET locked_until = ?, locked_by = ?, attempts = attempts + 1"
+            f" WHERE id IN ({marks})",
+            (lease_until, holder, *taken),
+        )
+        found = db.execute(f"{_SELECT} WHERE d.id IN ({marks}) ORDER BY d.event_seq", taken).fetchall()
+    return [_delivery(row) for row in found]
+
+
+def finish_deliveries(
+    db: SqliteDatabase, delivery_ids: Sequence[int], holder: str, *, delivered: bool, status: int | None,
+    error: str | None, retry_at: float, max_attempts: int, now: float,
+) -> int:
+    if not delivery_ids:
+        return 0
+    marks = ",".join("?" * len(delivery_ids))
+    cursor = db.execute(
+        "UPDATE event_deliveries SET"
+        " state = CASE WHEN ? THEN 'delivered' WHEN attempts >= ? THEN 'dead' ELSE 'pending' END,"
+        " next_attempt_at = CASE WHEN ? OR attempts >= ? THEN next_attempt_at ELSE ? END,"
+        " delivered_at = CASE WHEN ? THEN ? END,"
+        " last_status = ?, last_error = ?, locked_until = NULL, locked_by = NULL"
+        f" WHERE id IN ({marks}) AND locked_by = ? AND state = 'pending'",
+        (delivered, max_attempts, delivered, max_attempts, retry_at, delivered, now, status, error,
+         *delivery_ids, holder),
+    )
+    return cursor.rowcount
+
+
+def release_deliveries(db: SqliteDatabase, delivery_ids: Sequence[int], holder: str) -> None:
+    if delivery_ids:
+        marks = ",".join("?" * len(delivery_ids))
+        db.execute(
+            "UPDATE event_deliveries SET locked_until = NULL, locked_by = NULL"
+            f" WHERE id IN ({marks}) AND locked_by = ?",
+            (*delivery_ids, holder),
+        )
+
+
+def deliveries(
+    db: SqliteDatabase, endpoint: str | None, state: DeliveryState | None, limit: int, before: int | None,
+) -> list[Delivery]:
+    where: list[str] = ["d.id < ?"]
+    args: list[Any] = [before if before is not None else 2**62]
+    if endpoint is not None:
+        where.append("d.endpoint = ?")
+        args.append(endpoint)
+    if state is not None:
+        where.append("d.state = ?")
+        args.append(str(state))
+    rows = db.execute(f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY d.id DESC LIMIT ?", (*args, limit))
+    return [_delivery(row) for row in rows]
+
+
+def redeliver(db: SqliteDatabase, delivery_id: int, now: float) -> Delivery | None:
+    cursor = db.execute(
+        "UPDATE event_deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, locked_until = NULL,"
+        " locked_by = NULL WHERE id = ? AND state = 'dead'",
+        (now, delivery_id),
+    )
+    if cursor.rowcount != 1:
+        return None
+    return _delivery(db.execute(f"{_SELECT} WHERE d.id = ?", (delivery_id,)).fetchone())
+
+
+def webhook_endpoints(db: SqliteDatabase) -> list[tuple[str, str]]:
+    return [(row[0], row[1]) for row in db.execute("SELECT name, settings FROM webhook_endpoints ORDER BY name")]
+
+
+def add_webhook_endpoint(db: SqliteDatabase, name: str, settings: str, now: float) -> bool:
+    cursor = db.execute(
+        "INSERT INTO webhook_endpoints (name, settings, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        (name, settings, now),
+    )
+    return cursor.rowcount == 1
+
+
+def remove_webhook_endpoint(db: SqliteDatabase, name: str, now: float) -> bool:
+    with db.transaction():
+        if not db.execute("DELETE FROM webhook_endpoints WHERE name = ?", (name,)).rowcount:
+            return False
+        db.execute(
+            "UPDATE event_deliveries SET state = 'dead', last_error = 'the endpoint was removed',"
+            " locked_until = NULL, locked_by = NULL WHERE endpoint = ? AND state = 'pending'",
+            (name,),
+        )
+    return True
