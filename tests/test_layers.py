@@ -18,7 +18,7 @@ import cargohold
 SRC = Path(cargohold.__file__).parent
 #: the modules that are values only: no I/O, no server, no client
 PURE = ("cargohold.digest", "cargohold.reference", "cargohold.errcodes", "cargohold.jsontext", "cargohold.access_model")
-SERVER = ("api", "http", "service", "storage", "metadata", "auth", "config", "jobs", "events")
+SERVER = ("api", "http", "service", "storage", "metadata", "auth", "config", "jobs", "events", "webhooks")
 
 #: (package, the cargohold modules it must not import, exceptions: module -> why)
 RULES: list[tuple[str, tuple[str, ...], dict[str, str]]] = [
@@ -33,6 +33,9 @@ RULES: list[tuple[str, tuple[str, ...], dict[str, str]]] = [
     # the events' model and origin: values, below every store and the service
     ("events", tuple(f"cargohold.{p}" for p in ("api", "http", "auth", "service", "storage", "metadata", "jobs",
                                                  "client", "config")), {}),
+    # webhooks: endpoints, payloads and the sender over the outbox's protocols, below the API and the stores
+    ("webhooks", tuple(f"cargohold.{p}" for p in ("api", "http", "auth", "service", "storage", "metadata", "jobs",
+                                                   "client")), {}),
     ("api", ("cargohold.metadata", "cargohold.storage"), {
         # the composition root: it opens the stores named by the configuration and hands them to the service
         "cargohold.api.server": "builds the stores",

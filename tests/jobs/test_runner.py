@@ -37,3 +37,31 @@ def test_a_long_run_keeps_its_lease_and_a_stopped_runner_releases_it(tmp_path: P
         await two.close()
 
     asyncio.run(scenario())
+
+
+def test_a_job_that_runs_everywhere_runs_in_every_runner_without_the_lease(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'm.db'}"
+    migrate(url)
+    ran: list[str] = []
+
+    def job(who: str) -> Job:
+        async def run() -> None:
+            ran.append(who)
+            await asyncio.sleep(10)
+
+        return Job("everywhere", 0.1, run, everywhere=True)
+
+    async def scenario() -> None:
+        one, two = open_metadata_store(url), open_metadata_store(url)
+        runners = [JobRunner([job("first")], one, "first"), JobRunner([job("second")], two, "second")]
+        for runner in runners:
+            runner.start()
+        await asyncio.sleep(0.3)
+        assert sorted(ran) == ["first", "second"]
+        for runner in runners:
+            await runner.stop()
+        assert await two.acquire_lease("everywhere", "third", 60)  # nobody took it
+        await one.close()
+        await two.close()
+
+    asyncio.run(scenario())

@@ -16,11 +16,13 @@ from ..auth.setup import AccessSetup, build_access
 from ..config import ConfigError, ServerConfig
 from ..events.audit import AuditLog
 from ..events.recorder import Recorder
-from ..jobs import JobRunner, audit_purge_job, registry_jobs
-from ..metadata import open_metadata_store
+from ..jobs import DeliveryLoop, JobRunner, audit_purge_job, holder_id, registry_jobs
+from ..metadata import MetadataStore, open_metadata_store
 from ..metadata.migrations import SchemaError
 from ..service import Registry, RegistryOptions
 from ..storage import open_blob_store
+from ..webhooks import Endpoints, Links, Sender, Source
+from ..webhooks.manage import WebhookAdmin
 from .admin_endpoints import AdminApi
 from .app import RegistryApp
 from .health import watch_for_drain
@@ -36,13 +38,23 @@ SERVER_PID_ENV = "CARGOHOLD_SERVER_PID"
 _PR_SET_PDEATHSIG = 1
 
 
-def endpoint_routes(access: AccessSetup, audit_log: AuditLog | None = None) -> list[Route]:
+def endpoint_routes(
+    access: AccessSetup, audit_log: AuditLog | None = None, webhooks: WebhookAdmin | None = None,
+) -> list[Route]:
     """The token and admin endpoints' routes, with cargohold's own token service."""
     own = access.tokens
     if own is None:
         return []
-    admin = AdminApi(own.store, own.login, own.verifier, own.issuer, audit_log)
+    admin = AdminApi(own.store, own.login, own.verifier, own.issuer, audit_log, webhooks)
     return [*TokenEndpoint(own.service).routes(), *admin.routes()]
+
+
+def webhook_delivery(config: ServerConfig, meta: MetadataStore) -> tuple[Endpoints, DeliveryLoop]:
+    """The recorder's targets (which endpoints hear of an event) and this process's delivery loop."""
+    endpoints = Endpoints(config.notifications.endpoints, meta)
+    loop = DeliveryLoop(meta, endpoints, Sender(), Links.of(config), Source.of(config),
+                        holder=holder_id(), backoff_max=config.notifications.backoff_max_seconds)
+    return endpoints, loop
 
 
 def create_app(config: ServerConfig) -> RegistryApp:
@@ -56,7 +68,9 @@ def create_app(config: ServerConfig) -> RegistryApp:
         max_manifest_size=config.server.max_manifest_size,
         upload_max_age_seconds=config.server.upload_max_age_seconds,
     )
-    recorder = Recorder(reads=meta, blob_pulls=config.audit.record_blob_pulls)
+    # each event's deliveries are written with it, to the endpoints that want it
+    targets, deliveries = webhook_delivery(config, meta)
+    recorder = Recorder(targets, reads=meta, blob_pulls=config.audit.record_blob_pulls)
     access = build_access(config, meta)
     try:
         schema1_key = ensure_private_key(Path(config.schema1_key_path), "schema 1 signing key")
@@ -64,8 +78,9 @@ def create_app(config: ServerConfig) -> RegistryApp:
         raise ConfigError(str(exc)) from None
     registry = Registry(blobs, meta, options, schema1_key, recorder)
     audit_purge = audit_purge_job(meta, config.audit.retention_days)
-    jobs = JobRunner([*registry_jobs(registry), *([audit_purge] if audit_purge else [])], meta)
-    return RegistryApp(registry, access.controller, endpoint_routes(access, meta), jobs, recorder)
+    jobs = JobRunner([*registry_jobs(registry), *([audit_purge] if audit_purge else []), deliveries.job()], meta)
+    webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
+    return RegistryApp(registry, access.controller, endpoint_routes(access, meta, webhooks), jobs, recorder)
 
 
 def configure_logging(level: str) -> None:

@@ -7,6 +7,10 @@ while a run lasts, so its lease never lapses while it lives; a holder that dies
 (SIGKILL, a lost machine) stops renewing, and another process takes the lease
 over once it expires, at most ``LEASE_INTERVALS`` intervals later. A clean
 shutdown releases the lease, so a restart does not wait for it.
+
+A job marked ``everywhere`` (the webhook deliveries, whose rows are claimed one
+by one) takes no lease: it runs in every process, started again an interval
+after it ends or fails.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class Job:
     #: seconds between the starts of two runs
     interval: float
     run: Callable[[], Awaitable[None]]
+    #: run in every process, without the lease
+    everywhere: bool = False
 
     @property
     def lease_seconds(self) -> float:
@@ -84,7 +90,7 @@ class JobRunner:
     async def _loop(self, job: Job) -> None:
         while True:
             started = time.monotonic()
-            if await self._lease(job):
+            if job.everywhere or await self._lease(job):
                 await self._run(job)
             await asyncio.sleep(max(0.0, job.interval - (time.monotonic() - started)))
 
@@ -101,7 +107,7 @@ class JobRunner:
         return held
 
     async def _run(self, job: Job) -> None:
-        renewer = asyncio.create_task(self._renew(job))
+        renewer = asyncio.create_task(asyncio.sleep(0) if job.everywhere else self._renew(job))
         started = time.monotonic()
         try:
             await job.run()
