@@ -29,6 +29,7 @@ Routes (``{repo}`` may be ``ns/*`` for grants)::
     PUT    /admin/v1/repositories/{repo}/visibility {public}
     GET    /admin/v1/audit?repository=GLOB&actor=A&action=A&since=T&until=T&n=N&last=SEQ
            (superusers: every entry; repository admins: those of the repositories they administer)
+    ...    /admin/v1/webhooks (superusers; see admin_webhooks.py)
 
 Secrets travel only in bodies (never in the URL, which the access log records).
 Errors use the registry's envelope, with the access model's error names as codes
@@ -70,6 +71,8 @@ from ..events.log import EventLog
 from ..http import Request, Response, route
 from ..http.errors import code_response
 from ..metadata.access import AccessStore
+from ..webhooks.manage import WebhookAdmin, WebhookError
+from . import admin_webhooks
 from .routes import Endpoint, Route
 
 PREFIX: Final = "/admin/v1"
@@ -116,18 +119,19 @@ class AdminApi:
 
     def __init__(
         self, store: AccessStore, login: Authenticator, verifier: Verifier, issuer: str,
-        audit_log: AuditLog | None = None,
+        audit_log: AuditLog | None = None, webhooks: WebhookAdmin | None = None,
     ) -> None:
         self.store = store
         self.login = login
         self.verifier = verifier
         self.issuer = issuer
         self.audit_log = audit_log
+        self.webhooks = webhooks
 
     def routes(self) -> list[Route]:
         """One route per path of :data:`ROUTES`, its methods bound to this API."""
         by_path: dict[str, dict[str, Endpoint]] = {}
-        for method, path, handler in ROUTES:
+        for method, path, handler in [*ROUTES, *(admin_webhooks.ROUTES if self.webhooks is not None else [])]:
             by_path.setdefault(path, {})[method] = self._endpoint(handler)
         return [
             route(_readable(f"{PREFIX}{path}"), re.compile(f"{PREFIX}{path}"), methods, marker=PREFIX, guarded=False)
@@ -141,6 +145,8 @@ class AdminApi:
                 result = await handler(self, caller, request.params, request)
             except AccessModelError as error:
                 return code_response(_code(type(error).__name__), str(error))
+            except WebhookError as error:
+                return code_response(error.code, str(error))
             if isinstance(result, Response):
                 return result
             return Response(204) if result is None else Response.json(result)

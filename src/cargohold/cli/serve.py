@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"cargohold: cannot open storage: {exc}", file=sys.stderr)
         return 1
     _announce_auth(config, app)
+    _announce_notifications(config)
     os.environ[CONFIG_ENV] = config.to_json()
     os.environ[SERVER_PID_ENV] = str(os.getpid())
     scheme = "https" if config.server.tls.cert else "http"
@@ -230,6 +231,19 @@ def _event_loop(loops: Any) -> Any:
     import importlib.util
 
     return loops.uvloop if importlib.util.find_spec("uvloop") is not None else loops.asyncio
+
+
+def _announce_notifications(config: ServerConfig) -> None:
+    """Each configured webhook endpoint, as Distribution logs them; its settings cargohold does not use."""
+    for index, endpoint in enumerate(config.notifications.endpoints):
+        state = " (disabled)" if endpoint.disabled else ""
+        print(f"cargohold: webhook endpoint {endpoint.name} ({endpoint.url}, {endpoint.format}){state}", flush=True)
+        if endpoint.threshold:
+            print(f"cargohold: note: notifications.endpoints[{index}].threshold is not used: every failed attempt"
+                  " backs off (backoff, doubling up to notifications.backoff_max)", flush=True)
+    if config.notifications.events.includereferences:
+        print("cargohold: note: notifications.events.includereferences is not used: events carry no references",
+              flush=True)
 
 
 def _announce_auth(config: ServerConfig, app: RegistryApp) -> None:
