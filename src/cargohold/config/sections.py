@@ -1,0 +1,242 @@
+"""The sections of the configuration, and :class:`ServerConfig`, the tree of them."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import msgspec
+
+from .base import DEFAULT_DATA_DIR, DEFAULT_WORKERS, ConfigError, Section
+from .notifications import NotificationsSection, is_http_url
+
+
+class TlsSection(Section, frozen=True):
+    cert: str | None = None
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("TLS needs both a certificate and a key")
+
+
+class ServerSection(Section, frozen=True):
+    listen: str = "127.0.0.1:5000"
+    #: where blobs, metadata and keys live unless their own section says otherwise
+    data_dir: str = DEFAULT_DATA_DIR
+    tls: TlsSection = msgspec.field(default_factory=TlsSection)
+    #: Distribution disables deletes by default; skopeo/crane users expect them to work
+    delete_enabled: bool = True
+    read_only: bool = False
+    log_level: str = "info"
+    workers: int = DEFAULT_WORKERS
+    max_manifest_size: int = 4 * 1024 * 1024
+    upload_max_age_seconds: float = 24 * 3600.0
+    #: on SIGTERM, requests in flight get this long to finish; then the workers still running are
+    #: killed, so a stop always ends (docker stop's grace period is 10 s, systemd's 90 s)
+    shutdown_timeout_seconds: float = 30.0
+    #: on SIGTERM, keep accepting requests this long while /readyz answers 503, so that a load
+    #: balancer stops sending before the port closes (Traefik's requestAcceptGraceTimeout); 0: close at once
+    shutdown_delay_seconds: float = 0.0
+    #: the registry's address as clients reach it (``https://registry.example.com``), for the links it sends
+    #: elsewhere (webhook payloads), as Distribution's ``http.host``; empty: the Host a request named
+    public_url: str = ""
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]") or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    def __post_init__(self) -> None:
+        if ":" not in self.listen:
+            raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}")
+        try:
+            port = self.port
+        except ValueError:
+            raise ConfigError(f"listen must be HOST:PORT, not {self.listen!r}") from None
+        if not 0 <= port < 65536:
+            raise ConfigError(f"port {port} is out of range")
+        if self.workers < 1:
+            raise ConfigError("workers must be at least 1")
+        if self.shutdown_timeout_seconds <= 0:
+            raise ConfigError("shutdown_timeout_seconds must be more than 0")
+        if self.shutdown_delay_seconds < 0:
+            raise ConfigError("shutdown_delay_seconds must not be negative")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"log level must be debug, info, warning or error, not {self.log_level!r}")
+        if self.public_url and not is_http_url(self.public_url):
+            raise ConfigError(f"server.public_url: cannot use {self.public_url!r} (must be an http or https URL)")
+
+
+class DriverOptions(Section, frozen=True):
+    """A storage driver's section, named as the driver."""
+
+    def options(self, data_dir: str) -> dict[str, Any]:
+        """What the driver's opener takes (``storage.factory``); blank paths may default into ``data_dir``."""
+        return msgspec.structs.asdict(self)
+
+
+class FilesystemStorage(DriverOptions, frozen=True):
+    #: empty: the data directory
+    root: str = ""
+
+    def options(self, data_dir: str) -> dict[str, Any]:
+        return {"root": self.root or data_dir}
+
+
+class StorageSection(Section, frozen=True):
+    """``driver`` names the blob store; its options are the section of the same name (``filesystem: {root}``)."""
+
+    #: a name of ``storage.factory.DRIVERS``: filesystem, or memory (lost on exit; one worker only)
+    driver: str = "filesystem"
+    filesystem: FilesystemStorage = msgspec.field(default_factory=FilesystemStorage)
+
+    def driver_options(self, data_dir: str) -> dict[str, Any]:
+        """The chosen driver's options, as its opener takes them (none for a driver without a section)."""
+        section = getattr(self, self.driver) if self.driver in self.__struct_fields__ else None
+        return section.options(data_dir) if isinstance(section, DriverOptions) else {}
+
+
+class DatabaseSection(Section, frozen=True):
+    #: metadata database URL; empty means SQLite in the data directory
+    url: str = ""
+
+
+class AuthSection(Section, frozen=True):
+    #: "none": anyone may do anything (the embedded default, for a first try on localhost);
+    #: "htpasswd": Distribution's basic auth, every user of the file may do everything;
+    #: "token": users, robots, teams and permissions, with Distribution's bearer-token protocol
+    mode: str = "none"
+    #: the htpasswd file (bcrypt entries) for mode htpasswd
+    htpasswd: str = ""
+    #: the token endpoint's URL in challenges; empty: this server's /auth/token, as the client reached it
+    token_realm: str = ""
+    #: the "service" of challenges and the audience of tokens
+    service: str = "cargohold"
+    #: the issuer of the tokens cargohold signs
+    issuer: str = "cargohold"
+    #: PEM private key (EC P-256 or RSA) tokens are signed with; empty: generated in <data_dir>/auth
+    token_key: str = ""
+    #: seconds an access token lives; short, because it cannot be revoked (the spec's minimum is 60)
+    token_lifetime: int = 300
+    #: seconds a refresh token (docker's identity token) lives
+    refresh_lifetime: int = 30 * 24 * 3600
+    #: an external token service whose tokens are accepted too: its issuer ...
+    external_issuer: str = ""
+    #: ... and its keys: PEM files of certificates or public keys, comma-separated ...
+    external_keys: str = ""
+    #: ... and/or its JWKS: a file, or an http(s) URL read at start
+    external_jwks: str = ""
+    #: bcrypt cost of new passwords (12: about 0.25 s per check, OWASP's advice)
+    password_cost: int = 12
+    #: failed logins within login_window_seconds before 429: for one name from one address, and from one
+    #: address; then, for one name from all addresses, before its logins are slowed (never refused) by a
+    #: delay doubling per failure up to login_delay_max_seconds (0 turns a limit off)
+    login_failures_per_account_address: int = 5
+    login_failures_per_address: int = 20
+    login_failures_per_account: int = 10
+    login_delay_max_seconds: float = 4.0
+    login_window_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("none", "htpasswd", "token"):
+            raise ConfigError(f"auth must be none, htpasswd or token, not {self.mode!r}")
+        if self.mode == "htpasswd" and not self.htpasswd:
+            raise ConfigError("auth=htpasswd needs an htpasswd file (auth.htpasswd)")
+        if (self.external_keys or self.external_jwks) and not self.external_issuer:
+            raise ConfigError("external token keys need the external issuer's name (auth.external_issuer)")
+        if self.external_issuer and not (self.external_keys or self.external_jwks):
+            raise ConfigError("an external issuer needs its keys (auth.external_keys or auth.external_jwks)")
+        if self.external_issuer and self.external_issuer == self.issuer:
+            raise ConfigError("the external issuer must not have cargohold's own issuer name")
+        if not 60 <= self.token_lifetime <= 24 * 3600:
+            raise ConfigError("auth.token_lifetime must be between 60 seconds and a day")
+        if not 4 <= self.password_cost <= 31:
+            raise ConfigError("auth.password_cost must be between 4 and 31 (bcrypt's range)")
+        if self.login_window_seconds <= 0:
+            raise ConfigError("auth.login_window_seconds must be positive")
+        for name in ("login_failures_per_account_address", "login_failures_per_address",
+                     "login_failures_per_account", "login_delay_max_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"auth.{name} must not be negative (0 turns the limit off)")
+        if self.login_delay_max_seconds > 60:
+            raise ConfigError("auth.login_delay_max_seconds must be at most 60: the delay holds a request open")
+
+
+class Schema1Section(Section, frozen=True):
+    #: PEM private key (EC or RSA) that signs the schema 1 manifests generated for legacy clients
+    #: (Distribution's name); empty: generated once in <data_dir>/auth beside the token key
+    signingkeyfile: str = ""
+
+
+class CompatibilitySection(Section, frozen=True):
+    """Serving clients older than the formats stored, as Distribution's ``compatibility`` section."""
+
+    schema1: Schema1Section = msgspec.field(default_factory=Schema1Section)
+
+
+class AuditSection(Section, frozen=True):
+    """The audit log: what every change, login and (batched) pull left behind."""
+
+    #: entries older than this many days are purged by the periodic jobs; 0 keeps them forever
+    retention_days: float = 90.0
+    #: record every blob GET too (manifest GETs always are); off by default: a pull reads many blobs
+    record_blob_pulls: bool = False
+
+    def __post_init__(self) -> None:
+        if self.retention_days < 0:
+            raise ConfigError("audit.retention_days must not be negative (0 keeps entries forever)")
+
+
+
+class ServerConfig(Section, frozen=True):
+    server: ServerSection = msgspec.field(default_factory=ServerSection)
+    storage: StorageSection = msgspec.field(default_factory=StorageSection)
+    database: DatabaseSection = msgspec.field(default_factory=DatabaseSection)
+    auth: AuthSection = msgspec.field(default_factory=AuthSection)
+    compatibility: CompatibilitySection = msgspec.field(default_factory=CompatibilitySection)
+    audit: AuditSection = msgspec.field(default_factory=AuditSection)
+    notifications: NotificationsSection = msgspec.field(default_factory=NotificationsSection)
+
+    def __post_init__(self) -> None:
+        if self.storage.driver == "memory" and self.server.workers > 1:
+            raise ConfigError(
+                f"storage.driver memory keeps blobs inside one process, but server.workers is"
+                f" {self.server.workers}: each worker would have a store of its own; set server.workers to 1"
+            )
+
+    @property
+    def data_dir(self) -> str:
+        return self.server.data_dir
+
+    @property
+    def metadata_url(self) -> str:
+        return self.database.url or f"sqlite://{os.path.join(self.data_dir, 'metadata.db')}"
+
+    @property
+    def token_key_path(self) -> str:
+        return self.auth.token_key or os.path.join(self.data_dir, "auth", "token-key.pem")
+
+    @property
+    def token_cert_path(self) -> str:
+        """The token key's self-signed certificate, for Distribution's ``auth.token.rootcertbundle``."""
+        return os.path.join(self.data_dir, "auth", "token-cert.pem")
+
+    @property
+    def schema1_key_path(self) -> str:
+        """The key generated schema 1 manifests are signed with: one for every worker and every restart."""
+        return self.compatibility.schema1.signingkeyfile or os.path.join(self.data_dir, "auth", "schema1-key.pem")
+
+    def to_json(self) -> str:
+        return msgspec.json.encode(self).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerConfig:
+        return msgspec.json.decode(text, type=cls)
+
+
+#: the flat keys of the first file format -> their place; each is also the name of its ``CARGOHOLD_*``
+#: variable (upper case) and of its ``serve`` flag's value. A key not listed here has the variable
