@@ -27,8 +27,7 @@ Routes (``{repo}`` may be ``ns/*`` for grants)::
     PUT    /admin/v1/repositories/{repo}/permissions {grantee, role}
     DELETE /admin/v1/repositories/{repo}/permissions?grantee=G
     PUT    /admin/v1/repositories/{repo}/visibility {public}
-    GET    /admin/v1/audit?repository=GLOB&actor=A&action=A&since=T&until=T&n=N&last=SEQ
-           (superusers: every entry; repository admins: those of the repositories they administer)
+    GET    /admin/v1/audit (superusers; repository admins for their repositories; see admin_audit.py)
     ...    /admin/v1/webhooks (superusers; see admin_webhooks.py)
 
 Secrets travel only in bodies (never in the URL, which the access log records).
@@ -49,7 +48,6 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlencode
 
 from .. import jsontext
 from ..access_model import (
@@ -66,13 +64,13 @@ from ..auth.passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password,
 from ..auth.policy import AccessView, load_view, who_can
 from ..errcodes import Denied, Unauthorized
 from ..events import Action, Event
-from ..events.audit import AuditLog, BadFilter, EventFilter, cursor, entry_json, page_size, parse_time
+from ..events.audit import AuditLog, BadFilter
 from ..events.log import EventLog
 from ..http import Request, Response, route
 from ..http.errors import code_response
 from ..metadata.access import AccessStore
 from ..webhooks.manage import WebhookAdmin, WebhookError
-from . import admin_webhooks
+from . import admin_audit, admin_webhooks
 from .routes import Endpoint, Route
 
 PREFIX: Final = "/admin/v1"
@@ -131,7 +129,11 @@ class AdminApi:
     def routes(self) -> list[Route]:
         """One route per path of :data:`ROUTES`, its methods bound to this API."""
         by_path: dict[str, dict[str, Endpoint]] = {}
-        for method, path, handler in [*ROUTES, *(admin_webhooks.ROUTES if self.webhooks is not None else [])]:
+        for method, path, handler in [
+            *ROUTES,
+            *(admin_audit.ROUTES if self.audit_log is not None else []),
+            *(admin_webhooks.ROUTES if self.webhooks is not None else []),
+        ]:
             by_path.setdefault(path, {})[method] = self._endpoint(handler)
         return [
             route(_readable(f"{PREFIX}{path}"), re.compile(f"{PREFIX}{path}"), methods, marker=PREFIX, guarded=False)
@@ -147,6 +149,8 @@ class AdminApi:
                 return code_response(_code(type(error).__name__), str(error))
             except WebhookError as error:
                 return code_response(error.code, str(error))
+            except BadFilter as error:
+                return code_response(_code(BadRequest.__name__), str(error))
             if isinstance(result, Response):
                 return result
             return Response(204) if result is None else Response.json(result)
@@ -430,40 +434,6 @@ async def put_visibility(api: AdminApi, caller: Caller, params: dict[str, str], 
     return {"repository": params["repo"], "public": public}
 
 
-# the audit log
-
-#: entries per page of ``GET /audit`` unless ``n`` says otherwise, and the most it may say
-AUDIT_PAGE: Final = 100
-AUDIT_MAX_PAGE: Final = 1000
-_AUDIT_FILTERS: Final = ("repository", "actor", "action", "since", "until")
-
-
-async def list_audit(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    scope = caller.view.administered()
-    caller.require(scope is None or bool(scope))  # superusers read it all; repository admins their part
-    if api.audit_log is None:
-        raise BadRequest("this server keeps no audit log")
-    given = {name: request.query(name) or None for name in _AUDIT_FILTERS}
-    try:
-        where = EventFilter(
-            repository=given["repository"], actor=given["actor"], action=given["action"],
-            since=parse_time(given["since"]) if given["since"] else None,
-            until=parse_time(given["until"]) if given["until"] else None, scope=scope,
-        )
-        limit = page_size(request.query("n"), AUDIT_PAGE, AUDIT_MAX_PAGE)
-        before = cursor(request.query("last"))
-    except BadFilter as exc:
-        raise BadRequest(str(exc)) from None
-    found = await api.audit_log.list_events(where, limit + 1, before)
-    entries = found[:limit]
-    response = Response.json({"entries": [entry_json(entry) for entry in entries]})
-    if len(found) > limit and entries:
-        # the filters as given (times too: a relative ``since`` moves on with the next page, as it reads)
-        query = urlencode({**{k: v for k, v in given.items() if v is not None}, "n": limit, "last": entries[-1].seq})
-        response.header("link", f'<{PREFIX}/audit?{query}>; rel="next"')
-    return response
-
-
 _NAME = r"(?P<account>[^/]+)"
 _ORG = r"(?P<org>[^/]+)"
 _TEAM = r"(?P<team>[^/]+)"
@@ -492,5 +462,4 @@ ROUTES: Final[list[tuple[str, str, Handler]]] = [
     ("PUT", f"/repositories/{_REPO}/permissions", put_permission),
     ("DELETE", f"/repositories/{_REPO}/permissions", delete_permission),
     ("PUT", f"/repositories/{_REPO}/visibility", put_visibility),
-    ("GET", "/audit", list_audit),
 ]
