@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import datetime
+import http.server
 import json
 import os
 import platform
@@ -21,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ A, B = "cargohold", "distribution"
 NGINX = "nginx"
 #: the floor of a pull: bench/raw_pull.py, sockets and nothing else
 RAW = "raw"
-PHASES = ("compare", "memory", "workers", "clients", "large")
+PHASES = ("compare", "memory", "workers", "clients", "large", "events")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,17 @@ WORKERS = [
     Metric("blob_head", "Blob HEAD, 32 connections", "req/s"),
     Metric("upload_monolithic", "Blob upload, one monolithic PUT", "MB/s"),
     Metric("download", "Blob download (GET)", "MB/s"),
+]
+#: events on (one webhook endpoint hearing of everything, its receiver up) against off; a push with ten
+#: endpoints against none. Targets: within 5%.
+EVENTS_ON, EVENTS_OFF, TEN, NONE = "events on", "events off", "10 endpoints", "no endpoint"
+EVENTS = [
+    Metric("manifest_get", "Manifest GET by tag, 32 connections", "req/s", target=0.95),
+    Metric("blob_head", "Blob HEAD, 32 connections", "req/s", target=0.95),
+]
+EVENTS_PUSH = [
+    Metric("push_images", "Small images pushed with our client, 8 at a time", "s", higher_is_better=False,
+           target=0.95),
 ]
 CLIENTS = [
     Metric("push_many", "Push, many small layers", "MB/s", target=2.0),
@@ -172,6 +185,70 @@ def phase_compare(work: Path, sizes: Sizes, runs: int, results: Results) -> None
         for server in (*pair, nginx):
             server.cleanup()
         big.unlink(missing_ok=True)
+        shutil.rmtree(work / "small", ignore_errors=True)
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver that takes everything (the events phase's endpoints)."""
+
+    received = 0
+
+    def do_POST(self) -> None:  # noqa: N802 - the handler's name is http.server's
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        type(self).received += 1
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _webhook_config(path: Path, url: str, endpoints: int) -> list[str]:
+    entries = [{"name": f"bench-{n}", "url": url, "actions": ["push", "pull", "delete", "mount"]}
+               for n in range(endpoints)]
+    path.write_text(json.dumps({"notifications": {"endpoints": entries}}))  # JSON is YAML
+    return ["--config", str(path)]
+
+
+def phase_events(work: Path, sizes: Sizes, runs: int, results: Results) -> None:
+    """Events on against off: pulls (every manifest GET is recorded and sent), and pushes with ten endpoints."""
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    work.mkdir(parents=True, exist_ok=True)
+    servers = {
+        EVENTS_OFF: Server(A, work / "events-off"),
+        EVENTS_ON: Server(A, work / "events-on", extra_args=_webhook_config(work / "one.json", url, 1)),
+        TEN: Server(A, work / "events-ten", extra_args=_webhook_config(work / "ten.json", url, 10)),
+    }
+    labels = {id(server): label for label, server in servers.items()}
+    pool: workloads.PushPool | None = None
+    try:
+        for server in servers.values():
+            server.start()
+        pair = [servers[EVENTS_ON], servers[EVENTS_OFF]]
+        fixtures = {id(s): workloads.setup(s, sizes) for s in pair}
+        layouts = workloads.make_small_layouts(work / "small", sizes.images, sizes.image_layer)
+        pool = workloads.PushPool(sizes.image_parallel)
+        for run in range(runs):
+            say(f"events: run {run + 1}/{runs}")
+            for server in ordered(run, pair):
+                results.add("events", "manifest_get", labels[id(server)], workloads.manifest_get(server, sizes))
+            for server in ordered(run, pair):
+                results.add("events", "blob_head", labels[id(server)],
+                            workloads.blob_head(server, sizes, fixtures[id(server)]))
+            for server in ordered(run, [servers[TEN], servers[EVENTS_OFF]]):
+                label = TEN if server is servers[TEN] else NONE
+                seconds = pool.push_all(server, layouts, f"push/r{run}", work / "push-cache")
+                results.add("events", "push_images", label, seconds)
+        results.notes["events"] = {"webhook_posts": _Receiver.received}
+    finally:
+        if pool is not None:
+            pool.close()
+        for server in servers.values():
+            server.cleanup()
+        receiver.shutdown()
         shutil.rmtree(work / "small", ignore_errors=True)
 
 
@@ -448,6 +525,14 @@ def render(results: Results, command: str, runs: int) -> str:
         out.append("\nCPU seconds (user + system) of the same commands; ratio skopeo/cargohold:\n")
         out.append(comparison_table(results, "clients", CLIENTS_CPU, ("cargohold", "skopeo")))
         out.append(_disk_line(results, "clients", "Both clients' pulls (each fsyncs every blob)"))
+    if "events" in results.samples:
+        posts = results.notes.get("events", {})
+        assert isinstance(posts, dict)
+        out.append("\n### Events on against off (same run, alternating)\n\nOn: one webhook endpoint hearing of "
+                   "push, pull, delete and mount, its receiver up, and the audit log (always on). Pushes: ten "
+                   f"endpoints against none. The receiver took {posts.get('webhook_posts')} POSTs.\n")
+        out.append(comparison_table(results, "events", EVENTS, (EVENTS_ON, EVENTS_OFF)))
+        out.append(comparison_table(results, "events", EVENTS_PUSH, (TEN, NONE)).split("\n", 2)[2])
     large = results.samples.get("large")
     if large:
         n = results.notes.get("large", {})
@@ -518,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
             phase_clients(work, sizes, runs, results)
         if "large" in phases:
             phase_large(work, sizes, results, args.large_distribution)
+        if "events" in phases:
+            phase_events(work / "events", sizes, runs, results)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
