@@ -9,9 +9,10 @@ endpoint's deliveries in event order, those waiting together in one envelope
 these are delivered or dead), outside any transaction. A
 failed attempt is due again after ``backoff * 2**(attempts-1)`` seconds (at
 most ``notifications.backoff_max``, +-20% jitter); after ``max_attempts`` the
-delivery is dead. A worker looks for work every :data:`POLL_SECONDS`, at once
-when this process records an event for its endpoint, and exactly when a
-retry falls due.
+delivery is dead. A worker looks for work every :data:`POLL_SECONDS`,
+:data:`GATHER_SECONDS` after this process records an event for its endpoint, but
+no sooner than :data:`DELIVERY_INTERVAL_SECONDS` after its last delivery (so a
+burst's events share envelopes), and exactly when a retry falls due.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -33,6 +35,13 @@ log: Final = logging.getLogger("cargohold.webhooks")
 
 #: the longest a worker waits before it looks at the outbox again (events recorded by other processes)
 POLL_SECONDS: Final = 1.0
+#: a worker woken by a commit waits this long before it claims, so that the rest of a burst joins the envelope;
+#: and after a delivery that did not fill its batch it claims again no sooner than DELIVERY_INTERVAL_SECONDS.
+#: A burst's events then go in one envelope a second, not one claim, POST and mark each (measured: pushes with
+#: ten endpoints took 1.66 times as long as with none when every commit woke the workers at once, the
+#: deliveries' transactions and POSTs competing with the pushes for the CPUs and the database's write lock)
+GATHER_SECONDS: Final = 0.25
+DELIVERY_INTERVAL_SECONDS: Final = 1.0
 #: a claim outlives its attempt's timeout by this much; then another process may take the delivery over
 LEASE_MARGIN_SECONDS: Final = 5.0
 JITTER: Final = 0.2
@@ -61,6 +70,9 @@ class DeliveryLoop:
         self._current: dict[str, Endpoint] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
+        #: when each endpoint's worker last delivered a batch that was not full (the clock of GATHER and
+        #: DELIVERY_INTERVAL, monotonic)
+        self._delivered_at: dict[str, float] = {}
         endpoints.on_deliveries = self.wake
 
     def job(self) -> Job:
@@ -111,6 +123,9 @@ class DeliveryLoop:
                 else:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), wait)
+                    if wake.is_set():  # a commit here: let the rest of its burst join it
+                        since = time.monotonic() - self._delivered_at.get(name, -math.inf)
+                        await asyncio.sleep(max(GATHER_SECONDS, DELIVERY_INTERVAL_SECONDS - since))
                     wake.clear()
 
     async def _step(self, name: str) -> float:
@@ -131,10 +146,15 @@ class DeliveryLoop:
         claimed = await self.outbox.claim_deliveries(name, self.holder, now, now + lease, limit)
         if not claimed:  # another process took them
             return min(self.poll, lease)
-        await self._deliver(endpoint, claimed)
+        delivered = await self._deliver(endpoint, claimed)
+        # a failure's retry time is the outbox's (the next look finds it); a backlog drains at once
+        if delivered and len(claimed) < limit:
+            self._delivered_at[name] = time.monotonic()
+            return DELIVERY_INTERVAL_SECONDS
         return 0.0
 
-    async def _deliver(self, endpoint: Endpoint, deliveries: list[Delivery]) -> None:
+    async def _deliver(self, endpoint: Endpoint, deliveries: list[Delivery]) -> bool:
+        """Post ``deliveries`` in one envelope and record the outcome; whether the receiver took them."""
         settings = endpoint.settings
         ids = [d.id for d in deliveries]
         head = deliveries[0]
@@ -145,7 +165,7 @@ class DeliveryLoop:
             await self.outbox.finish_deliveries(ids, self.holder, delivered=False, status=None,
                                                 error=f"cannot build the payload: {exc!r}", retry_at=0.0,
                                                 max_attempts=0, now=self.clock())
-            return
+            return False
         extra = [("X-Cargohold-Event", ",".join(d.event.id for d in deliveries)),
                  ("X-Cargohold-Delivery", ",".join(map(str, ids))),
                  ("X-Cargohold-Attempt", ",".join(str(d.attempts) for d in deliveries))]
@@ -161,10 +181,11 @@ class DeliveryLoop:
             retry_at=retry_at, max_attempts=settings.max_attempts, now=now,
         )
         if outcome.delivered:
-            return
+            return True
         dead = head.attempts >= settings.max_attempts
         log.log(logging.ERROR if dead else logging.WARNING,
                 "webhook delivery failed" + ("; it is dead" if dead else ""), extra={
                     "endpoint": endpoint.name, "deliveries": ids, "attempts": head.attempts,
                     "status": outcome.status, "error": outcome.error, "lease_lost": recorded < len(ids),
                 })
+        return False
