@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import PostgresCluster, start_cluster
 from tests.support.requirements import check_marks, under_ci
 from tests.support.servers import CargoholdServer, cargohold
 
@@ -44,3 +46,14 @@ def fresh_registry(tmp_path: Path) -> Iterator[CargoholdServer]:
     """A server of the test's own, for checks on everything in storage."""
     with cargohold(tmp_path) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the session (in /tmp: its server user must reach the folder)."""
+    cluster = start_cluster(Path(tempfile.mkdtemp(prefix="cargohold-pg-")))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -23,17 +23,16 @@ from cargohold.metadata import AccessStore, migrate, open_access_store
 from cargohold.metadata.migrations import load_migrations, split_statements
 from cargohold.metadata.sqlite_db import SqliteDatabase
 from cargohold.metadata.store import MetadataError
+from tests.support.postgres import BACKENDS, database_url
 
 HASH = "$2b$04$" + "x" * 53
 
 Scenario = Callable[[AccessStore], Awaitable[None]]
 
 
-@pytest.fixture(params=["sqlite"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    url = f"sqlite://{tmp_path / 'm.db'}"
-    migrate(url)
-    yield url
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return database_url(request, tmp_path)
 
 
 def run(url: str, scenario: Scenario) -> None:

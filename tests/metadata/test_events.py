@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,13 +11,18 @@ import pytest
 from cargohold.events import Action, Event
 from cargohold.events.audit import EventFilter
 from cargohold.events.model import Result
-from cargohold.metadata import MetadataStore, migrate, open_metadata_store
+from cargohold.metadata import MetadataStore, open_metadata_store
+from tests.support.postgres import BACKENDS, database_url, query
 
 
-@pytest.fixture(params=["sqlite"])
-def meta(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
-    migrate(f"sqlite://{tmp_path / 'm.db'}")
-    store = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return database_url(request, tmp_path)
+
+
+@pytest.fixture()
+def meta(url: str) -> Iterator[MetadataStore]:
+    store = open_metadata_store(url)
     yield store
     asyncio.run(store.close())
 
@@ -90,22 +94,20 @@ def test_pages_follow_the_before_cursor(meta: MetadataStore) -> None:
     assert [e.seq for e in filtered] == [seqs[0]]  # the cursor and the filters together
 
 
-def test_purge_keeps_events_with_a_delivery_to_make(meta: MetadataStore, tmp_path: Path) -> None:
+def test_purge_keeps_events_with_a_delivery_to_make(meta: MetadataStore, url: str) -> None:
     async def scenario() -> None:
         old_plain = await meta.add_event(event(Action.MANIFEST_PUSH, "a", 100.0))
         old_pending = await meta.add_event(event(Action.MANIFEST_PUSH, "a", 101.0), ["hook"])
         old_delivered = await meta.add_event(event(Action.MANIFEST_PUSH, "a", 102.0), ["hook"])
         old_dead = await meta.add_event(event(Action.MANIFEST_PUSH, "a", 103.0), ["hook"])
         recent = await meta.add_event(event(Action.MANIFEST_PUSH, "a", 5000.0))
-        with sqlite3.connect(tmp_path / "m.db") as db:
-            db.execute("UPDATE event_deliveries SET state = 'delivered' WHERE event_seq = ?", (old_delivered,))
-            db.execute("UPDATE event_deliveries SET state = 'dead' WHERE event_seq = ?", (old_dead,))
+        query(url, "UPDATE event_deliveries SET state = 'delivered' WHERE event_seq = ?", (old_delivered,))
+        query(url, "UPDATE event_deliveries SET state = 'dead' WHERE event_seq = ?", (old_dead,))
         assert await meta.purge_events(1000.0) == 2
         left = {e.seq for e in await meta.list_events(EventFilter(), 100)}
         assert left == {old_pending, old_dead, recent}
         assert old_plain not in left
-        with sqlite3.connect(tmp_path / "m.db") as db:
-            rows = db.execute("SELECT event_seq, state FROM event_deliveries ORDER BY event_seq").fetchall()
+        rows = query(url, "SELECT event_seq, state FROM event_deliveries ORDER BY event_seq")
         assert rows == [(old_pending, "pending"), (old_dead, "dead")]  # the delivered one went with its event
         assert await meta.purge_events(1000.0) == 0
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cargohold.metadata import LoginFailureStore, migrate, open_login_failures
+from cargohold.metadata import LoginFailureStore, open_login_failures
+from tests.support.postgres import BACKENDS, database_url
 
 
-@pytest.fixture(params=["sqlite"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    url = f"sqlite://{tmp_path / 'm.db'}"
-    migrate(url)
-    yield url
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return database_url(request, tmp_path)
 
 
 def test_failures_are_counted_per_key_newest_first_within_the_window(url: str) -> None:

@@ -11,12 +11,17 @@ import pytest
 
 from cargohold.metadata import MetadataStore, migrate, open_metadata_store
 from cargohold.metadata.store import ManifestRecord, MetadataError, NewManifest, UploadConflict
+from tests.support.postgres import BACKENDS, PostgresCluster, database_url
 
 
-@pytest.fixture(params=["sqlite"])
-def meta(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
-    migrate(f"sqlite://{tmp_path / 'm.db'}")
-    store = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return database_url(request, tmp_path)
+
+
+@pytest.fixture()
+def meta(url: str) -> Iterator[MetadataStore]:
+    store = open_metadata_store(url)
     yield store
     asyncio.run(store.close())
 
@@ -173,8 +178,11 @@ def test_transactions_do_not_nest(meta: MetadataStore) -> None:
     run(scenario())
 
 
-def test_sqlite_refuses_another_tasks_statement_inside_a_transaction(meta: MetadataStore) -> None:
-    """The block of a unit of work must not yield to the event loop: another request's statement would join it."""
+def test_sqlite_refuses_another_tasks_statement_inside_a_transaction(tmp_path: Path) -> None:
+    """The block of a unit of work must not yield to the event loop: another request's statement would join it
+    (SQLite: one connection per process; PostgreSQL gives every unit of work a connection of its own)."""
+    migrate(f"sqlite://{tmp_path / 'm.db'}")
+    meta = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
 
     async def scenario() -> None:
         async with meta.transaction() as tx:
@@ -188,6 +196,24 @@ def test_sqlite_refuses_another_tasks_statement_inside_a_transaction(meta: Metad
     run(scenario())
 
 
+def test_postgres_runs_another_tasks_statement_outside_a_transaction(postgres: PostgresCluster) -> None:
+    """A task started inside a unit of work inherits its context, not its connection: what it writes
+    is its own, and stays when the unit of work rolls back."""
+    meta = open_metadata_store(postgres.migrated_database())
+
+    async def scenario() -> None:
+        with pytest.raises(Abort):
+            async with meta.transaction() as tx:
+                await tx.ensure_repository("mine")
+                await asyncio.create_task(meta.ensure_repository("theirs"))
+                raise Abort
+        assert await meta.repository_id("mine") is None
+        assert await meta.repository_id("theirs") is not None
+        await meta.close()
+
+    run(scenario())
+
+
 def test_sqlite_migrations_are_recorded_once(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
     for _ in range(2):
@@ -197,9 +223,9 @@ def test_sqlite_migrations_are_recorded_once(tmp_path: Path) -> None:
     assert versions == sorted(set(versions)) and versions[0] == 1
 
 
-def test_one_holder_per_lease(meta: MetadataStore, tmp_path: Path) -> None:
+def test_one_holder_per_lease(meta: MetadataStore, url: str) -> None:
     """Two stores on one database (two processes) contend for a lease: one holds it until it expires."""
-    other = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
+    other = open_metadata_store(url)
 
     async def scenario() -> None:
         assert await meta.acquire_lease("purge", "a", 60)
@@ -220,9 +246,9 @@ def test_one_holder_per_lease(meta: MetadataStore, tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_generated_manifests_are_kept_once_per_tag_and_source(meta: MetadataStore, tmp_path: Path) -> None:
+def test_generated_manifests_are_kept_once_per_tag_and_source(meta: MetadataStore, url: str) -> None:
     """The first generated manifest kept for (tag, source) is the one every process gets; it goes with its source."""
-    other = open_metadata_store(f"sqlite://{tmp_path / 'm.db'}")
+    other = open_metadata_store(url)
     signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
     first, second = ManifestRecord("sha256:g1", signed, b"first"), ManifestRecord("sha256:g1", signed, b"second")
 

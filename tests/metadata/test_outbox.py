@@ -1,4 +1,4 @@
-"""The outbox's contract on a real SQLite database, two stores standing for two processes: an endpoint's next
+"""The outbox's contract on each backend's real database, two stores standing for two processes: an endpoint's next
 delivery is claimed by one holder at a time, in event order; leases expire; outcomes belong to their claimant."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import pytest
 
 from cargohold.events.model import Action, Event
 from cargohold.events.outbox import DeliveryState
-from cargohold.metadata import MetadataStore, migrate, open_metadata_store
+from cargohold.metadata import MetadataStore, open_metadata_store
+from tests.support.postgres import BACKENDS, database_url
 
 
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[MetadataStore, MetadataStore]]:
-    url = f"sqlite://{tmp_path / 'm.db'}"
-    migrate(url)
+@pytest.fixture(params=BACKENDS)
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[MetadataStore, MetadataStore]]:
+    url = database_url(request, tmp_path)
     one, two = open_metadata_store(url), open_metadata_store(url)
     yield one, two
     asyncio.run(one.close())

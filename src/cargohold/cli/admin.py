@@ -1,7 +1,7 @@
 """``cargohold admin``: users, robots, organizations, teams, grants and visibility, on the database directly.
 
-Works on the data directory's database (``--data-dir``, ``--config`` or
-``CARGOHOLD_*`` as for ``serve``), so whoever may read the data may administer;
+Works on the data directory's database, or on ``--database-url`` (``--data-dir``,
+``--config`` or ``CARGOHOLD_*`` as for ``serve``), so whoever may read the data may administer;
 the running server sees changes at once. The HTTP admin API offers the same
 operations to authenticated callers. Passwords are read from the terminal or,
 with ``--password-stdin``, from one line of standard input; never from flags.
@@ -32,7 +32,7 @@ from ..events import Action as EventAction
 from ..events.log import EventLog
 from ..events.origin import FixedOrigin, origin_scope
 from ..metadata.access import AccessStore
-from ..metadata.schema import migrate
+from ..metadata.schema import migrate, status
 from ..metadata.store import MetadataError
 
 Action = Callable[[AccessStore, ServerConfig, argparse.Namespace], Awaitable[int]]
@@ -284,6 +284,8 @@ def register(subparsers: Any) -> None:
     )
     admin.add_argument("--config", metavar="FILE", help="YAML configuration file (CARGOHOLD_CONFIG)")
     admin.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="the server's data directory")
+    admin.add_argument("--database-url", dest="database_url", metavar="URL",
+                       help="metadata database: postgresql://USER@HOST:PORT/DB (default: SQLite in the data dir)")
     admin.set_defaults(func=run)
     groups = admin.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
@@ -352,7 +354,11 @@ def _check_registry(config: ServerConfig, args: argparse.Namespace) -> None:
     database. An existing database is never migrated here: one that is behind is refused until
     ``cargohold migrate`` (or ``serve``) has run, as the workers refuse it."""
     if not config.metadata_url.startswith("sqlite://"):
-        return  # a database server: the URL names an existing database
+        # a database server: the URL names an existing database; a new (empty) one is migrated for
+        # its first user, as a new data directory is
+        if args.action is user_add and status(config.metadata_url)[0] == 0:
+            migrate(config.metadata_url)
+        return
     database = config.metadata_url.removeprefix("sqlite://")
     if os.path.exists(database):
         return
@@ -368,7 +374,7 @@ def _check_registry(config: ServerConfig, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {"config": args.config, "data_dir": args.data_dir}
+    overrides = {"config": args.config, "data_dir": args.data_dir, "database_url": args.database_url}
     try:
         config = load_config(None, overrides, dict(os.environ))
         _check_registry(config, args)

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from ..config import ConfigError, load_config
+from ..metadata.factory import shown
 from ..metadata.migrations import Migration
 from ..metadata.schema import MigrationFailed, migrate, status
 from ..metadata.store import MetadataError
@@ -29,6 +30,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--config", metavar="FILE", help="YAML configuration file (CARGOHOLD_CONFIG)")
     parser.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="the server's data directory")
+    parser.add_argument("--database-url", dest="database_url", metavar="URL",
+                        help="metadata database: postgresql://USER@HOST:PORT/DB (default: SQLite in the data dir)")
     parser.add_argument("--status", action="store_true", help="list applied and pending migrations; change nothing")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run)
@@ -38,14 +41,14 @@ def _when(applied_at: int | None) -> str:
     return "" if applied_at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(applied_at))
 
 
-def _show_status(url: str, as_json: bool) -> int:
+def _show_status(url: str, display: str, as_json: bool) -> int:
     version, states = status(url)
     if as_json:
-        print(json.dumps({"database": url, "version": version, "migrations": [
+        print(json.dumps({"database": display, "version": version, "migrations": [
             {"version": s.version, "name": s.name, "state": s.state, "appliedAt": _when(s.applied_at) or None}
             for s in states]}, indent=2))
         return 0
-    print(f"database {url}: schema at {version}")
+    print(f"database {display}: schema at {version}")
     for s in states:
         print(f"{s.version:04d}_{s.name}  {s.state}  {_when(s.applied_at)}".rstrip())
     return 0
@@ -53,29 +56,30 @@ def _show_status(url: str, as_json: bool) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(None, {"config": args.config, "data_dir": args.data_dir}, dict(os.environ))
+        config = load_config(None, {"config": args.config, "data_dir": args.data_dir,
+                                    "database_url": args.database_url}, dict(os.environ))
     except ConfigError as exc:
         print(f"cargohold migrate: {exc}", file=sys.stderr)
         return 2
-    url = config.metadata_url
+    url, display = config.metadata_url, shown(config.metadata_url)
     try:
         if args.status:
-            return _show_status(url, args.json)
+            return _show_status(url, display, args.json)
         os.makedirs(config.data_dir, exist_ok=True)
         done = migrate(url)
     except MigrationFailed as exc:
-        _show_applied(url, None, exc.applied, args.json)
+        _show_applied(display, None, exc.applied, args.json)
         print(f"cargohold migrate: {exc}", file=sys.stderr)
         return 1
     except (MetadataError, OSError) as exc:
         print(f"cargohold migrate: {exc}", file=sys.stderr)
         return 1
-    _show_applied(url, done.version, done.applied, args.json)
+    _show_applied(display, done.version, done.applied, args.json)
     return 0
 
 
 def _show_applied(url: str, version: int | None, applied: list[Migration], as_json: bool) -> None:
-    """What a run applied; ``version`` None: it failed after those."""
+    """What a run applied; ``version`` None: it failed after those. ``url`` as shown (no password)."""
     if as_json:
         document: dict[str, Any] = {"database": url, "applied": [{"version": m.version, "name": m.name}
                                                                  for m in applied]}

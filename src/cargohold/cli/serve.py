@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..auth.controller import TokenAccessController
 from ..config import ConfigError, ServerConfig, load_config
+from ..metadata.factory import shown
 from ..metadata.store import MetadataError
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML configuration file (CARGOHOLD_CONFIG)")
     parser.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:5000)")
     parser.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="where blobs and metadata live")
+    parser.add_argument("--database-url", dest="database_url", metavar="URL",
+                        help="metadata database: postgresql://USER@HOST:PORT/DB (default: SQLite in the data dir)")
     parser.add_argument("--tls-cert", dest="tls_cert", metavar="FILE", help="serve HTTPS with this certificate")
     parser.add_argument("--tls-key", dest="tls_key", metavar="FILE", help="private key for --tls-cert")
     deletes = parser.add_mutually_exclusive_group()
@@ -55,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from ..api.server import CONFIG_ENV, SERVER_PID_ENV, create_app
 
     overrides = {k: getattr(args, k, None) for k in (
-        "config", "listen", "data_dir", "tls_cert", "tls_key", "delete_enabled", "read_only", "log_level", "workers",
-        "auth", "auth_htpasswd",
+        "config", "listen", "data_dir", "database_url", "tls_cert", "tls_key", "delete_enabled", "read_only",
+        "log_level", "workers", "auth", "auth_htpasswd",
     )}
     try:
         config = load_config(None, overrides, dict(os.environ))
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     scheme = "https" if config.server.tls.cert else "http"
     print(f"cargohold: listening on {scheme}://{config.server.listen}", flush=True)
     print(f"cargohold: data in {os.path.abspath(config.data_dir)} (blobs: {config.storage.driver}, "
-          f"metadata: {config.metadata_url})", flush=True)
+          f"metadata: {shown(config.metadata_url)})", flush=True)
     tls: dict[str, Any] = {}
     if config.server.tls.cert and config.server.tls.key:
         from pathlib import Path

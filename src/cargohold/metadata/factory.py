@@ -1,4 +1,8 @@
-"""Metadata databases by the scheme of their URL (``database.url``): ``sqlite:///path/to/file.db``.
+"""Metadata databases by the scheme of their URL (``database.url``): ``sqlite:///path/to/file.db``,
+``postgresql://USER[:PASSWORD]@HOST:PORT/DB`` (or ``postgres://``; any libpq URL parameter).
+
+A PostgreSQL store imports psycopg only when such a URL is opened: client commands and
+SQLite registries never load it.
 
 A new database is a new entry in :data:`DATABASES`: how to open its store, and how to
 migrate it (its migrations live in ``migrations/<dialect>/``).
@@ -56,9 +60,37 @@ def _sqlite_access_store(url: str) -> AccessStore:
     return SqliteAccessStore(url.removeprefix("sqlite://"))
 
 
+def _postgres_store(url: str) -> MetadataStore:
+    from .postgres import PostgresMetadataStore
+
+    return PostgresMetadataStore(url)
+
+
+def _postgres_schema(url: str, create: bool) -> SchemaTarget:
+    from .postgres_schema import PostgresSchema
+
+    return PostgresSchema(url, create)
+
+
+def _postgres_login_failures(url: str) -> LoginFailureStore:
+    from .postgres_logins import PostgresLoginFailures
+
+    return PostgresLoginFailures(url)
+
+
+def _postgres_access_store(url: str) -> AccessStore:
+    from .postgres_access import PostgresAccessStore
+
+    return PostgresAccessStore(url)
+
+
+_POSTGRES = Database("postgres", _postgres_store, _postgres_schema, _postgres_login_failures, _postgres_access_store)
+
 #: URL scheme -> database
 DATABASES: dict[str, Database] = {
     "sqlite": Database("sqlite", _sqlite_store, _sqlite_schema, _sqlite_login_failures, _sqlite_access_store),
+    "postgresql": _POSTGRES,
+    "postgres": _POSTGRES,
 }
 
 
@@ -68,6 +100,15 @@ def database_for(url: str) -> Database:
     if database is None:
         raise MetadataError(f"unsupported metadata database URL {url!r}")
     return database
+
+
+def shown(url: str) -> str:
+    """The URL as printed (logs, ``migrate`` output): without a password."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.partition(':')[0]}:***@{location}"
 
 
 def open_metadata_store(url: str) -> MetadataStore:

@@ -1,0 +1,183 @@
+"""A PostgreSQL database as the PostgreSQL stores use it (metadata, access model, login counters).
+
+Each store has a pool of psycopg's async connections, opened on first use (inside the
+event loop of the worker or the CLI command that uses it) and closed with the store.
+Connections are in autocommit: a lone statement is its own transaction, a method that
+writes several rows opens one (:meth:`PostgresDatabase.atomic`), and a unit of work holds
+one connection and one transaction for its whole block (:meth:`PostgresDatabase.unit_of_work`).
+The SQL is written as for SQLite, with ``?`` placeholders (:func:`sql`).
+
+Every failure surfaces as :class:`MetadataError`, except a full disk, which is
+:class:`~cargohold.errcodes.InsufficientStorage` (507), as with SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from functools import cache
+from typing import Any, Final
+
+import psycopg
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg_pool import AsyncConnectionPool
+
+from ..errcodes import InsufficientStorage
+from .store import MetadataError
+
+#: how long a request waits for a free connection before it fails (the database is down or saturated)
+POOL_TIMEOUT: Final = 10.0
+#: seconds to connect; a readiness check fails after this rather than hang
+CONNECT_TIMEOUT: Final = 5
+
+log: Final = logging.getLogger("cargohold.metadata")
+
+
+@cache
+def sql(text: str) -> str:
+    """SQLite's ``?`` placeholders as psycopg's ``%s`` (no literal in our SQL holds ``?`` or ``%``)."""
+    return text.replace("%", "%%").replace("?", "%s")
+
+
+def failure(what: str, exc: psycopg.Error) -> Exception:
+    if isinstance(exc, psycopg.errors.DiskFull):
+        log.warning("registry out of space: %s database: %s", what, exc)
+        return InsufficientStorage(f"registry out of space ({what} database: {exc})")
+    return MetadataError(f"{what}: {str(exc).strip() or type(exc).__name__}")
+
+
+@contextmanager
+def reported(what: str) -> Iterator[None]:
+    """psycopg's errors as the stores' (:func:`failure`)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise failure(what, exc) from exc
+
+
+def connect(url: str, what: str) -> psycopg.Connection[Any]:
+    """A plain (blocking) connection in autocommit, for schema checks and migrations."""
+    with reported(what):
+        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+
+
+async def _close_with_loop(pool: AsyncConnectionPool) -> None:
+    """Close ``pool`` when this task is cancelled, as ``asyncio.run`` does to every task when it ends.
+
+    The pool's maintenance tasks survive a cancellation (they are written to keep the pool alive), so
+    an event loop ending with the pool open would wait for them forever.
+    """
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        await pool.close(timeout=1)
+        raise
+
+
+class PostgresDatabase:
+    def __init__(self, url: str, *, what: str, max_size: int):
+        self.url = url
+        self._what = what
+        self._max_size = max_size
+        self._pool: AsyncConnectionPool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: asyncio.Task[None] | None = None
+        #: the task whose unit of work is open and its connection (a task it starts inherits the
+        #: variable, but not the connection: its statements are not part of the unit of work)
+        self._current: ContextVar[tuple[asyncio.Task[Any] | None, AsyncConnection[Any]] | None] = ContextVar(
+            f"{what}-unit-of-work", default=None)
+
+    def _own(self) -> AsyncConnection[Any] | None:
+        current = self._current.get()
+        return current[1] if current is not None and current[0] is asyncio.current_task() else None
+
+    async def _opened(self) -> AsyncConnectionPool:
+        loop = asyncio.get_running_loop()
+        if self._pool is not None and self._loop is not loop:
+            self._abandon()  # opened by an event loop that has ended (an earlier asyncio.run)
+        if self._pool is None:
+            self._loop = loop
+            self._pool = AsyncConnectionPool(
+                self.url, min_size=1, max_size=self._max_size, open=False, timeout=POOL_TIMEOUT, name=self._what,
+                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            )
+            await self._pool.open()
+            self._closer = asyncio.create_task(_close_with_loop(self._pool), name=f"{self._what} pool closer")
+        return self._pool
+
+    @property
+    def in_unit_of_work(self) -> bool:
+        return self._own() is not None
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """The open unit of work's connection, or one from the pool (each statement commits on its own)."""
+        current = self._own()
+        if current is not None:
+            with reported(self._what):
+                yield current
+            return
+        pool = await self._opened()
+        with reported(self._what):
+            async with pool.connection() as connection:
+                yield connection
+
+    @asynccontextmanager
+    async def atomic(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A transaction for a method that writes several rows; inside a unit of work, part of it."""
+        if self._own() is not None:
+            async with self.connection() as connection:
+                yield connection
+            return
+        async with self.connection() as connection, connection.transaction():
+            token = self._current.set((asyncio.current_task(), connection))  # what it calls joins it
+            try:
+                yield connection
+            finally:
+                self._current.reset(token)
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[None]:
+        """One connection and one transaction for the block; nesting is refused."""
+        if self._own() is not None:
+            raise MetadataError(f"{self._what}: transactions do not nest")
+        async with self.connection() as connection, connection.transaction():
+            token = self._current.set((asyncio.current_task(), connection))
+            try:
+                yield
+            finally:
+                self._current.reset(token)
+
+    async def execute(self, text: str, args: Sequence[Any] = ()) -> AsyncCursor[Any]:
+        """Run one statement; its rows are read from the returned cursor (fetched already)."""
+        async with self.connection() as connection:
+            return await connection.execute(sql(text), args)
+
+    async def fetchone(self, text: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        async with self.connection() as connection:
+            cursor = await connection.execute(sql(text), args)
+            return await cursor.fetchone()
+
+    async def fetchall(self, text: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self.connection() as connection:
+            cursor = await connection.execute(sql(text), args)
+            return await cursor.fetchall()
+
+    async def close(self) -> None:
+        if self._pool is not None and self._loop is not asyncio.get_running_loop():
+            self._abandon()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+            if self._closer is not None:
+                self._closer.cancel()
+
+    def _abandon(self) -> None:
+        """Drop a pool whose event loop is gone: its tasks cannot run, its connections are closed here."""
+        assert self._pool is not None
+        for connection in list(getattr(self._pool, "_pool", ())):
+            connection.pgconn.finish()
+        self._pool = None

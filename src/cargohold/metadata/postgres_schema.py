@@ -1,0 +1,80 @@
+"""Migrating a PostgreSQL database (see :mod:`.schema`).
+
+The database itself must exist (``createdb``); its tables are made here. Another
+process (a replica started at the same moment) is kept out by a session advisory lock
+held from the first read of the applied versions to the last migration; each
+migration runs in a transaction of its own (PostgreSQL's DDL is transactional).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+import psycopg
+
+from .migrations import Migration, split_statements
+from .postgres_db import connect, reported
+from .schema import AppliedMigration
+
+#: the advisory lock key of cargohold's migrations (any constant; the bytes of "cargohold")
+MIGRATION_LOCK: Final = 0x636172676F686F6C
+
+_CREATE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations "
+    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+)
+
+
+def applied_rows(db: psycopg.Connection[Any]) -> list[tuple[int, str, int]]:
+    row = db.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
+        return []
+    return [(int(v), n, int(at)) for v, n, at in db.execute("SELECT version, name, applied_at FROM schema_migrations")]
+
+
+def applied_versions(url: str) -> set[int]:
+    with connect(url, "metadata") as db, reported("metadata"):
+        return {version for version, _, _ in applied_rows(db)}
+
+
+class PostgresSchema:
+    dialect = "postgres"
+
+    def __init__(self, url: str, create: bool):
+        # ``create`` does not apply: the URL names a database that exists (or connecting fails)
+        self.url = url
+        self._db = connect(url, "metadata")
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        # a session lock (not a transaction's): it spans every migration's own transaction, and
+        # the server drops it if this process dies
+        with reported("metadata"):
+            self._db.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            yield
+        finally:
+            with reported("metadata"):
+                self._db.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+    def applied(self) -> dict[int, AppliedMigration]:
+        with reported("metadata"):
+            return {v: AppliedMigration(v, n, at) for v, n, at in applied_rows(self._db)}
+
+    def apply(self, migration: Migration) -> bool:
+        with reported("metadata"), self._db.transaction():
+            self._db.execute(_CREATE_TABLE)
+            if self._db.execute("SELECT 1 FROM schema_migrations WHERE version = %s",
+                                (migration.version,)).fetchone():
+                return False
+            for statement in split_statements(migration.sql):
+                self._db.execute(statement)  # no parameters: no placeholders either
+            self._db.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
+                             (migration.version, migration.name, int(time.time())))
+        return True
+
+    def close(self) -> None:
+        self._db.close()
