@@ -1,12 +1,61 @@
+"""The API suite runs against a server on each metadata backend (:data:`~tests.support.postgres.BACKENDS`):
+a test that uses a server fixture (or ``database``) runs once per backend, on 2 workers and the
+filesystem blob store."""
+
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.servers import CargoholdServer
+from tests.support.postgres import BACKENDS, PostgresCluster
+from tests.support.servers import CargoholdServer, cargohold
+
+WORKERS = ("--workers", "2")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", BACKENDS, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> str:
+    """The metadata backend of the servers this test talks to (parametrized above)."""
+    return str(request.param)
+
+
+def _new_database(backend: str, request: pytest.FixtureRequest) -> str | None:
+    if backend == "sqlite":
+        return None  # the data directory's metadata.db
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.fresh_database()  # serve migrates it
+
+
+@pytest.fixture()
+def database(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """``--database-url`` for a server of the test's own: a new database, or None for SQLite in its data directory."""
+    return _new_database(backend, request)
+
+
+@pytest.fixture(scope="session")
+def registry(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CargoholdServer]:
+    """One server per backend for tests that use their own repository names."""
+    with cargohold(tmp_path_factory.mktemp(f"registry-{backend}"), *WORKERS,
+                   database_url=_new_database(backend, request)) as server:
+        yield server
+
+
+@pytest.fixture()
+def fresh_registry(tmp_path: Path, database: str | None) -> Iterator[CargoholdServer]:
+    """A server of the test's own, for checks on everything in storage."""
+    with cargohold(tmp_path, *WORKERS, database_url=database) as server:
+        yield server
 
 
 @pytest.fixture()

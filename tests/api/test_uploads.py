@@ -252,9 +252,9 @@ def test_concurrent_uploads_of_one_blob(client: httpx.Client, repo: str, registr
         assert client.get(f"/v2/{repo}/r{n}/blobs/{sha256(data)}").content == data
 
 
-def test_upload_resumes_after_restart(tmp_path: Path) -> None:
+def test_upload_resumes_after_restart(tmp_path: Path, database: str | None) -> None:
     data = os.urandom(3_000_000)
-    with cargohold(tmp_path) as server:
+    with cargohold(tmp_path, database_url=database) as server:
         with httpx.Client(base_url=server.url) as client:
             location = start(client, "resume/me")
             assert patch(client, location, data[:1_000_000], 0).status_code == 202
@@ -268,8 +268,8 @@ def test_upload_resumes_after_restart(tmp_path: Path) -> None:
         server.assert_storage_consistent()
 
 
-def test_abandoned_uploads_are_purged(tmp_path: Path) -> None:
-    with cargohold(tmp_path, env={"CARGOHOLD_UPLOAD_MAX_AGE_SECONDS": "1"}) as server:
+def test_abandoned_uploads_are_purged(tmp_path: Path, database: str | None) -> None:
+    with cargohold(tmp_path, env={"CARGOHOLD_UPLOAD_MAX_AGE_SECONDS": "1"}, database_url=database) as server:
         with httpx.Client(base_url=server.url) as client:
             location = start(client, "purge/me")
             patch(client, location, b"abandoned", 0)

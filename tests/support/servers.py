@@ -61,6 +61,8 @@ class CargoholdServer:
     log_path: Path | None = None
     #: the command to run instead of this checkout's sources (e.g. an installed ``cargohold`` script)
     command: list[str] | None = None
+    #: ``--database-url``: None for SQLite in the data directory
+    database_url: str | None = None
 
     @property
     def url(self) -> str:
@@ -76,7 +78,8 @@ class CargoholdServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
         self.process = subprocess.Popen(
             [*(self.command or [sys.executable, "-m", "cargohold.cli.main"]), "serve", "--listen", self.host,
-             "--data-dir", str(self.data_dir), *self.args],
+             "--data-dir", str(self.data_dir),
+             *(["--database-url", self.database_url] if self.database_url else []), *self.args],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
         log.close()
@@ -100,8 +103,13 @@ class CargoholdServer:
         return set(os.listdir(folder)) if folder.exists() else set()
 
     def upload_rows(self) -> set[str]:
+        # a completed session's row outlives its bytes (it answers a retried final PUT)
+        if self.database_url is not None:
+            import psycopg
+
+            with psycopg.connect(self.database_url) as pg:
+                return {row[0] for row in pg.execute("SELECT id FROM uploads WHERE NOT completed")}
         with contextlib.closing(sqlite3.connect(self.data_dir / "metadata.db")) as db:
-            # a completed session's row outlives its bytes (it answers a retried final PUT)
             return {row[0] for row in db.execute("SELECT id FROM uploads WHERE completed = 0")}
 
     def blob_files(self) -> dict[str, Path]:
@@ -124,8 +132,11 @@ class CargoholdServer:
 
 
 @contextlib.contextmanager
-def cargohold(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[CargoholdServer]:
-    server = CargoholdServer(tmp / "data", free_port(), list(args), env or {}).start()
+def cargohold(
+    tmp: Path, *args: str, env: dict[str, str] | None = None, database_url: str | None = None
+) -> Iterator[CargoholdServer]:
+    """A server on a free port; its metadata in ``database_url`` (None: SQLite in its data directory)."""
+    server = CargoholdServer(tmp / "data", free_port(), list(args), env or {}, database_url=database_url).start()
     try:
         yield server
     finally:
