@@ -8,25 +8,43 @@ import json
 import os
 import sqlite3
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from cargohold.cli.main import main
+from tests.support.postgres import BACKENDS, database_url
 
 FAST = {"CARGOHOLD_PASSWORD_COST": "4"}
 
 
-def admin(data: Path, *args: str, stdin: str = "") -> tuple[int, str, str]:
+def admin(data: Path | Registry, *args: str, stdin: str = "", command: str = "admin") -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     saved = sys.stdin
     sys.stdin = io.StringIO(stdin)
+    where = data.args if isinstance(data, Registry) else ["--data-dir", str(data)]
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(["admin", "--data-dir", str(data), *args])
+            code = main([command, *where, *args])
     finally:
         sys.stdin = saved
     return code, out.getvalue(), err.getvalue()
+
+
+@dataclass(frozen=True)
+class Registry:
+    """A new registry: a data directory, and for PostgreSQL an empty database (``--database-url``)."""
+
+    args: list[str]
+
+
+@pytest.fixture(params=BACKENDS)
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Registry:
+    args = ["--data-dir", str(tmp_path / "data")]
+    if request.param == "postgres":
+        args += ["--database-url", database_url(request, tmp_path, migrated=False)]
+    return Registry(args)
 
 
 @pytest.fixture(autouse=True)
@@ -35,8 +53,8 @@ def fast_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
-def test_lists_of_nothing(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def test_lists_of_nothing(registry: Registry) -> None:
+    data = registry
     assert admin(data, "user", "add", "alice", "--password-stdin", stdin="alice-password\n")[0] == 0
     assert admin(data, "user", "delete", "alice")[0] == 0
     assert admin(data, "user", "list") == (0, "NAME  SUPERUSER  DISABLED\n", "")
@@ -45,8 +63,8 @@ def test_lists_of_nothing(tmp_path: Path) -> None:
     assert admin(data, "org", "list", "--json")[:2] == (0, "[]\n")
 
 
-def test_changes_answer_json(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def test_changes_answer_json(registry: Registry) -> None:
+    data = registry
     code, out, err = admin(data, "user", "add", "root", "--superuser", "--password-stdin", "--json",
                            stdin="root-password\n")
     assert code == 0, err
@@ -66,6 +84,12 @@ def test_changes_answer_json(tmp_path: Path) -> None:
     # without --json: the sentences as before
     code, out, _ = admin(data, "user", "add", "bob", "--password-stdin", stdin="bob-password\n")
     assert (code, out) == (0, "user bob created\n")
+    # the changes' audit entries, read by cargohold audit from the same database
+    code, out, err = admin(data, "--action", "admin", "--json", command="audit")
+    assert code == 0, err
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert len(entries) >= 7 and all(entry["action"].startswith("admin") for entry in entries)
+    assert admin(data, "list", command="webhooks")[0] == 0
 
 
 def test_a_directory_without_a_registry_is_refused(tmp_path: Path) -> None:

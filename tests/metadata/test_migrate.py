@@ -197,3 +197,20 @@ def test_a_failing_migration_is_rolled_back_and_the_ones_before_it_stay(database
         "SELECT table_name FROM information_schema.tables")}
     as_json = database.run("--json")
     assert as_json.returncode == 1 and json.loads(as_json.stdout) == {"database": database.url, "applied": []}
+
+
+def test_a_sqlite_registry_never_imports_the_postgresql_driver(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from cargohold.config import load_config\n"
+        "from cargohold.api.server import create_app\n"
+        "from cargohold.metadata import migrate\n"
+        f"config = load_config(None, {{'data_dir': {str(tmp_path)!r}, 'auth': 'token'}}, {{}})\n"
+        "migrate(config.metadata_url)\n"
+        "create_app(config)\n"
+        "print(sorted(m for m in ('psycopg', 'psycopg_pool') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -32,6 +32,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--config", metavar="FILE", help="YAML configuration file (CARGOHOLD_CONFIG)")
     parser.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="the server's data directory")
+    parser.add_argument("--database-url", dest="database_url", metavar="URL",
+                        help="metadata database: postgresql://USER@HOST:PORT/DB (default: SQLite in the data dir)")
     parser.add_argument("--repository", metavar="PATTERN", help="a repository, or a glob (team/* is a namespace)")
     parser.add_argument("--actor", metavar="NAME", help="a user or robot (OWNER+NAME)")
     parser.add_argument("--action", metavar="ACTION", help="manifest.push, login, ...; or a noun: manifest")
@@ -81,7 +83,8 @@ async def _read(url: str, where: EventFilter, limit: int, before: int | None) ->
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(None, {"config": args.config, "data_dir": args.data_dir}, dict(os.environ))
+        config = load_config(None, {"config": args.config, "data_dir": args.data_dir,
+                                    "database_url": args.database_url}, dict(os.environ))
         where = _filter(args)
         if args.limit < 1:
             raise BadFilter("--limit must be at least 1")

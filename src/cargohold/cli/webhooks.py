@@ -110,6 +110,8 @@ def register(subparsers: Any) -> None:
     )
     webhooks.add_argument("--config", metavar="FILE", help="YAML configuration file (CARGOHOLD_CONFIG)")
     webhooks.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="the server's data directory")
+    webhooks.add_argument("--database-url", dest="database_url", metavar="URL",
+                          help="metadata database: postgresql://USER@HOST:PORT/DB (default: SQLite in the data dir)")
     webhooks.set_defaults(func=run)
     verbs = webhooks.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -151,7 +153,8 @@ async def _run(config: ServerConfig, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(None, {"config": args.config, "data_dir": args.data_dir}, dict(os.environ))
+        config = load_config(None, {"config": args.config, "data_dir": args.data_dir,
+                                    "database_url": args.database_url}, dict(os.environ))
         if config.metadata_url.startswith("sqlite://") and not os.path.exists(config.metadata_url[9:]):
             raise ConfigError(f"{config.data_dir} holds no registry: check --data-dir")
     except ConfigError as exc:
