@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.postgres import start_cluster
 from tests.support.servers import cargohold
 
 
@@ -84,3 +86,27 @@ def test_readyz_answers_503_while_draining_and_requests_in_flight_finish(tmp_pat
         assert result.get("status") == 202
         assert server.process.wait(30) == 0
     assert "draining" in server.log()
+
+
+def test_readyz_fails_fast_while_postgresql_is_down_and_recovers(tmp_path: Path) -> None:
+    """A database that goes away fails readiness within seconds (requests get 500, not a hang), and the
+    connection pool reconnects once it is back."""
+    cluster = start_cluster(Path(tempfile.mkdtemp(prefix="cargohold-pg-")))
+    try:
+        with cargohold(tmp_path, "--workers", "1", database_url=cluster.fresh_database()) as server:
+            assert _readyz(server.url) == (200, {})
+            cluster.halt()
+            for _ in range(3):  # a connection that broke, then none to be had
+                started = time.monotonic()
+                status, failed = _readyz(server.url)
+                assert status == 503 and list(failed) == ["database"], failed
+                assert time.monotonic() - started < 5
+            assert httpx.get(f"{server.url}/v2/_catalog", timeout=30).status_code == 500
+            cluster.start()
+            deadline = time.monotonic() + 30
+            while _readyz(server.url)[0] != 200:
+                assert time.monotonic() < deadline, "the pool did not reconnect"
+                time.sleep(0.2)
+            assert httpx.get(f"{server.url}/v2/_catalog").json() == {"repositories": []}
+    finally:
+        cluster.stop()

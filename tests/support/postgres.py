@@ -66,7 +66,20 @@ class PostgresCluster:
         self.execute(f"CREATE DATABASE {name} TEMPLATE {self._migrated}")
         return self.url(name)
 
-    def stop(self) -> None:
+    def start(self) -> None:
+        """Start the server (again, after :meth:`halt`) on the same port and data."""
+        run_as = ["runuser", "-u", SERVER_USER, "--"] if os.geteuid() == 0 else []
+        data, log = self.root / "data", self.root / "server.log"
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
+                   " -c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
+        started = subprocess.run([*run_as, str(BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "30",
+                                  "-o", options, "start"], capture_output=True, text=True)
+        if started.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not start: {started.stderr}\n{log.read_text(errors='replace')[-2000:]}")
+        self.pid = int((data / "postmaster.pid").read_text().split()[0])
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data (a database that goes down)."""
         with _suppress_gone():
             os.kill(self.pid, signal.SIGINT)  # fast shutdown: disconnect every client, then exit
         deadline = time.monotonic() + 30
@@ -75,6 +88,9 @@ class PostgresCluster:
         if _alive(self.pid):
             with _suppress_gone():
                 os.kill(self.pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -107,18 +123,11 @@ def start_cluster(root: Path) -> PostgresCluster:
     root.mkdir(parents=True, exist_ok=True)
     if as_root:
         shutil.chown(root, SERVER_USER, SERVER_USER)
-    data, log = root / "data", root / "server.log"
-    subprocess.run([*run_as, str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                    "--locale=C.UTF-8", "--no-sync"], check=True, capture_output=True)
-    port = free_port()
-    options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off"
-               " -c full_page_writes=off -c max_connections=300")
-    started = subprocess.run([*run_as, str(BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "30",
-                              "-o", options, "start"], capture_output=True, text=True)
-    if started.returncode != 0:
-        raise RuntimeError(f"PostgreSQL did not start: {started.stderr}\n{log.read_text(errors='replace')[-2000:]}")
-    pid = int((data / "postmaster.pid").read_text().split()[0])
-    return PostgresCluster(root, port, pid)
+    subprocess.run([*run_as, str(BIN / "initdb"), "-D", str(root / "data"), "-U", "postgres", "-A", "trust",
+                    "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"], check=True, capture_output=True)
+    cluster = PostgresCluster(root, free_port(), 0)
+    cluster.start()
+    return cluster
 
 
 def database_url(request: pytest.FixtureRequest, tmp_path: Path, *, migrated: bool = True) -> str:

@@ -11,6 +11,7 @@ checked are share-locked until it commits (a concurrent unlink or delete waits f
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from .postgres_events import delete_events, insert_event, insert_events, select_
 from .postgres_schema import applied_versions
 from .store import (
     ManifestRecord,
+    MetadataError,
     MetadataQueries,
     NewManifest,
     ReferrerRecord,
@@ -35,6 +37,8 @@ from .store import (
 
 #: connections per worker process; a request holds one for one statement (or one unit of work)
 POOL_SIZE: Final = 10
+#: seconds a readiness check waits for the database: a database that is down fails it, never hangs it
+CHECK_TIMEOUT: Final = 2.0
 
 
 def _now() -> int:
@@ -51,7 +55,11 @@ class PostgresMetadataStore:
         await self._db.close()
 
     async def check(self) -> None:
-        await self._db.fetchall("SELECT version FROM schema_migrations LIMIT 1")
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                await self._db.fetchall("SELECT version FROM schema_migrations LIMIT 1")
+        except TimeoutError:
+            raise MetadataError(f"metadata: the database did not answer within {CHECK_TIMEOUT:g} s") from None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MetadataQueries]:
