@@ -214,3 +214,12 @@ def test_a_sqlite_registry_never_imports_the_postgresql_driver(tmp_path: Path) -
                           env={**os.environ, "PYTHONPATH": str(SRC)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_printed_urls_hide_the_password(postgres: PostgresCluster, tmp_path: Path) -> None:
+    url = postgres.fresh_database().replace("postgres@", "postgres:s3cret@")
+    database = Database("postgres", url, tmp_path / "data", postgres)
+    for args in ((), ("--status",), ("--json",)):
+        done = database.run(*args)
+        assert done.returncode == 0, done.stderr
+        assert "s3cret" not in done.stdout + done.stderr and "postgres:***@127.0.0.1" in done.stdout
