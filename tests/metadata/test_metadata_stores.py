@@ -276,3 +276,30 @@ def test_generated_manifests_are_kept_once_per_tag_and_source(meta: MetadataStor
         await other.close()
 
     run(scenario())
+
+
+def test_two_writers_racing_on_one_upload_and_on_tags(url: str) -> None:
+    """Two processes (stores) at once: one PATCH's size update wins and the other conflicts; two pushes
+    moving the same 100 tags, listed in opposite orders, both succeed (no deadlock: tags are written in
+    name order) and every tag ends on one push's manifest."""
+
+    async def scenario() -> None:
+        one, two = open_metadata_store(url), open_metadata_store(url)
+        try:
+            for n in range(10):
+                await one.create_upload(f"u{n}", "r", "sha256")
+                results = await asyncio.gather(one.update_upload(f"u{n}", 0, 10, b"one"),
+                                               two.update_upload(f"u{n}", 0, 20, b"two"), return_exceptions=True)
+                assert sorted(type(r).__name__ for r in results) == ["NoneType", "UploadConflict"], results
+            repo = await one.ensure_repository("r")
+            tags = [f"t{i:03d}" for i in range(100)]
+            for n in range(5):
+                await asyncio.gather(one.put_manifest(repo, manifest(f"sha256:a{n}"), tags),
+                                     two.put_manifest(repo, manifest(f"sha256:b{n}"), tags[::-1]))
+                found = {(await one.tagged_manifest("r", tag)).digest for tag in tags}  # type: ignore[union-attr]
+                assert len(found) == 1, found
+        finally:
+            await one.close()
+            await two.close()
+
+    run(scenario())
