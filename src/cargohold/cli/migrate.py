@@ -32,6 +32,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="the server's data directory")
     parser.add_argument("--database-url", dest="database_url", metavar="URL",
                         help="metadata database: postgresql://USER@HOST:PORT/DB (default: SQLite in the data dir)")
+    parser.add_argument("--from-sqlite", dest="from_sqlite", metavar="DIR",
+                        help="copy the metadata of the registry in DIR (its metadata.db) into --database-url's "
+                             "PostgreSQL database, then check the copy; safe to run again")
     parser.add_argument("--status", action="store_true", help="list applied and pending migrations; change nothing")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run)
@@ -66,7 +69,15 @@ def run(args: argparse.Namespace) -> int:
         if args.status:
             return _show_status(url, display, args.json)
         os.makedirs(config.data_dir, exist_ok=True)
+        if args.from_sqlite is not None and url.startswith("sqlite://"):
+            print("cargohold migrate: --from-sqlite copies into PostgreSQL: give --database-url (or database.url)",
+                  file=sys.stderr)
+            return 2
         done = migrate(url)
+        if args.from_sqlite is not None:
+            from ..metadata.copy import copy_from_sqlite
+
+            copied = copy_from_sqlite(args.from_sqlite, url)
     except MigrationFailed as exc:
         _show_applied(display, None, exc.applied, args.json)
         print(f"cargohold migrate: {exc}", file=sys.stderr)
@@ -74,17 +85,25 @@ def run(args: argparse.Namespace) -> int:
     except (MetadataError, OSError) as exc:
         print(f"cargohold migrate: {exc}", file=sys.stderr)
         return 1
-    _show_applied(display, done.version, done.applied, args.json)
+    _show_applied(display, done.version, done.applied, args.json,
+                  copied.rows if args.from_sqlite is not None else None)
+    if args.from_sqlite is not None and not args.json:
+        print(f"copied {sum(copied.rows.values())} rows from {args.from_sqlite} into {display} and checked "
+              f"them ({', '.join(f'{table}: {n}' for table, n in copied.rows.items() if n)})")
     return 0
 
 
-def _show_applied(url: str, version: int | None, applied: list[Migration], as_json: bool) -> None:
+def _show_applied(
+    url: str, version: int | None, applied: list[Migration], as_json: bool, copied: dict[str, int] | None = None,
+) -> None:
     """What a run applied; ``version`` None: it failed after those. ``url`` as shown (no password)."""
     if as_json:
         document: dict[str, Any] = {"database": url, "applied": [{"version": m.version, "name": m.name}
                                                                  for m in applied]}
         if version is not None:
             document["version"] = version
+        if copied is not None:
+            document["copied"] = copied
         print(json.dumps(document, indent=2))
         return
     for migration in applied:
