@@ -199,7 +199,7 @@ def test_a_failing_migration_is_rolled_back_and_the_ones_before_it_stay(database
     assert as_json.returncode == 1 and json.loads(as_json.stdout) == {"database": database.url, "applied": []}
 
 
-def test_a_sqlite_registry_never_imports_the_postgresql_driver(tmp_path: Path) -> None:
+def test_a_sqlite_filesystem_registry_never_imports_the_postgresql_or_s3_driver(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from cargohold.config import load_config\n"
@@ -208,7 +208,7 @@ def test_a_sqlite_registry_never_imports_the_postgresql_driver(tmp_path: Path) -
         f"config = load_config(None, {{'data_dir': {str(tmp_path)!r}, 'auth': 'token'}}, {{}})\n"
         "migrate(config.metadata_url)\n"
         "create_app(config)\n"
-        "print(sorted(m for m in ('psycopg', 'psycopg_pool') if m in sys.modules))\n"
+        "print(sorted(m for m in ('psycopg', 'psycopg_pool', 'boto3', 'botocore') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(SRC)})

@@ -172,7 +172,8 @@ def test_client_commands_do_not_import_the_server_configuration() -> None:
         "import sys\n"
         "from cargohold.cli.main import main\n"
         "try:\n    main(['tags', '--help'])\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('cargohold.config', 'msgspec', 'yaml', 'psycopg') if m in sys.modules))\n"
+        "print(sorted(m for m in ('cargohold.config', 'msgspec', 'yaml', 'psycopg', 'boto3', 'botocore')\n"
+        "             if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONPATH": str(SRC)})
