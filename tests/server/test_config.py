@@ -116,7 +116,14 @@ def test_every_source_reaches_a_deeper_key(tmp_path: Path) -> None:
         ("server: [listen]\n", {}, {}, "server: cannot use ['listen'] (must be a mapping; from config file {file})"),
         ("auth: {mode: token, tokn_lifetime: 60}\n", {}, {},
          "config file {file}: unknown setting 'auth.tokn_lifetime'"),
-        ("storage: {driver: s3, s3: {bucket: b}}\n", {}, {}, "config file {file}: unknown setting 'storage.s3'"),
+        ("storage: {driver: gcs, gcs: {bucket: b}}\n", {}, {}, "config file {file}: unknown setting 'storage.gcs'"),
+        ("storage: {driver: s3, s3: {bucket: b, part_size: 1048576}}\n", {}, {},
+         "storage.s3.part_size: 1048576 is below S3's minimum of 5242880"),
+        ("storage: {driver: s3, s3: {bucket: b, endpoint: 'localhost:9000'}}\n", {}, {},
+         "storage.s3.endpoint: cannot use 'localhost:9000' (must be an http or https URL)"),
+        ("storage: {driver: s3}\n", {}, {}, "storage.s3.bucket: empty, but storage.driver is s3 (name the bucket)"),
+        ("storage: {s3: {bucket: b, redirect_expiry_seconds: 0}}\n", {}, {},
+         "storage.s3.redirect_expiry_seconds: 0 is not between 1 and 604800 (SigV4's longest)"),
         ("lsiten: 1.2.3.4:5\n", {}, {}, "config file {file}: unknown setting 'lsiten'"),
         ("tls: /c\n", {}, {}, "server.tls: cannot use '/c' (must be a mapping; from config file {file})"),
         ("listen: 127.0.0.1:1\nserver: {listen: 127.0.0.1:2}\n", {}, {},
@@ -146,16 +153,16 @@ def test_blobs_go_where_the_storage_section_says(tmp_path: Path) -> None:
 
 
 def test_an_unknown_storage_driver_is_one_line(tmp_path: Path) -> None:
-    with pytest.raises(StorageError, match="unknown blob storage driver 's3'"):
-        open_blob_store("s3", {})
-    config = _file(tmp_path, "storage: {driver: s3}\n")
+    with pytest.raises(StorageError, match="unknown blob storage driver 'gcs'"):
+        open_blob_store("gcs", {})
+    config = _file(tmp_path, "storage: {driver: gcs}\n")
     result = subprocess.run(
         [sys.executable, "-m", "cargohold.cli.main", "serve", "--config", config, "--data-dir", str(tmp_path / "d")],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=30,
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        "cargohold: cannot open storage: unknown blob storage driver 's3' (storage.driver: filesystem, memory)"]
+        "cargohold: cannot open storage: unknown blob storage driver 'gcs' (storage.driver: filesystem, memory)"]
 
 
 def test_the_memory_driver_needs_one_worker(tmp_path: Path) -> None:

@@ -87,12 +87,52 @@ class FilesystemStorage(DriverOptions, frozen=True):
         return {"root": self.root or data_dir}
 
 
+#: S3's smallest part but the last, and its most parts in one multipart upload
+S3_MIN_PART_SIZE = 5 * 1024 * 1024
+S3_MAX_PARTS = 10_000
+
+
+class S3Storage(DriverOptions, frozen=True):
+    """An S3-compatible bucket (path-style addressing, SigV4). Empty credentials: boto3's usual
+    sources (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``~/.aws``, instance roles)."""
+
+    #: empty: AWS's endpoint for ``region``
+    endpoint: str = ""
+    region: str = "us-east-1"
+    bucket: str = ""
+    #: keys start with it (``registry/`` puts blobs under ``registry/blobs/...``)
+    prefix: str = ""
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    #: bytes per multipart part: a blob may be at most 10,000 parts
+    part_size: int = 16 * 1024 * 1024
+    #: blob GETs answer 307 to a presigned URL (else the registry streams the bytes)
+    redirect: bool = True
+    redirect_expiry_seconds: int = 20 * 60
+
+    def __post_init__(self) -> None:
+        if self.part_size < S3_MIN_PART_SIZE:
+            raise ConfigError(f"storage.s3.part_size: {self.part_size} is below S3's minimum of {S3_MIN_PART_SIZE}")
+        if self.endpoint and not is_http_url(self.endpoint):
+            raise ConfigError(f"storage.s3.endpoint: cannot use {self.endpoint!r} (must be an http or https URL)")
+        if not 1 <= self.redirect_expiry_seconds <= 7 * 24 * 3600:
+            raise ConfigError(f"storage.s3.redirect_expiry_seconds: {self.redirect_expiry_seconds} is not"
+                              " between 1 and 604800 (SigV4's longest)")
+        if self.prefix.startswith("/"):
+            raise ConfigError(f"storage.s3.prefix: {self.prefix!r} must not start with '/'")
+
+
 class StorageSection(Section, frozen=True):
     """``driver`` names the blob store; its options are the section of the same name (``filesystem: {root}``)."""
 
-    #: a name of ``storage.factory.DRIVERS``: filesystem, or memory (lost on exit; one worker only)
+    #: a name of ``storage.factory.DRIVERS``: filesystem, s3, or memory (lost on exit; one worker only)
     driver: str = "filesystem"
     filesystem: FilesystemStorage = msgspec.field(default_factory=FilesystemStorage)
+    s3: S3Storage = msgspec.field(default_factory=S3Storage)
+
+    def __post_init__(self) -> None:
+        if self.driver == "s3" and not self.s3.bucket:
+            raise ConfigError("storage.s3.bucket: empty, but storage.driver is s3 (name the bucket)")
 
     def driver_options(self, data_dir: str) -> dict[str, Any]:
         """The chosen driver's options, as its opener takes them (none for a driver without a section)."""
