@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from cargohold.metadata import MetadataStore, migrate, open_metadata_store
-from cargohold.metadata.store import ManifestRecord, MetadataError, NewManifest, UploadConflict
+from cargohold.metadata.store import (
+    ManifestRecord,
+    MetadataError,
+    NewManifest,
+    StorePart,
+    StoreUpload,
+    UploadConflict,
+)
 from tests.support.postgres import BACKENDS, PostgresCluster, database_url
 
 
@@ -110,6 +117,38 @@ def test_uploads(meta: MetadataStore) -> None:
         assert await meta.stale_uploads(record.updated_at - 1) == []
         await meta.delete_upload("u1")
         assert await meta.upload("u1") is None
+
+    run(scenario())
+
+
+def test_a_blob_stores_upload_parts_and_blob_keys(meta: MetadataStore) -> None:
+    """Everything a replica needs to continue or finish another's S3 upload is in the database."""
+
+    async def scenario() -> None:
+        assert await meta.store_upload("u1") is None
+        await meta.save_store_upload("u1", "multipart-1", 0)
+        await meta.save_store_part("u1", StorePart(2, '"e2"', 5))
+        await meta.save_store_part("u1", StorePart(1, '"e1"', 5))
+        await meta.save_store_part("u1", StorePart(2, '"e2-retried"', 5))  # a retried request's part
+        await meta.save_store_upload("u1", "multipart-1", 10)
+        assert await meta.store_upload("u1") == StoreUpload(
+            "multipart-1", 10, (StorePart(1, '"e1"', 5), StorePart(2, '"e2-retried"', 5)))
+        await meta.save_store_upload("u2", "multipart-2", 0)
+        assert sorted(await meta.store_upload_ids()) == ["u1", "u2"]
+        await meta.delete_store_upload("u1")
+        assert await meta.store_upload("u1") is None
+        assert list(await meta.store_upload_ids()) == ["u2"]
+        await meta.save_store_upload("u1", "multipart-3", 0)  # an id's parts went with it
+        assert await meta.store_upload("u1") == StoreUpload("multipart-3", 0, ())
+        await meta.delete_store_upload("u1")
+        await meta.delete_store_upload("u2")
+
+        assert await meta.store_blob_key("sha256:aa") is None
+        assert await meta.claim_store_blob_key("sha256:aa", "uploads/u1/blob") == "uploads/u1/blob"
+        assert await meta.claim_store_blob_key("sha256:aa", "uploads/u2/blob") == "uploads/u1/blob"  # first stands
+        assert await meta.store_blob_key("sha256:aa") == "uploads/u1/blob"
+        await meta.delete_store_blob_key("sha256:aa")
+        assert await meta.store_blob_key("sha256:aa") is None
 
     run(scenario())
 

@@ -25,6 +25,8 @@ from .store import (
     MetadataQueries,
     NewManifest,
     ReferrerRecord,
+    StorePart,
+    StoreUpload,
     UploadConflict,
     UploadRecord,
 )
@@ -349,6 +351,55 @@ class SqliteMetadataStore:
     async def stale_uploads(self, updated_before: int) -> list[str]:
         rows = self._db.execute("SELECT id FROM uploads WHERE updated_at < ?", (updated_before,))
         return [row[0] for row in rows]
+
+    # a blob store's own upload state (storage.s3)
+
+    async def store_upload(self, upload_id: str) -> StoreUpload | None:
+        row = self._db.execute(
+            "SELECT session, size FROM store_uploads WHERE upload_id = ?", (upload_id,)).fetchone()
+        if row is None:
+            return None
+        parts = self._db.execute(
+            "SELECT number, etag, size FROM store_upload_parts WHERE upload_id = ? ORDER BY number", (upload_id,)
+        ).fetchall()
+        return StoreUpload(row[0], int(row[1]), tuple(StorePart(int(n), e, int(z)) for n, e, z in parts))
+
+    async def save_store_upload(self, upload_id: str, session: str, size: int) -> None:
+        self._db.execute(
+            "INSERT INTO store_uploads (upload_id, session, size, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (upload_id) DO UPDATE SET session = excluded.session, size = excluded.size,"
+            " updated_at = excluded.updated_at",
+            (upload_id, session, size, _now()),
+        )
+
+    async def save_store_part(self, upload_id: str, part: StorePart) -> None:
+        self._db.execute(
+            "INSERT INTO store_upload_parts (upload_id, number, etag, size) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (upload_id, number) DO UPDATE SET etag = excluded.etag, size = excluded.size",
+            (upload_id, part.number, part.etag, part.size),
+        )
+
+    async def delete_store_upload(self, upload_id: str) -> None:
+        self._db.execute("DELETE FROM store_upload_parts WHERE upload_id = ?", (upload_id,))
+        self._db.execute("DELETE FROM store_uploads WHERE upload_id = ?", (upload_id,))
+
+    async def store_upload_ids(self) -> dict[str, float]:
+        rows = self._db.execute("SELECT upload_id, updated_at FROM store_uploads").fetchall()
+        return {row[0]: float(row[1]) for row in rows}
+
+    async def store_blob_key(self, digest: str) -> str | None:
+        row = self._db.execute("SELECT key FROM store_blobs WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else str(row[0])
+
+    async def claim_store_blob_key(self, digest: str, key: str) -> str:
+        self._db.execute(
+            "INSERT INTO store_blobs (digest, key) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING", (digest, key))
+        standing = await self.store_blob_key(digest)
+        assert standing is not None
+        return standing
+
+    async def delete_store_blob_key(self, digest: str) -> None:
+        self._db.execute("DELETE FROM store_blobs WHERE digest = ?", (digest,))
 
     # job leases
 

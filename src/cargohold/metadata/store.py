@@ -78,7 +78,59 @@ class UploadConflict(MetadataError):
     """An upload's size changed under a concurrent request."""
 
 
-class MetadataQueries(EventLog, Protocol):
+@dataclass(frozen=True, slots=True)
+class StorePart:
+    """One part of a blob store's upload: its number (from its byte offset), the store's ETag, its size."""
+
+    number: int
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreUpload:
+    """A blob store's own record of an upload session (an S3 multipart upload), in part number order."""
+
+    session: str
+    size: int
+    parts: tuple[StorePart, ...]
+
+
+class StoreState(Protocol):
+    """What a blob store that keeps upload bytes remotely (S3) records in the database, so that every
+    replica sees the same state: no local files and no listing of the object store. Each method is
+    atomic on its own; the store calls them outside the service's transactions."""
+
+    async def store_upload(self, upload_id: str) -> StoreUpload | None: ...
+
+    async def save_store_upload(self, upload_id: str, session: str, size: int) -> None:
+        """Create or update the session's row (its parts stay)."""
+        ...
+
+    async def save_store_part(self, upload_id: str, part: StorePart) -> None:
+        """Record a part; a part of the same number is replaced (a retried request)."""
+        ...
+
+    async def delete_store_upload(self, upload_id: str) -> None:
+        """Forget the session and its parts."""
+        ...
+
+    async def store_upload_ids(self) -> dict[str, float]:
+        """Every recorded session, with when it last changed (epoch seconds)."""
+        ...
+
+    async def store_blob_key(self, digest: str) -> str | None:
+        """The object a blob's bytes are in."""
+        ...
+
+    async def claim_store_blob_key(self, digest: str, key: str) -> str:
+        """Record ``key`` for ``digest`` unless a key is recorded already; the key that stands."""
+        ...
+
+    async def delete_store_blob_key(self, digest: str) -> None: ...
+
+
+class MetadataQueries(EventLog, StoreState, Protocol):
     """What the store answers, on its own or inside a transaction (the event log too)."""
 
     # repositories
