@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.postgres import PostgresCluster, start_cluster
 from tests.support.requirements import check_marks, under_ci
+from tests.support.seaweedfs import SeaweedFS, start_seaweedfs
 from tests.support.servers import CargoholdServer, cargohold
 
 
@@ -57,3 +58,12 @@ def postgres() -> Iterator[PostgresCluster]:
     finally:
         cluster.stop()
 
+
+@pytest.fixture(scope="session")
+def seaweedfs() -> Iterator[SeaweedFS]:
+    """One throwaway SeaweedFS S3 server for the session; each test makes a bucket of its own."""
+    server = start_seaweedfs(Path(tempfile.mkdtemp(prefix="cargohold-s3-")))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -162,7 +162,7 @@ def test_an_unknown_storage_driver_is_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        "cargohold: cannot open storage: unknown blob storage driver 'gcs' (storage.driver: filesystem, memory)"]
+        "cargohold: cannot open storage: unknown blob storage driver 'gcs' (storage.driver: filesystem, memory, s3)"]
 
 
 def test_the_memory_driver_needs_one_worker(tmp_path: Path) -> None:

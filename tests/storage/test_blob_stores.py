@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.digest import Digest
+from cargohold.metadata import migrate, open_metadata_store
 from cargohold.storage import (
     DURABLE,
     BlobStore,
@@ -30,25 +31,41 @@ from cargohold.storage.driver import BlobMissing, UploadBusy
 from cargohold.storage.filesystem import FilesystemBlobStore
 from cargohold.storage.hashing import ResumableHasher
 from cargohold.storage.memory import MemoryBlobStore
+from cargohold.storage.s3 import S3BlobStore
 from tests.support.requirements import require
+from tests.support.seaweedfs import SeaweedFS
 
-STORES = ["filesystem", "memory"]
+STORES = ["filesystem", "memory", "s3"]
+MiB = 1024 * 1024
 
 
-def open_store(driver: str, root: Path) -> BlobStore:
-    return open_blob_store(driver, {"root": str(root)})
+def open_store(driver: str, root: Path, request: pytest.FixtureRequest) -> BlobStore:
+    """The store ``driver`` over ``root`` (s3: a key prefix and a metadata database named by ``root``)."""
+    if driver != "s3":
+        return open_blob_store(driver, {"root": str(root)})
+    server: SeaweedFS = request.getfixturevalue("seaweedfs")
+    marker = root / "prefix"
+    if not marker.exists():
+        root.mkdir(parents=True)
+        marker.write_text(server.prefix())
+        migrate(f"sqlite://{root / 'm.db'}")
+    state = open_metadata_store(f"sqlite://{root / 'm.db'}")
+    return open_blob_store("s3", server.options(marker.read_text()), state)
 
 
 def blobs_left(store: BlobStore) -> list[str]:
     if isinstance(store, FilesystemBlobStore):
         return [str(path) for path in Path(store.root, "blobs").rglob("*") if not path.is_dir()]
+    if isinstance(store, S3BlobStore):
+        listing = store._client.list_objects_v2(Bucket=store.bucket, Prefix=store.prefix)
+        return [str(item["Key"]) for item in listing.get("Contents", [])]
     assert isinstance(store, MemoryBlobStore)
     return [str(digest) for digest in store._blobs]
 
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
-    blob_store = open_store(request.param, tmp_path / "store")
+    blob_store = open_store(request.param, tmp_path / "store", request)
     yield blob_store
     assert asyncio.run(blob_store.upload_ids()) == {}, "the test left upload sessions behind"
     assert blobs_left(blob_store) == [], "the test left blobs behind"
@@ -63,10 +80,11 @@ async def collect(stream: AsyncIterator[bytes]) -> bytes:
 
 
 async def write(store: BlobStore, upload_id: str, offset: int, *parts: bytes) -> int:
+    """One request's writes, from a worker thread as the service makes them."""
     writer = await store.upload_writer(upload_id, offset)
     for part in parts:
-        writer.write(part)
-    return writer.close().size
+        await asyncio.to_thread(writer.write, part)
+    return (await asyncio.to_thread(writer.close)).size
 
 
 async def held(store: BlobStore, upload_id: str, expected: bytes) -> bytes:
@@ -99,6 +117,62 @@ def test_upload_commit_read_delete(store: BlobStore) -> None:
     run(scenario())
 
 
+def test_requests_of_every_size_around_a_part_make_the_blob(store: BlobStore) -> None:
+    """Requests of 0, 1, 5 MiB - 1, 5 MiB, 5 MiB + 1 bytes, one whole part and 3.5 parts (S3: parts of
+    5 MiB, so parts fill across requests, a tail carries over, and a request ends on a boundary)."""
+    sizes = [0, 1, 5 * MiB - 1, 5 * MiB, 5 * MiB + 1, 5 * MiB, 35 * MiB // 2]
+    data = os.urandom(sum(sizes))
+    digest = Digest.of(data)
+
+    async def scenario() -> None:
+        await store.upload_start("c1")
+        offset = 0
+        for size in sizes:
+            assert await write(store, "c1", offset, data[offset:offset + size]) == offset + size
+            offset += size
+        await store.upload_commit("c1", digest)
+        assert await store.stat(digest) == len(data)
+        assert await collect(store.read(digest)) == data
+        assert await collect(store.read(digest, 5 * MiB - 3, 7)) == data[5 * MiB - 3:5 * MiB + 4]
+        assert await store.delete(digest)
+
+    run(scenario())
+
+
+def test_a_retried_request_rewrites_its_parts(store: BlobStore) -> None:
+    """A request that died after writing whole parts, before its size was recorded, is sent again."""
+    data = os.urandom(12 * MiB)
+    digest = Digest.of(data)
+
+    async def scenario() -> None:
+        await store.upload_start("c2")
+        assert await write(store, "c2", 0, data[:3 * MiB]) == 3 * MiB
+        assert await write(store, "c2", 3 * MiB, os.urandom(9 * MiB)) == 12 * MiB  # lost before recorded
+        assert await write(store, "c2", 3 * MiB, data[3 * MiB:]) == 12 * MiB
+        await store.upload_commit("c2", digest)
+        assert await collect(store.read(digest)) == data
+        assert await store.delete(digest)
+
+    run(scenario())
+
+
+def test_one_blob_pushed_twice_at_once_is_stored_once(store: BlobStore) -> None:
+    data = os.urandom(6 * MiB)
+    digest = Digest.of(data)
+
+    async def push(upload_id: str) -> None:
+        await store.upload_start(upload_id)
+        await write(store, upload_id, 0, data)
+        await store.upload_commit(upload_id, digest)
+
+    async def scenario() -> None:
+        await asyncio.gather(push("d1"), push("d2"))
+        assert await collect(store.read(digest)) == data
+        assert await store.delete(digest)
+
+    run(scenario())
+
+
 def test_missing_blob(store: BlobStore) -> None:
     with pytest.raises(BlobMissing):
         run(collect(store.read(Digest.of(b"absent"))))
@@ -109,8 +183,8 @@ def test_aborted_writer_keeps_previous_size(store: BlobStore) -> None:
         await store.upload_start("u2")
         await write(store, "u2", 0, b"kept")
         writer = await store.upload_writer("u2", 4)
-        writer.write(b"dropped")
-        writer.abort()
+        await asyncio.to_thread(writer.write, b"dropped")
+        await asyncio.to_thread(writer.abort)
         assert await held(store, "u2", b"kept") == b"kept"
 
     run(scenario())
@@ -190,8 +264,8 @@ def test_written_parts_are_trusted_by_their_store(store: BlobStore, tmp_path: Pa
     async def scenario() -> None:
         await store.upload_start("t1")
         writer = await store.upload_writer("t1", 0)
-        writer.write(b"part")
-        written = writer.close()
+        await asyncio.to_thread(writer.write, b"part")
+        written = await asyncio.to_thread(writer.close)
         assert written.size == 4
         assert store.state_trusted(written.token)
         assert store.state_trusted(DURABLE)
@@ -202,21 +276,22 @@ def test_written_parts_are_trusted_by_their_store(store: BlobStore, tmp_path: Pa
     run(scenario())
 
 
-def test_another_instance_trusts_only_durable_parts(store: BlobStore, tmp_path: Path) -> None:
+def test_another_instance_trusts_only_durable_parts(
+        store: BlobStore, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """A restarted memory store has lost the bytes: it trusts no token of the one before; the
     filesystem store, in the same boot, trusts its own tokens from another instance."""
 
     async def scenario() -> str:
         await store.upload_start("t2")
         writer = await store.upload_writer("t2", 0)
-        writer.write(b"part")
-        token = writer.close().token
+        await asyncio.to_thread(writer.write, b"part")
+        token = (await asyncio.to_thread(writer.close)).token
         await store.upload_delete("t2")
         return token
 
     token = run(scenario())
     assert isinstance(token, str)
-    again = open_store(store.name, tmp_path / "store")  # the fixture's root
+    again = open_store(store.name, tmp_path / "store", request)  # the fixture's root
     assert again.state_trusted(token) == (isinstance(store, FilesystemBlobStore) or token == DURABLE)
 
 

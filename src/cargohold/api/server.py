@@ -60,8 +60,8 @@ def webhook_delivery(config: ServerConfig, meta: MetadataStore) -> tuple[Endpoin
 def create_app(config: ServerConfig) -> RegistryApp:
     """The composition root: the stores, the service over them, access control, the API."""
     os.makedirs(config.data_dir, exist_ok=True)
-    blobs = open_blob_store(config.storage.driver, config.storage.driver_options(config.data_dir))
     meta = open_metadata_store(config.metadata_url)
+    blobs = open_blob_store(config.storage.driver, config.storage.driver_options(config.data_dir), meta)
     options = RegistryOptions(
         delete_enabled=config.server.delete_enabled,
         read_only=config.server.read_only,

@@ -1,0 +1,374 @@
+"""Blobs in an S3-compatible bucket (boto3's blocking client, run in worker threads).
+
+Every piece of an upload's state lives in the metadata database (:class:`StoreState`), so any
+replica can continue or finish an upload another began, without local files and without
+listing the bucket:
+
+- An upload is one S3 multipart upload under a key of its own, ``blobs/<upload id>``, begun when
+  its first full part is written. Part numbers follow from byte offsets (part ``n`` holds bytes
+  ``(n-1)·part_size`` to ``n·part_size``), so a retried request rewrites the same parts; each
+  part's ETag and size are recorded as it is uploaded.
+- The bytes past the last full part (fewer than ``part_size``) are a small object,
+  ``uploads/<upload id>/tail-<size>``, named by the upload size it completes: a request that
+  dies before its size is recorded leaves the earlier tail in place for the retry. (In the
+  database they would be up to ``part_size`` bytes per request in a row and in the WAL.)
+- The commit uploads the tail as the last part and completes the multipart upload where it is
+  (no copy), then records digest -> key; when two uploads of one blob race, the first key
+  recorded stands and the other object is deleted. A blob smaller than one part is one PUT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Final, TypeVar
+
+from ..digest import Digest
+from ..errcodes import SizeInvalid
+from ..metadata.store import StorePart, StoreState, StoreUpload
+from .driver import DURABLE, StorageError, UploadBusy, UploadMissing, Written, check_upload_id
+
+#: S3's most parts in one multipart upload
+MAX_PARTS: Final = 10_000
+_READ_CHUNK: Final = 1024 * 1024
+
+T = TypeVar("T")
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+class _Lock:
+    def __init__(self, held: set[str], upload_id: str) -> None:
+        self._held, self._id = held, upload_id
+
+    def release(self) -> None:
+        self._held.discard(self._id)
+
+
+class S3BlobStore:
+    name = "s3"
+
+    def __init__(self, options: Mapping[str, Any], state: StoreState) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = str(options["bucket"])
+        self.prefix = str(options.get("prefix", ""))
+        self.part_size = int(options.get("part_size", 16 * 1024 * 1024))
+        self.redirect = bool(options.get("redirect", True))
+        self.redirect_expiry = int(options.get("redirect_expiry_seconds", 1200))
+        self._state = state
+        self._held: set[str] = set()
+        self._client: Any = boto3.client(
+            "s3",
+            endpoint_url=options.get("endpoint") or None,
+            region_name=options.get("region") or None,
+            aws_access_key_id=options.get("access_key_id") or None,
+            aws_secret_access_key=options.get("secret_access_key") or None,
+            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4", max_pool_connections=32,
+                          retries={"mode": "standard", "max_attempts": 3}),
+        )
+
+    @property
+    def min_chunk(self) -> int:
+        """Chunks smaller than this cost a rewrite of the upload's tail (``OCI-Chunk-Min-Length``)."""
+        return self.part_size
+
+    # keys and calls
+
+    def _blob_key(self, upload_id: str) -> str:
+        return f"{self.prefix}blobs/{upload_id}"
+
+    def _tail_key(self, upload_id: str, size: int) -> str:
+        return f"{self.prefix}uploads/{upload_id}/tail-{size}"
+
+    async def _call(self, what: str, method: str, **params: Any) -> Any:
+        return await asyncio.to_thread(self._sync, what, method, **params)
+
+    def _sync(self, what: str, method: str, **params: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self._client, method)(Bucket=self.bucket, **params)
+        except ClientError:
+            raise
+        except BotoCoreError as exc:
+            raise StorageError(f"s3 bucket {self.bucket}: {what}: {exc}") from exc
+
+    def _failed(self, what: str, exc: Exception) -> StorageError:
+        return StorageError(f"s3 bucket {self.bucket}: {what}: {exc}")
+
+    # blobs
+
+    async def check(self, writable: bool) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            await self._call("check", "head_bucket")
+        except ClientError as exc:
+            raise self._failed("check", exc) from exc
+
+    async def stat(self, digest: Digest) -> int | None:
+        from botocore.exceptions import ClientError
+
+        key = await self._state.store_blob_key(str(digest))
+        if key is None:
+            return None
+        try:
+            head = await self._call(key, "head_object", Key=key)
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._failed(key, exc) from exc
+        return int(head["ContentLength"])
+
+    async def read(self, digest: Digest, start: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        from botocore.exceptions import ClientError
+
+        from .driver import BlobMissing
+
+        key = await self._state.store_blob_key(str(digest))
+        if key is None:
+            raise BlobMissing(f"s3 bucket {self.bucket}: no blob {digest}")
+        if length == 0:
+            return
+        span = f"bytes={start}-" + ("" if length is None else str(start + length - 1))
+        try:
+            response = await self._call(key, "get_object", Key=key, Range=span)
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey"):
+                raise BlobMissing(f"s3 bucket {self.bucket}: no blob {digest}") from exc
+            if _code(exc) == "InvalidRange":  # from the end: nothing
+                return
+            raise self._failed(key, exc) from exc
+        body = response["Body"]
+        try:
+            while chunk := await asyncio.to_thread(body.read, _READ_CHUNK):
+                yield chunk
+        finally:
+            body.close()
+
+    async def delete(self, digest: Digest) -> bool:
+        key = await self._state.store_blob_key(str(digest))
+        if key is None:
+            return False
+        await self._delete_object(key)
+        await self._state.delete_store_blob_key(str(digest))
+        return True
+
+    async def _delete_object(self, key: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            await self._call(key, "delete_object", Key=key)
+        except ClientError as exc:
+            if _code(exc) not in ("404", "NoSuchKey"):
+                raise self._failed(key, exc) from exc
+
+    async def redirect_url(self, digest: Digest) -> str | None:
+        if not self.redirect:
+            return None
+        key = await self._state.store_blob_key(str(digest))
+        if key is None:
+            return None
+        url: str = self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.redirect_expiry)
+        return url
+
+    # uploads
+
+    async def upload_start(self, upload_id: str) -> None:
+        check_upload_id(self.name, upload_id)
+        await self._state.save_store_upload(upload_id, "", 0)  # the multipart upload begins with a full part
+
+    async def _upload(self, upload_id: str) -> StoreUpload:
+        check_upload_id(self.name, upload_id)
+        state = await self._state.store_upload(upload_id)
+        if state is None:
+            raise UploadMissing(f"s3 bucket {self.bucket}: no upload {upload_id}")
+        return state
+
+    async def upload_lock(self, upload_id: str) -> _Lock:
+        # one request per upload in this process; across replicas the upload row's size check
+        # (``update_upload``) refuses the second writer
+        await self._upload(upload_id)
+        if upload_id in self._held:
+            raise UploadBusy(f"s3 bucket {self.bucket}: upload {upload_id} is busy")
+        self._held.add(upload_id)
+        return _Lock(self._held, upload_id)
+
+    def _parts_before(self, state: StoreUpload, upload_id: str, count: int) -> list[StorePart]:
+        parts = {part.number: part for part in state.parts}
+        chosen = [parts.get(number) for number in range(1, count + 1)]
+        if any(part is None or part.size != self.part_size for part in chosen):
+            raise UploadMissing(f"s3 bucket {self.bucket}: upload {upload_id} is missing parts")
+        return [part for part in chosen if part is not None]
+
+    async def _tail(self, upload_id: str, size: int, recorded: int | None = None) -> bytes:
+        """The upload's bytes past its last full part at ``size``: the tail object written at that size,
+        or the start of a later one in the same part (``recorded``: bytes past ``size`` to discard)."""
+        from botocore.exceptions import ClientError
+
+        length = size % self.part_size
+        if length == 0:
+            return b""
+        sizes = [size]
+        if recorded is not None and recorded != size and recorded // self.part_size == size // self.part_size:
+            sizes.append(recorded)
+        data = b""
+        for candidate in sizes:
+            key = self._tail_key(upload_id, candidate)
+            try:
+                response = await self._call(key, "get_object", Key=key, Range=f"bytes=0-{length - 1}")
+                data = await asyncio.to_thread(response["Body"].read)
+                break
+            except ClientError as exc:
+                if _code(exc) not in ("404", "NoSuchKey"):
+                    raise self._failed(key, exc) from exc
+        if len(data) != length:
+            raise UploadMissing(f"s3 bucket {self.bucket}: upload {upload_id} lost its last {length} bytes")
+        return data
+
+    async def upload_writer(self, upload_id: str, offset: int) -> _Writer:
+        state = await self._upload(upload_id)
+        if state.size < offset:
+            raise UploadMissing(f"s3 bucket {self.bucket}: upload {upload_id} has {state.size} bytes, not {offset}")
+        self._parts_before(state, upload_id, offset // self.part_size)
+        tail = await self._tail(upload_id, offset, state.size)
+        return _Writer(self, upload_id, state.session, offset, tail, asyncio.get_running_loop())
+
+    def state_trusted(self, token: str) -> bool:
+        return token == DURABLE
+
+    async def upload_sync(self, upload_id: str) -> None:
+        await self._upload(upload_id)  # S3 acknowledges a part once it is stored
+
+    async def upload_commit(self, upload_id: str, digest: Digest) -> None:
+        from botocore.exceptions import ClientError
+
+        if await self._state.store_blob_key(str(digest)) is not None:
+            await self.upload_delete(upload_id)  # placed already (by this upload before a crash, or another)
+            return
+        state = await self._upload(upload_id)
+        key = self._blob_key(upload_id)
+        full = state.size // self.part_size
+        try:
+            if full == 0:
+                tail = await self._tail(upload_id, state.size)
+                await self._call(key, "put_object", Key=key, Body=tail)
+            else:
+                parts = self._parts_before(state, upload_id, full)
+                if state.size % self.part_size:
+                    tail = await self._tail(upload_id, state.size)
+                    answer = await self._call(key, "upload_part", Key=key, UploadId=state.session,
+                                              PartNumber=full + 1, Body=tail)
+                    parts.append(StorePart(full + 1, str(answer["ETag"]), len(tail)))
+                await self._call(key, "complete_multipart_upload", Key=key, UploadId=state.session,
+                                 MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]})
+        except ClientError as exc:
+            # completed before a crash: the multipart upload is gone and its object is there
+            if _code(exc) != "NoSuchUpload" or not await self._exists(key):
+                raise self._failed(f"commit {upload_id}", exc) from exc
+        standing = await self._state.claim_store_blob_key(str(digest), key)
+        if standing != key:  # the same blob pushed twice at once: the first recorded stands
+            await self._delete_object(key)
+        await self._drop(upload_id, state)
+
+    async def _exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            await self._call(key, "head_object", Key=key)
+        except ClientError:
+            return False
+        return True
+
+    async def _drop(self, upload_id: str, state: StoreUpload | None) -> None:
+        """Forget an upload's multipart upload, tails and record (not a completed blob object)."""
+        from botocore.exceptions import ClientError
+
+        if state is not None and state.session:
+            try:
+                await self._call(upload_id, "abort_multipart_upload", Key=self._blob_key(upload_id),
+                                 UploadId=state.session)
+            except ClientError as exc:
+                if _code(exc) not in ("NoSuchUpload", "404"):
+                    raise self._failed(f"abort {upload_id}", exc) from exc
+        listing = await self._call(upload_id, "list_objects_v2", Prefix=f"{self.prefix}uploads/{upload_id}/")
+        for item in listing.get("Contents", []):
+            await self._delete_object(str(item["Key"]))
+        await self._state.delete_store_upload(upload_id)
+
+    async def upload_delete(self, upload_id: str) -> None:
+        check_upload_id(self.name, upload_id)
+        await self._drop(upload_id, await self._state.store_upload(upload_id))
+
+    async def upload_ids(self) -> dict[str, float]:
+        return await self._state.store_upload_ids()
+
+
+class _Writer:
+    """Buffers one part at a time; uploads each full part and records it (in the worker thread that
+    calls ``write``, the record through the event loop); the rest becomes the upload's tail object."""
+
+    def __init__(self, store: S3BlobStore, upload_id: str, session: str, offset: int, tail: bytes,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._store, self._id, self._session, self._loop = store, upload_id, session, loop
+        self._offset = offset
+        self._buffer = bytearray(tail)
+        self._number = offset // store.part_size + 1
+        self._size = offset
+
+    def _wait(self, make: Callable[[], Awaitable[T]]) -> T:
+        async def run() -> T:
+            return await make()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
+
+    def write(self, data: bytes) -> None:
+        store = self._store
+        limit = store.part_size * MAX_PARTS
+        if self._size + len(data) > limit:
+            raise SizeInvalid(f"the blob is larger than this registry's S3 storage takes: {limit} bytes"
+                              f" (storage.s3.part_size {store.part_size} x {MAX_PARTS} parts)")
+        self._buffer += data
+        self._size += len(data)
+        while len(self._buffer) >= store.part_size:
+            self._put_part(bytes(self._buffer[: store.part_size]))
+            del self._buffer[: store.part_size]
+
+    def _put_part(self, body: bytes) -> None:
+        from botocore.exceptions import ClientError
+
+        store = self._store
+        key = store._blob_key(self._id)
+        try:
+            if not self._session:
+                self._session = str(store._sync(key, "create_multipart_upload", Key=key)["UploadId"])
+                self._wait(lambda: store._state.save_store_upload(self._id, self._session, self._offset))
+            answer = store._sync(key, "upload_part", Key=key, UploadId=self._session,
+                                 PartNumber=self._number, Body=body)
+        except ClientError as exc:
+            raise store._failed(f"upload {self._id} part {self._number}", exc) from exc
+        part = StorePart(self._number, str(answer["ETag"]), len(body))
+        self._wait(lambda: store._state.save_store_part(self._id, part))
+        self._number += 1
+
+    def close(self) -> Written:
+        from botocore.exceptions import ClientError
+
+        store = self._store
+        if self._buffer:
+            key = store._tail_key(self._id, self._size)
+            try:
+                store._sync(key, "put_object", Key=key, Body=bytes(self._buffer))
+            except ClientError as exc:
+                raise store._failed(key, exc) from exc
+        self._wait(lambda: store._state.save_store_upload(self._id, self._session, self._size))
+        return Written(self._size, DURABLE)
+
+    def abort(self) -> None:
+        """Nothing to undo: parts past the recorded size are rewritten by the next request."""
