@@ -1,6 +1,7 @@
 """The API suite runs against a server on each metadata backend (:data:`~tests.support.postgres.BACKENDS`):
 a test that uses a server fixture (or ``database``) runs once per backend, on 2 workers and the
-filesystem blob store."""
+filesystem blob store. The blob and upload tests on the shared server also run on :data:`S3`: blobs in
+S3 (SeaweedFS, streamed through the registry) and metadata in PostgreSQL, as replicas would run."""
 
 from __future__ import annotations
 
@@ -12,20 +13,35 @@ import httpx
 import pytest
 
 from tests.support.postgres import BACKENDS, PostgresCluster
+from tests.support.seaweedfs import SeaweedFS
 from tests.support.servers import CargoholdServer, cargohold
 
 WORKERS = ("--workers", "2")
+#: the backend of blobs in S3 and metadata in PostgreSQL
+S3 = "postgres+s3"
+#: the modules whose tests on the shared server (``registry``) also run on :data:`S3`
+S3_MODULES = ("test_blobs", "test_uploads")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", BACKENDS, indirect=True, scope="session")
+        backends = list(BACKENDS)
+        if metafunc.module.__name__.rsplit(".", 1)[-1] in S3_MODULES and "fresh_registry" not in metafunc.fixturenames:
+            backends.append(S3)
+        metafunc.parametrize("backend", backends, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest) -> str:
     """The metadata backend of the servers this test talks to (parametrized above)."""
     return str(request.param)
+
+
+def s3_env(server: SeaweedFS, **settings: str) -> dict[str, str]:
+    """``serve``'s environment for blobs in ``server``'s bucket, under a prefix of their own."""
+    options = {**server.options(server.prefix()), "redirect": "false", **settings}
+    return {"CARGOHOLD_STORAGE_DRIVER": "s3",
+            **{f"CARGOHOLD_STORAGE_S3_{key.upper()}": str(value) for key, value in options.items()}}
 
 
 def _new_database(backend: str, request: pytest.FixtureRequest) -> str | None:
@@ -46,7 +62,8 @@ def registry(
     backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CargoholdServer]:
     """One server per backend for tests that use their own repository names."""
-    with cargohold(tmp_path_factory.mktemp(f"registry-{backend}"), *WORKERS,
+    env = s3_env(request.getfixturevalue("seaweedfs")) if backend == S3 else {}
+    with cargohold(tmp_path_factory.mktemp(f"registry-{backend}"), *WORKERS, env=env,
                    database_url=_new_database(backend, request)) as server:
         yield server
 

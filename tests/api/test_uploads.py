@@ -16,6 +16,7 @@ import httpx
 
 from tests.support.servers import CargoholdServer, cargohold
 
+from .conftest import S3
 from .helpers import codes, push_blob, sha256
 
 
@@ -179,12 +180,18 @@ def test_upload_belongs_to_its_repository(client: httpx.Client, repo: str) -> No
     client.delete(location)
 
 
-def test_sha512_digest(client: httpx.Client, repo: str) -> None:
+def test_sha512_digest(client: httpx.Client, repo: str, backend: str) -> None:
     data = os.urandom(2000)
     digest = "sha512:" + hashlib.sha512(data).hexdigest()
     location = start(client, repo)
     patch(client, location, data[:1000], 0)
     r = client.put(location, params={"digest": digest}, content=data[1000:])
+    if backend == S3:  # S3 cannot read an unfinished upload back to hash it again: the client is told how
+        assert r.status_code == 404 and codes(r) == ["BLOB_UPLOAD_UNKNOWN"]
+        assert "start it again with digest-algorithm=sha512" in r.text
+        location = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest-algorithm": "sha512"}).headers["location"]
+        patch(client, location, data[:1000], 0)
+        r = client.put(location, params={"digest": digest}, content=data[1000:])
     assert r.status_code == 201
     assert client.get(f"/v2/{repo}/blobs/{digest}").content == data
     r = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data)

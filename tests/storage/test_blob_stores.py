@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from cargohold.digest import Digest
+from cargohold.errcodes import SizeInvalid
 from cargohold.metadata import migrate, open_metadata_store
+from cargohold.metadata.store import StorePart
 from cargohold.storage import (
     DURABLE,
     BlobStore,
@@ -169,6 +171,33 @@ def test_one_blob_pushed_twice_at_once_is_stored_once(store: BlobStore) -> None:
         await asyncio.gather(push("d1"), push("d2"))
         assert await collect(store.read(digest)) == data
         assert await store.delete(digest)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("store", ["s3"], indirect=True)
+def test_s3_refuses_a_blob_over_ten_thousand_parts_with_its_size(store: BlobStore, tmp_path: Path) -> None:
+    """part_size x 10,000 is the largest multipart upload: an upload 10 bytes short of it takes 10 more, not 11."""
+    assert isinstance(store, S3BlobStore)
+    part = store.part_size
+    limit = part * 10_000
+    tail = os.urandom(part - 10)
+    state = open_metadata_store(f"sqlite://{tmp_path / 'store' / 'm.db'}")
+
+    async def scenario() -> None:
+        await store.upload_start("big")
+        # an upload of 9,999 recorded parts (only its last is uploaded, to a real session) and its tail
+        session = store._client.create_multipart_upload(Bucket=store.bucket, Key=store._blob_key("big"))["UploadId"]
+        await state.save_store_upload("big", session, limit - 10)
+        for number in range(1, 10_000):
+            await state.save_store_part("big", StorePart(number, f'"{number}"', part))
+        store._client.put_object(Bucket=store.bucket, Key=store._tail_key("big", limit - 10), Body=tail)
+        writer = await store.upload_writer("big", limit - 10)
+        with pytest.raises(SizeInvalid, match=f"larger than this registry's S3 storage takes: {limit} bytes"):
+            await asyncio.to_thread(writer.write, os.urandom(11))
+        await asyncio.to_thread(writer.write, os.urandom(10))
+        await asyncio.to_thread(writer.abort)
+        await store.upload_delete("big")
 
     run(scenario())
 

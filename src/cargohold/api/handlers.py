@@ -31,13 +31,15 @@ _PAGE_SIZE: Final = re.compile(_NUMBER)
 MAX_PAGE: Final = 10_000
 
 
-def _upload_headers(response: Response, name: str, upload_id: str, size: int) -> Response:
+def _upload_headers(registry: Registry, response: Response, name: str, upload_id: str, size: int) -> Response:
     # Distribution reports "0-0" for an empty upload; clients expect that form.
-    return (
+    response = (
         response.header("location", url_for(routes.UPLOAD, name=name, uuid=upload_id))
         .header("range", f"0-{max(size - 1, 0)}")
         .header("docker-upload-uuid", upload_id)
     )
+    minimum = registry.chunk_min_length
+    return response if minimum is None else response.header("oci-chunk-min-length", str(minimum))
 
 
 def _blob_created(name: str, digest: str) -> Response:
@@ -82,6 +84,8 @@ async def get_blob(registry: Registry, request: Request) -> Response:
     body = await registry.blob_body(digest, start, length)
     if start == 0 and request.method == "GET":  # a download counts once, not once per range of it
         registry.blob_pulled(request.params["name"], digest, size)
+    if body.redirect is not None:
+        return Response(307).header("location", body.redirect).header("docker-content-digest", str(digest))
     response = Response(status, length=size if length is None else length, path=body.local_path, stream=body.stream)
     if status == 206:
         response.header("content-range", f"bytes {start}-{start + (length or 0) - 1}/{size}")
@@ -131,10 +135,12 @@ async def post_upload(registry: Registry, request: Request) -> Response:
     digest = request.query("digest")
     if digest is not None:
         length = request.content_length()
-        created = await registry.upload_blob(name, digest, request.stream(), length, algorithm)
+        # hashed as the digest names unless the client named an algorithm (then they must agree)
+        named = algorithm if request.query("digest-algorithm") is not None else None
+        created = await registry.upload_blob(name, digest, request.stream(), length, named)
         return _blob_created(name, str(created))
     upload_id = await registry.start_upload(name, algorithm)
-    return _upload_headers(Response(202), name, upload_id, 0)
+    return _upload_headers(registry, Response(202), name, upload_id, 0)
 
 
 async def _mount(registry: Registry, request: Request, name: str, digest: str) -> Digest | None:
@@ -167,7 +173,7 @@ async def patch_upload(registry: Registry, request: Request) -> Response:
             raise SizeInvalid(f"Content-Length {declared} does not match Content-Range {content_range}")
         length = declared
     size = await registry.append_upload(name, upload_id, request.stream(), start, length)
-    return _upload_headers(Response(202), name, upload_id, size)
+    return _upload_headers(registry, Response(202), name, upload_id, size)
 
 
 async def put_upload(registry: Registry, request: Request) -> Response:
@@ -182,7 +188,7 @@ async def put_upload(registry: Registry, request: Request) -> Response:
 async def get_upload(registry: Registry, request: Request) -> Response:
     name, upload_id = request.params["name"], request.params["uuid"]
     size = await registry.upload_size(name, upload_id)
-    return _upload_headers(Response(204), name, upload_id, size)
+    return _upload_headers(registry, Response(204), name, upload_id, size)
 
 
 async def delete_upload(registry: Registry, request: Request) -> Response:

@@ -28,13 +28,14 @@ class BlobUploads:
         digest_text: str,
         body: AsyncIterator[bytes],
         length: int | None,
-        algorithm: str = DEFAULT_ALGORITHM,
+        algorithm: str | None = None,
     ) -> Digest:
-        """A monolithic upload: POST with ``?digest=`` and the whole blob as body."""
+        """A monolithic upload: POST with ``?digest=`` and the whole blob as body, hashed as ``algorithm``
+        or else as the digest names (a store that cannot read an upload back could not hash it again)."""
         self.guard.check_writable()
         check_name(repository)
         digest = parse_digest(digest_text)
-        upload_id = await self.uploads.start(repository, algorithm)
+        upload_id = await self.uploads.start(repository, algorithm or digest.algorithm)
         try:
             record = await self.uploads.get(repository, upload_id)
             self.uploads.check_digest(record, digest)

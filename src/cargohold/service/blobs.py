@@ -12,7 +12,7 @@ from ..events import Action, Event
 from ..events.recorder import Recorder
 from ..metadata.store import MetadataStore
 from ..reference import is_repository_name
-from ..storage.driver import BlobStore, LocalFileServer
+from ..storage.driver import BlobStore, LocalFileServer, Redirector
 from .common import Guard, check_name, parse_digest, repository_id
 
 #: repository names read per step when looking for a repository to mount a blob from
@@ -21,11 +21,12 @@ MOUNT_SCAN: Final = 1000
 
 @dataclass(frozen=True, slots=True)
 class BlobBody:
-    """How to send a blob (or a range of it): a local file path, or a stream."""
+    """How to send a blob (or a range of it): a local file path, a stream, or a URL to send the client to."""
 
     size: int
     local_path: str | None
     stream: AsyncIterator[bytes] | None
+    redirect: str | None = None
 
 
 class _NotMounted(Exception):
@@ -39,6 +40,7 @@ class Blobs:
         self.guard = guard
         self.recorder = recorder or Recorder()
         self._local = store if isinstance(store, LocalFileServer) else None
+        self._redirector = store if isinstance(store, Redirector) else None
 
     async def size(self, repository: str, digest_text: str) -> tuple[Digest, int]:
         digest = parse_digest(digest_text)
@@ -48,6 +50,10 @@ class Blobs:
         return digest, size
 
     async def body(self, digest: Digest, start: int = 0, length: int | None = None) -> BlobBody:
+        if self._redirector is not None:
+            url = await self._redirector.redirect_url(digest)
+            if url is not None:  # the client sends its Range there
+                return BlobBody(0, None, None, url)
         if self._local is not None and start == 0 and length is None:
             size = await self._local.stat(digest)
             if size is None:

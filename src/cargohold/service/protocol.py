@@ -25,6 +25,11 @@ class RegistryService(Protocol):
     @property
     def options(self) -> RegistryOptions: ...
 
+    @property
+    def chunk_min_length(self) -> int | None:
+        """The smallest upload chunk the blob store takes without extra work (``OCI-Chunk-Min-Length``)."""
+        ...
+
     async def close(self) -> None: ...
 
     async def failed_checks(self) -> dict[str, str]:
@@ -58,8 +63,10 @@ class RegistryService(Protocol):
     async def start_upload(self, repository: str, algorithm: str) -> str: ...
 
     async def upload_blob(
-        self, repository: str, digest_text: str, body: AsyncIterator[bytes], length: int | None, algorithm: str
-    ) -> Digest: ...
+        self, repository: str, digest_text: str, body: AsyncIterator[bytes], length: int | None, algorithm: str | None
+    ) -> Digest:
+        """A monolithic upload, hashed as ``algorithm`` or else as ``digest_text`` names."""
+        ...
 
     async def upload_size(self, repository: str, upload_id: str) -> int: ...
 

@@ -11,7 +11,7 @@ from ..formats import Descriptor
 from ..formats.schema1 import PrivateKey, generate_key
 from ..metadata.store import MetadataStore
 from ..reference import ManifestReference
-from ..storage.driver import BlobStore
+from ..storage.driver import BlobStore, ChunkMinimum
 from .accepts import Accepts
 from .backends import failed_checks
 from .blob_uploads import BlobUploads
@@ -57,6 +57,10 @@ class Registry:
     def options(self) -> RegistryOptions:
         return self._options
 
+    @property
+    def chunk_min_length(self) -> int | None:
+        return self.blob_store.min_chunk if isinstance(self.blob_store, ChunkMinimum) else None
+
     async def close(self) -> None:
         await self.meta.close()
 
@@ -95,7 +99,7 @@ class Registry:
         digest_text: str,
         body: AsyncIterator[bytes],
         length: int | None,
-        algorithm: str = DEFAULT_ALGORITHM,
+        algorithm: str | None = None,
     ) -> Digest:
         return await self.uploads.monolithic(repository, digest_text, body, length, algorithm)
 

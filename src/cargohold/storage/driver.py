@@ -16,8 +16,8 @@
   records the token.
 - Optional capabilities are separate protocols, probed with ``isinstance``:
   :class:`LocalFileServer` (the HTTP server can send the file itself),
-  :class:`Redirector` (presigned URLs) and :class:`UploadReader` (an unfinished
-  upload's bytes can be read back; S3 cannot).
+  :class:`Redirector` (presigned URLs), :class:`UploadReader` (an unfinished
+  upload's bytes can be read back; S3 cannot) and :class:`ChunkMinimum`.
 
 The store only keeps bytes. Which repository may read a blob, blob sizes and
 upload offsets are metadata (:mod:`cargohold.metadata`); digests are verified
@@ -169,6 +169,15 @@ class UploadReader(Protocol):
     def upload_read(self, upload_id: str, length: int) -> AsyncIterator[bytes]:
         """The first ``length`` bytes of an upload; raises UploadMissing."""
         ...
+
+
+@runtime_checkable
+class ChunkMinimum(Protocol):
+    """A store that keeps upload chunks best in pieces of at least ``min_chunk`` bytes
+    (``OCI-Chunk-Min-Length``); smaller ones cost it a rewrite of the upload's tail."""
+
+    @property
+    def min_chunk(self) -> int: ...
 
 
 @runtime_checkable

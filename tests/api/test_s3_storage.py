@@ -1,0 +1,72 @@
+"""A registry whose blobs are in S3 (SeaweedFS, a real S3 server): redirects to presigned URLs, HEAD
+answered from the database, and the chunk size it prefers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.seaweedfs import BUCKET, SeaweedFS
+from tests.support.servers import CargoholdServer, cargohold
+
+from .conftest import s3_env
+from .helpers import push_blob, sha256
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def s3_registry(seaweedfs: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CargoholdServer]:
+    """Blobs in S3 with redirects on (the default), metadata in SQLite, 2 workers."""
+    env = s3_env(seaweedfs, redirect="true")
+    with cargohold(tmp_path_factory.mktemp("s3-registry"), "--workers", "2", env=env) as server:
+        yield server
+
+
+@pytest.fixture()
+def s3_client(s3_registry: CargoholdServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=s3_registry.url, timeout=30) as c:
+        yield c
+
+
+def test_a_blob_get_is_sent_to_a_presigned_url_and_ranges_work_there(s3_client: httpx.Client) -> None:
+    data = os.urandom(100_000)
+    digest = push_blob(s3_client, "s3/redirect", data)
+    url = f"/v2/s3/redirect/blobs/{digest}"
+    r = s3_client.get(url)
+    assert r.status_code == 307 and r.headers["docker-content-digest"] == digest
+    assert "X-Amz-Signature=" in r.headers["location"] and f"/{BUCKET}/" in r.headers["location"]
+    assert httpx.get(r.headers["location"]).content == data
+    with httpx.Client(base_url=s3_client.base_url, follow_redirects=True) as following:
+        assert following.get(url).content == data
+        ranged = following.get(url, headers={"Range": "bytes=10-19"})
+        assert ranged.status_code == 206 and ranged.content == data[10:20]
+    assert s3_client.get(url, headers={"Range": "bytes=200000-"}).status_code == 416  # checked before redirecting
+
+
+def test_a_blob_head_is_answered_from_the_database(
+        s3_client: httpx.Client, s3_registry: CargoholdServer, seaweedfs: SeaweedFS) -> None:
+    data = os.urandom(1000)
+    digest = push_blob(s3_client, "s3/head", data)
+    keys = [key for key in seaweedfs.keys("") if "/blobs/" in key]
+    client = seaweedfs.client()
+    for key in keys:  # the bucket goes away under the registry: HEAD does not ask it
+        client.delete_object(Bucket=BUCKET, Key=key)
+    head = s3_client.head(f"/v2/s3/head/blobs/{digest}")
+    assert head.status_code == 200 and head.headers["content-length"] == "1000"
+
+
+def test_upload_responses_name_the_smallest_chunk_s3_takes(s3_client: httpx.Client, client: httpx.Client) -> None:
+    r = s3_client.post("/v2/s3/chunks/blobs/uploads/")
+    assert r.status_code == 202 and r.headers["oci-chunk-min-length"] == str(5 * MiB)
+    location = r.headers["location"]
+    r = s3_client.patch(location, content=b"x" * 10)
+    assert r.status_code == 202 and r.headers["oci-chunk-min-length"] == str(5 * MiB)
+    assert s3_client.get(location).headers["oci-chunk-min-length"] == str(5 * MiB)
+    assert s3_client.put(location, params={"digest": sha256(b"x" * 10)}).status_code == 201
+    # the filesystem store has no minimum
+    assert "oci-chunk-min-length" not in client.post("/v2/s3/chunks/blobs/uploads/").headers
+
