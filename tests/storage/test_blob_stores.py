@@ -202,6 +202,32 @@ def test_s3_refuses_a_blob_over_ten_thousand_parts_with_its_size(store: BlobStor
     run(scenario())
 
 
+@pytest.mark.parametrize("store", ["s3"], indirect=True)
+def test_s3_upload_lock_holds_across_replicas(store: BlobStore, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Two stores on one database and bucket (two replicas): the lock is the database's; a writer whose
+    request outlived its lock records nothing more."""
+    replica = open_store("s3", tmp_path / "store", request)
+
+    async def scenario() -> None:
+        await store.upload_start("x1")
+        held = await store.upload_lock("x1")
+        with pytest.raises(UploadBusy):
+            await replica.upload_lock("x1")
+        writer = await store.upload_writer("x1", 0)
+        await asyncio.to_thread(writer.write, b"late")
+        held.release()
+        await asyncio.sleep(0)  # the release is a task
+        (await replica.upload_lock("x1")).release()  # another request took it and gave it up
+        taken = await replica.upload_lock("x1")
+        with pytest.raises(UploadBusy):
+            await asyncio.to_thread(writer.close)
+        taken.release()
+        await asyncio.sleep(0)
+        await store.upload_delete("x1")
+
+    run(scenario())
+
+
 def test_missing_blob(store: BlobStore) -> None:
     with pytest.raises(BlobMissing):
         run(collect(store.read(Digest.of(b"absent"))))

@@ -11,22 +11,22 @@ from typing import TYPE_CHECKING, Any
 from .driver import BlobStore, StorageError
 
 if TYPE_CHECKING:
-    from ..metadata.store import StoreState
+    from ..metadata.store import MetadataStore
 
 
-def _filesystem(options: Mapping[str, Any], state: StoreState | None) -> BlobStore:
+def _filesystem(options: Mapping[str, Any], state: MetadataStore | None) -> BlobStore:
     from .filesystem import FilesystemBlobStore
 
     return FilesystemBlobStore(str(options["root"]))
 
 
-def _memory(options: Mapping[str, Any], state: StoreState | None) -> BlobStore:
+def _memory(options: Mapping[str, Any], state: MetadataStore | None) -> BlobStore:
     from .memory import MemoryBlobStore
 
     return MemoryBlobStore()
 
 
-def _s3(options: Mapping[str, Any], state: StoreState | None) -> BlobStore:
+def _s3(options: Mapping[str, Any], state: MetadataStore | None) -> BlobStore:
     from .s3 import S3BlobStore
 
     if state is None:
@@ -35,7 +35,7 @@ def _s3(options: Mapping[str, Any], state: StoreState | None) -> BlobStore:
 
 
 #: driver name -> opener(options)
-DRIVERS: dict[str, Callable[[Mapping[str, Any], StoreState | None], BlobStore]] = {
+DRIVERS: dict[str, Callable[[Mapping[str, Any], MetadataStore | None], BlobStore]] = {
     "filesystem": _filesystem,
     #: lost on exit, one store per process (so one worker only: ``config.ServerConfig``)
     "memory": _memory,
@@ -44,7 +44,7 @@ DRIVERS: dict[str, Callable[[Mapping[str, Any], StoreState | None], BlobStore]] 
 }
 
 
-def open_blob_store(driver: str, options: Mapping[str, Any], state: StoreState | None = None) -> BlobStore:
+def open_blob_store(driver: str, options: Mapping[str, Any], state: MetadataStore | None = None) -> BlobStore:
     """The store; ``state`` is the metadata database, for a store that keeps its upload state there."""
     opener = DRIVERS.get(driver)
     if opener is None:

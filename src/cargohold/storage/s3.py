@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
+from uuid import uuid4
 
 from ..digest import Digest
 from ..errcodes import SizeInvalid
@@ -30,6 +31,9 @@ from .driver import DURABLE, StorageError, UploadBusy, UploadMissing, Written, c
 
 #: S3's most parts in one multipart upload
 MAX_PARTS: Final = 10_000
+#: how long an upload's lock outlives its last sign of life (each part renews it); a holder that died
+#: blocks the upload this long
+LOCK_SECONDS: Final = 120.0
 _READ_CHUNK: Final = 1024 * 1024
 
 T = TypeVar("T")
@@ -40,18 +44,38 @@ def _code(exc: Exception) -> str:
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
+class UploadState(StoreState, Protocol):
+    """The metadata database as the store uses it: its upload records, and leases as upload locks."""
+
+    async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool: ...
+    async def release_lease(self, name: str, holder: str) -> None: ...
+
+
+def _lock_name(upload_id: str) -> str:
+    return f"upload:{upload_id}"
+
+
 class _Lock:
-    def __init__(self, held: set[str], upload_id: str) -> None:
-        self._held, self._id = held, upload_id
+    """An upload's lock: a lease in the database, so that a request on another replica sees it too
+    (released in a task: ``release`` is called from a ``finally``, where it cannot wait)."""
+
+    def __init__(self, store: S3BlobStore, upload_id: str, holder: str) -> None:
+        self._store, self._id, self._holder = store, upload_id, holder
 
     def release(self) -> None:
-        self._held.discard(self._id)
+        store = self._store
+        if store._holders.get(self._id) == self._holder:
+            del store._holders[self._id]
+        task = asyncio.get_running_loop().create_task(store._state.release_lease(_lock_name(self._id), self._holder))
+        store._releasing[self._id] = task
+        task.add_done_callback(lambda done: store._releasing.pop(self._id, None) if
+                               store._releasing.get(self._id) is done else None)
 
 
 class S3BlobStore:
     name = "s3"
 
-    def __init__(self, options: Mapping[str, Any], state: StoreState) -> None:
+    def __init__(self, options: Mapping[str, Any], state: UploadState) -> None:
         import boto3
         from botocore.config import Config
 
@@ -61,7 +85,9 @@ class S3BlobStore:
         self.redirect = bool(options.get("redirect", True))
         self.redirect_expiry = int(options.get("redirect_expiry_seconds", 1200))
         self._state = state
-        self._held: set[str] = set()
+        #: upload id -> the holder of its lock in this process; the releases under way
+        self._holders: dict[str, str] = {}
+        self._releasing: dict[str, asyncio.Task[None]] = {}
         self._client: Any = boto3.client(
             "s3",
             endpoint_url=options.get("endpoint") or None,
@@ -192,13 +218,21 @@ class S3BlobStore:
         return state
 
     async def upload_lock(self, upload_id: str) -> _Lock:
-        # one request per upload in this process; across replicas the upload row's size check
-        # (``update_upload``) refuses the second writer
         await self._upload(upload_id)
-        if upload_id in self._held:
+        releasing = self._releasing.get(upload_id)
+        if releasing is not None:  # this process's last request on it is giving it up
+            await releasing
+        holder = uuid4().hex
+        if not await self._state.acquire_lease(_lock_name(upload_id), holder, LOCK_SECONDS):
             raise UploadBusy(f"s3 bucket {self.bucket}: upload {upload_id} is busy")
-        self._held.add(upload_id)
-        return _Lock(self._held, upload_id)
+        self._holders[upload_id] = holder
+        return _Lock(self, upload_id, holder)
+
+    async def _still_locked(self, upload_id: str, holder: str | None) -> None:
+        """Renew the lock a writer's request holds; raise UploadBusy if it was lost (it expired, and
+        another request took it): the writer must not record parts then."""
+        if holder is not None and not await self._state.acquire_lease(_lock_name(upload_id), holder, LOCK_SECONDS):
+            raise UploadBusy(f"s3 bucket {self.bucket}: upload {upload_id} lost its lock to another request")
 
     def _parts_before(self, state: StoreUpload, upload_id: str, count: int) -> list[StorePart]:
         parts = {part.number: part for part in state.parts}
@@ -238,7 +272,8 @@ class S3BlobStore:
             raise UploadMissing(f"s3 bucket {self.bucket}: upload {upload_id} has {state.size} bytes, not {offset}")
         self._parts_before(state, upload_id, offset // self.part_size)
         tail = await self._tail(upload_id, offset, state.size)
-        return _Writer(self, upload_id, state.session, offset, tail, asyncio.get_running_loop())
+        return _Writer(self, upload_id, state.session, offset, tail, asyncio.get_running_loop(),
+                       self._holders.get(upload_id))
 
     def state_trusted(self, token: str) -> bool:
         return token == DURABLE
@@ -315,8 +350,10 @@ class _Writer:
     calls ``write``, the record through the event loop); the rest becomes the upload's tail object."""
 
     def __init__(self, store: S3BlobStore, upload_id: str, session: str, offset: int, tail: bytes,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, holder: str | None) -> None:
         self._store, self._id, self._session, self._loop = store, upload_id, session, loop
+        #: the request's lock, renewed before each record (None: the caller took none)
+        self._holder = holder
         self._offset = offset
         self._buffer = bytearray(tail)
         self._number = offset // store.part_size + 1
@@ -354,6 +391,7 @@ class _Writer:
         except ClientError as exc:
             raise store._failed(f"upload {self._id} part {self._number}", exc) from exc
         part = StorePart(self._number, str(answer["ETag"]), len(body))
+        self._wait(lambda: store._still_locked(self._id, self._holder))
         self._wait(lambda: store._state.save_store_part(self._id, part))
         self._number += 1
 
@@ -367,6 +405,7 @@ class _Writer:
                 store._sync(key, "put_object", Key=key, Body=bytes(self._buffer))
             except ClientError as exc:
                 raise store._failed(key, exc) from exc
+        self._wait(lambda: store._still_locked(self._id, self._holder))
         self._wait(lambda: store._state.save_store_upload(self._id, self._session, self._size))
         return Written(self._size, DURABLE)
 
