@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final, Protocol, TypeVar
 from uuid import uuid4
 
@@ -34,6 +35,8 @@ MAX_PARTS: Final = 10_000
 #: how long an upload's lock outlives its last sign of life (each part renews it); a holder that died
 #: blocks the upload this long
 LOCK_SECONDS: Final = 120.0
+#: parts of one request on their way to S3 while the next is received (each holds part_size bytes)
+PARTS_IN_FLIGHT: Final = 2
 _READ_CHUNK: Final = 1024 * 1024
 
 T = TypeVar("T")
@@ -88,6 +91,7 @@ class S3BlobStore:
         #: upload id -> the holder of its lock in this process; the releases under way
         self._holders: dict[str, str] = {}
         self._releasing: dict[str, asyncio.Task[None]] = {}
+        self._parts = ThreadPoolExecutor(max_workers=16, thread_name_prefix="s3-parts")
         self._client: Any = boto3.client(
             "s3",
             endpoint_url=options.get("endpoint") or None,
@@ -346,8 +350,9 @@ class S3BlobStore:
 
 
 class _Writer:
-    """Buffers one part at a time; uploads each full part and records it (in the worker thread that
-    calls ``write``, the record through the event loop); the rest becomes the upload's tail object."""
+    """Buffers one part at a time; each full part is uploaded and recorded (through the event loop) in
+    the store's part threads, at most :data:`PARTS_IN_FLIGHT` at once while ``write`` takes the next
+    bytes; ``close`` waits for them and leaves the rest as the upload's tail object."""
 
     def __init__(self, store: S3BlobStore, upload_id: str, session: str, offset: int, tail: bytes,
                  loop: asyncio.AbstractEventLoop, holder: str | None) -> None:
@@ -358,6 +363,7 @@ class _Writer:
         self._buffer = bytearray(tail)
         self._number = offset // store.part_size + 1
         self._size = offset
+        self._pending: list[Future[None]] = []
 
     def _wait(self, make: Callable[[], Awaitable[T]]) -> T:
         async def run() -> T:
@@ -381,24 +387,44 @@ class _Writer:
         from botocore.exceptions import ClientError
 
         store = self._store
+        if not self._session:
+            key = store._blob_key(self._id)
+            try:
+                self._session = str(store._sync(key, "create_multipart_upload", Key=key)["UploadId"])
+            except ClientError as exc:
+                raise store._failed(f"upload {self._id}", exc) from exc
+            self._wait(lambda: store._state.save_store_upload(self._id, self._session, self._offset))
+        while len(self._pending) >= PARTS_IN_FLIGHT:
+            self._pending.pop(0).result()
+        self._pending.append(store._parts.submit(self._upload_part, self._number, body))
+        self._number += 1
+
+    def _upload_part(self, number: int, body: bytes) -> None:
+        from botocore.exceptions import ClientError
+
+        store = self._store
         key = store._blob_key(self._id)
         try:
-            if not self._session:
-                self._session = str(store._sync(key, "create_multipart_upload", Key=key)["UploadId"])
-                self._wait(lambda: store._state.save_store_upload(self._id, self._session, self._offset))
-            answer = store._sync(key, "upload_part", Key=key, UploadId=self._session,
-                                 PartNumber=self._number, Body=body)
+            answer = store._sync(key, "upload_part", Key=key, UploadId=self._session, PartNumber=number, Body=body)
         except ClientError as exc:
-            raise store._failed(f"upload {self._id} part {self._number}", exc) from exc
-        part = StorePart(self._number, str(answer["ETag"]), len(body))
+            raise store._failed(f"upload {self._id} part {number}", exc) from exc
+        part = StorePart(number, str(answer["ETag"]), len(body))
         self._wait(lambda: store._still_locked(self._id, self._holder))
         self._wait(lambda: store._state.save_store_part(self._id, part))
-        self._number += 1
+
+    def _settle(self) -> list[BaseException]:
+        """Wait for the parts in flight; their errors."""
+        errors = [error for future in self._pending if (error := future.exception()) is not None]
+        self._pending.clear()
+        return errors
 
     def close(self) -> Written:
         from botocore.exceptions import ClientError
 
         store = self._store
+        errors = self._settle()
+        if errors:
+            raise errors[0]
         if self._buffer:
             key = store._tail_key(self._id, self._size)
             try:
@@ -410,4 +436,6 @@ class _Writer:
         return Written(self._size, DURABLE)
 
     def abort(self) -> None:
-        """Nothing to undo: parts past the recorded size are rewritten by the next request."""
+        """Let the parts in flight end; nothing to undo: parts past the recorded size are rewritten by
+        the next request."""
+        self._settle()
