@@ -29,6 +29,8 @@ TABLES: Final = (
     "repositories", "blobs", "repository_blobs", "manifests", "manifest_references", "tags", "generated_manifests",
     "uploads", "accounts", "teams", "team_members", "repository_permissions", "public_repositories",
     "refresh_tokens", "credential_generation", "events", "event_deliveries", "webhook_endpoints",
+    # an S3 blob store's uploads and where its blobs are
+    "store_uploads", "store_upload_parts", "store_blobs",
 )
 
 
