@@ -93,7 +93,9 @@ def start_seaweedfs(root: Path) -> SeaweedFS:
     s3, master, volume, filer = _ports()
     log = open(root / "weed.log", "wb")  # noqa: SIM115 - the server's for its lifetime
     process = subprocess.Popen(
-        [weed, "server", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+        # its own log files in its folder (not /tmp), telemetry off
+        [weed, f"-logdir={root}", "server", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+         "-master.telemetry=false",
          f"-master.port={master}", f"-volume.port={volume}", "-volume.preStopSeconds=0", "-volume.max=20",
          "-master.volumeSizeLimitMB=64", "-filer", f"-filer.port={filer}", "-s3", f"-s3.port={s3}",
          f"-s3.config={root / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0"],
