@@ -53,6 +53,8 @@ class RegistryApp:
         self._access_log = AccessLog(access_log)
         #: the periodic work (the upload purge), started with the worker
         self.jobs = jobs
+        #: whether the worker finished starting (its lifespan startup is complete) and may hold requests
+        self.serving = False
         #: writes the batched reads (pulls) every second, and what it holds at shutdown
         self.recorder = recorder
 
@@ -141,6 +143,7 @@ class RegistryApp:
                     self.jobs.start()
                 if self.recorder is not None:
                     self.recorder.start()
+                self.serving = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.jobs is not None:

@@ -101,7 +101,8 @@ def end_with_server_process(grace_seconds: float) -> None:
     when the parent ends; a worker still starting can miss it (granian installs its
     handlers later), so a watcher thread also notices the parent is gone, asks again
     until the worker stops, and kills it once ``grace_seconds`` (the shutdown timeout)
-    have passed.
+    have passed. A worker that had not finished starting holds no request: it is
+    killed at once.
     """
     if not sys.platform.startswith("linux"):
         return
@@ -118,9 +119,15 @@ def end_with_server_process(grace_seconds: float) -> None:
 _WATCH_INTERVAL_SECONDS = 0.5
 
 
+#: this worker's app, once built (the watcher asks it whether it is serving yet)
+_app: RegistryApp | None = None
+
+
 def _watch_server(server_pid: int, grace_seconds: float) -> None:
     while os.getppid() == server_pid:
         time.sleep(_WATCH_INTERVAL_SECONDS)
+    if _app is None or not _app.serving:  # nothing to drain; granian may swallow a SIGTERM while it starts
+        os.kill(os.getpid(), signal.SIGKILL)
     # a stop asked for before granian's handlers took over is lost: ask until it is heard
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
@@ -135,8 +142,10 @@ def app_from_environment() -> RegistryApp:
     end_with_server_process(config.server.shutdown_timeout_seconds)
     watch_for_drain()
     configure_logging(config.server.log_level)
+    global _app
     try:
-        return create_app(config)
+        _app = create_app(config)
+        return _app
     except SchemaError as exc:  # serve migrates before it starts workers; refuse in one line, not a traceback
         print(f"cargohold: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
