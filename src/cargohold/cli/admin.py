@@ -26,7 +26,7 @@ from ..auth.keys import load_signing_key
 from ..auth.passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password, secret_digest
 from ..auth.policy import who_can
 from ..auth.setup import access_store_for
-from ..config import ConfigError, ServerConfig, load_config
+from ..config import ConfigError, ServerConfig
 from ..events import ADMIN_CLI, Event
 from ..events import Action as EventAction
 from ..events.log import EventLog
@@ -34,6 +34,7 @@ from ..events.origin import FixedOrigin, origin_scope
 from ..metadata.access import AccessStore
 from ..metadata.schema import migrate, status
 from ..metadata.store import MetadataError
+from .registry_options import add_location_options, located_config, print_rows, verb_parser
 
 Action = Callable[[AccessStore, ServerConfig, argparse.Namespace], Awaitable[int]]
 
@@ -48,16 +49,6 @@ def _read_password(args: argparse.Namespace) -> str:
     if again != first:
         raise AccessModelError("the passwords differ")
     return first
-
-
-def _print(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return
-    widths = [max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in rows:
-        print("  ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
 
 
 def _cli_origin() -> FixedOrigin:
@@ -134,7 +125,8 @@ async def account_list(store: AccessStore, config: ServerConfig, args: argparse.
     accounts = await store.accounts(args.kind, owner=getattr(args, "owner", None))
     rows = [{"name": a.name, "superuser": a.superuser, "disabled": a.disabled, "owner": a.owner or ""}
             for a in accounts]
-    _print(args, rows, ["name", "owner"] if args.kind is not AccountKind.USER else ["name", "superuser", "disabled"])
+    columns = ["name", "owner"] if args.kind is not AccountKind.USER else ["name", "superuser", "disabled"]
+    print_rows(args, rows, columns)
     return 0
 
 
@@ -213,7 +205,7 @@ async def team_list(store: AccessStore, config: ServerConfig, args: argparse.Nam
     await store.require(args.org, AccountKind.ORGANIZATION)
     rows = [{"team": t.full_name, "members": " ".join(await store.members(t.full_name))}
             for t in await store.teams(args.org)]
-    _print(args, rows, ["team", "members"])
+    print_rows(args, rows, ["team", "members"])
     return 0
 
 
@@ -254,7 +246,7 @@ async def repo_visibility(store: AccessStore, config: ServerConfig, args: argpar
 async def show_who_can(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     rows = [{"who": h.who, "role": str(h.role), "actions": ",".join(sorted(h.role.actions)), "via": h.via}
             for h in await who_can(store, args.repository)]
-    _print(args, rows, ["who", "role", "actions", "via"])
+    print_rows(args, rows, ["who", "role", "actions", "via"])
     return 0
 
 
@@ -270,82 +262,73 @@ async def token_key(store: AccessStore, config: ServerConfig, args: argparse.Nam
     return 0
 
 
-def _parser(sub: Any, name: str, action: Action, help_text: str, **defaults: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(action=action, **defaults)
-    return parser
-
-
 def register(subparsers: Any) -> None:
     admin: argparse.ArgumentParser = subparsers.add_parser(
         "admin", help="manage users, robots, organizations, teams and permissions",
         description="Manage the access model in the data directory's database (as the server's owner).",
     )
-    admin.add_argument("--config", metavar="FILE", help="YAML configuration file (CARGOHOLD_CONFIG)")
-    admin.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="the server's data directory")
-    admin.add_argument("--database-url", dest="database_url", metavar="URL",
-                       help="metadata database: postgresql://USER@HOST:PORT/DB (default: SQLite in the data dir)")
+    add_location_options(admin)
     admin.set_defaults(func=run)
     groups = admin.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
     users = groups.add_parser("user", help="users").add_subparsers(dest="verb", required=True, metavar="VERB")
     for name, action, help_text in [("add", user_add, "create a user"), ("passwd", user_passwd, "set a password")]:
-        parser = _parser(users, name, action, help_text)
+        parser = verb_parser(users, name, action, help_text)
         parser.add_argument("name")
         parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
         if name == "add":
             parser.add_argument("--superuser", action="store_true", help="may administer everything")
     for name, disable in [("disable", True), ("enable", False)]:
-        _parser(users, name, user_disable, f"{name} a user", disable=disable).add_argument("name")
-    parser = _parser(users, "superuser", user_superuser, "make a user a superuser (or not, with --remove)")
+        verb_parser(users, name, user_disable, f"{name} a user", disable=disable).add_argument("name")
+    parser = verb_parser(users, "superuser", user_superuser, "make a user a superuser (or not, with --remove)")
     parser.add_argument("name")
     parser.add_argument("--remove", action="store_true")
-    _parser(users, "delete", account_delete, "delete a user and its robots", kind=AccountKind.USER).add_argument("name")
-    _parser(users, "list", account_list, "list users", kind=AccountKind.USER)
+    verb_parser(users, "delete", account_delete, "delete a user and its robots",
+                kind=AccountKind.USER).add_argument("name")
+    verb_parser(users, "list", account_list, "list users", kind=AccountKind.USER)
 
     robots = groups.add_parser("robot", help="robot accounts").add_subparsers(dest="verb", required=True,
                                                                              metavar="VERB")
-    parser = _parser(robots, "add", robot_add, "create robot OWNER+NAME; prints its token")
+    parser = verb_parser(robots, "add", robot_add, "create robot OWNER+NAME; prints its token")
     parser.add_argument("owner", help="user or organization")
     parser.add_argument("name")
-    _parser(robots, "rotate", robot_rotate, "replace a robot's token; prints it").add_argument("name",
+    verb_parser(robots, "rotate", robot_rotate, "replace a robot's token; prints it").add_argument("name",
                                                                                               help="OWNER+NAME")
-    _parser(robots, "delete", account_delete, "delete a robot", kind=AccountKind.ROBOT).add_argument("name")
-    _parser(robots, "list", account_list, "list robots", kind=AccountKind.ROBOT).add_argument("owner", nargs="?")
+    verb_parser(robots, "delete", account_delete, "delete a robot", kind=AccountKind.ROBOT).add_argument("name")
+    verb_parser(robots, "list", account_list, "list robots", kind=AccountKind.ROBOT).add_argument("owner", nargs="?")
 
     orgs = groups.add_parser("org", help="organizations").add_subparsers(dest="verb", required=True, metavar="VERB")
-    parser = _parser(orgs, "add", org_add, "create an organization (its owners team holds --owner users)")
+    parser = verb_parser(orgs, "add", org_add, "create an organization (its owners team holds --owner users)")
     parser.add_argument("name")
     parser.add_argument("--owner", action="append", metavar="USER", help="a user to put in the owners team")
-    _parser(orgs, "delete", account_delete, "delete an organization", kind=AccountKind.ORGANIZATION).add_argument(
+    verb_parser(orgs, "delete", account_delete, "delete an organization", kind=AccountKind.ORGANIZATION).add_argument(
         "name")
-    _parser(orgs, "list", account_list, "list organizations", kind=AccountKind.ORGANIZATION)
+    verb_parser(orgs, "list", account_list, "list organizations", kind=AccountKind.ORGANIZATION)
 
     teams = groups.add_parser("team", help="teams").add_subparsers(dest="verb", required=True, metavar="VERB")
-    _parser(teams, "add", team_add, "create a team").add_argument("team", metavar="ORG/TEAM")
-    _parser(teams, "delete", team_delete, "delete a team").add_argument("team", metavar="ORG/TEAM")
-    parser = _parser(teams, "member", team_member, "add users or robots to a team (or remove them)")
+    verb_parser(teams, "add", team_add, "create a team").add_argument("team", metavar="ORG/TEAM")
+    verb_parser(teams, "delete", team_delete, "delete a team").add_argument("team", metavar="ORG/TEAM")
+    parser = verb_parser(teams, "member", team_member, "add users or robots to a team (or remove them)")
     parser.add_argument("team", metavar="ORG/TEAM")
     parser.add_argument("members", nargs="+", metavar="ACCOUNT")
     parser.add_argument("--remove", action="store_true")
-    _parser(teams, "list", team_list, "list an organization's teams").add_argument("org")
+    verb_parser(teams, "list", team_list, "list an organization's teams").add_argument("org")
 
-    parser = _parser(groups, "grant", grant, "grant a role on a repository (or NAMESPACE/*)")
+    parser = verb_parser(groups, "grant", grant, "grant a role on a repository (or NAMESPACE/*)")
     parser.add_argument("role", choices=["read", "write", "admin"])
     parser.add_argument("grantee", metavar="USER|ROBOT|ORG/TEAM")
     parser.add_argument("repository", metavar="REPOSITORY|NAMESPACE/*")
-    parser = _parser(groups, "revoke", revoke, "revoke a grant")
+    parser = verb_parser(groups, "revoke", revoke, "revoke a grant")
     parser.add_argument("grantee", metavar="USER|ROBOT|ORG/TEAM")
     parser.add_argument("repository", metavar="REPOSITORY|NAMESPACE/*")
 
     repos = groups.add_parser("repo", help="repository visibility").add_subparsers(dest="verb", required=True,
                                                                                   metavar="VERB")
     for visibility in ("public", "private"):
-        _parser(repos, visibility, repo_visibility, f"make a repository {visibility}",
+        verb_parser(repos, visibility, repo_visibility, f"make a repository {visibility}",
                 visibility=visibility).add_argument("repository")
-    _parser(groups, "who-can", show_who_can, "who may do what on a repository").add_argument("repository")
-    _parser(groups, "token-key", token_key, "the token signing key: kid, algorithm, certificate path")
+    verb_parser(groups, "who-can", show_who_can, "who may do what on a repository").add_argument("repository")
+    verb_parser(groups, "token-key", token_key, "the token signing key: kid, algorithm, certificate path")
 
 
 def _check_registry(config: ServerConfig, args: argparse.Namespace) -> None:
@@ -374,9 +357,8 @@ def _check_registry(config: ServerConfig, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {"config": args.config, "data_dir": args.data_dir, "database_url": args.database_url}
     try:
-        config = load_config(None, overrides, dict(os.environ))
+        config = located_config(args)
         _check_registry(config, args)
         store = access_store_for(config)
     except (ConfigError, MetadataError, OSError) as exc:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from typing import Any, Final
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError
 from ..events.audit import BadFilter, EventFilter, LoggedEvent, entry_json, parse_time
 from ..metadata import open_metadata_store
 from ..metadata.store import MetadataError
+from .registry_options import add_location_options, located_config, require_registry
 
 #: entries per page unless --limit says otherwise
 DEFAULT_LIMIT: Final = 100
@@ -30,10 +30,7 @@ def register(subparsers: Any) -> None:
         "audit", help="read the audit log",
         description="Read the audit log (pushes, pulls, deletes, logins, tokens, admin changes), newest first.",
     )
-    parser.add_argument("--config", metavar="FILE", help="YAML configuration file (CARGOHOLD_CONFIG)")
-    parser.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="the server's data directory")
-    parser.add_argument("--database-url", dest="database_url", metavar="URL",
-                        help="metadata database: postgresql://USER@HOST:PORT/DB (default: SQLite in the data dir)")
+    add_location_options(parser)
     parser.add_argument("--repository", metavar="PATTERN", help="a repository, or a glob (team/* is a namespace)")
     parser.add_argument("--actor", metavar="NAME", help="a user or robot (OWNER+NAME)")
     parser.add_argument("--action", metavar="ACTION", help="manifest.push, login, ...; or a noun: manifest")
@@ -83,18 +80,13 @@ async def _read(url: str, where: EventFilter, limit: int, before: int | None) ->
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(None, {"config": args.config, "data_dir": args.data_dir,
-                                    "database_url": args.database_url}, dict(os.environ))
+        config = located_config(args)
+        require_registry(config)
         where = _filter(args)
         if args.limit < 1:
             raise BadFilter("--limit must be at least 1")
     except (ConfigError, BadFilter) as exc:
         print(f"cargohold audit: {exc}", file=sys.stderr)
-        return 2
-    database = config.metadata_url.removeprefix("sqlite://")
-    if config.metadata_url.startswith("sqlite://") and not os.path.exists(database):
-        print(f"cargohold audit: {config.data_dir} holds no registry (no {os.path.basename(database)}): "
-              "check --data-dir", file=sys.stderr)
         return 2
     try:
         found = asyncio.run(_read(config.metadata_url, where, args.limit + 1, args.before))

@@ -19,6 +19,7 @@ from ..metadata.factory import shown
 from ..metadata.migrations import Migration
 from ..metadata.schema import MigrationFailed, migrate, status
 from ..metadata.store import MetadataError
+from .registry_options import add_location_options
 
 
 def register(subparsers: Any) -> None:
@@ -28,10 +29,7 @@ def register(subparsers: Any) -> None:
                     "directory's metadata.db), in order, each once. Workers and admin refuse a database "
                     "that is behind until this has run; serve runs it before starting its workers.",
     )
-    parser.add_argument("--config", metavar="FILE", help="YAML configuration file (CARGOHOLD_CONFIG)")
-    parser.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="the server's data directory")
-    parser.add_argument("--database-url", dest="database_url", metavar="URL",
-                        help="metadata database: postgresql://USER@HOST:PORT/DB (default: SQLite in the data dir)")
+    add_location_options(parser)
     parser.add_argument("--from-sqlite", dest="from_sqlite", metavar="DIR",
                         help="copy the metadata of the registry in DIR (its metadata.db) into --database-url's "
                              "PostgreSQL database, then check the copy; safe to run again")

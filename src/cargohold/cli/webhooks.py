@@ -12,25 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from typing import Any
 
-from ..config import ConfigError, ServerConfig, load_config
+from ..config import ConfigError, ServerConfig
 from ..metadata import open_metadata_store
 from ..metadata.store import MetadataError
 from ..webhooks import Links, Source
 from ..webhooks.manage import WebhookAdmin, WebhookError
-
-
-def _print(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return
-    cells = [[c.upper() for c in columns], *[["" if r.get(c) is None else str(r[c]) for c in columns] for r in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    for row in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+from .registry_options import add_location_options, located_config, print_rows, require_registry, verb_parser
 
 
 def _document(args: argparse.Namespace, message: str, document: dict[str, Any]) -> None:
@@ -43,7 +33,7 @@ async def list_endpoints(admin: WebhookAdmin, args: argparse.Namespace) -> int:
         for row in rows:
             row["actions"] = ",".join(row["actions"])
             row["repositories"] = ",".join(row["repositories"]) or "*"
-    _print(args, rows, ["name", "source", "format", "url", "actions", "repositories", "disabled"])
+    print_rows(args, rows, ["name", "source", "format", "url", "actions", "repositories", "disabled"])
     return 0
 
 
@@ -85,7 +75,7 @@ async def test(admin: WebhookAdmin, args: argparse.Namespace) -> int:
 
 async def deliveries(admin: WebhookAdmin, args: argparse.Namespace) -> int:
     rows = await admin.deliveries(args.endpoint, args.state, args.limit, args.before)
-    _print(args, rows, ["id", "event_id", "endpoint", "state", "attempts", "last_status", "last_error",
+    print_rows(args, rows, ["id", "event_id", "endpoint", "state", "attempts", "last_status", "last_error",
                         "next_attempt", "action", "repository"])
     return 0
 
@@ -96,27 +86,17 @@ async def redeliver(admin: WebhookAdmin, args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser(sub: Any, name: str, action: Any, help_text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(action=action)
-    return parser
-
-
 def register(subparsers: Any) -> None:
     webhooks: argparse.ArgumentParser = subparsers.add_parser(
         "webhooks", help="manage webhook endpoints and their deliveries",
         description="Manage webhook endpoints and their deliveries in the data directory's database.",
     )
-    webhooks.add_argument("--config", metavar="FILE", help="YAML configuration file (CARGOHOLD_CONFIG)")
-    webhooks.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="the server's data directory")
-    webhooks.add_argument("--database-url", dest="database_url", metavar="URL",
-                          help="metadata database: postgresql://USER@HOST:PORT/DB (default: SQLite in the data dir)")
+    add_location_options(webhooks)
     webhooks.set_defaults(func=run)
     verbs = webhooks.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    _parser(verbs, "list", list_endpoints, "list the endpoints (configured and added)")
-    parser = _parser(verbs, "add", add, "add an endpoint")
+    verb_parser(verbs, "list", list_endpoints, "list the endpoints (configured and added)")
+    parser = verb_parser(verbs, "add", add, "add an endpoint")
     parser.add_argument("name")
     parser.add_argument("url", help="an http or https URL")
     parser.add_argument("--format", choices=["distribution", "quay"], default="distribution")
@@ -131,14 +111,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--disabled", action="store_true", help="add it without sending it anything yet")
     parser.add_argument("--secret-stdin", dest="secret_stdin", action="store_true",
                         help="read the signing secret from one line of standard input")
-    _parser(verbs, "remove", remove, "remove an added endpoint").add_argument("name")
-    _parser(verbs, "test", test, "send an endpoint a test event now").add_argument("name")
-    parser = _parser(verbs, "deliveries", deliveries, "list deliveries, newest first")
+    verb_parser(verbs, "remove", remove, "remove an added endpoint").add_argument("name")
+    verb_parser(verbs, "test", test, "send an endpoint a test event now").add_argument("name")
+    parser = verb_parser(verbs, "deliveries", deliveries, "list deliveries, newest first")
     parser.add_argument("--endpoint", metavar="NAME")
     parser.add_argument("--state", choices=["pending", "delivered", "dead"])
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--before", type=int, metavar="ID", help="the next page: deliveries older than this id")
-    _parser(verbs, "redeliver", redeliver, "make a dead delivery pending again").add_argument("id", type=int)
+    verb_parser(verbs, "redeliver", redeliver, "make a dead delivery pending again").add_argument("id", type=int)
 
 
 async def _run(config: ServerConfig, args: argparse.Namespace) -> int:
@@ -153,10 +133,8 @@ async def _run(config: ServerConfig, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(None, {"config": args.config, "data_dir": args.data_dir,
-                                    "database_url": args.database_url}, dict(os.environ))
-        if config.metadata_url.startswith("sqlite://") and not os.path.exists(config.metadata_url[9:]):
-            raise ConfigError(f"{config.data_dir} holds no registry: check --data-dir")
+        config = located_config(args)
+        require_registry(config)
     except ConfigError as exc:
         print(f"cargohold webhooks: {exc}", file=sys.stderr)
         return 2
