@@ -17,7 +17,8 @@ import cargohold
 
 SRC = Path(cargohold.__file__).parent
 #: the modules that are values only: no I/O, no server, no client
-PURE = ("cargohold.digest", "cargohold.reference", "cargohold.errcodes", "cargohold.jsontext", "cargohold.access_model")
+PURE = ("cargohold.digest", "cargohold.reference", "cargohold.errcodes", "cargohold.jsontext", "cargohold.access_model",
+        "cargohold.memo")
 SERVER = ("api", "http", "service", "storage", "metadata", "auth", "config", "jobs", "events", "webhooks")
 
 #: (package, the cargohold modules it must not import, exceptions: module -> why)

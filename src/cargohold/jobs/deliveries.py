@@ -26,9 +26,11 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from ..events.model import Event
 from ..events.outbox import Delivery, Outbox
+from ..memo import Memo
 from ..webhooks import Endpoint, Endpoints, Links, Sender, Source
-from ..webhooks.payload import body
+from ..webhooks.payload import encoded, envelope
 from .runner import Job
 
 log: Final = logging.getLogger("cargohold.webhooks")
@@ -73,6 +75,8 @@ class DeliveryLoop:
         #: when each endpoint's worker last delivered a batch that was not full (the clock of GATHER and
         #: DELIVERY_INTERVAL, monotonic)
         self._delivered_at: dict[str, float] = {}
+        #: each event as each format encodes it: ten endpoints send the same event ten times
+        self._encoded: Memo[tuple[str, str], bytes] = Memo()
         endpoints.on_deliveries = self.wake
 
     def job(self) -> Job:
@@ -153,13 +157,17 @@ class DeliveryLoop:
             return DELIVERY_INTERVAL_SECONDS
         return 0.0
 
+    def _encode(self, format_name: str, event: Event) -> bytes:
+        return self._encoded.make((format_name, event.id), lambda: encoded(format_name, event, self.links, self.source))
+
     async def _deliver(self, endpoint: Endpoint, deliveries: list[Delivery]) -> bool:
         """Post ``deliveries`` in one envelope and record the outcome; whether the receiver took them."""
         settings = endpoint.settings
         ids = [d.id for d in deliveries]
         head = deliveries[0]
         try:
-            content, content_type = body(settings.format, [d.event for d in deliveries], self.links, self.source)
+            items = [self._encode(settings.format, d.event) for d in deliveries]
+            content, content_type = envelope(settings.format, items)
         except Exception as exc:  # an event this format cannot carry: no attempt can ever succeed
             log.exception("a webhook payload cannot be built", extra={"endpoint": endpoint.name})
             await self.outbox.finish_deliveries(ids, self.holder, delivered=False, status=None,

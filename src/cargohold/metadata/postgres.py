@@ -20,6 +20,7 @@ from typing import Final
 from ..events.audit import EventFilter, LoggedEvent
 from ..events.model import Event
 from ..events.outbox import Delivery, DeliveryState, NextDelivery
+from ..memo import Memo
 from . import postgres_webhooks
 from .migrations import require_current
 from .postgres_db import PostgresDatabase
@@ -52,6 +53,8 @@ class PostgresMetadataStore:
         self.url = url
         require_current(applied_versions(url), "postgres")
         self._db = PostgresDatabase(url, what="metadata", max_size=POOL_SIZE)
+        #: events read back for their deliveries: each endpoint's delivery of an event reads it again
+        self._decoded: Memo[int, Event] = Memo()
 
     async def close(self) -> None:
         await self._db.close()
@@ -452,7 +455,8 @@ class PostgresMetadataStore:
     async def claim_deliveries(
         self, endpoint: str, holder: str, now: float, lease_until: float, limit: int,
     ) -> list[Delivery]:
-        return await postgres_webhooks.claim_deliveries(self._db, endpoint, holder, now, lease_until, limit)
+        return await postgres_webhooks.claim_deliveries(
+            self._db, endpoint, holder, now, lease_until, limit, self._decoded)
 
     async def finish_deliveries(
         self, delivery_ids: Sequence[int], holder: str, *, delivered: bool, status: int | None, error: str | None,

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..events.model import Event
 from ..events.outbox import Delivery, DeliveryState, NextDelivery
+from ..memo import Memo
 from .postgres_db import PostgresDatabase, sql
-from .sqlite_webhooks import _SELECT, _delivery
+from .sqlite_webhooks import _SELECT, EVENTS, LINE, _delivery, claimed, due_run, known_events
 
 
 async def next_delivery(db: PostgresDatabase, endpoint: str) -> NextDelivery | None:
@@ -26,27 +28,24 @@ async def next_delivery(db: PostgresDatabase, endpoint: str) -> NextDelivery | N
 
 async def claim_deliveries(
     db: PostgresDatabase, endpoint: str, holder: str, now: float, lease_until: float, limit: int,
+    events: Memo[int, Event],
 ) -> list[Delivery]:
     async with db.atomic() as connection:
-        cursor = await connection.execute(
-            sql("SELECT id, next_attempt_at, locked_until FROM event_deliveries"
-                " WHERE endpoint = ? AND state = 'pending' ORDER BY event_seq LIMIT ? FOR UPDATE"),
-            (endpoint, limit),
-        )
-        taken = []
-        for delivery_id, next_at, locked_until in await cursor.fetchall():  # the due run at the head of the line
-            if next_at > now or (locked_until is not None and locked_until >= now):
-                break
-            taken.append(delivery_id)
-        if not taken:
+        cursor = await connection.execute(sql(f"{LINE} FOR UPDATE"), (endpoint, limit))
+        run = due_run(await cursor.fetchall(), now)
+        if not run:
             return []
         await connection.execute(
             "UPDATE event_deliveries SET locked_until = %s, locked_by = %s, attempts = attempts + 1 WHERE id = ANY(%s)",
-            (lease_until, holder, taken),
+            (lease_until, holder, [row[0] for row in run]),
         )
-        cursor = await connection.execute(sql(f"{_SELECT} WHERE d.id = ANY(?) ORDER BY d.event_seq"), (taken,))
-        found = await cursor.fetchall()
-    return [_delivery(row) for row in found]
+        known = known_events(run, events)
+        unread = [seq for seq, event in known.items() if event is None]
+        event_rows: list[Any] = []
+        if unread:
+            cursor = await connection.execute(sql(f"{EVENTS.removesuffix(' IN ')} = ANY(?)"), (unread,))
+            event_rows = await cursor.fetchall()
+    return claimed(endpoint, run, lease_until, known, event_rows, events)
 
 
 async def finish_deliveries(

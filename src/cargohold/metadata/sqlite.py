@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from ..events.audit import EventFilter, LoggedEvent
 from ..events.model import Event
 from ..events.outbox import Delivery, DeliveryState, NextDelivery
+from ..memo import Memo
 from . import sqlite_webhooks
 from .migrations import require_current
 from .sqlite_db import SqliteDatabase
@@ -42,6 +43,8 @@ class SqliteMetadataStore:
         if path != ":memory:" and not os.path.exists(path):  # refused without creating an empty file
             require_current((), "sqlite")
         self._db = SqliteDatabase(path, what="metadata")
+        #: events read back for their deliveries: each endpoint's delivery of an event reads it again
+        self._decoded: Memo[int, Event] = Memo()
         try:
             require_current(applied_versions(self._db), "sqlite")
         except BaseException:
@@ -438,7 +441,7 @@ class SqliteMetadataStore:
     async def claim_deliveries(
         self, endpoint: str, holder: str, now: float, lease_until: float, limit: int,
     ) -> list[Delivery]:
-        return sqlite_webhooks.claim_deliveries(self._db, endpoint, holder, now, lease_until, limit)
+        return sqlite_webhooks.claim_deliveries(self._db, endpoint, holder, now, lease_until, limit, self._decoded)
 
     async def finish_deliveries(
         self, delivery_ids: Sequence[int], holder: str, *, delivered: bool, status: int | None, error: str | None,

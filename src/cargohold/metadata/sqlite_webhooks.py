@@ -8,6 +8,7 @@ from typing import Any
 
 from ..events.model import Action, Event, Result
 from ..events.outbox import Delivery, DeliveryState, NextDelivery
+from ..memo import Memo
 from .sqlite_db import SqliteDatabase
 
 _EVENT_COLUMNS = (
@@ -21,20 +22,69 @@ _DELIVERY_COLUMNS = (
 _SELECT = f"SELECT {_DELIVERY_COLUMNS}, {_EVENT_COLUMNS} FROM event_deliveries d JOIN events e ON e.seq = d.event_seq"
 
 
-def _delivery(row: Sequence[Any]) -> Delivery:
-    (delivery_id, endpoint, state, attempts, next_at, status, error, delivered_at, locked_until,
-     seq, event_id, at, action, result, actor, actor_kind, address, user_agent, request_id, host, method,
+def _event(row: Sequence[Any]) -> Event:
+    (event_id, at, action, result, actor, actor_kind, address, user_agent, request_id, host, method,
      repository, tag, digest, media_type, size, detail) = row
-    event = Event(
+    return Event(
         action=Action(action), repository=repository, tag=tag, digest=digest, media_type=media_type, size=size,
         result=Result(result), detail=json.loads(detail), actor=actor, actor_kind=actor_kind, address=address,
         user_agent=user_agent, request_id=request_id, host=host, method=method, id=event_id, at=at,
     )
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    delivery_id, endpoint, state, attempts, next_at, status, error, delivered_at, locked_until, seq = row[:10]
     return Delivery(
         id=delivery_id, endpoint=endpoint, state=DeliveryState(state), attempts=attempts, next_attempt_at=next_at,
-        event=event, event_seq=seq, last_status=status, last_error=error, delivered_at=delivered_at,
+        event=_event(row[10:]), event_seq=seq, last_status=status, last_error=error, delivered_at=delivered_at,
         locked_until=locked_until,
     )
+
+
+#: a claim's look at an endpoint's line of pending deliveries: all a claimed delivery needs but its event
+LINE = (
+    "SELECT id, event_seq, attempts, next_attempt_at, locked_until, last_status, last_error FROM event_deliveries"
+    " WHERE endpoint = ? AND state = 'pending' ORDER BY event_seq LIMIT ?"
+)
+#: the events of claimed deliveries, by seq (those not read before)
+EVENTS = f"SELECT e.seq, {_EVENT_COLUMNS.replace('e.seq, ', '')} FROM events e WHERE e.seq IN "
+
+
+def due_run(line: Sequence[Sequence[Any]], now: float) -> list[Sequence[Any]]:
+    """The deliveries at the head of a :data:`LINE` that are due at ``now`` and not leased: in event order,
+    so the run ends at the first that is not."""
+    run = []
+    for row in line:
+        next_at, locked_until = row[3], row[4]
+        if next_at > now or (locked_until is not None and locked_until >= now):
+            break
+        run.append(row)
+    return run
+
+
+def known_events(run: Sequence[Sequence[Any]], events: Memo[int, Event]) -> dict[int, Event | None]:
+    """The events of a claimed :func:`due_run` by seq, None for each ``events`` does not hold."""
+    return {row[1]: events.get(row[1]) for row in run}
+
+
+def claimed(
+    endpoint: str, run: Sequence[Sequence[Any]], lease_until: float, known: dict[int, Event | None],
+    event_rows: Sequence[Sequence[Any]], events: Memo[int, Event],
+) -> list[Delivery]:
+    """The deliveries of a claimed :func:`due_run`: their events are ``known`` or in ``event_rows`` (the
+    :data:`EVENTS` of the unknown ones; kept in ``events`` for the other endpoints' deliveries of them)."""
+    for row in event_rows:
+        known[row[0]] = events.put(row[0], _event(row[1:]))
+    deliveries = []
+    for delivery_id, seq, attempts, next_at, _, status, error in run:
+        event = known[seq]
+        assert event is not None  # a delivery references its event (the foreign key)
+        deliveries.append(Delivery(
+            id=delivery_id, endpoint=endpoint, state=DeliveryState.PENDING, attempts=attempts + 1,
+            next_attempt_at=next_at, event=event, event_seq=seq, last_status=status, last_error=error,
+            locked_until=lease_until,
+        ))
+    return deliveries
 
 
 def next_delivery(db: SqliteDatabase, endpoint: str) -> NextDelivery | None:
@@ -48,29 +98,23 @@ def next_delivery(db: SqliteDatabase, endpoint: str) -> NextDelivery | None:
 
 def claim_deliveries(
     db: SqliteDatabase, endpoint: str, holder: str, now: float, lease_until: float, limit: int,
+    events: Memo[int, Event],
 ) -> list[Delivery]:
     # BEGIN IMMEDIATE: the look and the claim are one step against every other deliverer
     with db.transaction():
-        rows = db.execute(
-            "SELECT id, next_attempt_at, locked_until FROM event_deliveries WHERE endpoint = ? AND state = 'pending'"
-            " ORDER BY event_seq LIMIT ?",
-            (endpoint, limit),
-        ).fetchall()
-        taken = []
-        for delivery_id, next_at, locked_until in rows:  # the due run at the head of the line, in order
-            if next_at > now or (locked_until is not None and locked_until >= now):
-                break
-            taken.append(delivery_id)
-        if not taken:
+        run = due_run(db.execute(LINE, (endpoint, limit)).fetchall(), now)
+        if not run:
             return []
-        marks = ",".join("?" * len(taken))
+        marks = ",".join("?" * len(run))
         db.execute(
             "UPDATE event_deliveries SET locked_until = ?, locked_by = ?, attempts = attempts + 1"
             f" WHERE id IN ({marks})",
-            (lease_until, holder, *taken),
+            (lease_until, holder, *(row[0] for row in run)),
         )
-        found = db.execute(f"{_SELECT} WHERE d.id IN ({marks}) ORDER BY d.event_seq", taken).fetchall()
-    return [_delivery(row) for row in found]
+        known = known_events(run, events)
+        unread = [seq for seq, event in known.items() if event is None]
+        event_rows = db.execute(f"{EVENTS}({','.join('?' * len(unread))})", unread).fetchall() if unread else []
+    return claimed(endpoint, run, lease_until, known, event_rows, events)
 
 
 def finish_deliveries(

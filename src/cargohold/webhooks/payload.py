@@ -121,16 +121,25 @@ def quay_repo_push(event: Event, links: Links) -> dict[str, Any]:
     }
 
 
+def encoded(format_name: str, event: Event, links: Links, source: Source) -> bytes:
+    """``event`` as JSON in an endpoint's format: the body of a Quay notification, one item of Distribution's
+    ``events``."""
+    if format_name == "quay":
+        return msgspec.json.encode(quay_repo_push(event, links))
+    return msgspec.json.encode(distribution_event(event, links, source))
+
+
+def envelope(format_name: str, items: Sequence[bytes]) -> tuple[bytes, str]:
+    """The body of events encoded by :func:`encoded` (one, in the quay format), and its content type."""
+    if format_name == "quay":
+        [item] = items
+        return item, QUAY_MEDIA_TYPE
+    return b'{"events":[' + b",".join(items) + b"]}", DISTRIBUTION_MEDIA_TYPE
+
+
 def body(format_name: str, events: Sequence[Event], links: Links, source: Source) -> tuple[bytes, str]:
     """The body of ``events`` (one, in the quay format) in an endpoint's format, and its content type."""
-    if format_name == "quay":
-        [event] = events
-        document: dict[str, Any] = quay_repo_push(event, links)
-        content_type = QUAY_MEDIA_TYPE
-    else:
-        document = {"events": [distribution_event(event, links, source) for event in events]}
-        content_type = DISTRIBUTION_MEDIA_TYPE
-    return msgspec.json.encode(document), content_type
+    return envelope(format_name, [encoded(format_name, event, links, source) for event in events])
 
 
 #: the action of ``webhooks test``'s event in Distribution's envelope: a receiver that acts on pushes ignores it
