@@ -4,8 +4,12 @@ to a SIGKILL or a receiver outage, event order per endpoint, one claimant per at
 from __future__ import annotations
 
 import collections
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
 
 from tests.support.servers import CargoholdServer, free_port
 from tests.webhooks.receiver import Receiver, receiving
@@ -130,3 +134,48 @@ def test_a_delivery_held_by_a_killed_process_is_sent_again_once_its_lease_ends(t
     assert [r.events[0]["id"] for r in got] == [event.id, event.id]  # a duplicate carries the same id
     assert got[1].at - got[0].at >= 1.0  # not before the dead process's lease ran out
     assert delivery_rows(server.data_dir)[0]["attempts"] == 2
+
+
+def test_a_server_that_does_not_deliver_leaves_its_deliveries_to_one_that_does(tmp_path: Path) -> None:
+    with receiving() as receiver:
+        endpoints = [{"name": "hook", "url": receiver.url}]
+        data = tmp_path / "data"
+        (tmp_path / "quiet").mkdir()
+        with serving(tmp_path / "quiet", endpoints, data_dir=data, deliver=False) as server:
+            event = push_event()
+            record(server.data_dir, endpoints, event)
+            time.sleep(2.0)  # two polls, and a wake would have gathered
+            assert receiver.requests() == []
+            assert [(r["state"], r["attempts"]) for r in delivery_rows(data)] == [("pending", 0)]
+            (tmp_path / "sender").mkdir()
+            with serving(tmp_path / "sender", endpoints, data_dir=data):
+                [got] = receiver.wait_for_events(1)
+    assert got["id"] == event.id
+
+
+def test_a_delivery_waits_while_the_server_serves_a_request(tmp_path: Path) -> None:
+    with receiving() as receiver:
+        endpoints = [{"name": "hook", "url": receiver.url}]
+        with serving(tmp_path, endpoints, "--workers", "1") as server:
+            upload = httpx.post(f"{server.url}/v2/team/app/blobs/uploads/")
+            location = upload.headers["location"]
+            sent = threading.Event()
+
+            def slow_body() -> Iterator[bytes]:
+                for _ in range(30):  # 3 s of a PATCH in flight
+                    yield b"x" * 100
+                    time.sleep(0.1)
+                sent.set()
+
+            patch = threading.Thread(target=lambda: httpx.patch(
+                f"{server.url}{location}" if location.startswith("/") else location, content=slow_body(),
+                headers={"content-type": "application/octet-stream"}, timeout=30))
+            patch.start()
+            time.sleep(0.3)
+            record(server.data_dir, endpoints, push_event())
+            time.sleep(2.0)  # due (and woken) well within the PATCH
+            early = receiver.requests()
+            patch.join()
+            assert sent.is_set()
+            receiver.wait_for_events(1)
+    assert early == []

@@ -23,7 +23,7 @@ from ..events.origin import set_origin
 from ..events.recorder import Recorder
 from ..http import ClientDisconnected, Receive, Request, Response, Router, Scope, Send, error_response
 from ..http.errors import method_not_allowed, not_found
-from ..jobs import JobRunner
+from ..jobs import Activity, JobRunner
 from ..reference import is_repository_name
 from ..service import BACKEND_ERRORS, RegistryService
 from .accesslog import AccessLog
@@ -45,6 +45,7 @@ class RegistryApp:
         routes: Iterable[Route] = (),
         jobs: JobRunner | None = None,
         recorder: Recorder | None = None,
+        activity: Activity | None = None,
     ):
         self.registry = registry
         self.access: AccessController = access or OpenAccess()
@@ -57,6 +58,8 @@ class RegistryApp:
         self.serving = False
         #: writes the batched reads (pulls) every second, and what it holds at shutdown
         self.recorder = recorder
+        #: requests in flight (the webhook deliveries wait for a quiet moment)
+        self.activity = activity or Activity()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -66,17 +69,21 @@ class RegistryApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        found = self.router.match(scope["path"])
-        request = RegistryRequest(scope, receive, found[1] if found else {}, self.access)
-        response = await self._respond(request, found[0]) if found else not_found(request.path)
-        response.header("x-request-id", request.id)
+        self.activity.started()
         try:
-            sent = await response.send(send, scope, request.method == "HEAD")
-        except OSError:
-            sent = -1
-        except Exception:  # the status line may be out: nothing left to answer, only to log
-            self._log_failure(request, "sending the response failed")
-            sent = -1
+            found = self.router.match(scope["path"])
+            request = RegistryRequest(scope, receive, found[1] if found else {}, self.access)
+            response = await self._respond(request, found[0]) if found else not_found(request.path)
+            response.header("x-request-id", request.id)
+            try:
+                sent = await response.send(send, scope, request.method == "HEAD")
+            except OSError:
+                sent = -1
+            except Exception:  # the status line may be out: nothing left to answer, only to log
+                self._log_failure(request, "sending the response failed")
+                sent = -1
+        finally:
+            self.activity.ended()
         self._log(request, response.status, sent, started)
 
     async def _dispatch(self, request: RegistryRequest, route: Route) -> Response:

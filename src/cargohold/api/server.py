@@ -16,7 +16,7 @@ from ..auth.setup import AccessSetup, build_access
 from ..config import ConfigError, ServerConfig
 from ..events.audit import AuditLog
 from ..events.recorder import Recorder
-from ..jobs import DeliveryLoop, JobRunner, audit_purge_job, holder_id, registry_jobs
+from ..jobs import Activity, DeliveryLoop, JobRunner, audit_purge_job, holder_id, registry_jobs
 from ..metadata import MetadataStore, open_metadata_store
 from ..metadata.migrations import SchemaError
 from ..service import Registry, RegistryOptions
@@ -49,11 +49,13 @@ def endpoint_routes(
     return [*TokenEndpoint(own.service).routes(), *admin.routes()]
 
 
-def webhook_delivery(config: ServerConfig, meta: MetadataStore) -> tuple[Endpoints, DeliveryLoop]:
+def webhook_delivery(
+    config: ServerConfig, meta: MetadataStore, activity: Activity,
+) -> tuple[Endpoints, DeliveryLoop]:
     """The recorder's targets (which endpoints hear of an event) and this process's delivery loop."""
     endpoints = Endpoints(config.notifications.endpoints, meta)
-    loop = DeliveryLoop(meta, endpoints, Sender(), Links.of(config), Source.of(config),
-                        holder=holder_id(), backoff_max=config.notifications.backoff_max_seconds)
+    loop = DeliveryLoop(meta, endpoints, Sender(), Links.of(config), Source.of(config), holder=holder_id(),
+                        backoff_max=config.notifications.backoff_max_seconds, activity=activity)
     return endpoints, loop
 
 
@@ -69,7 +71,8 @@ def create_app(config: ServerConfig) -> RegistryApp:
         upload_max_age_seconds=config.server.upload_max_age_seconds,
     )
     # each event's deliveries are written with it, to the endpoints that want it
-    targets, deliveries = webhook_delivery(config, meta)
+    activity = Activity()
+    targets, deliveries = webhook_delivery(config, meta, activity)
     recorder = Recorder(targets, reads=meta, blob_pulls=config.audit.record_blob_pulls)
     access = build_access(config, meta)
     try:
@@ -78,9 +81,10 @@ def create_app(config: ServerConfig) -> RegistryApp:
         raise ConfigError(str(exc)) from None
     registry = Registry(blobs, meta, options, schema1_key, recorder)
     audit_purge = audit_purge_job(meta, config.audit.retention_days)
-    jobs = JobRunner([*registry_jobs(registry), *([audit_purge] if audit_purge else []), deliveries.job()], meta)
+    delivery = [deliveries.job()] if config.notifications.deliver else []
+    jobs = JobRunner([*registry_jobs(registry), *([audit_purge] if audit_purge else []), *delivery], meta)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
-    return RegistryApp(registry, access.controller, endpoint_routes(access, meta, webhooks), jobs, recorder)
+    return RegistryApp(registry, access.controller, endpoint_routes(access, meta, webhooks), jobs, recorder, activity)
 
 
 def configure_logging(level: str) -> None:

@@ -155,6 +155,9 @@ class NotificationsSection(Section, frozen=True):
     events: NotificationEvents = msgspec.field(default_factory=NotificationEvents)
     #: the longest wait between two attempts of a delivery: a Go duration or seconds
     backoff_max: float | str = "1h"
+    #: false: this server records each event's deliveries but sends none (another replica that shares its
+    #: database sends them; for replicas kept for serving alone)
+    deliver: bool = True
 
     def __post_init__(self) -> None:
         names: set[str] = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..service import RegistryService
+from .activity import Activity
 from .audit import AUDIT_PURGE_INTERVAL_SECONDS, EventRetention, audit_purge_job
 from .deliveries import DeliveryLoop
 from .purge import PURGE_INTERVAL_SECONDS, purge_job
@@ -15,6 +16,6 @@ def registry_jobs(registry: RegistryService) -> list[Job]:
 
 
 __all__ = [
-    "AUDIT_PURGE_INTERVAL_SECONDS", "DeliveryLoop", "EventRetention", "Job", "JobRunner", "Leases",
+    "Activity", "AUDIT_PURGE_INTERVAL_SECONDS", "DeliveryLoop", "EventRetention", "Job", "JobRunner", "Leases",
     "PURGE_INTERVAL_SECONDS", "audit_purge_job", "holder_id", "purge_job", "registry_jobs",
 ]
