@@ -215,13 +215,13 @@ def test_s3_upload_lock_holds_across_replicas(store: BlobStore, tmp_path: Path, 
             await replica.upload_lock("x1")
         writer = await store.upload_writer("x1", 0)
         await asyncio.to_thread(writer.write, b"late")
-        held.release()
+        await held.release()
         await asyncio.sleep(0)  # the release is a task
-        (await replica.upload_lock("x1")).release()  # another request took it and gave it up
+        await (await replica.upload_lock("x1")).release()  # another request took it and gave it up
         taken = await replica.upload_lock("x1")
         with pytest.raises(UploadBusy):
             await asyncio.to_thread(writer.close)
-        taken.release()
+        await taken.release()
         await asyncio.sleep(0)
         await store.upload_delete("x1")
 
@@ -288,8 +288,8 @@ def test_upload_lock_has_one_holder(store: BlobStore) -> None:
         held = await store.upload_lock("k1")
         with pytest.raises(UploadBusy):
             await store.upload_lock("k1")
-        held.release()
-        (await store.upload_lock("k1")).release()
+        await held.release()
+        await (await store.upload_lock("k1")).release()
         await store.upload_delete("k1")
         with pytest.raises(UploadMissing):
             await store.upload_lock("k1")

@@ -174,7 +174,7 @@ class Uploads:
         try:
             yield await self.get(repository, upload_id)
         finally:
-            lock.release()
+            await lock.release()
 
     async def append(
         self,

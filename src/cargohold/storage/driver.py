@@ -91,7 +91,9 @@ class BlobWriter(Protocol):
 class UploadLock(Protocol):
     """Held by the one request that may change an upload session; other processes see it too."""
 
-    def release(self) -> None: ...
+    async def release(self) -> None:
+        """Give the lock up before the response goes out: the client's next request, on any replica, finds it free."""
+        ...
 
 
 @runtime_checkable

@@ -167,7 +167,7 @@ class _FileLock:
     def __init__(self, fd: int):
         self._fd = fd
 
-    def release(self) -> None:
+    async def release(self) -> None:
         os.close(self._fd)  # closing the descriptor drops its flock
 
 

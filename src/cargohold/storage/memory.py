@@ -61,7 +61,7 @@ class _MemoryLock:
     def __init__(self, upload: _Upload):
         self._upload = upload
 
-    def release(self) -> None:
+    async def release(self) -> None:
         self._upload.locked = False
 
 

@@ -20,6 +20,7 @@ listing the bucket:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final, Protocol, TypeVar
@@ -30,11 +31,14 @@ from ..errcodes import SizeInvalid
 from ..metadata.store import StorePart, StoreState, StoreUpload
 from .driver import DURABLE, StorageError, UploadBusy, UploadMissing, Written, check_upload_id
 
+log: Final = logging.getLogger("cargohold.storage")
+
 #: S3's most parts in one multipart upload
 MAX_PARTS: Final = 10_000
-#: how long an upload's lock outlives its last sign of life (each part renews it); a holder that died
-#: blocks the upload this long
-LOCK_SECONDS: Final = 120.0
+#: how long an upload's lock outlives its last sign of life; a holder that died (a killed replica)
+#: blocks the upload this long, so a live one renews it every LOCK_RENEW_SECONDS while its request lasts
+LOCK_SECONDS: Final = 10.0
+LOCK_RENEW_SECONDS: Final = 3.0
 #: parts of one request on their way to S3 while the next is received (each holds part_size bytes)
 PARTS_IN_FLIGHT: Final = 2
 _READ_CHUNK: Final = 1024 * 1024
@@ -59,13 +63,28 @@ def _lock_name(upload_id: str) -> str:
 
 
 class _Lock:
-    """An upload's lock: a lease in the database, so that a request on another replica sees it too
-    (released in a task: ``release`` is called from a ``finally``, where it cannot wait)."""
+    """An upload's lock: a lease in the database, so that a request on another replica sees it too.
+
+    It is given up before the response goes out (the client may send its next request to another
+    replica at once), in a task of its own that a cancelled request does not stop.
+    """
 
     def __init__(self, store: S3BlobStore, upload_id: str, holder: str) -> None:
         self._store, self._id, self._holder = store, upload_id, holder
+        self._renewer = asyncio.get_running_loop().create_task(self._renew())
 
-    def release(self) -> None:
+    async def _renew(self) -> None:
+        """Keep the lock while the request lives (a slow client may send no part for a long time)."""
+        while True:
+            await asyncio.sleep(LOCK_RENEW_SECONDS)
+            try:
+                if not await self._store._state.acquire_lease(_lock_name(self._id), self._holder, LOCK_SECONDS):
+                    return  # lost: the writer finds out before it records a part
+            except Exception:
+                log.warning("renewing an upload's lock failed", exc_info=True, extra={"upload": self._id})
+
+    async def release(self) -> None:
+        self._renewer.cancel()
         store = self._store
         if store._holders.get(self._id) == self._holder:
             del store._holders[self._id]
@@ -73,6 +92,10 @@ class _Lock:
         store._releasing[self._id] = task
         task.add_done_callback(lambda done: store._releasing.pop(self._id, None) if
                                store._releasing.get(self._id) is done else None)
+        try:
+            await asyncio.shield(task)
+        except Exception:  # the lease lapses by itself
+            log.warning("releasing an upload's lock failed", exc_info=True, extra={"upload": self._id})
 
 
 class S3BlobStore:
