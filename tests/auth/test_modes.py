@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cargohold.auth.access import Access
 from cargohold.auth.jwt import encode, new_claims
-from cargohold.auth.keys import SigningKey, jwks, load_signing_key
+from cargohold.auth.keys import SigningKey, jwks, parse_signing_key
 from cargohold.client import Credentials, OCILayout, RegistryClient, StaticKeychain, TransportOptions
 from cargohold.client.cache import BlobCache
 from cargohold.client.pull import pull, push
@@ -107,7 +107,7 @@ def test_tokens_of_an_external_issuer(tmp_path: Path) -> None:
         stranger = SigningKey.of(ec.generate_private_key(ec.SECP256R1()))
         assert httpx.get(f"{server.url}/v2/{PRIVATE}/tags/list",
                          headers=external(stranger, pull_private)).status_code == 401
-        own_key = load_signing_key(server.data_dir / "auth" / "token-key.pem")
+        own_key = parse_signing_key(server.token_key_pem(), "the server's database")
         assert httpx.get(f"{server.url}/v2/{PRIVATE}/tags/list",
                          headers=external(own_key, pull_private)).status_code == 401  # keys belong to their issuer
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cargohold.access_model import Role
 from cargohold.auth.access import Access
 from cargohold.auth.jwt import encode, new_claims
-from cargohold.auth.keys import SigningKey, load_signing_key
+from cargohold.auth.keys import SigningKey, parse_signing_key
 from cargohold.auth.passwords import hash_password, secret_digest
 from tests.api.helpers import codes, sha256
 
@@ -34,7 +34,7 @@ def challenge(response: httpx.Response) -> dict[str, str]:
 
 
 def server_key(world: World) -> SigningKey:
-    return load_signing_key(world.server.data_dir / "auth" / "token-key.pem")
+    return parse_signing_key(world.server.token_key_pem(), "the server's database")
 
 
 def forged(world: World, key: SigningKey | None = None, **changes: Any) -> str:

@@ -96,6 +96,17 @@ class CargoholdServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
+    def token_key_pem(self) -> bytes:
+        """The token signing key the server made and keeps in its database."""
+        select = "SELECT pem FROM signing_keys WHERE name = 'token'"
+        if self.database_url is not None:
+            import psycopg
+
+            with psycopg.connect(self.database_url) as pg:
+                return str(pg.execute(select).fetchall()[0][0]).encode()
+        with contextlib.closing(sqlite3.connect(self.data_dir / "metadata.db")) as db:
+            return str(db.execute(select).fetchall()[0][0]).encode()
+
     # what is on disk, for "nothing half-written" checks
 
     def upload_files(self) -> set[str]:

@@ -9,10 +9,10 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
-from ..auth.keys import KeyFileError, ensure_private_key
+from ..auth.keys import KeyFileError
 from ..auth.setup import AccessSetup, build_access
+from ..auth.stored_keys import schema1_signing_key
 from ..config import ConfigError, ServerConfig
 from ..events.audit import AuditLog
 from ..events.recorder import Recorder
@@ -76,7 +76,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
     recorder = Recorder(targets, reads=meta, blob_pulls=config.audit.record_blob_pulls)
     access = build_access(config, meta)
     try:
-        schema1_key = ensure_private_key(Path(config.schema1_key_path), "schema 1 signing key")
+        schema1_key = schema1_signing_key(config)
     except (KeyFileError, OSError) as exc:
         raise ConfigError(str(exc)) from None
     registry = Registry(blobs, meta, options, schema1_key, recorder)

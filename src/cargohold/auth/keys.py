@@ -120,12 +120,10 @@ class SigningKey:
 
 def load_signing_key(path: str | Path, what: str = "token signing key") -> SigningKey:
     try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
+        pem = Path(path).read_bytes()
+    except OSError as exc:
         raise KeyFileError(f"cannot load the {what} {path}: {exc}") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise KeyFileError(f"{path}: the {what} must be EC (P-256) or RSA")
-    return SigningKey.of(key)
+    return parse_signing_key(pem, str(path), what)
 
 
 def generate_signing_key(key_path: Path, cert_path: Path, algorithm: str = "ES256", name: str = "cargohold") -> None:
@@ -137,19 +135,34 @@ def generate_signing_key(key_path: Path, cert_path: Path, algorithm: str = "ES25
     cert_path.write_bytes(self_signed_certificate(private, name).public_bytes(serialization.Encoding.PEM))
 
 
+def new_private_key(algorithm: str = "ES256") -> PrivateKeyType:
+    if algorithm == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    if algorithm == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise KeyFileError(f"cannot generate {algorithm} keys (ES256 or RS256)")
+
+
+def private_pem(key: PrivateKeyType) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def parse_signing_key(pem: bytes, where: str, what: str = "token signing key") -> SigningKey:
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"cannot load the {what} {where}: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise KeyFileError(f"{where}: the {what} must be EC (P-256) or RSA")
+    return SigningKey.of(key)
+
+
 def _write_new_key(key_path: Path, algorithm: str) -> PrivateKeyType:
     """Generate a key and write it (mode 0600); FileExistsError if ``key_path`` exists."""
-    private: PrivateKeyType
-    if algorithm == "RS256":
-        private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-    elif algorithm == "ES256":
-        private = ec.generate_private_key(ec.SECP256R1())
-    else:
-        raise KeyFileError(f"cannot generate {algorithm} keys (ES256 or RS256)")
+    private = new_private_key(algorithm)
     key_path.parent.mkdir(parents=True, exist_ok=True)
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = private_pem(private)
     partial = key_path.with_name(f".{key_path.name}.{os.getpid()}")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
@@ -197,6 +210,12 @@ def ensure_signing_key(key_path: Path, cert_path: Path, algorithm: str = "ES256"
         with contextlib.suppress(FileExistsError):  # another process made it first
             generate_signing_key(key_path, cert_path, algorithm)
     signing = load_signing_key(key_path)
+    write_certificate(signing, cert_path)
+    return signing
+
+
+def write_certificate(signing: SigningKey, cert_path: Path) -> None:
+    """The key's self-signed certificate at ``cert_path``, unless the one there is already for this key."""
     try:
         current = load_public_keys(cert_path)[0].kid if cert_path.exists() else None
     except KeyFileError:
@@ -206,7 +225,6 @@ def ensure_signing_key(key_path: Path, cert_path: Path, algorithm: str = "ES256"
         partial = cert_path.with_name(f".{cert_path.name}.{os.getpid()}")
         partial.write_bytes(self_signed_certificate(signing.key, "cargohold").public_bytes(serialization.Encoding.PEM))
         os.replace(partial, cert_path)
-    return signing
 
 
 def load_public_keys(path: str | Path) -> list[VerifyingKey]:

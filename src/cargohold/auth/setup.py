@@ -22,9 +22,10 @@ from .access import AccessController, OpenAccess
 from .controller import BasicAccessController, TokenAccessController
 from .htpasswd import HtpasswdError, HtpasswdFile
 from .jwt import Verifier
-from .keys import KeyFileError, VerifyingKey, ensure_signing_key, load_public_keys, parse_jwks
+from .keys import KeyFileError, VerifyingKey, load_public_keys, parse_jwks
 from .login import Authenticator
 from .ratelimit import LoginLimiter, LoginLimits
+from .stored_keys import token_signing_key
 from .tokens import TokenService, TokenSettings
 
 #: how long fetching an external JWKS at start may take
@@ -98,7 +99,7 @@ def build_access(config: ServerConfig, events: EventLog | None = None) -> Access
                                                      events=events))
         if config.auth.mode != "token":
             return AccessSetup(OpenAccess())
-        key = ensure_signing_key(Path(config.token_key_path), Path(config.token_cert_path))
+        key = token_signing_key(config)
     except (HtpasswdError, KeyFileError, OSError) as exc:
         raise ConfigError(str(exc)) from None
     store = open_access_store(config.metadata_url)

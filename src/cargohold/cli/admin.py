@@ -22,10 +22,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..access_model import AccessModelError, AccountKind, Role, split_robot_name, split_team_name
-from ..auth.keys import load_signing_key
 from ..auth.passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password, secret_digest
 from ..auth.policy import who_can
 from ..auth.setup import access_store_for
+from ..auth.stored_keys import token_key_source, token_signing_key
 from ..config import ConfigError, ServerConfig
 from ..events import ADMIN_CLI, Event
 from ..events import Action as EventAction
@@ -251,8 +251,8 @@ async def show_who_can(store: AccessStore, config: ServerConfig, args: argparse.
 
 
 async def token_key(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    key = load_signing_key(config.token_key_path)
-    rows = [{"kid": key.kid, "algorithm": key.algorithm, "key": config.token_key_path,
+    key = token_signing_key(config)
+    rows = [{"kid": key.kid, "algorithm": key.algorithm, "key": token_key_source(config),
              "certificate": config.token_cert_path, "issuer": config.auth.issuer, "service": config.auth.service}]
     if args.json:
         print(json.dumps(rows[0], indent=2))

@@ -16,6 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..auth.controller import TokenAccessController
+from ..auth.stored_keys import token_key_source
 from ..config import ConfigError, ServerConfig, load_config
 from ..metadata.factory import shown
 from ..metadata.store import MetadataError
@@ -257,7 +258,7 @@ def _announce_auth(config: ServerConfig, app: RegistryApp) -> None:
         return
     print(f"cargohold: access control: {config.auth.mode}", flush=True)
     if isinstance(app.access, TokenAccessController):
-        print(f"cargohold: tokens signed with {config.token_key_path} (certificate: {config.token_cert_path})",
-              flush=True)
+        print(f"cargohold: tokens signed with the key in {token_key_source(config)}"
+              f" (certificate: {config.token_cert_path})", flush=True)
         if not asyncio.run(app.access.store.has_superuser()):
             print("cargohold: no administrator yet: cargohold admin user add NAME --superuser", flush=True)

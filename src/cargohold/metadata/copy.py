@@ -31,6 +31,8 @@ TABLES: Final = (
     "refresh_tokens", "credential_generation", "events", "event_deliveries", "webhook_endpoints",
     # an S3 blob store's uploads and where its blobs are
     "store_uploads", "store_upload_parts", "store_blobs",
+    # the keys the registry made for itself (tokens signed before the move stay valid)
+    "signing_keys",
 )
 
 
