@@ -65,3 +65,37 @@ def test_a_job_that_runs_everywhere_runs_in_every_runner_without_the_lease(tmp_p
         await two.close()
 
     asyncio.run(scenario())
+
+
+def test_a_dead_holder_is_replaced_within_a_lease_however_long_the_interval(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'm.db'}"
+    migrate(url)
+    ran: list[str] = []
+
+    def job(who: str) -> Job:
+        async def run() -> None:
+            ran.append(who)
+
+        return Job("hourly", 3600, run)
+
+    # a replica killed while it holds an hourly job's lease is replaced within a minute
+    assert job("any").lease_seconds() + job("any").try_seconds() < 60
+
+    async def scenario() -> None:
+        one, two = open_metadata_store(url), open_metadata_store(url)
+        first = JobRunner([job("first")], one, "first", max_lease=0.6)
+        first.start()
+        await asyncio.sleep(0.1)
+        second = JobRunner([job("second")], two, "second", max_lease=0.6)
+        second.start()
+        await asyncio.sleep(0.3)
+        assert ran == ["first"]
+        for task in first._tasks:  # the process dies: its lease is neither renewed nor released
+            task.cancel()
+        await asyncio.sleep(1.0)  # the lease lapses (0.6 s) and the second tries again (every 0.2 s)
+        assert ran == ["first", "second"]
+        await second.stop()
+        await one.close()
+        await two.close()
+
+    asyncio.run(scenario())

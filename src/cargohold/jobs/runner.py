@@ -1,12 +1,14 @@
 """Periodic work that runs once per deployment, not once per worker.
 
-Every worker starts a :class:`JobRunner`. For each job it tries, once per
-interval, to take (or renew) the job's lease in the metadata database; only the
-process holding the lease runs the job. The holder renews at every run and
-while a run lasts, so its lease never lapses while it lives; a holder that dies
-(SIGKILL, a lost machine) stops renewing, and another process takes the lease
-over once it expires, at most ``LEASE_INTERVALS`` intervals later. A clean
-shutdown releases the lease, so a restart does not wait for it.
+Every worker starts a :class:`JobRunner`. For each job it tries, a few times per
+lease, to take (or renew) the job's lease in the metadata database; only the
+process holding the lease runs the job, once per interval. The holder renews it
+at every try and while a run lasts, so its lease never lapses while it lives; a
+holder that dies (SIGKILL, a lost machine) stops renewing, and another process
+takes the lease over once it expires. A lease lasts two intervals but at most
+``MAX_LEASE_SECONDS``, so a dead holder of an hourly job is replaced within
+that and one try (well under a minute), and the new holder runs the job at once.
+A clean shutdown releases the lease, so a restart does not wait for it.
 
 A job marked ``everywhere`` (the webhook deliveries, whose rows are claimed one
 by one) takes no lease: it runs in every process, started again an interval
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
@@ -28,8 +31,11 @@ from typing import Final, Protocol
 
 log: Final = logging.getLogger("cargohold.jobs")
 
-#: a lease lasts this many intervals: a live holder renews it every interval, long before it lapses
+#: a lease lasts this many intervals, and at most MAX_LEASE_SECONDS
 LEASE_INTERVALS: Final = 2.0
+MAX_LEASE_SECONDS: Final = 30.0
+#: tries to take or renew a lease during one lease: a live holder renews it long before it lapses
+TRIES_PER_LEASE: Final = 3
 
 
 class Leases(Protocol):
@@ -49,9 +55,12 @@ class Job:
     #: run in every process, without the lease
     everywhere: bool = False
 
-    @property
-    def lease_seconds(self) -> float:
-        return self.interval * LEASE_INTERVALS
+    def lease_seconds(self, limit: float = MAX_LEASE_SECONDS) -> float:
+        return min(self.interval * LEASE_INTERVALS, limit)
+
+    def try_seconds(self, limit: float = MAX_LEASE_SECONDS) -> float:
+        """Seconds between two tries for the lease: a whole fraction of the interval, a few per lease."""
+        return self.interval / math.ceil(self.interval * TRIES_PER_LEASE / self.lease_seconds(limit))
 
 
 def holder_id() -> str:
@@ -62,8 +71,10 @@ def holder_id() -> str:
 class JobRunner:
     """Runs each job in the one process that holds its lease; started in every worker."""
 
-    def __init__(self, jobs: Sequence[Job], leases: Leases, holder: str | None = None):
+    def __init__(self, jobs: Sequence[Job], leases: Leases, holder: str | None = None,
+                 max_lease: float = MAX_LEASE_SECONDS):
         self.jobs = tuple(jobs)
+        self.max_lease = max_lease
         self.leases = leases
         self.holder = holder or holder_id()
         self._tasks: list[asyncio.Task[None]] = []
@@ -88,15 +99,20 @@ class JobRunner:
         self._held.clear()
 
     async def _loop(self, job: Job) -> None:
+        pause = job.interval if job.everywhere else job.try_seconds(self.max_lease)
+        last_run: float | None = None
         while True:
             started = time.monotonic()
-            if job.everywhere or await self._lease(job):
+            if job.everywhere:
                 await self._run(job)
-            await asyncio.sleep(max(0.0, job.interval - (time.monotonic() - started)))
+            elif await self._lease(job) and (last_run is None or started - last_run >= job.interval - pause / 2):
+                last_run = started
+                await self._run(job)
+            await asyncio.sleep(max(0.0, pause - (time.monotonic() - started)))
 
     async def _lease(self, job: Job) -> bool:
         try:
-            held = await self.leases.acquire_lease(job.name, self.holder, job.lease_seconds)
+            held = await self.leases.acquire_lease(job.name, self.holder, job.lease_seconds(self.max_lease))
         except Exception:
             log.exception("taking a job lease failed", extra={"job": job.name})
             held = False
@@ -123,6 +139,6 @@ class JobRunner:
     async def _renew(self, job: Job) -> None:
         """Keep the lease through a run that lasts longer than an interval."""
         while True:
-            await asyncio.sleep(job.interval)
+            await asyncio.sleep(job.try_seconds(self.max_lease))
             if not await self._lease(job):
                 log.warning("a job lost its lease while running", extra={"job": job.name, "holder": self.holder})
