@@ -96,9 +96,9 @@ def deployment(root: Path, count: int, postgres: PostgresCluster, seaweedfs: Sea
             replica.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def three(postgres: PostgresCluster, seaweedfs: SeaweedFS,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """Three replicas, auth off."""
+    """Three replicas, auth off, shared by the modules here (each uses repositories of its own)."""
     with deployment(tmp_path_factory.mktemp("three"), 3, postgres, seaweedfs) as replicas:
         yield replicas

@@ -56,6 +56,8 @@ class Nginx:
     root: Path
     port: int
     process: subprocess.Popen[bytes]
+    #: ``host:port`` of each replica behind it
+    replicas: list[str]
 
     @property
     def url(self) -> str:
@@ -66,9 +68,11 @@ class Nginx:
         return f"127.0.0.1:{self.port}"
 
     def upstreams(self) -> list[str]:
-        """The replica (``host:port``) of each request so far, from the access log, oldest first."""
+        """The replica (``host:port``) of each request so far that reached one, from the access log, oldest first
+        (a request retried on the next replica names both)."""
         log = self.root / "upstream.log"
-        return log.read_text().split() if log.exists() else []
+        names = log.read_text().replace(",", " ").split() if log.exists() else []
+        return [name for name in names if name != "-"]
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -90,7 +94,7 @@ def nginx(root: Path, replicas: Sequence[str]) -> Iterator[Nginx]:
     process = subprocess.Popen([binary, "-p", str(root), "-c", str(root / "nginx.conf")],
                                stdout=log, stderr=subprocess.STDOUT)
     log.close()
-    server = Nginx(root, port, process)
+    server = Nginx(root, port, process, list(replicas))
     try:
         wait_for_http(f"{server.url}/v2/", process)
         yield server
