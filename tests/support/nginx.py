@@ -43,8 +43,6 @@ http {{
         location / {{
             proxy_pass http://registry;
             proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
         }}
     }}
 }}

@@ -14,6 +14,7 @@ Modules, from the bottom up::
     passwords.py   bcrypt for passwords, SHA-256 for generated secrets
     policy.py      the rules: a caller's role on a repository, who-can
     keys.py        signing and verifying keys, libtrust key IDs, JWKS (PyJWT), certificates
+    stored_keys.py the keys cargohold signs with: configured files, or made once and kept in the database
     jwt.py         tokens: key choice by issuer and kid, PyJWT checks, the access claim
     ratelimit.py   failed logins per account and per address
     htpasswd.py    Distribution's htpasswd file

@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import ServerConfig
-from ..metadata.signing_keys import keep_first_key
+from ..metadata.signing_keys import keep_first_key, stored_key
 from .keys import (
+    KeyFileError,
     PrivateKeyType,
     SigningKey,
     ensure_private_key,
@@ -54,9 +55,20 @@ def schema1_signing_key(config: ServerConfig) -> PrivateKeyType:
                               "schema 1 signing key").key
 
 
+def current_token_key(config: ServerConfig) -> SigningKey:
+    """The token key the server signs with, without making one (for ``cargohold admin token-key``)."""
+    if config.auth.token_key:
+        return load_signing_key(config.auth.token_key)
+    pem = stored_key(config.metadata_url, TOKEN_KEY)
+    if pem is None:
+        raise KeyFileError("cannot load the token signing key: the server makes it when it first starts"
+                           " with --auth token")
+    return parse_signing_key(pem.encode("ascii"), f"(the {TOKEN_KEY} key in the database)")
+
+
 def token_key_source(config: ServerConfig) -> str:
     """Where the token key comes from, as ``serve`` and ``admin token-key`` print it."""
     return config.auth.token_key or f"the metadata database (table signing_keys, {TOKEN_KEY!r})"
 
 
-__all__ = ["schema1_signing_key", "stored_signing_key", "token_key_source", "token_signing_key"]
+__all__ = ["current_token_key", "schema1_signing_key", "stored_signing_key", "token_key_source", "token_signing_key"]

@@ -25,7 +25,7 @@ from ..access_model import AccessModelError, AccountKind, Role, split_robot_name
 from ..auth.passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password, secret_digest
 from ..auth.policy import who_can
 from ..auth.setup import access_store_for
-from ..auth.stored_keys import token_key_source, token_signing_key
+from ..auth.stored_keys import current_token_key, token_key_source
 from ..config import ConfigError, ServerConfig
 from ..events import ADMIN_CLI, Event
 from ..events import Action as EventAction
@@ -251,7 +251,7 @@ async def show_who_can(store: AccessStore, config: ServerConfig, args: argparse.
 
 
 async def token_key(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
-    key = token_signing_key(config)
+    key = current_token_key(config)
     rows = [{"kid": key.kid, "algorithm": key.algorithm, "key": token_key_source(config),
              "certificate": config.token_cert_path, "issuer": config.auth.issuer, "service": config.auth.service}]
     if args.json:

@@ -20,11 +20,23 @@ _SELECT = "SELECT pem FROM signing_keys WHERE name = ?"
 
 def keep_first_key(url: str, name: str, offered: str) -> str:
     """The PEM stored under ``name``; ``offered`` becomes it if there is none yet (the database must be migrated)."""
+    found = _run(url, name, offered)
+    assert found is not None  # inserted, or there already
+    return found
+
+
+def stored_key(url: str, name: str) -> str | None:
+    """The PEM stored under ``name``, if any."""
+    return _run(url, name, None)
+
+
+def _run(url: str, name: str, offered: str | None) -> str | None:
     row: tuple[str] | None
     if database_for(url).dialect == "sqlite":
         db = SqliteDatabase(url.removeprefix("sqlite://"), what="signing keys")
         try:
-            db.execute(_INSERT, (name, offered, int(time.time())))
+            if offered is not None:
+                db.execute(_INSERT, (name, offered, int(time.time())))
             row = db.execute(_SELECT, (name,)).fetchone()
         finally:
             db.close()
@@ -32,7 +44,7 @@ def keep_first_key(url: str, name: str, offered: str) -> str:
         from .postgres_db import connect, reported  # psycopg only for PostgreSQL
 
         with closing(connect(url, "signing keys")) as pg, reported("signing keys"):
-            pg.execute(_INSERT.replace("?", "%s"), (name, offered, int(time.time())))
+            if offered is not None:
+                pg.execute(_INSERT.replace("?", "%s"), (name, offered, int(time.time())))
             row = pg.execute(_SELECT.replace("?", "%s"), (name,)).fetchone()
-    assert row is not None  # inserted, or there already
-    return row[0]
+    return None if row is None else row[0]
