@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cargohold.formats.schema1 import verify_signatures
 from tests.support.jws import b64url, jws_verify
+from tests.support.postgres import query
 from tests.support.servers import cargohold
 
 from .helpers import (
@@ -271,14 +272,12 @@ def test_the_same_bytes_from_every_worker_and_after_a_restart(tmp_path: Path) ->
             answers = set(pool.map(fetch, range(24)))
         assert len(answers) == 1
         (served,) = answers
-    key = (tmp_path / "data" / "auth" / "schema1-key.pem").read_bytes()
     with cargohold(tmp_path) as again, httpx.Client(base_url=again.url) as client:
         assert get(client, "legacy/app", "v1").content == served
-        # a tag generated after the restart is signed with the same key, kept in the data directory
+        # a tag generated after the restart is signed with the same key, kept in the database
         tag_image(client, "legacy/app", "v2", "restart-2")
         _, jwk = jws_verify(get(client, "legacy/app", "v2").content)
         assert jwk == json.loads(served)["signatures"][0]["header"]["jwk"]
-    assert (tmp_path / "data" / "auth" / "schema1-key.pem").read_bytes() == key
 
 
 def test_a_configured_rsa_key_signs(tmp_path: Path) -> None:
@@ -294,7 +293,7 @@ def test_a_configured_rsa_key_signs(tmp_path: Path) -> None:
         payload, jwk = jws_verify(r.content)
         assert verify_signatures(r.content) == payload
     assert int.from_bytes(b64url(jwk["n"]), "big") == private.public_key().public_numbers().n
-    assert not (tmp_path / "data" / "auth" / "schema1-key.pem").exists()
+    assert query(f"sqlite://{tmp_path / 'data' / 'metadata.db'}", "SELECT name FROM signing_keys") == []
 
 
 def test_an_image_whose_config_is_gone_is_refused_with_the_reason(client: httpx.Client, repo: str) -> None:

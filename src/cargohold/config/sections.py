@@ -158,7 +158,7 @@ class AuthSection(Section, frozen=True):
     service: str = "cargohold"
     #: the issuer of the tokens cargohold signs
     issuer: str = "cargohold"
-    #: PEM private key (EC P-256 or RSA) tokens are signed with; empty: generated in <data_dir>/auth
+    #: PEM private key (EC P-256 or RSA) tokens are signed with; empty: generated once, kept in the database
     token_key: str = ""
     #: seconds an access token lives; short, because it cannot be revoked (the spec's minimum is 60)
     token_lifetime: int = 300
@@ -208,7 +208,7 @@ class AuthSection(Section, frozen=True):
 
 class Schema1Section(Section, frozen=True):
     #: PEM private key (EC or RSA) that signs the schema 1 manifests generated for legacy clients
-    #: (Distribution's name); empty: generated once in <data_dir>/auth beside the token key
+    #: (Distribution's name); empty: generated once and kept in the database, beside the token key
     signingkeyfile: str = ""
 
 
@@ -258,6 +258,7 @@ class ServerConfig(Section, frozen=True):
 
     @property
     def token_key_path(self) -> str:
+        """The configured token key, or where versions before the keys were kept in the database made it."""
         return self.auth.token_key or os.path.join(self.data_dir, "auth", "token-key.pem")
 
     @property
@@ -267,7 +268,7 @@ class ServerConfig(Section, frozen=True):
 
     @property
     def schema1_key_path(self) -> str:
-        """The key generated schema 1 manifests are signed with: one for every worker and every restart."""
+        """The configured schema 1 key, or where versions before the keys were kept in the database made it."""
         return self.compatibility.schema1.signingkeyfile or os.path.join(self.data_dir, "auth", "schema1-key.pem")
 
     def to_json(self) -> str:
