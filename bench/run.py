@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import images, workloads
+from . import images, s3, workloads
 from .servers import SRC, Server, missing_tools
 from .workloads import Sizes
 
@@ -37,6 +37,8 @@ A, B = "cargohold", "distribution"
 NGINX = "nginx"
 #: the floor of a pull: bench/raw_pull.py, sockets and nothing else
 RAW = "raw"
+#: the scale-out phases (bench/s3.py) need PostgreSQL 15 and SeaweedFS, as the tests do; not run by default
+S3_PHASES = ("s3", "pg-listings", "replicas")
 PHASES = ("compare", "memory", "workers", "clients", "large", "events")
 
 
@@ -561,6 +563,7 @@ def render(results: Results, command: str, runs: int) -> str:
             out.append(f"| {key.replace('_', ' ')} | " + " | ".join(cells) + " |")
         fill = " ".join(f"{s}: {large['populate_s'][s][0]:.0f} s" for s in subjects)
         out.append(f"\nFilling them over the API (4 connections): {fill}.")
+    out += s3.render(results)
     return "\n".join(out)
 
 
@@ -576,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one run: a smoke test")
     parser.add_argument("--runs", type=int, help="runs per comparison (default 3; 1 with --quick)")
-    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help=f"comma-separated subset of {','.join(PHASES + S3_PHASES)}")
     parser.add_argument("--large-distribution", action="store_true",
                         help="fill Distribution at scale too (slow: it walks directories)")
     parser.add_argument("--workdir", help="where servers keep data (default: a new temporary directory)")
@@ -584,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", help="write the tables here")
     args = parser.parse_args(argv)
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    unknown = set(phases) - set(PHASES)
+    unknown = set(phases) - set(PHASES) - set(S3_PHASES)
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     missing = missing_tools(need_skopeo="clients" in phases)
@@ -616,6 +620,12 @@ def main(argv: list[str] | None = None) -> int:
             phase_large(work, sizes, results, args.large_distribution)
         if "events" in phases:
             phase_events(work / "events", sizes, runs, results)
+        if "s3" in phases:
+            s3.phase_s3(work, sizes, runs, results, say)
+        if "pg-listings" in phases:
+            s3.phase_pg_listings(work, sizes, results, say)
+        if "replicas" in phases:
+            s3.phase_replicas(work, sizes, runs, results, say)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

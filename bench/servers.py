@@ -54,6 +54,8 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
     published: Path | None = None
+    #: Distribution only: its ``storage`` section's driver lines (YAML, indented two spaces); default filesystem
+    distribution_storage: str | None = None
 
     host = "127.0.0.1"
 
@@ -82,7 +84,7 @@ class Server:
                 "version: 0.1\n"
                 "log: {level: info}\n"
                 "storage:\n"
-                f"  filesystem: {{rootdirectory: {self.workdir / 'data'}}}\n"
+                + (self.distribution_storage or f"  filesystem: {{rootdirectory: {self.workdir / 'data'}}}\n") +
                 "  delete: {enabled: true}\n"
                 "  cache: {blobdescriptor: inmemory}\n"
                 "http:\n"

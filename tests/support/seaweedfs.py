@@ -83,7 +83,9 @@ def _ports() -> list[int]:
             return ports
 
 
-def start_seaweedfs(root: Path) -> SeaweedFS:
+def start_seaweedfs(root: Path, *, volumes: int = 20, volume_mb: int = 64) -> SeaweedFS:
+    """Start it in ``root``; it holds at most ``volumes`` volumes of ``volume_mb`` MB (the tests' small
+    default; the benchmark's GiB blobs need more)."""
     weed = _weed()
     root.mkdir(parents=True, exist_ok=True)
     (root / "data").mkdir()
@@ -96,8 +98,8 @@ def start_seaweedfs(root: Path) -> SeaweedFS:
         # its own log files in its folder (not /tmp), telemetry off
         [weed, f"-logdir={root}", "server", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
          "-master.telemetry=false",
-         f"-master.port={master}", f"-volume.port={volume}", "-volume.preStopSeconds=0", "-volume.max=20",
-         "-master.volumeSizeLimitMB=64", "-filer", f"-filer.port={filer}", "-s3", f"-s3.port={s3}",
+         f"-master.port={master}", f"-volume.port={volume}", "-volume.preStopSeconds=0", f"-volume.max={volumes}",
+         f"-master.volumeSizeLimitMB={volume_mb}", "-filer", f"-filer.port={filer}", "-s3", f"-s3.port={s3}",
          f"-s3.config={root / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
