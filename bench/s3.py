@@ -19,7 +19,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import tempfile
