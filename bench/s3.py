@@ -157,11 +157,13 @@ def phase_s3(work: Path, sizes: Sizes, runs: int, results: Results, say: Any) ->
             blob = images.random_file(big, sizes.memory_blob)
             for server in pair:
                 idle, _ = server.rss_bytes()
+                results.add("s3_memory", "idle_pss", server.name, server.pss_bytes() / 1e6)
                 with RssSampler(server) as sampler:
                     rate = workloads.upload_monolithic(server, big, blob)
                 results.add("s3_memory", "idle_rss", server.name, idle / 1e6)
                 results.add("s3_memory", "peak_rss", server.name, sampler.peak_total / 1e6)
                 results.add("s3_memory", "peak_rss_process", server.name, sampler.peak_process / 1e6)
+                results.add("s3_memory", "peak_pss", server.name, sampler.peak_pss / 1e6)
                 results.add("s3_memory", "upload", server.name, rate)
                 blob = images.refresh(big)
             results.notes["s3"] = {"blob_bytes": sizes.s3_blob, "chunk_bytes": sizes.chunk,
@@ -411,7 +413,10 @@ def render(results: Results) -> list[str]:
         out.append("| | cargohold | distribution |\n|---|---|---|")
         for key, label, unit in (("idle_rss", "idle, all processes", "MB"),
                                  ("peak_rss", "peak, all processes", "MB"),
-                                 ("peak_rss_process", "peak, largest process", "MB"), ("upload", "the PUT", "MB/s")):
+                                 ("peak_rss_process", "peak, largest process", "MB"),
+                                 ("idle_pss", "idle PSS, all processes (shared pages once)", "MB"),
+                                 ("peak_pss", "peak PSS, all processes (shared pages once)", "MB"),
+                                 ("upload", "the PUT", "MB/s")):
             row = memory.get(key, {})
             out.append(f"| {label} | {_cell(row.get(A), unit)} | {_cell(row.get(B), unit)} |")
     large = results.samples.get("pg_listings", {})

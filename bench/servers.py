@@ -211,13 +211,27 @@ class Server:
                 continue
         return sum(sizes), max(sizes, default=0)
 
+    def pss_bytes(self) -> int:
+        """Proportional set size summed over the process tree: pages shared between its processes
+        (the interpreter, its libraries) counted once, not once per process as in the RSS sum."""
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as file:
+                    for line in file:
+                        if line.startswith("Pss:"):
+                            total += int(line.split()[1]) * 1024
+            except OSError:
+                continue
+        return total
+
 
 class RssSampler:
     """Samples a server's RSS every ``interval`` seconds in a thread; keeps the peaks."""
 
     def __init__(self, server: Server, interval: float = 0.05):
         self.server, self.interval = server, interval
-        self.peak_total = self.peak_process = 0
+        self.peak_total = self.peak_process = self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -225,6 +239,7 @@ class RssSampler:
         while not self._stop.is_set():
             total, largest = self.server.rss_bytes()
             self.peak_total, self.peak_process = max(self.peak_total, total), max(self.peak_process, largest)
+            self.peak_pss = max(self.peak_pss, self.server.pss_bytes())
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
