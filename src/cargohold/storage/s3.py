@@ -403,13 +403,19 @@ class _Writer:
         self._buffer += data
         self._size += len(data)
         while len(self._buffer) >= store.part_size:
-            self._put_part(bytes(self._buffer[: store.part_size]))
+            self._put_part()
             del self._buffer[: store.part_size]
 
-    def _put_part(self, body: bytes) -> None:
+    def _put_part(self) -> None:
+        """Send the buffer's first part, once a part in flight has gone (memory: the parts in flight and
+        the buffer), copied once."""
         from botocore.exceptions import ClientError
 
         store = self._store
+        while len(self._pending) >= PARTS_IN_FLIGHT:
+            self._pending.pop(0).result()
+        with memoryview(self._buffer) as view:
+            body = bytes(view[: store.part_size])
         if not self._session:
             key = store._blob_key(self._id)
             try:
@@ -417,8 +423,6 @@ class _Writer:
             except ClientError as exc:
                 raise store._failed(f"upload {self._id}", exc) from exc
             self._wait(lambda: store._state.save_store_upload(self._id, self._session, self._offset))
-        while len(self._pending) >= PARTS_IN_FLIGHT:
-            self._pending.pop(0).result()
         self._pending.append(store._parts.submit(self._upload_part, self._number, body))
         self._number += 1
 
