@@ -473,4 +473,17 @@ def render(results: Results) -> list[str]:
             cells = [_cell(replicas.get(f"cpu.{g}", {}).get(label), "") for g in groups]
             out.append(f"| {label} | {_cell(replicas['manifest_get'].get(label), 'req/s')} | "
                        + " | ".join(cells) + " |")
+        out.append("\nCPU time per request (medians of the runs' CPUs / requests/s), and the rate the two CPUs "
+                   "would allow if this work had them to itself:\n")
+        out.append("| | cargohold | postgres | wrk | sum | 2 CPUs / sum |\n|---|---|---|---|---|---|")
+        for label in (ONE, TWO):
+            rate = statistics.median(replicas["manifest_get"][label])
+
+            def per_request(*names: str, label: str = label, rate: float = rate) -> float:
+                return sum(statistics.median(replicas[f"cpu.{n}"][label]) for n in names) / rate * 1e6
+
+            ours, pg, load = per_request("replica 1", "replica 2"), per_request("postgres"), per_request("wrk")
+            total = ours + pg + load
+            out.append(f"| {label} | {ours:.0f} µs | {pg:.0f} µs | {load:.0f} µs | {total:.0f} µs | "
+                       f"{2e6 / total:.0f} req/s |")
     return out
