@@ -207,21 +207,42 @@ def seed_listings(database_url: str, repository: str, manifest_digest: str, tags
     return time.perf_counter() - started
 
 
-def page_latencies(server: Server, targets: dict[str, str], samples: int) -> dict[str, dict[str, float]]:
-    """Milliseconds per request (median, p95, p99) of ``samples`` GETs of each target on one connection,
-    the targets taking turns (a burst of other work on the machine hits them alike), after 20 unmeasured
-    rounds; and the same for the time the server itself took, from its access log (``server_*``)."""
-    times: dict[str, list[float]] = {key: [] for key in targets}
-    with server.connection() as conn:
+def page_latencies(servers: dict[str, Server], targets: dict[str, str],
+                   samples: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Per server and target, milliseconds per request (median, p95, p99) of ``samples`` GETs on one
+    connection per server, the servers and targets taking turns (a burst of other work on the machine hits
+    them alike), after 20 unmeasured rounds; and the same for the time the server itself took, from its
+    access log (``server_*``)."""
+    times = {name: {key: [] for key in targets} for name in servers}
+    connections = {name: server.connection() for name, server in servers.items()}
+    try:
         for round_ in range(20 + samples):
-            for key, target in targets.items():
-                started = time.perf_counter()
-                expect(conn.request("GET", target), 200)
-                if round_ >= 20:
-                    times[key].append((time.perf_counter() - started) * 1000)
+            for name, conn in connections.items():
+                for key, target in targets.items():
+                    started = time.perf_counter()
+                    expect(conn.request("GET", target), 200)
+                    if round_ >= 20:
+                        times[name][key].append((time.perf_counter() - started) * 1000)
+    finally:
+        for conn in connections.values():
+            conn.close()
     time.sleep(0.5)  # the access log is written once per event loop iteration
-    # the log names the path without the query: its lines are matched to the requests in order
-    # (one connection, served by one worker, logged in order)
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for name, server in servers.items():
+        served = _served(server, targets, samples)
+        found[name] = {}
+        for key in targets:
+            found[name][key] = _stats(times[name][key])
+            if served[key]:
+                found[name][key].update({f"server_{k}": v for k, v in _stats(served[key]).items()})
+    return found
+
+
+def _served(server: Server, targets: dict[str, str], samples: int) -> dict[str, list[float]]:
+    """The durations the access log gives for the last ``20 + samples`` rounds of ``targets``, past the 20.
+
+    The log names the path without the query: its lines are matched to the requests in order (one
+    connection, served by one worker, logged in order)."""
     order = [key for _ in range(20 + samples) for key in targets]
     paths = {urlsplit(target).path for target in targets.values()}
     entries = [json.loads(line) for line in (server.workdir / "server.log").read_text(errors="replace").splitlines()
@@ -233,12 +254,7 @@ def page_latencies(server: Server, targets: dict[str, str], samples: int) -> dic
     if matched:
         for entry, key in list(zip(entries, order, strict=True))[20 * len(targets):]:
             served[key].append(float(entry["duration_ms"]))
-    found = {}
-    for key in targets:
-        found[key] = _stats(times[key])
-        if served[key]:
-            found[key].update({f"server_{k}": v for k, v in _stats(served[key]).items()})
-    return found
+    return served
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -255,21 +271,42 @@ def explain(database_url: str, query: str, args: tuple[object, ...]) -> str:
     return "\n".join(row[0] for row in rows)
 
 
+def seed_sqlite(path: Path, repository: str, manifest_digest: str, tags: int, repositories: int) -> None:
+    """:func:`seed_listings` for a server on SQLite, the control: the same rows, by executemany."""
+    import sqlite3
+
+    now = int(time.time())
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db, db:
+        repository_id = db.execute("SELECT id FROM repositories WHERE name = ?", (repository,)).fetchone()[0]
+        db.executemany("INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)",
+                       ((repository_id, f"tag-{i:06d}", manifest_digest, now) for i in range(tags)))
+        db.executemany("INSERT INTO repositories (name, created_at) VALUES (?, ?)",
+                       ((f"large/repo-{i:05d}", now) for i in range(repositories)))
+        db.execute("ANALYZE")
+
+
+def _seed_image(server: Server) -> str:
+    """The app image, and its manifest tagged in large/tags; the manifest's digest."""
+    fixture = workloads.setup(server, Sizes(tags=0, repos=0))
+    with server.connection() as conn:
+        for blob in (fixture.config, fixture.layer):
+            images.mount_blob(conn, "large/tags", APP, blob)
+        images.put_manifest(conn, "large/tags", "seed", fixture.manifest)
+    return images.of_bytes(fixture.manifest).digest
+
+
 def phase_pg_listings(work: Path, sizes: Sizes, results: Results, say: Any) -> None:
     with backends(work / "pg-backends") as env:
         url = env.postgres.fresh_database()
         server = env.cargohold(work, "pg-cargohold", url).start()
+        control = Server(A, work / "sqlite-cargohold").start()  # SQLite and the filesystem: the control
         try:
-            fixture = workloads.setup(server, Sizes(tags=0, repos=0))
-            for blob in (fixture.config, fixture.layer):
-                with server.connection() as conn:
-                    images.mount_blob(conn, "large/tags", APP, blob)
-            with server.connection() as conn:
-                images.put_manifest(conn, "large/tags", "seed", fixture.manifest)
-            digest = images.of_bytes(fixture.manifest).digest
+            digest = _seed_image(server)
             say(f"pg-listings: COPY of {sizes.large_tags} tags and {sizes.large_repos} repositories")
             results.add("pg_listings", "seed_s", A, seed_listings(url, "large/tags", digest, sizes.large_tags,
                                                                    sizes.large_repos))
+            seed_sqlite(control.workdir / "data" / "metadata.db", "large/tags", _seed_image(control),
+                        sizes.large_tags, sizes.large_repos)
             middle_tag, middle_repo = f"tag-{sizes.large_tags // 2:06d}", f"large/repo-{sizes.large_repos // 2:05d}"
             pages = {
                 "tags_first_page": "/v2/large/tags/tags/list?n=100",
@@ -278,9 +315,11 @@ def phase_pg_listings(work: Path, sizes: Sizes, results: Results, say: Any) -> N
                 "catalog_middle_page": f"/v2/_catalog?n=100&last={middle_repo}",
                 "api_version_check": "/v2/",  # the floor: no query at all
             }
-            for key, stats in page_latencies(server, pages, sizes.latency_samples).items():
-                for stat, value in stats.items():
-                    results.add("pg_listings", f"{key}.{stat}", A, value)
+            measured = page_latencies({"postgres": server, "sqlite": control}, pages, sizes.latency_samples)
+            for subject, found in measured.items():
+                for key, stats in found.items():
+                    for stat, value in stats.items():
+                        results.add("pg_listings", f"{key}.{stat}", subject, value)
             results.notes["pg_listings"] = {
                 "tags": sizes.large_tags, "repositories": sizes.large_repos + 3, "samples": sizes.latency_samples,
                 "explain_tags": explain(
@@ -291,6 +330,7 @@ def phase_pg_listings(work: Path, sizes: Sizes, results: Results, say: Any) -> N
             }
         finally:
             server.cleanup()
+            control.cleanup()
 
 
 # one replica against two
@@ -449,15 +489,18 @@ def render(results: Results) -> list[str]:
         out.append(f"\n### Listings at scale on PostgreSQL: {notes['tags']} tags in one repository, "
                    f"{notes['repositories']} repositories\n\nWritten with COPY in "
                    f"{large['seed_s'][A][0]:.1f} s. {notes['samples']} sequential GETs of a page of 100 on one "
-                   f"connection over loopback, the pages taking turns (after 20 unmeasured rounds), and the time the "
-                   f"server took by its access log; `/v2/` (no query) is the floor; target: under 5 ms.\n")
-        out.append("| page | median | p95 | p99 | server's own: median | p95 | p99 |\n|---|---|---|---|---|---|---|")
+                   f"connection per server over loopback, servers and pages taking turns (after 20 unmeasured "
+                   f"rounds), and the time the server took by its access log; `/v2/` (no query) is the floor; "
+                   f"the same rows in SQLite are the control; target: under 5 ms.\n")
+        out.append("| page | metadata | median | p95 | p99 | server's own: median | p95 | p99 |\n"
+                   "|---|---|---|---|---|---|---|---|")
         for key in ("tags_first_page", "tags_middle_page", "catalog_first_page", "catalog_middle_page",
                     "api_version_check"):
-            cells = [f"{large[f'{key}.{stat}'][A][0]:.2f} ms" if f"{key}.{stat}" in large else "-"
-                     for stat in ("median_ms", "p95_ms", "p99_ms", "server_median_ms", "server_p95_ms",
-                                  "server_p99_ms")]
-            out.append(f"| {key.replace('_', ' ')} | " + " | ".join(cells) + " |")
+            for subject in ("postgres", "sqlite"):
+                cells = [f"{large[f'{key}.{stat}'][subject][0]:.2f} ms" if subject in large.get(f"{key}.{stat}", {})
+                         else "-" for stat in ("median_ms", "p95_ms", "p99_ms", "server_median_ms", "server_p95_ms",
+                                               "server_p99_ms")]
+                out.append(f"| {key.replace('_', ' ')} | {subject} | " + " | ".join(cells) + " |")
         out.append("\nEXPLAIN ANALYZE of the middle pages' queries:\n\n```\n" + notes["explain_tags"] + "\n\n"
                    + notes["explain_catalog"] + "\n```")
     replicas = results.samples.get("replicas", {})
