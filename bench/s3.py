@@ -169,6 +169,11 @@ def phase_s3(work: Path, sizes: Sizes, runs: int, results: Results, say: Any) ->
                 blob = images.refresh(big)
             results.notes["s3"] = {"blob_bytes": sizes.s3_blob, "chunk_bytes": sizes.chunk,
                                    "memory_blob_bytes": sizes.memory_blob, "duration_s": sizes.duration}
+        except OSError:
+            for server in pair:  # which one went, and how (a negative code: the signal that ended it)
+                if server.process is not None and server.process.poll() is not None:
+                    say(f"s3: {server.name} exited with {server.process.returncode}")
+            raise
         finally:
             for server in pair:
                 _keep_log(server, work)
