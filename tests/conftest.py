@@ -12,6 +12,7 @@ from tests.support.postgres import PostgresCluster, start_cluster
 from tests.support.requirements import check_marks, under_ci
 from tests.support.seaweedfs import SeaweedFS, start_seaweedfs
 from tests.support.servers import CargoholdServer, cargohold
+from tests.support.swift import Swift, start_swift
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -63,6 +64,16 @@ def postgres() -> Iterator[PostgresCluster]:
 def seaweedfs() -> Iterator[SeaweedFS]:
     """One throwaway SeaweedFS S3 server for the session; each test makes a bucket of its own."""
     server = start_seaweedfs(Path(tempfile.mkdtemp(prefix="cargohold-s3-")))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def swift() -> Iterator[Swift]:
+    """One throwaway OpenStack Swift with its S3 API for the session: the second S3 implementation."""
+    server = start_swift(Path(tempfile.mkdtemp(prefix="cargohold-swift-")))
     try:
         yield server
     finally:

@@ -30,6 +30,7 @@ answer the same code with another status. Exception tree::
     ├── RangeInvalid           RANGE_INVALID          416
     ├── PaginationNumberInvalid PAGINATION_NUMBER_INVALID 400
     ├── Unknown                UNKNOWN                500 (a failure of the server's own)
+    ├── Unavailable            UNAVAILABLE            503 (not in the spec: the blob store is unreachable)
     └── InsufficientStorage    INSUFFICIENT_STORAGE   507 (not in the spec: the disk is full)
 
 INSUFFICIENT_STORAGE is this registry's own code: the spec has none for a full
@@ -37,6 +38,10 @@ disk and Distribution answers 500 UNKNOWN. 507 (RFC 4918) is used because
 Docker's and containers/image's clients do not read the body of a 5xx answer
 and print its status line ("507 Insufficient Storage"), which then says what is
 wrong, and neither retries a 507 (they do retry some 5xx answers).
+
+UNAVAILABLE is Distribution's own code (``errcode.ErrorCodeUnavailable``, 503): the
+blob store did not answer, or kept failing, after its retries; the client may try
+again later. A store that throttles answers the spec's TOOMANYREQUESTS instead.
 
 Codes outside the spec, written by the server without an exception of this
 tree, have their statuses in :data:`OTHER_STATUSES`.
@@ -70,6 +75,7 @@ class ErrorCode(Enum):
     RANGE_INVALID = ("invalid content range", 416)
     PAGINATION_NUMBER_INVALID = ("invalid number of results requested", 400)
     UNKNOWN = ("unknown error", 500)
+    UNAVAILABLE = ("service unavailable", 503)
     INSUFFICIENT_STORAGE = ("registry out of space", 507)
 
     @property
@@ -220,6 +226,12 @@ class PaginationNumberInvalid(RegistryError):
 
 class Unknown(RegistryError):
     code = ErrorCode.UNKNOWN
+
+
+class Unavailable(RegistryError):
+    """A backend the request needs did not answer, or kept failing: the request may be tried again later."""
+
+    code = ErrorCode.UNAVAILABLE
 
 
 class InsufficientStorage(RegistryError):

@@ -3,7 +3,9 @@ answered from the database, and the chunk size it prefers."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -68,3 +70,35 @@ def test_upload_responses_name_the_smallest_chunk_s3_takes(s3_client: httpx.Clie
     assert s3_client.get(location).headers["oci-chunk-min-length"] == str(5 * MiB)
     assert s3_client.put(location, params={"digest": sha256(b"x" * 10)}).status_code == 201
 
+
+
+def _declared_only(server: CargoholdServer, method: str, target: str, length: int) -> tuple[int, bytes]:
+    """A request that declares ``length`` bytes and sends none (then closes its side): status and body."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+                     f"Content-Length: {length}\r\n\r\n".encode())
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_a_blob_over_ten_thousand_parts_is_refused_before_its_body(
+        s3_client: httpx.Client, s3_registry: CargoholdServer, seaweedfs: SeaweedFS) -> None:
+    """5 MiB parts: a blob of at most 50,000 MiB; one that declares more is refused at once (not after
+    50 GB), and leaves nothing: a chunked upload goes on, a monolithic one is gone."""
+    limit = 5 * MiB * 10_000
+    location = s3_client.post("/v2/s3/huge/blobs/uploads/").headers["location"]
+    path = httpx.URL(location).raw_path.decode()
+    status, body = _declared_only(s3_registry, "PATCH", path, limit + 1)
+    assert status == 400 and json.loads(body)["errors"][0]["code"] == "SIZE_INVALID", body
+    assert str(limit) in json.loads(body)["errors"][0]["message"]
+    r = s3_client.patch(location, content=b"x" * 10)
+    assert r.status_code == 202 and r.headers["range"] == "0-9"
+    assert s3_client.put(r.headers["location"], params={"digest": sha256(b"x" * 10)}).status_code == 201
+    keys = seaweedfs.keys("")
+    status, body = _declared_only(s3_registry, "POST", f"/v2/s3/huge/blobs/uploads/?digest={sha256(b'y')}", limit + 1)
+    assert status == 400 and json.loads(body)["errors"][0]["code"] == "SIZE_INVALID", body
+    assert seaweedfs.keys("") == keys

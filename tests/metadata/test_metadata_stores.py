@@ -147,8 +147,12 @@ def test_a_blob_stores_upload_parts_and_blob_keys(meta: MetadataStore) -> None:
         assert await meta.claim_store_blob_key("sha256:aa", "uploads/u1/blob") == "uploads/u1/blob"
         assert await meta.claim_store_blob_key("sha256:aa", "uploads/u2/blob") == "uploads/u1/blob"  # first stands
         assert await meta.store_blob_key("sha256:aa") == "uploads/u1/blob"
+        await meta.claim_store_blob_key("sha256:bb", "uploads/u3/blob")
+        assert await meta.store_blob_keys() == {"uploads/u1/blob", "uploads/u3/blob"}
         await meta.delete_store_blob_key("sha256:aa")
+        await meta.delete_store_blob_key("sha256:bb")
         assert await meta.store_blob_key("sha256:aa") is None
+        assert await meta.store_blob_keys() == set()
 
     run(scenario())
 

@@ -36,23 +36,27 @@ from cargohold.storage.memory import MemoryBlobStore
 from cargohold.storage.s3 import S3BlobStore
 from tests.support.requirements import require
 from tests.support.seaweedfs import SeaweedFS
+from tests.support.swift import Swift
 
-STORES = ["filesystem", "memory", "s3"]
+#: the S3 store on each S3 implementation: SeaweedFS, and OpenStack Swift's S3 API
+S3_STORES = ["s3", "s3-swift"]
+STORES = ["filesystem", "memory", *S3_STORES]
 MiB = 1024 * 1024
 
 
-def open_store(driver: str, root: Path, request: pytest.FixtureRequest) -> BlobStore:
-    """The store ``driver`` over ``root`` (s3: a key prefix and a metadata database named by ``root``)."""
-    if driver != "s3":
+def open_store(driver: str, root: Path, request: pytest.FixtureRequest, **s3_options: object) -> BlobStore:
+    """The store ``driver`` over ``root`` (s3: a key prefix and a metadata database named by ``root``;
+    ``s3`` on SeaweedFS, ``s3-swift`` on Swift)."""
+    if driver not in S3_STORES:
         return open_blob_store(driver, {"root": str(root)})
-    server: SeaweedFS = request.getfixturevalue("seaweedfs")
+    server: SeaweedFS | Swift = request.getfixturevalue("swift" if driver == "s3-swift" else "seaweedfs")
     marker = root / "prefix"
     if not marker.exists():
         root.mkdir(parents=True)
         marker.write_text(server.prefix())
         migrate(f"sqlite://{root / 'm.db'}")
     state = open_metadata_store(f"sqlite://{root / 'm.db'}")
-    return open_blob_store("s3", server.options(marker.read_text()), state)
+    return open_blob_store("s3", server.options(marker.read_text(), **s3_options), state)
 
 
 def blobs_left(store: BlobStore) -> list[str]:
@@ -175,7 +179,7 @@ def test_one_blob_pushed_twice_at_once_is_stored_once(store: BlobStore) -> None:
     run(scenario())
 
 
-@pytest.mark.parametrize("store", ["s3"], indirect=True)
+@pytest.mark.parametrize("store", S3_STORES, indirect=True)
 def test_s3_refuses_a_blob_over_ten_thousand_parts_with_its_size(store: BlobStore, tmp_path: Path) -> None:
     """part_size x 10,000 is the largest multipart upload: an upload 10 bytes short of it takes 10 more, not 11."""
     assert isinstance(store, S3BlobStore)
@@ -202,11 +206,11 @@ def test_s3_refuses_a_blob_over_ten_thousand_parts_with_its_size(store: BlobStor
     run(scenario())
 
 
-@pytest.mark.parametrize("store", ["s3"], indirect=True)
+@pytest.mark.parametrize("store", S3_STORES, indirect=True)
 def test_s3_upload_lock_holds_across_replicas(store: BlobStore, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Two stores on one database and bucket (two replicas): the lock is the database's; a writer whose
     request outlived its lock records nothing more."""
-    replica = open_store("s3", tmp_path / "store", request)
+    replica = open_store(request.node.callspec.params["store"], tmp_path / "store", request)
 
     async def scenario() -> None:
         await store.upload_start("x1")
@@ -224,6 +228,54 @@ def test_s3_upload_lock_holds_across_replicas(store: BlobStore, tmp_path: Path, 
         await taken.release()
         await asyncio.sleep(0)
         await store.upload_delete("x1")
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("store", S3_STORES, indirect=True)
+def test_s3_sweep_removes_what_no_row_names_once_old(
+        store: BlobStore, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """What a crash can leave (a completed object whose claim lost, a dropped upload's tail, a
+    multipart upload begun but not recorded, or replaced by a later one) goes once older than the
+    grace; blobs, live uploads and keys that are not the store's stay."""
+    assert isinstance(store, S3BlobStore)
+    client, bucket, prefix = store._client, store.bucket, store.prefix
+    blob, live = os.urandom(1000), os.urandom(5 * MiB + 10)
+    driver = request.node.callspec.params["store"]
+
+    def multipart() -> list[tuple[str, str]]:
+        listing = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+        return sorted((str(item["Key"]), str(item["UploadId"])) for item in listing.get("Uploads", []))
+
+    async def scenario() -> None:
+        await store.upload_start("b1")
+        await write(store, "b1", 0, blob)
+        await store.upload_commit("b1", Digest.of(blob))
+        await store.upload_start("live")
+        await write(store, "live", 0, live)
+        session = multipart()
+        client.put_object(Bucket=bucket, Key=f"{prefix}blobs/lost", Body=b"the loser of a race")
+        client.put_object(Bucket=bucket, Key=f"{prefix}uploads/gone/tail-5", Body=b"12345")
+        client.create_multipart_upload(Bucket=bucket, Key=f"{prefix}blobs/gone")
+        client.create_multipart_upload(Bucket=bucket, Key=f"{prefix}blobs/live")
+        client.put_object(Bucket=bucket, Key=f"{prefix}elsewhere", Body=b"not the store's")
+        everything = sorted(blobs_left(store)), multipart()
+        young = open_store(driver, tmp_path / "store", request, orphan_grace_seconds=3600)
+        assert isinstance(young, S3BlobStore)
+        assert await young.sweep() == 0
+        assert (sorted(blobs_left(store)), multipart()) == everything
+        await asyncio.sleep(1.1)  # listings name whole seconds
+        old = open_store(driver, tmp_path / "store", request, orphan_grace_seconds=0)
+        assert isinstance(old, S3BlobStore)
+        assert await old.sweep() == 4
+        assert sorted(blobs_left(store)) == sorted([
+            f"{prefix}blobs/b1", f"{prefix}elsewhere", f"{prefix}uploads/live/tail-{len(live)}"])
+        assert multipart() == session
+        assert await collect(store.read(Digest.of(blob))) == blob
+        client.delete_object(Bucket=bucket, Key=f"{prefix}elsewhere")
+        await store.delete(Digest.of(blob))
+        await store.upload_delete("live")
+        assert multipart() == []
 
     run(scenario())
 
@@ -346,7 +398,7 @@ def test_another_instance_trusts_only_durable_parts(
 
     token = run(scenario())
     assert isinstance(token, str)
-    again = open_store(store.name, tmp_path / "store", request)  # the fixture's root
+    again = open_store(request.node.callspec.params["store"], tmp_path / "store", request)  # the fixture's root
     assert again.state_trusted(token) == (isinstance(store, FilesystemBlobStore) or token == DURABLE)
 
 

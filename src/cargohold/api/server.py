@@ -16,7 +16,7 @@ from ..auth.stored_keys import schema1_signing_key
 from ..config import ConfigError, ServerConfig
 from ..events.audit import AuditLog
 from ..events.recorder import Recorder
-from ..jobs import Activity, DeliveryLoop, JobRunner, audit_purge_job, holder_id, registry_jobs
+from ..jobs import Activity, DeliveryLoop, JobRunner, audit_purge_job, holder_id, registry_jobs, sweep_job
 from ..metadata import MetadataStore, open_metadata_store
 from ..metadata.migrations import SchemaError
 from ..service import Registry, RegistryOptions
@@ -85,7 +85,8 @@ def create_app(config: ServerConfig) -> RegistryApp:
     registry = Registry(blobs, meta, options, schema1_key, recorder)
     audit_purge = audit_purge_job(meta, config.audit.retention_days)
     delivery = [deliveries.job()] if config.notifications.deliver else []
-    jobs = JobRunner([*registry_jobs(registry), *([audit_purge] if audit_purge else []), *delivery], meta)
+    optional = [job for job in (audit_purge, sweep_job(blobs)) if job is not None]
+    jobs = JobRunner([*registry_jobs(registry), *optional, *delivery], meta)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
     return RegistryApp(registry, access.controller, endpoint_routes(access, meta, webhooks), jobs, recorder, activity)
 

@@ -109,8 +109,20 @@ class S3Storage(DriverOptions, frozen=True):
     #: blob GETs answer 307 to a presigned URL (else the registry streams the bytes)
     redirect: bool = True
     redirect_expiry_seconds: int = 20 * 60
+    #: a call is tried this many times in all (throttling, 5xx answers, dropped connections), with backoff
+    max_attempts: int = 5
+    #: each connect to the store, and each wait for its answer, gives up after this long
+    timeout_seconds: float = 30.0
+    #: objects and multipart uploads that no row names (left by a crash) are removed once this old
+    orphan_grace_seconds: float = 24 * 3600.0
 
     def __post_init__(self) -> None:
+        if not 1 <= self.max_attempts <= 20:
+            raise ConfigError(f"storage.s3.max_attempts: {self.max_attempts} is not between 1 and 20")
+        if not 0 < self.timeout_seconds <= 3600:
+            raise ConfigError(f"storage.s3.timeout_seconds: {self.timeout_seconds} is not between 0 and 3600")
+        if self.orphan_grace_seconds < 0:
+            raise ConfigError(f"storage.s3.orphan_grace_seconds: {self.orphan_grace_seconds} is negative")
         if self.part_size < S3_MIN_PART_SIZE:
             raise ConfigError(f"storage.s3.part_size: {self.part_size} is below S3's minimum of {S3_MIN_PART_SIZE}")
         if self.endpoint and not is_http_url(self.endpoint):

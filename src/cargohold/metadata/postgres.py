@@ -418,6 +418,9 @@ class PostgresMetadataStore:
     async def delete_store_blob_key(self, digest: str) -> None:
         await self._db.execute("DELETE FROM store_blobs WHERE digest = ?", (digest,))
 
+    async def store_blob_keys(self) -> set[str]:
+        return {str(row[0]) for row in await self._db.fetchall("SELECT key FROM store_blobs", ())}
+
     # job leases
 
     async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:

@@ -404,6 +404,9 @@ class SqliteMetadataStore:
     async def delete_store_blob_key(self, digest: str) -> None:
         self._db.execute("DELETE FROM store_blobs WHERE digest = ?", (digest,))
 
+    async def store_blob_keys(self) -> set[str]:
+        return {str(row[0]) for row in self._db.execute("SELECT key FROM store_blobs").fetchall()}
+
     # job leases
 
     async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:

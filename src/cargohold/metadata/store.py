@@ -129,6 +129,10 @@ class StoreState(Protocol):
 
     async def delete_store_blob_key(self, digest: str) -> None: ...
 
+    async def store_blob_keys(self) -> set[str]:
+        """Every recorded blob's object (to find the objects nothing refers to)."""
+        ...
+
 
 class MetadataQueries(EventLog, StoreState, Protocol):
     """What the store answers, on its own or inside a transaction (the event log too)."""

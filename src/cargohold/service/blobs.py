@@ -59,7 +59,11 @@ class Blobs:
             if size is None:
                 raise BlobUnknown("blob bytes are missing from storage", detail={"digest": str(digest)})
             return BlobBody(size, self._local.local_path(digest), None)
-        return BlobBody(length or 0, None, self.store.read(digest, start, length))
+        # the first bytes are read before the answer starts: a store that fails (or does not answer)
+        # makes the answer an error, not a 200 cut short
+        stream = self.store.read(digest, start, length)
+        first = await anext(stream, None)
+        return BlobBody(length or 0, None, _chained(first, stream))
 
     async def delete(self, repository: str, digest_text: str) -> None:
         self.guard.check_deletable()
@@ -123,3 +127,11 @@ class Blobs:
         except _NotMounted:
             return None
         return digest
+
+
+async def _chained(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first is None:
+        return
+    yield first
+    async for chunk in rest:
+        yield chunk

@@ -56,10 +56,10 @@ from ..errcodes import (
 )
 from ..events import Action, Event
 from ..events.recorder import Recorder
+from ..faults import crash_point
 from ..metadata.store import MetadataStore, UploadConflict, UploadRecord
-from ..storage.driver import BlobStore, BlobWriter, UploadBusy, UploadMissing, UploadReader
+from ..storage.driver import BlobStore, BlobWriter, SizeLimit, UploadBusy, UploadMissing, UploadReader
 from ..storage.hashing import ResumableHasher, UnreadableHashState
-from .faults import crash_point
 
 #: the digest algorithm of uploads that do not name one (``digest-algorithm``)
 DEFAULT_ALGORITHM: Final = "sha256"
@@ -197,6 +197,9 @@ class Uploads:
             raise RangeInvalid(
                 f"chunk starts at {start}, upload has {record.size} bytes", detail={"size": record.size}
             )
+        if length is not None and isinstance(self.blobs, SizeLimit) and record.size + length > self.blobs.max_size:
+            raise SizeInvalid(f"the blob would be {record.size + length} bytes, larger than this registry's"
+                              f" storage takes: {self.blobs.max_size} bytes", detail={"limit": self.blobs.max_size})
         hasher = await self._hasher(record)
         try:
             writer = await self.blobs.upload_writer(record.id, record.size)

@@ -17,7 +17,9 @@
 - Optional capabilities are separate protocols, probed with ``isinstance``:
   :class:`LocalFileServer` (the HTTP server can send the file itself),
   :class:`Redirector` (presigned URLs), :class:`UploadReader` (an unfinished
-  upload's bytes can be read back; S3 cannot) and :class:`ChunkMinimum`.
+  upload's bytes can be read back; S3 cannot), :class:`ChunkMinimum` and
+  :class:`Sweeper` (objects that a crash left unreferenced are found and removed) and
+  :class:`SizeLimit`.
 
 The store only keeps bytes. Which repository may read a blob, blob sizes and
 upload offsets are metadata (:mod:`cargohold.metadata`); digests are verified
@@ -183,7 +185,30 @@ class ChunkMinimum(Protocol):
 
 
 @runtime_checkable
+class SizeLimit(Protocol):
+    """A store that takes blobs of at most ``max_size`` bytes (S3: 10,000 parts); its writer raises
+    SizeInvalid past it, and an upload that declares more is refused before its body is read."""
+
+    @property
+    def max_size(self) -> int: ...
+
+
+@runtime_checkable
 class Redirector(Protocol):
     """A store that can hand clients a URL to fetch a blob from directly."""
 
     async def redirect_url(self, digest: Digest) -> str | None: ...
+
+
+@runtime_checkable
+class Sweeper(Protocol):
+    """A store where a crash can leave objects that no record names (between creating an object and
+    recording it, or recording its loss and deleting it): a periodic sweep removes them once they are
+    older than any step of a live upload or commit takes."""
+
+    #: seconds between two sweeps
+    sweep_interval: float
+
+    async def sweep(self) -> int:
+        """Remove what nothing refers to and is old enough; how many objects and uploads were removed."""
+        ...

@@ -12,9 +12,21 @@ listing the bucket:
   ``uploads/<upload id>/tail-<size>``, named by the upload size it completes: a request that
   dies before its size is recorded leaves the earlier tail in place for the retry. (In the
   database they would be up to ``part_size`` bytes per request in a row and in the WAL.)
+- Nothing is left that nothing will delete: a crash can leave a multipart upload begun but not
+  recorded, or a completed object whose claim lost (the same blob pushed twice at once) or whose
+  blob was deleted; :meth:`S3BlobStore.sweep` (a periodic job) aborts and deletes what no upload
+  row or blob row names once it is ``orphan_grace_seconds`` old. A blob's row is deleted before its
+  object, so no row ever names a missing object.
 - The commit uploads the tail as the last part and completes the multipart upload where it is
   (no copy), then records digest -> key; when two uploads of one blob race, the first key
   recorded stands and the other object is deleted. A blob smaller than one part is one PUT.
+
+Each call is retried by boto3 (its ``standard`` mode: exponential backoff with jitter, up to
+``max_attempts`` attempts in all) on throttling (``SlowDown``, 503), the store's own failures (500,
+502, 504) and dropped or timed-out connections; each connect and each read waits at most
+``timeout_seconds``. Once the attempts are spent, throttling answers TOOMANYREQUESTS and the rest
+UNAVAILABLE, so no request waits on the store for longer than about
+``max_attempts x timeout_seconds`` plus the backoff.
 """
 
 from __future__ import annotations
@@ -27,7 +39,8 @@ from typing import Any, Final, Protocol, TypeVar
 from uuid import uuid4
 
 from ..digest import Digest
-from ..errcodes import SizeInvalid
+from ..errcodes import SizeInvalid, TooManyRequests, Unavailable
+from ..faults import crash_point
 from ..metadata.store import StorePart, StoreState, StoreUpload
 from .driver import DURABLE, StorageError, UploadBusy, UploadMissing, Written, check_upload_id
 
@@ -42,6 +55,20 @@ LOCK_RENEW_SECONDS: Final = 3.0
 #: parts of one request on their way to S3 while the next is received (each holds part_size bytes)
 PARTS_IN_FLIGHT: Final = 2
 _READ_CHUNK: Final = 1024 * 1024
+#: how often the sweep runs at most (more often with a shorter grace)
+SWEEP_INTERVAL_SECONDS: Final = 3600.0
+#: how long the readiness check waits for the bucket (one attempt, whatever ``timeout_seconds`` is)
+CHECK_TIMEOUT_SECONDS: Final = 5.0
+#: error codes of a store that asks its clients to slow down (with the HTTP statuses 429 and 503)
+_THROTTLED: Final = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests",
+    "TooManyRequestsException", "RequestThrottled", "ServiceUnavailable", "BandwidthLimitExceeded",
+})
+
+#: the answers to a multipart upload that is gone (completed or aborted): Swift's S3 API says NoSuchKey
+_NO_UPLOAD: Final = frozenset({"NoSuchUpload", "NoSuchKey", "404"})
+
+log: Final = logging.getLogger("cargohold.storage")
 
 T = TypeVar("T")
 
@@ -49,6 +76,16 @@ T = TypeVar("T")
 def _code(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def _status(exc: Exception) -> int:
+    response = getattr(exc, "response", None)
+    metadata = response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}
+    return int(metadata.get("HTTPStatusCode") or 0)
+
+
+def _throttled(exc: Exception) -> bool:
+    return _code(exc) in _THROTTLED or _status(exc) in (429, 503)
 
 
 class UploadState(StoreState, Protocol):
@@ -110,20 +147,35 @@ class S3BlobStore:
         self.part_size = int(options.get("part_size", 16 * 1024 * 1024))
         self.redirect = bool(options.get("redirect", True))
         self.redirect_expiry = int(options.get("redirect_expiry_seconds", 1200))
+        #: how old an object or multipart upload that nothing names must be for the sweep to remove it
+        self.orphan_grace = float(options.get("orphan_grace_seconds", 24 * 3600))
+        self.sweep_interval = min(SWEEP_INTERVAL_SECONDS, max(1.0, self.orphan_grace))
+        timeout = float(options.get("timeout_seconds", 30.0))
+        attempts = int(options.get("max_attempts", 5))
         self._state = state
         #: upload id -> the holder of its lock in this process; the releases under way
         self._holders: dict[str, str] = {}
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._parts = ThreadPoolExecutor(max_workers=16, thread_name_prefix="s3-parts")
-        self._client: Any = boto3.client(
-            "s3",
-            endpoint_url=options.get("endpoint") or None,
-            region_name=options.get("region") or None,
-            aws_access_key_id=options.get("access_key_id") or None,
-            aws_secret_access_key=options.get("secret_access_key") or None,
-            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4", max_pool_connections=32,
-                          retries={"mode": "standard", "max_attempts": 3}),
-        )
+        where = {
+            "endpoint_url": options.get("endpoint") or None,
+            "region_name": options.get("region") or None,
+            "aws_access_key_id": options.get("access_key_id") or None,
+            "aws_secret_access_key": options.get("secret_access_key") or None,
+        }
+        config = Config(s3={"addressing_style": "path"}, signature_version="s3v4", max_pool_connections=32,
+                        connect_timeout=timeout, read_timeout=timeout,
+                        retries={"mode": "standard", "total_max_attempts": attempts})
+        self._client: Any = boto3.client("s3", **where, config=config)
+        check = min(timeout, CHECK_TIMEOUT_SECONDS)
+        #: for the readiness check: one attempt, a short wait
+        self._probe: Any = boto3.client("s3", **where, config=config.merge(Config(
+            connect_timeout=check, read_timeout=check, retries={"mode": "standard", "total_max_attempts": 1})))
+
+    @property
+    def max_size(self) -> int:
+        """The largest blob: part_size x 10,000 parts (16 MiB parts: 156.25 GiB)."""
+        return self.part_size * MAX_PARTS
 
     @property
     def min_chunk(self) -> int:
@@ -142,12 +194,26 @@ class S3BlobStore:
         return await asyncio.to_thread(self._sync, what, method, **params)
 
     def _sync(self, what: str, method: str, **params: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
+        """One call, retried by boto3; raises TooManyRequests or Unavailable once its attempts are spent,
+        the ClientError of any other answer."""
+        from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
 
         try:
             return getattr(self._client, method)(Bucket=self.bucket, **params)
-        except ClientError:
+        except ClientError as exc:
+            if _throttled(exc):
+                log.warning("the s3 store throttles", extra={"bucket": self.bucket, "object": what, "error": str(exc)})
+                raise TooManyRequests("the blob store is busy: try again later",
+                                      headers={"Retry-After": "1"}) from exc
+            if _status(exc) >= 500:
+                log.warning("the s3 store fails", extra={"bucket": self.bucket, "object": what, "error": str(exc)})
+                raise Unavailable("the blob store keeps failing: try again later") from exc
             raise
+        except (BotoConnectionError, HTTPClientError) as exc:  # refused, reset, timed out
+            log.warning("the s3 store does not answer",
+                        extra={"bucket": self.bucket, "object": what, "error": str(exc)})
+            raise Unavailable("the blob store does not answer: try again later") from exc
         except BotoCoreError as exc:
             raise StorageError(f"s3 bucket {self.bucket}: {what}: {exc}") from exc
 
@@ -157,11 +223,15 @@ class S3BlobStore:
     # blobs
 
     async def check(self, writable: bool) -> None:
-        from botocore.exceptions import ClientError
+        """One HEAD of the bucket, bounded by CHECK_TIMEOUT_SECONDS; a store that throttles is up."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            await self._call("check", "head_bucket")
+            await asyncio.to_thread(self._probe.head_bucket, Bucket=self.bucket)
         except ClientError as exc:
+            if not _throttled(exc):
+                raise self._failed("check", exc) from exc
+        except BotoCoreError as exc:
             raise self._failed("check", exc) from exc
 
     async def stat(self, digest: Digest) -> int | None:
@@ -208,8 +278,9 @@ class S3BlobStore:
         key = await self._state.store_blob_key(str(digest))
         if key is None:
             return False
-        await self._delete_object(key)
+        # the row first: a crash between the two leaves an object nothing names, which the sweep removes
         await self._state.delete_store_blob_key(str(digest))
+        await self._delete_object(key)
         return True
 
     async def _delete_object(self, key: str) -> None:
@@ -332,12 +403,14 @@ class S3BlobStore:
                                  MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]})
         except ClientError as exc:
             # completed before a crash: the multipart upload is gone and its object is there
-            if _code(exc) != "NoSuchUpload" or not await self._exists(key):
+            if _code(exc) not in _NO_UPLOAD or not await self._exists(key):
                 raise self._failed(f"commit {upload_id}", exc) from exc
+        crash_point("s3-completed")
         standing = await self._state.claim_store_blob_key(str(digest), key)
+        crash_point("s3-claimed")
         if standing != key:  # the same blob pushed twice at once: the first recorded stands
             await self._delete_object(key)
-        await self._drop(upload_id, state)
+        await self._drop(upload_id, state if full == 0 else None)  # a completed multipart upload is gone
 
     async def _exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
@@ -357,7 +430,7 @@ class S3BlobStore:
                 await self._call(upload_id, "abort_multipart_upload", Key=self._blob_key(upload_id),
                                  UploadId=state.session)
             except ClientError as exc:
-                if _code(exc) not in ("NoSuchUpload", "404"):
+                if _code(exc) not in _NO_UPLOAD:
                     raise self._failed(f"abort {upload_id}", exc) from exc
         listing = await self._call(upload_id, "list_objects_v2", Prefix=f"{self.prefix}uploads/{upload_id}/")
         for item in listing.get("Contents", []):
@@ -370,6 +443,73 @@ class S3BlobStore:
 
     async def upload_ids(self) -> dict[str, float]:
         return await self._state.store_upload_ids()
+
+    # the sweep
+
+    async def sweep(self) -> int:
+        """Abort the multipart uploads and delete the objects under the prefix that no upload row or
+        blob row names and that are older than ``orphan_grace``.
+
+        The bucket is listed before the rows are read, and upload rows before blob rows: an object
+        that was named when listed is still named when the rows are read (an upload row outlives
+        the claim of its blob's key), so only objects that nothing named are removed."""
+        import datetime
+
+        cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=self.orphan_grace)
+        multipart = [item for item in await self._list("list_multipart_uploads", "Uploads")
+                     if item["Initiated"] < cutoff]
+        objects = [str(item["Key"]) for item in await self._list("list_objects_v2", "Contents")
+                   if item["LastModified"] < cutoff]
+        uploads = await self._state.store_upload_ids()
+        blob_keys = await self._state.store_blob_keys()
+        removed = 0
+        for item in multipart:
+            key, session = str(item["Key"]), str(item["UploadId"])
+            upload_id = self._upload_of(key)
+            if upload_id is None:
+                continue
+            state = await self._state.store_upload(upload_id) if upload_id in uploads else None
+            if state is None or state.session not in ("", session):
+                await self._abort(key, session)
+                removed += 1
+        for key in objects:
+            upload_id = self._upload_of(key)
+            if upload_id is None or upload_id in uploads or key in blob_keys:
+                continue
+            await self._delete_object(key)
+            removed += 1
+        return removed
+
+    def _upload_of(self, key: str) -> str | None:
+        """The upload id an object's key names (``blobs/<id>``, ``uploads/<id>/...``); None: not the store's."""
+        name = key[len(self.prefix):]
+        for folder in ("blobs/", "uploads/"):
+            if name.startswith(folder):
+                return name[len(folder):].split("/", 1)[0] or None
+        return None
+
+    async def _abort(self, key: str, session: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            await self._call(key, "abort_multipart_upload", Key=key, UploadId=session)
+        except ClientError as exc:
+            if _code(exc) not in _NO_UPLOAD:
+                raise self._failed(f"abort {key}", exc) from exc
+
+    async def _list(self, method: str, field: str) -> list[dict[str, Any]]:
+        """Every entry of a listing under the prefix, page by page."""
+        found: list[dict[str, Any]] = []
+        params: dict[str, str] = {}
+        while True:
+            page = await self._call(method, method, Prefix=self.prefix, **params)
+            found += page.get(field, [])
+            if not page.get("IsTruncated"):
+                return found
+            if method == "list_objects_v2":
+                params = {"ContinuationToken": page["NextContinuationToken"]}
+            else:
+                params = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
 
 
 class _Writer:
@@ -396,7 +536,7 @@ class _Writer:
 
     def write(self, data: bytes) -> None:
         store = self._store
-        limit = store.part_size * MAX_PARTS
+        limit = store.max_size
         if self._size + len(data) > limit:
             raise SizeInvalid(f"the blob is larger than this registry's S3 storage takes: {limit} bytes"
                               f" (storage.s3.part_size {store.part_size} x {MAX_PARTS} parts)")
@@ -422,6 +562,7 @@ class _Writer:
                 self._session = str(store._sync(key, "create_multipart_upload", Key=key)["UploadId"])
             except ClientError as exc:
                 raise store._failed(f"upload {self._id}", exc) from exc
+            crash_point("s3-multipart-begun")
             self._wait(lambda: store._state.save_store_upload(self._id, self._session, self._offset))
         self._pending.append(store._parts.submit(self._upload_part, self._number, body))
         self._number += 1
@@ -458,6 +599,7 @@ class _Writer:
                 store._sync(key, "put_object", Key=key, Body=bytes(self._buffer))
             except ClientError as exc:
                 raise store._failed(key, exc) from exc
+            crash_point("s3-tail-written")
         self._wait(lambda: store._still_locked(self._id, self._holder))
         self._wait(lambda: store._state.save_store_upload(self._id, self._session, self._size))
         return Written(self._size, DURABLE)

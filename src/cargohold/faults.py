@@ -1,4 +1,5 @@
-"""Crash points: a test makes the server kill itself at one named step of a commit.
+"""Crash points: a test makes the server kill itself at one named step of an upload or a
+commit (in the service, or in a blob store).
 
 ``CARGOHOLD_CRASH_AT`` names the step. It is read once, at import; unset (always,
 outside crash tests) :func:`crash_point` only compares two strings and returns.
