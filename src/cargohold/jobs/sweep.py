@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
+from ..errcodes import TooManyRequests, Unavailable
 from ..service import BACKEND_ERRORS
 from ..storage.driver import BlobStore, Sweeper
 from .runner import Job
@@ -20,8 +21,8 @@ def sweep_job(store: BlobStore) -> Job | None:
     async def sweep() -> None:
         try:
             removed = await store.sweep()
-        except BACKEND_ERRORS:
-            log.exception("blob store sweep failed")
+        except (*BACKEND_ERRORS, TooManyRequests, Unavailable):
+            log.exception("blob store sweep failed")  # tried again at the next interval
             return
         if removed:
             log.info("removed objects nothing refers to", extra={"count": removed})
