@@ -20,7 +20,7 @@ from ..jobs import Activity, DeliveryLoop, JobRunner, audit_purge_job, holder_id
 from ..metadata import MetadataStore, open_metadata_store
 from ..metadata.migrations import SchemaError
 from ..service import Registry, RegistryOptions
-from ..storage import open_blob_store
+from ..storage import Sweeper, open_blob_store
 from ..webhooks import Endpoints, Links, Sender, Source
 from ..webhooks.manage import WebhookAdmin
 from .admin_endpoints import AdminApi
@@ -85,7 +85,8 @@ def create_app(config: ServerConfig) -> RegistryApp:
     registry = Registry(blobs, meta, options, schema1_key, recorder)
     audit_purge = audit_purge_job(meta, config.audit.retention_days)
     delivery = [deliveries.job()] if config.notifications.deliver else []
-    optional = [job for job in (audit_purge, sweep_job(blobs)) if job is not None]
+    sweep = sweep_job(blobs) if isinstance(blobs, Sweeper) else None  # a store a crash can leave objects in
+    optional = [job for job in (audit_purge, sweep) if job is not None]
     jobs = JobRunner([*registry_jobs(registry), *optional, *delivery], meta)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
     return RegistryApp(registry, access.controller, endpoint_routes(access, meta, webhooks), jobs, recorder, activity)

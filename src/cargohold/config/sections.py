@@ -120,7 +120,7 @@ class S3Storage(DriverOptions, frozen=True):
         if not 1 <= self.max_attempts <= 20:
             raise ConfigError(f"storage.s3.max_attempts: {self.max_attempts} is not between 1 and 20")
         if not 0 < self.timeout_seconds <= 3600:
-            raise ConfigError(f"storage.s3.timeout_seconds: {self.timeout_seconds} is not between 0 and 3600")
+            raise ConfigError(f"storage.s3.timeout_seconds: {self.timeout_seconds} is not above 0 and at most 3600")
         if self.orphan_grace_seconds < 0:
             raise ConfigError(f"storage.s3.orphan_grace_seconds: {self.orphan_grace_seconds} is negative")
         if self.part_size < S3_MIN_PART_SIZE:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Final, Protocol
 
 from ..errcodes import TooManyRequests, Unavailable
 from ..service import BACKEND_ERRORS
-from ..storage.driver import BlobStore, Sweeper
 from .runner import Job
 
 log: Final = logging.getLogger("cargohold.jobs")
 
 
-def sweep_job(store: BlobStore) -> Job | None:
-    """The job, or None when the blob store leaves nothing behind (filesystem, memory)."""
-    if not isinstance(store, Sweeper):
-        return None
+class StoreSweep(Protocol):
+    """The sweep of :class:`cargohold.storage.driver.Sweeper` (the S3 store)."""
 
+    sweep_interval: float
+
+    async def sweep(self) -> int: ...
+
+
+def sweep_job(store: StoreSweep) -> Job:
     async def sweep() -> None:
         try:
             removed = await store.sweep()
