@@ -12,14 +12,14 @@ listing the bucket:
   ``uploads/<upload id>/tail-<size>``, named by the upload size it completes: a request that
   dies before its size is recorded leaves the earlier tail in place for the retry. (In the
   database they would be up to ``part_size`` bytes per request in a row and in the WAL.)
+- The commit uploads the tail as the last part and completes the multipart upload where it is
+  (no copy), then records digest -> key; when two uploads of one blob race, the first key
+  recorded stands and the other object is deleted. A blob smaller than one part is one PUT.
 - Nothing is left that nothing will delete: a crash can leave a multipart upload begun but not
   recorded, or a completed object whose claim lost (the same blob pushed twice at once) or whose
   blob was deleted; :meth:`S3BlobStore.sweep` (a periodic job) aborts and deletes what no upload
   row or blob row names once it is ``orphan_grace_seconds`` old. A blob's row is deleted before its
   object, so no row ever names a missing object.
-- The commit uploads the tail as the last part and completes the multipart upload where it is
-  (no copy), then records digest -> key; when two uploads of one blob race, the first key
-  recorded stands and the other object is deleted. A blob smaller than one part is one PUT.
 
 Each call is retried by boto3 (its ``standard`` mode: exponential backoff with jitter, up to
 ``max_attempts`` attempts in all) on throttling (``SlowDown``, 503), the store's own failures (500,
