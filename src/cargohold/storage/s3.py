@@ -68,8 +68,6 @@ _THROTTLED: Final = frozenset({
 #: the answers to a multipart upload that is gone (completed or aborted): Swift's S3 API says NoSuchKey
 _NO_UPLOAD: Final = frozenset({"NoSuchUpload", "NoSuchKey", "404"})
 
-log: Final = logging.getLogger("cargohold.storage")
-
 T = TypeVar("T")
 
 
