@@ -5,7 +5,7 @@ The domain only: the HTTP endpoints over it (``/auth/token``, ``/admin/v1``) are
 
 The access model's values (accounts, teams, roles, permissions, their names and
 errors) are in :mod:`cargohold.access_model`, and its store contract in
-:mod:`cargohold.metadata.access` (SQLite: :mod:`cargohold.metadata.sqlite_access`),
+:mod:`cargohold.metadata.access` (in SQL: :mod:`cargohold.metadata.sql_access`),
 so the stores never import this package.
 
 Modules, from the bottom up::

@@ -49,15 +49,17 @@ def _sqlite_schema(url: str, create: bool) -> SchemaTarget:
 
 
 def _sqlite_login_failures(url: str) -> LoginFailureStore:
-    from .sqlite_logins import SqliteLoginFailures
+    from .sql_logins import SqlLoginFailures
+    from .sqlite_db import SqliteDatabase
 
-    return SqliteLoginFailures(url.removeprefix("sqlite://"))
+    return SqlLoginFailures(SqliteDatabase(url.removeprefix("sqlite://"), what="login limits"))
 
 
 def _sqlite_access_store(url: str) -> AccessStore:
-    from .sqlite_access import SqliteAccessStore
+    from .sql_access import SqlAccessStore
+    from .sqlite_db import SqliteDatabase
 
-    return SqliteAccessStore(url.removeprefix("sqlite://"))
+    return SqlAccessStore(SqliteDatabase(url.removeprefix("sqlite://"), what="access store"))
 
 
 def _postgres_store(url: str) -> MetadataStore:
@@ -73,15 +75,19 @@ def _postgres_schema(url: str, create: bool) -> SchemaTarget:
 
 
 def _postgres_login_failures(url: str) -> LoginFailureStore:
-    from .postgres_logins import PostgresLoginFailures
+    from .postgres_db import PostgresDatabase
+    from .sql_logins import SqlLoginFailures
 
-    return PostgresLoginFailures(url)
+    # only failed logins write, and a check is one indexed read
+    return SqlLoginFailures(PostgresDatabase(url, what="login limits", max_size=4))
 
 
 def _postgres_access_store(url: str) -> AccessStore:
-    from .postgres_access import PostgresAccessStore
+    from .postgres_db import PostgresDatabase
+    from .sql_access import SqlAccessStore
 
-    return PostgresAccessStore(url)
+    # token requests and admin changes; a request holds one for a statement or a unit of work
+    return SqlAccessStore(PostgresDatabase(url, what="access store", max_size=4))
 
 
 _POSTGRES = Database("postgres", _postgres_store, _postgres_schema, _postgres_login_failures, _postgres_access_store)

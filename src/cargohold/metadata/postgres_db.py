@@ -1,4 +1,5 @@
-"""A PostgreSQL database as the PostgreSQL stores use it (metadata, access model, login counters).
+"""A PostgreSQL database as the SQL stores use it (:class:`~.sql.SqlDatabase`): metadata, access model,
+login counters.
 
 Each store has a pool of psycopg's async connections, opened on first use (inside the
 event loop of the worker or the CLI command that uses it) and closed with the store.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -26,12 +28,15 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
 from ..errcodes import InsufficientStorage
+from .sql import Row
 from .store import MetadataError
 
 #: how long a request waits for a free connection before it fails (the database is down or saturated)
 POOL_TIMEOUT: Final = 10.0
 #: seconds to connect; a readiness check fails after this rather than hang
 CONNECT_TIMEOUT: Final = 5
+#: seconds a readiness check waits for the database: a database that is down fails it, never hangs it
+CHECK_TIMEOUT: Final = 2.0
 
 log: Final = logging.getLogger("cargohold.metadata")
 
@@ -40,6 +45,27 @@ log: Final = logging.getLogger("cargohold.metadata")
 def sql(text: str) -> str:
     """SQLite's ``?`` placeholders as psycopg's ``%s`` (no literal in our SQL holds ``?`` or ``%``)."""
     return text.replace("%", "%%").replace("?", "%s")
+
+
+def glob_regex(pattern: str) -> str:
+    """SQLite's GLOB (``*``, ``?``, ``[...]``, case-sensitive, whole string) as a PostgreSQL regular expression."""
+    out, i = ["^"], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1:end]
+            negated = body.startswith("^")
+            body = body[1:] if negated else body
+            out.append("[" + ("^" if negated else "") + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(char) if not char.isalnum() else char)
+        i += 1
+    return "".join(out) + "$"
 
 
 def failure(what: str, exc: psycopg.Error) -> Exception:
@@ -78,6 +104,10 @@ async def _close_with_loop(pool: AsyncConnectionPool) -> None:
 
 
 class PostgresDatabase:
+    unlimited: int | None = None
+    for_update = " FOR UPDATE"
+    for_update_skip_locked = " FOR UPDATE SKIP LOCKED"
+
     def __init__(self, url: str, *, what: str, max_size: int):
         self.url = url
         self._what = what
@@ -151,20 +181,49 @@ class PostgresDatabase:
             finally:
                 self._current.reset(token)
 
+    def for_share(self) -> str:
+        # inside a unit of work the rows checked stay as read until it commits
+        return " FOR SHARE" if self.in_unit_of_work else ""
+
+    def any_of(self, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+        return "= ANY(?)", (list(values),)
+
+    def glob(self, column: str, patterns: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        return f"{column} ~ ANY(?)", ([glob_regex(pattern) for pattern in patterns],)
+
+    async def write(self, text: str, args: Sequence[Any] = ()) -> int:
+        async with self.connection() as connection:
+            return (await connection.execute(sql(text), args)).rowcount
+
+    async def write_many(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            async with self.connection() as connection, connection.cursor() as cursor:
+                await cursor.executemany(sql(text), rows)
+
+    async def check(self) -> None:
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                await self.fetchall("SELECT version FROM schema_migrations LIMIT 1")
+        except TimeoutError:
+            raise MetadataError(f"{self._what}: the database did not answer within {CHECK_TIMEOUT:g} s") from None
+
     async def execute(self, text: str, args: Sequence[Any] = ()) -> AsyncCursor[Any]:
         """Run one statement; its rows are read from the returned cursor (fetched already)."""
         async with self.connection() as connection:
             return await connection.execute(sql(text), args)
 
-    async def fetchone(self, text: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+    async def fetchone(self, text: str, args: Sequence[Any] = ()) -> Row | None:
         async with self.connection() as connection:
             cursor = await connection.execute(sql(text), args)
             return await cursor.fetchone()
 
-    async def fetchall(self, text: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    async def fetchall(self, text: str, args: Sequence[Any] = ()) -> list[Row]:
         async with self.connection() as connection:
             cursor = await connection.execute(sql(text), args)
             return await cursor.fetchall()
+
+    async def aclose(self) -> None:
+        await self.close()
 
     async def close(self) -> None:
         if self._pool is not None and self._loop is not asyncio.get_running_loop():

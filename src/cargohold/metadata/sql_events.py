@@ -1,4 +1,4 @@
-"""The event log and its outbox in SQLite (tables ``events`` and ``event_deliveries``, 0008_events.sql)."""
+"""The event log and its outbox (tables ``events`` and ``event_deliveries``, 0008_events.sql)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from ..events.audit import EventFilter, LoggedEvent
 from ..events.model import Action, Event, Result
-from .sqlite_db import SqliteDatabase
+from .sql import SqlDatabase, glob_escaped
 
 _INSERT_EVENT = (
     "INSERT INTO events (id, at, action, result, actor, actor_kind, address, user_agent, request_id, host, method,"
@@ -29,30 +29,29 @@ def _row(event: Event) -> tuple[Any, ...]:
     )
 
 
-def insert_event(db: SqliteDatabase, event: Event, deliver_to: Sequence[str]) -> int:
-    """Inside the caller's transaction (or alone, if it is one statement and there is none)."""
-    with db.transaction():
-        seq = db.execute(_INSERT_EVENT, _row(event)).lastrowid
-        assert seq is not None
+async def insert_event(db: SqlDatabase, event: Event, deliver_to: Sequence[str]) -> int:
+    """Inside the caller's transaction (or one of its own when there is none)."""
+    async with db.atomic():
+        row = await db.fetchone(_INSERT_EVENT + " RETURNING seq", _row(event))
+        assert row is not None
+        seq = int(row[0])
         if deliver_to:
-            db.executemany(_INSERT_DELIVERY, [(seq, endpoint, event.at) for endpoint in dict.fromkeys(deliver_to)])
-    return int(seq)
+            await db.write_many(_INSERT_DELIVERY, [(seq, endpoint, event.at) for endpoint in dict.fromkeys(deliver_to)])
+    return seq
 
 
-def insert_events(db: SqliteDatabase, events: Sequence[tuple[Event, Sequence[str]]]) -> None:
-    """In order; the events no endpoint hears of (most of a batch of pulls) in one statement per run."""
-    with db.transaction():
+async def insert_events(db: SqlDatabase, events: Sequence[tuple[Event, Sequence[str]]]) -> None:
+    """In order; the events no endpoint hears of (most of a batch of pulls) in one ``executemany`` per run."""
+    async with db.atomic():
         plain: list[tuple[Any, ...]] = []
         for event, deliver_to in events:
             if not deliver_to:
                 plain.append(_row(event))
                 continue
-            if plain:
-                db.executemany(_INSERT_EVENT, plain)
-                plain = []
-            insert_event(db, event, deliver_to)
-        if plain:
-            db.executemany(_INSERT_EVENT, plain)
+            await db.write_many(_INSERT_EVENT, plain)
+            plain = []
+            await insert_event(db, event, deliver_to)
+        await db.write_many(_INSERT_EVENT, plain)
 
 
 _COLUMNS = (
@@ -72,53 +71,53 @@ def _event(row: Sequence[Any]) -> LoggedEvent:
     ))
 
 
-def select_events(db: SqliteDatabase, where: EventFilter, limit: int, before: int | None) -> list[LoggedEvent]:
+async def select_events(db: SqlDatabase, where: EventFilter, limit: int, before: int | None) -> list[LoggedEvent]:
     conditions: list[str] = []
     params: list[Any] = []
+
+    def condition(text: str, args: Sequence[Any]) -> None:
+        conditions.append(text)
+        params.extend(args)
+
     if before is not None:
-        conditions.append("seq < ?")
-        params.append(before)
+        condition("seq < ?", (before,))
     if where.repository is not None:
-        conditions.append("repository GLOB ?")
-        params.append(where.repository)
+        condition(*db.glob("repository", [where.repository]))
     if where.actor is not None:
-        conditions.append("actor = ?")
-        params.append(where.actor)
-    if where.action is not None:
-        conditions.append("(action = ? OR action GLOB ?)")
-        params += [where.action, where.action + ".*"]
+        condition("actor = ?", (where.actor,))
+    if where.action is not None:  # the action, or every action of that noun
+        text, args = db.glob("action", [glob_escaped(where.action) + ".*"])
+        condition(f"(action = ? OR {text})", (where.action, *args))
     if where.since is not None:
-        conditions.append("at >= ?")
-        params.append(where.since)
+        condition("at >= ?", (where.since,))
     if where.until is not None:
-        conditions.append("at < ?")
-        params.append(where.until)
+        condition("at < ?", (where.until,))
     if where.scope is not None:
         if not where.scope:
             return []
         # repository names hold no glob characters: a name matches itself, ns/* its namespace
-        conditions.append("(" + " OR ".join("repository GLOB ?" for _ in where.scope) + ")")
-        params += where.scope
-    sql = f"SELECT {_COLUMNS} FROM events"
+        condition(*db.glob("repository", where.scope))
+    text = f"SELECT {_COLUMNS} FROM events"
     if conditions:
-        sql += " WHERE " + " AND ".join(conditions)
-    rows = db.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
+        text += " WHERE " + " AND ".join(conditions)
+    rows = await db.fetchall(text + " ORDER BY seq DESC LIMIT ?", (*params, limit))
     return [_event(row) for row in rows]
 
 
-def delete_events(db: SqliteDatabase, older_than: float) -> int:
+async def delete_events(db: SqlDatabase, older_than: float) -> int:
     """In batches of :data:`PURGE_BATCH`, each its own transaction; the deliveries done go with their event."""
     keep = " AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_seq = e.seq AND d.state != 'delivered')"
     removed = 0
     while True:
-        with db.transaction():
-            seqs = [row[0] for row in db.execute(
-                f"SELECT e.seq FROM events e WHERE e.at < ?{keep} ORDER BY e.seq LIMIT ?", (older_than, PURGE_BATCH),
+        async with db.atomic():
+            seqs = [row[0] for row in await db.fetchall(
+                f"SELECT e.seq FROM events e WHERE e.at < ?{keep} ORDER BY e.seq LIMIT ?{db.for_update_skip_locked}",
+                (older_than, PURGE_BATCH),
             )]
             if seqs:
-                marks = ",".join("?" * len(seqs))
-                db.execute(f"DELETE FROM event_deliveries WHERE event_seq IN ({marks})", seqs)
-                db.execute(f"DELETE FROM events WHERE seq IN ({marks})", seqs)
+                among, args = db.any_of(seqs)
+                await db.write(f"DELETE FROM event_deliveries WHERE event_seq {among}", args)
+                await db.write(f"DELETE FROM events WHERE seq {among}", args)
         removed += len(seqs)
         if len(seqs) < PURGE_BATCH:
             return removed

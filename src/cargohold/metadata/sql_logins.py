@@ -1,4 +1,4 @@
-"""Failed-login counters in the SQLite metadata database (table ``failed_logins``).
+"""Failed-login counters in the metadata database (table ``failed_logins``), shared by every worker and replica.
 
 Only failures write; a check is one indexed read per key.
 """
@@ -7,24 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .sqlite_db import SqliteDatabase
+from .sql import SqlDatabase
 
 
-class SqliteLoginFailures:
-    def __init__(self, path: str):
+class SqlLoginFailures:
+    def __init__(self, db: SqlDatabase):
         # the database must be migrated already: the migrations create the table
-        self._db = SqliteDatabase(path, what="login limits")
+        self._db = db
 
     async def recent(self, key: str, since: float, limit: int) -> list[float]:
-        rows = self._db.execute(
+        rows = await self._db.fetchall(
             "SELECT at FROM failed_logins WHERE key = ? AND at > ? ORDER BY at DESC LIMIT ?", (key, since, limit),
-        ).fetchall()
+        )
         return [float(row[0]) for row in rows]
 
     async def record(self, keys: Sequence[str], at: float, forget_until: float) -> None:
-        with self._db.transaction() as db:
-            db.execute("DELETE FROM failed_logins WHERE at <= ?", (forget_until,))
-            db.executemany("INSERT INTO failed_logins (key, at) VALUES (?, ?)", [(key, at) for key in keys])
+        async with self._db.atomic():
+            await self._db.write("DELETE FROM failed_logins WHERE at <= ?", (forget_until,))
+            await self._db.write_many("INSERT INTO failed_logins (key, at) VALUES (?, ?)", [(key, at) for key in keys])
 
     async def close(self) -> None:
-        self._db.close()
+        await self._db.aclose()

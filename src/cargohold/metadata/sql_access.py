@@ -1,10 +1,12 @@
-"""The access model in the PostgreSQL metadata database (:class:`~cargohold.metadata.access.AccessStore`).
+"""The access model in the metadata database (:class:`~cargohold.metadata.access.AccessStore`), on any
+:class:`~.sql.SqlDatabase`.
 
-The same tables and SQL as :mod:`.sqlite_access`. A method that reads and then writes does
-both in one transaction; where SQLite's single writer kept two of them apart, a row lock
-does here: the credential generation counter is taken with ``UPDATE … RETURNING`` (held
-to the commit), and the check that an administrator stays locks every enabled
-superuser's row, so two administrators demoting each other at once cannot both succeed.
+The tables come from the migrations (``0002_access.sql``, and ``0006_credential_generations.sql``
+for credential generations). A method that reads and then writes does both in one transaction;
+where SQLite's single writer (BEGIN IMMEDIATE) keeps two of them apart, a row lock does on
+PostgreSQL: the credential generation counter is taken with ``UPDATE … RETURNING`` (held to the
+commit), and the check that an administrator stays locks every enabled superuser's row, so two
+administrators demoting each other at once cannot both succeed.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
-
-from psycopg import AsyncConnection
 
 from ..access_model import (
     OWNERS_TEAM,
@@ -38,35 +38,45 @@ from ..access_model import (
 )
 from ..events.model import Event
 from .access import AccessQueries
-from .postgres_db import PostgresDatabase, sql
-from .postgres_events import insert_event, insert_events
-from .sqlite_access import _ACCOUNT_COLUMNS, _ACCOUNT_SELECT, _account
+from .sql import SqlDatabase
+from .sql_events import insert_event, insert_events
 
-#: token requests and admin changes; a request holds one for a statement or a unit of work
-POOL_SIZE: Final = 4
-
-Connection = AsyncConnection[Any]
+_ACCOUNT_COLUMNS: Final = (
+    "a.id, a.name, a.kind, a.superuser, a.disabled, o.name, a.credentials_generation, a.created_at"
+)
+_ACCOUNT_SELECT: Final = f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN accounts o ON o.id = a.owner_id"
+# the statements of every token request, as constants
+_ACCOUNT_BY_NAME: Final = f"{_ACCOUNT_SELECT} WHERE a.name = ?"
+_CREDENTIALS_BY_NAME: Final = (
+    f"SELECT {_ACCOUNT_COLUMNS}, a.secret_hash FROM accounts a LEFT JOIN accounts o ON o.id = a.owner_id"
+    " WHERE a.name = ?"
+)
+_ACCOUNT_BY_REFRESH_TOKEN: Final = (
+    f"{_ACCOUNT_SELECT} JOIN refresh_tokens r ON r.account_id = a.id"
+    " WHERE r.token_hash = ? AND r.expires_at > ? AND r.credentials_generation = a.credentials_generation"
+)
 
 
 def _now() -> int:
     return int(time.time())
 
 
-async def _execute(db: Connection, text: str, args: Sequence[Any] = ()) -> int:
-    """Run one statement in the open transaction; its row count."""
-    return (await db.execute(sql(text), args)).rowcount
+def _account(row: Sequence[Any]) -> Account:
+    return Account(
+        id=int(row[0]), name=row[1], kind=AccountKind(row[2]), superuser=bool(row[3]), disabled=bool(row[4]),
+        owner=row[5], credentials_generation=int(row[6]), created_at=int(row[7]),
+    )
 
 
-class PostgresAccessStore:
+class SqlAccessStore:
     """Users, organizations, robots, teams, permissions, public repositories and refresh tokens."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         # the database must be migrated already: the migrations create the tables
-        self.url = url
-        self._db = PostgresDatabase(url, what="access store", max_size=POOL_SIZE)
+        self._db = db
 
     async def close(self) -> None:
-        await self._db.close()
+        await self._db.aclose()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AccessQueries]:
@@ -84,7 +94,7 @@ class PostgresAccessStore:
     # accounts
 
     async def _find(self, name: str) -> Account | None:
-        row = await self._db.fetchone(f"{_ACCOUNT_SELECT} WHERE a.name = ?", (name,))
+        row = await self._db.fetchone(_ACCOUNT_BY_NAME, (name,))
         return None if row is None else _account(row)
 
     async def _require(self, name: str, *kinds: AccountKind) -> Account:
@@ -101,11 +111,7 @@ class PostgresAccessStore:
         return await self._require(name, *kinds)
 
     async def credentials(self, name: str) -> tuple[Account, str | None] | None:
-        row = await self._db.fetchone(
-            f"SELECT {_ACCOUNT_COLUMNS}, a.secret_hash FROM accounts a "
-            "LEFT JOIN accounts o ON o.id = a.owner_id WHERE a.name = ?",
-            (name,),
-        )
+        row = await self._db.fetchone(_CREDENTIALS_BY_NAME, (name,))
         return None if row is None else (_account(row), row[8])
 
     async def accounts(self, kind: AccountKind | None = None, owner: str | None = None) -> list[Account]:
@@ -116,26 +122,23 @@ class PostgresAccessStore:
             text, args = f"{text} AND o.name = ?", [*args, owner]
         return [_account(row) for row in await self._db.fetchall(f"{text} ORDER BY a.name", args)]
 
-    @staticmethod
-    async def _next_generation(db: Connection) -> int:
+    async def _next_generation(self) -> int:
         """The next credential generation (migration 0006); the row stays locked to the commit."""
-        cursor = await db.execute(
+        row = await self._db.fetchone(
             "UPDATE credential_generation SET value = value + 1 WHERE only_row = 1 RETURNING value"
         )
-        row = await cursor.fetchone()
         assert row is not None
         return int(row[0])
 
     async def _insert_account(
-        self, db: Connection, name: str, kind: AccountKind, secret: str | None,
+        self, name: str, kind: AccountKind, secret: str | None,
         superuser: bool = False, owner_id: int | None = None,
     ) -> Account:
         now = _now()
-        count = await _execute(
-            db,
+        count = await self._db.write(
             "INSERT INTO accounts (name, kind, owner_id, secret_hash, superuser, disabled, credentials_changed_at, "
             "credentials_generation, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
-            (name, kind.value, owner_id, secret, superuser, False, now, await self._next_generation(db), now),
+            (name, kind.value, owner_id, secret, superuser, False, now, await self._next_generation(), now),
         )
         if count == 0:
             raise AccountExists(f"the name {name!r} is taken")
@@ -143,72 +146,71 @@ class PostgresAccessStore:
 
     async def create_user(self, name: str, password_hash: str, superuser: bool = False) -> Account:
         check_account_name(name)
-        async with self._db.atomic() as db:
-            return await self._insert_account(db, name, AccountKind.USER, password_hash, superuser)
+        async with self._db.atomic():
+            return await self._insert_account(name, AccountKind.USER, password_hash, superuser)
 
     async def create_organization(self, name: str, owners: Sequence[str]) -> Account:
         check_account_name(name)
-        async with self._db.atomic() as db:
+        async with self._db.atomic():
             members = [await self._require(owner, AccountKind.USER) for owner in owners]
-            organization = await self._insert_account(db, name, AccountKind.ORGANIZATION, None)
-            cursor = await db.execute(
-                "INSERT INTO teams (organization_id, name, created_at) VALUES (%s, %s, %s) RETURNING id",
+            organization = await self._insert_account(name, AccountKind.ORGANIZATION, None)
+            row = await self._db.fetchone(
+                "INSERT INTO teams (organization_id, name, created_at) VALUES (?, ?, ?) RETURNING id",
                 (organization.id, OWNERS_TEAM, _now()),
             )
-            row = await cursor.fetchone()
             assert row is not None
             for member in members:
-                await _execute(db, "INSERT INTO team_members (team_id, account_id) VALUES (?, ?)",
-                               (int(row[0]), member.id))
+                await self._db.write("INSERT INTO team_members (team_id, account_id) VALUES (?, ?)",
+                                     (int(row[0]), member.id))
             return organization
 
     async def create_robot(self, owner: str, short: str, token_digest: str) -> Account:
         name = robot_name(owner, short)
-        async with self._db.atomic() as db:
+        async with self._db.atomic():
             owner_account = await self._require(owner, AccountKind.USER, AccountKind.ORGANIZATION)
-            return await self._insert_account(db, name, AccountKind.ROBOT, token_digest, owner_id=owner_account.id)
+            return await self._insert_account(name, AccountKind.ROBOT, token_digest, owner_id=owner_account.id)
 
     async def set_secret(self, name: str, secret_hash: str) -> None:
-        async with self._db.atomic() as db:
+        async with self._db.atomic():
             account = await self._require(name, AccountKind.USER, AccountKind.ROBOT)
-            await _execute(db, "UPDATE accounts SET secret_hash = ?, credentials_changed_at = ?, "
-                               "credentials_generation = ? WHERE id = ?",
-                           (secret_hash, _now(), await self._next_generation(db), account.id))
-            await _execute(db, "DELETE FROM refresh_tokens WHERE account_id = ?", (account.id,))
+            await self._db.write("UPDATE accounts SET secret_hash = ?, credentials_changed_at = ?, "
+                                 "credentials_generation = ? WHERE id = ?",
+                                 (secret_hash, _now(), await self._next_generation(), account.id))
+            await self._db.write("DELETE FROM refresh_tokens WHERE account_id = ?", (account.id,))
 
     async def set_disabled(self, name: str, disabled: bool) -> None:
-        async with self._db.atomic() as db:
+        async with self._db.atomic():
             account = await self._require(name, AccountKind.USER, AccountKind.ROBOT)
             if disabled and account.superuser:
-                await self._keep_an_administrator(db, account.id)
-            await _execute(db, "UPDATE accounts SET disabled = ?, credentials_changed_at = ?, "
-                               "credentials_generation = ? WHERE id = ?",
-                           (disabled, _now(), await self._next_generation(db), account.id))
+                await self._keep_an_administrator(account.id)
+            await self._db.write("UPDATE accounts SET disabled = ?, credentials_changed_at = ?, "
+                                 "credentials_generation = ? WHERE id = ?",
+                                 (disabled, _now(), await self._next_generation(), account.id))
             if disabled:
-                await _execute(db, "DELETE FROM refresh_tokens WHERE account_id = ?", (account.id,))
+                await self._db.write("DELETE FROM refresh_tokens WHERE account_id = ?", (account.id,))
 
     async def set_superuser(self, name: str, superuser: bool) -> None:
-        async with self._db.atomic() as db:
+        async with self._db.atomic():
             account = await self._require(name, AccountKind.USER)
             if not superuser and account.superuser:
-                await self._keep_an_administrator(db, account.id)
-            await _execute(db, "UPDATE accounts SET superuser = ? WHERE id = ?", (superuser, account.id))
+                await self._keep_an_administrator(account.id)
+            await self._db.write("UPDATE accounts SET superuser = ? WHERE id = ?", (superuser, account.id))
 
     async def delete_account(self, name: str) -> None:
-        async with self._db.atomic() as db:
+        async with self._db.atomic():
             account = await self._require(name)
             if account.superuser:
-                await self._keep_an_administrator(db, account.id)
+                await self._keep_an_administrator(account.id)
             # the foreign keys cascade to robots, teams, memberships, grants and refresh tokens
-            await _execute(db, "DELETE FROM accounts WHERE id = ?", (account.id,))
+            await self._db.write("DELETE FROM accounts WHERE id = ?", (account.id,))
 
-    @staticmethod
-    async def _keep_an_administrator(db: Connection, leaving: int) -> None:
-        # FOR UPDATE: a concurrent demotion of another administrator waits, then sees this one's
-        cursor = await db.execute(
-            "SELECT id FROM accounts WHERE superuser = %s AND disabled = %s ORDER BY id FOR UPDATE", (True, False)
+    async def _keep_an_administrator(self, leaving: int) -> None:
+        # locked: a concurrent demotion of another administrator waits, then sees this one's
+        rows = await self._db.fetchall(
+            f"SELECT id FROM accounts WHERE superuser = ? AND disabled = ? ORDER BY id{self._db.for_update}",
+            (True, False),
         )
-        if not [row for row in await cursor.fetchall() if row[0] != leaving]:
+        if not [row for row in rows if row[0] != leaving]:
             raise LastAdministrator("this is the last enabled administrator; make another one first")
 
     async def has_superuser(self) -> bool:
@@ -231,10 +233,9 @@ class PostgresAccessStore:
 
     async def create_team(self, organization: str, name: str) -> Team:
         check_team_name(name)
-        async with self._db.atomic() as db:
+        async with self._db.atomic():
             org = await self._require(organization, AccountKind.ORGANIZATION)
-            count = await _execute(
-                db,
+            count = await self._db.write(
                 "INSERT INTO teams (organization_id, name, created_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (organization_id, name) DO NOTHING",
                 (org.id, name, _now()),
@@ -244,11 +245,11 @@ class PostgresAccessStore:
             return await self._team(f"{organization}/{name}")
 
     async def delete_team(self, full_name: str) -> None:
-        async with self._db.atomic() as db:
+        async with self._db.atomic():
             team = await self._team(full_name)
             if team.name == OWNERS_TEAM:
                 raise InvalidName("the owners team cannot be deleted")
-            await _execute(db, "DELETE FROM teams WHERE id = ?", (team.id,))
+            await self._db.write("DELETE FROM teams WHERE id = ?", (team.id,))
 
     async def teams(self, organization: str) -> list[Team]:
         rows = await self._db.fetchall(
@@ -259,15 +260,15 @@ class PostgresAccessStore:
         return [Team(int(row[0]), organization, row[1]) for row in rows]
 
     async def set_member(self, full_name: str, member: str, present: bool) -> None:
-        async with self._db.atomic() as db:
+        async with self._db.atomic():
             team = await self._team(full_name)
             account = await self._require(member, AccountKind.USER, AccountKind.ROBOT)
             if present:
-                await _execute(db, "INSERT INTO team_members (team_id, account_id) VALUES (?, ?) "
-                                   "ON CONFLICT DO NOTHING", (team.id, account.id))
+                await self._db.write("INSERT INTO team_members (team_id, account_id) VALUES (?, ?) "
+                                     "ON CONFLICT DO NOTHING", (team.id, account.id))
             else:
-                await _execute(db, "DELETE FROM team_members WHERE team_id = ? AND account_id = ?",
-                               (team.id, account.id))
+                await self._db.write("DELETE FROM team_members WHERE team_id = ? AND account_id = ?",
+                                     (team.id, account.id))
 
     async def members(self, full_name: str) -> list[str]:
         team = await self._team(full_name)
@@ -310,20 +311,20 @@ class PostgresAccessStore:
 
     async def grant(self, pattern: str, grantee: str, role: Role) -> None:
         check_repository_pattern(pattern)
-        async with self._db.atomic() as db:
+        async with self._db.atomic():
             column, grantee_id = await self._grantee(grantee)
-            await _execute(db, f"DELETE FROM repository_permissions WHERE repository = ? AND {column} = ?",
-                           (pattern, grantee_id))
-            await _execute(
-                db, f"INSERT INTO repository_permissions (repository, {column}, role, created_at) VALUES (?, ?, ?, ?)",
+            await self._db.write(f"DELETE FROM repository_permissions WHERE repository = ? AND {column} = ?",
+                                 (pattern, grantee_id))
+            await self._db.write(
+                f"INSERT INTO repository_permissions (repository, {column}, role, created_at) VALUES (?, ?, ?, ?)",
                 (pattern, grantee_id, str(role), _now()),
             )
 
     async def revoke(self, pattern: str, grantee: str) -> bool:
-        async with self._db.atomic() as db:
+        async with self._db.atomic():
             column, grantee_id = await self._grantee(grantee)
-            return await _execute(db, f"DELETE FROM repository_permissions WHERE repository = ? AND {column} = ?",
-                                  (pattern, grantee_id)) > 0
+            return await self._db.write(f"DELETE FROM repository_permissions WHERE repository = ? AND {column} = ?",
+                                        (pattern, grantee_id)) > 0
 
     _PERMISSIONS = (
         "SELECT p.repository, COALESCE(a.name, o.name || '/' || t.name), p.role FROM repository_permissions p "
@@ -336,9 +337,8 @@ class PostgresAccessStore:
         namespace = namespace_of(repository)
         if namespace is not None:
             patterns.append(f"{namespace}/*")
-        rows = await self._db.fetchall(
-            f"{self._PERMISSIONS} WHERE p.repository = ANY(?) ORDER BY p.repository", (patterns,),
-        )
+        among, args = self._db.any_of(patterns)
+        rows = await self._db.fetchall(f"{self._PERMISSIONS} WHERE p.repository {among} ORDER BY p.repository", args)
         return [Permission(row[0], row[1], Role.parse(row[2])) for row in rows]
 
     async def permissions_of(self, account: Account) -> list[Permission]:
@@ -354,12 +354,12 @@ class PostgresAccessStore:
     async def set_public(self, repository: str, public: bool) -> None:
         check_repository_pattern(repository)
         if public:
-            await self._db.execute(
+            await self._db.write(
                 "INSERT INTO public_repositories (repository, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (repository, _now()),
             )
         else:
-            await self._db.execute("DELETE FROM public_repositories WHERE repository = ?", (repository,))
+            await self._db.write("DELETE FROM public_repositories WHERE repository = ?", (repository,))
 
     async def is_public(self, repository: str) -> bool:
         row = await self._db.fetchone("SELECT 1 FROM public_repositories WHERE repository = ?", (repository,))
@@ -372,19 +372,15 @@ class PostgresAccessStore:
 
     async def add_refresh_token(self, digest: str, account: Account, client_id: str, lifetime: int) -> None:
         now = _now()
-        await self._db.execute(
+        await self._db.write(
             "INSERT INTO refresh_tokens (token_hash, account_id, client_id, created_at, expires_at, "
             "credentials_generation) VALUES (?, ?, ?, ?, ?, ?)",
             (digest, account.id, client_id, now, now + lifetime, account.credentials_generation),
         )
 
     async def refresh_token_account(self, digest: str) -> Account | None:
-        found = await self._db.fetchone(
-            f"{_ACCOUNT_SELECT} JOIN refresh_tokens r ON r.account_id = a.id "
-            "WHERE r.token_hash = ? AND r.expires_at > ? AND r.credentials_generation = a.credentials_generation",
-            (digest, _now()),
-        )
+        found = await self._db.fetchone(_ACCOUNT_BY_REFRESH_TOKEN, (digest, _now()))
         return None if found is None else _account(found)
 
     async def purge_refresh_tokens(self) -> int:
-        return (await self._db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (_now(),))).rowcount
+        return await self._db.write("DELETE FROM refresh_tokens WHERE expires_at <= ?", (_now(),))

@@ -1,0 +1,417 @@
+"""Registry metadata in SQL (:class:`~.store.MetadataStore`), on any :class:`~.sql.SqlDatabase`.
+
+Where two writers can race, SQLite's single writer (BEGIN IMMEDIATE) keeps them apart, and on
+PostgreSQL the row locks do: a tag moves in one upsert (tags are written in name order, so two
+pushes moving the same tags cannot deadlock), an upload's size and commit change only from the
+size the request read (a compare-and-set on the row), a lease is taken in one conditional upsert,
+and the blobs and manifests a manifest push checked are share-locked until it commits (a
+concurrent unlink or delete waits for it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+
+from ..events.audit import EventFilter, LoggedEvent
+from ..events.model import Event
+from .sql import SqlDatabase
+from .sql_events import delete_events, insert_event, insert_events, select_events
+from .store import (
+    ManifestRecord,
+    MetadataQueries,
+    NewManifest,
+    ReferrerRecord,
+    StorePart,
+    StoreUpload,
+    UploadConflict,
+    UploadRecord,
+)
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class SqlMetadataStore:
+    def __init__(self, db: SqlDatabase):
+        self._db = db
+
+    async def close(self) -> None:
+        await self._db.aclose()
+
+    async def check(self) -> None:
+        await self._db.check()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MetadataQueries]:
+        async with self._db.unit_of_work():
+            yield self
+
+    # repositories
+
+    async def repository_id(self, name: str) -> int | None:
+        row = await self._db.fetchone("SELECT id FROM repositories WHERE name = ?", (name,))
+        return None if row is None else int(row[0])
+
+    async def ensure_repository(self, name: str) -> int:
+        found = await self.repository_id(name)
+        if found is not None:
+            return found
+        row = await self._db.fetchone(
+            "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING RETURNING id",
+            (name, _now()),
+        )
+        if row is not None:
+            return int(row[0])
+        found = await self.repository_id(name)  # another writer's, committed meanwhile
+        assert found is not None
+        return found
+
+    async def list_repositories(self, limit: int | None, last: str | None) -> list[str]:
+        rows = await self._db.fetchall(
+            "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+            (last or "", self._db.unlimited if limit is None else limit),
+        )
+        return [row[0] for row in rows]
+
+    # blobs
+
+    async def blob_size(self, digest: str) -> int | None:
+        row = await self._db.fetchone("SELECT size FROM blobs WHERE digest = ?", (digest,))
+        return None if row is None else int(row[0])
+
+    async def linked_blob_size(self, repository: str, digest: str) -> int | None:
+        row = await self._db.fetchone(
+            "SELECT b.size FROM repositories r"
+            " JOIN repository_blobs rb ON rb.repository_id = r.id AND rb.digest = ?"
+            " JOIN blobs b ON b.digest = rb.digest WHERE r.name = ?",
+            (digest, repository),
+        )
+        return None if row is None else int(row[0])
+
+    async def add_blob(self, repository_id: int, digest: str, size: int) -> None:
+        now = _now()
+        async with self._db.atomic():
+            await self._db.write(
+                "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
+                (digest, size, now),
+            )
+            await self._db.write(
+                "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (repository_id, digest) DO NOTHING",
+                (repository_id, digest, now),
+            )
+
+    async def link_blob(self, repository_id: int, digest: str) -> bool:
+        if await self._db.write(
+            "INSERT INTO repository_blobs (repository_id, digest, created_at)"
+            " SELECT ?, digest, ? FROM blobs WHERE digest = ?"
+            " ON CONFLICT (repository_id, digest) DO NOTHING",
+            (repository_id, _now(), digest),
+        ):
+            return True
+        row = await self._db.fetchone(
+            "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?", (repository_id, digest)
+        )
+        return row is not None
+
+    async def repositories_with_blob(self, digest: str, limit: int | None, last: str | None) -> list[str]:
+        rows = await self._db.fetchall(
+            "SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id"
+            " WHERE rb.digest = ? AND r.name > ? ORDER BY r.name LIMIT ?",
+            (digest, last or "", self._db.unlimited if limit is None else limit),
+        )
+        return [row[0] for row in rows]
+
+    async def unlink_blob(self, repository_id: int, digest: str) -> bool:
+        return await self._db.write(
+            "DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?", (repository_id, digest)
+        ) > 0
+
+    async def _present(self, table: str, repository_id: int, digests: set[str]) -> set[str]:
+        """Which of ``digests`` have a row in ``table`` (inside a unit of work: held as read until it commits)."""
+        among, args = self._db.any_of(sorted(digests))
+        rows = await self._db.fetchall(
+            f"SELECT digest FROM {table} WHERE repository_id = ? AND digest {among}{self._db.for_share()}",
+            (repository_id, *args),
+        )
+        return {row[0] for row in rows}
+
+    async def unlinked_blobs(self, repository_id: int, digests: Iterable[str]) -> set[str]:
+        wanted = set(digests)
+        if not wanted:
+            return set()
+        return wanted - await self._present("repository_blobs", repository_id, wanted)
+
+    # manifests and tags
+
+    async def manifest(self, repository: str, digest: str) -> ManifestRecord | None:
+        row = await self._db.fetchone(
+            "SELECT m.digest, m.media_type, m.content FROM repositories r"
+            " JOIN manifests m ON m.repository_id = r.id AND m.digest = ? WHERE r.name = ?",
+            (digest, repository),
+        )
+        return None if row is None else ManifestRecord(row[0], row[1], row[2])
+
+    async def tagged_manifest(self, repository: str, tag: str) -> ManifestRecord | None:
+        row = await self._db.fetchone(
+            "SELECT m.digest, m.media_type, m.content FROM repositories r"
+            " JOIN tags t ON t.repository_id = r.id AND t.name = ?"
+            " JOIN manifests m ON m.repository_id = r.id AND m.digest = t.manifest_digest"
+            " WHERE r.name = ?",
+            (tag, repository),
+        )
+        return None if row is None else ManifestRecord(row[0], row[1], row[2])
+
+    async def missing_manifests(self, repository_id: int, digests: Iterable[str]) -> set[str]:
+        wanted = set(digests)
+        if not wanted:
+            return set()
+        return wanted - await self._present("manifests", repository_id, wanted)
+
+    async def put_manifest(self, repository_id: int, manifest: NewManifest, tags: Sequence[str]) -> None:
+        now = _now()
+        async with self._db.atomic():
+            await self._db.write(
+                "INSERT INTO manifests (repository_id, digest, media_type, content, artifact_type,"
+                " subject_digest, annotations, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (repository_id, digest) DO NOTHING",
+                (
+                    repository_id,
+                    manifest.digest,
+                    manifest.media_type,
+                    manifest.content,
+                    manifest.artifact_type,
+                    manifest.subject_digest,
+                    manifest.annotations_json,
+                    now,
+                ),
+            )
+            await self._db.write_many(
+                "INSERT INTO manifest_references (repository_id, manifest_digest, target_digest)"
+                " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                [(repository_id, manifest.digest, target) for target in manifest.references],
+            )
+            await self._db.write_many(
+                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (repository_id, name) DO UPDATE"
+                " SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+                [(repository_id, tag, manifest.digest, now) for tag in _in_lock_order(tags)],
+            )
+
+    async def delete_manifest(self, repository_id: int, digest: str) -> bool:
+        async with self._db.atomic():
+            if not await self._db.write(
+                "DELETE FROM manifests WHERE repository_id = ? AND digest = ?", (repository_id, digest)
+            ):
+                return False
+            for statement in (
+                "DELETE FROM tags WHERE repository_id = ? AND manifest_digest = ?",
+                "DELETE FROM manifest_references WHERE repository_id = ? AND manifest_digest = ?",
+                "DELETE FROM generated_manifests WHERE repository_id = ? AND source_digest = ?",
+            ):
+                await self._db.write(statement, (repository_id, digest))
+        return True
+
+    async def delete_tag(self, repository_id: int, tag: str) -> bool:
+        return await self._db.write("DELETE FROM tags WHERE repository_id = ? AND name = ?", (repository_id, tag)) > 0
+
+    async def tag_targets(self, repository_id: int, tags: Sequence[str]) -> dict[str, str]:
+        if not tags:
+            return {}
+        among, args = self._db.any_of(tags)
+        rows = await self._db.fetchall(
+            f"SELECT name, manifest_digest FROM tags WHERE repository_id = ? AND name {among}", (repository_id, *args),
+        )
+        return {row[0]: row[1] for row in rows}
+
+    # generated manifests
+
+    async def generated_manifest(self, repository: str, tag: str, source_digest: str) -> ManifestRecord | None:
+        row = await self._db.fetchone(
+            "SELECT g.digest, g.media_type, g.content FROM repositories r"
+            " JOIN generated_manifests g ON g.repository_id = r.id AND g.tag = ? AND g.source_digest = ?"
+            " WHERE r.name = ?",
+            (tag, source_digest, repository),
+        )
+        return None if row is None else ManifestRecord(row[0], row[1], row[2])
+
+    async def generated_manifest_by_digest(self, repository: str, digest: str) -> ManifestRecord | None:
+        row = await self._db.fetchone(
+            "SELECT g.digest, g.media_type, g.content FROM repositories r"
+            " JOIN generated_manifests g ON g.repository_id = r.id AND g.digest = ?"
+            " JOIN manifests m ON m.repository_id = r.id AND m.digest = g.source_digest"
+            " WHERE r.name = ? LIMIT 1",
+            (digest, repository),
+        )
+        return None if row is None else ManifestRecord(row[0], row[1], row[2])
+
+    async def keep_generated_manifest(
+        self, repository_id: int, tag: str, source_digest: str, manifest: ManifestRecord
+    ) -> ManifestRecord:
+        async with self._db.atomic():
+            await self._db.write(
+                "INSERT INTO generated_manifests (repository_id, tag, source_digest, digest, media_type, content,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (repository_id, tag, source_digest, manifest.digest, manifest.media_type, manifest.content, _now()),
+            )
+            row = await self._db.fetchone(
+                "SELECT digest, media_type, content FROM generated_manifests"
+                " WHERE repository_id = ? AND tag = ? AND source_digest = ?",
+                (repository_id, tag, source_digest),
+            )
+        assert row is not None  # kept by this statement or by the one it waited for
+        return ManifestRecord(row[0], row[1], row[2])
+
+    async def list_tags(self, repository_id: int, limit: int | None, last: str | None) -> list[str]:
+        rows = await self._db.fetchall(
+            "SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?",
+            (repository_id, last or "", self._db.unlimited if limit is None else limit),
+        )
+        return [row[0] for row in rows]
+
+    async def referrers(self, repository_id: int, subject: str, artifact_type: str | None) -> list[ReferrerRecord]:
+        text = (
+            "SELECT digest, media_type, length(content), artifact_type, annotations FROM manifests"
+            " WHERE repository_id = ? AND subject_digest = ?"
+        )
+        params: tuple[object, ...] = (repository_id, subject)
+        if artifact_type is not None:
+            text += " AND artifact_type = ?"
+            params += (artifact_type,)
+        rows = await self._db.fetchall(text + " ORDER BY digest", params)
+        return [ReferrerRecord(r[0], r[1], int(r[2]), r[3], r[4]) for r in rows]
+
+    # uploads
+
+    async def create_upload(self, upload_id: str, repository: str, algorithm: str) -> None:
+        now = _now()
+        await self._db.write(
+            "INSERT INTO uploads (id, repository, size, algorithm, hash_state, created_at, updated_at)"
+            " VALUES (?, ?, 0, ?, NULL, ?, ?)",
+            (upload_id, repository, algorithm, now, now),
+        )
+
+    async def upload(self, upload_id: str) -> UploadRecord | None:
+        row = await self._db.fetchone(
+            "SELECT id, repository, size, algorithm, hash_state, created_at, updated_at, digest, completed"
+            " FROM uploads WHERE id = ?",
+            (upload_id,),
+        )
+        if row is None:
+            return None
+        return UploadRecord(
+            row[0], row[1], int(row[2]), row[3], None if row[4] is None else bytes(row[4]), int(row[5]), int(row[6]),
+            row[7], bool(row[8]),
+        )
+
+    async def update_upload(self, upload_id: str, expected_size: int, size: int, hash_state: bytes | None) -> None:
+        if await self._db.write(
+            "UPDATE uploads SET size = ?, hash_state = ?, updated_at = ? WHERE id = ? AND size = ? AND digest IS NULL",
+            (size, hash_state, _now(), upload_id, expected_size),
+        ) != 1:
+            raise UploadConflict(f"upload {upload_id} changed during the request")
+
+    async def begin_upload_commit(self, upload_id: str, expected_size: int, size: int, digest: str) -> None:
+        if await self._db.write(
+            "UPDATE uploads SET size = ?, hash_state = NULL, digest = ?, updated_at = ?"
+            " WHERE id = ? AND size IN (?, ?) AND digest IS NULL",
+            (size, digest, _now(), upload_id, expected_size, size),
+        ) != 1:
+            raise UploadConflict(f"upload {upload_id} changed during the request")
+
+    async def complete_upload(self, upload_id: str) -> None:
+        await self._db.write("UPDATE uploads SET completed = ?, updated_at = ? WHERE id = ?", (True, _now(), upload_id))
+
+    async def delete_upload(self, upload_id: str) -> None:
+        await self._db.write("DELETE FROM uploads WHERE id = ?", (upload_id,))
+
+    async def stale_uploads(self, updated_before: int) -> list[str]:
+        rows = await self._db.fetchall("SELECT id FROM uploads WHERE updated_at < ?", (updated_before,))
+        return [row[0] for row in rows]
+
+    # a blob store's own upload state (storage.s3)
+
+    async def store_upload(self, upload_id: str) -> StoreUpload | None:
+        row = await self._db.fetchone("SELECT session, size FROM store_uploads WHERE upload_id = ?", (upload_id,))
+        if row is None:
+            return None
+        parts = await self._db.fetchall(
+            "SELECT number, etag, size FROM store_upload_parts WHERE upload_id = ? ORDER BY number", (upload_id,))
+        return StoreUpload(row[0], int(row[1]), tuple(StorePart(int(n), e, int(z)) for n, e, z in parts))
+
+    async def save_store_upload(self, upload_id: str, session: str, size: int) -> None:
+        await self._db.write(
+            "INSERT INTO store_uploads (upload_id, session, size, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (upload_id) DO UPDATE SET session = excluded.session, size = excluded.size,"
+            " updated_at = excluded.updated_at",
+            (upload_id, session, size, _now()),
+        )
+
+    async def save_store_part(self, upload_id: str, part: StorePart) -> None:
+        await self._db.write(
+            "INSERT INTO store_upload_parts (upload_id, number, etag, size) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (upload_id, number) DO UPDATE SET etag = excluded.etag, size = excluded.size",
+            (upload_id, part.number, part.etag, part.size),
+        )
+
+    async def delete_store_upload(self, upload_id: str) -> None:
+        await self._db.write("DELETE FROM store_upload_parts WHERE upload_id = ?", (upload_id,))
+        await self._db.write("DELETE FROM store_uploads WHERE upload_id = ?", (upload_id,))
+
+    async def store_upload_ids(self) -> dict[str, float]:
+        rows = await self._db.fetchall("SELECT upload_id, updated_at FROM store_uploads")
+        return {row[0]: float(row[1]) for row in rows}
+
+    async def store_blob_key(self, digest: str) -> str | None:
+        row = await self._db.fetchone("SELECT key FROM store_blobs WHERE digest = ?", (digest,))
+        return None if row is None else str(row[0])
+
+    async def claim_store_blob_key(self, digest: str, key: str) -> str:
+        await self._db.write(
+            "INSERT INTO store_blobs (digest, key) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING", (digest, key))
+        standing = await self.store_blob_key(digest)
+        assert standing is not None
+        return standing
+
+    async def delete_store_blob_key(self, digest: str) -> None:
+        await self._db.write("DELETE FROM store_blobs WHERE digest = ?", (digest,))
+
+    async def store_blob_keys(self) -> set[str]:
+        return {str(row[0]) for row in await self._db.fetchall("SELECT key FROM store_blobs")}
+
+    # job leases
+
+    async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        now = time.time()
+        return await self._db.write(
+            "INSERT INTO job_leases (name, holder, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at"
+            " WHERE job_leases.holder = excluded.holder OR job_leases.expires_at < ?",
+            (name, holder, now + seconds, now),
+        ) == 1
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self._db.write("DELETE FROM job_leases WHERE name = ? AND holder = ?", (name, holder))
+
+    # events
+
+    async def add_event(self, event: Event, deliver_to: Sequence[str] = ()) -> int:
+        return await insert_event(self._db, event, deliver_to)
+
+    async def add_events(self, events: Sequence[tuple[Event, Sequence[str]]]) -> None:
+        await insert_events(self._db, events)
+
+    async def list_events(self, where: EventFilter, limit: int, before: int | None = None) -> list[LoggedEvent]:
+        return await select_events(self._db, where, limit, before)
+
+    async def purge_events(self, older_than: float) -> int:
+        return await delete_events(self._db, older_than)
+
+
+def _in_lock_order(tags: Sequence[str]) -> list[str]:
+    """Tags sorted, so that two transactions lock the rows they share in the same order (no deadlock);
+    a NULL (refused by the table) keeps its place at the end."""
+    return sorted(tags, key=lambda tag: (tag is None, tag or ""))
