@@ -8,31 +8,25 @@ migration runs in a transaction of its own (PostgreSQL's DDL is transactional).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
 import psycopg
 
-from .migrations import Migration, split_statements
-from .postgres_db import connect, reported
-from .schema import AppliedMigration
+from .migrations import Migration
+from .postgres_db import connect, reported, sql
+from .schema import APPLIED, AppliedMigration, record
 
 #: the advisory lock key of cargohold's migrations (any constant; the bytes of "cargohold")
 MIGRATION_LOCK: Final = 0x636172676F686F6C
-
-_CREATE_TABLE = (
-    "CREATE TABLE IF NOT EXISTS schema_migrations "
-    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
-)
 
 
 def applied_rows(db: psycopg.Connection[Any]) -> list[tuple[int, str, int]]:
     row = db.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
     if row is None or not row[0]:
         return []
-    return [(int(v), n, int(at)) for v, n, at in db.execute("SELECT version, name, applied_at FROM schema_migrations")]
+    return [(int(v), n, int(at)) for v, n, at in db.execute(APPLIED)]
 
 
 def applied_versions(url: str) -> set[int]:
@@ -66,15 +60,11 @@ class PostgresSchema:
 
     def apply(self, migration: Migration) -> bool:
         with reported("metadata"), self._db.transaction():
-            self._db.execute(_CREATE_TABLE)
-            if self._db.execute("SELECT 1 FROM schema_migrations WHERE version = %s",
-                                (migration.version,)).fetchone():
-                return False
-            for statement in split_statements(migration.sql):
-                self._db.execute(statement)  # no parameters: no placeholders either
-            self._db.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
-                             (migration.version, migration.name, int(time.time())))
-        return True
+            return record(self._execute, migration)
+
+    def _execute(self, text: str, args: Sequence[Any] | None = None) -> psycopg.Cursor[Any]:
+        # a migration's statements have no parameters, and no placeholders either
+        return self._db.execute(text if args is None else sql(text), args)
 
     def close(self) -> None:
         self._db.close()

@@ -10,11 +10,13 @@ schema that is behind or ahead (:func:`~cargohold.metadata.migrations.require_cu
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Final, Protocol
 
-from .migrations import Migration, current_version, load_migrations, refuse_newer
+from .migrations import Migration, current_version, load_migrations, refuse_newer, split_statements
 from .store import MetadataError
 
 
@@ -23,6 +25,24 @@ class AppliedMigration:
     version: int
     name: str
     applied_at: int
+
+
+#: the recorded migrations, as every dialect keeps them
+APPLIED: Final = "SELECT version, name, applied_at FROM schema_migrations"
+
+
+def record(execute: Callable[..., Any], migration: Migration) -> bool:
+    """:meth:`SchemaTarget.apply` inside the caller's transaction; ``execute(text[, args])`` runs one statement
+    (``?`` placeholders) on a blocking connection and returns its cursor."""
+    execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+    if execute("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)).fetchone():
+        return False
+    for statement in split_statements(migration.sql):
+        execute(statement)
+    execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            (migration.version, migration.name, int(time.time())))
+    return True
 
 
 class SchemaTarget(Protocol):

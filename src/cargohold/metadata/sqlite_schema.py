@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .migrations import Migration, split_statements
-from .schema import AppliedMigration
+from .migrations import Migration
+from .schema import APPLIED, AppliedMigration, record
 from .sqlite_db import SqliteDatabase
 from .store import MetadataError
-
-_CREATE_TABLE = (
-    "CREATE TABLE IF NOT EXISTS schema_migrations "
-    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
-)
 
 
 def applied_versions(db: SqliteDatabase) -> set[int]:
     if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchone() is None:
         return set()
-    return {int(row[0]) for row in db.execute("SELECT version FROM schema_migrations")}
+    return {int(row[0]) for row in db.execute(APPLIED)}
 
 
 class SqliteSchema:
@@ -61,21 +55,13 @@ class SqliteSchema:
         db = self._connection()
         if db is None or not applied_versions(db):
             return {}
-        return {int(v): AppliedMigration(int(v), n, int(at)) for v, n, at in
-                db.execute("SELECT version, name, applied_at FROM schema_migrations")}
+        return {int(v): AppliedMigration(int(v), n, int(at)) for v, n, at in db.execute(APPLIED)}
 
     def apply(self, migration: Migration) -> bool:
         db = self._connection()
         assert db is not None
         with db.transaction():
-            db.execute(_CREATE_TABLE)
-            if db.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)).fetchone():
-                return False
-            for statement in split_statements(migration.sql):
-                db.execute(statement)
-            db.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                       (migration.version, migration.name, int(time.time())))
-        return True
+            return record(db.execute, migration)
 
     def close(self) -> None:
         if self._db is not None:
