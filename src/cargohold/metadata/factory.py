@@ -4,8 +4,9 @@
 A PostgreSQL store imports psycopg only when such a URL is opened: client commands and
 SQLite registries never load it.
 
-A new database is a new entry in :data:`DATABASES`: how to open its store, and how to
-migrate it (its migrations live in ``migrations/<dialect>/``).
+A new database is a new entry in :data:`DATABASES`: how to open its registry store, how to
+connect the other SQL stores to it (:class:`~.sql.SqlDatabase`), and how to migrate it (its
+migrations live in ``migrations/<dialect>/``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from .access import AccessStore
     from .logins import LoginFailureStore
     from .schema import SchemaTarget
+    from .sql import SqlDatabase
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +32,9 @@ class Database:
     open_store: Callable[[str], MetadataStore]
     #: (url, create) -> the database as :func:`~cargohold.metadata.schema.migrate` sees it
     open_schema: Callable[[str, bool], SchemaTarget]
-    #: url -> the failed-login counters in that (migrated) database
-    open_login_failures: Callable[[str], LoginFailureStore]
-    #: url -> the access model (accounts, teams, grants, ...) in that (migrated) database
-    open_access_store: Callable[[str], AccessStore]
+    #: (url, what, connections) -> the (migrated) database as the SQL stores use it; ``what`` names it
+    #: in errors, ``connections`` is how many a pool may hold where there is one
+    connect: Callable[[str, str, int], SqlDatabase]
 
 
 def _sqlite_store(url: str) -> MetadataStore:
@@ -48,18 +49,10 @@ def _sqlite_schema(url: str, create: bool) -> SchemaTarget:
     return SqliteSchema(url.removeprefix("sqlite://"), create)
 
 
-def _sqlite_login_failures(url: str) -> LoginFailureStore:
-    from .sql_logins import SqlLoginFailures
+def _sqlite_connect(url: str, what: str, connections: int) -> SqlDatabase:
     from .sqlite_db import SqliteDatabase
 
-    return SqlLoginFailures(SqliteDatabase(url.removeprefix("sqlite://"), what="login limits"))
-
-
-def _sqlite_access_store(url: str) -> AccessStore:
-    from .sql_access import SqlAccessStore
-    from .sqlite_db import SqliteDatabase
-
-    return SqlAccessStore(SqliteDatabase(url.removeprefix("sqlite://"), what="access store"))
+    return SqliteDatabase(url.removeprefix("sqlite://"), what=what)
 
 
 def _postgres_store(url: str) -> MetadataStore:
@@ -74,27 +67,17 @@ def _postgres_schema(url: str, create: bool) -> SchemaTarget:
     return PostgresSchema(url, create)
 
 
-def _postgres_login_failures(url: str) -> LoginFailureStore:
+def _postgres_connect(url: str, what: str, connections: int) -> SqlDatabase:
     from .postgres_db import PostgresDatabase
-    from .sql_logins import SqlLoginFailures
 
-    # only failed logins write, and a check is one indexed read
-    return SqlLoginFailures(PostgresDatabase(url, what="login limits", max_size=4))
+    return PostgresDatabase(url, what=what, max_size=connections)
 
 
-def _postgres_access_store(url: str) -> AccessStore:
-    from .postgres_db import PostgresDatabase
-    from .sql_access import SqlAccessStore
-
-    # token requests and admin changes; a request holds one for a statement or a unit of work
-    return SqlAccessStore(PostgresDatabase(url, what="access store", max_size=4))
-
-
-_POSTGRES = Database("postgres", _postgres_store, _postgres_schema, _postgres_login_failures, _postgres_access_store)
+_POSTGRES = Database("postgres", _postgres_store, _postgres_schema, _postgres_connect)
 
 #: URL scheme -> database
 DATABASES: dict[str, Database] = {
-    "sqlite": Database("sqlite", _sqlite_store, _sqlite_schema, _sqlite_login_failures, _sqlite_access_store),
+    "sqlite": Database("sqlite", _sqlite_store, _sqlite_schema, _sqlite_connect),
     "postgresql": _POSTGRES,
     "postgres": _POSTGRES,
 }
@@ -122,8 +105,14 @@ def open_metadata_store(url: str) -> MetadataStore:
 
 
 def open_login_failures(url: str) -> LoginFailureStore:
-    return database_for(url).open_login_failures(url)
+    from .sql_logins import SqlLoginFailures
+
+    # only failed logins write, and a check is one indexed read
+    return SqlLoginFailures(database_for(url).connect(url, "login limits", 4))
 
 
 def open_access_store(url: str) -> AccessStore:
-    return database_for(url).open_access_store(url)
+    from .sql_access import SqlAccessStore
+
+    # token requests and admin changes; a request holds a connection for a statement or a unit of work
+    return SqlAccessStore(database_for(url).connect(url, "access store", 4))
