@@ -189,6 +189,8 @@ class PostgresDatabase:
         return "= ANY(?)", (list(values),)
 
     def glob(self, column: str, patterns: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        if len(patterns) == 1:  # the planner can take an anchored expression's prefix to an index
+            return f"{column} ~ ?", (glob_regex(patterns[0]),)
         return f"{column} ~ ANY(?)", ([glob_regex(pattern) for pattern in patterns],)
 
     async def write(self, text: str, args: Sequence[Any] = ()) -> int:
