@@ -6,7 +6,7 @@ event loop of the worker or the CLI command that uses it) and closed with the st
 Connections are in autocommit: a lone statement is its own transaction, a method that
 writes several rows opens one (:meth:`PostgresDatabase.atomic`), and a unit of work holds
 one connection and one transaction for its whole block (:meth:`PostgresDatabase.unit_of_work`).
-The SQL is written as for SQLite, with ``?`` placeholders (:func:`sql`).
+The stores' SQL has ``?`` placeholders: :func:`sql` translates each statement text once (cached).
 
 Every failure surfaces as :class:`MetadataError`, except a full disk, which is
 :class:`~cargohold.errcodes.InsufficientStorage` (507), as with SQLite.
@@ -24,7 +24,7 @@ from functools import cache
 from typing import Any, Final
 
 import psycopg
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from ..errcodes import InsufficientStorage
@@ -156,16 +156,15 @@ class PostgresDatabase:
                 yield connection
 
     @asynccontextmanager
-    async def atomic(self) -> AsyncIterator[AsyncConnection[Any]]:
+    async def atomic(self) -> AsyncIterator[None]:
         """A transaction for a method that writes several rows; inside a unit of work, part of it."""
         if self._own() is not None:
-            async with self.connection() as connection:
-                yield connection
+            yield
             return
         async with self.connection() as connection, connection.transaction():
             token = self._current.set((asyncio.current_task(), connection))  # what it calls joins it
             try:
-                yield connection
+                yield
             finally:
                 self._current.reset(token)
 
@@ -209,11 +208,6 @@ class PostgresDatabase:
         except TimeoutError:
             raise MetadataError(f"{self._what}: the database did not answer within {CHECK_TIMEOUT:g} s") from None
 
-    async def execute(self, text: str, args: Sequence[Any] = ()) -> AsyncCursor[Any]:
-        """Run one statement; its rows are read from the returned cursor (fetched already)."""
-        async with self.connection() as connection:
-            return await connection.execute(sql(text), args)
-
     async def fetchone(self, text: str, args: Sequence[Any] = ()) -> Row | None:
         async with self.connection() as connection:
             cursor = await connection.execute(sql(text), args)
@@ -225,9 +219,6 @@ class PostgresDatabase:
             return await cursor.fetchall()
 
     async def aclose(self) -> None:
-        await self.close()
-
-    async def close(self) -> None:
         if self._pool is not None and self._loop is not asyncio.get_running_loop():
             self._abandon()
         if self._pool is not None:

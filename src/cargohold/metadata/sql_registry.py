@@ -16,6 +16,9 @@ from contextlib import asynccontextmanager
 
 from ..events.audit import EventFilter, LoggedEvent
 from ..events.model import Event
+from ..events.outbox import Delivery, DeliveryState, NextDelivery
+from ..memo import Memo
+from . import sql_webhooks
 from .sql import SqlDatabase
 from .sql_events import delete_events, insert_event, insert_events, select_events
 from .store import (
@@ -37,6 +40,8 @@ def _now() -> int:
 class SqlMetadataStore:
     def __init__(self, db: SqlDatabase):
         self._db = db
+        #: events read back for their deliveries: each endpoint's delivery of an event reads it again
+        self._decoded: Memo[int, Event] = Memo()
 
     async def close(self) -> None:
         await self._db.aclose()
@@ -409,6 +414,45 @@ class SqlMetadataStore:
 
     async def purge_events(self, older_than: float) -> int:
         return await delete_events(self._db, older_than)
+
+    # the outbox of webhook deliveries, and the endpoints added at run time
+
+    async def next_delivery(self, endpoint: str) -> NextDelivery | None:
+        return await sql_webhooks.next_delivery(self._db, endpoint)
+
+    async def claim_deliveries(
+        self, endpoint: str, holder: str, now: float, lease_until: float, limit: int,
+    ) -> list[Delivery]:
+        return await sql_webhooks.claim_deliveries(self._db, endpoint, holder, now, lease_until, limit, self._decoded)
+
+    async def finish_deliveries(
+        self, delivery_ids: Sequence[int], holder: str, *, delivered: bool, status: int | None, error: str | None,
+        retry_at: float, max_attempts: int, now: float,
+    ) -> int:
+        return await sql_webhooks.finish_deliveries(
+            self._db, delivery_ids, holder, delivered=delivered, status=status, error=error, retry_at=retry_at,
+            max_attempts=max_attempts, now=now,
+        )
+
+    async def release_deliveries(self, delivery_ids: Sequence[int], holder: str) -> None:
+        await sql_webhooks.release_deliveries(self._db, delivery_ids, holder)
+
+    async def deliveries(
+        self, endpoint: str | None, state: DeliveryState | None, limit: int, before: int | None,
+    ) -> list[Delivery]:
+        return await sql_webhooks.deliveries(self._db, endpoint, state, limit, before)
+
+    async def redeliver(self, delivery_id: int, now: float) -> Delivery | None:
+        return await sql_webhooks.redeliver(self._db, delivery_id, now)
+
+    async def webhook_endpoints(self) -> Sequence[tuple[str, str]]:
+        return await sql_webhooks.webhook_endpoints(self._db)
+
+    async def add_webhook_endpoint(self, name: str, settings: str, now: float) -> bool:
+        return await sql_webhooks.add_webhook_endpoint(self._db, name, settings, now)
+
+    async def remove_webhook_endpoint(self, name: str, now: float) -> bool:
+        return await sql_webhooks.remove_webhook_endpoint(self._db, name, now)
 
 
 def _in_lock_order(tags: Sequence[str]) -> list[str]:

@@ -1,4 +1,10 @@
-"""The outbox's deliveries (``event_deliveries``, 0008) and the run-time webhook endpoints (0009) in SQLite."""
+"""The outbox's deliveries (``event_deliveries``, 0008) and the run-time webhook endpoints (0009).
+
+A claim's look at an endpoint's head of line and its lease are one step against every other
+deliverer: SQLite's BEGIN IMMEDIATE, PostgreSQL's ``FOR UPDATE`` on those rows (not ``SKIP
+LOCKED``: deliveries go in event order, so a second deliverer waits for the first's claim to
+commit, then sees the rows leased and takes none).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import Any
 from ..events.model import Action, Event, Result
 from ..events.outbox import Delivery, DeliveryState, NextDelivery
 from ..memo import Memo
-from .sqlite_db import SqliteDatabase
+from .sql import SqlDatabase
 
 _EVENT_COLUMNS = (
     "e.seq, e.id, e.at, e.action, e.result, e.actor, e.actor_kind, e.address, e.user_agent, e.request_id, e.host,"
@@ -47,7 +53,7 @@ LINE = (
     " WHERE endpoint = ? AND state = 'pending' ORDER BY event_seq LIMIT ?"
 )
 #: the events of claimed deliveries, by seq (those not read before)
-EVENTS = f"SELECT e.seq, {_EVENT_COLUMNS.replace('e.seq, ', '')} FROM events e WHERE e.seq IN "
+EVENTS = f"SELECT e.seq, {_EVENT_COLUMNS.replace('e.seq, ', '')} FROM events e WHERE e.seq"
 
 
 def due_run(line: Sequence[Sequence[Any]], now: float) -> list[Sequence[Any]]:
@@ -87,68 +93,69 @@ def claimed(
     return deliveries
 
 
-def next_delivery(db: SqliteDatabase, endpoint: str) -> NextDelivery | None:
-    row = db.execute(
+async def next_delivery(db: SqlDatabase, endpoint: str) -> NextDelivery | None:
+    row = await db.fetchone(
         "SELECT id, next_attempt_at, locked_until FROM event_deliveries WHERE endpoint = ? AND state = 'pending'"
         " ORDER BY event_seq LIMIT 1",
         (endpoint,),
-    ).fetchone()
+    )
     return None if row is None else NextDelivery(row[0], row[1], row[2])
 
 
-def claim_deliveries(
-    db: SqliteDatabase, endpoint: str, holder: str, now: float, lease_until: float, limit: int,
+async def claim_deliveries(
+    db: SqlDatabase, endpoint: str, holder: str, now: float, lease_until: float, limit: int,
     events: Memo[int, Event],
 ) -> list[Delivery]:
-    # BEGIN IMMEDIATE: the look and the claim are one step against every other deliverer
-    with db.transaction():
-        run = due_run(db.execute(LINE, (endpoint, limit)).fetchall(), now)
+    async with db.atomic():  # the look and the claim are one step against every other deliverer
+        run = due_run(await db.fetchall(LINE + db.for_update, (endpoint, limit)), now)
         if not run:
             return []
-        marks = ",".join("?" * len(run))
-        db.execute(
-            "UPDATE event_deliveries SET locked_until = ?, locked_by = ?, attempts = attempts + 1"
-            f" WHERE id IN ({marks})",
-            (lease_until, holder, *(row[0] for row in run)),
+        among, ids = db.any_of([row[0] for row in run])
+        await db.write(
+            f"UPDATE event_deliveries SET locked_until = ?, locked_by = ?, attempts = attempts + 1 WHERE id {among}",
+            (lease_until, holder, *ids),
         )
         known = known_events(run, events)
         unread = [seq for seq, event in known.items() if event is None]
-        event_rows = db.execute(f"{EVENTS}({','.join('?' * len(unread))})", unread).fetchall() if unread else []
+        event_rows: list[Any] = []
+        if unread:
+            among, seqs = db.any_of(unread)
+            event_rows = await db.fetchall(f"{EVENTS} {among}", seqs)
     return claimed(endpoint, run, lease_until, known, event_rows, events)
 
 
-def finish_deliveries(
-    db: SqliteDatabase, delivery_ids: Sequence[int], holder: str, *, delivered: bool, status: int | None,
+async def finish_deliveries(
+    db: SqlDatabase, delivery_ids: Sequence[int], holder: str, *, delivered: bool, status: int | None,
     error: str | None, retry_at: float, max_attempts: int, now: float,
 ) -> int:
     if not delivery_ids:
         return 0
-    marks = ",".join("?" * len(delivery_ids))
-    cursor = db.execute(
+    among, ids = db.any_of(delivery_ids)
+    # typed parameters: PostgreSQL cannot infer a CASE's types from its arguments
+    return await db.write(
         "UPDATE event_deliveries SET"
-        " state = CASE WHEN ? THEN 'delivered' WHEN attempts >= ? THEN 'dead' ELSE 'pending' END,"
-        " next_attempt_at = CASE WHEN ? OR attempts >= ? THEN next_attempt_at ELSE ? END,"
-        " delivered_at = CASE WHEN ? THEN ? END,"
+        " state = CASE WHEN CAST(? AS BOOLEAN) THEN 'delivered' WHEN attempts >= CAST(? AS INTEGER) THEN 'dead'"
+        " ELSE 'pending' END,"
+        " next_attempt_at = CASE WHEN CAST(? AS BOOLEAN) OR attempts >= CAST(? AS INTEGER) THEN next_attempt_at"
+        " ELSE CAST(? AS DOUBLE PRECISION) END,"
+        " delivered_at = CASE WHEN CAST(? AS BOOLEAN) THEN CAST(? AS DOUBLE PRECISION) END,"
         " last_status = ?, last_error = ?, locked_until = NULL, locked_by = NULL"
-        f" WHERE id IN ({marks}) AND locked_by = ? AND state = 'pending'",
-        (delivered, max_attempts, delivered, max_attempts, retry_at, delivered, now, status, error,
-         *delivery_ids, holder),
+        f" WHERE id {among} AND locked_by = ? AND state = 'pending'",
+        (delivered, max_attempts, delivered, max_attempts, retry_at, delivered, now, status, error, *ids, holder),
     )
-    return cursor.rowcount
 
 
-def release_deliveries(db: SqliteDatabase, delivery_ids: Sequence[int], holder: str) -> None:
+async def release_deliveries(db: SqlDatabase, delivery_ids: Sequence[int], holder: str) -> None:
     if delivery_ids:
-        marks = ",".join("?" * len(delivery_ids))
-        db.execute(
-            "UPDATE event_deliveries SET locked_until = NULL, locked_by = NULL"
-            f" WHERE id IN ({marks}) AND locked_by = ?",
-            (*delivery_ids, holder),
+        among, ids = db.any_of(delivery_ids)
+        await db.write(
+            f"UPDATE event_deliveries SET locked_until = NULL, locked_by = NULL WHERE id {among} AND locked_by = ?",
+            (*ids, holder),
         )
 
 
-def deliveries(
-    db: SqliteDatabase, endpoint: str | None, state: DeliveryState | None, limit: int, before: int | None,
+async def deliveries(
+    db: SqlDatabase, endpoint: str | None, state: DeliveryState | None, limit: int, before: int | None,
 ) -> list[Delivery]:
     where: list[str] = ["d.id < ?"]
     args: list[Any] = [before if before is not None else 2**62]
@@ -158,38 +165,38 @@ def deliveries(
     if state is not None:
         where.append("d.state = ?")
         args.append(str(state))
-    rows = db.execute(f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY d.id DESC LIMIT ?", (*args, limit))
+    rows = await db.fetchall(f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY d.id DESC LIMIT ?", (*args, limit))
     return [_delivery(row) for row in rows]
 
 
-def redeliver(db: SqliteDatabase, delivery_id: int, now: float) -> Delivery | None:
-    cursor = db.execute(
-        "UPDATE event_deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, locked_until = NULL,"
-        " locked_by = NULL WHERE id = ? AND state = 'dead'",
-        (now, delivery_id),
-    )
-    if cursor.rowcount != 1:
-        return None
-    return _delivery(db.execute(f"{_SELECT} WHERE d.id = ?", (delivery_id,)).fetchone())
+async def redeliver(db: SqlDatabase, delivery_id: int, now: float) -> Delivery | None:
+    async with db.atomic():
+        if await db.write(
+            "UPDATE event_deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, locked_until = NULL,"
+            " locked_by = NULL WHERE id = ? AND state = 'dead'",
+            (now, delivery_id),
+        ) != 1:
+            return None
+        row = await db.fetchone(f"{_SELECT} WHERE d.id = ?", (delivery_id,))
+    return None if row is None else _delivery(row)
 
 
-def webhook_endpoints(db: SqliteDatabase) -> list[tuple[str, str]]:
-    return [(row[0], row[1]) for row in db.execute("SELECT name, settings FROM webhook_endpoints ORDER BY name")]
+async def webhook_endpoints(db: SqlDatabase) -> list[tuple[str, str]]:
+    return [(row[0], row[1]) for row in await db.fetchall("SELECT name, settings FROM webhook_endpoints ORDER BY name")]
 
 
-def add_webhook_endpoint(db: SqliteDatabase, name: str, settings: str, now: float) -> bool:
-    cursor = db.execute(
+async def add_webhook_endpoint(db: SqlDatabase, name: str, settings: str, now: float) -> bool:
+    return await db.write(
         "INSERT INTO webhook_endpoints (name, settings, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
         (name, settings, now),
-    )
-    return cursor.rowcount == 1
+    ) == 1
 
 
-def remove_webhook_endpoint(db: SqliteDatabase, name: str, now: float) -> bool:
-    with db.transaction():
-        if not db.execute("DELETE FROM webhook_endpoints WHERE name = ?", (name,)).rowcount:
+async def remove_webhook_endpoint(db: SqlDatabase, name: str, now: float) -> bool:
+    async with db.atomic():
+        if not await db.write("DELETE FROM webhook_endpoints WHERE name = ?", (name,)):
             return False
-        db.execute(
+        await db.write(
             "UPDATE event_deliveries SET state = 'dead', last_error = 'the endpoint was removed',"
             " locked_until = NULL, locked_by = NULL WHERE endpoint = ? AND state = 'pending'",
             (name,),
