@@ -45,7 +45,8 @@ def test_blob_ranges(client: httpx.Client, repo: str) -> None:
     r = client.get(url, headers={"Range": "bytes=-5"})
     assert r.status_code == 206 and r.content == data[-5:]
     r = client.get(url, headers={"Range": "bytes=0-"})
-    assert r.status_code == 200 and r.content == data
+    # the whole blob: the registry answers 200; a bucket it redirected to may answer 206 with all of it
+    assert r.status_code in ((200, 206) if r.history else (200,)) and r.content == data
     r = client.get(url, headers={"Range": f"bytes={len(data)}-"})
     assert r.status_code == 416
     assert r.headers["content-range"] == f"bytes */{len(data)}"

@@ -111,7 +111,7 @@ def assert_nothing_left(server: CargoholdServer, *, sessions: bool = True) -> No
         assert depth < 2 or files, f"empty blob folder left: {folder}"
         assert depth >= 2 or subfolders or folder == str(server.data_dir / "blobs"), folder
     for digest, path in server.blob_files().items():
-        assert sha256(path.read_bytes()) == digest, f"blob {digest} holds other bytes"
+        assert sha256(Path(path).read_bytes()) == digest, f"blob {digest} holds other bytes"
     if sessions:
         with contextlib.closing(sqlite3.connect(server.data_dir / "metadata.db")) as db:
             recorded = {row[0] for row in db.execute("SELECT digest FROM blobs")}

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support.backends import s3_env
 from tests.support.seaweedfs import BUCKET, SeaweedFS
 from tests.support.servers import CargoholdServer, cargohold
 
-from .conftest import s3_env
 from .helpers import push_blob, sha256
 
 MiB = 1024 * 1024

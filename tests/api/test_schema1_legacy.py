@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cargohold.formats.schema1 import verify_signatures
+from tests.support.backends import Setup
 from tests.support.jws import b64url, jws_verify
 from tests.support.postgres import query
 from tests.support.servers import cargohold
@@ -258,8 +259,9 @@ def test_what_cannot_be_converted_is_refused_with_the_reason(
     assert client.get(f"/v2/{repo}/blobs/{EMPTY_LAYER}").status_code == 404  # nothing half-done left
 
 
-def test_the_same_bytes_from_every_worker_and_after_a_restart(tmp_path: Path) -> None:
-    with cargohold(tmp_path, "--workers", "2") as server, httpx.Client(base_url=server.url) as client:
+def test_the_same_bytes_from_every_worker_and_after_a_restart(tmp_path: Path, setup: Setup) -> None:
+    with (cargohold(tmp_path, "--workers", "2", env=setup.env, database_url=setup.database_url) as server,
+          httpx.Client(base_url=server.url) as client):
         tag_image(client, "legacy/app", "v1", "restart")
 
         def fetch(_: int) -> bytes:
@@ -272,7 +274,8 @@ def test_the_same_bytes_from_every_worker_and_after_a_restart(tmp_path: Path) ->
             answers = set(pool.map(fetch, range(24)))
         assert len(answers) == 1
         (served,) = answers
-    with cargohold(tmp_path) as again, httpx.Client(base_url=again.url) as client:
+    with (cargohold(tmp_path, env=setup.env, database_url=setup.database_url) as again,
+          httpx.Client(base_url=again.url) as client):
         assert get(client, "legacy/app", "v1").content == served
         # a tag generated after the restart is signed with the same key, kept in the database
         tag_image(client, "legacy/app", "v2", "restart-2")
@@ -280,20 +283,22 @@ def test_the_same_bytes_from_every_worker_and_after_a_restart(tmp_path: Path) ->
         assert jwk == json.loads(served)["signatures"][0]["header"]["jwk"]
 
 
-def test_a_configured_rsa_key_signs(tmp_path: Path) -> None:
+def test_a_configured_rsa_key_signs(tmp_path: Path, setup: Setup) -> None:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_file = tmp_path / "schema1.pem"
     key_file.write_bytes(private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     ))
-    env = {"CARGOHOLD_COMPATIBILITY_SCHEMA1_SIGNINGKEYFILE": str(key_file)}
-    with cargohold(tmp_path, env=env) as server, httpx.Client(base_url=server.url) as client:
+    env = {**setup.env, "CARGOHOLD_COMPATIBILITY_SCHEMA1_SIGNINGKEYFILE": str(key_file)}
+    with (cargohold(tmp_path, env=env, database_url=setup.database_url) as server,
+          httpx.Client(base_url=server.url) as client):
         tag_image(client, "legacy/rsa", "v1", "rsa")
         r = get(client, "legacy/rsa", "v1")
         payload, jwk = jws_verify(r.content)
         assert verify_signatures(r.content) == payload
     assert int.from_bytes(b64url(jwk["n"]), "big") == private.public_key().public_numbers().n
-    assert query(f"sqlite://{tmp_path / 'data' / 'metadata.db'}", "SELECT name FROM signing_keys") == []
+    metadata = setup.database_url or f"sqlite://{tmp_path / 'data' / 'metadata.db'}"
+    assert query(metadata, "SELECT name FROM signing_keys") == []
 
 
 def test_an_image_whose_config_is_gone_is_refused_with_the_reason(client: httpx.Client, repo: str) -> None:

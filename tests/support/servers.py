@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import socket
@@ -16,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tests.support.stored import StoredBlobs, digest_of, stored_blobs
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -109,9 +110,13 @@ class CargoholdServer:
 
     # what is on disk, for "nothing half-written" checks
 
+    def stored(self) -> StoredBlobs:
+        """The blob store's contents (the data directory's files, or its S3 bucket's objects)."""
+        return stored_blobs(self.data_dir, self.env, self.database_url)
+
     def upload_files(self) -> set[str]:
-        folder = self.data_dir / "uploads"
-        return set(os.listdir(folder)) if folder.exists() else set()
+        """The ids of the upload sessions with anything in the blob store."""
+        return self.stored().uploads()
 
     def upload_rows(self) -> set[str]:
         # a completed session's row outlives its bytes (it answers a retried final PUT)
@@ -123,23 +128,18 @@ class CargoholdServer:
         with contextlib.closing(sqlite3.connect(self.data_dir / "metadata.db")) as db:
             return {row[0] for row in db.execute("SELECT id FROM uploads WHERE completed = 0")}
 
-    def blob_files(self) -> dict[str, Path]:
-        found = {}
-        root = self.data_dir / "blobs"
-        for path in root.glob("*/*/*"):
-            found[f"{path.parts[-3]}:{path.name}"] = path
-        return found
+    def blob_files(self) -> dict[str, str]:
+        """Digest -> where the blob store keeps its bytes (a file's path, an object's key)."""
+        return self.stored().blobs()
 
     def assert_storage_consistent(self) -> None:
-        """Every blob file matches its digest; every upload file belongs to a live session."""
-        for digest, path in self.blob_files().items():
-            algorithm, hexdigest = digest.split(":")
-            h = hashlib.new(algorithm)
-            with open(path, "rb") as file:
-                while chunk := file.read(1 << 20):
-                    h.update(chunk)
-            assert h.hexdigest() == hexdigest, f"blob {digest} holds other bytes"
-        assert self.upload_files() == self.upload_rows(), "upload files and sessions disagree"
+        """Every stored blob matches its digest; every stored upload belongs to a live session; nothing
+        is stored that no record names."""
+        stored = self.stored()
+        for digest, where in stored.blobs().items():
+            assert digest_of(stored, where, digest.split(":")[0]) == digest, f"blob {digest} holds other bytes"
+        assert stored.uploads() == self.upload_rows(), "stored uploads and sessions disagree"
+        assert stored.strays() == [], "stored without a record"
 
 
 @contextlib.contextmanager
