@@ -234,6 +234,8 @@ class Uploads:
             await asyncio.to_thread(writer.abort)
             if isinstance(exc, InsufficientStorage):
                 await self.cancel(record.id)  # its bytes free space; the client starts over anyway
+            if isinstance(exc, UploadMissing):  # cancelled by another request while this one wrote
+                raise BlobUploadInvalid("upload was changed by a concurrent request") from None
             raise
         if final:
             return size, hasher

@@ -573,6 +573,8 @@ class _Writer:
         try:
             answer = store._sync(key, "upload_part", Key=key, UploadId=self._session, PartNumber=number, Body=body)
         except ClientError as exc:
+            if _code(exc) == "NoSuchUpload":  # cancelled (or purged) while this request wrote
+                raise UploadMissing(f"s3 bucket {store.bucket}: upload {self._id} is gone") from exc
             raise store._failed(f"upload {self._id} part {number}", exc) from exc
         part = StorePart(number, str(answer["ETag"]), len(body))
         self._wait(lambda: store._still_locked(self._id, self._holder))
