@@ -16,7 +16,7 @@ from cargohold.auth.passwords import hash_password
 from cargohold.cli.main import main
 from tests.api.helpers import codes
 
-from .world import FAST_ENV, PRIVATE, SECRETS, World, admin_cli, basic, decode_claims, store_for
+from .world import FAST_ENV, PRIVATE, SECRETS, World, admin_cli, basic, decode_claims
 
 # the command line
 
@@ -137,7 +137,7 @@ def test_cli_robots_organizations_teams_grants(tmp_path: Path) -> None:
 
 
 def test_cli_token_key_after_the_server_made_it(world: World) -> None:
-    info = json.loads(ok(world.server.data_dir, "token-key", "--json"))
+    info = json.loads(ok(world.server.data_dir, *world.database_options(), "token-key", "--json"))
     keys = httpx.get(f"{world.url}/auth/jwks").json()["keys"]
     assert info["kid"] == keys[0]["kid"] and info["algorithm"] == "ES256"
     assert Path(info["certificate"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
@@ -204,7 +204,7 @@ def test_api_a_change_refused_part_way_changes_nothing(world: World) -> None:
         assert api(world, "root", "GET", "/whoami").json()["superuser"] is True
     finally:
         if world.token_response("root").status_code != 200:  # leave the shared world as it was
-            store = store_for(world.server.data_dir)
+            store = world.store()
             store.set_secret("root", hash_password(SECRETS["root"], 4))
             store.close()
 

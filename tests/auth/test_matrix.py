@@ -11,7 +11,7 @@ import pytest
 
 from tests.api.helpers import codes, sha256
 
-from .world import PRIVATE, PUBLIC, ROBOT, SECRETS, World, basic, push_image, store_for
+from .world import PRIVATE, PUBLIC, ROBOT, SECRETS, World, basic, push_image
 
 CALLERS = [None, "reader", "writer", "admin", ROBOT, "other"]
 HOLDERS = {"reader", "writer", "admin", ROBOT}
@@ -106,7 +106,7 @@ def test_catalog_pages_over_the_visible_repositories_only(world: World) -> None:
         seen += response.json()["repositories"]
         link = response.headers.get("link")
         url = f"{world.url}{link.split(';')[0].strip('<>')}" if link else ""
-    store = store_for(world.server.data_dir)
+    store = world.store()
     public = store.public_repositories()
     store.close()
     assert seen == sorted(set(seen))

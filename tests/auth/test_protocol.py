@@ -21,7 +21,7 @@ from cargohold.auth.keys import SigningKey, parse_signing_key
 from cargohold.auth.passwords import hash_password, secret_digest
 from tests.api.helpers import codes, sha256
 
-from .world import PRIVATE, PUBLIC, SECRETS, World, basic, decode_claims, store_for
+from .world import PRIVATE, PUBLIC, SECRETS, World, basic, decode_claims
 
 LIBTRUST_KID = re.compile(r"^[A-Z2-7]{4}(:[A-Z2-7]{4}){11}$")
 
@@ -39,7 +39,7 @@ def server_key(world: World) -> SigningKey:
 
 def forged(world: World, key: SigningKey | None = None, **changes: Any) -> str:
     """A token for writer on PRIVATE (pull, push), signed with ``key`` (default: the server's), claims changed."""
-    store = store_for(world.server.data_dir)
+    store = world.store()
     writer = store.require("writer")
     store.close()
     claims = new_claims(issuer="cargohold", subject="writer", audience="cargohold", lifetime=300,
@@ -298,7 +298,7 @@ def test_token_with_fewer_actions(world: World) -> None:
 
 
 def test_robot_token_after_rotation(world: World) -> None:
-    store = store_for(world.server.data_dir)
+    store = world.store()
     try:
         store.create_robot("owner", "rotating", secret_digest("chr_first-token-000000000000000000"))
         store.grant(PRIVATE, "owner+rotating", Role.READ)
@@ -326,7 +326,7 @@ def refused_or_ok(world: World, token: str) -> int:
 
 
 def test_disabling_a_user_voids_its_tokens_and_refresh_tokens(world: World) -> None:
-    store = store_for(world.server.data_dir)
+    store = world.store()
     try:
         store.create_user("brief", hash_password("brief-password", 4))
         store.grant(PRIVATE, "brief", Role.READ)

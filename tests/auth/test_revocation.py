@@ -15,7 +15,7 @@ from cargohold.access_model import Role
 from cargohold.auth.passwords import hash_password, secret_digest
 from tests.api.helpers import codes
 
-from .world import PRIVATE, SECRETS, SyncAccessStore, World, basic, store_for
+from .world import PRIVATE, SECRETS, SyncAccessStore, World, basic
 
 PASSWORD = "first-password-1"
 NEW_PASSWORD = "second-password-2"
@@ -25,7 +25,7 @@ NEW_ROBOT_SECRET = "chr_second-robot-token-000000000000000"
 
 @pytest.fixture
 def store(world: World) -> Iterator[SyncAccessStore]:
-    store = store_for(world.server.data_dir)
+    store = world.store()
     yield store
     store.close()
 

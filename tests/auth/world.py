@@ -66,9 +66,10 @@ class SyncAccessStore:
         return call
 
 
-def store_for(data_dir: Path) -> SyncAccessStore:
-    """The access store of a data directory (migrations run, as the server would)."""
-    config = load_config(None, {"data_dir": str(data_dir)}, {})
+def store_for(data_dir: Path, database_url: str | None = None) -> SyncAccessStore:
+    """The access store of a data directory, or of ``database_url`` (migrations run, as the server would)."""
+    database = {"database_url": database_url} if database_url else {}
+    config = load_config(None, {"data_dir": str(data_dir), **database}, {})
     data_dir.mkdir(parents=True, exist_ok=True)
     migrate(config.metadata_url)
     return SyncAccessStore(access_store_for(config))
@@ -114,6 +115,14 @@ class World:
     @property
     def url(self) -> str:
         return self.server.url
+
+    def store(self) -> SyncAccessStore:
+        """The server's access store (close it after use)."""
+        return store_for(self.server.data_dir, self.server.database_url)
+
+    def database_options(self) -> list[str]:
+        """The command-line options that name the server's metadata database (none for SQLite)."""
+        return ["--database-url", self.server.database_url] if self.server.database_url else []
 
     def token_response(self, who: str | None, *scopes: str, **params: str) -> httpx.Response:
         headers = {"Authorization": basic(who, SECRETS[who])} if who else {}
