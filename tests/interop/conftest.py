@@ -1,4 +1,11 @@
-"""Fixtures for interop tests: test images built once per session, and per-test client configuration."""
+"""Fixtures for interop tests: test images built once per session, per-test client configuration, and
+the test's own server.
+
+Every interop test runs on SQLite + filesystem; the tests marked ``scaled`` (one push and pull per
+client, mounts, concurrent pushes, chunked uploads, a few Distribution parity cases) also run on
+PostgreSQL + S3, as replicas would. The whole matrix for every client would double the slowest part
+of the suite to find what the API suite finds already.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.backends import MATRIX, SQLITE, Setup, setup_for
 from tests.support.requirements import require_tool
-from tests.support.servers import CargoholdServer
+from tests.support.servers import CargoholdServer, cargohold
 
 from .tools import (
     BuiltImages,
@@ -19,6 +27,33 @@ from .tools import (
     debian_rootfs_tarball,
     single_layer_layout,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "scaled: the test also runs on PostgreSQL + S3")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("scaled"):
+        metafunc.parametrize("backend", MATRIX, indirect=True)
+
+
+@pytest.fixture()
+def backend(request: pytest.FixtureRequest) -> str:
+    """The setup of the test's own server: SQLite + filesystem, or each of the matrix for ``scaled`` tests."""
+    return str(getattr(request, "param", SQLITE))
+
+
+@pytest.fixture()
+def setup(backend: str, request: pytest.FixtureRequest) -> Setup:
+    return setup_for(backend, request)
+
+
+@pytest.fixture()
+def fresh_registry(tmp_path: Path, setup: Setup) -> Iterator[CargoholdServer]:
+    """A server of the test's own, for checks on everything in storage."""
+    with cargohold(tmp_path, env=setup.env, database_url=setup.database_url) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

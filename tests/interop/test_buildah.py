@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.support.servers import CargoholdServer
 
 from . import scenarios
@@ -18,6 +20,7 @@ def _load(clients: Clients, images: BuiltImages, tag: str) -> str:
     return clients.buildah.out("pull", "-q", f"oci:{images.oci.path}:{tag}").strip()
 
 
+@pytest.mark.scaled
 def test_push_then_pull_into_fresh_storage(
     clients: Clients, make_clients: MakeClients, images: BuiltImages, fresh_registry: CargoholdServer
 ) -> None:

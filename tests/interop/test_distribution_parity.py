@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.backends import S3, SQLITE, setup_for
 from tests.support.servers import cargohold
 
 from . import scenarios
@@ -32,11 +33,20 @@ class Target:
     check: Callable[[], None]  # storage checks after writes (cargohold only)
 
 
-@pytest.fixture(params=["cargohold", "distribution"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """cargohold (SQLite + filesystem) and Distribution; cargohold on PostgreSQL + S3 too for ``scaled`` tests."""
+    if "target" in metafunc.fixturenames:
+        names = ["cargohold", *([f"cargohold-{S3}"] if metafunc.definition.get_closest_marker("scaled") else []),
+                 "distribution"]
+        metafunc.parametrize("target", names, indirect=True)
+
+
+@pytest.fixture()
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
-    if request.param == "cargohold":
+    if request.param.startswith("cargohold"):
+        setup = setup_for(S3 if request.param.endswith(S3) else SQLITE, request)
         (tmp_path / "cargohold").mkdir()
-        with cargohold(tmp_path / "cargohold") as server:
+        with cargohold(tmp_path / "cargohold", env=setup.env, database_url=setup.database_url) as server:
             yield Target("cargohold", server.host, server.assert_storage_consistent)
     else:
         with distribution(tmp_path / "distribution") as server:
@@ -48,6 +58,7 @@ def skopeo(make_clients: MakeClients, target: Target) -> scenarios.Skopeo:
     return make_clients("clients", [target.host]).skopeo
 
 
+@pytest.mark.scaled
 def test_oci_round_trip(skopeo: scenarios.Skopeo, target: Target, images: BuiltImages, tmp_path: Path) -> None:
     scenarios.oci_round_trip(skopeo, target.host, images.oci, "small", tmp_path)
     target.check()
@@ -58,6 +69,7 @@ def test_index_round_trip(skopeo: scenarios.Skopeo, target: Target, images: Buil
     target.check()
 
 
+@pytest.mark.scaled
 def test_docker_round_trip(skopeo: scenarios.Skopeo, target: Target, images: BuiltImages, tmp_path: Path) -> None:
     scenarios.docker_round_trip(skopeo, target.host, images.docker_dir, tmp_path)
     target.check()
@@ -78,6 +90,7 @@ def test_debian_round_trip(skopeo: scenarios.Skopeo, target: Target, debian: Oci
     target.check()
 
 
+@pytest.mark.scaled
 def test_failed_push_leaves_no_repository(
     skopeo: scenarios.Skopeo, target: Target, images: BuiltImages, tmp_path: Path
 ) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.support.servers import CargoholdServer
 
 from .tools import BuiltImages, Clients, OciLayout, requires_podman, requires_skopeo
@@ -15,6 +17,7 @@ def _seed(clients: Clients, layout: OciLayout, tag: str, ref: str, *flags: str) 
     clients.skopeo.copy(f"oci:{layout.path}:{tag}", f"docker://{ref}", *flags)
 
 
+@pytest.mark.scaled
 def test_pull_tag_push(clients: Clients, images: BuiltImages, fresh_registry: CargoholdServer) -> None:
     host = fresh_registry.host
     _seed(clients, images.oci, "small", f"{host}/interop/small:1")

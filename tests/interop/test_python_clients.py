@@ -28,6 +28,7 @@ def _digest(data: bytes) -> str:
 # python-dxf
 
 
+@pytest.mark.scaled
 def test_dxf_blobs(fresh_registry: CargoholdServer, tmp_path: Path) -> None:
     client = dxf.DXF(fresh_registry.host, "interop/dxf", insecure=True)
     payload = os.urandom(300_000)
@@ -115,6 +116,7 @@ def test_oras_push_pull_monolithic(fresh_registry: CargoholdServer, tmp_path: Pa
     assert patches == []
 
 
+@pytest.mark.scaled
 def test_oras_push_pull_chunked(fresh_registry: CargoholdServer, tmp_path: Path) -> None:
     """``do_chunked`` sends POST, one PATCH per chunk (with Content-Range), then PUT ?digest=."""
     _push_pull(fresh_registry, tmp_path, "chunked", do_chunked=True, chunk_size=64 * 1024)

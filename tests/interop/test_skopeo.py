@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.servers import CargoholdServer
 
@@ -25,6 +26,7 @@ from .tools import (
 pytestmark = requires_skopeo
 
 
+@pytest.mark.scaled
 def test_oci_layout_round_trip_is_byte_identical(
     clients: Clients, images: BuiltImages, fresh_registry: CargoholdServer, tmp_path: Path
 ) -> None:
@@ -37,6 +39,7 @@ def test_tags_and_delete(clients: Clients, images: BuiltImages, fresh_registry: 
     fresh_registry.assert_storage_consistent()
 
 
+@pytest.mark.scaled
 def test_copy_all_of_an_index(
     clients: Clients, images: BuiltImages, fresh_registry: CargoholdServer, tmp_path: Path
 ) -> None:
@@ -73,6 +76,7 @@ def test_convert_oci_to_docker_schema2_on_push(
     fresh_registry.assert_storage_consistent()
 
 
+@pytest.mark.scaled
 def test_copy_between_repositories_mounts_blobs(
     clients: Clients, images: BuiltImages, fresh_registry: CargoholdServer, tmp_path: Path
 ) -> None:
@@ -139,6 +143,7 @@ def test_debian_rootfs_round_trip(
     fresh_registry.assert_storage_consistent()
 
 
+@pytest.mark.scaled
 def test_concurrent_pushes_of_the_same_blobs(
     clients: Clients, images: BuiltImages, debian: OciLayout, fresh_registry: CargoholdServer, tmp_path: Path
 ) -> None:
