@@ -2,7 +2,9 @@
 same digest, the blob reads back, and after a purge nothing is left that no row names.
 
 A real ``cargohold serve`` kills itself (SIGKILL: nothing flushed, nothing cleaned up) at
-the step named by ``CARGOHOLD_CRASH_AT``; it is then restarted without it.
+the step named by ``CARGOHOLD_CRASH_AT``; it is then restarted without it. On SQLite + filesystem and
+on PostgreSQL + S3 (where "nothing stray" also means no object that no row names, and no blob row
+whose object is missing).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,25 +23,33 @@ import pytest
 from cargohold.metadata import open_metadata_store
 from cargohold.service.uploads import Uploads
 from cargohold.storage import open_blob_store
+from tests.support.backends import Setup
+from tests.support.postgres import query
 from tests.support.servers import CargoholdServer, free_port
+from tests.support.stored import digest_of
 
 #: the crash points of a commit, in order (cargohold.service.uploads)
 STEPS = ["upload-synced", "commit-begun", "blob-placed", "blob-recorded", "upload-completed"]
 REPO = "crash/app"
 
 
-def _server(tmp: Path, env: dict[str, str]) -> CargoholdServer:
-    server = CargoholdServer(tmp / "data", free_port(), ["--workers", "1"], env)
+def _server(tmp: Path, setup: Setup, env: dict[str, str]) -> CargoholdServer:
+    server = CargoholdServer(tmp / "data", free_port(), ["--workers", "1"], {**setup.env, **env},
+                             database_url=setup.database_url)
     return server.start()
 
 
 @contextlib.contextmanager
-def _running(tmp: Path, **env: str) -> Iterator[CargoholdServer]:
-    server = _server(tmp, env)
+def _running(tmp: Path, setup: Setup, **env: str) -> Iterator[CargoholdServer]:
+    server = _server(tmp, setup, env)
     try:
         yield server
     finally:
         server.stop()
+
+
+def _metadata_url(server: CargoholdServer) -> str:
+    return server.database_url or f"sqlite://{server.data_dir}/metadata.db"
 
 
 def _client(server: CargoholdServer) -> httpx.Client:
@@ -53,30 +62,37 @@ def _crashes(send: Callable[[], httpx.Response]) -> None:
         pytest.fail(f"the server answered {response.status_code} instead of dying")
 
 
-def _purge(data_dir: Path) -> int:
+def _purge(server: CargoholdServer) -> int:
     """The upload purge with a max age of 0, on the server's data (the server is stopped)."""
     time.sleep(1.1)  # rows store whole seconds: let every row be older than "now"
+    prefix = "CARGOHOLD_STORAGE_S3_"
+    s3 = {key.removeprefix(prefix).lower(): value for key, value in server.env.items() if key.startswith(prefix)}
 
     async def run() -> int:
-        meta = open_metadata_store(f"sqlite://{data_dir}/metadata.db")
+        meta = open_metadata_store(_metadata_url(server))
         try:
-            return await Uploads(open_blob_store("filesystem", {"root": str(data_dir)}), meta).purge(0)
+            blobs = open_blob_store("s3", s3, meta) if s3 else open_blob_store(
+                "filesystem", {"root": str(server.data_dir)})
+            return await Uploads(blobs, meta).purge(0)
         finally:
             await meta.close()
 
     return asyncio.run(run())
 
 
-def _assert_nothing_stray(data_dir: Path) -> None:
-    with contextlib.closing(sqlite3.connect(data_dir / "metadata.db")) as db:
-        upload_rows = {row[0] for row in db.execute("SELECT id FROM uploads")}
-        blob_rows = {row[0] for row in db.execute("SELECT digest FROM blobs")}
-    assert os.listdir(data_dir / "uploads") == [], "upload files left after the purge"
+def _assert_nothing_stray(server: CargoholdServer) -> None:
+    url = _metadata_url(server)
+    upload_rows = {row[0] for row in query(url, "SELECT id FROM uploads")}
+    blob_rows = {row[0] for row in query(url, "SELECT digest FROM blobs")}
+    stored = server.stored()
+    assert stored.uploads() == set(), "uploads left in the store after the purge"
     assert upload_rows == set(), "upload rows left after the purge"
-    files = {f"{p.parts[-3]}:{p.name}" for p in (data_dir / "blobs").glob("*/*/*")}
-    assert files <= blob_rows, f"blob files without a row: {files - blob_rows}"
-    for path in (data_dir / "blobs").glob("*/*/*"):
-        assert hashlib.new(path.parts[-3], path.read_bytes()).hexdigest() == path.name
+    blobs = stored.blobs()
+    assert set(blobs) == blob_rows, f"blobs stored without a row {set(blobs) - blob_rows}, rows without bytes" \
+                                    f" {blob_rows - set(blobs)}"
+    for digest, where in blobs.items():
+        assert digest_of(stored, where, digest.split(":")[0]) == digest
+    assert stored.strays() == [], "stored without a record"
 
 
 def _digest(data: bytes) -> str:
@@ -84,16 +100,21 @@ def _digest(data: bytes) -> str:
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_chunked_upload_final_put_retried_after_a_crash(tmp_path: Path, step: str) -> None:
+def test_chunked_upload_final_put_retried_after_a_crash(
+        tmp_path: Path, setup: Setup, step: str, request: pytest.FixtureRequest) -> None:
+    if setup.on_s3 and step == "upload-synced":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "known: on S3 an upload's lock is a lease in the database that a killed server never releases;"
+            " the retried PUT is refused as busy until it expires (cargohold.storage.s3.LOCK_SECONDS)")))
     data = os.urandom(3 * 1024 * 1024 + 7)
     digest = _digest(data)
-    with _running(tmp_path, CARGOHOLD_CRASH_AT=step) as server, _client(server) as client:
+    with _running(tmp_path, setup, CARGOHOLD_CRASH_AT=step) as server, _client(server) as client:
         location = client.post(f"/v2/{REPO}/blobs/uploads/").headers["location"]
         r = client.patch(location, content=data[:-7], headers={"Content-Type": "application/octet-stream"})
         assert r.status_code == 202
         location = r.headers["location"]
         _crashes(lambda: client.put(location, params={"digest": digest}, content=data[-7:]))
-    with _running(tmp_path) as server, _client(server) as client:
+    with _running(tmp_path, setup) as server, _client(server) as client:
         # the client resends the same final request, body included
         r = client.put(location, params={"digest": digest}, content=data[-7:])
         assert r.status_code == 201, r.text
@@ -105,38 +126,39 @@ def test_chunked_upload_final_put_retried_after_a_crash(tmp_path: Path, step: st
         # the session is over for anything but that retry
         assert client.get(location).status_code == 404
         assert client.put(location, params={"digest": _digest(b"other")}).status_code == 404
-    _purge(server.data_dir)
-    _assert_nothing_stray(server.data_dir)
-    with _running(tmp_path) as server, _client(server) as client:
+    _purge(server)
+    _assert_nothing_stray(server)
+    with _running(tmp_path, setup) as server, _client(server) as client:
         assert client.get(f"/v2/{REPO}/blobs/{digest}").content == data
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_monolithic_upload_retried_after_a_crash(tmp_path: Path, step: str) -> None:
+def test_monolithic_upload_retried_after_a_crash(tmp_path: Path, setup: Setup, step: str) -> None:
     """A retried POST ?digest= is a new upload; it re-uses a blob placed but not recorded."""
     data = os.urandom(1024 * 1024 + 3)
     digest = _digest(data)
     url = f"/v2/{REPO}/blobs/uploads/"
-    with _running(tmp_path, CARGOHOLD_CRASH_AT=step) as server, _client(server) as client:
+    with _running(tmp_path, setup, CARGOHOLD_CRASH_AT=step) as server, _client(server) as client:
         _crashes(lambda: client.post(url, params={"digest": digest}, content=data))
-    with _running(tmp_path) as server, _client(server) as client:
+    with _running(tmp_path, setup) as server, _client(server) as client:
         r = client.post(url, params={"digest": digest}, content=data)
         assert r.status_code == 201, r.text
         assert r.headers["docker-content-digest"] == digest
         assert client.get(f"/v2/{REPO}/blobs/{digest}").content == data
-    _purge(server.data_dir)
-    _assert_nothing_stray(server.data_dir)
+    _purge(server)
+    _assert_nothing_stray(server)
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_a_crashed_commit_never_retried_is_completed_or_removed_by_the_purge(tmp_path: Path, step: str) -> None:
+def test_a_crashed_commit_never_retried_is_completed_or_removed_by_the_purge(
+        tmp_path: Path, setup: Setup, step: str) -> None:
     data = os.urandom(200_000)
     digest = _digest(data)
-    with _running(tmp_path, CARGOHOLD_CRASH_AT=step) as server, _client(server) as client:
+    with _running(tmp_path, setup, CARGOHOLD_CRASH_AT=step) as server, _client(server) as client:
         _crashes(lambda: client.post(f"/v2/{REPO}/blobs/uploads/", params={"digest": digest}, content=data))
-    _purge(server.data_dir)
-    _assert_nothing_stray(server.data_dir)
-    with _running(tmp_path) as server, _client(server) as client:
+    _purge(server)
+    _assert_nothing_stray(server)
+    with _running(tmp_path, setup) as server, _client(server) as client:
         found = client.get(f"/v2/{REPO}/blobs/{digest}")
         if step == "upload-synced":  # the digest was not recorded yet: the upload is dropped
             assert found.status_code == 404
