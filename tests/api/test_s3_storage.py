@@ -3,6 +3,7 @@ answered from the database, and the chunk size it prefers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -11,7 +12,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from cargohold.metadata import open_metadata_store
+from cargohold.service.uploads import Uploads
+from cargohold.storage import open_blob_store
 from tests.support.backends import s3_env
+from tests.support.postgres import PostgresCluster, query
 from tests.support.seaweedfs import BUCKET, SeaweedFS
 from tests.support.servers import CargoholdServer, cargohold
 
@@ -102,3 +107,23 @@ def test_a_blob_over_ten_thousand_parts_is_refused_before_its_body(
     status, body = _declared_only(s3_registry, "POST", f"/v2/s3/huge/blobs/uploads/?digest={sha256(b'y')}", limit + 1)
     assert status == 400 and json.loads(body)["errors"][0]["code"] == "SIZE_INVALID", body
     assert seaweedfs.keys("") == keys
+
+
+def test_an_upload_is_free_for_every_replica_once_a_request_on_it_is_done(
+        seaweedfs: SeaweedFS, postgres: PostgresCluster) -> None:
+    """The response to a PATCH goes out when the request leaves the upload; the client's next request
+    may reach another replica at once, which must not find the upload still "in progress"."""
+    url = postgres.migrated_database()
+
+    async def run() -> list[tuple[object, ...]]:
+        meta = open_metadata_store(url)
+        try:
+            uploads = Uploads(open_blob_store("s3", seaweedfs.options(seaweedfs.prefix()), meta), meta)
+            upload_id = await uploads.start("s3/free")
+            async with uploads.exclusive("s3/free", upload_id):
+                pass
+            return query(url, "SELECT holder FROM job_leases WHERE name = ?", (f"upload:{upload_id}",))
+        finally:
+            await meta.close()
+
+    assert asyncio.run(run()) == [], "the upload's lock is still held after the request left it"

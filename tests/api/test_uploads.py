@@ -397,3 +397,21 @@ def test_upload_cancelled_while_a_patch_is_writing(fresh_registry: CargoholdServ
         assert client.get(location).status_code == 404
     fresh_registry.assert_storage_consistent()
     assert fresh_registry.upload_files() == set()
+
+
+def test_the_next_request_of_an_upload_may_come_on_another_connection_at_once(
+        registry: CargoholdServer, repo: str) -> None:
+    """A client's next request on an upload may reach another worker (or replica) as soon as it has the
+    answer to the previous one: the session is free by then, never "in progress"."""
+    for n in range(30):
+        data = os.urandom(1000 + n)
+        with httpx.Client(base_url=registry.url, timeout=30) as c:  # a new connection for each request
+            location = start(c, repo)
+        for piece, offset in ((data[:500], 0), (data[500:], 500)):
+            with httpx.Client(base_url=registry.url, timeout=30) as c:
+                r = patch(c, location, piece, offset)
+                assert r.status_code == 202, r.text
+                location = r.headers["location"]
+        with httpx.Client(base_url=registry.url, timeout=30) as c:
+            r = c.put(location, params={"digest": sha256(data)})
+            assert r.status_code == 201, r.text
