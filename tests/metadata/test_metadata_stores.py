@@ -84,8 +84,10 @@ def test_manifests_tags_referrers(meta: MetadataStore) -> None:
         await meta.put_manifest(repo, manifest("sha256:m3"), ["v3"])
         assert (await meta.tagged_manifest("r", "v1")).digest == "sha256:m1"  # type: ignore[union-attr]
         assert await meta.tagged_manifest("other", "v1") is None
-        assert await meta.list_tags(repo, None, None) == ["v1", "v2", "v3"]
-        assert await meta.list_tags(repo, 1, "v1") == ["v2"]
+        assert await meta.list_tags("r", None, None) == ["v1", "v2", "v3"]
+        assert await meta.list_tags("r", 1, "v1") == ["v2"]
+        assert await meta.list_tags("r", None, "v9") == []  # past the last tag: an empty page, not no repository
+        assert await meta.list_tags("other", None, None) is None
         # several tags move in one step, from wherever they pointed
         await meta.put_manifest(repo, manifest("sha256:m4"), ["v1", "v3", "v4"])
         assert [(await meta.tagged_manifest("r", t)).digest for t in ("v1", "v2", "v3", "v4")] == [  # type: ignore[union-attr]
@@ -95,7 +97,7 @@ def test_manifests_tags_referrers(meta: MetadataStore) -> None:
         assert [r.digest for r in await meta.referrers(repo, "sha256:m1", "sbom")] == ["sha256:m3"]
         assert await meta.missing_manifests(repo, ["sha256:m1", "sha256:zz"]) == {"sha256:zz"}
         assert await meta.delete_manifest(repo, "sha256:m3")
-        assert await meta.list_tags(repo, None, None) == ["v1", "v3", "v4"]
+        assert await meta.list_tags("r", None, None) == ["v1", "v3", "v4"]
         assert not await meta.delete_manifest(repo, "sha256:m3")
         assert await meta.delete_tag(repo, "v1")
         assert await meta.manifest("r", "sha256:m1") is not None
@@ -203,7 +205,7 @@ def test_a_manifest_and_its_tags_are_stored_together(meta: MetadataStore) -> Non
                 await tx.put_manifest(repo, manifest("sha256:m3"), ["v2", "v3"])
                 raise Abort
         assert await meta.manifest("r", "sha256:m3") is None
-        assert await meta.list_tags(repo, None, None) == ["v1", "v2"]
+        assert await meta.list_tags("r", None, None) == ["v1", "v2"]
         assert (await meta.tagged_manifest("r", "v2")).digest == "sha256:m1"  # type: ignore[union-attr]
 
     run(scenario())

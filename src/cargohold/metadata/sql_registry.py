@@ -270,11 +270,15 @@ class SqlMetadataStore:
         assert row is not None  # kept by this statement or by the one it waited for
         return ManifestRecord(row[0], row[1], row[2])
 
-    async def list_tags(self, repository_id: int, limit: int | None, last: str | None) -> list[str]:
+    async def list_tags(self, repository: str, limit: int | None, last: str | None) -> list[str] | None:
+        # one round trip for a page that has tags; a second only to tell an empty page from no repository
         rows = await self._db.fetchall(
-            "SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?",
-            (repository_id, last or "", self._db.unlimited if limit is None else limit),
+            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id"
+            " WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?",
+            (repository, last or "", self._db.unlimited if limit is None else limit),
         )
+        if not rows and await self.repository_id(repository) is None:
+            return None
         return [row[0] for row in rows]
 
     async def referrers(self, repository_id: int, subject: str, artifact_type: str | None) -> list[ReferrerRecord]:

@@ -71,9 +71,13 @@ def check_name(name: str) -> None:
         raise NameInvalid(f"invalid repository name {name!r}", detail={"name": name})
 
 
+def unknown_repository(name: str) -> NameUnknown:
+    return NameUnknown(f"repository {name!r} is not known", detail={"name": name})
+
+
 async def repository_id(meta: MetadataStore, name: str) -> int:
     """The repository's id; NAME_UNKNOWN if it does not exist."""
     found = await meta.repository_id(name)
     if found is None:
-        raise NameUnknown(f"repository {name!r} is not known", detail={"name": name})
+        raise unknown_repository(name)
     return found

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..metadata.store import MetadataStore
-from .common import repository_id
+from .common import unknown_repository
 
 
 class Tags:
@@ -11,5 +11,7 @@ class Tags:
         self.meta = meta
 
     async def page(self, repository: str, limit: int | None, last: str | None) -> list[str]:
-        found = await repository_id(self.meta, repository)
-        return await self.meta.list_tags(found, limit, last)
+        found = await self.meta.list_tags(repository, limit, last)
+        if found is None:
+            raise unknown_repository(repository)
+        return found
