@@ -22,10 +22,10 @@ from cargohold.metadata import open_metadata_store
 from cargohold.service.uploads import Uploads
 from cargohold.storage import open_blob_store
 from cargohold.storage.s3 import S3BlobStore
+from tests.support.backends import s3_env
 from tests.support.seaweedfs import BUCKET, SeaweedFS
 from tests.support.servers import CargoholdServer, free_port
 
-from .conftest import s3_env
 from .helpers import sha256
 
 MiB = 1024 * 1024

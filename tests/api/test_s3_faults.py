@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support.backends import s3_env
 from tests.support.faultproxy import FaultProxy
 from tests.support.seaweedfs import SeaweedFS
 from tests.support.servers import CargoholdServer, cargohold
 
-from .conftest import s3_env
 from .helpers import codes, sha256
 
 MiB = 1024 * 1024

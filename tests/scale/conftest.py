@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.conftest import images, make_clients  # noqa: F401 - the interop fixtures, for the clients here
+from tests.support import backends
 from tests.support.postgres import PostgresCluster
 from tests.support.seaweedfs import SeaweedFS
 from tests.support.servers import CargoholdServer, free_port
@@ -24,9 +25,8 @@ PART_SIZE = 6 * MiB
 
 
 def s3_env(server: SeaweedFS, **settings: str) -> dict[str, str]:
-    options = {**server.options(server.prefix()), "part_size": PART_SIZE, **settings}
-    return {"CARGOHOLD_STORAGE_DRIVER": "s3",
-            **{f"CARGOHOLD_STORAGE_S3_{key.upper()}": str(value) for key, value in options.items()}}
+    """Replicas' storage: redirects on, as deployed, and parts of :data:`PART_SIZE`."""
+    return backends.s3_env(server, **{"part_size": str(PART_SIZE), "redirect": "true", **settings})
 
 
 @dataclass
