@@ -8,18 +8,23 @@ registry. Any number may run at once: each migration is applied once, by one of 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, ServerConfig, load_config
+from ..errcodes import RegistryError
 from ..metadata.factory import shown
 from ..metadata.migrations import Migration
 from ..metadata.schema import MigrationFailed, migrate, status
 from ..metadata.store import MetadataError
 from .registry_options import add_location_options
+
+if TYPE_CHECKING:
+    from ..storage.copying import BlobCopy
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +38,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--from-sqlite", dest="from_sqlite", metavar="DIR",
                         help="copy the metadata of the registry in DIR (its metadata.db) into --database-url's "
                              "PostgreSQL database, then check the copy; safe to run again")
+    parser.add_argument("--copy-blobs", dest="copy_blobs", action="store_true",
+                        help="with --from-sqlite: copy the blobs of DIR's filesystem store into the S3 store "
+                             "(storage.s3), each checked against its digest; blobs already there are skipped")
     parser.add_argument("--status", action="store_true", help="list applied and pending migrations; change nothing")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run)
@@ -56,6 +64,8 @@ def _show_status(url: str, display: str, as_json: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..storage.driver import StorageError
+
     try:
         config = load_config(None, {"config": args.config, "data_dir": args.data_dir,
                                     "database_url": args.database_url}, dict(os.environ))
@@ -71,28 +81,66 @@ def run(args: argparse.Namespace) -> int:
             print("cargohold migrate: --from-sqlite copies into PostgreSQL: give --database-url (or database.url)",
                   file=sys.stderr)
             return 2
+        if args.copy_blobs and (args.from_sqlite is None or config.storage.driver != "s3"):
+            print("cargohold migrate: --copy-blobs copies into the S3 store: give --from-sqlite DIR and "
+                  "storage.driver s3 (with its storage.s3 settings)", file=sys.stderr)
+            return 2
         done = migrate(url)
         if args.from_sqlite is not None:
             from ..metadata.copy import copy_from_sqlite
 
-            copied = copy_from_sqlite(args.from_sqlite, url)
+            copied = copy_from_sqlite(args.from_sqlite, url, args.copy_blobs)
+        if args.copy_blobs:
+            blobs = asyncio.run(_copy_blobs(config, args.from_sqlite))
     except MigrationFailed as exc:
         _show_applied(display, None, exc.applied, args.json)
         print(f"cargohold migrate: {exc}", file=sys.stderr)
         return 1
-    except (MetadataError, OSError) as exc:
+    except (MetadataError, StorageError, RegistryError, OSError) as exc:
         print(f"cargohold migrate: {exc}", file=sys.stderr)
         return 1
     _show_applied(display, done.version, done.applied, args.json,
-                  copied.rows if args.from_sqlite is not None else None)
+                  copied.rows if args.from_sqlite is not None else None, blobs if args.copy_blobs else None)
     if args.from_sqlite is not None and not args.json:
         print(f"copied {sum(copied.rows.values())} rows from {args.from_sqlite} into {display} and checked "
               f"them ({', '.join(f'{table}: {n}' for table, n in copied.rows.items() if n)})")
+    if args.copy_blobs:
+        return _show_blobs(blobs, config.storage.s3.bucket, args.json)
     return 0
+
+
+async def _copy_blobs(config: ServerConfig, data_dir: str) -> BlobCopy:
+    from ..metadata import open_metadata_store
+    from ..storage.copying import copy_blobs, named_blobs
+    from ..storage.s3 import S3BlobStore
+
+    meta = open_metadata_store(config.metadata_url)
+    try:
+        store = S3BlobStore(config.storage.driver_options(config.data_dir), meta)
+        await store.check(True)
+        return await copy_blobs(data_dir, store, named_blobs(data_dir))
+    finally:
+        await meta.close()
+
+
+def _show_blobs(blobs: BlobCopy, bucket: str, as_json: bool) -> int:
+    """The blob copy's summary (on stdout after the rows'; with --json, in the document); 1 if it is not
+    complete."""
+    if not as_json:
+        print(f"blobs: {blobs.total} named, {blobs.copied} copied ({blobs.bytes} bytes) into bucket {bucket}, "
+              f"{blobs.present} there already")
+    for digest in blobs.missing:
+        print(f"cargohold migrate: blob {digest}: no file, not copied", file=sys.stderr)
+    for digest in blobs.corrupt:
+        print(f"cargohold migrate: blob {digest}: its file does not match its digest, not copied", file=sys.stderr)
+    for digest in blobs.unchecked:
+        print(f"cargohold migrate: blob {digest}: not in the bucket at its size after the copy", file=sys.stderr)
+    return 0 if blobs.ok else 1
 
 
 def _show_applied(
     url: str, version: int | None, applied: list[Migration], as_json: bool, copied: dict[str, int] | None = None,
+    blobs: BlobCopy | None = None,
 ) -> None:
     """What a run applied; ``version`` None: it failed after those. ``url`` as shown (no password)."""
     if as_json:
@@ -102,6 +150,10 @@ def _show_applied(
             document["version"] = version
         if copied is not None:
             document["copied"] = copied
+        if blobs is not None:
+            document["blobs"] = {"total": blobs.total, "copied": blobs.copied, "bytes": blobs.bytes,
+                                 "present": blobs.present, "missing": blobs.missing, "corrupt": blobs.corrupt,
+                                 "unchecked": blobs.unchecked}
         print(json.dumps(document, indent=2))
         return
     for migration in applied:

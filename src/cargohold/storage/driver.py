@@ -57,6 +57,10 @@ class BlobMissing(StorageError):
     """No blob is stored at that digest."""
 
 
+class BlobCorrupt(StorageError):
+    """A blob's bytes do not hash to its digest."""
+
+
 class UploadBusy(StorageError):
     """Another request holds the upload session's lock."""
 

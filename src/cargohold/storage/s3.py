@@ -42,7 +42,7 @@ from ..digest import Digest
 from ..errcodes import SizeInvalid, TooManyRequests, Unavailable
 from ..faults import crash_point
 from ..metadata.store import StorePart, StoreState, StoreUpload
-from .driver import DURABLE, StorageError, UploadBusy, UploadMissing, Written, check_upload_id
+from .driver import DURABLE, BlobCorrupt, StorageError, UploadBusy, UploadMissing, Written, check_upload_id
 
 log: Final = logging.getLogger("cargohold.storage")
 
@@ -409,6 +409,61 @@ class S3BlobStore:
         if standing != key:  # the same blob pushed twice at once: the first recorded stands
             await self._delete_object(key)
         await self._drop(upload_id, state if full == 0 else None)  # a completed multipart upload is gone
+
+    async def import_file(self, digest: Digest, path: str) -> bool:
+        """Copy a local file that holds blob ``digest`` into the bucket and record it, as a commit does:
+        False if the blob is recorded already. The bytes are hashed as they are sent, one part in
+        memory at a time; ones that do not hash to ``digest`` raise :class:`BlobCorrupt` and are not
+        recorded. A copy cut short leaves an object or multipart upload that nothing names, which the
+        sweep removes."""
+        if await self._state.store_blob_key(str(digest)) is not None:
+            return False
+        key = self._blob_key(f"import-{uuid4().hex}")
+        await asyncio.to_thread(self._put_file, digest, path, key)
+        standing = await self._state.claim_store_blob_key(str(digest), key)
+        if standing != key:  # recorded meanwhile (pushed, or another copy)
+            await self._delete_object(key)
+        return True
+
+    def _put_file(self, digest: Digest, path: str, key: str) -> None:
+        import hashlib
+
+        from botocore.exceptions import ClientError
+
+        hasher = hashlib.new(digest.algorithm)
+        session = ""
+        parts: list[dict[str, Any]] = []
+        try:
+            with open(path, "rb") as file:
+                while True:
+                    body = file.read(self.part_size)
+                    hasher.update(body)
+                    if not parts and not session and len(body) < self.part_size:  # the whole blob: one PUT
+                        if hasher.hexdigest() != digest.hex:
+                            raise BlobCorrupt(f"{path}: its bytes do not hash to {digest}")
+                        self._sync(key, "put_object", Key=key, Body=body)
+                        return
+                    if not body:
+                        break
+                    if not session:
+                        session = str(self._sync(key, "create_multipart_upload", Key=key)["UploadId"])
+                    number = len(parts) + 1
+                    if number > MAX_PARTS:
+                        raise SizeInvalid(f"{path}: larger than storage.s3.part_size {self.part_size} x {MAX_PARTS}")
+                    answer = self._sync(key, "upload_part", Key=key, UploadId=session, PartNumber=number, Body=body)
+                    parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+            if hasher.hexdigest() != digest.hex:
+                raise BlobCorrupt(f"{path}: its bytes do not hash to {digest}")
+            self._sync(key, "complete_multipart_upload", Key=key, UploadId=session, MultipartUpload={"Parts": parts})
+        except BaseException as exc:
+            if session:
+                try:
+                    self._sync(key, "abort_multipart_upload", Key=key, UploadId=session)
+                except Exception:  # the sweep aborts it
+                    log.warning("aborting a copy's multipart upload failed", exc_info=True, extra={"object": key})
+            if isinstance(exc, ClientError):
+                raise self._failed(key, exc) from exc
+            raise
 
     async def _exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
