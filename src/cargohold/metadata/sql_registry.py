@@ -273,8 +273,10 @@ class SqlMetadataStore:
     async def list_tags(self, repository: str, limit: int | None, last: str | None) -> list[str] | None:
         # one round trip for a page that has tags; a second only to tell an empty page from no repository
         rows = await self._db.fetchall(
-            "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id"
-            " WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?",
+            # the repository as a scalar subquery, not a join: PostgreSQL's generic plan of a join walked the
+            # tags of every repository in name order (33 ms a page among 100,000 tags against 2 ms)
+            "SELECT name FROM tags WHERE repository_id = (SELECT id FROM repositories WHERE name = ?)"
+            " AND name > ? ORDER BY name LIMIT ?",
             (repository, last or "", self._db.unlimited if limit is None else limit),
         )
         if not rows and await self.repository_id(repository) is None:
