@@ -21,6 +21,7 @@ from typing import Protocol
 
 from ..access_model import Account, AccountKind, Permission, Role, Team
 from ..events.log import EventLog
+from ..immutable_tags import ImmutableRule
 
 
 class AccessQueries(EventLog, Protocol):
@@ -112,6 +113,19 @@ class AccessQueries(EventLog, Protocol):
     async def set_public(self, repository: str, public: bool) -> None: ...
     async def is_public(self, repository: str) -> bool: ...
     async def public_repositories(self) -> set[str]: ...
+
+    # immutable tag rules (:mod:`cargohold.immutable_tags`)
+    async def immutable_rules(self) -> list[ImmutableRule]:
+        """Every rule, oldest first."""
+        ...
+
+    async def add_immutable_rule(self, repository: str, tag: str, created_by: str | None) -> ImmutableRule:
+        """ImmutableRuleInvalid for a bad pattern, ImmutableRuleExists for the same two patterns again."""
+        ...
+
+    async def remove_immutable_rule(self, rule_id: int) -> ImmutableRule:
+        """The rule removed; ImmutableRuleUnknown if there is none of that id."""
+        ...
 
     # refresh tokens
     async def add_refresh_token(self, digest: str, account: Account, client_id: str, lifetime: int) -> None:

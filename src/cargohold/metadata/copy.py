@@ -33,6 +33,8 @@ TABLES: Final = (
     "store_uploads", "store_upload_parts", "store_blobs",
     # the keys the registry made for itself (tokens signed before the move stay valid)
     "signing_keys",
+    # immutable tag rules
+    "immutable_tag_rules",
 )
 
 

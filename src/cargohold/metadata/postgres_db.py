@@ -15,9 +15,10 @@ Every failure surfaces as :class:`MetadataError`, except a full disk, which is
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from functools import cache
@@ -200,6 +201,16 @@ class PostgresDatabase:
         if rows:
             async with self.connection() as connection, connection.cursor() as cursor:
                 await cursor.executemany(sql(text), rows)
+
+    async def lock_exclusive(self, table: str) -> None:
+        await self.write(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+
+    async def hold_locks(self, names: Iterable[str]) -> None:
+        # transaction-level advisory locks on 64-bit hashes of the names, taken in one order: no deadlock
+        keys = {int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+                for name in names}
+        for key in sorted(keys):
+            await self.fetchone("SELECT pg_advisory_xact_lock(?)", (key,))
 
     async def check(self) -> None:
         try:

@@ -11,7 +11,7 @@ once per statement text and cached, so statements are constant strings wherever 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -61,6 +61,16 @@ class SqlDatabase(Protocol):
 
     def unit_of_work(self) -> AbstractAsyncContextManager[None]:
         """One transaction for the block (see :mod:`.store`); nesting is refused."""
+        ...
+
+    async def lock_exclusive(self, table: str) -> None:
+        """In the open transaction, wait for every other that read ``table`` to end, and keep any from
+        reading it until this one ends (SQLite's BEGIN IMMEDIATE did already)."""
+        ...
+
+    async def hold_locks(self, names: Iterable[str]) -> None:
+        """Hold a lock on each name until the open unit of work ends, so units of work that name the same
+        thing run one after the other (SQLite's BEGIN IMMEDIATE runs them so already)."""
         ...
 
     async def check(self) -> None:

@@ -37,6 +37,8 @@ from ..access_model import (
     split_team_name,
 )
 from ..events.model import Event
+from ..immutable_tags import ImmutableRule
+from . import sql_immutable
 from .access import AccessQueries
 from .sql import SqlDatabase
 from .sql_events import insert_event, insert_events
@@ -384,3 +386,14 @@ class SqlAccessStore:
 
     async def purge_refresh_tokens(self) -> int:
         return await self._db.write("DELETE FROM refresh_tokens WHERE expires_at <= ?", (_now(),))
+
+    # immutable tag rules
+
+    async def immutable_rules(self) -> list[ImmutableRule]:
+        return await sql_immutable.rules(self._db)
+
+    async def add_immutable_rule(self, repository: str, tag: str, created_by: str | None) -> ImmutableRule:
+        return await sql_immutable.add_rule(self._db, repository, tag, created_by)
+
+    async def remove_immutable_rule(self, rule_id: int) -> ImmutableRule:
+        return await sql_immutable.remove_rule(self._db, rule_id)

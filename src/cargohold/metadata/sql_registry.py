@@ -17,8 +17,9 @@ from contextlib import asynccontextmanager
 from ..events.audit import EventFilter, LoggedEvent
 from ..events.model import Event
 from ..events.outbox import Delivery, DeliveryState, NextDelivery
+from ..immutable_tags import ImmutableRule
 from ..memo import Memo
-from . import sql_webhooks
+from . import sql_immutable, sql_webhooks
 from .sql import SqlDatabase
 from .sql_events import delete_events, insert_event, insert_events, select_events
 from .store import (
@@ -459,6 +460,17 @@ class SqlMetadataStore:
 
     async def remove_webhook_endpoint(self, name: str, now: float) -> bool:
         return await sql_webhooks.remove_webhook_endpoint(self._db, name, now)
+
+    # immutable tag rules
+
+    async def manifest_tags(self, repository_id: int, digest: str) -> list[str]:
+        return await sql_immutable.manifest_tags(self._db, repository_id, digest)
+
+    async def immutable_rules(self) -> list[ImmutableRule]:
+        return await sql_immutable.rules(self._db)
+
+    async def hold_locks(self, names: Iterable[str]) -> None:
+        await self._db.hold_locks(names)
 
 
 def _in_lock_order(tags: Sequence[str]) -> list[str]:

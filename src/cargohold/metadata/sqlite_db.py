@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, Final
 
@@ -110,6 +110,12 @@ class SqliteDatabase:
     async def atomic(self) -> AsyncIterator[None]:
         with self.transaction():
             yield
+
+    async def lock_exclusive(self, table: str) -> None:
+        return None
+
+    async def hold_locks(self, names: Iterable[str]) -> None:
+        return None
 
     async def check(self) -> None:
         # an open connection keeps working on a file deleted under it, losing every write

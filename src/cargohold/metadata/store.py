@@ -24,6 +24,7 @@ from typing import Protocol
 from ..events.audit import AuditLog
 from ..events.log import EventLog
 from ..events.outbox import Outbox, RuntimeEndpoints
+from ..immutable_tags import ImmutableRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +186,20 @@ class MetadataQueries(EventLog, StoreState, Protocol):
 
     async def list_tags(self, repository: str, limit: int | None, last: str | None) -> list[str] | None:
         """A page of the repository's tags in order, after ``last``; None if there is no such repository."""
+        ...
+
+    async def manifest_tags(self, repository_id: int, digest: str) -> list[str]:
+        """The tags pointing at a manifest, by name."""
+        ...
+
+    # immutable tag rules (changed through the access store)
+    async def immutable_rules(self) -> list[ImmutableRule]:
+        """Every rule, oldest first; a unit of work that enforces them reads them before anything else."""
+        ...
+
+    async def hold_locks(self, names: Iterable[str]) -> None:
+        """Serialize the units of work that name the same thing until each commits (PostgreSQL's
+        advisory locks; SQLite's one writer serializes them already)."""
         ...
 
     async def referrers(self, repository_id: int, subject: str, artifact_type: str | None) -> list[ReferrerRecord]: ...

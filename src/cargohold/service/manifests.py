@@ -27,6 +27,7 @@ from ..metadata.store import ManifestRecord, MetadataQueries, MetadataStore, New
 from ..reference import DigestRef, ManifestReference, TagRef, is_tag
 from .accepts import Accepts
 from .common import Guard, check_name, repository_id
+from .immutable import check_manifest_delete, check_push, check_tag_delete, protected_tags
 from .schema1_legacy import LegacySchema1
 
 #: most ``tag`` parameters one manifest push may carry (the spec asks for at least 10; more is 414)
@@ -210,6 +211,7 @@ class Manifests:
         )
         # one transaction: a reference deleted concurrently cannot slip between the check and the insert
         async with self.meta.transaction() as tx:
+            protected = await protected_tags(tx, repository, new_tags, record.digest)  # first: see .immutable
             # checked before the repository is created: a refused manifest must not create one
             found = await tx.repository_id(repository)
             await _check_references(tx, found, manifest)
@@ -219,6 +221,7 @@ class Manifests:
                 previous: dict[str, str] = {}
             else:
                 previous = await tx.tag_targets(found, new_tags)
+            check_push(protected, repository, previous, record.digest)
             await tx.put_manifest(found, record, new_tags)
             await self.recorder.record(tx, _push_event(repository, record, new_tags, previous))
         warning = media_type_warning(manifest.media_type)
@@ -234,12 +237,14 @@ class Manifests:
         async with self.meta.transaction() as tx:
             if isinstance(reference, DigestRef):
                 digest = str(reference.digest)
+                await check_manifest_delete(tx, repository, found, digest)
                 gone = await tx.manifest(repository, digest)
                 if gone is None or not await tx.delete_manifest(found, digest):
                     raise ManifestUnknown(detail={"digest": digest})
                 event = Event.now(Action.MANIFEST_DELETE, repository=repository, digest=digest,
                                   media_type=gone.media_type, size=len(gone.content))
             else:
+                await check_tag_delete(tx, repository, found, reference.tag)
                 untagged = await tx.tagged_manifest(repository, reference.tag)
                 if not await tx.delete_tag(found, reference.tag):
                     raise ManifestUnknown(detail={"tag": reference.tag})
