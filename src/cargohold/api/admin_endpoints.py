@@ -28,6 +28,7 @@ Routes (``{repo}`` may be ``ns/*`` for grants)::
     DELETE /admin/v1/repositories/{repo}/permissions?grantee=G
     PUT    /admin/v1/repositories/{repo}/visibility {public}
     GET    /admin/v1/audit (superusers; repository admins for their repositories; see admin_audit.py)
+    ...    /admin/v1/immutable-tags (superusers; namespace owners for their namespace; see admin_immutable.py)
     ...    /admin/v1/webhooks (superusers; see admin_webhooks.py)
 
 Secrets travel only in bodies (never in the URL, which the access log records).
@@ -70,7 +71,7 @@ from ..http import Request, Response, route
 from ..http.errors import code_response
 from ..metadata.access import AccessStore
 from ..webhooks.manage import WebhookAdmin, WebhookError
-from . import admin_audit, admin_webhooks
+from . import admin_audit, admin_immutable, admin_webhooks
 from .routes import Endpoint, Route
 
 PREFIX: Final = "/admin/v1"
@@ -131,6 +132,7 @@ class AdminApi:
         by_path: dict[str, dict[str, Endpoint]] = {}
         for method, path, handler in [
             *ROUTES,
+            *admin_immutable.ROUTES,
             *(admin_audit.ROUTES if self.audit_log is not None else []),
             *(admin_webhooks.ROUTES if self.webhooks is not None else []),
         ]:

@@ -1,4 +1,5 @@
-"""``cargohold admin``: users, robots, organizations, teams, grants and visibility, on the database directly.
+"""``cargohold admin``: users, robots, organizations, teams, grants, visibility and immutable tag rules, on the
+database directly.
 
 Works on the data directory's database, or on ``--database-url`` (``--data-dir``,
 ``--config`` or ``CARGOHOLD_*`` as for ``serve``), so whoever may read the data may administer;
@@ -250,6 +251,31 @@ async def show_who_can(store: AccessStore, config: ServerConfig, args: argparse.
     return 0
 
 
+# immutable tags
+
+
+async def immutable_list(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    print_rows(args, [rule.to_json() for rule in await store.immutable_rules()],
+               ["id", "repository", "tag", "created_by"])
+    return 0
+
+
+async def immutable_add(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    async with store.transaction() as tx:
+        rule = await tx.add_immutable_rule(args.repository, args.tag, _cli_origin().actor)
+        await _record(tx, "immutable.add", rule.repository, id=rule.id, tag=rule.tag)
+    _done(args, f"{rule} added: matching tags can no longer be moved or deleted", **rule.to_json())
+    return 0
+
+
+async def immutable_remove(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    async with store.transaction() as tx:
+        rule = await tx.remove_immutable_rule(args.id)
+        await _record(tx, "immutable.remove", rule.repository, id=rule.id, tag=rule.tag)
+    _done(args, f"{rule} lifted", **rule.to_json(), removed=True)
+    return 0
+
+
 async def token_key(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     key = current_token_key(config)
     rows = [{"kid": key.kid, "algorithm": key.algorithm, "key": token_key_source(config),
@@ -327,6 +353,17 @@ def register(subparsers: Any) -> None:
     for visibility in ("public", "private"):
         verb_parser(repos, visibility, repo_visibility, f"make a repository {visibility}",
                 visibility=visibility).add_argument("repository")
+    rules = groups.add_parser(
+        "immutable", help="immutable tag rules: tags that may not be moved or deleted",
+        description="Tags whose repository and name match a rule's globs (* also matches /) cannot be moved to "
+                    "another digest or deleted; pushing the same digest again succeeds.",
+    ).add_subparsers(dest="verb", required=True, metavar="VERB")
+    verb_parser(rules, "list", immutable_list, "list the rules")
+    parser = verb_parser(rules, "add", immutable_add, "make the tags matching TAG in repositories matching "
+                         "REPOSITORY immutable")
+    parser.add_argument("repository", metavar="REPOSITORY", help="glob over repository names, e.g. 'prod/*'")
+    parser.add_argument("tag", metavar="TAG", help="glob over tags, e.g. 'v*'")
+    verb_parser(rules, "remove", immutable_remove, "lift a rule").add_argument("id", type=int, metavar="ID")
     verb_parser(groups, "who-can", show_who_can, "who may do what on a repository").add_argument("repository")
     verb_parser(groups, "token-key", token_key, "the token signing key: kid, algorithm, certificate path")
 
