@@ -124,3 +124,40 @@ def test_an_existing_database_behind_is_refused_not_migrated(tmp_path: Path) -> 
                                            f"needs {latest}: run `cargohold migrate`\n")
     with contextlib.closing(sqlite3.connect(db)) as connection:
         assert connection.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == previous
+
+
+def test_immutable_tag_rules(registry: Registry) -> None:
+    data = registry
+    assert admin(data, "user", "add", "root", "--superuser", "--password-stdin", stdin="root-password\n")[0] == 0
+    assert admin(data, "immutable", "list") == (0, "ID  REPOSITORY  TAG  CREATED_BY\n", "")
+    code, out, err = admin(data, "immutable", "add", "prod/*", "v*")
+    assert code == 0, err
+    assert out.startswith("immutable tag rule 1 (repository 'prod/*', tag 'v*') added")
+    code, out, _ = admin(data, "immutable", "add", "acme/app", "release-[0-9]*", "--json")
+    second = json.loads(out)
+    assert (second["id"], second["repository"], second["tag"]) == (2, "acme/app", "release-[0-9]*")
+    listed = json.loads(admin(data, "immutable", "list", "--json")[1])
+    assert [(r["id"], r["repository"], r["tag"]) for r in listed] == [(1, "prod/*", "v*"),
+                                                                       (2, "acme/app", "release-[0-9]*")]
+    # refusals: one line each, exit 1, nothing stored
+    for args, message in [
+        (("add", "prod/*", "v*"), "a rule for repository 'prod/*' and tag 'v*' exists already"),
+        (("add", "Prod/*", "v*"), "repository pattern 'Prod/*' is not a glob over repository names"),
+        (("add", "prod/*", "v:1"), "tag pattern 'v:1' is not a glob over tag names"),
+        (("add", "prod/[a", "v*"), "repository pattern 'prod/[a' has an unbalanced [ ]"),
+        (("remove", "9"), "no immutable tag rule 9"),
+    ]:
+        code, out, err = admin(data, "immutable", *args)
+        assert (code, out) == (1, "") and err.startswith(f"cargohold admin: {message}"), err
+        assert err.count("\n") == 1
+    assert len(json.loads(admin(data, "immutable", "list", "--json")[1])) == 2
+    code, out, err = admin(data, "immutable", "remove", "1")
+    assert (code, out) == (0, "immutable tag rule 1 (repository 'prod/*', tag 'v*') lifted\n"), err
+    # ids are not reused: the audit log names rules by id
+    again = json.loads(admin(data, "immutable", "add", "prod/*", "v*", "--json")[1])["id"]
+    assert again > 2
+    code, out, err = admin(data, "--action", "admin", "--json", command="audit")
+    changes = [(e["detail"]["change"], e["repository"], e["detail"]["id"]) for e in map(json.loads, out.splitlines())
+               if e["detail"]["change"].startswith("immutable.")]
+    assert changes == [("immutable.add", "prod/*", again), ("immutable.remove", "prod/*", 1),
+                       ("immutable.add", "acme/app", 2), ("immutable.add", "prod/*", 1)]
