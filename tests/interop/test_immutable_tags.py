@@ -49,7 +49,7 @@ def test_skopeo_copies_the_same_image_again_and_is_refused_another(
 
     failure = skopeo.fails("copy", "--dest-tls-verify=false", f"oci:{images.oci.path}:base", target)
     assert "denied" in failure.stderr.lower(), failure.stderr
-    assert f"immutable by immutable tag rule {rule} (repository 'releases/*', tag 'v*')" in failure.stderr
+    assert f"protected by immutable tag rule {rule} (repository 'releases/*', tag 'v*')" in failure.stderr
     assert skopeo.inspect(target)["Digest"] == images.oci.descriptor("small")["digest"]
 
     failure = skopeo.fails("delete", "--tls-verify=false", target)

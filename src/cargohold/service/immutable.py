@@ -24,7 +24,7 @@ def _manifest_lock(repository: str, digest: str) -> str:
 
 def _denied(rule: ImmutableRule, repository: str, tag: str, what: str, **detail: str) -> Denied:
     return Denied(
-        f"tag {tag!r} of {repository} is immutable by {rule}: it cannot be {what}",
+        f"tag {tag!r} of {repository} is protected by {rule}: it cannot be {what}",
         detail={"repository": repository, "tag": tag, "rule": rule.to_json(), **detail},
     )
 
