@@ -55,3 +55,26 @@ def test_skopeo_copies_the_same_image_again_and_is_refused_another(
     failure = skopeo.fails("delete", "--tls-verify=false", target)
     assert f"immutable tag rule {rule}" in failure.stderr, failure.stderr
     skopeo.copy(f"oci:{images.oci.path}:base", f"docker://{server.host}/releases/app:latest")  # not protected
+
+
+def cargohold_client(*argv: str) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, err.getvalue()
+
+
+def test_cargohold_client_cannot_retag_or_delete_a_protected_tag(
+    make_clients: MakeClients, images: BuiltImages, server: CargoholdServer,
+) -> None:
+    skopeo = make_clients("clients", [server.host]).skopeo
+    rule = add_rule(server, "releases/app", "stable")
+    repo = f"{server.host}/releases/app"
+    skopeo.copy(f"oci:{images.oci.path}:small", f"docker://{repo}:stable")
+    skopeo.copy(f"oci:{images.oci.path}:base", f"docker://{repo}:base")
+    assert cargohold_client("tag", f"{repo}:stable", "stable")[0] == 0  # the digest it names already
+    code, err = cargohold_client("tag", f"{repo}:base", "stable")
+    assert code != 0 and f"protected by immutable tag rule {rule}" in err, err
+    code, err = cargohold_client("delete", f"{repo}:stable")
+    assert code != 0 and f"immutable tag rule {rule}" in err and "cannot be deleted" in err, err
+    assert skopeo.inspect(f"docker://{repo}:stable")["Digest"] == images.oci.descriptor("small")["digest"]

@@ -290,7 +290,7 @@ async def token_key(store: AccessStore, config: ServerConfig, args: argparse.Nam
 
 def register(subparsers: Any) -> None:
     admin: argparse.ArgumentParser = subparsers.add_parser(
-        "admin", help="manage users, robots, organizations, teams and permissions",
+        "admin", help="manage users, robots, organizations, teams, permissions and immutable tags",
         description="Manage the access model in the data directory's database (as the server's owner).",
     )
     add_location_options(admin)
