@@ -78,3 +78,17 @@ def test_cargohold_client_cannot_retag_or_delete_a_protected_tag(
     code, err = cargohold_client("delete", f"{repo}:stable")
     assert code != 0 and f"immutable tag rule {rule}" in err and "cannot be deleted" in err, err
     assert skopeo.inspect(f"docker://{repo}:stable")["Digest"] == images.oci.descriptor("small")["digest"]
+
+
+def test_schema1_pushed_again_is_the_same_digest(
+    make_clients: MakeClients, images: BuiltImages, server: CargoholdServer,
+) -> None:
+    """skopeo signs a schema 1 manifest anew on every push; its digest is the payload's, so a retry passes."""
+    skopeo = make_clients("clients", [server.host]).skopeo
+    rule = add_rule(server, "legacy/*", "*")
+    target = f"docker://{server.host}/legacy/app:v1"
+    for _ in range(2):
+        skopeo.copy(f"oci:{images.oci.path}:small", target, "--format", "v2s1")
+    failure = skopeo.fails("copy", "--dest-tls-verify=false", "--format", "v2s1", f"oci:{images.oci.path}:base",
+                           target)
+    assert f"protected by immutable tag rule {rule}" in failure.stderr, failure.stderr
