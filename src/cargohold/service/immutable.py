@@ -33,6 +33,8 @@ async def protected_tags(
     tx: MetadataQueries, repository: str, tags: Sequence[str], digest: str,
 ) -> dict[str, ImmutableRule]:
     """The rule protecting each of ``tags`` that a push of ``digest`` would set, with their locks held."""
+    if not tags:  # a push by digest alone (an index's children) moves no tag
+        return {}
     rules = await tx.immutable_rules()
     found = {tag: rule for tag in tags if (rule := first_match(rules, repository, tag)) is not None}
     if found:
