@@ -1,6 +1,7 @@
-"""Immutable tags on a token-auth server on each metadata backend: the rules through the admin API
-(superusers, namespace owners inside their namespace), pushes and deletes refused with DENIED naming
-the rule, the same digest pushed again, concurrent pushes of one protected tag, audit entries."""
+"""Immutable tags on a token-auth server on each setup (SQLite + filesystem, PostgreSQL + S3): the rules
+through the admin API (superusers, namespace owners inside their namespace), pushes and deletes refused
+with DENIED naming the rule, the same digest pushed again, concurrent pushes of one protected tag, audit
+entries."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from cargohold.cli.main import main
+from tests.support.backends import setup_for
 from tests.support.servers import CargoholdServer, cargohold
 
 from .conftest import WORKERS
@@ -44,12 +46,13 @@ def basic(name: str) -> dict[str, str]:
 def server(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            ) -> Iterator[CargoholdServer]:
     tmp = tmp_path_factory.mktemp(f"immutable-{backend}")
-    database = request.getfixturevalue("postgres").fresh_database() if backend == "postgres" else None
+    place = setup_for(backend, request)
+    database = place.database_url
     where = ["--data-dir", str(tmp / "data"), *(["--database-url", database] if database else [])]
     for name in PASSWORDS:
         flags = ["--superuser"] if name == "root" else []
         assert admin_cli(where, "user", "add", name, *flags, "--password-stdin", stdin=PASSWORDS[name] + "\n")[0] == 0
-    with cargohold(tmp, *WORKERS, "--auth", "token", env=FAST_ENV, database_url=database) as running:
+    with cargohold(tmp, *WORKERS, "--auth", "token", env={**FAST_ENV, **place.env}, database_url=database) as running:
         yield running
 
 
