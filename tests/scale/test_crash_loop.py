@@ -1,8 +1,9 @@
 """Crash safety on S3: while clients push images through two replicas (one PostgreSQL database, one bucket
 prefix), a killer SIGKILLs a random replica at random moments and starts it again. The clients retry as
-real ones do; what the registry acknowledged (201) must read back byte-identical from every replica, every
-blob row must name an object holding its digest's bytes, and once the upload purge and the sweep have run
-nothing may be left in the bucket that no row names.
+real ones do; what the registry acknowledged (201) must read back from every replica (a blob's HEAD with
+its size and digest, its GET with bytes of that size that hash to it; a manifest byte for byte, by digest and
+by the last tag acknowledged for it), every blob row must name an object holding its digest's bytes, and
+once the upload purge and the sweep have run nothing may be left in the bucket that no row names.
 
 The run is seeded: ``CARGOHOLD_CRASH_SEED`` repeats one (the seed is printed, and named by a failure).
 """
@@ -327,7 +328,7 @@ def check_reads(urls: list[str], ledger: Ledger) -> None:
                 assert got.status_code == 200 and got.content == manifest, f"{url}: {repository}:{tag}"
 
 
-def check_blob_rows(replicas: Deployment) -> S3Blobs:
+def check_blob_rows(replicas: Deployment) -> None:
     """Every blob row names an object, and the object holds its digest's bytes."""
     stored = S3Blobs(replicas.replicas[0].env, replicas.database_url)
     keys = stored.blobs()
@@ -338,7 +339,6 @@ def check_blob_rows(replicas: Deployment) -> S3Blobs:
     assert set(keys.values()) <= listed, f"blob rows whose object is missing: {set(keys.values()) - listed}"
     for digest, key in keys.items():
         assert digest_of(stored, key, "sha256") == digest, f"{key} does not hold {digest}"
-    return stored
 
 
 @pytest.fixture()
@@ -362,8 +362,8 @@ def test_acknowledged_pushes_survive_replicas_killed_at_random(two: Deployment) 
     ledger = Ledger()
     stop_pushing, stop_killing = threading.Event(), threading.Event()
     pushers = [Pusher(n, two.urls(), seed, shared, ledger, stop_pushing) for n in range(CLIENTS)]
-    threads = [threading.Thread(target=pusher.run) for pusher in pushers]
-    chaos = threading.Thread(target=killer, args=(two, seed, ledger, stop_killing))
+    threads = [threading.Thread(target=pusher.run, daemon=True) for pusher in pushers]
+    chaos = threading.Thread(target=killer, args=(two, seed, ledger, stop_killing), daemon=True)
     for thread in [*threads, chaos]:
         thread.start()
     time.sleep(PUSHING_SECONDS)
@@ -372,7 +372,8 @@ def test_acknowledged_pushes_survive_replicas_killed_at_random(two: Deployment) 
     stop_pushing.set()
     for thread in threads:
         thread.join(120)
-    assert not chaos.is_alive() and not any(thread.is_alive() for thread in threads), f"seed {seed}: stuck"
+    stuck = [pusher.doing for pusher, thread in zip(pushers, threads, strict=True) if thread.is_alive()]
+    assert not chaos.is_alive() and not stuck, f"seed {seed}: stuck: killer {chaos.is_alive()}, clients {stuck}"
     print(f"seed {seed}: {ledger.kills} kills, {ledger.retries} retries, {len(ledger.blobs)} blobs and "
           f"{len(ledger.manifests)} manifests acknowledged, {ledger.busy} answers 429/503")
     assert ledger.failures == [], f"seed {seed}: {ledger.failures}"
