@@ -62,8 +62,11 @@ def postgres() -> Iterator[PostgresCluster]:
 
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[SeaweedFS]:
-    """One throwaway SeaweedFS S3 server for the session; each test makes a bucket of its own."""
-    server = start_seaweedfs(Path(tempfile.mkdtemp(prefix="cargohold-s3-")))
+    """One throwaway SeaweedFS S3 server for the session; each test makes a bucket of its own.
+
+    Room for 12.8 GB: the whole suite writes more than a gigabyte to it, and deleted objects keep their
+    space until a vacuum (20 volumes filled up and answered InternalError); volumes grow as they are written."""
+    server = start_seaweedfs(Path(tempfile.mkdtemp(prefix="cargohold-s3-")), volumes=200)
     try:
         yield server
     finally:
