@@ -19,48 +19,25 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 from tests.support.requirements import require
+from tests.support.s3api import BUCKET, S3Api
 from tests.support.servers import free_port
 
-BUCKET = "cargohold-tests"
 ACCESS_KEY = "AKIDTEST"
 SECRET_KEY = "SECRETTEST"
 
 
 @dataclass
-class SeaweedFS:
+class SeaweedFS(S3Api):
+    access_key: ClassVar[str] = ACCESS_KEY
+    secret_key: ClassVar[str] = SECRET_KEY
+
     root: Path
     port: int
     pid: int
     _names: itertools.count[int] = field(default_factory=itertools.count)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                            config=Config(s3={"addressing_style": "path"}))
-
-    def prefix(self) -> str:
-        """A new key prefix, under which the bucket is empty."""
-        return f"test-{next(self._names)}/"
-
-    def keys(self, prefix: str) -> list[str]:
-        listing = self.client().list_objects_v2(Bucket=BUCKET, Prefix=prefix)
-        return [str(item["Key"]) for item in listing.get("Contents", [])]
-
-    def options(self, prefix: str, **extra: object) -> dict[str, object]:
-        """``storage.s3`` options for the bucket under ``prefix``."""
-        return {"endpoint": self.endpoint, "region": "us-east-1", "bucket": BUCKET, "prefix": prefix,
-                "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY,
-                "part_size": 5 * 1024 * 1024, "redirect": True, "redirect_expiry_seconds": 600, **extra}
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):

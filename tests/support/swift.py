@@ -17,14 +17,14 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import httpx
 
 from tests.support.requirements import require
+from tests.support.s3api import BUCKET, S3Api
 from tests.support.servers import free_port
 
-BUCKET = "cargohold-tests"
 #: tempauth's ``user_test_tester = testing .admin``
 ACCESS_KEY = "test:tester"
 SECRET_KEY = "testing"
@@ -37,34 +37,15 @@ _FILTERS = ("catch_errors", "gatekeeper", "healthcheck", "proxy_logging", "listi
 
 
 @dataclass
-class Swift:
+class Swift(S3Api):
+    access_key: ClassVar[str] = ACCESS_KEY
+    secret_key: ClassVar[str] = SECRET_KEY
+
     root: Path
     port: int
     #: process group ids (each server and its worker)
     groups: list[int]
     _names: itertools.count[int] = field(default_factory=itertools.count)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                            config=Config(s3={"addressing_style": "path"}))
-
-    def prefix(self) -> str:
-        """A new key prefix, under which the bucket is empty."""
-        return f"test-{next(self._names)}/"
-
-    def options(self, prefix: str, **extra: object) -> dict[str, object]:
-        """``storage.s3`` options for the bucket under ``prefix``."""
-        return {"endpoint": self.endpoint, "region": "us-east-1", "bucket": BUCKET, "prefix": prefix,
-                "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY,
-                "part_size": 5 * 1024 * 1024, "redirect": True, "redirect_expiry_seconds": 600, **extra}
 
     def stop(self) -> None:
         for group in self.groups:
