@@ -30,6 +30,7 @@ from pathlib import Path
 
 from . import images, s3, workloads
 from .servers import SRC, Server, missing_tools
+from .table import cell as _cell
 from .workloads import Sizes
 
 A, B = "cargohold", "distribution"
@@ -406,14 +407,6 @@ def phase_large(work: Path, sizes: Sizes, results: Results, with_distribution: b
 # reporting
 
 
-def _cell(values: list[float] | None, unit: str) -> str:
-    if not values:
-        return "-"
-    digits = 0 if statistics.median(values) >= 100 else (1 if statistics.median(values) >= 10 else 2)
-    fmt = f"{{:.{digits}f}}"
-    if len(values) == 1:
-        return f"{fmt.format(values[0])} {unit}"
-    return f"{fmt.format(statistics.median(values))} {unit} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
 
 def _ratio(metric: Metric, ours: list[float] | None, theirs: list[float] | None) -> float | None:

@@ -34,6 +34,7 @@ from . import images, workloads
 from .httpc import Connection, expect
 from .images import ACCEPT, Blob
 from .servers import RssSampler, Server
+from .table import cell
 from .workloads import APP, BIG, Sizes
 
 if TYPE_CHECKING:
@@ -448,16 +449,6 @@ def _workers(server: Server) -> int:
 # reporting
 
 
-def _cell(values: list[float] | None, unit: str) -> str:
-    if not values:
-        return "-"
-    digits = 0 if statistics.median(values) >= 100 else (1 if statistics.median(values) >= 10 else 2)
-    fmt = f"{{:.{digits}f}}"
-    if len(values) == 1:
-        return f"{fmt.format(values[0])} {unit}"
-    return f"{fmt.format(statistics.median(values))} {unit} ({fmt.format(min(values))}–{fmt.format(max(values))})"
-
-
 S3_METRICS = [
     ("upload_monolithic", "Blob upload, one monolithic PUT", "MB/s", 1.5),
     ("upload_chunked", "Blob upload, chunked PATCHes", "MB/s", 1.5),
@@ -482,7 +473,7 @@ def render(results: Results) -> list[str]:
             ours, theirs = row.get(A), row.get(B)
             ratio = statistics.median(ours) / statistics.median(theirs) if ours and theirs else None
             status = "" if ratio is None else ("met" if ratio >= target else "**not met**")
-            out.append(f"| {label} | {_cell(ours, unit)} | {_cell(theirs, unit)} | "
+            out.append(f"| {label} | {cell(ours, unit)} | {cell(theirs, unit)} | "
                        f"{'-' if ratio is None else f'{ratio:.2f}×'} | ≥ {target:g}× | {status} |")
     memory = results.samples.get("s3_memory", {})
     if memory and isinstance(notes, dict):
@@ -496,7 +487,7 @@ def render(results: Results) -> list[str]:
                                  ("peak_pss", "peak PSS, all processes (shared pages once)", "MB"),
                                  ("upload", "the PUT", "MB/s")):
             row = memory.get(key, {})
-            out.append(f"| {label} | {_cell(row.get(A), unit)} | {_cell(row.get(B), unit)} |")
+            out.append(f"| {label} | {cell(row.get(A), unit)} | {cell(row.get(B), unit)} |")
     large = results.samples.get("pg_listings", {})
     notes = results.notes.get("pg_listings")
     if large and isinstance(notes, dict):
@@ -527,8 +518,8 @@ def render(results: Results) -> list[str]:
         groups = ["replica 1", "replica 2", "postgres", "wrk", "other"]
         out.append("| | req/s | " + " | ".join(groups) + " |\n|---|---|" + "---|" * len(groups))
         for label in (ONE, TWO):
-            cells = [_cell(replicas.get(f"cpu.{g}", {}).get(label), "") for g in groups]
-            out.append(f"| {label} | {_cell(replicas['manifest_get'].get(label), 'req/s')} | "
+            cells = [cell(replicas.get(f"cpu.{g}", {}).get(label), "") for g in groups]
+            out.append(f"| {label} | {cell(replicas['manifest_get'].get(label), 'req/s')} | "
                        + " | ".join(cells) + " |")
         out.append("\nCPU time per request (medians of the runs' CPUs / requests/s), and the rate the two CPUs "
                    "would allow if this work had them to itself:\n")
