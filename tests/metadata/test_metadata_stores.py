@@ -75,6 +75,23 @@ def test_blob_links(meta: MetadataStore) -> None:
     run(scenario())
 
 
+def test_concurrent_blob_lookups_each_get_their_own_answer(meta: MetadataStore) -> None:
+    """Lookups at once (batched into one statement on PostgreSQL): every key its own answer, a repeated
+    key and a missing one included, and an unlink before a lookup is seen by it."""
+    async def scenario() -> None:
+        one, two = await meta.ensure_repository("one"), await meta.ensure_repository("two")
+        for i in range(100):
+            await meta.add_blob(one if i % 2 else two, f"sha256:{i}", i + 1)
+        keys = [("one" if i % 2 else "two", f"sha256:{i}") for i in range(100)]
+        keys += [("two", "sha256:1"), ("one", "sha256:none"), ("nowhere", "sha256:3"), ("one", "sha256:1")]
+        sizes = await asyncio.gather(*(meta.linked_blob_size(*key) for key in keys))
+        assert sizes == [i + 1 for i in range(100)] + [None, None, None, 2]
+        assert await meta.unlink_blob(one, "sha256:1")
+        assert await asyncio.gather(*(meta.linked_blob_size("one", "sha256:1") for _ in range(3))) == [None] * 3
+
+    run(scenario())
+
+
 def test_manifests_tags_referrers(meta: MetadataStore) -> None:
     async def scenario() -> None:
         repo = await meta.ensure_repository("r")

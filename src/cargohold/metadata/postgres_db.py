@@ -106,6 +106,7 @@ async def _close_with_loop(pool: AsyncConnectionPool) -> None:
 
 class PostgresDatabase:
     unlimited: int | None = None
+    round_trips = True
     for_update = " FOR UPDATE"
     for_update_skip_locked = " FOR UPDATE SKIP LOCKED"
 

@@ -26,6 +26,9 @@ class SqlDatabase(Protocol):
     for_update: str
     #: as :attr:`for_update`, passing over rows another transaction holds (a purge in batches)
     for_update_skip_locked: str
+    #: a statement is a round trip to another process (PostgreSQL): concurrent lookups are worth
+    #: batching (:mod:`.batching`); SQLite answers in the calling thread
+    round_trips: bool
 
     def for_share(self) -> str:
         """Appended to a SELECT whose rows must stay as read until the open unit of work commits."""

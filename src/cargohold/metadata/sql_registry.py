@@ -20,6 +20,7 @@ from ..events.outbox import Delivery, DeliveryState, NextDelivery
 from ..immutable_tags import ImmutableRule
 from ..memo import Memo
 from . import sql_immutable, sql_webhooks
+from .batching import Batched
 from .sql import SqlDatabase
 from .sql_events import delete_events, insert_event, insert_events, select_events
 from .store import (
@@ -43,6 +44,8 @@ class SqlMetadataStore:
         self._db = db
         #: events read back for their deliveries: each endpoint's delivery of an event reads it again
         self._decoded: Memo[int, Event] = Memo()
+        #: blob HEADs and GETs: a pull storm asks for the same few blobs at once
+        self._blob_sizes = Batched(self._linked_blob_sizes) if db.round_trips else None
 
     async def close(self) -> None:
         await self._db.aclose()
@@ -89,6 +92,8 @@ class SqlMetadataStore:
         return None if row is None else int(row[0])
 
     async def linked_blob_size(self, repository: str, digest: str) -> int | None:
+        if self._blob_sizes is not None and not self._db.in_unit_of_work:
+            return await self._blob_sizes.get((repository, digest))
         row = await self._db.fetchone(
             "SELECT b.size FROM repositories r"
             " JOIN repository_blobs rb ON rb.repository_id = r.id AND rb.digest = ?"
@@ -96,6 +101,15 @@ class SqlMetadataStore:
             (digest, repository),
         )
         return None if row is None else int(row[0])
+
+    async def _linked_blob_sizes(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        rows = await self._db.fetchall(
+            "SELECT r.name, rb.digest, b.size FROM repositories r"
+            " JOIN repository_blobs rb ON rb.repository_id = r.id JOIN blobs b ON b.digest = rb.digest"
+            f" WHERE (r.name, rb.digest) IN (VALUES {', '.join(['(?, ?)'] * len(keys))})",
+            [value for key in keys for value in key],
+        )
+        return {(row[0], row[1]): int(row[2]) for row in rows}
 
     async def add_blob(self, repository_id: int, digest: str, size: int) -> None:
         now = _now()

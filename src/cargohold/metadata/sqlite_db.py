@@ -39,6 +39,7 @@ def _failure(what: str, exc: sqlite3.Error) -> Exception:
 
 class SqliteDatabase:
     unlimited: int | None = -1
+    round_trips = False
     # BEGIN IMMEDIATE: a transaction is the only writer until it ends, no row needs a lock
     for_update = ""
     for_update_skip_locked = ""
