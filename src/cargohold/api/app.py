@@ -26,6 +26,7 @@ from ..http.errors import method_not_allowed, not_found
 from ..jobs import Activity, JobRunner
 from ..reference import is_repository_name
 from ..service import BACKEND_ERRORS, RegistryService
+from ..service.pulls import PullTimes
 from .accesslog import AccessLog
 from .handlers import HANDLERS
 from .request import RegistryRequest
@@ -46,6 +47,7 @@ class RegistryApp:
         jobs: JobRunner | None = None,
         recorder: Recorder | None = None,
         activity: Activity | None = None,
+        pulls: PullTimes | None = None,
     ):
         self.registry = registry
         self.access: AccessController = access or OpenAccess()
@@ -60,6 +62,8 @@ class RegistryApp:
         self.recorder = recorder
         #: requests in flight (the webhook deliveries wait for a quiet moment)
         self.activity = activity or Activity()
+        #: writes the manifests' pull times every few seconds, and what it holds at shutdown
+        self.pulls = pulls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -150,6 +154,8 @@ class RegistryApp:
                     self.jobs.start()
                 if self.recorder is not None:
                     self.recorder.start()
+                if self.pulls is not None:
+                    self.pulls.start()
                 self.serving = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -157,6 +163,8 @@ class RegistryApp:
                     await self.jobs.stop()
                 if self.recorder is not None:
                     await self.recorder.stop()
+                if self.pulls is not None:
+                    await self.pulls.stop()
                 await self.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

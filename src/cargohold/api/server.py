@@ -20,6 +20,7 @@ from ..jobs import Activity, DeliveryLoop, JobRunner, audit_purge_job, holder_id
 from ..metadata import MetadataStore, open_metadata_store
 from ..metadata.migrations import SchemaError
 from ..service import Registry, RegistryOptions
+from ..service.pulls import PullTimes
 from ..storage import Sweeper, open_blob_store
 from ..webhooks import Endpoints, Links, Sender, Source
 from ..webhooks.manage import WebhookAdmin
@@ -82,14 +83,16 @@ def create_app(config: ServerConfig) -> RegistryApp:
         schema1_key = schema1_signing_key(config)
     except (KeyFileError, OSError) as exc:
         raise ConfigError(str(exc)) from None
-    registry = Registry(blobs, meta, options, schema1_key, recorder)
+    pulls = PullTimes(meta, config.server.pull_times_flush_seconds)
+    registry = Registry(blobs, meta, options, schema1_key, recorder, pulls)
     audit_purge = audit_purge_job(meta, config.audit.retention_days)
     delivery = [deliveries.job()] if config.notifications.deliver else []
     sweep = sweep_job(blobs) if isinstance(blobs, Sweeper) else None  # a store a crash can leave objects in
     optional = [job for job in (audit_purge, sweep) if job is not None]
     jobs = JobRunner([*registry_jobs(registry), *optional, *delivery], meta)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
-    return RegistryApp(registry, access.controller, endpoint_routes(access, meta, webhooks), jobs, recorder, activity)
+    return RegistryApp(registry, access.controller, endpoint_routes(access, meta, webhooks), jobs, recorder, activity,
+                       pulls)
 
 
 def configure_logging(level: str) -> None:

@@ -41,6 +41,8 @@ class ServerSection(Section, frozen=True):
     #: the registry's address as clients reach it (``https://registry.example.com``), for the links it sends
     #: elsewhere (webhook payloads), as Distribution's ``http.host``; empty: the Host a request named
     public_url: str = ""
+    #: each worker holds the manifests' pull times in memory and writes them this often (and when it stops)
+    pull_times_flush_seconds: float = 5.0
 
     @property
     def host(self) -> str:
@@ -67,6 +69,9 @@ class ServerSection(Section, frozen=True):
             raise ConfigError("shutdown_delay_seconds must not be negative")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log level must be debug, info, warning or error, not {self.log_level!r}")
+        if not 0 < self.pull_times_flush_seconds <= 3600:
+            raise ConfigError(f"server.pull_times_flush_seconds: {self.pull_times_flush_seconds} is not above 0"
+                              " and at most 3600")
         if self.public_url and not is_http_url(self.public_url):
             raise ConfigError(f"server.public_url: cannot use {self.public_url!r} (must be an http or https URL)")
 

@@ -229,6 +229,7 @@ class SqlMetadataStore:
                 return False
             for statement in (
                 "DELETE FROM tags WHERE repository_id = ? AND manifest_digest = ?",
+                "DELETE FROM manifest_pulls WHERE repository_id = ? AND digest = ?",
                 "DELETE FROM manifest_references WHERE repository_id = ? AND manifest_digest = ?",
                 "DELETE FROM generated_manifests WHERE repository_id = ? AND source_digest = ?",
             ):
@@ -246,6 +247,33 @@ class SqlMetadataStore:
             f"SELECT name, manifest_digest FROM tags WHERE repository_id = ? AND name {among}", (repository_id, *args),
         )
         return {row[0]: row[1] for row in rows}
+
+    # pull times
+
+    async def record_pulls(self, pulls: Sequence[tuple[str, str, int]]) -> None:
+        rows = sorted(pulls)  # every worker writes rows in one order: two batches cannot deadlock
+        if not rows:
+            return
+        async with self._db.unit_of_work():
+            # a manifest deleted meanwhile is not pulled: the delete's row lock holds this until it commits
+            share = self._db.for_share()
+            await self._db.write_many(
+                "INSERT INTO manifest_pulls (repository_id, digest, pulled_at)"
+                " SELECT m.repository_id, m.digest, ? FROM repositories r"
+                " JOIN manifests m ON m.repository_id = r.id AND m.digest = ?"
+                f" WHERE r.name = ?{share + ' OF m' if share else ''}"
+                " ON CONFLICT (repository_id, digest) DO UPDATE SET pulled_at = excluded.pulled_at"
+                " WHERE manifest_pulls.pulled_at < excluded.pulled_at",
+                [(at, digest, repository) for repository, digest, at in rows],
+            )
+
+    async def pulled_at(self, repository: str, digest: str) -> int | None:
+        row = await self._db.fetchone(
+            "SELECT p.pulled_at FROM repositories r"
+            " JOIN manifest_pulls p ON p.repository_id = r.id AND p.digest = ? WHERE r.name = ?",
+            (digest, repository),
+        )
+        return None if row is None else int(row[0])
 
     # generated manifests
 

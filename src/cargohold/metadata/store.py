@@ -176,7 +176,7 @@ class MetadataQueries(EventLog, StoreState, Protocol):
         ...
 
     async def delete_manifest(self, repository_id: int, digest: str) -> bool:
-        """Delete a manifest, every tag pointing at it and every manifest generated from it."""
+        """Delete a manifest, every tag pointing at it, every manifest generated from it and its pull time."""
         ...
 
     async def delete_tag(self, repository_id: int, tag: str) -> bool: ...
@@ -247,6 +247,15 @@ class MetadataQueries(EventLog, StoreState, Protocol):
 
 class MetadataStore(MetadataQueries, AuditLog, Outbox, RuntimeEndpoints, Protocol):
     async def close(self) -> None: ...
+    async def record_pulls(self, pulls: Sequence[tuple[str, str, int]]) -> None:
+        """Record (repository name, manifest digest, epoch seconds) pulls in one transaction; a pull time only
+        moves forward, and a manifest not stored (deleted meanwhile, or generated) is left out."""
+        ...
+
+    async def pulled_at(self, repository: str, digest: str) -> int | None:
+        """When the manifest was last pulled, as recorded so far."""
+        ...
+
     async def check(self) -> None:
         """Raise MetadataError unless the database answers now (for ``/readyz``)."""
         ...

@@ -28,6 +28,7 @@ from ..reference import DigestRef, ManifestReference, TagRef, is_tag
 from .accepts import Accepts
 from .common import Guard, check_name, repository_id
 from .immutable import check_manifest_delete, check_push, check_tag_delete, protected_tags
+from .pulls import PullTimes
 from .schema1_legacy import LegacySchema1
 
 #: most ``tag`` parameters one manifest push may carry (the spec asks for at least 10; more is 414)
@@ -85,13 +86,16 @@ def media_type_warning(media_type: str) -> str | None:
 
 class Manifests:
     def __init__(
-        self, meta: MetadataStore, guard: Guard, schema1: LegacySchema1 | None = None, recorder: Recorder | None = None
+        self, meta: MetadataStore, guard: Guard, schema1: LegacySchema1 | None = None, recorder: Recorder | None = None,
+        pulls: PullTimes | None = None,
     ):
-        """``schema1``: what makes schema 1 for legacy clients; None: they get MANIFEST_UNKNOWN."""
+        """``schema1``: what makes schema 1 for legacy clients; None: they get MANIFEST_UNKNOWN.
+        ``pulls``: where pull times are held until written; None: they are not recorded."""
         self.meta = meta
         self.guard = guard
         self.schema1 = schema1
         self.recorder = recorder or Recorder()
+        self.pulls = pulls
 
     async def _unknown(self, repository: str, reference: ManifestReference) -> NoReturn:
         if await self.meta.repository_id(repository) is None:
@@ -254,7 +258,9 @@ class Manifests:
             await self.recorder.record(tx, event)
 
     def pulled(self, repository: str, reference: ManifestReference, found: ManifestContent) -> None:
-        """A manifest GET served ``found``: held for the next batch of reads (no I/O here)."""
+        """A manifest GET served ``found``: held for the next batch of reads and pull times (no I/O here)."""
+        if self.pulls is not None:
+            self.pulls.pulled(repository, found.digest)
         self.recorder.read(
             Action.MANIFEST_PULL, repository=repository, tag=reference.tag if isinstance(reference, TagRef) else None,
             digest=found.digest, media_type=found.media_type, size=len(found.content),

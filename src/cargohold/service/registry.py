@@ -19,6 +19,7 @@ from .blobs import MOUNT_SCAN, BlobBody, Blobs
 from .catalog import CATALOG_SCAN, Catalog
 from .common import Guard, RegistryOptions
 from .manifests import BodyReader, ManifestContent, Manifests, StoredManifest
+from .pulls import PullTimes
 from .referrers import Referrers
 from .schema1_legacy import LegacySchema1
 from .tags import Tags
@@ -34,9 +35,10 @@ class Registry:
 
     def __init__(
         self, blobs: BlobStore, meta: MetadataStore, options: RegistryOptions, schema1_key: PrivateKey | None = None,
-        recorder: Recorder | None = None,
+        recorder: Recorder | None = None, pulls: PullTimes | None = None,
     ):
-        """``schema1_key`` signs the schema 1 manifests made for legacy clients (default: one for this process)."""
+        """``schema1_key`` signs the schema 1 manifests made for legacy clients (default: one for this process);
+        ``pulls`` holds manifest pull times until they are written (None: not recorded)."""
         self.blob_store = blobs
         self.meta = meta
         self._options = options
@@ -48,7 +50,7 @@ class Registry:
         schema1 = LegacySchema1(
             blobs, meta, self.uploads, schema1_key or generate_key(), max_config_size=options.max_manifest_size
         )
-        self.manifests = Manifests(meta, guard, schema1, self.recorder)
+        self.manifests = Manifests(meta, guard, schema1, self.recorder, pulls)
         self.tag_lists = Tags(meta)
         self.repositories = Catalog(meta)
         self.referrer_lists = Referrers(meta)
