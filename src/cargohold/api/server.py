@@ -17,10 +17,12 @@ from ..config import ConfigError, ServerConfig
 from ..events.audit import AuditLog
 from ..events.recorder import Recorder
 from ..jobs import Activity, DeliveryLoop, JobRunner, audit_purge_job, holder_id, registry_jobs, sweep_job
+from ..jobs.retention import retention_job
 from ..metadata import MetadataStore, open_metadata_store
 from ..metadata.migrations import SchemaError
 from ..service import Registry, RegistryOptions
 from ..service.pulls import PullTimes
+from ..service.retention import Retention
 from ..storage import Sweeper, open_blob_store
 from ..webhooks import Endpoints, Links, Sender, Source
 from ..webhooks.manage import WebhookAdmin
@@ -88,7 +90,8 @@ def create_app(config: ServerConfig) -> RegistryApp:
     audit_purge = audit_purge_job(meta, config.audit.retention_days)
     delivery = [deliveries.job()] if config.notifications.deliver else []
     sweep = sweep_job(blobs) if isinstance(blobs, Sweeper) else None  # a store a crash can leave objects in
-    optional = [job for job in (audit_purge, sweep) if job is not None]
+    retention = retention_job(Retention(meta, registry.manifests, config.retention))
+    optional = [job for job in (audit_purge, sweep, retention) if job is not None]
     jobs = JobRunner([*registry_jobs(registry), *optional, *delivery], meta)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
     return RegistryApp(registry, access.controller, endpoint_routes(access, meta, webhooks), jobs, recorder, activity,

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.migrate",
     "cargohold.cli.admin",
     "cargohold.cli.audit",
+    "cargohold.cli.retention",
     "cargohold.cli.webhooks",
     "cargohold.cli.client_read",
     "cargohold.cli.client_login",
@@ -39,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "migrate": "cargohold.cli.migrate",
     "admin": "cargohold.cli.admin",
     "audit": "cargohold.cli.audit",
+    "retention": "cargohold.cli.retention",
     "webhooks": "cargohold.cli.webhooks",
     **dict.fromkeys(
         ("catalog", "tags", "inspect", "manifest", "config", "digest", "check"), "cargohold.cli.client_read"

@@ -9,6 +9,7 @@ import msgspec
 
 from .base import DEFAULT_DATA_DIR, DEFAULT_WORKERS, ConfigError, Section
 from .notifications import NotificationsSection, is_http_url
+from .retention import RetentionSection
 
 
 class TlsSection(Section, frozen=True):
@@ -257,6 +258,7 @@ class ServerConfig(Section, frozen=True):
     compatibility: CompatibilitySection = msgspec.field(default_factory=CompatibilitySection)
     audit: AuditSection = msgspec.field(default_factory=AuditSection)
     notifications: NotificationsSection = msgspec.field(default_factory=NotificationsSection)
+    retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
 
     def __post_init__(self) -> None:
         if self.storage.driver == "memory" and self.server.workers > 1:

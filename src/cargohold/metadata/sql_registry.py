@@ -19,7 +19,7 @@ from ..events.model import Event
 from ..events.outbox import Delivery, DeliveryState, NextDelivery
 from ..immutable_tags import ImmutableRule
 from ..memo import Memo
-from . import sql_immutable, sql_webhooks
+from . import sql_immutable, sql_retention, sql_webhooks
 from .batching import Batched
 from .sql import SqlDatabase
 from .sql_events import delete_events, insert_event, insert_events, select_events
@@ -28,6 +28,7 @@ from .store import (
     MetadataQueries,
     NewManifest,
     ReferrerRecord,
+    RetentionView,
     StorePart,
     StoreUpload,
     UploadConflict,
@@ -236,8 +237,15 @@ class SqlMetadataStore:
                 await self._db.write(statement, (repository_id, digest))
         return True
 
-    async def delete_tag(self, repository_id: int, tag: str) -> bool:
-        return await self._db.write("DELETE FROM tags WHERE repository_id = ? AND name = ?", (repository_id, tag)) > 0
+    async def delete_tag(self, repository_id: int, tag: str, digest: str | None = None) -> bool:
+        if digest is None:
+            return await self._db.write(
+                "DELETE FROM tags WHERE repository_id = ? AND name = ?", (repository_id, tag)
+            ) > 0
+        return await self._db.write(
+            "DELETE FROM tags WHERE repository_id = ? AND name = ? AND manifest_digest = ?",
+            (repository_id, tag, digest),
+        ) > 0
 
     async def tag_targets(self, repository_id: int, tags: Sequence[str]) -> dict[str, str]:
         if not tags:
@@ -513,6 +521,14 @@ class SqlMetadataStore:
 
     async def hold_locks(self, names: Iterable[str]) -> None:
         await self._db.hold_locks(names)
+
+    # retention
+
+    async def retention_view(self, repository_id: int) -> RetentionView:
+        return await sql_retention.repository_view(self._db, repository_id)
+
+    async def is_listed(self, repository_id: int, digest: str) -> bool:
+        return await sql_retention.is_listed(self._db, repository_id, digest)
 
 
 def _in_lock_order(tags: Sequence[str]) -> list[str]:

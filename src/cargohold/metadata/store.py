@@ -71,6 +71,33 @@ class UploadRecord:
     completed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class RetentionTag:
+    name: str
+    digest: str
+    #: when the tag was last set (epoch seconds)
+    pushed_at: int
+    #: when its manifest was last pulled by a GET, as recorded so far; None: never
+    pulled_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionManifest:
+    digest: str
+    media_type: str
+    pushed_at: int
+    subject: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionView:
+    """One repository as retention reads it: tags and manifests in name order, and (index, child) pairs."""
+
+    tags: list[RetentionTag]
+    manifests: list[RetentionManifest]
+    children: list[tuple[str, str]]
+
+
 class MetadataError(Exception):
     """The metadata database failed or is not usable."""
 
@@ -179,7 +206,9 @@ class MetadataQueries(EventLog, StoreState, Protocol):
         """Delete a manifest, every tag pointing at it, every manifest generated from it and its pull time."""
         ...
 
-    async def delete_tag(self, repository_id: int, tag: str) -> bool: ...
+    async def delete_tag(self, repository_id: int, tag: str, digest: str | None = None) -> bool:
+        """Delete a tag (only while it names ``digest``, if given: a push that moved it meanwhile wins)."""
+        ...
     async def tag_targets(self, repository_id: int, tags: Sequence[str]) -> dict[str, str]:
         """The digest each of ``tags`` points at now (tags that do not exist are left out)."""
         ...
@@ -190,6 +219,12 @@ class MetadataQueries(EventLog, StoreState, Protocol):
 
     async def manifest_tags(self, repository_id: int, digest: str) -> list[str]:
         """The tags pointing at a manifest, by name."""
+        ...
+
+    # retention
+    async def retention_view(self, repository_id: int) -> RetentionView: ...
+    async def is_listed(self, repository_id: int, digest: str) -> bool:
+        """Whether a manifest of the repository (an index) lists ``digest``."""
         ...
 
     # immutable tag rules (changed through the access store)

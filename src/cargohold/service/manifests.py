@@ -239,23 +239,47 @@ class Manifests:
         self.guard.check_deletable()
         found = await repository_id(self.meta, repository)
         async with self.meta.transaction() as tx:
-            if isinstance(reference, DigestRef):
-                digest = str(reference.digest)
-                await check_manifest_delete(tx, repository, found, digest)
-                gone = await tx.manifest(repository, digest)
-                if gone is None or not await tx.delete_manifest(found, digest):
-                    raise ManifestUnknown(detail={"digest": digest})
-                event = Event.now(Action.MANIFEST_DELETE, repository=repository, digest=digest,
-                                  media_type=gone.media_type, size=len(gone.content))
-            else:
-                await check_tag_delete(tx, repository, found, reference.tag)
-                untagged = await tx.tagged_manifest(repository, reference.tag)
-                if not await tx.delete_tag(found, reference.tag):
-                    raise ManifestUnknown(detail={"tag": reference.tag})
-                event = Event.now(Action.TAG_DELETE, repository=repository, tag=reference.tag,
-                                  digest=untagged.digest if untagged else None,
-                                  media_type=untagged.media_type if untagged else None)
-            await self.recorder.record(tx, event)
+            await self._delete(tx, repository, found, reference)
+
+    async def expire(self, repository: str, reference: ManifestReference, digest: str) -> bool:
+        """Retention's delete: as :meth:`delete` (its checks, its event), if the target is still as retention
+        chose it: a tag still naming ``digest``, a manifest still with no tag and no index listing it.
+        False (nothing deleted) if it changed. Refused only in read-only mode: ``delete_enabled`` is
+        about clients."""
+        self.guard.check_writable()
+        found = await repository_id(self.meta, repository)
+        async with self.meta.transaction() as tx:
+            if isinstance(reference, DigestRef) and (
+                await tx.manifest_tags(found, digest) or await tx.is_listed(found, digest)
+            ):
+                return False
+            return await self._delete(tx, repository, found, reference, digest)
+
+    async def _delete(
+        self, tx: MetadataQueries, repository: str, found: int, reference: ManifestReference,
+        expected: str | None = None,
+    ) -> bool:
+        """Delete in ``tx``; a tag only while it names ``expected`` (if given: else False, nothing deleted)."""
+        if isinstance(reference, DigestRef):
+            digest = str(reference.digest)
+            await check_manifest_delete(tx, repository, found, digest)
+            gone = await tx.manifest(repository, digest)
+            if gone is None or not await tx.delete_manifest(found, digest):
+                raise ManifestUnknown(detail={"digest": digest})
+            event = Event.now(Action.MANIFEST_DELETE, repository=repository, digest=digest,
+                              media_type=gone.media_type, size=len(gone.content))
+        else:
+            await check_tag_delete(tx, repository, found, reference.tag)
+            untagged = await tx.tagged_manifest(repository, reference.tag)
+            if not await tx.delete_tag(found, reference.tag, expected):
+                if expected is not None:
+                    return False
+                raise ManifestUnknown(detail={"tag": reference.tag})
+            event = Event.now(Action.TAG_DELETE, repository=repository, tag=reference.tag,
+                              digest=untagged.digest if untagged else None,
+                              media_type=untagged.media_type if untagged else None)
+        await self.recorder.record(tx, event)
+        return True
 
     def pulled(self, repository: str, reference: ManifestReference, found: ManifestContent) -> None:
         """A manifest GET served ``found``: held for the next batch of reads and pull times (no I/O here)."""
