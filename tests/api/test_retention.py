@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from cargohold.cli.main import main
-from tests.support.backends import setup_for
+from tests.support.backends import Setup, setup_for
 from tests.support.servers import CargoholdServer, free_port
 from tests.webhooks.receiver import Receiver
 
@@ -276,3 +276,51 @@ def test_bad_policies_are_refused_in_one_line(server: CargoholdServer, tmp_path:
         code, out, err = cli(server, "retention", "--config", str(config), "--dry-run")
         assert code == 2 and out == "", (section, err)
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_job_applies_the_policies_in_one_worker(
+    setup: Setup, tmp_path: Path, receiver: Receiver,
+) -> None:
+    repo = "ret-job/app"
+    section = {"enabled": True, "interval": "1s", "delay": "0s",
+               "policies": [{"repositories": ["ret-job/*"], "keep_tags": [{"patterns": ["^keep$"]}]}]}
+    config = tmp_path / "job.yml"
+    config.write_text(yaml.safe_dump({"notifications": notifications(receiver), "retention": section}))
+    server = CargoholdServer(tmp_path / "data", free_port(), ["--config", str(config), "--workers", "2"],
+                             setup.env, database_url=setup.database_url).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            push(client, repo, "keep", "keep")
+            dropped = push(client, repo, "drop", "drop")
+            deadline = time.monotonic() + 30
+            while exists(client, repo, dropped) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not exists(client, repo, dropped)
+            assert tags(client, repo) == {"keep"}
+            time.sleep(2.5)  # more runs: nothing more to delete
+            code, out, err = cli(server, "audit", "--json", "--actor", "retention")
+            assert code == 0, err
+            entries = sorted((e["action"], e["tag"] or e["digest"]) for e in map(json.loads, out.splitlines()))
+            assert entries == [("manifest.delete", dropped), ("tag.delete", "drop")]  # one worker deleted each
+    finally:
+        server.stop()
+    assert "retention deleted" in server.log()
+
+
+def test_the_job_in_dry_run_deletes_nothing(setup: Setup, tmp_path: Path) -> None:
+    section = {"enabled": True, "interval": "1s", "delay": "0s", "dry_run": True,
+               "policies": [{"repositories": ["ret-dry/*"], "keep_tags": [{"patterns": ["^keep$"]}]}]}
+    config = tmp_path / "dry.yml"
+    config.write_text(yaml.safe_dump({"retention": section}))
+    server = CargoholdServer(tmp_path / "data", free_port(), ["--config", str(config)], setup.env,
+                             database_url=setup.database_url).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            push(client, "ret-dry/app", "drop", "drop")
+            deadline = time.monotonic() + 30
+            while "retention would delete" not in server.log() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert tags(client, "ret-dry/app") == {"drop"}
+    finally:
+        server.stop()
+    assert "retention would delete" in server.log()
