@@ -365,3 +365,26 @@ def test_two_writers_racing_on_one_upload_and_on_tags(url: str) -> None:
             await two.close()
 
     run(scenario())
+
+
+def test_pull_times_only_move_forward_and_skip_what_is_not_stored(meta: MetadataStore) -> None:
+    async def scenario() -> None:
+        repo = await meta.ensure_repository("a/b")
+        await meta.put_manifest(repo, manifest("sha256:m1"), ["t"])
+        await meta.put_manifest(repo, manifest("sha256:m2"), [])
+        await meta.record_pulls([("a/b", "sha256:m1", 100), ("a/b", "sha256:m2", 50),
+                                 ("a/b", "sha256:none", 100), ("x/y", "sha256:m1", 100)])
+        assert await meta.pulled_at("a/b", "sha256:m1") == 100
+        await meta.record_pulls([("a/b", "sha256:m1", 90), ("a/b", "sha256:m2", 60)])  # another worker's, older
+        assert await meta.pulled_at("a/b", "sha256:m1") == 100
+        assert await meta.pulled_at("a/b", "sha256:m2") == 60
+        assert await meta.pulled_at("a/b", "sha256:none") is None
+        assert await meta.pulled_at("x/y", "sha256:m1") is None
+        view = await meta.retention_view(repo)
+        assert [(t.name, t.digest, t.pulled_at) for t in view.tags] == [("t", "sha256:m1", 100)]
+        assert await meta.delete_manifest(repo, "sha256:m1")
+        assert await meta.pulled_at("a/b", "sha256:m1") is None
+        await meta.put_manifest(repo, manifest("sha256:m1"), ["t"])  # pushed again: never pulled yet
+        assert await meta.pulled_at("a/b", "sha256:m1") is None
+
+    run(scenario())
