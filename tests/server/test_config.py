@@ -59,13 +59,14 @@ def test_the_sectioned_form_and_the_flat_form_say_the_same(tmp_path: Path) -> No
     config = load_config(_file(tmp_path, SECTIONED), {}, {})
     assert (config.server.listen, config.server.workers, config.server.read_only) == ("0.0.0.0:6000", 3, True)
     assert (config.server.tls.cert, config.server.tls.key, config.data_dir) == ("/c", "/k", "/srv/registry")
-    assert config.storage.driver_options(config.data_dir) == {"root": "/srv/blobs"}
+    assert config.storage.driver_options(config.data_dir) == {"root": "/srv/blobs", "orphan_grace_seconds": 86400.0}
     assert (config.metadata_url, config.auth.mode, config.auth.token_lifetime) == ("sqlite:///srv/m.db", "token", 600)
     assert (config.auth.service, config.auth.login_failures_per_address) == ("registry.example", 7)
     flat = load_config(_file(tmp_path, FLAT, "flat.yml"), {}, {})
     assert flat == load_config(None, {}, {"CARGOHOLD_CONFIG": _file(tmp_path, SECTIONED.replace(
         "  filesystem: {root: /srv/blobs}\n", ""))})
-    assert flat.storage.driver_options(flat.data_dir) == {"root": "/srv/registry"}  # blobs in the data directory
+    # blobs in the data directory
+    assert flat.storage.driver_options(flat.data_dir) == {"root": "/srv/registry", "orphan_grace_seconds": 86400.0}
     # both forms in one file, and an empty section; then to the worker processes and back
     mixed = load_config(_file(tmp_path, "auth: {mode: htpasswd, htpasswd: /h}\nlisten: 127.0.0.1:1\nstorage:\n"),
                         {}, {})
@@ -130,6 +131,11 @@ def test_every_source_reaches_a_deeper_key(tmp_path: Path) -> None:
          "storage.s3.timeout_seconds: 0.0 is not above 0 and at most 3600"),
         ("storage: {s3: {bucket: b, orphan_grace_seconds: -1}}\n", {}, {},
          "storage.s3.orphan_grace_seconds: -1.0 is negative"),
+        ("storage: {filesystem: {orphan_grace_seconds: -1}}\n", {}, {},
+         "storage.filesystem.orphan_grace_seconds: -1.0 is negative"),
+        ("scrub: {sample_size: 0}\n", {}, {}, "scrub.sample_size: 0 is not between 1 and 1000000"),
+        ("scrub: {interval_seconds: 0}\n", {}, {},
+         "scrub.interval_seconds: 0.0 is not between 1 and 2592000 (30 days)"),
         ("lsiten: 1.2.3.4:5\n", {}, {}, "config file {file}: unknown setting 'lsiten'"),
         ("tls: /c\n", {}, {}, "server.tls: cannot use '/c' (must be a mapping; from config file {file})"),
         ("listen: 127.0.0.1:1\nserver: {listen: 127.0.0.1:2}\n", {}, {},

@@ -30,6 +30,7 @@ Routes (``{repo}`` may be ``ns/*`` for grants)::
     GET    /admin/v1/audit (superusers; repository admins for their repositories; see admin_audit.py)
     ...    /admin/v1/immutable-tags (superusers; namespace owners for their namespace; see admin_immutable.py)
     ...    /admin/v1/webhooks (superusers; see admin_webhooks.py)
+    GET    /admin/v1/scrub (superusers; see admin_scrub.py)
 
 Secrets travel only in bodies (never in the URL, which the access log records).
 Errors use the registry's envelope, with the access model's error names as codes
@@ -70,8 +71,9 @@ from ..events.log import EventLog
 from ..http import Request, Response, route
 from ..http.errors import code_response
 from ..metadata.access import AccessStore
+from ..scrub import ScrubRecords
 from ..webhooks.manage import WebhookAdmin, WebhookError
-from . import admin_audit, admin_immutable, admin_webhooks
+from . import admin_audit, admin_immutable, admin_scrub, admin_webhooks
 from .routes import Endpoint, Route
 
 PREFIX: Final = "/admin/v1"
@@ -119,6 +121,7 @@ class AdminApi:
     def __init__(
         self, store: AccessStore, login: Authenticator, verifier: Verifier, issuer: str,
         audit_log: AuditLog | None = None, webhooks: WebhookAdmin | None = None,
+        scrub: ScrubRecords | None = None,
     ) -> None:
         self.store = store
         self.login = login
@@ -126,6 +129,7 @@ class AdminApi:
         self.issuer = issuer
         self.audit_log = audit_log
         self.webhooks = webhooks
+        self.scrub = scrub
 
     def routes(self) -> list[Route]:
         """One route per path of :data:`ROUTES`, its methods bound to this API."""
@@ -135,6 +139,7 @@ class AdminApi:
             *admin_immutable.ROUTES,
             *(admin_audit.ROUTES if self.audit_log is not None else []),
             *(admin_webhooks.ROUTES if self.webhooks is not None else []),
+            *(admin_scrub.ROUTES if self.scrub is not None else []),
         ]:
             by_path.setdefault(path, {})[method] = self._endpoint(handler)
         return [

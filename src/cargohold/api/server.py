@@ -16,13 +16,24 @@ from ..auth.stored_keys import schema1_signing_key
 from ..config import ConfigError, ServerConfig
 from ..events.audit import AuditLog
 from ..events.recorder import Recorder
-from ..jobs import Activity, DeliveryLoop, JobRunner, audit_purge_job, holder_id, registry_jobs, sweep_job
+from ..jobs import (
+    Activity,
+    DeliveryLoop,
+    JobRunner,
+    audit_purge_job,
+    holder_id,
+    registry_jobs,
+    scrub_job,
+    sweep_job,
+)
 from ..jobs.retention import retention_job
 from ..metadata import MetadataStore, open_metadata_store
 from ..metadata.migrations import SchemaError
+from ..scrub import ScrubRecords
 from ..service import Registry, RegistryOptions
 from ..service.pulls import PullTimes
 from ..service.retention import Retention
+from ..service.scrub import Scrubber
 from ..storage import Sweeper, open_blob_store
 from ..webhooks import Endpoints, Links, Sender, Source
 from ..webhooks.manage import WebhookAdmin
@@ -46,12 +57,13 @@ MMAP_THRESHOLD = 1 << 20
 
 def endpoint_routes(
     access: AccessSetup, audit_log: AuditLog | None = None, webhooks: WebhookAdmin | None = None,
+    scrub: ScrubRecords | None = None,
 ) -> list[Route]:
     """The token and admin endpoints' routes, with cargohold's own token service."""
     own = access.tokens
     if own is None:
         return []
-    admin = AdminApi(own.store, own.login, own.verifier, own.issuer, audit_log, webhooks)
+    admin = AdminApi(own.store, own.login, own.verifier, own.issuer, audit_log, webhooks, scrub)
     return [*TokenEndpoint(own.service).routes(), *admin.routes()]
 
 
@@ -96,6 +108,13 @@ def create_app(config: ServerConfig) -> RegistryApp:
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
     return RegistryApp(registry, access.controller, endpoint_routes(access, meta, webhooks), jobs, recorder, activity,
                        pulls)
+    scrub = scrub_job(Scrubber(blobs, meta), config.scrub.interval_seconds, config.scrub.sample_size) \
+        if config.scrub.enabled else None
+    optional = [job for job in (audit_purge, sweep, scrub) if job is not None]
+    jobs = JobRunner([*registry_jobs(registry), *optional, *delivery], meta)
+    webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
+    routes = endpoint_routes(access, meta, webhooks, meta)
+    return RegistryApp(registry, access.controller, routes, jobs, recorder, activity)
 
 
 def configure_logging(level: str) -> None:

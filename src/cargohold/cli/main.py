@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.audit",
     "cargohold.cli.retention",
     "cargohold.cli.webhooks",
+    "cargohold.cli.scrub",
     "cargohold.cli.client_read",
     "cargohold.cli.client_login",
     "cargohold.cli.client_write",
@@ -42,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "audit": "cargohold.cli.audit",
     "retention": "cargohold.cli.retention",
     "webhooks": "cargohold.cli.webhooks",
+    "scrub": "cargohold.cli.scrub",
     **dict.fromkeys(
         ("catalog", "tags", "inspect", "manifest", "config", "digest", "check"), "cargohold.cli.client_read"
     ),

@@ -88,9 +88,15 @@ class DriverOptions(Section, frozen=True):
 class FilesystemStorage(DriverOptions, frozen=True):
     #: empty: the data directory
     root: str = ""
+    #: blob files that no row names (left by a crash) are deleted once this old (by modification time)
+    orphan_grace_seconds: float = 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        if self.orphan_grace_seconds < 0:
+            raise ConfigError(f"storage.filesystem.orphan_grace_seconds: {self.orphan_grace_seconds} is negative")
 
     def options(self, data_dir: str) -> dict[str, Any]:
-        return {"root": self.root or data_dir}
+        return {"root": self.root or data_dir, "orphan_grace_seconds": self.orphan_grace_seconds}
 
 
 #: S3's smallest part but the last, and its most parts in one multipart upload
@@ -249,6 +255,21 @@ class AuditSection(Section, frozen=True):
             raise ConfigError("audit.retention_days must not be negative (0 keeps entries forever)")
 
 
+class ScrubSection(Section, frozen=True):
+    """The periodic scrub: each run re-hashes the next ``sample_size`` stored blobs (in digest order,
+    round and round) and records those whose bytes do not match their digest or size."""
+
+    enabled: bool = True
+    interval_seconds: float = 3600.0
+    #: blobs re-read and re-hashed per run
+    sample_size: int = 100
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.interval_seconds <= 30 * 24 * 3600:
+            raise ConfigError(f"scrub.interval_seconds: {self.interval_seconds} is not between 1 and 2592000 (30 days)")
+        if not 1 <= self.sample_size <= 1_000_000:
+            raise ConfigError(f"scrub.sample_size: {self.sample_size} is not between 1 and 1000000")
+
 
 class ServerConfig(Section, frozen=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
@@ -259,6 +280,7 @@ class ServerConfig(Section, frozen=True):
     audit: AuditSection = msgspec.field(default_factory=AuditSection)
     notifications: NotificationsSection = msgspec.field(default_factory=NotificationsSection)
     retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
+    scrub: ScrubSection = msgspec.field(default_factory=ScrubSection)
 
     def __post_init__(self) -> None:
         if self.storage.driver == "memory" and self.server.workers > 1:

@@ -8,6 +8,7 @@ from .audit import AUDIT_PURGE_INTERVAL_SECONDS, EventRetention, audit_purge_job
 from .deliveries import DeliveryLoop
 from .purge import PURGE_INTERVAL_SECONDS, purge_job
 from .runner import Job, JobRunner, Leases, holder_id
+from .scrub import scrub_job
 from .sweep import sweep_job
 
 
@@ -18,5 +19,6 @@ def registry_jobs(registry: RegistryService) -> list[Job]:
 
 __all__ = [
     "Activity", "AUDIT_PURGE_INTERVAL_SECONDS", "DeliveryLoop", "EventRetention", "Job", "JobRunner", "Leases",
-    "PURGE_INTERVAL_SECONDS", "audit_purge_job", "holder_id", "purge_job", "registry_jobs", "sweep_job",
+    "PURGE_INTERVAL_SECONDS", "audit_purge_job", "holder_id", "purge_job", "registry_jobs", "scrub_job",
+    "sweep_job",
 ]

@@ -35,6 +35,8 @@ TABLES: Final = (
     "signing_keys",
     # immutable tag rules
     "immutable_tag_rules",
+    # the scrub's runs and what they found
+    "scrub_runs", "scrub_findings",
 )
 
 

@@ -19,7 +19,8 @@ from ..events.model import Event
 from ..events.outbox import Delivery, DeliveryState, NextDelivery
 from ..immutable_tags import ImmutableRule
 from ..memo import Memo
-from . import sql_immutable, sql_retention, sql_webhooks
+from ..scrub import ScrubFinding, ScrubRun
+from . import sql_immutable, sql_retention, sql_scrub, sql_webhooks
 from .batching import Batched
 from .sql import SqlDatabase
 from .sql_events import delete_events, insert_event, insert_events, select_events
@@ -443,6 +444,32 @@ class SqlMetadataStore:
 
     async def store_blob_keys(self) -> set[str]:
         return {str(row[0]) for row in await self._db.fetchall("SELECT key FROM store_blobs")}
+
+    async def named_blobs(self, digests: Sequence[str]) -> set[str]:
+        return await sql_scrub.named_blobs(self._db, digests)
+
+    # the scrub (cargohold.scrub)
+
+    async def scrub_sample(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+        return await sql_scrub.sample(self._db, after, limit)
+
+    async def scrub_last_digest(self) -> str | None:
+        return await sql_scrub.last_digest(self._db)
+
+    async def record_scrub_finding(self, finding: ScrubFinding) -> None:
+        await sql_scrub.record_finding(self._db, finding)
+
+    async def clear_scrub_findings(self, digests: Sequence[str]) -> None:
+        await sql_scrub.clear_findings(self._db, digests)
+
+    async def add_scrub_run(self, run: ScrubRun) -> ScrubRun:
+        return await sql_scrub.add_run(self._db, run)
+
+    async def scrub_findings(self) -> list[ScrubFinding]:
+        return await sql_scrub.findings(self._db)
+
+    async def scrub_runs(self, limit: int) -> list[ScrubRun]:
+        return await sql_scrub.runs(self._db, limit)
 
     # job leases
 

@@ -25,6 +25,7 @@ from ..events.audit import AuditLog
 from ..events.log import EventLog
 from ..events.outbox import Outbox, RuntimeEndpoints
 from ..immutable_tags import ImmutableRule
+from ..scrub import ScrubRecords
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,11 @@ class StoreState(Protocol):
         """Every recorded blob's object (to find the objects nothing refers to)."""
         ...
 
+    async def named_blobs(self, digests: Sequence[str]) -> set[str]:
+        """Those of ``digests`` that an upload commit in flight or a blob row names (a store's bytes
+        that neither names were left by a crash)."""
+        ...
+
 
 class MetadataQueries(EventLog, StoreState, Protocol):
     """What the store answers, on its own or inside a transaction (the event log too)."""
@@ -280,7 +286,7 @@ class MetadataQueries(EventLog, StoreState, Protocol):
     async def stale_uploads(self, updated_before: int) -> list[str]: ...
 
 
-class MetadataStore(MetadataQueries, AuditLog, Outbox, RuntimeEndpoints, Protocol):
+class MetadataStore(MetadataQueries, AuditLog, Outbox, RuntimeEndpoints, ScrubRecords, Protocol):
     async def close(self) -> None: ...
     async def record_pulls(self, pulls: Sequence[tuple[str, str, int]]) -> None:
         """Record (repository name, manifest digest, epoch seconds) pulls in one transaction; a pull time only

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 def _filesystem(options: Mapping[str, Any], state: MetadataStore | None) -> BlobStore:
     from .filesystem import FilesystemBlobStore
 
-    return FilesystemBlobStore(str(options["root"]))
+    return FilesystemBlobStore(str(options["root"]), state,
+                               float(options.get("orphan_grace_seconds", 24 * 3600)))
 
 
 def _memory(options: Mapping[str, Any], state: MetadataStore | None) -> BlobStore:

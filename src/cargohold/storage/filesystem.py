@@ -15,6 +15,16 @@ bytes may be gone or wrong, so ``state_trusted`` refuses a token of another
 boot and the caller hashes the bytes actually on disk again. Where the boot id
 is unknown, every request waits for the disk and its token is ``DURABLE``.
 
+A crash can leave a blob file that no row names (bytes placed, then the commit lost: a database
+restored from a backup older than the push, a blob row deleted before its file): :meth:`sweep`
+(the periodic job of :class:`~.driver.Sweeper` stores) deletes each blob file that no commit in
+flight and no blob row names once its modification time is ``orphan_grace_seconds`` old. A commit
+that finds its blob placed already holds a shared ``flock`` on the file while it decides to keep
+it; the sweep takes the exclusive one (or passes the file over) and reads the rows under it, so
+either the commit's digest (recorded on its upload row before it looked) stops the sweep, or the
+file is gone when the commit looks and the commit places its own bytes. Upload files that no
+session names are the upload purge's (:meth:`cargohold.service.uploads.Uploads.purge`).
+
 A full disk or quota (ENOSPC, EDQUOT) is raised as
 :class:`~cargohold.errcodes.InsufficientStorage`, and what the failed step made
 (a partly written request, an empty blob directory) is removed.
@@ -30,16 +40,21 @@ import errno
 import fcntl
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import BinaryIO, Final
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import BinaryIO, Final, Protocol
 
-from ..digest import Digest
+from ..digest import ALGORITHMS, Digest
 from ..errcodes import InsufficientStorage
 from . import paths
 from .driver import DURABLE, BlobMissing, StorageError, UploadBusy, UploadMissing, Written, check_upload_id
 
 #: read size for streamed responses: large enough that per-chunk overhead vanishes
 READ_CHUNK: Final = 1 << 20
+#: how often the sweep runs at most (more often with a shorter grace), as the S3 store's
+SWEEP_INTERVAL_SECONDS: Final = 3600.0
+#: digests asked about in one query by the sweep
+_SWEEP_BATCH: Final = 500
 
 
 log: Final = logging.getLogger("cargohold.storage")
@@ -171,13 +186,24 @@ class _FileLock:
         os.close(self._fd)  # closing the descriptor drops its flock
 
 
+class BlobNames(Protocol):
+    """What the sweep asks the metadata database (:class:`cargohold.metadata.store.StoreState`)."""
+
+    async def named_blobs(self, digests: Sequence[str]) -> set[str]: ...
+
+
 class FilesystemBlobStore:
-    """Blobs and uploads under one root directory (layout in :mod:`.paths`)."""
+    """Blobs and uploads under one root directory (layout in :mod:`.paths`); ``names`` (the metadata
+    database) lets it sweep blob files that no row names once ``orphan_grace_seconds`` old."""
 
     name = "filesystem"
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, names: BlobNames | None = None, orphan_grace_seconds: float = 24 * 3600.0):
         self.root = os.path.abspath(root)
+        self._names = names
+        #: how old (by modification time) a blob file that nothing names must be for the sweep to delete it
+        self.orphan_grace = orphan_grace_seconds
+        self.sweep_interval = min(SWEEP_INTERVAL_SECONDS, max(1.0, orphan_grace_seconds))
         os.makedirs(paths.uploads_dir(self.root), exist_ok=True)
         os.makedirs(os.path.join(self.root, "blobs"), exist_ok=True)
 
@@ -280,8 +306,12 @@ class FilesystemBlobStore:
     def _commit(self, upload_id: str, digest: Digest) -> None:
         source = paths.upload_path(self.root, upload_id)
         target = paths.blob_path(self.root, digest)
-        if self._placed(source, target):
-            return
+        with _placed_blob(target) as placed:  # the sweep passes it over meanwhile
+            if placed is not None and self._keep_placed(source, placed):
+                return
+            self._place(upload_id, digest, source, target)
+
+    def _place(self, upload_id: str, digest: Digest, source: str, target: str) -> None:
         directory = os.path.dirname(target)
         made = _missing_dirs(directory)
         try:
@@ -302,13 +332,9 @@ class FilesystemBlobStore:
                 raise StorageError(f"filesystem: cannot place blob {digest}: {exc}") from exc
             raise
 
-    def _placed(self, source: str, target: str) -> bool:
-        """The blob is stored already (a concurrent push, or this commit before a crash);
-        the upload's bytes, if still there, are then dropped."""
-        try:
-            placed = os.stat(target).st_size
-        except FileNotFoundError:
-            return False
+    def _keep_placed(self, source: str, placed: int) -> bool:
+        """Whether the blob stored already (``placed`` bytes: a concurrent push, or this commit before a
+        crash) stands; the upload's bytes, if still there, are then dropped."""
         try:
             size = os.stat(source).st_size
         except FileNotFoundError:
@@ -337,6 +363,62 @@ class FilesystemBlobStore:
                     continue
         return found
 
+    # the sweep
+
+    async def sweep(self) -> int:
+        """Delete the blob files that no commit in flight and no blob row names and that are older than
+        ``orphan_grace`` (module docstring); how many were deleted."""
+        names = self._names
+        if names is None:
+            raise StorageError("filesystem: the sweep reads the metadata database, and this store has none")
+        cutoff = time.time() - self.orphan_grace
+        old = await asyncio.to_thread(self._blobs_older_than, cutoff)
+        removed = 0
+        for start in range(0, len(old), _SWEEP_BATCH):
+            batch = old[start:start + _SWEEP_BATCH]
+            named = await names.named_blobs(batch)
+            for digest in batch:
+                if digest not in named and await self._remove_orphan(names, digest, cutoff):
+                    removed += 1
+        if removed:
+            log.info("removed blob files that no row names", extra={"count": removed})
+        return removed
+
+    def _blobs_older_than(self, cutoff: float) -> list[str]:
+        """The digests of the blob files last changed before ``cutoff``; other names are left alone."""
+        found = []
+        top = os.path.join(self.root, "blobs")
+        for algorithm, length in ALGORITHMS.items():
+            for fanout in _entries(os.path.join(top, algorithm)):
+                for entry in _entries(fanout.path):
+                    name = entry.name
+                    if len(name) != length or name[:2] != fanout.name or name.strip("0123456789abcdef"):
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                            found.append(f"{algorithm}:{name}")
+        return found
+
+    async def _remove_orphan(self, names: BlobNames, digest: str, cutoff: float) -> bool:
+        """Delete one blob file if, under its exclusive lock, it is still old and still unnamed."""
+        path = paths.blob_path(self.root, Digest.parse(digest))
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # a commit is deciding to keep it
+            held = os.fstat(fd)
+            if held.st_mtime >= cutoff or not _is_at(held, path) or await names.named_blobs([digest]):
+                return False
+            os.unlink(path)
+            return True
+        finally:
+            os.close(fd)
+
     @staticmethod
     def _unlink_quietly(path: str) -> None:
         try:
@@ -344,6 +426,44 @@ class FilesystemBlobStore:
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
+
+
+def _entries(path: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _is_at(held: os.stat_result, path: str) -> bool:
+    """Whether the open file ``held`` is still the one at ``path`` (not removed nor replaced)."""
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino)
+
+
+@contextlib.contextmanager
+def _placed_blob(target: str) -> Iterator[int | None]:
+    """The size of the blob file at ``target`` (None: there is none), share-locked against the sweep
+    for the block, so that a commit that keeps it does not see it deleted under it."""
+    while True:
+        try:
+            fd = os.open(target, os.O_RDONLY)
+        except FileNotFoundError:
+            yield None
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits out a sweep that holds it (a query's time)
+            held = os.fstat(fd)
+            if _is_at(held, target):
+                yield held.st_size
+                return
+        finally:
+            os.close(fd)
+        # the sweep deleted it meanwhile (or a commit replaced it): look again
 
 
 def _missing_dirs(directory: str) -> list[str]:
