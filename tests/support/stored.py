@@ -28,6 +28,9 @@ class StoredBlobs(Protocol):
     def read(self, where: str) -> Iterator[bytes]:
         """The bytes at ``where`` (one of :meth:`blobs`' values)."""
 
+    def write(self, where: str, data: bytes) -> None:
+        """Replace the bytes at ``where`` behind the registry's back (a disk or a bucket gone bad)."""
+
     def uploads(self) -> set[str]:
         """The ids of the uploads with anything stored."""
 
@@ -46,6 +49,9 @@ class FilesystemBlobs:
         with open(where, "rb") as file:
             while chunk := file.read(1 << 20):
                 yield chunk
+
+    def write(self, where: str, data: bytes) -> None:
+        Path(where).write_bytes(data)
 
     def uploads(self) -> set[str]:
         folder = self.root / "uploads"
@@ -89,6 +95,9 @@ class S3Blobs:
         body = self.client.get_object(Bucket=self.bucket, Key=where)["Body"]
         while chunk := body.read(1 << 20):
             yield chunk
+
+    def write(self, where: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=where, Body=data)
 
     def uploads(self) -> set[str]:
         rows = {str(row[0]) for row in query(self.metadata_url, "SELECT upload_id FROM store_uploads")}

@@ -110,7 +110,12 @@ class Scrubber:
     def _found(self, digest: str, problem: str, size: int, found_size: int | None,
                found_digest: str | None) -> ScrubFinding:
         now = self.clock()
-        log.error("a stored blob does not match its digest" if problem == CORRUPT else "a stored blob is missing",
-                  extra={"digest": digest, "problem": problem, "expected_size": size, "found_size": found_size,
-                         "found_digest": found_digest})
+        if problem == CORRUPT:
+            log.error("stored blob %s does not match its digest: %d bytes hashing to %s, expected %d bytes",
+                      digest, found_size, found_digest, size, extra={
+                          "digest": digest, "problem": problem, "expected_size": size, "found_size": found_size,
+                          "found_digest": found_digest})
+        else:
+            log.error("stored blob %s is missing from the blob store", digest,
+                      extra={"digest": digest, "problem": problem, "expected_size": size})
         return ScrubFinding(digest, problem, size, found_size, found_digest, now, now)
