@@ -103,19 +103,13 @@ def create_app(config: ServerConfig) -> RegistryApp:
     delivery = [deliveries.job()] if config.notifications.deliver else []
     sweep = sweep_job(blobs) if isinstance(blobs, Sweeper) else None  # a store a crash can leave objects in
     retention = retention_job(Retention(meta, registry.manifests, config.retention))
-    optional = [job for job in (audit_purge, sweep, retention) if job is not None]
-    jobs = JobRunner([*registry_jobs(registry), *optional, *delivery], meta)
-    webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
-    return RegistryApp(registry, access.controller, endpoint_routes(access, meta, webhooks), jobs, recorder, activity,
-                       pulls)
     scrub = scrub_job(Scrubber(blobs, meta), config.scrub.interval_seconds, config.scrub.sample_size) \
         if config.scrub.enabled else None
-    optional = [job for job in (audit_purge, sweep, scrub) if job is not None]
+    optional = [job for job in (audit_purge, sweep, retention, scrub) if job is not None]
     jobs = JobRunner([*registry_jobs(registry), *optional, *delivery], meta)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
     routes = endpoint_routes(access, meta, webhooks, meta)
-    return RegistryApp(registry, access.controller, routes, jobs, recorder, activity)
-
+    return RegistryApp(registry, access.controller, routes, jobs, recorder, activity, pulls)
 
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
