@@ -5,7 +5,8 @@ PostgreSQL the row locks do: a tag moves in one upsert (tags are written in name
 pushes moving the same tags cannot deadlock), an upload's size and commit change only from the
 size the request read (a compare-and-set on the row), a lease is taken in one conditional upsert,
 and the blobs and manifests a manifest push checked are share-locked until it commits (a
-concurrent unlink or delete waits for it).
+concurrent unlink or delete waits for it). Each change that may leave something unreferenced queues it
+for garbage collection first, in its own transaction (:mod:`.sql_gc`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from ..events.outbox import Delivery, DeliveryState, NextDelivery
 from ..immutable_tags import ImmutableRule
 from ..memo import Memo
 from ..scrub import ScrubFinding, ScrubRun
-from . import sql_immutable, sql_retention, sql_scrub, sql_webhooks
+from . import sql_gc, sql_immutable, sql_retention, sql_scrub, sql_webhooks
 from .batching import Batched
+from .gc_store import GcRunRecord, ObjectDeletion
 from .sql import SqlDatabase
 from .sql_events import delete_events, insert_event, insert_events, select_events
 from .store import (
@@ -116,6 +118,7 @@ class SqlMetadataStore:
     async def add_blob(self, repository_id: int, digest: str, size: int) -> None:
         now = _now()
         async with self._db.atomic():
+            await sql_gc.queue_blobs(self._db, [digest], now)  # reviewed once its grace period is over
             await self._db.write(
                 "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
                 (digest, size, now),
@@ -127,17 +130,20 @@ class SqlMetadataStore:
             )
 
     async def link_blob(self, repository_id: int, digest: str) -> bool:
-        if await self._db.write(
-            "INSERT INTO repository_blobs (repository_id, digest, created_at)"
-            " SELECT ?, digest, ? FROM blobs WHERE digest = ?"
-            " ON CONFLICT (repository_id, digest) DO NOTHING",
-            (repository_id, _now(), digest),
-        ):
-            return True
-        row = await self._db.fetchone(
-            "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?", (repository_id, digest)
-        )
-        return row is not None
+        now = _now()
+        async with self._db.atomic():
+            # the review row first (a collection of the digest and this mount run one after the other), then
+            # the blob's row share-locked: a collection that deleted it meanwhile leaves nothing to link
+            await sql_gc.queue_blobs(self._db, [digest], now)
+            if await self._db.fetchone(f"SELECT 1 FROM blobs WHERE digest = ?{self._db.for_share()}",
+                                       (digest,)) is None:
+                return False
+            await self._db.write(
+                "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (repository_id, digest) DO NOTHING",
+                (repository_id, digest, now),
+            )
+        return True
 
     async def repositories_with_blob(self, digest: str, limit: int | None, last: str | None) -> list[str]:
         rows = await self._db.fetchall(
@@ -148,9 +154,11 @@ class SqlMetadataStore:
         return [row[0] for row in rows]
 
     async def unlink_blob(self, repository_id: int, digest: str) -> bool:
-        return await self._db.write(
-            "DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?", (repository_id, digest)
-        ) > 0
+        async with self._db.atomic():
+            await sql_gc.queue_blobs(self._db, [digest], _now())
+            return await self._db.write(
+                "DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?", (repository_id, digest)
+            ) > 0
 
     async def _present(self, table: str, repository_id: int, digests: set[str]) -> set[str]:
         """Which of ``digests`` have a row in ``table`` (inside a unit of work: held as read until it commits)."""
@@ -196,6 +204,7 @@ class SqlMetadataStore:
     async def put_manifest(self, repository_id: int, manifest: NewManifest, tags: Sequence[str]) -> None:
         now = _now()
         async with self._db.atomic():
+            await sql_gc.queue_pushed(self._db, repository_id, manifest.digest, tags, now)
             await self._db.write(
                 "INSERT INTO manifests (repository_id, digest, media_type, content, artifact_type,"
                 " subject_digest, annotations, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -225,28 +234,28 @@ class SqlMetadataStore:
 
     async def delete_manifest(self, repository_id: int, digest: str) -> bool:
         async with self._db.atomic():
-            if not await self._db.write(
-                "DELETE FROM manifests WHERE repository_id = ? AND digest = ?", (repository_id, digest)
-            ):
-                return False
-            for statement in (
-                "DELETE FROM tags WHERE repository_id = ? AND manifest_digest = ?",
-                "DELETE FROM manifest_pulls WHERE repository_id = ? AND digest = ?",
-                "DELETE FROM manifest_references WHERE repository_id = ? AND manifest_digest = ?",
-                "DELETE FROM generated_manifests WHERE repository_id = ? AND source_digest = ?",
-            ):
-                await self._db.write(statement, (repository_id, digest))
+            return await self._delete_manifest(repository_id, digest, _now())
+
+    async def _delete_manifest(self, repository_id: int, digest: str, now: int) -> bool:
+        await sql_gc.queue_manifests(self._db, repository_id, [digest], now)  # the lock a collection shares
+        manifests, blobs = await sql_gc.unreferenced_by(self._db, repository_id, digest)
+        if not await sql_gc.delete_manifest_rows(self._db, repository_id, digest):
+            return False
+        await sql_gc.queue_manifests(self._db, repository_id, manifests, now)
+        await sql_gc.queue_blobs(self._db, blobs, now)
         return True
 
     async def delete_tag(self, repository_id: int, tag: str, digest: str | None = None) -> bool:
-        if digest is None:
+        async with self._db.atomic():
+            await sql_gc.queue_untagged(self._db, repository_id, tag, _now())
+            if digest is None:
+                return await self._db.write(
+                    "DELETE FROM tags WHERE repository_id = ? AND name = ?", (repository_id, tag)
+                ) > 0
             return await self._db.write(
-                "DELETE FROM tags WHERE repository_id = ? AND name = ?", (repository_id, tag)
+                "DELETE FROM tags WHERE repository_id = ? AND name = ? AND manifest_digest = ?",
+                (repository_id, tag, digest),
             ) > 0
-        return await self._db.write(
-            "DELETE FROM tags WHERE repository_id = ? AND name = ? AND manifest_digest = ?",
-            (repository_id, tag, digest),
-        ) > 0
 
     async def tag_targets(self, repository_id: int, tags: Sequence[str]) -> dict[str, str]:
         if not tags:
@@ -378,12 +387,17 @@ class SqlMetadataStore:
             raise UploadConflict(f"upload {upload_id} changed during the request")
 
     async def begin_upload_commit(self, upload_id: str, expected_size: int, size: int, digest: str) -> None:
-        if await self._db.write(
-            "UPDATE uploads SET size = ?, hash_state = NULL, digest = ?, updated_at = ?"
-            " WHERE id = ? AND size IN (?, ?) AND digest IS NULL",
-            (size, digest, _now(), upload_id, expected_size, size),
-        ) != 1:
-            raise UploadConflict(f"upload {upload_id} changed during the request")
+        now = _now()
+        async with self._db.atomic():
+            # after any collection of the digest that holds its review row (see cargohold.service.gc)
+            await sql_gc.queue_blobs(self._db, [digest], now)
+            await sql_gc.cancel_deletion(self._db, digest)
+            if await self._db.write(
+                "UPDATE uploads SET size = ?, hash_state = NULL, digest = ?, updated_at = ?"
+                " WHERE id = ? AND size IN (?, ?) AND digest IS NULL",
+                (size, digest, now, upload_id, expected_size, size),
+            ) != 1:
+                raise UploadConflict(f"upload {upload_id} changed during the request")
 
     async def complete_upload(self, upload_id: str) -> None:
         await self._db.write("UPDATE uploads SET completed = ?, updated_at = ? WHERE id = ?", (True, _now(), upload_id))
@@ -470,6 +484,78 @@ class SqlMetadataStore:
 
     async def scrub_runs(self, limit: int) -> list[ScrubRun]:
         return await sql_scrub.runs(self._db, limit)
+
+    # garbage collection (cargohold.service.gc)
+
+    async def gc_due_manifests(
+        self, cutoff: int, after: tuple[int, str], limit: int, claim: bool) -> list[tuple[int, str]]:
+        return await sql_gc.due_manifests(self._db, cutoff, after, limit, claim)
+
+    async def gc_due_blobs(self, cutoff: int, after: str, limit: int, claim: bool) -> list[str]:
+        return await sql_gc.due_blobs(self._db, cutoff, after, limit, claim)
+
+    async def gc_manifest_subject(self, repository_id: int, digest: str, lock: bool) -> tuple[bool, str | None]:
+        return await sql_gc.manifest_subject(self._db, repository_id, digest, lock)
+
+    async def gc_is_tagged(self, repository_id: int, digest: str) -> bool:
+        return await sql_gc.is_tagged(self._db, repository_id, digest)
+
+    async def gc_referencing(self, repository_id: int, digest: str) -> list[str]:
+        return await sql_gc.referencing(self._db, repository_id, digest)
+
+    async def gc_referencing_anywhere(self, digest: str) -> list[tuple[int, str]]:
+        return await sql_gc.referencing_anywhere(self._db, digest)
+
+    async def gc_generated_sources(self, repository_id: int) -> list[str]:
+        return await sql_gc.generated_sources(self._db, repository_id)
+
+    async def gc_unreferenced_by(self, repository_id: int, digest: str) -> tuple[list[str], list[str]]:
+        return await sql_gc.unreferenced_by(self._db, repository_id, digest)
+
+    async def gc_committing(self, digest: str) -> bool:
+        return await sql_gc.committing(self._db, digest)
+
+    async def gc_blob_links(self, digest: str, lock: bool) -> tuple[int | None, list[int]]:
+        return await sql_gc.blob_links(self._db, digest, lock)
+
+    async def gc_repository_names(self, ids: list[int]) -> dict[int, str]:
+        return await sql_gc.repository_names(self._db, ids)
+
+    async def gc_delete_manifest(self, repository_id: int, digest: str, now: int) -> None:
+        await self._delete_manifest(repository_id, digest, now)
+
+    async def gc_drop_link(self, repository_id: int, digest: str) -> None:
+        await sql_gc.drop_link(self._db, repository_id, digest)
+
+    async def gc_delete_blob(self, digest: str, size: int, now: int) -> None:
+        await sql_gc.delete_blob(self._db, digest, size, now)
+
+    async def gc_reviewed_manifest(self, repository_id: int, digest: str) -> None:
+        await sql_gc.reviewed_manifest(self._db, repository_id, digest)
+
+    async def gc_reviewed_blob(self, digest: str, requeue_at: int | None = None) -> None:
+        if requeue_at is None:
+            await sql_gc.reviewed_blob(self._db, digest)
+        else:
+            await sql_gc.queue_blobs(self._db, [digest], requeue_at)
+
+    async def gc_object_deletions(self, keyed: bool, after: int, limit: int, claim: bool) -> list[ObjectDeletion]:
+        return await sql_gc.object_deletions(self._db, keyed, after, limit, claim)
+
+    async def gc_objects_deleted(self, ids: list[int]) -> None:
+        await sql_gc.objects_deleted(self._db, ids)
+
+    async def gc_object_failed(self, deletion_id: int, error: str) -> None:
+        await sql_gc.object_failed(self._db, deletion_id, error)
+
+    async def gc_start_run(self, started: float, dry_run: bool) -> int:
+        return await sql_gc.start_run(self._db, started, dry_run)
+
+    async def gc_finish_run(self, run: GcRunRecord) -> None:
+        await sql_gc.finish_run(self._db, run)
+
+    async def gc_runs(self, limit: int) -> list[GcRunRecord]:
+        return await sql_gc.runs(self._db, limit)
 
     # job leases
 

@@ -26,6 +26,7 @@ from ..events.log import EventLog
 from ..events.outbox import Outbox, RuntimeEndpoints
 from ..immutable_tags import ImmutableRule
 from ..scrub import ScrubRecords
+from .gc_store import GcQueries
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +169,7 @@ class StoreState(Protocol):
         ...
 
 
-class MetadataQueries(EventLog, StoreState, Protocol):
+class MetadataQueries(EventLog, StoreState, GcQueries, Protocol):
     """What the store answers, on its own or inside a transaction (the event log too)."""
 
     # repositories

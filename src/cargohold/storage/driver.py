@@ -19,7 +19,7 @@
   :class:`Redirector` (presigned URLs), :class:`UploadReader` (an unfinished
   upload's bytes can be read back; S3 cannot), :class:`ChunkMinimum` and
   :class:`Sweeper` (objects that a crash left unreferenced are found and removed) and
-  :class:`SizeLimit`.
+  :class:`SizeLimit`, and :class:`KeyedObjects`.
 
 The store only keeps bytes. Which repository may read a blob, blob sizes and
 upload offsets are metadata (:mod:`cargohold.metadata`); digests are verified
@@ -195,6 +195,16 @@ class SizeLimit(Protocol):
 
     @property
     def max_size(self) -> int: ...
+
+
+@runtime_checkable
+class KeyedObjects(Protocol):
+    """A store that keeps each blob's bytes under a key of its own (S3: one per upload), named by a row that
+    garbage collection deletes first: it then deletes the object by that key, never by digest."""
+
+    async def delete_key(self, key: str) -> None:
+        """Delete the object at ``key``; one already gone is deleted."""
+        ...
 
 
 @runtime_checkable

@@ -281,6 +281,9 @@ class S3BlobStore:
         await self._delete_object(key)
         return True
 
+    async def delete_key(self, key: str) -> None:
+        await self._delete_object(key)
+
     async def _delete_object(self, key: str) -> None:
         from botocore.exceptions import ClientError
 
