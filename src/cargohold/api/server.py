@@ -26,11 +26,13 @@ from ..jobs import (
     scrub_job,
     sweep_job,
 )
+from ..jobs.gc import gc_job, open_collector
 from ..jobs.retention import retention_job
 from ..metadata import MetadataStore, open_metadata_store
 from ..metadata.migrations import SchemaError
 from ..scrub import ScrubRecords
 from ..service import Registry, RegistryOptions
+from ..service.gc import Collector
 from ..service.pulls import PullTimes
 from ..service.retention import Retention
 from ..service.scrub import Scrubber
@@ -57,13 +59,13 @@ MMAP_THRESHOLD = 1 << 20
 
 def endpoint_routes(
     access: AccessSetup, audit_log: AuditLog | None = None, webhooks: WebhookAdmin | None = None,
-    scrub: ScrubRecords | None = None,
+    scrub: ScrubRecords | None = None, collector: Collector | None = None,
 ) -> list[Route]:
     """The token and admin endpoints' routes, with cargohold's own token service."""
     own = access.tokens
     if own is None:
         return []
-    admin = AdminApi(own.store, own.login, own.verifier, own.issuer, audit_log, webhooks, scrub)
+    admin = AdminApi(own.store, own.login, own.verifier, own.issuer, audit_log, webhooks, scrub, collector)
     return [*TokenEndpoint(own.service).routes(), *admin.routes()]
 
 
@@ -105,10 +107,12 @@ def create_app(config: ServerConfig) -> RegistryApp:
     retention = retention_job(Retention(meta, registry.manifests, config.retention))
     scrub = scrub_job(Scrubber(blobs, meta), config.scrub.interval_seconds, config.scrub.sample_size) \
         if config.scrub.enabled else None
-    optional = [job for job in (audit_purge, sweep, retention, scrub) if job is not None]
+    collector = open_collector(config, meta, blobs)
+    collect = gc_job(collector, config.gc.seconds("interval")) if config.gc.enabled else None
+    optional = [job for job in (audit_purge, sweep, retention, scrub, collect) if job is not None]
     jobs = JobRunner([*registry_jobs(registry), *optional, *delivery], meta)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
-    routes = endpoint_routes(access, meta, webhooks, meta)
+    routes = endpoint_routes(access, meta, webhooks, meta, collector)
     return RegistryApp(registry, access.controller, routes, jobs, recorder, activity, pulls)
 
 def configure_logging(level: str) -> None:

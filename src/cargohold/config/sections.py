@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from .base import DEFAULT_DATA_DIR, DEFAULT_WORKERS, ConfigError, Section
-from .notifications import NotificationsSection, is_http_url
+from .notifications import NotificationsSection, is_http_url, parse_duration
 from .retention import RetentionSection
 
 
@@ -271,6 +271,36 @@ class ScrubSection(Section, frozen=True):
             raise ConfigError(f"scrub.sample_size: {self.sample_size} is not between 1 and 1000000")
 
 
+class GcSection(Section, frozen=True):
+    """Online garbage collection (:mod:`cargohold.service.gc`), run by the periodic jobs and ``cargohold gc``."""
+
+    enabled: bool = True
+    #: time between two runs of the job
+    interval: float | str = "1h"
+    #: how long a blob nothing references is kept (an upload's manifest may still come, a HEAD's push too)
+    grace_period: float | str = "24h"
+    #: how long a manifest no tag, index or subject keeps is kept (an index may still come for it)
+    untagged_grace_period: float | str = "24h"
+    #: referrers whose subject is gone: collected with it (collect), or kept (keep)
+    referrers: str = "collect"
+
+    def __post_init__(self) -> None:
+        for name in ("interval", "grace_period", "untagged_grace_period"):
+            try:
+                seconds = parse_duration(getattr(self, name))
+            except ValueError:
+                raise ConfigError(f"gc.{name}: {getattr(self, name)!r} is not a duration (24h, 90m, or seconds)"
+                                  ) from None
+            if seconds < 0 or (name == "interval" and seconds <= 0):
+                raise ConfigError(f"gc.{name}: {getattr(self, name)!r} must be more than 0"
+                                  if name == "interval" else f"gc.{name}: {getattr(self, name)!r} is negative")
+        if self.referrers not in ("collect", "keep"):
+            raise ConfigError(f"gc.referrers: {self.referrers!r} is not collect or keep")
+
+    def seconds(self, name: str) -> float:
+        return parse_duration(getattr(self, name))
+
+
 class ServerConfig(Section, frozen=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
@@ -281,6 +311,7 @@ class ServerConfig(Section, frozen=True):
     notifications: NotificationsSection = msgspec.field(default_factory=NotificationsSection)
     retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
     scrub: ScrubSection = msgspec.field(default_factory=ScrubSection)
+    gc: GcSection = msgspec.field(default_factory=GcSection)
 
     def __post_init__(self) -> None:
         if self.storage.driver == "memory" and self.server.workers > 1:
