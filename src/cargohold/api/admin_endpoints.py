@@ -31,6 +31,7 @@ Routes (``{repo}`` may be ``ns/*`` for grants)::
     ...    /admin/v1/immutable-tags (superusers; namespace owners for their namespace; see admin_immutable.py)
     ...    /admin/v1/webhooks (superusers; see admin_webhooks.py)
     GET    /admin/v1/scrub (superusers; see admin_scrub.py)
+    GET    /admin/v1/gc, POST /admin/v1/gc {dry_run, repository} (superusers; see admin_gc.py)
 
 Secrets travel only in bodies (never in the URL, which the access log records).
 Errors use the registry's envelope, with the access model's error names as codes
@@ -72,8 +73,9 @@ from ..http import Request, Response, route
 from ..http.errors import code_response
 from ..metadata.access import AccessStore
 from ..scrub import ScrubRecords
+from ..service.gc import Collector
 from ..webhooks.manage import WebhookAdmin, WebhookError
-from . import admin_audit, admin_immutable, admin_scrub, admin_webhooks
+from . import admin_audit, admin_gc, admin_immutable, admin_scrub, admin_webhooks
 from .routes import Endpoint, Route
 
 PREFIX: Final = "/admin/v1"
@@ -121,7 +123,7 @@ class AdminApi:
     def __init__(
         self, store: AccessStore, login: Authenticator, verifier: Verifier, issuer: str,
         audit_log: AuditLog | None = None, webhooks: WebhookAdmin | None = None,
-        scrub: ScrubRecords | None = None,
+        scrub: ScrubRecords | None = None, collector: Collector | None = None,
     ) -> None:
         self.store = store
         self.login = login
@@ -130,6 +132,7 @@ class AdminApi:
         self.audit_log = audit_log
         self.webhooks = webhooks
         self.scrub = scrub
+        self.collector = collector
 
     def routes(self) -> list[Route]:
         """One route per path of :data:`ROUTES`, its methods bound to this API."""
@@ -140,6 +143,7 @@ class AdminApi:
             *(admin_audit.ROUTES if self.audit_log is not None else []),
             *(admin_webhooks.ROUTES if self.webhooks is not None else []),
             *(admin_scrub.ROUTES if self.scrub is not None else []),
+            *(admin_gc.ROUTES if self.collector is not None else []),
         ]:
             by_path.setdefault(path, {})[method] = self._endpoint(handler)
         return [

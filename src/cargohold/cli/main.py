@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.admin",
     "cargohold.cli.audit",
     "cargohold.cli.retention",
+    "cargohold.cli.gc",
     "cargohold.cli.webhooks",
     "cargohold.cli.scrub",
     "cargohold.cli.client_read",
@@ -42,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "admin": "cargohold.cli.admin",
     "audit": "cargohold.cli.audit",
     "retention": "cargohold.cli.retention",
+    "gc": "cargohold.cli.gc",
     "webhooks": "cargohold.cli.webhooks",
     "scrub": "cargohold.cli.scrub",
     **dict.fromkeys(
