@@ -172,11 +172,9 @@ class Collector:
         try:
             if repository is None:
                 await self._uploads(report)
-            while await self._manifest_pass(report, overlay, repository):
-                pass
-            await self._blob_pass(report, overlay, repository)
+            await self.review(report, overlay, repository)
             if not dry_run:
-                await self._delete_objects(report)
+                await self.delete_objects(report)
         except (MetadataError, StorageError) as exc:
             log.exception("garbage collection failed")
             report.errors.append(str(exc))
@@ -186,6 +184,12 @@ class Collector:
             "dry_run": dry_run, "manifests": report.manifests, "blobs": len(report.blobs),
             "bytes_freed": report.bytes_freed, "errors": len(report.errors)})
         return report
+
+    async def review(self, report: GcReport, overlay: _Overlay | None = None, pattern: str | None = None) -> None:
+        """Review the due manifests until none is left to delete, then the due blobs; their bytes are queued."""
+        while await self._manifest_pass(report, overlay, pattern):
+            pass
+        await self._blob_pass(report, overlay, pattern)
 
     async def _uploads(self, report: GcReport) -> None:
         if report.dry_run:
@@ -340,7 +344,7 @@ class Collector:
 
     # bytes
 
-    async def _delete_objects(self, report: GcReport) -> None:
+    async def delete_objects(self, report: GcReport) -> None:
         """Delete the bytes of collected blobs (of this run and of earlier ones that failed)."""
         keyed = isinstance(self.store, KeyedObjects)
         if keyed:
