@@ -152,3 +152,28 @@ def test_a_manifest_push_and_a_collection_one_after_the_other(meta: MetadataStor
         assert report.blobs == {DIGEST: len(DATA)}
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("url", ["postgres"], indirect=True)
+def test_a_tag_push_of_an_untagged_manifest_during_a_collection(meta: MetadataStore, tmp_path: Path) -> None:
+    _, uploads, collector = parts(meta, tmp_path)
+    manifest = NewManifest("sha256:" + "2" * 64, "application/vnd.oci.image.manifest.v1+json", b"{}", None, None,
+                           None, [DIGEST])
+
+    async def scenario() -> None:
+        await push(uploads, "r")
+        repository = await meta.ensure_repository("r")
+        await meta.put_manifest(repository, manifest, [])  # untagged: due for review at once
+        report = GcReport(False, time.time())
+        async with meta.transaction() as tx:
+            due = await tx.gc_due_manifests(int(time.time()), (0, ""), 10, True)
+            assert due == [(repository, manifest.digest)]
+            # the same manifest pushed with a tag meanwhile: it waits for the collection's claim
+            pushing = asyncio.create_task(meta.put_manifest(repository, manifest, ["v1"]))
+            await asyncio.sleep(0.5)
+            assert await collector._review_manifest(tx, repository, manifest.digest, report, None)
+        await pushing  # then stores it again
+        assert await meta.tagged_manifest("r", "v1") is not None
+        assert (await collector.run()).manifests == 0
+
+    asyncio.run(scenario())
