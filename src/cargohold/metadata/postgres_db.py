@@ -171,11 +171,13 @@ class PostgresDatabase:
                 self._current.reset(token)
 
     @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[None]:
+    async def unit_of_work(self, read_only: bool = False) -> AsyncIterator[None]:
         """One connection and one transaction for the block; nesting is refused."""
         if self._own() is not None:
             raise MetadataError(f"{self._what}: transactions do not nest")
         async with self.connection() as connection, connection.transaction():
+            if read_only:
+                await connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             token = self._current.set((asyncio.current_task(), connection))
             try:
                 yield

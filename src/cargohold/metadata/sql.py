@@ -62,8 +62,9 @@ class SqlDatabase(Protocol):
         """A transaction for a method that writes several rows; inside a unit of work, part of it."""
         ...
 
-    def unit_of_work(self) -> AbstractAsyncContextManager[None]:
-        """One transaction for the block (see :mod:`.store`); nesting is refused."""
+    def unit_of_work(self, read_only: bool = False) -> AbstractAsyncContextManager[None]:
+        """One transaction for the block (see :mod:`.store`); nesting is refused. ``read_only``: it reads one
+        snapshot and writes nothing (and takes no writer's lock)."""
         ...
 
     async def lock_exclusive(self, table: str) -> None:

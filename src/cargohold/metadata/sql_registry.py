@@ -62,6 +62,11 @@ class SqlMetadataStore:
         async with self._db.unit_of_work():
             yield self
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[MetadataQueries]:
+        async with self._db.unit_of_work(read_only=True):
+            yield self
+
     # repositories
 
     async def repository_id(self, name: str) -> int | None:

@@ -128,12 +128,12 @@ class SqliteDatabase:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[SqliteDatabase]:
+    def transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[SqliteDatabase]:
         """BEGIN IMMEDIATE … COMMIT, rolled back on any exception; inside an open one, part of it."""
         if self._db.in_transaction:
             yield self
             return
-        self.execute("BEGIN IMMEDIATE")
+        self.execute(begin)
         try:
             yield self
             self.execute("COMMIT")
@@ -146,13 +146,14 @@ class SqliteDatabase:
             raise
 
     @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[None]:
+    async def unit_of_work(self, read_only: bool = False) -> AsyncIterator[None]:
         """A transaction of the current task (BEGIN IMMEDIATE: its reads and writes are one step
         against every other writer); nesting is refused, and so is any other task's statement
         until it ends."""
         if self._db.in_transaction:
             raise MetadataError(f"{self._what}: transactions do not nest")
-        with self.transaction():
+        # a deferred transaction reads one snapshot (WAL) without the writer's lock
+        with self.transaction("BEGIN" if read_only else "BEGIN IMMEDIATE"):
             self._owner = asyncio.current_task()
             try:
                 yield

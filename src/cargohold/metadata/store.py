@@ -306,6 +306,10 @@ class MetadataStore(MetadataQueries, AuditLog, Outbox, RuntimeEndpoints, ScrubRe
         """A unit of work (see the module docstring): committed on leaving, rolled back on an exception."""
         ...
 
+    def snapshot(self) -> AbstractAsyncContextManager[MetadataQueries]:
+        """A unit of work that reads one snapshot of the database and writes nothing (a dry run)."""
+        ...
+
     # job leases: one holder per job name across every process on this database
     async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
         """Take or renew ``name`` for ``holder`` until ``seconds`` from now; False while another holds it."""

@@ -39,9 +39,10 @@ transaction first upserts the digest's review row, then deletes any deletion by 
 So no unlink happens after the bytes of a new commit are placed, and the blob row that commit adds names
 bytes that stay.
 
-A dry run reads the same rows without locks and applies its deletions to an overlay instead of the
-database, so it reports what a real run with the same inputs deletes (the order of reviews does not
-change the result: a deletion only ever makes other things unkept).
+A dry run reads the same rows in read-only transactions (PostgreSQL: REPEATABLE READ READ ONLY; SQLite: a
+deferred one, no writer's lock) and applies its deletions to an overlay instead of the database, so it
+reports what a real run with the same inputs deletes (the order of reviews does not change the result: a
+deletion only ever makes other things unkept).
 """
 
 from __future__ import annotations
@@ -208,34 +209,45 @@ class Collector:
 
     # manifests
 
-    async def _due_manifests(
-        self, tx: MetadataQueries, cutoff: int, after: tuple[int, str], overlay: _Overlay | None,
-    ) -> list[tuple[int, str]]:
-        if overlay is None:
-            return await tx.gc_due_manifests(cutoff, after, BATCH, True)
-        # dry: every due row at once (the database's, less those consumed, and those queued meanwhile)
+    async def _dry_due_manifests(self, cutoff: int, overlay: _Overlay) -> list[tuple[int, str]]:
+        """Every due row at once: the database's, less those the dry run consumed, and those it queued."""
         rows: set[tuple[int, str]] = set()
-        while page := await tx.gc_due_manifests(cutoff, after, BATCH, False):
-            rows.update(page)
-            after = page[-1]
+        after: tuple[int, str] = (0, "")
+        async with self.meta.snapshot() as tx:
+            while page := await tx.gc_due_manifests(cutoff, after, BATCH, False):
+                rows.update(page)
+                after = page[-1]
         rows = {row for row in rows if row not in overlay.manifest_rows}
         rows.update(row for row, at in overlay.manifest_rows.items() if at is not None and at <= cutoff)
         return sorted(rows)
 
     async def _manifest_pass(self, report: GcReport, overlay: _Overlay | None, pattern: str | None) -> bool:
-        """Review the due manifests once; whether any was deleted (which may make others due)."""
+        """Review the due manifests once; whether any was deleted (which may make others due).
+
+        A real run claims a batch per transaction; a dry run reads them in read-only transactions. Between
+        two, other requests of this process run (SQLite's statements never yield inside one)."""
         cutoff = int(time.time() - self.options.untagged_grace_period)
-        after: tuple[int, str] = (0, "")
         deleted = False
+        if overlay is not None:
+            rows = await self._dry_due_manifests(cutoff, overlay)
+            for start in range(0, len(rows), BATCH):
+                async with self.meta.snapshot() as tx:
+                    for repository_id, digest in rows[start:start + BATCH]:
+                        if await self._in_scope(tx, repository_id, pattern):
+                            deleted |= await self._review_manifest(tx, repository_id, digest, report, overlay)
+                await asyncio.sleep(0)
+            return deleted
+        after: tuple[int, str] = (0, "")
         while True:
             async with self.meta.transaction() as tx:
-                rows = await self._due_manifests(tx, cutoff, after, overlay)
+                rows = await tx.gc_due_manifests(cutoff, after, BATCH, True)
                 for repository_id, digest in rows:
                     if await self._in_scope(tx, repository_id, pattern):
                         deleted |= await self._review_manifest(tx, repository_id, digest, report, overlay)
-            if overlay is not None or len(rows) < BATCH:
+            if len(rows) < BATCH:
                 return deleted
             after = rows[-1]
+            await asyncio.sleep(0)
 
     async def _review_manifest(
         self, tx: MetadataQueries, repository_id: int, digest: str, report: GcReport, overlay: _Overlay | None,
@@ -270,28 +282,37 @@ class Collector:
 
     # blobs
 
-    async def _due_blobs(self, tx: MetadataQueries, cutoff: int, after: str, overlay: _Overlay | None) -> list[str]:
-        if overlay is None:
-            return await tx.gc_due_blobs(cutoff, after, BATCH, True)
+    async def _dry_due_blobs(self, cutoff: int, overlay: _Overlay) -> list[str]:
         rows: set[str] = set()
-        while page := await tx.gc_due_blobs(cutoff, after, BATCH, False):
-            rows.update(page)
-            after = page[-1]
+        after = ""
+        async with self.meta.snapshot() as tx:
+            while page := await tx.gc_due_blobs(cutoff, after, BATCH, False):
+                rows.update(page)
+                after = page[-1]
         rows = {row for row in rows if row not in overlay.blob_rows}
         rows.update(row for row, at in overlay.blob_rows.items() if at is not None and at <= cutoff)
         return sorted(rows)
 
     async def _blob_pass(self, report: GcReport, overlay: _Overlay | None, pattern: str | None) -> None:
         cutoff = int(time.time() - self.options.grace_period)
+        if overlay is not None:
+            rows = await self._dry_due_blobs(cutoff, overlay)
+            for start in range(0, len(rows), BATCH):
+                async with self.meta.snapshot() as tx:
+                    for digest in rows[start:start + BATCH]:
+                        await self._review_blob(tx, digest, report, overlay, pattern)
+                await asyncio.sleep(0)
+            return
         after = ""
         while True:
             async with self.meta.transaction() as tx:
-                rows = await self._due_blobs(tx, cutoff, after, overlay)
+                rows = await tx.gc_due_blobs(cutoff, after, BATCH, True)
                 for digest in rows:
                     await self._review_blob(tx, digest, report, overlay, pattern)
-            if overlay is not None or len(rows) < BATCH:
+            if len(rows) < BATCH:
                 return
             after = rows[-1]
+            await asyncio.sleep(0)
 
     async def _review_blob(
         self, tx: MetadataQueries, digest: str, report: GcReport, overlay: _Overlay | None, pattern: str | None,
@@ -370,6 +391,7 @@ class Collector:
             if len(batch) < BATCH:
                 return
             after = batch[-1].id
+            await asyncio.sleep(0)
 
     async def _delete_keys(self, report: GcReport) -> None:
         """Deletions by key: outside any transaction (a re-push writes another key), many at once."""
