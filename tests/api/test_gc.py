@@ -247,7 +247,11 @@ def test_the_admin_api_runs_and_lists(tmp_path: Path, setup: Setup) -> None:
     with cargohold(tmp_path, *WORKERS, "--auth", "token", env=env, database_url=database) as running:
         token = httpx.get(f"{running.url}/auth/token", headers=basic("root"), timeout=30, params={
             "service": "cargohold", "scope": "repository:gc/admin:pull,push"}).json()["token"]
+        rule = httpx.post(f"{running.url}/admin/v1/immutable-tags", headers=basic("root"), timeout=30,
+                          json={"repository": "gc/admin", "tag": "v*"})
+        assert rule.status_code == 200, rule.text
         with httpx.Client(base_url=running.url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as c:
+            kept = tagged(c, "gc/admin", "v1", image(c, "gc/admin", [b"an immutable image's layer"], "kept"))
             digest = push_blob(c, "gc/admin", b"collected through the admin API")
         url = f"{running.url}/admin/v1/gc"
         denied = httpx.post(url, headers=basic("alice"), json={"dry_run": True}, timeout=30)
@@ -261,6 +265,9 @@ def test_the_admin_api_runs_and_lists(tmp_path: Path, setup: Setup) -> None:
         runs = httpx.get(url, headers=basic("root"), params={"n": "2"}, timeout=30).json()["runs"]
         assert [run["id"] for run in runs] == [real["id"], dry.json()["id"]]
         assert [run["dry_run"] for run in runs] == [False, True]
+        assert real["manifests"] == 0
+        with httpx.Client(base_url=running.url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as c:
+            pullable(c, "gc/admin", kept)  # an immutable tag's image is tagged: never collected
 
 
 @requires_skopeo
