@@ -37,6 +37,8 @@ TABLES: Final = (
     "immutable_tag_rules",
     # the scrub's runs and what they found
     "scrub_runs", "scrub_findings",
+    # garbage collection's queues (what is left to review, bytes left to delete) and its runs
+    "gc_manifest_review", "gc_blob_review", "gc_object_deletions", "gc_runs",
 )
 
 
