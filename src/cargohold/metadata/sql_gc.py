@@ -47,6 +47,7 @@ async def queue_pushed(db: SqlDatabase, repository_id: int, digest: str, tags: S
         " SELECT CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT) WHERE 1 = 1"
         " UNION SELECT repository_id, manifest_digest, ? FROM tags"
         f" WHERE repository_id = ? AND name {among} AND manifest_digest <> ?"
+        " ORDER BY 1, 2"  # rows locked in one order: two pushes that queue the same ones cannot deadlock
         " ON CONFLICT (repository_id, digest) DO UPDATE SET queued_at = " + _LATER.format(t="gc_manifest_review"),
         (repository_id, digest, now, now, repository_id, *args, digest),
     )
