@@ -142,6 +142,10 @@ def test_every_source_reaches_a_deeper_key(tmp_path: Path) -> None:
          "config file {file}: server.listen is set twice (flat and in its section)"),
         ("auth: {mode: ldap}\n", {}, {}, "auth must be none, htpasswd or token, not 'ldap'"),
         ("server: {tls: {cert: /c}}\n", {}, {}, "TLS needs both a certificate and a key"),
+        ("gc: {grace_period: soon}\n", {}, {}, "gc.grace_period: 'soon' is not a duration (24h, 90m, or seconds)"),
+        ("", {"CARGOHOLD_GC_UNTAGGED_GRACE_PERIOD": "-1"}, {}, "gc.untagged_grace_period: '-1' is negative"),
+        ("gc: {interval: 0}\n", {}, {}, "gc.interval: 0.0 must be more than 0"),
+        ("gc: {referrers: drop}\n", {}, {}, "gc.referrers: 'drop' is not collect or keep"),
     ],
 )
 def test_a_bad_setting_is_named_with_its_value(
@@ -150,6 +154,12 @@ def test_a_bad_setting_is_named_with_its_value(
     with pytest.raises(ConfigError) as caught:
         load_config(None, {"config": path, **flags}, environ)
     assert str(caught.value) == message.format(file=path)
+
+
+def test_the_gc_section_takes_durations() -> None:
+    config = load_config(None, {}, {"CARGOHOLD_GC_GRACE_PERIOD": "2h", "CARGOHOLD_GC_REFERRERS": "keep"})
+    assert config.gc.seconds("grace_period") == 7200 and config.gc.seconds("untagged_grace_period") == 86400
+    assert config.gc.enabled and config.gc.seconds("interval") == 3600 and config.gc.referrers == "keep"
 
 
 def test_blobs_go_where_the_storage_section_says(tmp_path: Path) -> None:
