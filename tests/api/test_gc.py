@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -278,3 +279,19 @@ def test_skopeo_pulls_every_kept_tag(server: CargoholdServer, client: httpx.Clie
     for repo, tag in (("pull/b", "v1"),):
         clients.skopeo.copy(f"docker://{server.host}/{repo}:{tag}", f"dir:{tmp_path / 'out'}")
     server.assert_storage_consistent()
+
+
+def test_the_periodic_job_collects(tmp_path: Path, setup: Setup) -> None:
+    env = {**NO_GRACE, "CARGOHOLD_GC_INTERVAL": "1s", **setup.env}
+    with cargohold(tmp_path, *WORKERS, env=env, database_url=setup.database_url) as running, \
+            httpx.Client(base_url=running.url, timeout=30) as c:
+        digest = push_blob(c, "gc/job", b"collected by the job")
+        kept = tagged(c, "gc/job", "v1", image(c, "gc/job", [b"kept by its tag"], "job"))
+        for _ in range(100):
+            if c.head(f"/v2/gc/job/blobs/{digest}").status_code == 404:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the job did not collect the blob")
+        pullable(c, "gc/job", kept)
+        assert gc(running, "--history", env={"CARGOHOLD_GC_ENABLED": "false"})[0]["finished"] is not None
