@@ -177,3 +177,27 @@ def test_a_tag_push_of_an_untagged_manifest_during_a_collection(meta: MetadataSt
         assert (await collector.run()).manifests == 0
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("url", ["postgres"], indirect=True)
+def test_an_index_push_holding_a_child_does_not_wait_for_the_collection(meta: MetadataStore, tmp_path: Path) -> None:
+    _, uploads, collector = parts(meta, tmp_path)
+    child = NewManifest("sha256:" + "3" * 64, "application/vnd.oci.image.manifest.v1+json", b"{}", None, None,
+                        None, [DIGEST])
+    index = NewManifest("sha256:" + "4" * 64, "application/vnd.oci.image.index.v1+json", b"{}", None, None,
+                        None, [child.digest])
+
+    async def scenario() -> None:
+        await push(uploads, "r")
+        repository = await meta.ensure_repository("r")
+        await meta.put_manifest(repository, child, [])  # untagged: due for review at once
+        async with meta.transaction() as tx:
+            assert await tx.missing_manifests(repository, [child.digest]) == set()  # share-locks the child
+            # the collection passes over the child the push holds rather than wait for it
+            report = await asyncio.wait_for(collector.run(), 10)
+            assert report.manifests == 0 and report.blobs == {}
+            await tx.put_manifest(repository, index, ["v1"])
+        assert (await collector.run()).manifests == 0  # the child's review again: its index keeps it
+        assert await meta.manifest("r", child.digest) is not None
+
+    asyncio.run(scenario())

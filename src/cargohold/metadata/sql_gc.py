@@ -123,11 +123,16 @@ async def due_blobs(db: SqlDatabase, cutoff: int, after: str, limit: int, claim:
     return [str(row[0]) for row in rows]
 
 
-async def manifest_subject(db: SqlDatabase, repository_id: int, digest: str, lock: bool) -> tuple[bool, str | None]:
-    """(whether the manifest is stored, its subject); ``lock``: until the collection's transaction ends."""
-    row = await db.fetchone(
-        "SELECT subject_digest FROM manifests WHERE repository_id = ? AND digest = ?"
-        + (db.for_update if lock else ""), (repository_id, digest))
+async def manifest_subject(
+    db: SqlDatabase, repository_id: int, digest: str, lock: bool,
+) -> tuple[bool | None, str | None]:
+    """(whether the manifest is stored, its subject); ``lock``: until the collection's transaction ends, and
+    None for "stored" while another transaction holds the row (an index push that checked it: a collection
+    that waited for it could close a cycle of waits with that push, which then waits for the review row)."""
+    text = "SELECT subject_digest FROM manifests WHERE repository_id = ? AND digest = ?"
+    row = await db.fetchone(text + (db.for_update_skip_locked if lock else ""), (repository_id, digest))
+    if row is None and lock and db.for_update_skip_locked and await db.fetchone(text, (repository_id, digest)):
+        return None, None
     return (False, None) if row is None else (True, row[0])
 
 

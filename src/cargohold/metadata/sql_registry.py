@@ -499,7 +499,8 @@ class SqlMetadataStore:
     async def gc_due_blobs(self, cutoff: int, after: str, limit: int, claim: bool) -> list[str]:
         return await sql_gc.due_blobs(self._db, cutoff, after, limit, claim)
 
-    async def gc_manifest_subject(self, repository_id: int, digest: str, lock: bool) -> tuple[bool, str | None]:
+    async def gc_manifest_subject(
+        self, repository_id: int, digest: str, lock: bool) -> tuple[bool | None, str | None]:
         return await sql_gc.manifest_subject(self._db, repository_id, digest, lock)
 
     async def gc_is_tagged(self, repository_id: int, digest: str) -> bool:
@@ -535,8 +536,11 @@ class SqlMetadataStore:
     async def gc_delete_blob(self, digest: str, size: int, now: int) -> None:
         await sql_gc.delete_blob(self._db, digest, size, now)
 
-    async def gc_reviewed_manifest(self, repository_id: int, digest: str) -> None:
-        await sql_gc.reviewed_manifest(self._db, repository_id, digest)
+    async def gc_reviewed_manifest(self, repository_id: int, digest: str, requeue_at: int | None = None) -> None:
+        if requeue_at is None:
+            await sql_gc.reviewed_manifest(self._db, repository_id, digest)
+        else:
+            await sql_gc.queue_manifests(self._db, repository_id, [digest], requeue_at)
 
     async def gc_reviewed_blob(self, digest: str, requeue_at: int | None = None) -> None:
         if requeue_at is None:

@@ -260,6 +260,9 @@ class Collector:
         else:
             overlay.manifest_rows[(repository_id, digest)] = None
         stored, subject = await tx.gc_manifest_subject(repository_id, digest, overlay is None)
+        if stored is None:  # a push holds it: reviewed again after the grace period
+            await tx.gc_reviewed_manifest(repository_id, digest, requeue_at=int(time.time()))
+            return False
         if not stored or gone(digest) or await tx.gc_is_tagged(repository_id, digest):
             return False
         if any(not gone(parent) for parent in await tx.gc_referencing(repository_id, digest)):
