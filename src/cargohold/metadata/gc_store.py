@@ -39,6 +39,10 @@ class GcQueries(Protocol):
         """Review rows queued at or before ``cutoff``, after ``after`` in (repository id, digest) order."""
         ...
 
+    async def gc_claim_manifest(self, repository_id: int, digest: str, cutoff: int) -> bool:
+        """Lock one due review row until the unit of work ends; False if it is gone, not due or held."""
+        ...
+
     async def gc_due_blobs(self, cutoff: int, after: str, limit: int, claim: bool) -> list[str]: ...
 
     async def gc_manifest_subject(self, repository_id: int, digest: str, lock: bool) -> tuple[bool | None, str | None]:

@@ -114,6 +114,13 @@ async def due_manifests(
     return [(int(row[0]), str(row[1])) for row in rows]
 
 
+async def claim_manifest(db: SqlDatabase, repository_id: int, digest: str, cutoff: int) -> bool:
+    """Lock one due review row (False: gone, not due, or held by a change that queues it)."""
+    return await db.fetchone(
+        "SELECT 1 FROM gc_manifest_review WHERE repository_id = ? AND digest = ? AND queued_at <= ?"
+        + db.for_update_skip_locked, (repository_id, digest, cutoff)) is not None
+
+
 async def due_blobs(db: SqlDatabase, cutoff: int, after: str, limit: int, claim: bool) -> list[str]:
     rows = await db.fetchall(
         "SELECT digest FROM gc_blob_review WHERE queued_at <= ? AND digest > ? ORDER BY digest LIMIT ?"

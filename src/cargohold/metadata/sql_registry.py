@@ -496,6 +496,9 @@ class SqlMetadataStore:
         self, cutoff: int, after: tuple[int, str], limit: int, claim: bool) -> list[tuple[int, str]]:
         return await sql_gc.due_manifests(self._db, cutoff, after, limit, claim)
 
+    async def gc_claim_manifest(self, repository_id: int, digest: str, cutoff: int) -> bool:
+        return await sql_gc.claim_manifest(self._db, repository_id, digest, cutoff)
+
     async def gc_due_blobs(self, cutoff: int, after: str, limit: int, claim: bool) -> list[str]:
         return await sql_gc.due_blobs(self._db, cutoff, after, limit, claim)
 

@@ -18,11 +18,14 @@ and its bytes are queued for deletion by object key (S3) or by digest (filesyste
 the row that named them.
 
 Why a manifest push or a mount never meets a collected blob. A collection claims review rows with
-``FOR UPDATE SKIP LOCKED`` and locks a blob's rows (``blobs``, ``repository_blobs``) ``FOR UPDATE`` before
-it reads who references it; a manifest push share-locks the links it checks, a mount upserts the blob's
-review row first and share-locks its ``blobs`` row. The first to commit wins: a push after the collection
-finds no link (MANIFEST_BLOB_UNKNOWN; the client uploads again), a collection after the push reads its
-references and keeps the blob. SQLite's one writer (BEGIN IMMEDIATE) gives the same order.
+``FOR UPDATE SKIP LOCKED`` (manifests one per transaction, blobs by the batch) and locks a blob's rows
+(``blobs``, ``repository_blobs``) ``FOR UPDATE`` before it reads who references it; a manifest push
+share-locks the links it checks, a mount upserts the blob's review row first and share-locks its ``blobs``
+row. The first to commit wins: a push after the collection finds no link (MANIFEST_BLOB_UNKNOWN; the client
+uploads again), a collection after the push reads its references and keeps the blob. A push of a manifest
+upserts its review row first too, so a collection never deletes a manifest a push is tagging; a manifest an
+index push share-locked is passed over (reviewed again later). SQLite's one writer (BEGIN IMMEDIATE) gives
+the same order.
 
 Why a re-push of a digest whose bytes are being deleted keeps them. On S3 a commit writes a new key and a
 deletion removes the old one: they never meet. On the filesystem the path is the digest's. An upload's
@@ -237,12 +240,15 @@ class Collector:
                             deleted |= await self._review_manifest(tx, repository_id, digest, report, overlay)
                 await asyncio.sleep(0)
             return deleted
+        # One manifest per transaction: a deletion queues other manifests' reviews, whose rows a concurrent
+        # delete may hold while it waits for a row a batch would hold (a cycle of waits).
         after: tuple[int, str] = (0, "")
         while True:
-            async with self.meta.transaction() as tx:
-                rows = await tx.gc_due_manifests(cutoff, after, BATCH, True)
-                for repository_id, digest in rows:
-                    if await self._in_scope(tx, repository_id, pattern):
+            rows = await self.meta.gc_due_manifests(cutoff, after, BATCH, False)
+            for repository_id, digest in rows:
+                async with self.meta.transaction() as tx:
+                    if await self._in_scope(tx, repository_id, pattern) and \
+                            await tx.gc_claim_manifest(repository_id, digest, cutoff):
                         deleted |= await self._review_manifest(tx, repository_id, digest, report, overlay)
             if len(rows) < BATCH:
                 return deleted
