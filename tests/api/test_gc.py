@@ -295,3 +295,16 @@ def test_the_periodic_job_collects(tmp_path: Path, setup: Setup) -> None:
             raise AssertionError("the job did not collect the blob")
         pullable(c, "gc/job", kept)
         assert gc(running, "--history", env={"CARGOHOLD_GC_ENABLED": "false"})[0]["finished"] is not None
+
+
+def test_a_run_purges_abandoned_uploads(server: CargoholdServer, client: httpx.Client) -> None:
+    started = client.post("/v2/gc/abandoned/blobs/uploads/")
+    assert started.status_code == 202
+    location = started.headers["location"]
+    time.sleep(1.1)
+    aged = {"CARGOHOLD_UPLOAD_MAX_AGE_SECONDS": "0"}
+    assert gc(server, "--dry-run", env=aged)["uploads"] == 1
+    assert client.get(location).status_code == 204
+    assert gc(server, env=aged)["uploads"] == 1
+    assert client.get(location).status_code == 404
+    assert server.upload_files() == set()

@@ -32,6 +32,7 @@ def open_collector(config: ServerConfig, meta: MetadataStore, blobs: BlobStore) 
 
 def gc_job(collector: Collector, interval: float) -> Job:
     async def collect() -> None:
-        await collector.run()  # failures are recorded in the run and logged there
+        # abandoned uploads have a job of their own, run more often (a second purge would race it)
+        await collector.run(uploads=False)  # failures are recorded in the run and logged there
 
     return Job("garbage-collection", interval, collect)

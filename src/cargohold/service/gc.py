@@ -167,14 +167,17 @@ class Collector:
     async def history(self, limit: int = HISTORY) -> list[GcRunRecord]:
         return await self.meta.gc_runs(limit)
 
-    async def run(self, dry_run: bool = False, repository: str | None = None) -> GcReport:
-        """One collection; with ``repository`` (a glob) only manifests and links of the repositories it matches."""
+    async def run(self, dry_run: bool = False, repository: str | None = None, uploads: bool = True) -> GcReport:
+        """One collection; with ``repository`` (a glob) only manifests and links of the repositories it matches.
+
+        ``uploads``: purge the abandoned upload sessions too (a dry run counts them), unless ``repository``
+        narrows the run."""
         report = GcReport(dry_run, time.time())
         report.id = await self.meta.gc_start_run(report.started, dry_run)
         self._names = {}
         overlay = _Overlay() if dry_run else None
         try:
-            if repository is None:
+            if uploads and repository is None:
                 await self._uploads(report)
             await self.review(report, overlay, repository)
             if not dry_run:
