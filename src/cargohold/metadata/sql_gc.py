@@ -251,11 +251,17 @@ async def start_run(db: SqlDatabase, started: float, dry_run: bool) -> int:
     return int(row[0])
 
 
+#: runs the history keeps
+KEPT_RUNS = 1000
+
+
 async def finish_run(db: SqlDatabase, run: GcRunRecord) -> None:
-    await db.write(
-        "UPDATE gc_runs SET finished = ?, manifests = ?, blobs = ?, bytes_freed = ?, errors = ?, detail = ?"
-        " WHERE id = ?",
-        (run.finished, run.manifests, run.blobs, run.bytes_freed, run.errors, json.dumps(run.detail), run.id))
+    async with db.atomic():
+        await db.write(
+            "UPDATE gc_runs SET finished = ?, manifests = ?, blobs = ?, bytes_freed = ?, errors = ?, detail = ?"
+            " WHERE id = ?",
+            (run.finished, run.manifests, run.blobs, run.bytes_freed, run.errors, json.dumps(run.detail), run.id))
+        await db.write("DELETE FROM gc_runs WHERE id <= ?", (run.id - KEPT_RUNS,))
 
 
 async def runs(db: SqlDatabase, limit: int) -> list[GcRunRecord]:
