@@ -26,13 +26,13 @@ from ..jobs import (
     scrub_job,
     sweep_job,
 )
-from ..jobs.gc import gc_job, open_collector
+from ..jobs.gc import gc_job
 from ..jobs.retention import retention_job
 from ..metadata import MetadataStore, open_metadata_store
 from ..metadata.migrations import SchemaError
 from ..scrub import ScrubRecords
 from ..service import Registry, RegistryOptions
-from ..service.gc import Collector
+from ..service.gc import Collector, open_collector
 from ..service.pulls import PullTimes
 from ..service.retention import Retention
 from ..service.scrub import Scrubber

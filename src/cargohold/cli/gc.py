@@ -15,10 +15,9 @@ import sys
 from typing import Any
 
 from ..config import ConfigError, ServerConfig
-from ..jobs.gc import open_collector
 from ..metadata import open_metadata_store
 from ..metadata.store import MetadataError
-from ..service.gc import HISTORY, run_json
+from ..service.gc import HISTORY, open_collector, run_json
 from ..storage import open_blob_store
 from ..storage.driver import StorageError
 from .registry_options import add_location_options, located_config, require_registry

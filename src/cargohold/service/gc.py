@@ -58,11 +58,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ..config import ServerConfig
 from ..digest import Digest
 from ..formats.schema1_image import EMPTY_LAYER_DIGEST
 from ..metadata.gc_store import GcRunRecord, ObjectDeletion
 from ..metadata.store import MetadataError, MetadataQueries, MetadataStore
 from ..storage.driver import BlobStore, KeyedObjects, StorageError
+from .uploads import Uploads
 
 log: Final = logging.getLogger("cargohold.gc")
 
@@ -140,6 +142,21 @@ def run_json(run: GcRunRecord) -> dict[str, Any]:
             "errors": run.detail.get("errors", []) if run.errors else []}
 
 
+def open_collector(config: ServerConfig, meta: MetadataStore, blobs: BlobStore) -> Collector:
+    """The collector of ``config``'s registry; its runs on demand also purge abandoned upload sessions."""
+    options = GcOptions(
+        grace_period=config.gc.seconds("grace_period"),
+        untagged_grace_period=config.gc.seconds("untagged_grace_period"),
+        keep_referrers=config.gc.referrers == "keep",
+    )
+    max_age = config.server.upload_max_age_seconds
+
+    async def purge() -> int:
+        return await Uploads(blobs, meta).purge(max_age)
+
+    return Collector(meta, blobs, options, purge, max_age)
+
+
 class _Overlay:
     """A dry run's deletions and queue, over the database it only reads (empty in a real run)."""
 
@@ -187,7 +204,8 @@ class Collector:
             report.errors.append(str(exc))
         report.finished = time.time()
         await self.meta.gc_finish_run(report.record())
-        log.info("garbage collection", extra={
+        changed = report.manifests or report.blobs or report.errors or report.objects_deleted or report.uploads
+        log.log(logging.INFO if changed else logging.DEBUG, "garbage collection", extra={
             "dry_run": dry_run, "manifests": report.manifests, "blobs": len(report.blobs),
             "bytes_freed": report.bytes_freed, "errors": len(report.errors)})
         return report
