@@ -115,6 +115,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
     routes = endpoint_routes(access, meta, webhooks, meta, collector)
     return RegistryApp(registry, access.controller, routes, jobs, recorder, activity, pulls)
 
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLineFormatter())
