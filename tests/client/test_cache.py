@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from cargohold.client import OCILayout, Reference, RegistryClient
-from cargohold.client.cache import BlobCache, parse_age, parse_size
+from cargohold.client.cache import BlobCache, parse_age
 from cargohold.client.pull import pull, push
 from cargohold.digest import Digest
+from cargohold.sizes import parse_size
 
 from .cli_support import isolated, run  # noqa: F401 - isolated is an autouse fixture
 from .conftest import ROOT, RunningRegistry

@@ -29,6 +29,7 @@ Routes (``{repo}`` may be ``ns/*`` for grants)::
     PUT    /admin/v1/repositories/{repo}/visibility {public}
     GET    /admin/v1/audit (superusers; repository admins for their repositories; see admin_audit.py)
     ...    /admin/v1/immutable-tags (superusers; namespace owners for their namespace; see admin_immutable.py)
+    ...    /admin/v1/usage, /admin/v1/quotas (superusers; namespace owners read theirs; see admin_usage.py)
     ...    /admin/v1/webhooks (superusers; see admin_webhooks.py)
     GET    /admin/v1/scrub (superusers; see admin_scrub.py)
     GET    /admin/v1/gc, POST /admin/v1/gc {dry_run, repository} (superusers; see admin_gc.py)
@@ -75,7 +76,7 @@ from ..metadata.access import AccessStore
 from ..scrub import ScrubRecords
 from ..service.gc import Collector
 from ..webhooks.manage import WebhookAdmin, WebhookError
-from . import admin_audit, admin_gc, admin_immutable, admin_scrub, admin_webhooks
+from . import admin_audit, admin_gc, admin_immutable, admin_scrub, admin_usage, admin_webhooks
 from .routes import Endpoint, Route
 
 PREFIX: Final = "/admin/v1"
@@ -140,6 +141,7 @@ class AdminApi:
         for method, path, handler in [
             *ROUTES,
             *admin_immutable.ROUTES,
+            *admin_usage.ROUTES,
             *(admin_audit.ROUTES if self.audit_log is not None else []),
             *(admin_webhooks.ROUTES if self.webhooks is not None else []),
             *(admin_scrub.ROUTES if self.scrub is not None else []),

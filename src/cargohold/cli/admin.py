@@ -1,5 +1,5 @@
-"""``cargohold admin``: users, robots, organizations, teams, grants, visibility and immutable tag rules, on the
-database directly.
+"""``cargohold admin``: users, robots, organizations, teams, grants, visibility, immutable tag rules and namespace
+quotas, on the database directly.
 
 Works on the data directory's database, or on ``--database-url`` (``--data-dir``,
 ``--config`` or ``CARGOHOLD_*`` as for ``serve``), so whoever may read the data may administer;
@@ -35,6 +35,7 @@ from ..events.origin import FixedOrigin, origin_scope
 from ..metadata.access import AccessStore
 from ..metadata.schema import migrate, status
 from ..metadata.store import MetadataError
+from ..sizes import human_size
 from .registry_options import add_location_options, located_config, print_rows, verb_parser
 
 Action = Callable[[AccessStore, ServerConfig, argparse.Namespace], Awaitable[int]]
@@ -276,6 +277,31 @@ async def immutable_remove(store: AccessStore, config: ServerConfig, args: argpa
     return 0
 
 
+# namespace quotas
+
+
+async def quota_list(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    print_rows(args, [{**quota.to_json(), "limit": human_size(quota.limit_bytes), "used": human_size(quota.used_bytes)}
+                      for quota in await store.quotas()], ["namespace", "limit", "used", "created_by"])
+    return 0
+
+
+async def quota_set(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    async with store.transaction() as tx:
+        quota = await tx.set_quota(args.namespace, args.limit, _cli_origin().actor)
+        await _record(tx, "quota.set", f"{quota.namespace}/*", namespace=quota.namespace, limit=quota.limit_bytes)
+    _done(args, f"{quota} set: {human_size(quota.used_bytes)} used now", **quota.to_json())
+    return 0
+
+
+async def quota_clear(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
+    async with store.transaction() as tx:
+        quota = await tx.clear_quota(args.namespace)
+        await _record(tx, "quota.clear", f"{quota.namespace}/*", namespace=quota.namespace)
+    _done(args, f"{quota} cleared", **quota.to_json(), cleared=True)
+    return 0
+
+
 async def token_key(store: AccessStore, config: ServerConfig, args: argparse.Namespace) -> int:
     key = current_token_key(config)
     rows = [{"kid": key.kid, "algorithm": key.algorithm, "key": token_key_source(config),
@@ -290,7 +316,7 @@ async def token_key(store: AccessStore, config: ServerConfig, args: argparse.Nam
 
 def register(subparsers: Any) -> None:
     admin: argparse.ArgumentParser = subparsers.add_parser(
-        "admin", help="manage users, robots, organizations, teams, permissions and immutable tags",
+        "admin", help="manage users, robots, organizations, teams, permissions, immutable tags and quotas",
         description="Manage the access model in the data directory's database (as the server's owner).",
     )
     add_location_options(admin)
@@ -364,6 +390,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument("repository", metavar="REPOSITORY", help="glob over repository names, e.g. 'prod/*'")
     parser.add_argument("tag", metavar="TAG", help="glob over tags, e.g. 'v*'")
     verb_parser(rules, "remove", immutable_remove, "lift a rule").add_argument("id", type=int, metavar="ID")
+    quotas = groups.add_parser(
+        "quota", help="namespace quotas: a byte limit on what a namespace's manifests reference",
+        description="A push that would take a namespace's referenced bytes (each distinct blob its manifests "
+                    "reference, and the manifests) over its limit is refused with DENIED.",
+    ).add_subparsers(dest="verb", required=True, metavar="VERB")
+    verb_parser(quotas, "list", quota_list, "list the quotas, with the bytes each namespace uses")
+    parser = verb_parser(quotas, "set", quota_set, "set or change a namespace's limit")
+    parser.add_argument("namespace", metavar="NAMESPACE")
+    parser.add_argument("limit", metavar="LIMIT", help="bytes, or a size: 50GiB, 500M (binary multiples)")
+    verb_parser(quotas, "clear", quota_clear, "lift a namespace's quota").add_argument("namespace", metavar="NAMESPACE")
     verb_parser(groups, "who-can", show_who_can, "who may do what on a repository").add_argument("repository")
     verb_parser(groups, "token-key", token_key, "the token signing key: kid, algorithm, certificate path")
 

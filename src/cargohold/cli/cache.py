@@ -6,8 +6,9 @@ import argparse
 import datetime
 from pathlib import Path
 
-from ..client.cache import BlobCache, parse_age, parse_size
-from .client_common import command, human_size, print_json, print_table
+from ..client.cache import BlobCache, parse_age
+from ..sizes import human_size, parse_size
+from .client_common import command, print_json, print_table
 
 
 def _cache(args: argparse.Namespace) -> BlobCache:

@@ -32,6 +32,7 @@ from ..digest import DigestError
 from ..errcodes import RegistryError
 from ..formats import ManifestError, Platform
 from ..reference import Reference, ReferenceError
+from ..sizes import human_size
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -162,15 +163,6 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 class TerminalProgress:

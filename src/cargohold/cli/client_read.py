@@ -11,11 +11,11 @@ from typing import Any
 from ..client import check, inspect, platforms
 from ..client.image import config_bytes, resolve_image
 from ..formats import is_index
+from ..sizes import human_size
 from .client_common import (
     add_platform_options,
     add_transport_options,
     command,
-    human_size,
     make_client,
     parse_reference,
     platform_of,

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.audit",
     "cargohold.cli.retention",
     "cargohold.cli.gc",
+    "cargohold.cli.usage",
     "cargohold.cli.webhooks",
     "cargohold.cli.scrub",
     "cargohold.cli.client_read",
@@ -44,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "audit": "cargohold.cli.audit",
     "retention": "cargohold.cli.retention",
     "gc": "cargohold.cli.gc",
+    "usage": "cargohold.cli.usage",
     "webhooks": "cargohold.cli.webhooks",
     "scrub": "cargohold.cli.scrub",
     **dict.fromkeys(

@@ -39,6 +39,7 @@ from typing import IO
 
 from ..digest import Digest
 from ..reference import Reference
+from ..sizes import parse_size
 from . import blobs
 from .blobs import Progress, Verifier
 from .registry import RegistryClient
@@ -49,16 +50,7 @@ DEFAULT_MAX_SIZE = 10 * 1024**3
 #: the environment variable that changes it (a size as :func:`parse_size` reads it, or "none")
 MAX_SIZE_ENV = "CARGOHOLD_CACHE_MAX_SIZE"
 
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_size(text: str) -> int:
-    """Bytes from ``500M``, ``2G``, ``1.5GiB``, ``10gb`` or ``4096`` (binary multiples, as docker reads them)."""
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text, re.IGNORECASE)
-    if found is None:
-        raise ValueError(f"invalid size {text!r}: expected a number with an optional K, M, G or T (500M, 2G)")
-    return int(float(found.group(1)) * _UNITS[found.group(2).lower()])
 
 
 def parse_age(text: str) -> float:

@@ -10,6 +10,7 @@ from .purge import PURGE_INTERVAL_SECONDS, purge_job
 from .runner import Job, JobRunner, Leases, holder_id
 from .scrub import scrub_job
 from .sweep import sweep_job
+from .usage import usage_job
 
 
 def registry_jobs(registry: RegistryService) -> list[Job]:
@@ -20,5 +21,5 @@ def registry_jobs(registry: RegistryService) -> list[Job]:
 __all__ = [
     "Activity", "AUDIT_PURGE_INTERVAL_SECONDS", "DeliveryLoop", "EventRetention", "Job", "JobRunner", "Leases",
     "PURGE_INTERVAL_SECONDS", "audit_purge_job", "holder_id", "purge_job", "registry_jobs", "scrub_job",
-    "sweep_job",
+    "sweep_job", "usage_job",
 ]

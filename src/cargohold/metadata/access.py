@@ -22,6 +22,8 @@ from typing import Protocol
 from ..access_model import Account, AccountKind, Permission, Role, Team
 from ..events.log import EventLog
 from ..immutable_tags import ImmutableRule
+from ..quotas import Quota
+from ..usage import UsageReport
 
 
 class AccessQueries(EventLog, Protocol):
@@ -126,6 +128,23 @@ class AccessQueries(EventLog, Protocol):
     async def remove_immutable_rule(self, rule_id: int) -> ImmutableRule:
         """The rule removed; ImmutableRuleUnknown if there is none of that id."""
         ...
+
+    # namespace quotas (:mod:`cargohold.quotas`) and usage figures (:mod:`cargohold.usage`)
+    async def quotas(self) -> list[Quota]:
+        """Every quota, by namespace."""
+        ...
+
+    async def set_quota(self, namespace: str, limit: object, created_by: str | None) -> Quota:
+        """Set or change a namespace's limit (bytes, or a size such as 50GiB); QuotaInvalid for a bad one."""
+        ...
+
+    async def clear_quota(self, namespace: str) -> Quota:
+        """The quota lifted; QuotaUnknown if the namespace has none."""
+        ...
+
+    async def refresh_usage(self) -> int: ...
+
+    async def usage_report(self, name: str | None = None) -> UsageReport: ...
 
     # refresh tokens
     async def add_refresh_token(self, digest: str, account: Account, client_id: str, lifetime: int) -> None:

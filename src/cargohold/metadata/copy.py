@@ -39,11 +39,17 @@ TABLES: Final = (
     "scrub_runs", "scrub_findings",
     # garbage collection's queues (what is left to review, bytes left to delete) and its runs
     "gc_manifest_review", "gc_blob_review", "gc_object_deletions", "gc_runs",
+    # namespace quotas (with the use of each, exact as copied)
+    "namespace_quotas",
 )
 
 
 #: what is not copied: short-lived state, and the migrations' own record (made by the migrations)
-LEFT_BEHIND: Final = ("failed_logins", "job_leases", "schema_migrations")
+LEFT_BEHIND: Final = (
+    "failed_logins", "job_leases", "schema_migrations",
+    # usage figures: the next refresh computes them
+    "repository_usage", "namespace_usage", "usage_refreshes",
+)
 
 
 class CopyFailed(MetadataError):

@@ -38,7 +38,9 @@ from ..access_model import (
 )
 from ..events.model import Event
 from ..immutable_tags import ImmutableRule
-from . import sql_immutable
+from ..quotas import Quota
+from ..usage import UsageReport
+from . import sql_immutable, sql_usage
 from .access import AccessQueries
 from .sql import SqlDatabase
 from .sql_events import insert_event, insert_events
@@ -397,3 +399,20 @@ class SqlAccessStore:
 
     async def remove_immutable_rule(self, rule_id: int) -> ImmutableRule:
         return await sql_immutable.remove_rule(self._db, rule_id)
+
+    # namespace quotas and usage figures
+
+    async def quotas(self) -> list[Quota]:
+        return await sql_usage.quotas(self._db)
+
+    async def set_quota(self, namespace: str, limit: object, created_by: str | None) -> Quota:
+        return await sql_usage.set_quota(self._db, namespace, limit, created_by)
+
+    async def clear_quota(self, namespace: str) -> Quota:
+        return await sql_usage.clear_quota(self._db, namespace)
+
+    async def refresh_usage(self) -> int:
+        return await sql_usage.refresh_usage(self._db)
+
+    async def usage_report(self, name: str | None = None) -> UsageReport:
+        return await sql_usage.usage_report(self._db, name)

@@ -20,8 +20,10 @@ from ..events.model import Event
 from ..events.outbox import Delivery, DeliveryState, NextDelivery
 from ..immutable_tags import ImmutableRule
 from ..memo import Memo
+from ..quotas import QuotaCharge
 from ..scrub import ScrubFinding, ScrubRun
-from . import sql_gc, sql_immutable, sql_retention, sql_scrub, sql_webhooks
+from ..usage import UsageReport
+from . import sql_gc, sql_immutable, sql_retention, sql_scrub, sql_usage, sql_webhooks
 from .batching import Batched
 from .gc_store import GcRunRecord, ObjectDeletion
 from .sql import SqlDatabase
@@ -654,6 +656,28 @@ class SqlMetadataStore:
 
     async def is_listed(self, repository_id: int, digest: str) -> bool:
         return await sql_retention.is_listed(self._db, repository_id, digest)
+
+    # namespace quotas and usage figures
+
+    async def charge_quota(self, repository: str, repository_id: int | None, manifest: NewManifest,
+                           ) -> QuotaCharge | None:
+        return await sql_usage.charge_manifest(self._db, repository, repository_id, manifest.digest,
+                                               len(manifest.content), manifest.references)
+
+    async def add_quota_usage(self, namespace: str, delta: int) -> None:
+        await sql_usage.add_used(self._db, namespace, delta)
+
+    async def release_quota(self, repository: str, repository_id: int, digest: str) -> int:
+        return await sql_usage.release_manifest(self._db, repository, repository_id, digest)
+
+    async def refresh_usage(self) -> int:
+        return await sql_usage.refresh_usage(self._db)
+
+    async def reconcile_quotas(self) -> None:
+        await sql_usage.reconcile_quotas(self._db)
+
+    async def usage_report(self, name: str | None = None) -> UsageReport:
+        return await sql_usage.usage_report(self._db, name)
 
 
 def _in_lock_order(tags: Sequence[str]) -> list[str]:

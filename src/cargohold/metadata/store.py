@@ -25,7 +25,9 @@ from ..events.audit import AuditLog
 from ..events.log import EventLog
 from ..events.outbox import Outbox, RuntimeEndpoints
 from ..immutable_tags import ImmutableRule
+from ..quotas import QuotaCharge
 from ..scrub import ScrubRecords
+from ..usage import UsageReport
 from .gc_store import GcQueries
 
 
@@ -245,6 +247,30 @@ class MetadataQueries(EventLog, StoreState, GcQueries, Protocol):
         ...
 
     async def referrers(self, repository_id: int, subject: str, artifact_type: str | None) -> list[ReferrerRecord]: ...
+
+    # namespace quotas and usage figures (:mod:`cargohold.quotas`, :mod:`cargohold.usage`)
+    async def charge_quota(self, repository: str, repository_id: int | None, manifest: NewManifest,
+                           ) -> QuotaCharge | None:
+        """In a push's unit of work: lock the quota of the repository's namespace (None: it has none) and
+        say what storing the manifest would add to its use."""
+        ...
+
+    async def add_quota_usage(self, namespace: str, delta: int) -> None: ...
+
+    async def release_quota(self, repository: str, repository_id: int, digest: str) -> int:
+        """In a delete's unit of work, before the manifest goes: take what only it used off its namespace's
+        quota (the bytes freed)."""
+        ...
+
+    async def refresh_usage(self) -> int:
+        """Compute the usage figures anew; when."""
+        ...
+
+    async def reconcile_quotas(self) -> None:
+        """Recompute each quota's use exactly."""
+        ...
+
+    async def usage_report(self, name: str | None = None) -> UsageReport: ...
 
     # manifests generated from stored ones (schema 1 for legacy clients)
     async def generated_manifest(self, repository: str, tag: str, source_digest: str) -> ManifestRecord | None:

@@ -29,6 +29,7 @@ from .accepts import Accepts
 from .common import Guard, check_name, repository_id
 from .immutable import check_manifest_delete, check_push, check_tag_delete, protected_tags
 from .pulls import PullTimes
+from .quota import charge_quota
 from .schema1_legacy import LegacySchema1
 
 #: most ``tag`` parameters one manifest push may carry (the spec asks for at least 10; more is 414)
@@ -219,6 +220,7 @@ class Manifests:
             # checked before the repository is created: a refused manifest must not create one
             found = await tx.repository_id(repository)
             await _check_references(tx, found, manifest)
+            await charge_quota(tx, repository, found, record)
             if found is None:
                 found = await tx.ensure_repository(repository)
                 await self.recorder.record(tx, Event.now(Action.REPOSITORY_CREATE, repository=repository))
@@ -264,6 +266,7 @@ class Manifests:
             digest = str(reference.digest)
             await check_manifest_delete(tx, repository, found, digest)
             gone = await tx.manifest(repository, digest)
+            await tx.release_quota(repository, found, digest)
             if gone is None or not await tx.delete_manifest(found, digest):
                 raise ManifestUnknown(detail={"digest": digest})
             event = Event.now(Action.MANIFEST_DELETE, repository=repository, digest=digest,
