@@ -14,7 +14,7 @@ CREATE TABLE namespace_quotas (
 );
 
 -- Usage figures as of computed_at, rewritten whole by each refresh (a job, or on demand). Bytes count
--- each distinct blob the manifests reference, once, and the manifests' own bytes; exclusive bytes are
+-- each distinct blob the manifests reference, once, and the manifests' own bytes. Exclusive bytes are
 -- referenced by no other repository (namespace), shared bytes by some other too. Blobs linked but
 -- referenced by no manifest (a push in progress or failed) are only in unreferenced_bytes.
 CREATE TABLE repository_usage (
