@@ -17,6 +17,7 @@ import os
 import random
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
@@ -356,3 +357,35 @@ def test_admin_quota_commands(server: CargoholdServer) -> None:
     assert (code, out.strip()) == (0, "quota of namespace cli-ns (50.0 GiB) cleared")
     code, _, err = cli(where(server), "admin", "quota", "clear", "cli-ns")
     assert code == 1 and "namespace cli-ns has no quota" in err
+
+
+def test_concurrent_pushes_never_pass_a_quota_together(server: CargoholdServer) -> None:
+    """Eight images put at once (blobs uploaded beforehand) into room for three: exactly three get in."""
+    rng = random.Random(19)
+    for attempt in range(3):
+        namespace = f"race{attempt}"
+        repos = [f"{namespace}/app{i}" for i in range(8)]
+        corpus = Corpus()
+        with client(server, *repos) as c:
+            raws = []
+            for i, repo in enumerate(repos):
+                layer = rng.randbytes(10_000)
+                config = config_of(f"{namespace} {i}")
+                corpus.blob(c, repo, layer)
+                corpus.blob(c, repo, config)
+                raws.append(json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                                        "config": descriptor(OCI_CONFIG, config),
+                                        "layers": [descriptor(OCI_LAYER, layer)]}).encode())
+            largest = sorted(10_000 + len(config_of(f"{namespace} {i}")) + len(raw) for i, raw in enumerate(raws))
+            assert admin(server, "PUT", f"/quotas/{namespace}", limit=sum(largest[-3:]) + 100).status_code == 200
+
+            def push(index: int, repos: list[str] = repos, raws: list[bytes] = raws) -> int:
+                return c.put(f"/v2/{repos[index]}/manifests/latest", content=raws[index],
+                             headers={"Content-Type": OCI_MANIFEST}).status_code
+
+            with ThreadPoolExecutor(8) as pool:
+                statuses = list(pool.map(push, range(8)))
+        assert sorted(statuses) == [201] * 3 + [403] * 5, statuses
+        winners = [i for i, status in enumerate(statuses) if status == 201]
+        assert used(server, namespace) == sum(
+            len(raws[i]) + 10_000 + len(config_of(f"{namespace} {i}")) for i in winners)
