@@ -377,12 +377,14 @@ def _clients_round(server: Server, scratch: Path, fresh: Callable[[str], Path], 
         results.add("clients", f"pull_{kind}_cpu", tool, timing.cpu)
 
 
-def phase_large(work: Path, sizes: Sizes, results: Results, with_distribution: bool) -> None:
+def phase_large(work: Path, sizes: Sizes, results: Results, with_distribution: bool, quota: str | None) -> None:
     names = [A, B] if with_distribution else [A]
     for name in names:
         server = Server(name, work / name).start()
         try:
             fixture = workloads.setup(server, Sizes(tags=0, repos=0))
+            if quota is not None and name == A:  # every manifest PUT of the phase then checks and counts it
+                workloads.set_quota(server, workloads.LARGE_NAMESPACE, quota)
             say(f"large: filling {name} with {sizes.large_tags} tags and {sizes.large_repos} repositories")
             seconds = workloads.populate_large(server, fixture, sizes)
             results.add("large", "populate_s", name, seconds)
@@ -401,7 +403,7 @@ def phase_large(work: Path, sizes: Sizes, results: Results, with_distribution: b
         finally:
             server.cleanup()
     results.notes["large"] = {"tags": sizes.large_tags, "repositories": sizes.large_repos,
-                              "samples": sizes.latency_samples}
+                              "samples": sizes.latency_samples, "quota": quota}
 
 
 # reporting
@@ -576,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated subset of {','.join(PHASES + S3_PHASES)}")
     parser.add_argument("--large-distribution", action="store_true",
                         help="fill Distribution at scale too (slow: it walks directories)")
+    parser.add_argument("--large-quota", metavar="LIMIT",
+                        help="give the large phase's namespace a quota (50GiB): its manifest PUTs check it")
     parser.add_argument("--workdir", help="where servers keep data (default: a new temporary directory)")
     parser.add_argument("--json", dest="json_out", help="write the raw samples here")
     parser.add_argument("--markdown", help="write the tables here")
@@ -610,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         if "clients" in phases:
             phase_clients(work, sizes, runs, results)
         if "large" in phases:
-            phase_large(work, sizes, results, args.large_distribution)
+            phase_large(work, sizes, results, args.large_distribution, args.large_quota)
         if "events" in phases:
             phase_events(work / "events", sizes, runs, results)
         if "s3" in phases:

@@ -259,6 +259,16 @@ def memory(server: Server, path: Path, blob: Blob) -> float:
 # large listings: page latency with many tags and repositories
 
 
+#: the namespace of the large phase's repositories
+LARGE_NAMESPACE = "large"
+
+
+def set_quota(server: Server, namespace: str, limit: str) -> None:
+    subprocess.run([sys.executable, "-m", "cargohold.cli.main", "admin", "--data-dir", str(server.workdir / "data"),
+                    "quota", "set", namespace, limit], env={**os.environ, "PYTHONPATH": str(SRC)},
+                   check=True, capture_output=True)
+
+
 def populate_large(server: Server, fixture: Fixture, sizes: Sizes, threads: int = 4) -> float:
     """``large_tags`` tags in large/tags and ``large_repos`` repositories; returns seconds taken."""
     started = time.perf_counter()
