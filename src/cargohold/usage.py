@@ -41,13 +41,12 @@ class Usage:
     repositories: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        document = asdict(self)
+        figures = asdict(self)
+        for key in ("name", "namespace", "repositories"):
+            del figures[key]
         if self.repositories is None:
-            document["repository"] = document.pop("name")
-            del document["repositories"]
-        else:
-            document["namespace"] = document.pop("name")
-        return document
+            return {"repository": self.name, "namespace": self.namespace, **figures}
+        return {"namespace": self.name, "repositories": self.repositories, **figures}
 
 
 @dataclass(frozen=True, slots=True)

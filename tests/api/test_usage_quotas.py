@@ -158,6 +158,14 @@ FIGURES = ("total_bytes", "exclusive_bytes", "shared_bytes", "manifest_bytes", "
            "tags")
 
 
+def test_the_server_refreshes_the_figures_by_itself(server: CargoholdServer) -> None:
+    """The job runs once the server starts (then every 15 minutes): figures are there before anyone asks."""
+    deadline = time.monotonic() + 20
+    while (report := admin(server, "GET", "/usage").json())["computed_at"] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert report["computed_at"] is not None and report["age_seconds"] < 60
+
+
 def test_usage_equals_a_brute_force_computation(server: CargoholdServer) -> None:
     rng = random.Random(13)
     layers = {name: _layer(rng, name) for name in (
