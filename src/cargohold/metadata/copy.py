@@ -27,6 +27,8 @@ from .store import MetadataError
 #: in the order their foreign keys need
 TABLES: Final = (
     "repositories", "blobs", "repository_blobs", "manifests", "manifest_references", "tags", "generated_manifests",
+    # when each manifest was last pulled (retention keeps what was pulled recently)
+    "manifest_pulls",
     "uploads", "accounts", "teams", "team_members", "repository_permissions", "public_repositories",
     "refresh_tokens", "credential_generation", "events", "event_deliveries", "webhook_endpoints",
     # an S3 blob store's uploads and where its blobs are
