@@ -65,7 +65,8 @@ def server(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytes
         flags = ["--superuser"] if name == "root" else []
         assert cli(location, "admin", "user", "add", name, *flags, "--password-stdin",
                    stdin=PASSWORDS[name] + "\n")[0] == 0
-    with cargohold(tmp, *WORKERS, "--auth", "token", env={**FAST_ENV, **place.env}, database_url=database) as running:
+    env = {**FAST_ENV, **place.env, "CARGOHOLD_SERVER_PULL_TIMES_FLUSH_SECONDS": "0.2"}
+    with cargohold(tmp, *WORKERS, "--auth", "token", env=env, database_url=database) as running:
         yield running
 
 
@@ -198,6 +199,13 @@ def test_usage_equals_a_brute_force_computation(server: CargoholdServer) -> None
         corpus.delete_manifest(c, "alpha/api", gone)
         corpus.delete_tag(c, "alpha/web", "2")
 
+        # a pull (GET; the workers write pull times every 0.2 s here) makes its repository's last pull time
+        pulled_repo = sorted(corpus.tags)[0]
+        pulled_at = time.time()
+        assert c.get(f"/v2/{pulled_repo}/manifests/{sorted(corpus.tags[pulled_repo])[0]}",
+                     headers={"Accept": OCI_MANIFEST}).status_code == 200
+    time.sleep(1)
+
     refreshed = admin(server, "POST", "/usage")
     assert refreshed.status_code == 200, refreshed.text
     report = refreshed.json()
@@ -209,7 +217,10 @@ def test_usage_equals_a_brute_force_computation(server: CargoholdServer) -> None
         assert {k: by_repository[repo][k] for k in FIGURES} == expected, repo
         assert by_repository[repo]["namespace"] == namespace_of(repo)
         assert started <= by_repository[repo]["last_push_at"] <= time.time()
-        assert by_repository[repo]["last_pull_at"] is None
+        if repo == pulled_repo:
+            assert int(pulled_at) <= by_repository[repo]["last_pull_at"] <= time.time()
+        else:
+            assert by_repository[repo]["last_pull_at"] is None
     by_namespace = {entry["namespace"]: entry for entry in report["namespaces"]}
     assert set(by_namespace) >= {"alpha", "beta"} and "solo" not in by_namespace
     for namespace in ("alpha", "beta"):
@@ -397,3 +408,26 @@ def test_concurrent_pushes_never_pass_a_quota_together(server: CargoholdServer) 
         winners = [i for i, status in enumerate(statuses) if status == 201]
         assert used(server, namespace) == sum(
             len(raws[i]) + 10_000 + len(config_of(f"{namespace} {i}")) for i in winners)
+
+
+def test_a_collection_frees_the_quota_its_manifests_used(server: CargoholdServer) -> None:
+    """A tag deletion frees nothing; the collection that then deletes the untagged manifest frees its bytes."""
+    rng = random.Random(23)
+    corpus = Corpus()
+    kept_layers, gone_layers = [_layer(rng, "kept")], [_layer(rng, "kept"), _layer(rng, "gone")]
+    with client(server, "gcquota/app") as c:
+        assert admin(server, "PUT", "/quotas/gcquota", limit=10 << 20).status_code == 200
+        corpus.image(c, "gcquota/app", "kept", kept_layers, "kept")
+        corpus.image(c, "gcquota/app", "gone", gone_layers, "gone")
+        assert used(server, "gcquota") == corpus.namespace_used("gcquota")
+        with_both = used(server, "gcquota")
+        corpus.delete_tag(c, "gcquota/app", "gone")
+        assert used(server, "gcquota") == with_both  # the manifest is still stored
+    out, err = io.StringIO(), io.StringIO()
+    env = {**server.env, "CARGOHOLD_GC_GRACE_PERIOD": "0", "CARGOHOLD_GC_UNTAGGED_GRACE_PERIOD": "0"}
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), mock.patch.dict(os.environ, env):
+        assert main(["gc", *where(server), "--json", "--repository", "gcquota/*"]) == 0, err.getvalue()
+    assert json.loads(out.getvalue())["manifests"] == 1
+    gone = next(d for d in corpus.manifests["gcquota/app"] if d not in corpus.tags["gcquota/app"].values())
+    del corpus.manifests["gcquota/app"][gone]
+    assert used(server, "gcquota") == corpus.namespace_used("gcquota") < with_both

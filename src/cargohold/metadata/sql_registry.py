@@ -533,6 +533,9 @@ class SqlMetadataStore:
         return await sql_gc.repository_names(self._db, ids)
 
     async def gc_delete_manifest(self, repository_id: int, digest: str, now: int) -> None:
+        name = await self._db.fetchone("SELECT name FROM repositories WHERE id = ?", (repository_id,))
+        if name is not None:  # what only it used comes off its namespace's quota, as with a DELETE
+            await sql_usage.release_manifest(self._db, name[0], repository_id, digest)
         await self._delete_manifest(repository_id, digest, now)
 
     async def gc_drop_link(self, repository_id: int, digest: str) -> None:

@@ -217,8 +217,9 @@ async def _by_id(db: SqlDatabase, text: str) -> dict[Any, tuple[Any, ...]]:
 
 
 async def _last_pulls(db: SqlDatabase) -> dict[int, int]:
-    """Repository id -> when a manifest of it was last pulled. Pull times are not recorded yet: none."""
-    return {}
+    """Repository id -> when a manifest of it was last pulled (as of the workers' last flush of pull times)."""
+    rows = await db.fetchall("SELECT repository_id, MAX(pulled_at) FROM manifest_pulls GROUP BY repository_id")
+    return {int(row[0]): int(row[1]) for row in rows}
 
 
 def _latest(*times: Any) -> int | None:
