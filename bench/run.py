@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import images, s3, workloads
+from . import gc, images, s3, workloads
 from .servers import SRC, Server, missing_tools
 from .table import cell as _cell
 from .workloads import Sizes
@@ -40,7 +40,7 @@ NGINX = "nginx"
 RAW = "raw"
 #: the scale-out phases (bench/s3.py) need PostgreSQL 15 and SeaweedFS, as the tests do; not run by default
 S3_PHASES = ("s3", "pg-listings", "replicas")
-PHASES = ("compare", "memory", "workers", "clients", "large", "events")
+PHASES = ("compare", "memory", "workers", "clients", "large", "events", "gc")
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,11 @@ EVENTS_PUSH = [
 ]
 EVENTS_ROWS = [
     Metric("push_images", "Small images pushed with our client, 8 at a time", "s", higher_is_better=False),
+]
+#: serving while a collection of unreferenced blobs runs (bench/gc.py) against serving without one; within 10%
+GC = [
+    Metric("manifest_get", "Manifest GET by tag, 32 connections", "req/s", target=0.9),
+    Metric("upload_monolithic", "Blob upload, one monolithic PUT", "MB/s", target=0.9),
 ]
 CLIENTS = [
     Metric("push_many", "Push, many small layers", "MB/s", target=2.0),
@@ -541,6 +546,7 @@ def render(results: Results, command: str, runs: int) -> str:
         out.append(comparison_table(results, "events", EVENTS_PUSH, (TEN, HELD)))
         out.append("")
         out.append(comparison_table(results, "events", EVENTS_ROWS, (HELD, NONE)))
+    out += _gc_lines(results)
     large = results.samples.get("large")
     if large:
         n = results.notes.get("large", {})
@@ -560,6 +566,26 @@ def render(results: Results, command: str, runs: int) -> str:
         out.append(f"\nFilling them over the API (4 connections): {fill}.")
     out += s3.render(results)
     return "\n".join(out)
+
+
+def _gc_lines(results: Results) -> list[str]:
+    notes = results.notes.get("gc")
+    if "gc" not in results.samples or not isinstance(notes, dict):
+        return []
+    out = [f"\n### Serving during a garbage collection (same run, alternating)\n\nSQLite + filesystem. During: "
+           f"`cargohold gc` collecting {notes['blobs']:,} unreferenced blobs (grace periods 0), the load begun once "
+           f"its run is recorded; without: the same load with no collection. Load for {notes['duration_s']:g} s; "
+           f"upload of {notes['big_bytes'] / 2**20:g} MiB.\n"]
+    out.append(comparison_table(results, "gc", GC, (gc.DURING, gc.WITHOUT)))
+    overlap = notes["overlap"]
+    shares = "; ".join(f"{key.replace('_', ' ')} {min(v):.0%}–{max(v):.0%}" for key, v in overlap.items())
+    out.append(f"\nShare of the measured window the collection was running in: {shares}. "
+               f"A collection took {_cell(notes['collection_s'], 's')} under the load.")
+    scale = results.samples.get("gc_scale", {})
+    if scale:
+        out.append(f"\nCollecting {notes['scale_blobs']:,} unreferenced blobs at once (one `cargohold gc`, no load): "
+                   f"{_cell(scale['seconds'][A], 's')}, {_cell(scale['blobs_per_s'][A], 'blobs/s')}.")
+    return out
 
 
 def _nproc() -> str:
@@ -617,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
             phase_large(work, sizes, results, args.large_distribution, args.large_quota)
         if "events" in phases:
             phase_events(work / "events", sizes, runs, results)
+        if "gc" in phases:
+            gc.phase_gc(work / "gc", sizes, runs, results, say)
         if "s3" in phases:
             s3.phase_s3(work, sizes, runs, results, say)
         if "pg-listings" in phases:

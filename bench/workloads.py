@@ -49,12 +49,15 @@ class Sizes:
     latency_samples: int = 300
     #: the s3 phase's uploads and GETs
     s3_blob: int = 256 << 20
+    #: the gc phase: unreferenced blobs per collection measured against serving, and in the big collection
+    gc_blobs: int = 10_000
+    gc_scale_blobs: int = 100_000
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(big=8 << 20, chunk=2 << 20, memory_blob=16 << 20, duration=1.0, tags=20, repos=12, images=16,
                    layers=4, layer_size=256 << 10, one_layer=8 << 20, large_tags=500, large_repos=100,
-                   latency_samples=50, s3_blob=8 << 20)
+                   latency_samples=50, s3_blob=8 << 20, gc_blobs=500, gc_scale_blobs=2000)
 
 
 @dataclass
