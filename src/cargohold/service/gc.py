@@ -68,8 +68,8 @@ from .uploads import Uploads
 
 log: Final = logging.getLogger("cargohold.gc")
 
-#: review rows claimed per transaction
-BATCH: Final = 500
+#: review rows claimed (and files unlinked) per transaction: one holds SQLite's only write lock for tens of ms
+BATCH: Final = 100
 #: object deletions under way at once
 PARALLEL_DELETES: Final = 16
 #: runs listed by the history unless asked otherwise
@@ -84,6 +84,30 @@ class GcOptions:
     untagged_grace_period: float = 24 * 3600.0
     #: keep referrers whose subject is gone (``referrers: keep``) instead of collecting them with it
     keep_referrers: bool = False
+    #: after this much work (seconds), the collection rests ``rest`` seconds (see :class:`_Pacer`)
+    work_slice: float = 0.05
+    rest: float = 0.15
+
+
+class _Pacer:
+    """Leaves the database and the CPU to serving: a rest after every slice of work.
+
+    A collection runs transaction after transaction. On SQLite, a request's write waiting for the one write
+    lock (its busy handler retries every 100 ms at worst, the worker's event loop blocked meanwhile) would
+    rarely find the lock free in the microseconds between two of them, and stalled its worker for seconds;
+    a rest longer than that retry lets it in. The collection also takes a quarter of one core, not a whole.
+    """
+
+    def __init__(self, options: GcOptions):
+        self.options = options
+        self.since = time.monotonic()
+
+    async def rest(self) -> None:
+        if time.monotonic() - self.since < self.options.work_slice:
+            await asyncio.sleep(0)  # other requests of this process run between two transactions
+            return
+        await asyncio.sleep(self.options.rest)
+        self.since = time.monotonic()
 
 
 @dataclass
@@ -180,6 +204,7 @@ class Collector:
         self.purge_uploads = purge_uploads
         self.upload_max_age = upload_max_age
         self._names: dict[int, str] = {}
+        self._pacer = _Pacer(options)
 
     async def history(self, limit: int = HISTORY) -> list[GcRunRecord]:
         return await self.meta.gc_runs(limit)
@@ -192,6 +217,7 @@ class Collector:
         report = GcReport(dry_run, time.time())
         report.id = await self.meta.gc_start_run(report.started, dry_run)
         self._names = {}
+        self._pacer = _Pacer(self.options)
         overlay = _Overlay() if dry_run else None
         try:
             if uploads and repository is None:
@@ -259,7 +285,7 @@ class Collector:
                     for repository_id, digest in rows[start:start + BATCH]:
                         if await self._in_scope(tx, repository_id, pattern):
                             deleted |= await self._review_manifest(tx, repository_id, digest, report, overlay)
-                await asyncio.sleep(0)
+                await self._pacer.rest()
             return deleted
         # One manifest per transaction: a deletion queues other manifests' reviews, whose rows a concurrent
         # delete may hold while it waits for a row a batch would hold (a cycle of waits).
@@ -271,10 +297,10 @@ class Collector:
                     if await self._in_scope(tx, repository_id, pattern) and \
                             await tx.gc_claim_manifest(repository_id, digest, cutoff):
                         deleted |= await self._review_manifest(tx, repository_id, digest, report, overlay)
+                await self._pacer.rest()
             if len(rows) < BATCH:
                 return deleted
             after = rows[-1]
-            await asyncio.sleep(0)
 
     async def _review_manifest(
         self, tx: MetadataQueries, repository_id: int, digest: str, report: GcReport, overlay: _Overlay | None,
@@ -331,7 +357,7 @@ class Collector:
                 async with self.meta.snapshot() as tx:
                     for digest in rows[start:start + BATCH]:
                         await self._review_blob(tx, digest, report, overlay, pattern)
-                await asyncio.sleep(0)
+                await self._pacer.rest()
             return
         after = ""
         while True:
@@ -342,7 +368,7 @@ class Collector:
             if len(rows) < BATCH:
                 return
             after = rows[-1]
-            await asyncio.sleep(0)
+            await self._pacer.rest()
 
     async def _review_blob(
         self, tx: MetadataQueries, digest: str, report: GcReport, overlay: _Overlay | None, pattern: str | None,
@@ -421,7 +447,7 @@ class Collector:
             if len(batch) < BATCH:
                 return
             after = batch[-1].id
-            await asyncio.sleep(0)
+            await self._pacer.rest()
 
     async def _delete_keys(self, report: GcReport) -> None:
         """Deletions by key: outside any transaction (a re-push writes another key), many at once."""
@@ -448,3 +474,4 @@ class Collector:
                     report.errors.append(f"deleting {deletion.key}: {failed}")
             report.objects_deleted += sum(1 for failed in failures if not failed)
             after = batch[-1].id
+            await self._pacer.rest()
