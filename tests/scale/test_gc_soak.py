@@ -6,9 +6,14 @@ SIGKILLs the server at random moments and starts it again on the same data, the 
 Afterwards every tag the registry last acknowledged (201) pulls with skopeo and passes ``cargohold check``, a
 deleted tag is gone, and once a final ``cargohold gc`` has run after the grace periods the store holds exactly
 the blobs that the manifests reachable from a tag reference (index children included): no orphan, nothing
-live missing, one blob row per stored blob.
+live missing, one blob row per stored blob, and no manifest that no tag reaches.
 
-The run is seeded: ``CARGOHOLD_GC_SOAK_SEED`` repeats one (the seed is printed, and named by a failure).
+Some manifest PUTs come a grace period after their blobs (slow clients): the collector takes what they
+reference first, the PUT answers MANIFEST_BLOB_UNKNOWN (or MANIFEST_UNKNOWN for an index's child) and the
+client pushes again, as clients do.
+
+The run is seeded: ``CARGOHOLD_GC_SOAK_SEED`` repeats its choices (the seed is printed, and named by a
+failure); the interleaving is the machine's.
 """
 
 from __future__ import annotations
