@@ -56,7 +56,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from ..config import ServerConfig
 from ..digest import Digest
@@ -65,6 +65,9 @@ from ..metadata.gc_store import GcRunRecord, ObjectDeletion
 from ..metadata.store import MetadataError, MetadataQueries, MetadataStore
 from ..storage.driver import BlobStore, KeyedObjects, StorageError
 from .uploads import Uploads
+
+#: a review row: a blob digest, or a manifest's (repository id, digest)
+Row = TypeVar("Row", str, tuple[int, str])
 
 log: Final = logging.getLogger("cargohold.gc")
 
@@ -260,16 +263,8 @@ class Collector:
     # manifests
 
     async def _dry_due_manifests(self, cutoff: int, overlay: _Overlay) -> list[tuple[int, str]]:
-        """Every due row at once: the database's, less those the dry run consumed, and those it queued."""
-        rows: set[tuple[int, str]] = set()
-        after: tuple[int, str] = (0, "")
         async with self.meta.snapshot() as tx:
-            while page := await tx.gc_due_manifests(cutoff, after, BATCH, False):
-                rows.update(page)
-                after = page[-1]
-        rows = {row for row in rows if row not in overlay.manifest_rows}
-        rows.update(row for row, at in overlay.manifest_rows.items() if at is not None and at <= cutoff)
-        return sorted(rows)
+            return await _dry_due(tx.gc_due_manifests, (0, ""), cutoff, overlay.manifest_rows)
 
     async def _manifest_pass(self, report: GcReport, overlay: _Overlay | None, pattern: str | None) -> bool:
         """Review the due manifests once; whether any was deleted (which may make others due).
@@ -339,15 +334,8 @@ class Collector:
     # blobs
 
     async def _dry_due_blobs(self, cutoff: int, overlay: _Overlay) -> list[str]:
-        rows: set[str] = set()
-        after = ""
         async with self.meta.snapshot() as tx:
-            while page := await tx.gc_due_blobs(cutoff, after, BATCH, False):
-                rows.update(page)
-                after = page[-1]
-        rows = {row for row in rows if row not in overlay.blob_rows}
-        rows.update(row for row, at in overlay.blob_rows.items() if at is not None and at <= cutoff)
-        return sorted(rows)
+            return await _dry_due(tx.gc_due_blobs, "", cutoff, overlay.blob_rows)
 
     async def _blob_pass(self, report: GcReport, overlay: _Overlay | None, pattern: str | None) -> None:
         cutoff = int(time.time() - self.options.grace_period)
@@ -475,3 +463,19 @@ class Collector:
             report.objects_deleted += sum(1 for failed in failures if not failed)
             after = batch[-1].id
             await self._pacer.rest()
+
+
+async def _dry_due(
+    page_after: Callable[[int, Row, int, bool], Awaitable[list[Row]]], start: Row, cutoff: int,
+    consumed: dict[Row, int | None],
+) -> list[Row]:
+    """A dry run's due review rows, all at once: the database's (paged from ``start``), less those the run
+    consumed, plus those it queued (``consumed``: row -> when queued, None when consumed)."""
+    rows: set[Row] = set()
+    after = start
+    while page := await page_after(cutoff, after, BATCH, False):
+        rows.update(page)
+        after = page[-1]
+    rows = {row for row in rows if row not in consumed}
+    rows.update(row for row, at in consumed.items() if at is not None and at <= cutoff)
+    return sorted(rows)
