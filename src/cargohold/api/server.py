@@ -105,7 +105,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
     audit_purge = audit_purge_job(meta, config.audit.retention_days)
     delivery = [deliveries.job()] if config.notifications.deliver else []
     sweep = sweep_job(blobs) if isinstance(blobs, Sweeper) else None  # a store a crash can leave objects in
-    retention = retention_job(Retention(meta, registry.manifests, config.retention))
+    retention = retention_job(Retention(meta, registry.manifests, config.effective_retention))
     scrub = scrub_job(Scrubber(blobs, meta), config.scrub.interval_seconds, config.scrub.sample_size) \
         if config.scrub.enabled else None
     collector = open_collector(config, meta, blobs)

@@ -105,6 +105,21 @@ class AccessController(Protocol):
         ...
 
 
+#: whether a repository is read-only for every caller (a pull-through cache's): only pull is ever granted there
+ReadOnly = Callable[[str], bool]
+
+
+def writable(repository: str) -> bool:
+    """The :data:`ReadOnly` of a registry without read-only repositories."""
+    return False
+
+
+def read_only_refusals(required: list[Access], read_only: ReadOnly) -> list[Access]:
+    """What of ``required`` no one is granted: anything but pull on a read-only repository."""
+    return [access for access in required
+            if access.type == "repository" and access.action != "pull" and read_only(access.name)]
+
+
 def everything(repository: str) -> bool:
     """The catalog filter of a caller who may see every repository."""
     return True

@@ -33,7 +33,7 @@ from ..access_model import Account
 from ..errcodes import Denied, Unauthorized
 from ..events.log import EventLog
 from ..metadata.access import AccessStore
-from .access import CATALOG, Access, Credentials, Grant, everything
+from .access import CATALOG, Access, Credentials, Grant, ReadOnly, everything, read_only_refusals, writable
 from .htpasswd import HtpasswdFile
 from .jwt import TokenInvalid, VerifiedToken, Verifier
 from .login import audit, parse_basic, record_login, token_account
@@ -87,9 +87,12 @@ class TokenAccessController:
     """Bearer tokens from cargohold's token service (``own_issuer``) and from trusted external issuers."""
 
     def __init__(
-        self, verifier: Verifier, store: AccessStore, own_issuer: str, service: str, realm: str = ""
+        self, verifier: Verifier, store: AccessStore, own_issuer: str, service: str, realm: str = "",
+        read_only: ReadOnly = writable,
     ) -> None:
         self.verifier = verifier
+        #: repositories where only pull is ever granted, whatever a token says (pull-through caches)
+        self.read_only = read_only
         self.store = store
         self.own_issuer = own_issuer
         self.service = service
@@ -135,12 +138,15 @@ class TokenAccessController:
         account = await self._subject(credentials, token, required) if token is not None else None
         local = token is None or token.issuer == self.own_issuer
         if token is None:
-            view = await load_view(self.store, None)
+            view = await load_view(self.store, None, self.read_only)
             granted = frozenset([access for access in required if await view.allows(access)])
         else:
             granted = token.accesses
             if local:  # the catalog lists what the caller may see, so every caller may ask for it
                 granted |= {CATALOG}
+            refused = read_only_refusals(list(granted), self.read_only)
+            if refused:  # an external token, or one issued before the repository became read-only
+                granted -= set(refused)
         grant = Grant(subject=(token.subject or None) if token else None, accesses=granted,
                       issuer=token.issuer if token else None)
         missing = [access for access in required if not grant.allows(access)]
@@ -149,7 +155,7 @@ class TokenAccessController:
         if account is None:
             error = "insufficient_scope" if token is not None else None
             raise InsufficientScope(headers=self._challenge(credentials, required, error))
-        view = await load_view(self.store, account)
+        view = await load_view(self.store, account, self.read_only)
         if all([await view.allows(access) for access in missing]):
             raise InsufficientScope(headers=self._challenge(credentials, required, "insufficient_scope"))
         raise Denied()
@@ -166,15 +172,18 @@ class TokenAccessController:
         if grant.issuer is not None and grant.issuer != self.own_issuer:
             return grant.can_pull  # an external token is all we know of its holder
         account = await self.store.account(grant.subject) if grant.subject else None
-        return await (await load_view(self.store, account)).pull_filter()
+        return await (await load_view(self.store, account, self.read_only)).pull_filter()
 
 
 class BasicAccessController:
     """Distribution's htpasswd mode: any user of the file may do anything; everyone else gets 401."""
 
     def __init__(self, htpasswd: HtpasswdFile, limiter: LoginLimiter, realm: str = "cargohold",
-                 clock: Callable[[], float] = time.monotonic, events: EventLog | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, events: EventLog | None = None,
+                 read_only: ReadOnly = writable) -> None:
         self.htpasswd = htpasswd
+        #: repositories no user may push to or delete from (pull-through caches): DENIED
+        self.read_only = read_only
         self.limiter = limiter
         #: logins are recorded when the password is checked: refusals, and successes once per cache period
         self.events = events
@@ -199,7 +208,7 @@ class BasicAccessController:
         key, now, version = self._cache_key(name, secret), self._clock(), self.htpasswd.version()
         until, verified_version = self._verified.get(key, (0.0, None))
         if until > now and verified_version == version:
-            return Grant(subject=name, everything=True)
+            return self._grant(name, required)
         address = credentials.client.rsplit(":", 1)[0]
         await self.limiter.check(name, address)
         if not await asyncio.to_thread(self.htpasswd.verify, name, secret):
@@ -211,6 +220,11 @@ class BasicAccessController:
         if len(self._verified) > 10_000:
             self._verified.clear()
         self._verified[key] = (now + BASIC_CACHE_SECONDS, version)
+        return self._grant(name, required)
+
+    def _grant(self, name: str, required: list[Access]) -> Grant:
+        if read_only_refusals(required, self.read_only):
+            raise Denied("the repository is a read-only pull-through cache")
         return Grant(subject=name, everything=True)
 
     async def catalog_filter(self, grant: Grant) -> Callable[[str], bool]:

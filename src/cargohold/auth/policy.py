@@ -9,6 +9,8 @@ A caller's role on a repository is the highest of:
   or on its namespace (``ns/*``);
 - read, for anyone (anonymous callers too), if the repository is public.
 
+On a read-only repository (a pull-through cache's) a role grants pull only.
+
 Robots own nothing: they get exactly what is granted to them or their teams.
 Repositories that do not exist yet follow the same rules, so pushing into a
 namespace you may write creates the repository, and the answer for a missing
@@ -22,20 +24,24 @@ from dataclasses import dataclass
 
 from ..access_model import Account, AccountKind, Permission, Role, namespace_of, pattern_matches
 from ..metadata.access import AccessStore
-from .access import CATALOG, Access
+from .access import CATALOG, Access, ReadOnly, writable
+
+_PULL = frozenset({"pull"})
 
 
 class AccessView:
     """One caller's rights, loaded once per request (or once per catalog listing)."""
 
     def __init__(
-        self, store: AccessStore, account: Account | None, owned: set[str], permissions: list[Permission]
+        self, store: AccessStore, account: Account | None, owned: set[str], permissions: list[Permission],
+        read_only: ReadOnly = writable,
     ) -> None:
         self.store = store
         self.account = account
         self._owned = owned
         self._permissions = permissions
         self._public: set[str] | None = None
+        self._read_only = read_only
 
     @property
     def anonymous(self) -> bool:
@@ -67,7 +73,9 @@ class AccessView:
 
     async def actions(self, repository: str) -> frozenset[str]:
         role = await self.role(repository)
-        return role.actions if role is not None else frozenset()
+        if role is None:
+            return frozenset()
+        return role.actions & _PULL if self._read_only(repository) else role.actions
 
     async def allows(self, access: Access) -> bool:
         if access == CATALOG:
@@ -106,11 +114,12 @@ class AccessView:
         return (self.account is not None and self.account.superuser) or namespace in self._owned
 
 
-async def load_view(store: AccessStore, account: Account | None) -> AccessView:
+async def load_view(store: AccessStore, account: Account | None, read_only: ReadOnly = writable) -> AccessView:
     """The rights of ``account`` (None: an anonymous caller). Disabled accounts have none."""
     if account is None or account.disabled:
-        return AccessView(store, None, set(), [])
-    return AccessView(store, account, await store.owned_namespaces(account), await store.permissions_of(account))
+        return AccessView(store, None, set(), [], read_only)
+    return AccessView(store, account, await store.owned_namespaces(account), await store.permissions_of(account),
+                      read_only)
 
 
 @dataclass(frozen=True, slots=True)

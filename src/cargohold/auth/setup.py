@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from ..config import ConfigError, ServerConfig
+from ..config.proxies import proxied_names
 from ..events.log import EventLog
 from ..metadata import AccessStore, open_access_store, open_login_failures, open_metadata_store
 from .access import AccessController, OpenAccess
@@ -93,10 +94,11 @@ def build_access(config: ServerConfig, events: EventLog | None = None) -> Access
 
     Logins and the tokens issued are recorded in ``events`` (the audit log).
     """
+    read_only = proxied_names(config.proxies)
     try:
         if config.auth.mode == "htpasswd":
             return AccessSetup(BasicAccessController(HtpasswdFile(config.auth.htpasswd), limiter_for(config),
-                                                     events=events))
+                                                     events=events, read_only=read_only))
         if config.auth.mode != "token":
             return AccessSetup(OpenAccess())
         key = token_signing_key(config)
@@ -115,7 +117,7 @@ def build_access(config: ServerConfig, events: EventLog | None = None) -> Access
         config.auth.issuer, config.auth.service, config.auth.token_lifetime, config.auth.refresh_lifetime
     )
     controller = TokenAccessController(verifier, store, config.auth.issuer, config.auth.service,
-                                       config.auth.token_realm)
-    tokens = OwnTokens(TokenService(settings, key, store, login, events), store, login, verifier,
+                                       config.auth.token_realm, read_only)
+    tokens = OwnTokens(TokenService(settings, key, store, login, events, read_only), store, login, verifier,
                        config.auth.issuer)
     return AccessSetup(controller, tokens)

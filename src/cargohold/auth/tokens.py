@@ -22,7 +22,7 @@ from ..events import Action, Event
 from ..events.log import EventLog
 from ..metadata.access import AccessStore
 from ..reference import is_repository_name
-from .access import CATALOG, Access
+from .access import CATALOG, Access, ReadOnly, writable
 from .controller import scope_string
 from .jwt import encode, new_claims
 from .keys import SigningKey, jwks
@@ -94,7 +94,7 @@ class TokenService:
 
     def __init__(
         self, settings: TokenSettings, key: SigningKey, store: AccessStore, login: Authenticator,
-        events: EventLog | None = None,
+        events: EventLog | None = None, read_only: ReadOnly = writable,
     ) -> None:
         self.settings = settings
         self.key = key
@@ -102,10 +102,12 @@ class TokenService:
         self.login = login
         #: where the tokens issued to accounts are recorded (the audit log)
         self.events = events
+        #: repositories where only pull is ever granted (pull-through caches)
+        self.read_only = read_only
 
     async def granted(self, account: Account | None, requested: Iterable[Access]) -> list[Access]:
         """The part of ``requested`` the caller holds (``*`` stands for every action it holds)."""
-        view = await load_view(self.store, account)
+        view = await load_view(self.store, account, self.read_only)
         granted: list[Access] = []
         for access in requested:
             if access == CATALOG:

@@ -16,6 +16,8 @@ import sys
 from typing import Any
 
 from ..config import ConfigError, ServerConfig
+from ..config.proxies import proxy_retention
+from ..config.retention import RetentionSection
 from ..events.recorder import Recorder
 from ..metadata import open_metadata_store
 from ..metadata.store import MetadataError
@@ -43,9 +45,14 @@ async def _apply(config: ServerConfig, dry_run: bool) -> RetentionReport:
     try:
         recorder = Recorder(Endpoints(config.notifications.endpoints, meta))
         guard = Guard(RegistryOptions(read_only=config.server.read_only))
-        return await Retention(meta, Manifests(meta, guard, recorder=recorder), config.retention).run(dry_run)
+        return await Retention(meta, Manifests(meta, guard, recorder=recorder), _section(config)).run(dry_run)
     finally:
         await meta.close()
+
+
+def _section(config: ServerConfig) -> RetentionSection:
+    """The configured policies, after those the proxies' ``ttl`` derive."""
+    return proxy_retention(config.retention, config.proxies, configured=True)
 
 
 def _print(report: RetentionReport) -> None:
@@ -66,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = located_config(args)
         require_registry(config)
-        if not config.retention.policies:
+        if not _section(config).policies:
             raise ConfigError("retention.policies is empty: no policy to apply (give the server's --config)")
     except ConfigError as exc:
         print(f"cargohold retention: {exc}", file=sys.stderr)

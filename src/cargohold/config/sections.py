@@ -9,6 +9,7 @@ import msgspec
 
 from .base import DEFAULT_DATA_DIR, DEFAULT_WORKERS, ConfigError, Section
 from .notifications import NotificationsSection, is_http_url, parse_duration
+from .proxies import ProxySection, check_proxies, proxy_retention
 from .retention import RetentionSection
 
 
@@ -312,13 +313,21 @@ class ServerConfig(Section, frozen=True):
     retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
     scrub: ScrubSection = msgspec.field(default_factory=ScrubSection)
     gc: GcSection = msgspec.field(default_factory=GcSection)
+    #: upstream registries served as pull-through caches, each under its prefix
+    proxies: list[ProxySection] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
+        check_proxies(self.proxies)
         if self.storage.driver == "memory" and self.server.workers > 1:
             raise ConfigError(
                 f"storage.driver memory keeps blobs inside one process, but server.workers is"
                 f" {self.server.workers}: each worker would have a store of its own; set server.workers to 1"
             )
+
+    @property
+    def effective_retention(self) -> RetentionSection:
+        """``retention`` with the policies the proxies' ``ttl`` derive (:func:`proxy_retention`)."""
+        return proxy_retention(self.retention, self.proxies)
 
     @property
     def data_dir(self) -> str:
