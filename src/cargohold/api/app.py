@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from ..auth import AccessController, OpenAccess, required_access
@@ -48,8 +48,12 @@ class RegistryApp:
         recorder: Recorder | None = None,
         activity: Activity | None = None,
         pulls: PullTimes | None = None,
+        local_name: Callable[[str, bytes], str] | None = None,
     ):
         self.registry = registry
+        #: a request's repository name (and query) -> the name it is stored under, before access control
+        #: (a pull-through cache's ``?ns=`` and default namespace); None: names are taken as they come
+        self.local_name = local_name
         self.access: AccessController = access or OpenAccess()
         #: /v2/ and the health checks, then ``routes`` (the token and admin endpoints)
         self.router: Router[Endpoint] = Router([*build_routes(HANDLERS, registry), *routes])
@@ -95,6 +99,8 @@ class RegistryApp:
         if handler is None:
             raise method_not_allowed(request.method, route.name, route.methods)
         name = request.params.get("name")
+        if name is not None and self.local_name is not None:
+            name = request.params["name"] = self.local_name(name, request.scope.get("query_string", b""))
         if name is not None and not is_repository_name(name):
             raise NameInvalid(f"invalid repository name {name!r}", detail={"name": name})
         # the request is the origin of every event it makes (its caller is read from the grant when

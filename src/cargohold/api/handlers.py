@@ -7,6 +7,7 @@ from typing import Any, Final
 
 from ..digest import Digest
 from ..errcodes import (
+    BlobUnknown,
     BlobUploadInvalid,
     DigestInvalid,
     PaginationNumberInvalid,
@@ -17,6 +18,7 @@ from ..formats import MediaType
 from ..http import Response
 from ..service import RegistryService as Registry
 from ..service import media_type_warning, parse_accepts, parse_algorithm, parse_reference
+from ..service.manifests import StaleManifest
 from . import routes
 from .health import get_healthz, get_readyz
 from .request import RegistryRequest as Request
@@ -61,7 +63,10 @@ async def get_base(registry: Registry, request: Request) -> Response:
 
 
 async def head_blob(registry: Registry, request: Request) -> Response:
-    digest, size = await registry.blob_size(request.params["name"], request.params["digest"])
+    try:
+        digest, size = await registry.blob_size(request.params["name"], request.params["digest"])
+    except BlobUnknown:
+        digest, size = await registry.pull_through_blob_size(request.params["name"], request.params["digest"])
     return (
         Response(200, length=size)
         .header("content-type", "application/octet-stream")
@@ -71,7 +76,10 @@ async def head_blob(registry: Registry, request: Request) -> Response:
 
 
 async def get_blob(registry: Registry, request: Request) -> Response:
-    digest, size = await registry.blob_size(request.params["name"], request.params["digest"])
+    try:
+        digest, size = await registry.blob_size(request.params["name"], request.params["digest"])
+    except BlobUnknown:
+        return await _pull_through_blob(registry, request)
     range_header = request.headers.get("range")
     status, start, length = 200, 0, None
     if range_header is not None:
@@ -95,6 +103,33 @@ async def get_blob(registry: Registry, request: Request) -> Response:
         .header("accept-ranges", "bytes")
         .header("etag", f'"{digest}"')
         .header("cache-control", "max-age=31536000")
+    )
+
+
+async def _pull_through_blob(registry: Registry, request: Request) -> Response:
+    """A blob the repository does not link, from a pull-through cache's upstream (else BLOB_UNKNOWN)."""
+    name, digest_text = request.params["name"], request.params["digest"]
+    range_header = request.headers.get("range")
+    status, start, length = 200, 0, None
+    if range_header is not None:
+        _, size = await registry.pull_through_blob_size(name, digest_text)
+        span = _parse_range(range_header, size)
+        if span is None:
+            raise RangeInvalid("requested range not satisfiable", headers={"content-range": f"bytes */{size}"})
+        start, end = span
+        if (start, end) != (0, size - 1):
+            status, length = 206, end - start + 1
+    digest, size, chunks = await registry.pull_through_blob(name, digest_text, start, length)
+    if start == 0 and request.method == "GET":
+        registry.blob_pulled(name, digest, size)
+    response = Response(status, length=size if length is None else length, stream=chunks)
+    if status == 206:
+        response.header("content-range", f"bytes {start}-{start + (length or 0) - 1}/{size}")
+    return (
+        response.header("content-type", "application/octet-stream")
+        .header("docker-content-digest", str(digest))
+        .header("accept-ranges", "bytes")
+        .header("etag", f'"{digest}"')
     )
 
 
@@ -215,6 +250,8 @@ async def get_manifest(registry: Registry, request: Request) -> Response:
         .header("docker-content-digest", found.digest)
         .header("etag", f'"{found.digest}"')
     )
+    if isinstance(found, StaleManifest):
+        response.warning(found.warning)
     warning = media_type_warning(found.media_type)
     return response.warning(warning) if warning else response
 

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from ..auth.keys import KeyFileError
 from ..auth.setup import AccessSetup, build_access
@@ -31,6 +32,8 @@ from ..jobs.gc import gc_job
 from ..jobs.retention import retention_job
 from ..metadata import MetadataStore, open_metadata_store
 from ..metadata.migrations import SchemaError
+from ..proxy.routing import ProxyRoutes
+from ..proxy.setup import proxying_registry
 from ..scrub import ScrubRecords
 from ..service import Registry, RegistryOptions
 from ..service.gc import Collector, open_collector
@@ -101,7 +104,12 @@ def create_app(config: ServerConfig) -> RegistryApp:
     except (KeyFileError, OSError) as exc:
         raise ConfigError(str(exc)) from None
     pulls = PullTimes(meta, config.server.pull_times_flush_seconds)
-    registry = Registry(blobs, meta, options, schema1_key, recorder, pulls)
+    local_name: Callable[[str, bytes], str] | None = None
+    if config.proxies:  # else a plain registry: no proxy code on any request
+        registry = proxying_registry(config.proxies, blobs, meta, options, holder_id(), schema1_key, recorder, pulls)
+        local_name = ProxyRoutes(config.proxies).local_name
+    else:
+        registry = Registry(blobs, meta, options, schema1_key, recorder, pulls)
     audit_purge = audit_purge_job(meta, config.audit.retention_days)
     delivery = [deliveries.job()] if config.notifications.deliver else []
     sweep = sweep_job(blobs) if isinstance(blobs, Sweeper) else None  # a store a crash can leave objects in
@@ -114,7 +122,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
     jobs = JobRunner([*registry_jobs(registry), *optional, usage_job(meta), *delivery], meta)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
     routes = endpoint_routes(access, meta, webhooks, meta, collector)
-    return RegistryApp(registry, access.controller, routes, jobs, recorder, activity, pulls)
+    return RegistryApp(registry, access.controller, routes, jobs, recorder, activity, pulls, local_name)
 
 
 def configure_logging(level: str) -> None:

@@ -57,6 +57,26 @@ class ManifestContent(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class StaleManifest:
+    """A cached manifest served although its source could not be asked whether it is current: ``warning`` says so."""
+
+    found: ManifestContent
+    warning: str
+
+    @property
+    def digest(self) -> str:
+        return self.found.digest
+
+    @property
+    def media_type(self) -> str:
+        return self.found.media_type
+
+    @property
+    def content(self) -> bytes:
+        return self.found.content
+
+
+@dataclass(frozen=True, slots=True)
 class StoredManifest:
     digest: str
     media_type: str
@@ -204,16 +224,7 @@ class Manifests:
         digest = expected or manifest.digest
         _check_schema1_identity(manifest, repository, new_tags)
         subject = str(manifest.subject.digest) if manifest.subject is not None else None
-        annotations = json.dumps(dict(manifest.annotations), sort_keys=True) if manifest.annotations else None
-        record = NewManifest(
-            digest=str(digest),
-            media_type=manifest.media_type,
-            content=raw,
-            artifact_type=manifest.referrer_artifact_type,
-            subject_digest=subject,
-            annotations_json=annotations,
-            references=[str(d.digest) for d in manifest.references],
-        )
+        record = new_manifest(manifest, raw, digest)
         # one transaction: a reference deleted concurrently cannot slip between the check and the insert
         async with self.meta.transaction() as tx:
             protected = await protected_tags(tx, repository, new_tags, record.digest)  # first: see .immutable
@@ -229,7 +240,7 @@ class Manifests:
                 previous = await tx.tag_targets(found, new_tags)
             check_push(protected, repository, previous, record.digest)
             await tx.put_manifest(found, record, new_tags)
-            await self.recorder.record(tx, _push_event(repository, record, new_tags, previous))
+            await self.recorder.record(tx, push_event(repository, record, new_tags, previous))
         warning = media_type_warning(manifest.media_type)
         return StoredManifest(
             str(digest), manifest.media_type, subject,
@@ -294,7 +305,20 @@ class Manifests:
         )
 
 
-def _push_event(repository: str, record: NewManifest, tags: Sequence[str], previous: dict[str, str]) -> Event:
+def new_manifest(manifest: Manifest, raw: bytes, digest: Digest) -> NewManifest:
+    """The row of a parsed manifest stored as ``raw`` under ``digest``."""
+    return NewManifest(
+        digest=str(digest),
+        media_type=manifest.media_type,
+        content=raw,
+        artifact_type=manifest.referrer_artifact_type,
+        subject_digest=str(manifest.subject.digest) if manifest.subject is not None else None,
+        annotations_json=json.dumps(dict(manifest.annotations), sort_keys=True) if manifest.annotations else None,
+        references=[str(d.digest) for d in manifest.references],
+    )
+
+
+def push_event(repository: str, record: NewManifest, tags: Sequence[str], previous: dict[str, str]) -> Event:
     """One event per push: the tags it set, and where each tag it moved pointed before."""
     moved = {tag: digest for tag, digest in previous.items() if digest != record.digest}
     detail: dict[str, object] = {"tags": list(tags)}

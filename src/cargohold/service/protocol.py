@@ -46,6 +46,18 @@ class RegistryService(Protocol):
 
     async def blob_body(self, digest: Digest, start: int = 0, length: int | None = None) -> BlobBody: ...
 
+    async def pull_through_blob_size(self, repository: str, digest_text: str) -> tuple[Digest, int]:
+        """A blob the repository does not link: its size upstream if the repository is a pull-through
+        cache's (BLOB_UNKNOWN otherwise, or if the upstream does not have it either)."""
+        ...
+
+    async def pull_through_blob(
+        self, repository: str, digest_text: str, start: int = 0, length: int | None = None,
+    ) -> tuple[Digest, int, AsyncIterator[bytes]]:
+        """A blob the repository does not link, fetched from its upstream (and cached, unless a range of it
+        is asked for): its digest, its whole size, and the bytes ``start`` .. ``start + length``."""
+        ...
+
     def blob_pulled(self, repository: str, digest: Digest, size: int) -> None:
         """A blob GET served it: recorded (batched, no I/O here) if the configuration records blob pulls."""
         ...

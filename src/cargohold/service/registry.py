@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 from ..digest import Digest
+from ..errcodes import BlobUnknown
 from ..events.recorder import Recorder
 from ..formats import Descriptor
 from ..formats.schema1 import PrivateKey, generate_key
@@ -17,7 +18,7 @@ from .backends import failed_checks
 from .blob_uploads import BlobUploads
 from .blobs import MOUNT_SCAN, BlobBody, Blobs
 from .catalog import CATALOG_SCAN, Catalog
-from .common import Guard, RegistryOptions
+from .common import Guard, RegistryOptions, parse_digest
 from .manifests import BodyReader, ManifestContent, Manifests, StoredManifest
 from .pulls import PullTimes
 from .referrers import Referrers
@@ -74,6 +75,14 @@ class Registry:
 
     def blob_size(self, repository: str, digest_text: str) -> Coroutine[Any, Any, tuple[Digest, int]]:
         return self.blobs.size(repository, digest_text)
+
+    async def pull_through_blob_size(self, repository: str, digest_text: str) -> tuple[Digest, int]:
+        raise BlobUnknown(detail={"digest": str(parse_digest(digest_text))})
+
+    async def pull_through_blob(
+        self, repository: str, digest_text: str, start: int = 0, length: int | None = None,
+    ) -> tuple[Digest, int, AsyncIterator[bytes]]:
+        raise BlobUnknown(detail={"digest": str(parse_digest(digest_text))})
 
     async def blob_body(self, digest: Digest, start: int = 0, length: int | None = None) -> BlobBody:
         return await self.blobs.body(digest, start, length)
