@@ -1,0 +1,1 @@
+"""Pull-through cache: repositories under a configured prefix are filled from an upstream registry."""
