@@ -158,6 +158,10 @@ class TokenCache:
             os.replace(tmp, self._path)
 
 
+def _origin(url: httpx.URL) -> tuple[str, bytes]:
+    return url.scheme, url.netloc
+
+
 def _basic(credentials: Credentials) -> str:
     raw = f"{credentials.username}:{credentials.password}".encode()
     return "Basic " + base64.b64encode(raw).decode()
@@ -185,6 +189,8 @@ class RegistryAuth(httpx.Auth):
         response = yield request
         if response.status_code != 401 or "WWW-Authenticate" not in response.headers:
             return
+        if _origin(response.request.url) != _origin(request.url):
+            return  # a redirect target's challenge (storage's): it must not choose where our credentials go
         parsed = parse_challenge(response.headers["WWW-Authenticate"])
         if parsed is None or parsed.scheme not in ("bearer", "basic"):
             return

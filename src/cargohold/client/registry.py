@@ -127,6 +127,8 @@ class RegistryClient:
         self.single_post_refused: set[str] = set()
         #: the scheme each registry answered on at its ping (HTTPS, or HTTP after a fallback)
         self._schemes: dict[str, str] = {}
+        #: registries whose scheme was given (:meth:`pin_scheme`): their ping tries no other
+        self._pinned: set[str] = set()
 
     def close(self) -> None:
         self.http.close()
@@ -139,6 +141,12 @@ class RegistryClient:
         self.close()
 
     # -- plumbing ---------------------------------------------------------------------------------
+
+    def pin_scheme(self, registry: str, scheme: str) -> None:
+        """Speak ``scheme`` (``http`` or ``https``) to ``registry``, with no fallback: for a registry
+        configured by URL, whose scheme is known and not to be guessed."""
+        self._schemes[registry] = scheme
+        self._pinned.add(registry)
 
     def base_url(self, registry: str) -> str:
         """``scheme://host`` of a registry; Docker Hub's API lives on another host than its name.
@@ -198,6 +206,15 @@ class RegistryClient:
         verifying TLS context.
         """
         host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+        if registry in self._pinned:
+            url = f"{self._schemes[registry]}://{host}/v2/"
+            try:
+                response = self.http.get(url)
+            except httpx.HTTPError as exc:
+                raise wrap_transport_error(exc, f"GET {url}") from None
+            check(response, 200)
+            self._pinged.add(registry)
+            return
         policy = endpoint_policy(host, self.options)
         first: Exception | str | None = None
         if policy is Fallback.NO_TLS and speaks_tls(host, self.options.timeout) is False:

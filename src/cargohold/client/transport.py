@@ -27,7 +27,7 @@ any other                              verified                    never
 Retry policy: idempotent requests (GET, HEAD, PUT, DELETE) are retried on
 connection failures and on 408/429/5xx, except 507 (the registry is out of space:
 it stays so until someone frees space); an answer asking (``Retry-After``) for
-a longer wait than :data:`MAX_RETRY_AFTER` is handed up at once, since a retry
+a longer wait than ``max_retry_after`` (:data:`MAX_RETRY_AFTER`) is handed up at once, since a retry
 sooner would be refused again (a token service's lockout after failed logins). POST and PATCH are retried only where
 the registry cannot have acted on them: 429 (refused before processing) and a
 connection that was never established. A failed PATCH is not resent blindly;
@@ -82,10 +82,14 @@ class TransportOptions:
     client_cert: str | tuple[str, str] | None = None
     #: seconds to connect and between bytes; layers can be large, so no total deadline
     timeout: float = 60.0
+    #: seconds to connect, if shorter than ``timeout`` (a proxy gives up on a dead upstream fast)
+    connect_timeout: float | None = None
     #: attempts after the first on a transient failure; 3 covers a registry restart
     retries: int = 3
     #: first backoff delay in seconds, doubled each attempt (plus jitter)
     backoff: float = 0.5
+    #: longest ``Retry-After`` waited for before a retry; an answer asking for more is handed up at once
+    max_retry_after: float = MAX_RETRY_AFTER
     #: every registry insecure (``--insecure``): tests and labs
     insecure_all: bool = False
     #: connections kept per host; parallel layer transfers use several
@@ -216,11 +220,13 @@ class RetryTransport(httpx.BaseTransport):
         retries: int,
         backoff: float,
         sleep: Callable[[float], None] = time.sleep,
+        max_retry_after: float = MAX_RETRY_AFTER,
     ) -> None:
         self._inner = inner
         self._retries = retries
         self._backoff = backoff
         self._sleep = sleep
+        self._max_retry_after = max_retry_after
 
     def _delay(self, attempt: int) -> float:
         return float(self._backoff * (2**attempt) * (0.5 + random.random()))
@@ -250,7 +256,7 @@ class RetryTransport(httpx.BaseTransport):
             statuses = RETRY_STATUSES if idempotent else REFUSED_STATUSES
             if can_retry and status in statuses:
                 delay = retry_after(response)
-                if delay is not None and delay > MAX_RETRY_AFTER:
+                if delay is not None and delay > self._max_retry_after:
                     return response  # a retry within our patience would be refused again
                 response.close()
                 delay = self._delay(attempt) if delay is None else delay
@@ -340,9 +346,9 @@ def build_http_client(options: TransportOptions, auth: httpx.Auth | None) -> htt
 
     router = TLSRouter(pool, options)
     return httpx.Client(
-        transport=RetryTransport(router, options.retries, options.backoff),
+        transport=RetryTransport(router, options.retries, options.backoff, max_retry_after=options.max_retry_after),
         auth=auth,
-        timeout=httpx.Timeout(options.timeout),
+        timeout=httpx.Timeout(options.timeout, connect=options.connect_timeout or options.timeout),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=True,  # blob GETs redirect to storage (S3, CDN)
     )
