@@ -6,6 +6,8 @@ are cut, so no pooled connection slips past):
 - ``forward``: every byte goes to the server and back.
 - ``slowdown``: the next ``count`` requests are answered ``503 SlowDown`` (each on a connection
   of its own, which then closes), the later ones are forwarded.
+- ``throttle``: as ``slowdown``, but answered ``429 Too Many Requests`` with ``Retry-After: 1``, as a
+  registry that rate-limits does (Docker Hub's pull limit).
 - ``reset``: the next ``count`` connections are reset as soon as a request arrives.
 - ``hang``: connections are accepted and never answered.
 """
@@ -22,6 +24,9 @@ SLOWDOWN = (b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnect
             b"Content-Length: %d\r\n\r\n%s")
 SLOWDOWN_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
                  b"<Message>Please reduce your request rate.</Message></Error>")
+THROTTLE = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s")
+THROTTLE_BODY = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit reached"}]}'
 #: the most requests the ``count`` of a mode stands for: always
 ALWAYS = 1 << 30
 
@@ -98,11 +103,13 @@ class FaultProxy:
             if fault == "reset":
                 _reset(client)
                 return
-            if fault == "slowdown":
+            if fault in ("slowdown", "throttle"):
                 with contextlib.suppress(OSError):
                     if b"100-continue" not in head.lower():  # the body comes anyway: take it first
                         _skip_body(client, head)
-                    client.sendall(SLOWDOWN % (len(SLOWDOWN_BODY), SLOWDOWN_BODY))
+                    answer = SLOWDOWN % (len(SLOWDOWN_BODY), SLOWDOWN_BODY) if fault == "slowdown" \
+                        else THROTTLE % (len(THROTTLE_BODY), THROTTLE_BODY)
+                    client.sendall(answer)
                 return
             self._forward(client, head)
 

@@ -105,6 +105,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
         raise ConfigError(str(exc)) from None
     pulls = PullTimes(meta, config.server.pull_times_flush_seconds)
     local_name: Callable[[str, bytes], str] | None = None
+    registry: Registry
     if config.proxies:  # else a plain registry: no proxy code on any request
         registry = proxying_registry(config.proxies, blobs, meta, options, holder_id(), schema1_key, recorder, pulls)
         local_name = ProxyRoutes(config.proxies).local_name

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from typing import Final, Generic, TypeVar
 
 from ..digest import Digest
 from ..errcodes import ManifestUnknown, NameUnknown, RegistryError, Unavailable
@@ -54,24 +54,23 @@ MAX_REMEMBERED: Final = 100_000
 _T = TypeVar("_T")
 
 
-class Flights:
+class Flights(Generic[_T]):
     """Per-process single flight: callers with the same key share one task."""
 
     def __init__(self) -> None:
-        self._running: dict[object, asyncio.Task[object]] = {}
+        self._running: dict[object, asyncio.Task[_T]] = {}
 
     async def run(self, key: object, work: Callable[[], Awaitable[_T]]) -> _T:
         task = self._running.get(key)
         if task is None:
-            async def run() -> object:
+            async def run() -> _T:
                 try:
                     return await work()
                 finally:
                     self._running.pop(key, None)
 
             task = self._running[key] = asyncio.get_running_loop().create_task(run())
-        found: _T = await asyncio.shield(task)  # type: ignore[assignment]
-        return found
+        return await asyncio.shield(task)
 
 
 class ProxyManifests:
@@ -81,7 +80,8 @@ class ProxyManifests:
         self.recorder = recorder
         #: names this process in the store's leases
         self.holder = holder
-        self._flights = Flights()
+        self._fetches: Flights[None] = Flights()
+        self._checks: Flights[tuple[float, str | None]] = Flights()
         #: (repository, tag) -> (when it was last checked upstream, the warning to serve it with until the next)
         self._checked: dict[tuple[str, str], tuple[float, str | None]] = {}
 
@@ -90,7 +90,7 @@ class ProxyManifests:
     ) -> ManifestContent:
         if isinstance(reference, DigestRef):
             if await self.meta.manifest(repository, str(reference.digest)) is None:
-                await self._flights.run(
+                await self._fetches.run(
                     (repository, str(reference.digest)),
                     lambda: self._by_digest(repository, target, upstream, reference.digest),
                 )
@@ -103,7 +103,7 @@ class ProxyManifests:
                 return found if checked[1] is None else StaleManifest(found, checked[1])
             except (ManifestUnknown, NameUnknown):  # deleted here since (retention): ask the upstream
                 self._checked.pop(key, None)
-        checked = await self._flights.run(key, lambda: self._by_tag(repository, target, upstream, reference))
+        checked = await self._checks.run(key, lambda: self._by_tag(repository, target, upstream, reference))
         found = await self.manifests.get(repository, reference, accepts)
         return found if checked[1] is None else StaleManifest(found, checked[1])
 
