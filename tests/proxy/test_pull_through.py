@@ -418,3 +418,27 @@ def test_a_server_with_a_bad_proxy_configuration_refuses_to_start(tmp_path: Path
         server.start()
     assert "proxy 'hub': cannot read password_file" in server.log()
 
+
+
+def test_platforms_limit_which_images_of_an_index_are_fetched(
+    distribution_upstream: UpstreamServer, tmp_path: Path,
+) -> None:
+    amd64 = distribution_upstream.push_image(tag="amd64")
+    arm64 = distribution_upstream.push_image(repository=amd64.repository, tag="arm64")
+    index = json.dumps({"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX, "manifests": [
+        {"mediaType": MediaType.OCI_MANIFEST, "digest": image.manifest_digest, "size": len(image.manifest),
+         "platform": {"os": "linux", "architecture": architecture}}
+        for image, architecture in ((amd64, "amd64"), (arm64, "arm64"))]}).encode()
+    with distribution_upstream.client() as client:
+        client.put_manifest(Reference(distribution_upstream.host, amd64.repository, tag="multi"), index,
+                            MediaType.OCI_INDEX)
+    name = f"up/{amd64.repository}"
+    entry = proxy_entry(distribution_upstream, tmp_path, platforms=["linux/amd64"])
+    with cache_server(tmp_path, [entry]) as cache:
+        served = manifest_get(cache, name, "multi")
+        assert served.status_code == 200 and served.content == index
+        assert manifest_get(cache, name, amd64.manifest_digest).content == amd64.manifest
+        refused = manifest_get(cache, name, arm64.manifest_digest)
+        assert refused.status_code == 404 and error_code(refused) == "MANIFEST_UNKNOWN"
+        assert "linux/amd64" in refused.json()["errors"][0]["message"]
+        assert distribution_upstream.gets(amd64.repository, "manifests", arm64.manifest_digest) == 0

@@ -29,7 +29,7 @@ from ..digest import Digest
 from ..errcodes import ManifestUnknown, NameUnknown, RegistryError, Unavailable
 from ..events import Action, Event
 from ..events.recorder import Recorder
-from ..formats import ManifestError, parse_manifest
+from ..formats import ManifestError, MediaType, Platform, parse_manifest
 from ..metadata.store import ManifestRecord, MetadataStore
 from ..reference import DigestRef, ManifestReference, TagRef
 from ..service.accepts import Accepts
@@ -48,6 +48,7 @@ POLL_SECONDS: Final = 0.05
 #: the lease outlives the upstream's timeout by this much (a check is a HEAD, then maybe a GET)
 LEASE_MARGIN_SECONDS: Final = 10.0
 
+_INDEXES: Final = frozenset({MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST_LIST})
 #: tags whose last check a process remembers; past this, it forgets them all (and checks each again)
 MAX_REMEMBERED: Final = 100_000
 
@@ -110,6 +111,8 @@ class ProxyManifests:
     # by digest
 
     async def _by_digest(self, repository: str, target: ProxyName, upstream: Upstream, digest: Digest) -> None:
+        if target.proxy.platforms:
+            await self._check_platform(repository, target, str(digest))
         async with _Lease(self.meta, f"proxy:{repository}@{digest}", self.holder, _lease_seconds(target)) as lease:
             while not await lease.taken():
                 if await self.meta.manifest(repository, str(digest)) is not None:
@@ -117,6 +120,28 @@ class ProxyManifests:
             if await self.meta.manifest(repository, str(digest)) is None:
                 raw, media_type = await self._fetch(target, upstream, str(digest), ManifestUnknown)
                 await self._store(repository, raw, media_type, digest, ())
+
+    async def _check_platform(self, repository: str, target: ProxyName, digest: str) -> None:
+        """MANIFEST_UNKNOWN for an image that the cached indexes list only for platforms the proxy does not serve
+        (a manifest no cached index lists is fetched: its platform is not known before)."""
+        found = await self.meta.repository_id(repository)
+        if found is None:
+            return
+        if not await self.meta.is_listed(found, digest):
+            return
+        indexes = [m.digest for m in (await self.meta.retention_view(found)).manifests if m.media_type in _INDEXES]
+        listed = []
+        for index in indexes:
+            record = await self.meta.manifest(repository, index)
+            if record is None:
+                continue
+            for entry in parse_manifest(record.content, record.media_type).manifests:
+                if str(entry.digest) == digest and entry.platform is not None:
+                    listed.append(entry.platform)
+        if listed and not any(_serves(target.proxy.platforms, platform) for platform in listed):
+            raise ManifestUnknown(
+                f"this cache serves only the platforms {', '.join(target.proxy.platforms)} of {target.proxy.prefix!r}",
+                detail={"digest": digest})
 
     # by tag
 
@@ -222,6 +247,15 @@ class ProxyManifests:
                 previous = await tx.tag_targets(found, tags)
             await tx.put_manifest(found, record, tags)
             await self.recorder.record(tx, push_event(repository, record, tags, previous))
+
+
+def _serves(platforms: list[str], platform: Platform) -> bool:
+    """Whether ``platform`` is one of ``platforms`` (``linux/arm64`` takes every variant, ``linux/arm64/v8`` one)."""
+    for wanted in platforms:
+        parts = wanted.split("/")
+        if parts[:2] == [platform.os, platform.architecture] and (len(parts) == 2 or parts[2] == platform.variant):
+            return True
+    return False
 
 
 def _lease_seconds(target: ProxyName) -> float:
