@@ -165,6 +165,11 @@ class UpstreamBlob:
         self.size: int | None = sent
         if sent is not None and not ranged and (start or length is not None):
             self.size = max(min(sent - start, length if length is not None else sent), 0)
+        #: the whole blob's size: Content-Length of a 200, the total of a 206's Content-Range
+        self.total: int | None = sent if not ranged else None
+        if ranged:
+            total = response.headers.get("Content-Range", "").rpartition("/")[2]
+            self.total = int(total) if total.isdigit() else None
         self._iterator = response.iter_bytes()
 
     def _batch(self) -> list[bytes]:
@@ -198,7 +203,10 @@ class UpstreamBlob:
                 yield chunk
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._response.close)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._response.close)
+        except RuntimeError:  # the upstream was closed (its pool shut down) first
+            self._response.close()
 
 
 class Upstream:
