@@ -249,21 +249,23 @@ def test_upstream_answering_429_cached_tag_still_pulls(distribution_upstream: Up
 
 def test_a_tag_moved_upstream_is_served_after_revalidate(distribution_upstream: UpstreamServer, tmp_path: Path) -> None:
     first = distribution_upstream.push_image()
+    moved = distribution_upstream.push_image(repository=first.repository, tag="next")
     name = f"up/{first.repository}"
-    with cache_server(tmp_path, [proxy_entry(distribution_upstream, tmp_path, revalidate="1s")]) as cache, \
+    with cache_server(tmp_path, [proxy_entry(distribution_upstream, tmp_path, revalidate="2s")]) as cache, \
             cache_client(cache) as client:
         assert pull(client, cache, name, first.tag)[1] == first.manifest_digest
-        moved = distribution_upstream.push_image(repository=first.repository, tag=first.tag)
-        assert moved.manifest_digest != first.manifest_digest
+        with distribution_upstream.client() as upstream:  # the tag moves upstream: one PUT
+            upstream.put_manifest(Reference(distribution_upstream.host, first.repository, tag=first.tag),
+                                  moved.manifest, moved.media_type)
         assert manifest_get(cache, name, first.tag).headers["docker-content-digest"] == first.manifest_digest
-        time.sleep(1.1)
+        time.sleep(2.1)
         raw, digest, blobs = pull(client, cache, name, first.tag)
         assert (raw, digest, blobs) == (moved.manifest, moved.manifest_digest, moved.blobs)
         # the old manifest stays cached by digest
         assert manifest_get(cache, name, first.manifest_digest).content == first.manifest
         # revalidating the unchanged tag is a HEAD, not a GET
         before = distribution_upstream.gets(first.repository, "manifests")
-        time.sleep(1.1)
+        time.sleep(2.1)
         assert manifest_get(cache, name, first.tag).headers["docker-content-digest"] == moved.manifest_digest
         assert distribution_upstream.gets(first.repository, "manifests") == before
         assert any(method == "HEAD" and path == f"/v2/{first.repository}/manifests/{first.tag}"

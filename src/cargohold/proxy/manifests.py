@@ -10,9 +10,10 @@ upstream that hangs does not hold every pull for its timeout); what was never ca
 
 One check or fetch per manifest at a time: per process, callers share one task (a client that goes away
 does not cancel it for the others); across processes, the task holds a lease in the metadata store while it
-asks the upstream. A process that finds the lease taken serves its cached copy, or, with none, polls the
-store until the manifest is there, the lease is free (then takes it) or :data:`FOLLOW_SECONDS` pass (then it
-asks the upstream itself).
+asks the upstream, and keeps a tag's for ``revalidate`` after a check the upstream answered, so that every
+worker and replica sees the tag as checked. A process that finds the lease taken serves its cached copy (and
+looks again after :data:`ELSEWHERE_SECONDS`), or, with none, polls the store until the manifest is there,
+the lease is free (then takes it) or :data:`FOLLOW_SECONDS` pass (then it asks the upstream itself).
 
 The references of a cached manifest need not be here: its blobs and children come when asked for.
 """
@@ -45,6 +46,8 @@ log: Final = logging.getLogger("cargohold.proxy")
 FOLLOW_SECONDS: Final = 30.0
 #: between two looks at the store while another process fetches
 POLL_SECONDS: Final = 0.05
+#: how long a process serves a tag that another process checked (or is checking) before it looks again
+ELSEWHERE_SECONDS: Final = 1.0
 #: the lease outlives the upstream's timeout by this much (a check is a HEAD, then maybe a GET)
 LEASE_MARGIN_SECONDS: Final = 10.0
 
@@ -83,7 +86,7 @@ class ProxyManifests:
         self.holder = holder
         self._fetches: Flights[None] = Flights()
         self._checks: Flights[tuple[float, str | None]] = Flights()
-        #: (repository, tag) -> (when it was last checked upstream, the warning to serve it with until the next)
+        #: (repository, tag) -> (until when it is served without asking, the warning to serve it with until then)
         self._checked: dict[tuple[str, str], tuple[float, str | None]] = {}
 
     async def get(
@@ -98,7 +101,7 @@ class ProxyManifests:
             return await self.manifests.get(repository, reference, accepts)
         key = (repository, reference.tag)
         checked = self._checked.get(key)
-        if checked is not None and time.monotonic() - checked[0] < target.proxy.revalidate_seconds:
+        if checked is not None and time.monotonic() < checked[0]:
             try:
                 found = await self.manifests.get(repository, reference, accepts)
                 return found if checked[1] is None else StaleManifest(found, checked[1])
@@ -149,19 +152,24 @@ class ProxyManifests:
         self, repository: str, target: ProxyName, upstream: Upstream, reference: TagRef,
     ) -> tuple[float, str | None]:
         tag = reference.tag
+        revalidate = target.proxy.revalidate_seconds
+        # held while checking, and kept for ``revalidate`` after a check the upstream answered: the
+        # other processes see the tag as checked until it lapses
         cached = await self.meta.tagged_manifest(repository, tag)
         async with _Lease(self.meta, f"proxy:{repository}:{tag}", self.holder, _lease_seconds(target)) as lease:
             while not await lease.taken():
-                if cached is not None:
-                    return 0.0, None  # being checked elsewhere: serve the copy, look again next time
-                cached = await self.meta.tagged_manifest(repository, tag)
-                if cached is not None:
-                    return self._remember(repository, tag, None)
+                if cached is None:
+                    cached = await self.meta.tagged_manifest(repository, tag)
+                if cached is not None:  # checked (or being checked) elsewhere: look again a little later
+                    return self._remember(repository, tag, None, min(revalidate, ELSEWHERE_SECONDS))
             warning = await self._check(repository, target, upstream, tag, cached)
-        return self._remember(repository, tag, warning)
+            if warning is None and revalidate > 0:
+                await lease.keep(revalidate)
+        return self._remember(repository, tag, warning, revalidate)
 
-    def _remember(self, repository: str, tag: str, warning: str | None) -> tuple[float, str | None]:
-        checked = time.monotonic(), warning
+    def _remember(self, repository: str, tag: str, warning: str | None, fresh: float) -> tuple[float, str | None]:
+        """Serve the tag without asking for ``fresh`` seconds more, with ``warning``."""
+        checked = time.monotonic() + fresh, warning
         if len(self._checked) >= MAX_REMEMBERED:
             self._checked.clear()
         self._checked[(repository, tag)] = checked
@@ -277,6 +285,11 @@ class _Lease:
     async def __aexit__(self, *exc: object) -> None:
         if self._held:
             await self.meta.release_lease(self.name, self.holder)
+
+    async def keep(self, seconds: float) -> None:
+        """Hold the lease ``seconds`` more, and leave it to lapse then rather than release it."""
+        await self.meta.acquire_lease(self.name, self.holder, seconds)
+        self._held = False
 
     async def taken(self) -> bool:
         if self._held or time.monotonic() >= self._deadline:

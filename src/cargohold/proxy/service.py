@@ -50,6 +50,7 @@ class ProxyingRegistry(Registry):
         self.fetches = BlobFetches(blobs, meta, self.recorder, holder)
 
     async def close(self) -> None:
+        await self.fetches.close()
         for upstream in self.upstreams.values():
             await upstream.close()
         await super().close()
