@@ -444,3 +444,32 @@ def test_platforms_limit_which_images_of_an_index_are_fetched(
         assert refused.status_code == 404 and error_code(refused) == "MANIFEST_UNKNOWN"
         assert "linux/amd64" in refused.json()["errors"][0]["message"]
         assert distribution_upstream.gets(amd64.repository, "manifests", arm64.manifest_digest) == 0
+
+
+def test_a_client_without_manifest_lists_gets_the_lists_linux_amd64_image(
+    distribution_upstream: UpstreamServer, tmp_path: Path,
+) -> None:
+    image = distribution_upstream.push_image()
+    config, *layers = image.blobs
+    docker = json.dumps({
+        "schemaVersion": 2, "mediaType": MediaType.DOCKER_MANIFEST,
+        "config": {"mediaType": MediaType.DOCKER_CONFIG, "digest": config, "size": len(image.blobs[config])},
+        "layers": [{"mediaType": MediaType.DOCKER_LAYER, "digest": layer, "size": len(image.blobs[layer])}
+                   for layer in layers],
+    }).encode()
+    listing = json.dumps({"schemaVersion": 2, "mediaType": MediaType.DOCKER_MANIFEST_LIST, "manifests": [
+        {"mediaType": MediaType.DOCKER_MANIFEST, "digest": str(Digest.of(docker)), "size": len(docker),
+         "platform": {"os": "linux", "architecture": "amd64"}}]}).encode()
+    with distribution_upstream.client() as client:
+        client.put_manifest(Reference(distribution_upstream.host, image.repository, tag="docker"), docker,
+                            MediaType.DOCKER_MANIFEST)
+        client.put_manifest(Reference(distribution_upstream.host, image.repository, tag="list"), listing,
+                            MediaType.DOCKER_MANIFEST_LIST)
+    with cache_server(tmp_path, [proxy_entry(distribution_upstream, tmp_path)]) as cache:
+        served = httpx.get(f"{cache.url}/v2/up/{image.repository}/manifests/list",
+                           headers={"Accept": MediaType.DOCKER_MANIFEST})
+        assert served.status_code == 200 and served.content == docker
+        assert served.headers["docker-content-digest"] == str(Digest.of(docker))
+        served = httpx.get(f"{cache.url}/v2/up/{image.repository}/manifests/list",
+                           headers={"Accept": MediaType.DOCKER_MANIFEST_LIST})
+        assert served.status_code == 200 and served.content == listing

@@ -93,23 +93,38 @@ class ProxyManifests:
         self, repository: str, target: ProxyName, upstream: Upstream, reference: ManifestReference, accepts: Accepts,
     ) -> ManifestContent:
         if isinstance(reference, DigestRef):
-            if await self.meta.manifest(repository, str(reference.digest)) is None:
-                await self._fetches.run(
-                    (repository, str(reference.digest)),
-                    lambda: self._by_digest(repository, target, upstream, reference.digest),
-                )
+            await self._cached(repository, target, upstream, reference.digest)
             return await self.manifests.get(repository, reference, accepts)
         key = (repository, reference.tag)
         checked = self._checked.get(key)
         if checked is not None and time.monotonic() < checked[0]:
             try:
-                found = await self.manifests.get(repository, reference, accepts)
+                found = await self._served(repository, target, upstream, reference, accepts)
                 return found if checked[1] is None else StaleManifest(found, checked[1])
             except (ManifestUnknown, NameUnknown):  # deleted here since (retention): ask the upstream
                 self._checked.pop(key, None)
         checked = await self._checks.run(key, lambda: self._by_tag(repository, target, upstream, reference))
-        found = await self.manifests.get(repository, reference, accepts)
+        found = await self._served(repository, target, upstream, reference, accepts)
         return found if checked[1] is None else StaleManifest(found, checked[1])
+
+    async def _served(
+        self, repository: str, target: ProxyName, upstream: Upstream, reference: TagRef, accepts: Accepts,
+    ) -> ManifestContent:
+        """The cached tag as the client takes it; the image a client that cannot read a Docker manifest list gets
+        instead of it is fetched first if need be."""
+        try:
+            return await self.manifests.get(repository, reference, accepts)
+        except ManifestUnknown as exc:
+            child = exc.detail.get("reference") if isinstance(exc.detail, dict) else None
+            if not isinstance(child, str) or ":" not in child:
+                raise
+        await self._cached(repository, target, upstream, Digest.parse(child))
+        return await self.manifests.get(repository, reference, accepts)
+
+    async def _cached(self, repository: str, target: ProxyName, upstream: Upstream, digest: Digest) -> None:
+        if await self.meta.manifest(repository, str(digest)) is None:
+            await self._fetches.run(
+                (repository, str(digest)), lambda: self._by_digest(repository, target, upstream, digest))
 
     # by digest
 
