@@ -19,6 +19,7 @@ import httpx
 import pytest
 import yaml
 
+from cargohold.cli.main import main
 from cargohold.client import RegistryClient, TransportOptions
 from cargohold.digest import Digest
 from cargohold.formats import MediaType
@@ -211,7 +212,10 @@ def test_upstream_stopped_cached_tag_still_pulls_with_a_warning(
     with cache_server(tmp_path, [proxy_entry(upstream, tmp_path, revalidate="1s")]) as cache, \
             cache_client(cache) as client:
         pull(client, cache, name, image.tag)
+        tags = httpx.get(f"{cache.url}/v2/{name}/tags/list").json()["tags"]
+        assert tags == [image.tag, never_pulled.tag]  # the upstream's list
         upstream.stop()
+        assert httpx.get(f"{cache.url}/v2/{name}/tags/list").json()["tags"] == [image.tag]  # the cached one
         time.sleep(1.1)  # past revalidate: the cache asks the upstream, which does not answer
         for _ in range(2):  # the second within revalidate of the failed check: still warned
             served = manifest_get(cache, name, image.tag)
@@ -473,3 +477,23 @@ def test_a_client_without_manifest_lists_gets_the_lists_linux_amd64_image(
         served = httpx.get(f"{cache.url}/v2/up/{image.repository}/manifests/list",
                            headers={"Accept": MediaType.DOCKER_MANIFEST_LIST})
         assert served.status_code == 200 and served.content == listing
+
+
+def test_retention_lets_a_proxy_tag_not_pulled_within_ttl_go(
+    distribution_upstream: UpstreamServer, tmp_path: Path,
+) -> None:
+    pulled = distribution_upstream.push_image()
+    headed = distribution_upstream.push_image(repository=pulled.repository, tag="v2")
+    with cache_server(tmp_path, [proxy_entry(distribution_upstream, tmp_path, ttl="1h")]) as cache:
+        assert manifest_get(cache, f"up/{pulled.repository}", pulled.tag).status_code == 200
+        # a HEAD caches the tag too, but is no pull
+        assert httpx.head(f"{cache.url}/v2/up/{pulled.repository}/manifests/{headed.tag}",
+                          headers={"Accept": MANIFEST_ACCEPT}).status_code == 200
+    config = next(tmp_path.glob("cache-*.yml"))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["retention", "--config", str(config), "--data-dir", str(cache.data_dir), "--dry-run", "--json"])
+    assert code == 0, err.getvalue()
+    removals = json.loads(out.getvalue())["would_delete"]
+    assert [(r["repository"], r["kind"], r["target"]) for r in removals] == [
+        (f"up/{pulled.repository}", "tag", headed.tag)]
