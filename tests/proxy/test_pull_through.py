@@ -228,6 +228,9 @@ def test_upstream_stopped_cached_tag_still_pulls_with_a_warning(
         assert "unavailable" in refused.json()["errors"][0]["message"]
         refused = manifest_get(cache, name, never_pulled.manifest_digest)
         assert refused.status_code == 503 and error_code(refused) == "UNAVAILABLE"
+        for request in (httpx.get, httpx.head):
+            refused = request(f"{cache.url}/v2/{name}/blobs/{never_pulled.layers[0]}")
+            assert refused.status_code == 503
     assert "serving a cached tag" in cache.log()
 
 
@@ -283,6 +286,25 @@ def test_unknown_upstream_names_answer_the_spec_codes(distribution_upstream: Ups
         assert missing_tag.status_code == 404 and error_code(missing_tag) == "MANIFEST_UNKNOWN"
         missing_blob = httpx.get(f"{cache.url}/v2/up/{image.repository}/blobs/sha256:{'0' * 64}")
         assert missing_blob.status_code == 404 and error_code(missing_blob) == "BLOB_UNKNOWN"
+
+
+def test_a_range_of_a_blob_not_cached_is_passed_to_the_upstream(
+    distribution_upstream: UpstreamServer, tmp_path: Path,
+) -> None:
+    image = distribution_upstream.push_image()
+    layer = image.layers[1]
+    url = f"/v2/up/{image.repository}/blobs/{layer}"
+    with cache_server(tmp_path, [proxy_entry(distribution_upstream, tmp_path)]) as cache, \
+            httpx.Client(base_url=cache.url) as http:
+        part = http.get(url, headers={"Range": "bytes=100-1099"})
+        assert part.status_code == 206 and part.content == image.blobs[layer][100:1100]
+        assert part.headers["content-range"] == f"bytes 100-1099/{len(image.blobs[layer])}"
+        unsatisfiable = http.get(url, headers={"Range": f"bytes={len(image.blobs[layer])}-"})
+        assert unsatisfiable.status_code == 416 and error_code(unsatisfiable) == "RANGE_INVALID"
+        for _ in range(2):  # the range was not cached: the first whole GET fetches, the second is local
+            whole = http.get(url)
+            assert whole.status_code == 200 and whole.content == image.blobs[layer]
+        assert distribution_upstream.gets(image.repository, "blobs", layer) == 2
 
 
 def test_upstream_refusing_the_caches_credentials_is_unavailable(
