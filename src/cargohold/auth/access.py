@@ -116,6 +116,8 @@ def writable(repository: str) -> bool:
 
 def read_only_refusals(required: list[Access], read_only: ReadOnly) -> list[Access]:
     """What of ``required`` no one is granted: anything but pull on a read-only repository."""
+    if read_only is writable:  # no such repository: nothing to look at on each request
+        return []
     return [access for access in required
             if access.type == "repository" and access.action != "pull" and read_only(access.name)]
 

@@ -19,7 +19,7 @@ from ..config import ConfigError, ServerConfig
 from ..config.proxies import proxied_names
 from ..events.log import EventLog
 from ..metadata import AccessStore, open_access_store, open_login_failures, open_metadata_store
-from .access import AccessController, OpenAccess
+from .access import AccessController, OpenAccess, writable
 from .controller import BasicAccessController, TokenAccessController
 from .htpasswd import HtpasswdError, HtpasswdFile
 from .jwt import Verifier
@@ -94,7 +94,7 @@ def build_access(config: ServerConfig, events: EventLog | None = None) -> Access
 
     Logins and the tokens issued are recorded in ``events`` (the audit log).
     """
-    read_only = proxied_names(config.proxies)
+    read_only = proxied_names(config.proxies) if config.proxies else writable
     try:
         if config.auth.mode == "htpasswd":
             return AccessSetup(BasicAccessController(HtpasswdFile(config.auth.htpasswd), limiter_for(config),

@@ -146,7 +146,7 @@ def proxy_of(proxies: Sequence[ProxySection], name: str) -> ProxySection | None:
 def proxied_names(proxies: Sequence[ProxySection]) -> Callable[[str], bool]:
     """Whether a repository name is under a proxy's prefix (so read-only for clients)."""
     found = list(proxies)
-    return lambda name: bool(found) and proxy_of(found, name) is not None
+    return lambda name: proxy_of(found, name) is not None
 
 
 def proxy_retention(
