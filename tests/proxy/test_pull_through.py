@@ -390,6 +390,9 @@ def _token(cache: CargoholdServer, scope: str, auth: tuple[str, str] | None) -> 
 def test_under_token_auth_a_proxy_grants_pull_only_and_is_private_or_public(
     distribution_upstream: UpstreamServer, tmp_path: Path,
 ) -> None:
+    from cargohold.auth.access import Access
+    from cargohold.auth.jwt import encode, new_claims
+    from cargohold.auth.keys import parse_signing_key
     from cargohold.auth.passwords import hash_password
     from tests.auth.world import store_for
 
@@ -413,6 +416,21 @@ def test_under_token_auth_a_proxy_grants_pull_only_and_is_private_or_public(
         assert served.status_code == 200 and served.content == image.manifest
         denied = httpx.post(f"{cache.url}/v2/{name}/blobs/uploads/", headers=bearer)
         assert denied.status_code == 403 and error_code(denied) == "DENIED"
+        # a token that names push there (signed by the server: issued before the proxy was configured) is
+        # not believed on that point
+        store = store_for(data)
+        generation = store.require("root").credentials_generation
+        store.close()
+        claims = new_claims(issuer="cargohold", subject="root", audience="cargohold", lifetime=300,
+                            accesses=[Access("repository", name, action) for action in ("pull", "push", "delete")],
+                            generation=generation)
+        pushy = encode(claims, parse_signing_key(cache.token_key_pem(), "the cache's database"))
+        for request in (httpx.post, httpx.delete):
+            path = "blobs/uploads/" if request is httpx.post else f"manifests/{image.manifest_digest}"
+            denied = request(f"{cache.url}/v2/{name}/{path}", headers={"Authorization": f"Bearer {pushy}"})
+            assert denied.status_code == 403 and error_code(denied) == "DENIED"
+        assert httpx.get(f"{cache.url}/v2/{name}/manifests/{image.tag}",
+                         headers={"Authorization": f"Bearer {pushy}", "Accept": MANIFEST_ACCEPT}).status_code == 200
         # public: anonymous pulls
         anonymous, _ = _token(cache, f"repository:{public_name}:pull", None)
         served = httpx.get(f"{cache.url}/v2/{public_name}/manifests/{public.tag}",
