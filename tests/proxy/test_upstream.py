@@ -282,3 +282,25 @@ def test_throttling_and_server_errors_are_upstream_errors_at_once(status: int) -
         registry.close()
     assert time.monotonic() - started < 2
     assert (error.status, error.retry_after) == (status, 20.0)
+
+
+def test_concurrent_first_requests_share_one_ping_and_one_token(cargohold_upstream: UpstreamServer) -> None:
+    """The proxy's threads start together on a cold client: one token per scope is fetched, not one each."""
+    image = cargohold_upstream.push_image()
+    challenge = parse_challenge(httpx.get(f"{cargohold_upstream.url}/v2/").headers["WWW-Authenticate"])
+    assert challenge is not None
+    realm_path = httpx.URL(challenge.realm).path
+    before = [path for method, path, _ in cargohold_upstream.requests() if path.split("?")[0] == realm_path]
+
+    async def run() -> list[tuple[bytes, str, str]]:
+        upstream = Upstream(cargohold_upstream.settings())
+        try:
+            return await asyncio.gather(*(upstream.get_manifest(image.repository, image.tag) for _ in range(12)))
+        finally:
+            await upstream.close()
+
+    assert all(raw == image.manifest for raw, _, _ in asyncio.run(run()))
+    token_requests = [path for method, path, _ in cargohold_upstream.requests()
+                      if path.split("?")[0] == realm_path][len(before):]
+    # one for the ping (no scope), one for the repository's pull scope
+    assert len(token_requests) == 2, token_requests
