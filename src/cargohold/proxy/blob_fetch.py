@@ -165,6 +165,8 @@ class BlobFetches:
             fetch = self._start(repository, digest, upstream, upstream_repository)
         elif repository != fetch.repository and repository not in fetch.also_link:
             await self._confirm(digest, upstream, upstream_repository)
+            if self._fetches.get(digest) is not fetch:  # it ended meanwhile: stored now, or to fetch again
+                return await self.fetch(repository, digest, upstream, upstream_repository)
             fetch.also_link.add(repository)
         try:
             size = await asyncio.shield(fetch.ready)
@@ -297,8 +299,7 @@ class BlobFetches:
             return False
         if not await self._link_stored(fetch.repository, fetch.digest, fetch.upstream, fetch.upstream_repository):
             return False
-        for repository in self._linked_all(fetch):
-            await self._link(repository, fetch.digest)
+        await self._link_followers(fetch)
         fetch.from_store = True
         fetch.finished = True
         fetch.stored.set()
@@ -306,10 +307,15 @@ class BlobFetches:
         fetch.notify()
         return True
 
-    def _linked_all(self, fetch: _Fetch) -> list[str]:
-        pending = sorted(fetch.also_link)
-        fetch.also_link.clear()
-        return pending
+    async def _link_followers(self, fetch: _Fetch) -> None:
+        """Link the stored blob into the repositories of the requests that joined the fetch; then forget
+        the fetch, with no pause between, so that later requests find the blob in the store instead."""
+        while fetch.also_link:
+            pending = sorted(fetch.also_link)
+            fetch.also_link.clear()
+            for repository in pending:
+                await self._link(repository, fetch.digest)
+        self._forget(fetch)
 
     async def _transfer(self, fetch: _Fetch) -> None:
         """GET the blob; publish its chunks while they are written to an upload session; commit."""
@@ -318,16 +324,22 @@ class BlobFetches:
             size = blob.size
             if size is None:
                 size = await fetch.upstream.blob_size(fetch.upstream_repository, fetch.digest)
-            fetch.ready.set_result(size)
+            upload_id = None
             if fetch.storing:
-                await self._store(fetch, blob, size)
+                try:
+                    upload_id = await self.uploads.start(fetch.repository, fetch.digest.algorithm)
+                except Exception as exc:  # the store refuses (full, read-only): the client still gets the blob
+                    log.warning("upstream %s: %s is streamed uncached: %s", fetch.upstream.name, fetch.digest, exc)
+                    fetch.storing = False
+            fetch.ready.set_result(size)
+            if upload_id is not None:
+                await self._store(fetch, blob, size, upload_id)
             else:
                 await self._pass(fetch, blob)
         finally:
             await blob.close()
 
-    async def _store(self, fetch: _Fetch, blob: UpstreamBlob, size: int) -> None:
-        upload_id = await self.uploads.start(fetch.repository, fetch.digest.algorithm)
+    async def _store(self, fetch: _Fetch, blob: UpstreamBlob, size: int, upload_id: str) -> None:
         committed = False
         try:
             record = await self.meta.upload(upload_id)
@@ -352,12 +364,8 @@ class BlobFetches:
                 committed = True
             except Exception as exc:  # verified bytes that could not be kept (a full disk): still served
                 log.warning("upstream %s: %s could not be stored: %s", fetch.upstream.name, fetch.digest, exc)
-            if committed:
-                # linked into fetch.repository by the commit; the followers' repositories now
-                while pending := self._linked_all(fetch):
-                    for repository in pending:
-                        await self._link(repository, fetch.digest)
-                self._forget(fetch)  # from here on, requests find the blob in the store
+            if committed:  # linked into fetch.repository by the commit
+                await self._link_followers(fetch)
                 fetch.stored.set()
             # the last chunk goes out once the blob is stored: a client holding every byte can pull it again
             for chunk in last:
