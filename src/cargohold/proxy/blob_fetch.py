@@ -57,8 +57,10 @@ LEASE_SECONDS: Final = 10.0
 RENEW_SECONDS: Final = 3.0
 #: how long a process waits for another's fetch before it streams from the upstream itself
 WAIT_SECONDS: Final = 30.0
-#: how often a waiting process looks for the blob in the store, and tries the lease
-POLL_SECONDS: Final = 0.1
+#: a waiting process looks for the blob in the store after this pause, growing to the most
+#: (small blobs are picked up at once, a large one's wait costs few queries), and tries the lease
+POLL_SECONDS: Final = 0.05
+MAX_POLL_SECONDS: Final = 0.5
 LEASE_POLL_SECONDS: Final = 1.0
 #: chunk bytes a fetch keeps for its readers
 WINDOW: Final = 32 << 20
@@ -274,6 +276,7 @@ class BlobFetches:
         name = lease_name(fetch.digest)
         deadline = time.monotonic() + WAIT_SECONDS
         next_try = 0.0
+        pause = POLL_SECONDS
         while True:
             if time.monotonic() >= next_try:
                 if await self.meta.acquire_lease(name, self.holder, LEASE_SECONDS):
@@ -290,7 +293,8 @@ class BlobFetches:
                             fetch.upstream.name, fetch.digest, WAIT_SECONDS)
                 fetch.storing = False
                 return False
-            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, MAX_POLL_SECONDS)
 
     async def _arrived(self, fetch: _Fetch) -> bool:
         """Whether another process stored the blob; if so, it is linked and read from the store."""
@@ -364,16 +368,15 @@ class BlobFetches:
                 committed = True
             except Exception as exc:  # verified bytes that could not be kept (a full disk): still served
                 log.warning("upstream %s: %s could not be stored: %s", fetch.upstream.name, fetch.digest, exc)
+                fetch.storing = False
             if committed:  # linked into fetch.repository by the commit
                 await self._link_followers(fetch)
-                fetch.stored.set()
+            fetch.stored.set()
             # the last chunk goes out once the blob is stored: a client holding every byte can pull it again
             for chunk in last:
                 fetch.publish(chunk)
             fetch.finished = True
             fetch.notify()
-            if not committed:
-                raise UpstreamError(f"{fetch.digest} was served but could not be stored")
         finally:
             if not committed:
                 with contextlib.suppress(Exception):
@@ -394,6 +397,7 @@ class BlobFetches:
         if last is not None:
             fetch.publish(last)
         fetch.finished = True
+        fetch.stored.set()  # (not stored: readers that fell behind are told so)
         fetch.notify()
 
     # -- readers ------------------------------------------------------------------------------------
@@ -419,11 +423,14 @@ class BlobFetches:
             if fetch.finished:
                 return
             await fetch.changed()
+        fell_behind = UpstreamError(f"blob {fetch.digest}: the reader fell behind a stream that is not stored")
         if not fetch.storing:
-            raise UpstreamError(f"blob {fetch.digest}: the reader fell behind a stream that is not stored")
+            raise fell_behind
         await fetch.stored.wait()
         if fetch.error is not None:
             raise fetch.error
+        if not fetch.storing:
+            raise fell_behind
         async for chunk in self.store.read(fetch.digest, position):
             yield chunk
 
