@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -304,3 +306,37 @@ def test_concurrent_first_requests_share_one_ping_and_one_token(cargohold_upstre
                       if path.split("?")[0] == realm_path][len(before):]
     # one for the ping (no scope), one for the repository's pull scope
     assert len(token_requests) == 2, token_requests
+
+
+def test_an_upstream_that_never_answers_the_connection_fails_within_the_connect_timeout() -> None:
+    """A listener whose accept queue is full drops new connections' SYNs: connecting hangs, as to a
+    host that is down. The connect timeout ends it, not the (long) read timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(4):
+        sock = socket.socket()
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.connect(("127.0.0.1", port))
+        queued.append(sock)
+    settings = UpstreamSettings("up", f"http://127.0.0.1:{port}", timeout_seconds=30, connect_timeout_seconds=0.3)
+
+    async def run() -> float:
+        upstream = Upstream(settings)
+        started = time.monotonic()
+        try:
+            with pytest.raises(UpstreamError):
+                await upstream.get_manifest("library/app", "latest")
+            return time.monotonic() - started
+        finally:
+            await upstream.close()
+
+    try:
+        elapsed = asyncio.run(run())
+    finally:
+        for sock in [*queued, listener]:
+            sock.close()
+    assert elapsed < 2, f"took {elapsed:.2f} s"

@@ -37,8 +37,9 @@ log: Final = logging.getLogger("cargohold.proxy")
 
 #: threads per upstream: concurrent requests to it (blob bodies hold one each while they stream)
 WORKERS: Final = 16
-#: seconds to connect: a dead upstream must fail fast, whatever the read timeout
-CONNECT_TIMEOUT: Final = 3.0
+#: seconds to connect (TCP and TLS), by default: an upstream that does not answer must fail fast,
+#: whatever the read timeout (two attempts: about 2 s to learn that it is down)
+CONNECT_TIMEOUT: Final = 1.0
 #: one quick retry of a failed connection or a 5xx without Retry-After; more would keep a pull
 #: waiting that could be served from the cache
 RETRIES: Final = 1
@@ -87,6 +88,7 @@ class UpstreamSettings:
     ca: str | None = None
     insecure: bool = False
     timeout_seconds: float = 30.0
+    connect_timeout_seconds: float = CONNECT_TIMEOUT
 
 
 class _StaticBearer(httpx.Auth):
@@ -224,7 +226,7 @@ class Upstream:
             insecure_registries=frozenset({self.host}) if settings.insecure else frozenset(),
             ca_bundle=settings.ca,
             timeout=settings.timeout_seconds,
-            connect_timeout=min(CONNECT_TIMEOUT, settings.timeout_seconds),
+            connect_timeout=min(settings.connect_timeout_seconds, settings.timeout_seconds),
             retries=RETRIES,
             backoff=BACKOFF,
             max_retry_after=0.0,  # the caller decides: serve the cached copy, or pass the 429 on
