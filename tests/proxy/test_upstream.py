@@ -81,14 +81,23 @@ def test_a_bearer_token_is_sent_as_is(cargohold_upstream: UpstreamServer) -> Non
                          params={"service": challenge.service or "", "scope": f"repository:{image.repository}:pull"})
     token = response.json()["token"]
 
-    async def run(settings: UpstreamSettings) -> tuple[bytes, str, str]:
+    async def run(settings: UpstreamSettings, layer: str | None = None) -> bytes:
         upstream = Upstream(settings)
         try:
-            return await upstream.get_manifest(image.repository, image.tag)
+            if layer is not None:
+                return await _read(upstream, image.repository, Digest.parse(layer))
+            return (await upstream.get_manifest(image.repository, image.tag))[0]
         finally:
             await upstream.close()
 
-    assert asyncio.run(run(cargohold_upstream.settings(username=None, password=None, token=token)))[0] == image.manifest
+    with_token = cargohold_upstream.settings(username=None, password=None, token=token)
+    assert asyncio.run(run(with_token)) == image.manifest
+    layer = image.layers[0]
+    assert asyncio.run(run(with_token, layer)) == image.blobs[layer]
+    blob_path = f"/v2/{image.repository}/blobs/{layer}"
+    # sent with the token the first time (no 401 and second try)
+    assert [status for method, path, status in cargohold_upstream.requests()
+            if method == "GET" and path == blob_path] == [200]
     with pytest.raises(UpstreamRefused) as refused:
         asyncio.run(run(cargohold_upstream.settings(username=None, password=None, token="not-a-token")))
     assert refused.value.status == 401

@@ -255,8 +255,11 @@ class Upstream:
         )
         self._client = RegistryClient(keychain=_keychain(settings, self.host), options=options)
         self._client.pin_scheme(self.host, parts.scheme)
+        #: headers the fast path sends itself (it knows the client's auth flow, not a replaced one)
+        self._direct_headers: dict[str, str] = {}
         if settings.token is not None:
             self._client.http.auth = _StaticBearer(settings.token)
+            self._direct_headers["Authorization"] = f"Bearer {settings.token}"
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix=f"upstream-{settings.name}")
         #: GETs sent per kind (HEADs are not pulls)
         self.counts: dict[str, int] = {"manifest": 0, "blob": 0}
@@ -332,7 +335,7 @@ class Upstream:
         def send() -> httpx.Response | BodyReader:
             path, headers = f"/v2/{repository}/blobs/{digest}", _range_header(start, length)
             # the client's fast path when it takes the answer (a 200/206 with known credentials), else httpx
-            body = self._client.get_direct(self.host, path, headers)
+            body = self._client.get_direct(self.host, path, {**self._direct_headers, **headers})
             if body is not None:
                 return body
             response = self._client.request("GET", self.host, path, headers=headers, stream=True)
