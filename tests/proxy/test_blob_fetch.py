@@ -361,3 +361,28 @@ def test_a_stopped_upstream_fails_the_fetch_quickly(
                 await upstream.close()
 
     asyncio.run(run())
+
+
+def test_a_fetch_held_elsewhere_too_long_is_streamed_uncached(
+    distribution_upstream: UpstreamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker holds the lease and renews it, but the blob does not arrive: after the wait,
+    the blob is streamed straight from the upstream (verified), and not stored."""
+    monkeypatch.setattr(blob_fetch, "WAIT_SECONDS", 0.3)
+    image = distribution_upstream.push_image()
+    layer = image.layers[0]
+
+    async def run() -> bytes:
+        async with local(tmp_path) as place:
+            fetches = place.worker()
+            assert await place.meta.acquire_lease(lease_name(Digest.parse(layer)), "busy-worker", 60)
+            upstream = Upstream(distribution_upstream.settings())
+            try:
+                data = await fetch_all(fetches, upstream, image, layer)
+                await place.nothing_stored(Digest.parse(layer))
+                return data
+            finally:
+                await upstream.close()
+
+    assert asyncio.run(run()) == image.blobs[layer]
+    assert distribution_upstream.gets(image.repository, "blobs", layer) == 1

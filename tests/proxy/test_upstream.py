@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -79,14 +81,23 @@ def test_a_bearer_token_is_sent_as_is(cargohold_upstream: UpstreamServer) -> Non
                          params={"service": challenge.service or "", "scope": f"repository:{image.repository}:pull"})
     token = response.json()["token"]
 
-    async def run(settings: UpstreamSettings) -> tuple[bytes, str, str]:
+    async def run(settings: UpstreamSettings, layer: str | None = None) -> bytes:
         upstream = Upstream(settings)
         try:
-            return await upstream.get_manifest(image.repository, image.tag)
+            if layer is not None:
+                return await _read(upstream, image.repository, Digest.parse(layer))
+            return (await upstream.get_manifest(image.repository, image.tag))[0]
         finally:
             await upstream.close()
 
-    assert asyncio.run(run(cargohold_upstream.settings(username=None, password=None, token=token)))[0] == image.manifest
+    with_token = cargohold_upstream.settings(username=None, password=None, token=token)
+    assert asyncio.run(run(with_token)) == image.manifest
+    layer = image.layers[0]
+    assert asyncio.run(run(with_token, layer)) == image.blobs[layer]
+    blob_path = f"/v2/{image.repository}/blobs/{layer}"
+    # sent with the token the first time (no 401 and second try)
+    assert [status for method, path, status in cargohold_upstream.requests()
+            if method == "GET" and path == blob_path] == [200]
     with pytest.raises(UpstreamRefused) as refused:
         asyncio.run(run(cargohold_upstream.settings(username=None, password=None, token="not-a-token")))
     assert refused.value.status == 401
@@ -282,3 +293,59 @@ def test_throttling_and_server_errors_are_upstream_errors_at_once(status: int) -
         registry.close()
     assert time.monotonic() - started < 2
     assert (error.status, error.retry_after) == (status, 20.0)
+
+
+def test_concurrent_first_requests_share_one_ping_and_one_token(cargohold_upstream: UpstreamServer) -> None:
+    """The proxy's threads start together on a cold client: one token per scope is fetched, not one each."""
+    image = cargohold_upstream.push_image()
+    challenge = parse_challenge(httpx.get(f"{cargohold_upstream.url}/v2/").headers["WWW-Authenticate"])
+    assert challenge is not None
+    realm_path = httpx.URL(challenge.realm).path
+    before = [path for method, path, _ in cargohold_upstream.requests() if path.split("?")[0] == realm_path]
+
+    async def run() -> list[tuple[bytes, str, str]]:
+        upstream = Upstream(cargohold_upstream.settings())
+        try:
+            return await asyncio.gather(*(upstream.get_manifest(image.repository, image.tag) for _ in range(12)))
+        finally:
+            await upstream.close()
+
+    assert all(raw == image.manifest for raw, _, _ in asyncio.run(run()))
+    token_requests = [path for method, path, _ in cargohold_upstream.requests()
+                      if path.split("?")[0] == realm_path][len(before):]
+    # one for the ping (no scope), one for the repository's pull scope
+    assert len(token_requests) == 2, token_requests
+
+
+def test_an_upstream_that_never_answers_the_connection_fails_within_the_connect_timeout() -> None:
+    """A listener whose accept queue is full drops new connections' SYNs: connecting hangs, as to a
+    host that is down. The connect timeout ends it, not the (long) read timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(4):
+        sock = socket.socket()
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.connect(("127.0.0.1", port))
+        queued.append(sock)
+    settings = UpstreamSettings("up", f"http://127.0.0.1:{port}", timeout_seconds=30, connect_timeout_seconds=0.3)
+
+    async def run() -> float:
+        upstream = Upstream(settings)
+        started = time.monotonic()
+        try:
+            with pytest.raises(UpstreamError):
+                await upstream.get_manifest("library/app", "latest")
+            return time.monotonic() - started
+        finally:
+            await upstream.close()
+
+    try:
+        elapsed = asyncio.run(run())
+    finally:
+        for sock in [*queued, listener]:
+            sock.close()
+    assert elapsed < 2, f"took {elapsed:.2f} s"

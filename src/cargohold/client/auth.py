@@ -175,6 +175,7 @@ class RegistryAuth(httpx.Auth):
         self._tokens = tokens or TokenCache()
         self._challenges: dict[str, Challenge] = {}
         self._refresh: dict[str, str] = {}  # registry host -> refresh token from the token service
+        self._token_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def credentials(self, registry: str) -> Credentials | None:
@@ -237,9 +238,19 @@ class RegistryAuth(httpx.Auth):
         key = TokenCache.key(challenge.realm, challenge.service, scopes)
         token = None if fresh else self._tokens.get(key)
         if token is None:
-            token = yield from self._fetch_token(host, challenge, scopes, credentials)
-            self._tokens.put(key, token)
+            refused = request.headers.get("Authorization") if fresh else None
+            # one token request per key at a time: threads that need the same token wait for the first
+            # one's (each flow is driven by one thread to its end, so the lock is held across its yields)
+            with self._token_lock(key):
+                token = self._tokens.get(key)
+                if token is None or f"Bearer {token.value}" == refused:
+                    token = yield from self._fetch_token(host, challenge, scopes, credentials)
+                    self._tokens.put(key, token)
         request.headers["Authorization"] = f"Bearer {token.value}"
+
+    def _token_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._token_locks.setdefault(key, threading.Lock())
 
     def _fetch_token(
         self, host: str, challenge: Challenge, scopes: frozenset[str], credentials: Credentials | None

@@ -159,7 +159,8 @@ class DirectPool:
 
     def _connect(self, origin: Origin) -> socket.socket:
         scheme, host, port = origin
-        sock = socket.create_connection((host, port), timeout=self._options.timeout)
+        sock = socket.create_connection((host, port), timeout=self._options.connect_timeout or self._options.timeout)
+        sock.settimeout(self._options.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if scheme == "https":
             try:

@@ -15,6 +15,7 @@ Blob transfers live in :mod:`.blobs`, re-exported here as methods.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -123,6 +124,8 @@ class RegistryClient:
         self.direct = DirectPool(self.options)
         self.workers = workers
         self._pinged: set[str] = set()
+        #: one ping at a time: threads that start together wait for the first one's answer
+        self._ping_lock = threading.Lock()
         #: registries that answered a single-request upload (``POST ?digest=``) without taking it
         self.single_post_refused: set[str] = set()
         #: the scheme each registry answered on at its ping (HTTPS, or HTTP after a fallback)
@@ -173,8 +176,7 @@ class RegistryClient:
         The first request to a registry is preceded by a ping, so that the auth
         challenge is known before any request whose body cannot be sent twice.
         """
-        if registry not in self._pinged:
-            self.ping(registry)
+        self._ensure_pinged(registry)
         url = path if "://" in path else self.base_url(registry) + path
         request = self.http.build_request(method, url, params=params, headers=headers, content=content)
         try:
@@ -188,13 +190,19 @@ class RegistryClient:
         None also when credentials would need a round trip first; the caller then
         uses :meth:`request`, which does everything the fast path leaves out.
         """
-        if registry not in self._pinged:
-            self.ping(registry)
+        self._ensure_pinged(registry)
         url = self.base_url(registry) + path
         request = self.http.build_request("GET", url, headers=headers)
         if not self.auth.authorize_known(request):
             return None
         return self.direct.get(url, request.headers)
+
+    def _ensure_pinged(self, registry: str) -> None:
+        if registry in self._pinged:
+            return
+        with self._ping_lock:
+            if registry not in self._pinged:
+                self.ping(registry)
 
     def ping(self, registry: str) -> None:
         """``GET /v2/``: checks the registry speaks the API and learns its auth challenge first.

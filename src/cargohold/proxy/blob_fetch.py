@@ -57,8 +57,10 @@ LEASE_SECONDS: Final = 10.0
 RENEW_SECONDS: Final = 3.0
 #: how long a process waits for another's fetch before it streams from the upstream itself
 WAIT_SECONDS: Final = 30.0
-#: how often a waiting process looks for the blob in the store, and tries the lease
-POLL_SECONDS: Final = 0.1
+#: a waiting process looks for the blob in the store after this pause, growing to the most
+#: (small blobs are picked up at once, a large one's wait costs few queries), and tries the lease
+POLL_SECONDS: Final = 0.05
+MAX_POLL_SECONDS: Final = 0.5
 LEASE_POLL_SECONDS: Final = 1.0
 #: chunk bytes a fetch keeps for its readers
 WINDOW: Final = 32 << 20
@@ -165,6 +167,8 @@ class BlobFetches:
             fetch = self._start(repository, digest, upstream, upstream_repository)
         elif repository != fetch.repository and repository not in fetch.also_link:
             await self._confirm(digest, upstream, upstream_repository)
+            if self._fetches.get(digest) is not fetch:  # it ended meanwhile: stored now, or to fetch again
+                return await self.fetch(repository, digest, upstream, upstream_repository)
             fetch.also_link.add(repository)
         try:
             size = await asyncio.shield(fetch.ready)
@@ -272,6 +276,7 @@ class BlobFetches:
         name = lease_name(fetch.digest)
         deadline = time.monotonic() + WAIT_SECONDS
         next_try = 0.0
+        pause = POLL_SECONDS
         while True:
             if time.monotonic() >= next_try:
                 if await self.meta.acquire_lease(name, self.holder, LEASE_SECONDS):
@@ -288,7 +293,8 @@ class BlobFetches:
                             fetch.upstream.name, fetch.digest, WAIT_SECONDS)
                 fetch.storing = False
                 return False
-            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, MAX_POLL_SECONDS)
 
     async def _arrived(self, fetch: _Fetch) -> bool:
         """Whether another process stored the blob; if so, it is linked and read from the store."""
@@ -297,8 +303,7 @@ class BlobFetches:
             return False
         if not await self._link_stored(fetch.repository, fetch.digest, fetch.upstream, fetch.upstream_repository):
             return False
-        for repository in self._linked_all(fetch):
-            await self._link(repository, fetch.digest)
+        await self._link_followers(fetch)
         fetch.from_store = True
         fetch.finished = True
         fetch.stored.set()
@@ -306,10 +311,15 @@ class BlobFetches:
         fetch.notify()
         return True
 
-    def _linked_all(self, fetch: _Fetch) -> list[str]:
-        pending = sorted(fetch.also_link)
-        fetch.also_link.clear()
-        return pending
+    async def _link_followers(self, fetch: _Fetch) -> None:
+        """Link the stored blob into the repositories of the requests that joined the fetch; then forget
+        the fetch, with no pause between, so that later requests find the blob in the store instead."""
+        while fetch.also_link:
+            pending = sorted(fetch.also_link)
+            fetch.also_link.clear()
+            for repository in pending:
+                await self._link(repository, fetch.digest)
+        self._forget(fetch)
 
     async def _transfer(self, fetch: _Fetch) -> None:
         """GET the blob; publish its chunks while they are written to an upload session; commit."""
@@ -318,16 +328,22 @@ class BlobFetches:
             size = blob.size
             if size is None:
                 size = await fetch.upstream.blob_size(fetch.upstream_repository, fetch.digest)
-            fetch.ready.set_result(size)
+            upload_id = None
             if fetch.storing:
-                await self._store(fetch, blob, size)
+                try:
+                    upload_id = await self.uploads.start(fetch.repository, fetch.digest.algorithm)
+                except Exception as exc:  # the store refuses (full, read-only): the client still gets the blob
+                    log.warning("upstream %s: %s is streamed uncached: %s", fetch.upstream.name, fetch.digest, exc)
+                    fetch.storing = False
+            fetch.ready.set_result(size)
+            if upload_id is not None:
+                await self._store(fetch, blob, size, upload_id)
             else:
                 await self._pass(fetch, blob)
         finally:
             await blob.close()
 
-    async def _store(self, fetch: _Fetch, blob: UpstreamBlob, size: int) -> None:
-        upload_id = await self.uploads.start(fetch.repository, fetch.digest.algorithm)
+    async def _store(self, fetch: _Fetch, blob: UpstreamBlob, size: int, upload_id: str) -> None:
         committed = False
         try:
             record = await self.meta.upload(upload_id)
@@ -352,20 +368,15 @@ class BlobFetches:
                 committed = True
             except Exception as exc:  # verified bytes that could not be kept (a full disk): still served
                 log.warning("upstream %s: %s could not be stored: %s", fetch.upstream.name, fetch.digest, exc)
-            if committed:
-                # linked into fetch.repository by the commit; the followers' repositories now
-                while pending := self._linked_all(fetch):
-                    for repository in pending:
-                        await self._link(repository, fetch.digest)
-                self._forget(fetch)  # from here on, requests find the blob in the store
-                fetch.stored.set()
+                fetch.storing = False
+            if committed:  # linked into fetch.repository by the commit
+                await self._link_followers(fetch)
+            fetch.stored.set()
             # the last chunk goes out once the blob is stored: a client holding every byte can pull it again
             for chunk in last:
                 fetch.publish(chunk)
             fetch.finished = True
             fetch.notify()
-            if not committed:
-                raise UpstreamError(f"{fetch.digest} was served but could not be stored")
         finally:
             if not committed:
                 with contextlib.suppress(Exception):
@@ -386,6 +397,7 @@ class BlobFetches:
         if last is not None:
             fetch.publish(last)
         fetch.finished = True
+        fetch.stored.set()  # (not stored: readers that fell behind are told so)
         fetch.notify()
 
     # -- readers ------------------------------------------------------------------------------------
@@ -411,11 +423,14 @@ class BlobFetches:
             if fetch.finished:
                 return
             await fetch.changed()
+        fell_behind = UpstreamError(f"blob {fetch.digest}: the reader fell behind a stream that is not stored")
         if not fetch.storing:
-            raise UpstreamError(f"blob {fetch.digest}: the reader fell behind a stream that is not stored")
+            raise fell_behind
         await fetch.stored.wait()
         if fetch.error is not None:
             raise fetch.error
+        if not fetch.storing:
+            raise fell_behind
         async for chunk in self.store.read(fetch.digest, position):
             yield chunk
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..client.direct import BodyReader
 from ..client.errors import ClientError, RegistryResponseError, check
 from ..client.keychain import Credentials, DockerConfig, Keychain, MultiKeychain, StaticKeychain
 from ..client.registry import ACCEPT_MANIFESTS, RegistryClient
@@ -37,8 +38,9 @@ log: Final = logging.getLogger("cargohold.proxy")
 
 #: threads per upstream: concurrent requests to it (blob bodies hold one each while they stream)
 WORKERS: Final = 16
-#: seconds to connect: a dead upstream must fail fast, whatever the read timeout
-CONNECT_TIMEOUT: Final = 3.0
+#: seconds to connect (TCP and TLS), by default: an upstream that does not answer must fail fast,
+#: whatever the read timeout (two attempts: about 2 s to learn that it is down)
+CONNECT_TIMEOUT: Final = 1.0
 #: one quick retry of a failed connection or a 5xx without Retry-After; more would keep a pull
 #: waiting that could be served from the cache
 RETRIES: Final = 1
@@ -87,6 +89,7 @@ class UpstreamSettings:
     ca: str | None = None
     insecure: bool = False
     timeout_seconds: float = 30.0
+    connect_timeout_seconds: float = CONNECT_TIMEOUT
 
 
 class _StaticBearer(httpx.Auth):
@@ -143,23 +146,45 @@ def _range_header(start: int, length: int | None) -> dict[str, str]:
     return {"Range": f"bytes={start}-{end}"}
 
 
+def _direct_chunks(body: BodyReader) -> Iterator[bytes]:
+    """A fast-path body (:mod:`cargohold.client.direct`) in chunks of up to :data:`READ_BATCH` bytes."""
+    while True:
+        buffer = bytearray(READ_BATCH)
+        view, filled = memoryview(buffer), 0
+        while filled < READ_BATCH:
+            n = body.readinto(view[filled:])
+            if not n:
+                break
+            filled += n
+        if not filled:
+            return
+        yield bytes(buffer) if filled == READ_BATCH else bytes(view[:filled])
+
+
 class UpstreamBlob:
     """A blob GET whose body is not read yet. :meth:`chunks` yields exactly the bytes asked for
     (the range, if one was; an upstream ignoring Range has the rest skipped here)."""
 
     def __init__(
-        self, response: httpx.Response, pool: ThreadPoolExecutor, what: str, start: int, length: int | None
+        self, body: httpx.Response | BodyReader, pool: ThreadPoolExecutor, what: str, start: int, length: int | None
     ) -> None:
-        self._response = response
+        self._body = body
         self._pool = pool
         self._what = what
-        self.status = response.status_code
-        ranged = response.status_code == 206
+        if isinstance(body, httpx.Response):
+            self.status = body.status_code
+            headers: Mapping[str, str] = body.headers
+            self._iterator = body.iter_bytes()
+        else:
+            self.status = body.status
+            headers = body.headers  # names in lower case
+            self._iterator = _direct_chunks(body)
+        ranged = self.status == 206
         #: bytes to drop at the front, and the most to yield (an upstream that ignored Range)
         self._skip = 0 if ranged else start
         self._left = length
-        header = response.headers.get("Content-Length")
-        coded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+        header = headers.get("content-length")
+        coded = headers.get("content-encoding", "identity").lower() != "identity"
         sent = int(header) if header is not None and header.isdigit() and not coded else None
         #: Content-Length if sent (for a range, the range's length)
         self.size: int | None = sent
@@ -168,9 +193,8 @@ class UpstreamBlob:
         #: the whole blob's size: Content-Length of a 200, the total of a 206's Content-Range
         self.total: int | None = sent if not ranged else None
         if ranged:
-            total = response.headers.get("Content-Range", "").rpartition("/")[2]
+            total = headers.get("content-range", "").rpartition("/")[2]
             self.total = int(total) if total.isdigit() else None
-        self._iterator = response.iter_bytes()
 
     def _batch(self) -> list[bytes]:
         batch: list[bytes] = []
@@ -189,7 +213,7 @@ class UpstreamBlob:
                 if chunk:
                     batch.append(chunk)
                     held += len(chunk)
-        except (httpx.HTTPError, OSError) as exc:
+        except (ClientError, httpx.HTTPError, OSError) as exc:
             raise classify(exc, self._what) from exc
         return batch
 
@@ -204,9 +228,9 @@ class UpstreamBlob:
 
     async def close(self) -> None:
         try:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._response.close)
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._body.close)
         except RuntimeError:  # the upstream was closed (its pool shut down) first
-            self._response.close()
+            self._body.close()
 
 
 class Upstream:
@@ -224,15 +248,18 @@ class Upstream:
             insecure_registries=frozenset({self.host}) if settings.insecure else frozenset(),
             ca_bundle=settings.ca,
             timeout=settings.timeout_seconds,
-            connect_timeout=min(CONNECT_TIMEOUT, settings.timeout_seconds),
+            connect_timeout=min(settings.connect_timeout_seconds, settings.timeout_seconds),
             retries=RETRIES,
             backoff=BACKOFF,
             max_retry_after=0.0,  # the caller decides: serve the cached copy, or pass the 429 on
         )
         self._client = RegistryClient(keychain=_keychain(settings, self.host), options=options)
         self._client.pin_scheme(self.host, parts.scheme)
+        #: headers the fast path sends itself (it knows the client's auth flow, not a replaced one)
+        self._direct_headers: dict[str, str] = {}
         if settings.token is not None:
             self._client.http.auth = _StaticBearer(settings.token)
+            self._direct_headers["Authorization"] = f"Bearer {settings.token}"
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix=f"upstream-{settings.name}")
         #: GETs sent per kind (HEADs are not pulls)
         self.counts: dict[str, int] = {"manifest": 0, "blob": 0}
@@ -305,11 +332,13 @@ class Upstream:
         what = f"GET {self.settings.url}/v2/{repository}/blobs/{digest}"
         self._counted("blob", repository, str(digest))
 
-        def send() -> httpx.Response:
-            response = self._client.request(
-                "GET", self.host, f"/v2/{repository}/blobs/{digest}", headers=_range_header(start, length),
-                stream=True,
-            )
+        def send() -> httpx.Response | BodyReader:
+            path, headers = f"/v2/{repository}/blobs/{digest}", _range_header(start, length)
+            # the client's fast path when it takes the answer (a 200/206 with known credentials), else httpx
+            body = self._client.get_direct(self.host, path, {**self._direct_headers, **headers})
+            if body is not None:
+                return body
+            response = self._client.request("GET", self.host, path, headers=headers, stream=True)
             if response.status_code not in (200, 206):
                 try:
                     response.read()
