@@ -114,13 +114,30 @@ def error_code(response: httpx.Response) -> str:
     return str(response.json()["errors"][0]["code"])
 
 
+@pytest.fixture(scope="module")
+def shared(
+    tmp_path_factory: pytest.TempPathFactory, distribution_upstream: UpstreamServer, cargohold_upstream: UpstreamServer,
+) -> Iterator[CargoholdServer]:
+    """One cache for the tests that need no settings of their own: ``up`` (and ``hub`` with the default namespace
+    ``library``, ``plat`` serving linux/amd64 only) in front of Distribution, ``cg`` in front of cargohold."""
+    base = tmp_path_factory.mktemp("shared-cache")
+    proxies = [proxy_entry(distribution_upstream, base, "up"), proxy_entry(cargohold_upstream, base, "cg"),
+               proxy_entry(distribution_upstream, base, "hub", default_namespace="library"),
+               proxy_entry(distribution_upstream, base, "plat", platforms=["linux/amd64"])]
+    with cache_server(base, proxies) as cache:
+        yield cache
+
+
 # pulls and bytes
 
 
-def test_cargohold_client_pulls_through_each_upstream_once(any_upstream: UpstreamServer, tmp_path: Path) -> None:
+def test_cargohold_client_pulls_through_each_upstream_once(
+    any_upstream: UpstreamServer, shared: CargoholdServer,
+) -> None:
     image = any_upstream.push_image()
-    name = f"up/{image.repository}"
-    with cache_server(tmp_path, [proxy_entry(any_upstream, tmp_path)]) as cache, cache_client(cache) as client:
+    name = f"{'up' if any_upstream.kind == 'distribution' else 'cg'}/{image.repository}"
+    with cache_client(shared) as client:
+        cache = shared
         # a HEAD of a blob not cached answers from the upstream's HEAD: no GET
         layer = image.layers[0]
         head = httpx.head(f"{cache.url}/v2/{name}/blobs/{layer}")
@@ -142,26 +159,28 @@ def test_cargohold_client_pulls_through_each_upstream_once(any_upstream: Upstrea
 
 @requires_skopeo
 @requires_podman
-def test_skopeo_and_podman_pull_through_the_cache(distribution_upstream: UpstreamServer, tmp_path: Path) -> None:
+def test_skopeo_and_podman_pull_through_the_cache(
+    distribution_upstream: UpstreamServer, shared: CargoholdServer, tmp_path: Path,
+) -> None:
     image = push_tar_image(distribution_upstream)
-    with cache_server(tmp_path, [proxy_entry(distribution_upstream, tmp_path, "hub")]) as cache:
-        clients = Clients(tmp_path / "clients", [cache.host])
-        try:
-            layout = tmp_path / "layout"
-            source = f"docker://{cache.host}/hub/{image.repository}:{image.tag}"
-            assert clients.skopeo.inspect_raw(source) == image.manifest
-            clients.skopeo.copy(source, f"oci:{layout}:got", "--preserve-digests")
-            pulled = OciLayout(layout)
-            assert pulled.descriptor("got")["digest"] == image.manifest_digest
-            assert pulled.blob(image.manifest_digest) == image.manifest
-            for digest, data in image.blobs.items():
-                assert pulled.blob(digest) == data
-            clients.podman.run("pull", "--tls-verify=false", f"{cache.host}/hub/{image.repository}:{image.tag}")
-            digests = clients.podman.out("images", "--digests", "--format", "{{.Digest}}")
-            assert image.manifest_digest in digests
-        finally:
-            clients.close()
-        assert upstream_gets(distribution_upstream, image) == (1, dict.fromkeys(image.blobs, 1))
+    cache = shared
+    clients = Clients(tmp_path / "clients", [cache.host])
+    try:
+        layout = tmp_path / "layout"
+        source = f"docker://{cache.host}/up/{image.repository}:{image.tag}"
+        assert clients.skopeo.inspect_raw(source) == image.manifest
+        clients.skopeo.copy(source, f"oci:{layout}:got", "--preserve-digests")
+        pulled = OciLayout(layout)
+        assert pulled.descriptor("got")["digest"] == image.manifest_digest
+        assert pulled.blob(image.manifest_digest) == image.manifest
+        for digest, data in image.blobs.items():
+            assert pulled.blob(digest) == data
+        clients.podman.run("pull", "--tls-verify=false", f"{cache.host}/up/{image.repository}:{image.tag}")
+        digests = clients.podman.out("images", "--digests", "--format", "{{.Digest}}")
+        assert image.manifest_digest in digests
+    finally:
+        clients.close()
+    assert upstream_gets(distribution_upstream, image) == (1, dict.fromkeys(image.blobs, 1))
 
 
 def test_twenty_concurrent_pulls_through_two_workers_fetch_each_part_once(
@@ -279,23 +298,24 @@ def test_a_tag_moved_upstream_is_served_after_revalidate(distribution_upstream: 
                    for method, path, _ in distribution_upstream.requests())
 
 
-def test_unknown_upstream_names_answer_the_spec_codes(distribution_upstream: UpstreamServer, tmp_path: Path) -> None:
+def test_unknown_upstream_names_answer_the_spec_codes(
+    distribution_upstream: UpstreamServer, shared: CargoholdServer,
+) -> None:
     image = distribution_upstream.push_image()
-    with cache_server(tmp_path, [proxy_entry(distribution_upstream, tmp_path)]) as cache:
-        missing_tag = manifest_get(cache, f"up/{image.repository}", "nope")
-        assert missing_tag.status_code == 404 and error_code(missing_tag) == "MANIFEST_UNKNOWN"
-        missing_blob = httpx.get(f"{cache.url}/v2/up/{image.repository}/blobs/sha256:{'0' * 64}")
-        assert missing_blob.status_code == 404 and error_code(missing_blob) == "BLOB_UNKNOWN"
+    cache = shared
+    missing_tag = manifest_get(cache, f"up/{image.repository}", "nope")
+    assert missing_tag.status_code == 404 and error_code(missing_tag) == "MANIFEST_UNKNOWN"
+    missing_blob = httpx.get(f"{cache.url}/v2/up/{image.repository}/blobs/sha256:{'0' * 64}")
+    assert missing_blob.status_code == 404 and error_code(missing_blob) == "BLOB_UNKNOWN"
 
 
 def test_a_range_of_a_blob_not_cached_is_passed_to_the_upstream(
-    distribution_upstream: UpstreamServer, tmp_path: Path,
+    distribution_upstream: UpstreamServer, shared: CargoholdServer,
 ) -> None:
     image = distribution_upstream.push_image()
     layer = image.layers[1]
     url = f"/v2/up/{image.repository}/blobs/{layer}"
-    with cache_server(tmp_path, [proxy_entry(distribution_upstream, tmp_path)]) as cache, \
-            httpx.Client(base_url=cache.url) as http:
+    with httpx.Client(base_url=shared.url) as http:
         part = http.get(url, headers={"Range": "bytes=100-1099"})
         assert part.status_code == 206 and part.content == image.blobs[layer][100:1100]
         assert part.headers["content-range"] == f"bytes 100-1099/{len(image.blobs[layer])}"
@@ -323,62 +343,61 @@ def test_upstream_refusing_the_caches_credentials_is_unavailable(
 
 
 def test_ns_parameter_maps_a_containerd_mirror_request_to_its_proxy(
-    distribution_upstream: UpstreamServer, tmp_path: Path,
+    distribution_upstream: UpstreamServer, shared: CargoholdServer,
 ) -> None:
     image = distribution_upstream.push_image()
-    with cache_server(tmp_path, [proxy_entry(distribution_upstream, tmp_path, prefix="mirrors/local")]) as cache:
-        served = manifest_get(cache, image.repository, image.tag, ns=distribution_upstream.host)
-        assert served.status_code == 200 and served.content == image.manifest
-        layer = image.layers[0]
-        blob = httpx.get(f"{cache.url}/v2/{image.repository}/blobs/{layer}", params={"ns": distribution_upstream.host})
-        assert blob.status_code == 200 and blob.content == image.blobs[layer]
-        # cached under the local name
-        local = httpx.get(f"{cache.url}/v2/mirrors/local/{image.repository}/tags/list")
-        assert local.status_code == 200
-        assert image.repository in httpx.get(f"{cache.url}/v2/mirrors/local/{image.repository}/tags/list").text
-        catalog = httpx.get(f"{cache.url}/v2/_catalog").json()["repositories"]
-        assert catalog == [f"mirrors/local/{image.repository}"]
-        # a host no proxy serves: the name as it came (containerd then falls back to the upstream itself)
-        other = manifest_get(cache, image.repository, image.tag, ns="quay.io")
-        assert other.status_code == 404 and error_code(other) == "NAME_UNKNOWN"
+    cache = shared
+    served = manifest_get(cache, image.repository, image.tag, ns=distribution_upstream.host)
+    assert served.status_code == 200 and served.content == image.manifest
+    layer = image.layers[0]
+    blob = httpx.get(f"{cache.url}/v2/{image.repository}/blobs/{layer}", params={"ns": distribution_upstream.host})
+    assert blob.status_code == 200 and blob.content == image.blobs[layer]
+    # cached under the local name, of the first proxy of that upstream host
+    catalog = httpx.get(f"{cache.url}/v2/_catalog").json()["repositories"]
+    assert f"up/{image.repository}" in catalog and image.repository not in catalog
+    # a host no proxy serves: the name as it came (containerd then falls back to the upstream itself)
+    other = manifest_get(cache, image.repository, image.tag, ns="quay.io")
+    assert other.status_code == 404 and error_code(other) == "NAME_UNKNOWN"
 
 
-def test_a_name_without_a_namespace_gets_the_default_one(distribution_upstream: UpstreamServer, tmp_path: Path) -> None:
+def test_a_name_without_a_namespace_gets_the_default_one(
+    distribution_upstream: UpstreamServer, shared: CargoholdServer,
+) -> None:
     image = distribution_upstream.push_image(repository=f"library/r{uuid.uuid4().hex[:8]}")
     short = image.repository.split("/", 1)[1]
-    entry = proxy_entry(distribution_upstream, tmp_path, prefix="hub", default_namespace="library")
-    with cache_server(tmp_path, [entry]) as cache:
-        for name in (f"hub/{short}", f"hub/library/{short}"):
-            served = manifest_get(cache, name, image.tag)
-            assert served.status_code == 200 and served.content == image.manifest
-        assert httpx.get(f"{cache.url}/v2/_catalog").json()["repositories"] == [f"hub/library/{short}"]
-        assert distribution_upstream.gets(image.repository, "manifests") == 1
+    cache = shared
+    for name in (f"hub/{short}", f"hub/library/{short}"):
+        served = manifest_get(cache, name, image.tag)
+        assert served.status_code == 200 and served.content == image.manifest
+    catalog = httpx.get(f"{cache.url}/v2/_catalog").json()["repositories"]
+    assert f"hub/library/{short}" in catalog and f"hub/{short}" not in catalog
+    assert distribution_upstream.gets(image.repository, "manifests") == 1
 
 
 # read-only, and access
 
 
-def test_proxy_repositories_are_read_only(distribution_upstream: UpstreamServer, tmp_path: Path) -> None:
+def test_proxy_repositories_are_read_only(distribution_upstream: UpstreamServer, shared: CargoholdServer) -> None:
     image = distribution_upstream.push_image()
     name = f"up/{image.repository}"
-    with cache_server(tmp_path, [proxy_entry(distribution_upstream, tmp_path)]) as cache:
-        assert manifest_get(cache, name, image.tag).status_code == 200
-        writes = [
-            httpx.post(f"{cache.url}/v2/{name}/blobs/uploads/"),
-            httpx.post(f"{cache.url}/v2/{name}/blobs/uploads/", params={"mount": image.layers[0], "from": name}),
-            httpx.put(f"{cache.url}/v2/{name}/manifests/v9", content=image.manifest,
-                      headers={"Content-Type": image.media_type}),
-            httpx.delete(f"{cache.url}/v2/{name}/manifests/{image.manifest_digest}"),
-            httpx.delete(f"{cache.url}/v2/{name}/blobs/{image.layers[0]}"),
-        ]
-        for response in writes:
-            assert response.status_code == 405 and error_code(response) == "UNSUPPORTED", response.text
-        assert manifest_get(cache, name, image.tag).status_code == 200
-        # an ordinary repository takes pushes, and mounts from the cache
-        assert httpx.post(f"{cache.url}/v2/team/app/blobs/uploads/").status_code == 202
-        mounted = httpx.post(f"{cache.url}/v2/team/app/blobs/uploads/",
-                             params={"mount": image.blobs and next(iter(image.blobs)), "from": name})
-        assert mounted.status_code in (201, 202)
+    cache = shared
+    assert manifest_get(cache, name, image.tag).status_code == 200
+    writes = [
+        httpx.post(f"{cache.url}/v2/{name}/blobs/uploads/"),
+        httpx.post(f"{cache.url}/v2/{name}/blobs/uploads/", params={"mount": image.layers[0], "from": name}),
+        httpx.put(f"{cache.url}/v2/{name}/manifests/v9", content=image.manifest,
+                  headers={"Content-Type": image.media_type}),
+        httpx.delete(f"{cache.url}/v2/{name}/manifests/{image.manifest_digest}"),
+        httpx.delete(f"{cache.url}/v2/{name}/blobs/{image.layers[0]}"),
+    ]
+    for response in writes:
+        assert response.status_code == 405 and error_code(response) == "UNSUPPORTED", response.text
+    assert manifest_get(cache, name, image.tag).status_code == 200
+    # an ordinary repository takes pushes, and mounts from the cache
+    assert httpx.post(f"{cache.url}/v2/team/app/blobs/uploads/").status_code == 202
+    mounted = httpx.post(f"{cache.url}/v2/team/app/blobs/uploads/",
+                         params={"mount": image.blobs and next(iter(image.blobs)), "from": name})
+    assert mounted.status_code in (201, 202)
 
 
 def _token(cache: CargoholdServer, scope: str, auth: tuple[str, str] | None) -> tuple[str, str]:
@@ -467,7 +486,7 @@ def test_a_server_with_a_bad_proxy_configuration_refuses_to_start(tmp_path: Path
 
 
 def test_platforms_limit_which_images_of_an_index_are_fetched(
-    distribution_upstream: UpstreamServer, tmp_path: Path,
+    distribution_upstream: UpstreamServer, shared: CargoholdServer,
 ) -> None:
     amd64 = distribution_upstream.push_image(tag="amd64")
     arm64 = distribution_upstream.push_image(repository=amd64.repository, tag="arm64")
@@ -478,20 +497,19 @@ def test_platforms_limit_which_images_of_an_index_are_fetched(
     with distribution_upstream.client() as client:
         client.put_manifest(Reference(distribution_upstream.host, amd64.repository, tag="multi"), index,
                             MediaType.OCI_INDEX)
-    name = f"up/{amd64.repository}"
-    entry = proxy_entry(distribution_upstream, tmp_path, platforms=["linux/amd64"])
-    with cache_server(tmp_path, [entry]) as cache:
-        served = manifest_get(cache, name, "multi")
-        assert served.status_code == 200 and served.content == index
-        assert manifest_get(cache, name, amd64.manifest_digest).content == amd64.manifest
-        refused = manifest_get(cache, name, arm64.manifest_digest)
-        assert refused.status_code == 404 and error_code(refused) == "MANIFEST_UNKNOWN"
-        assert "linux/amd64" in refused.json()["errors"][0]["message"]
-        assert distribution_upstream.gets(amd64.repository, "manifests", arm64.manifest_digest) == 0
+    name = f"plat/{amd64.repository}"
+    cache = shared
+    served = manifest_get(cache, name, "multi")
+    assert served.status_code == 200 and served.content == index
+    assert manifest_get(cache, name, amd64.manifest_digest).content == amd64.manifest
+    refused = manifest_get(cache, name, arm64.manifest_digest)
+    assert refused.status_code == 404 and error_code(refused) == "MANIFEST_UNKNOWN"
+    assert "linux/amd64" in refused.json()["errors"][0]["message"]
+    assert distribution_upstream.gets(amd64.repository, "manifests", arm64.manifest_digest) == 0
 
 
 def test_a_client_without_manifest_lists_gets_the_lists_linux_amd64_image(
-    distribution_upstream: UpstreamServer, tmp_path: Path,
+    distribution_upstream: UpstreamServer, shared: CargoholdServer,
 ) -> None:
     image = distribution_upstream.push_image()
     config, *layers = image.blobs
@@ -509,14 +527,14 @@ def test_a_client_without_manifest_lists_gets_the_lists_linux_amd64_image(
                             MediaType.DOCKER_MANIFEST)
         client.put_manifest(Reference(distribution_upstream.host, image.repository, tag="list"), listing,
                             MediaType.DOCKER_MANIFEST_LIST)
-    with cache_server(tmp_path, [proxy_entry(distribution_upstream, tmp_path)]) as cache:
-        served = httpx.get(f"{cache.url}/v2/up/{image.repository}/manifests/list",
-                           headers={"Accept": MediaType.DOCKER_MANIFEST})
-        assert served.status_code == 200 and served.content == docker
-        assert served.headers["docker-content-digest"] == str(Digest.of(docker))
-        served = httpx.get(f"{cache.url}/v2/up/{image.repository}/manifests/list",
-                           headers={"Accept": MediaType.DOCKER_MANIFEST_LIST})
-        assert served.status_code == 200 and served.content == listing
+    cache = shared
+    served = httpx.get(f"{cache.url}/v2/up/{image.repository}/manifests/list",
+                       headers={"Accept": MediaType.DOCKER_MANIFEST})
+    assert served.status_code == 200 and served.content == docker
+    assert served.headers["docker-content-digest"] == str(Digest.of(docker))
+    served = httpx.get(f"{cache.url}/v2/up/{image.repository}/manifests/list",
+                       headers={"Accept": MediaType.DOCKER_MANIFEST_LIST})
+    assert served.status_code == 200 and served.content == listing
 
 
 def test_retention_lets_a_proxy_tag_not_pulled_within_ttl_go(
