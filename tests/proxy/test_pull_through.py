@@ -268,6 +268,7 @@ def test_upstream_answering_429_cached_tag_still_pulls(distribution_upstream: Up
             assert "upstream unavailable" in served.headers["warning"]
             refused = manifest_get(cache, f"up/{other.repository}", other.tag)
             assert refused.status_code == 429 and error_code(refused) == "TOOMANYREQUESTS"
+            assert refused.headers["retry-after"] == "1"  # the upstream's
             assert faults.planted >= 2
     finally:
         faults.stop()
