@@ -143,7 +143,7 @@ def test_two_workers_over_one_database_cause_one_upstream_get(
     distribution_upstream: UpstreamServer, tmp_path: Path, database: str, request: pytest.FixtureRequest
 ) -> None:
     url = request.getfixturevalue("postgres").migrated_database() if database == "postgres" else None
-    image = big_image(distribution_upstream)
+    image = big_image(distribution_upstream, 2 << 20)
     layer = image.layers[0]
 
     async def run() -> list[bytes]:

@@ -3,9 +3,10 @@
 A fetch is a task of its own (a client that goes away does not stop it for the others). It
 streams the upstream's bytes into an upload session (:class:`cargohold.service.uploads.Uploads`:
 the hashing, digest check, commit and crash safety of a push) and, as they arrive, to every
-reader of the blob. The last chunk reaches readers only once the digest is verified, so a client
-never receives a whole blob that does not match: its response is cut short instead, nothing is
-stored, and the next request tries again.
+reader of the blob. The last chunk reaches readers only once the digest is verified and the blob
+committed, so a client never receives a whole blob that does not match (its response is cut short
+instead, nothing is stored, and the next request tries again), and one that received it all can
+find it linked.
 
 Single flight:
 
@@ -63,7 +64,7 @@ POLL_SECONDS: Final = 0.05
 MAX_POLL_SECONDS: Final = 0.5
 LEASE_POLL_SECONDS: Final = 1.0
 #: chunk bytes a fetch keeps for its readers
-WINDOW: Final = 32 << 20
+WINDOW: Final = 16 << 20
 
 
 def lease_name(digest: Digest) -> str:
