@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -31,7 +32,10 @@ async def _read(upstream: Upstream, repository: str, digest: Digest) -> bytes:
         await blob.close()
 
 
-def test_reads_manifests_blobs_and_tags_with_credentials(any_upstream: UpstreamServer) -> None:
+def test_reads_manifests_blobs_and_tags_with_credentials(
+    any_upstream: UpstreamServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "cargohold.proxy")
     image = any_upstream.push_image()
     layer = image.layers[0]
 
@@ -54,6 +58,13 @@ def test_reads_manifests_blobs_and_tags_with_credentials(any_upstream: UpstreamS
     # the upstream saw the same pulls (HEADs are not pulls)
     assert any_upstream.gets(image.repository, "manifests") == 2
     assert any_upstream.gets(image.repository, "blobs") == 1
+    # each GET is logged with the upstream, kind, repository, reference and the count so far
+    logged = [r.getMessage() for r in caplog.records if r.name == "cargohold.proxy"]
+    assert logged == [
+        f"upstream up: GET manifest {image.repository}@{image.tag} (1 manifest GETs so far)",
+        f"upstream up: GET manifest {image.repository}@{image.manifest_digest} (2 manifest GETs so far)",
+        f"upstream up: GET blob {image.repository}@{layer} (1 blob GETs so far)",
+    ]
 
 
 def test_credentials_from_a_docker_config_file(distribution_upstream: UpstreamServer, tmp_path: Path) -> None:

@@ -218,13 +218,22 @@ class UpstreamBlob:
         return batch
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The bytes, a batch read ahead: the next batch arrives while the caller uses this one."""
         loop = asyncio.get_running_loop()
-        while True:
-            batch = await loop.run_in_executor(self._pool, self._batch)
-            if not batch:
-                return
-            for chunk in batch:
-                yield chunk
+        ahead = loop.run_in_executor(self._pool, self._batch)
+        try:
+            while True:
+                batch = await ahead
+                if not batch:
+                    return
+                ahead = loop.run_in_executor(self._pool, self._batch)
+                for chunk in batch:
+                    yield chunk
+        finally:
+            # a caller that stops early: the read in flight ends before the body may be closed
+            await asyncio.wait([ahead])
+            if not ahead.cancelled():
+                ahead.exception()
 
     async def close(self) -> None:
         try:
