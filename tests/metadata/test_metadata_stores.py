@@ -18,7 +18,7 @@ from cargohold.metadata.store import (
     StoreUpload,
     UploadConflict,
 )
-from tests.support.postgres import BACKENDS, PostgresCluster, database_url
+from tests.support.postgres import BACKENDS, PostgresCluster, database_url, query
 
 
 @pytest.fixture(params=BACKENDS)
@@ -304,6 +304,30 @@ def test_one_holder_per_lease(meta: MetadataStore, url: str) -> None:
         assert await meta.acquire_lease("purge", "a", 60)
         assert not await other.acquire_lease("purge", "b", 60)
         await other.close()
+
+    run(scenario())
+
+
+def test_only_leases_expired_long_enough_are_dropped(meta: MetadataStore, url: str) -> None:
+    """A live lease, and one that lapsed a moment ago (how a job is handed over), are never dropped."""
+    def names() -> list[str]:
+        return sorted(row[0] for row in query(url, "SELECT name FROM job_leases"))
+
+    async def scenario() -> None:
+        assert await meta.acquire_lease("old", "a", 0.05)
+        await asyncio.sleep(0.5)
+        assert await meta.acquire_lease("lapsed", "a", 0.05)
+        assert await meta.acquire_lease("live", "a", 60)
+        await asyncio.sleep(0.1)
+        assert await meta.drop_expired_leases(0.3) == 1  # "old" expired ~0.55 s ago, "lapsed" ~0.05 s ago
+        assert names() == ["lapsed", "live"]
+        assert await meta.drop_expired_leases(0.3) == 0
+        with pytest.raises(ValueError):
+            await meta.drop_expired_leases(-1)
+        assert await meta.drop_expired_leases(0) == 1
+        assert names() == ["live"]
+        assert not await meta.acquire_lease("live", "b", 60)  # still a's
+        assert await meta.acquire_lease("old", "b", 60)  # a dropped lease is taken as a new one
 
     run(scenario())
 

@@ -588,6 +588,11 @@ class SqlMetadataStore:
     async def release_lease(self, name: str, holder: str) -> None:
         await self._db.write("DELETE FROM job_leases WHERE name = ? AND holder = ?", (name, holder))
 
+    async def drop_expired_leases(self, older_than_seconds: float) -> int:
+        if older_than_seconds < 0:
+            raise ValueError("a lease not expired yet is never dropped")
+        return await self._db.write("DELETE FROM job_leases WHERE expires_at < ?", (time.time() - older_than_seconds,))
+
     # events
 
     async def add_event(self, event: Event, deliver_to: Sequence[str] = ()) -> int:

@@ -344,3 +344,7 @@ class MetadataStore(MetadataQueries, AuditLog, Outbox, RuntimeEndpoints, ScrubRe
     async def release_lease(self, name: str, holder: str) -> None:
         """Give ``name`` up if ``holder`` holds it, so another may take it at once."""
         ...
+
+    async def drop_expired_leases(self, older_than_seconds: float) -> int:
+        """Delete the leases that expired more than ``older_than_seconds`` ago; how many there were."""
+        ...
