@@ -42,9 +42,9 @@ def proxy_entry(upstream: UpstreamServer, tmp_path: Path, prefix: str = "up", ur
 
 @contextlib.contextmanager
 def cache_server(tmp_path: Path, proxies: list[dict[str, Any]], *args: str,
-                 data: Path | None = None) -> Iterator[CargoholdServer]:
+                 data: Path | None = None, server: dict[str, Any] | None = None) -> Iterator[CargoholdServer]:
     config = tmp_path / f"cache-{uuid.uuid4().hex[:6]}.yml"
-    config.write_text(yaml.safe_dump({"proxies": proxies}))
+    config.write_text(yaml.safe_dump({"proxies": proxies, **({"server": server} if server else {})}))
     server = CargoholdServer(data or tmp_path / "cache-data", free_port(), ["--config", str(config), *args],
                              {"CARGOHOLD_PASSWORD_COST": "4"})
     server.start()

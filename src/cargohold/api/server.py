@@ -120,7 +120,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
     collector = open_collector(config, meta, blobs)
     collect = gc_job(collector, config.gc.seconds("interval")) if config.gc.enabled else None
     optional = [job for job in (audit_purge, sweep, retention, scrub, collect) if job is not None]
-    jobs = JobRunner([*registry_jobs(registry), *optional, usage_job(meta), *delivery], meta)
+    jobs = JobRunner([*registry_jobs(registry, meta), *optional, usage_job(meta), *delivery], meta)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
     routes = endpoint_routes(access, meta, webhooks, meta, collector)
     return RegistryApp(registry, access.controller, routes, jobs, recorder, activity, pulls, local_name)
