@@ -24,6 +24,9 @@ A blob the store holds already (another proxy repository fetched it) is linked w
 only once a HEAD shows that this upstream repository has it: linking on the digest alone would
 hand out blobs of repositories the caller cannot read upstream. A range of a blob not stored yet is
 asked of the upstream as is, and not stored.
+
+In read-only mode nothing is written: a stored blob is read (after the same HEAD) without linking it,
+any other is streamed from the upstream (its digest still checked), with neither lease nor upload.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from ..errcodes import BlobUnknown
 from ..events import Action, Event
 from ..events.recorder import Recorder
 from ..metadata.store import MetadataStore
+from ..service.common import Guard
 from ..service.uploads import Uploads
 from ..storage.driver import BlobStore
 from .upstream import Upstream, UpstreamBlob, UpstreamError, UpstreamRefused
@@ -134,8 +138,11 @@ def _answer(error: BaseException, digest: Digest) -> BaseException:
 class BlobFetches:
     """The blob fetches of one process (see the module docstring)."""
 
-    def __init__(self, store: BlobStore, meta: MetadataStore, recorder: Recorder, holder: str | None = None) -> None:
+    def __init__(self, store: BlobStore, meta: MetadataStore, recorder: Recorder, holder: str | None = None,
+                 guard: Guard | None = None) -> None:
         self.store = store
+        #: whether fetched blobs are stored (not in read-only mode)
+        self.caching = guard is None or guard.writable
         self.meta = meta
         self.recorder = recorder
         self.uploads = Uploads(store, meta, recorder)
@@ -191,7 +198,7 @@ class BlobFetches:
         if await self.meta.linked_blob_size(repository, str(digest)) is not None:
             return True
         await self._confirm(digest, upstream, upstream_repository)
-        return await self._link(repository, digest)
+        return await self._link(repository, digest) if self.caching else True
 
     async def _link(self, repository: str, digest: Digest) -> bool:
         async with self.meta.transaction() as tx:
@@ -225,7 +232,8 @@ class BlobFetches:
     # -- the fetch ----------------------------------------------------------------------------------
 
     def _start(self, repository: str, digest: Digest, upstream: Upstream, upstream_repository: str) -> _Fetch:
-        fetch = _Fetch(digest, repository, upstream, upstream_repository, asyncio.get_running_loop().create_future())
+        fetch = _Fetch(digest, repository, upstream, upstream_repository, asyncio.get_running_loop().create_future(),
+                       storing=self.caching)
         self._fetches[digest] = fetch
         task = asyncio.create_task(self._run(fetch), name=f"proxy fetch {digest}")
         self._tasks.add(task)
@@ -236,7 +244,7 @@ class BlobFetches:
         name = lease_name(fetch.digest)
         leased = False
         try:
-            leased = await self._lead_or_wait(fetch)
+            leased = fetch.storing and await self._lead_or_wait(fetch)
             if fetch.from_store:
                 return
             renewing = asyncio.create_task(self._renew(name)) if leased else None
@@ -384,7 +392,8 @@ class BlobFetches:
                     await asyncio.shield(self.uploads.cancel(upload_id))
 
     async def _pass(self, fetch: _Fetch, blob: UpstreamBlob) -> None:
-        """Stream without storing (another process holds the fetch too long); the digest is still checked."""
+        """Stream without storing (read-only mode, or another process holds the fetch too long); the digest
+        is still checked."""
         hasher = hashlib.new(fetch.digest.algorithm)
         last: bytes | None = None
         async for chunk in blob.chunks():

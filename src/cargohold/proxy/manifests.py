@@ -16,6 +16,9 @@ looks again after :data:`ELSEWHERE_SECONDS`), or, with none, polls the store unt
 the lease is free (then takes it) or :data:`FOLLOW_SECONDS` pass (then it asks the upstream itself).
 
 The references of a cached manifest need not be here: its blobs and children come when asked for.
+
+In read-only mode nothing is written: a cached manifest is served as it is (a tag is not checked, since
+moving it would be a write), any other is fetched from the upstream and served without being stored.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
 from ..digest import Digest
@@ -92,6 +96,8 @@ class ProxyManifests:
     async def get(
         self, repository: str, target: ProxyName, upstream: Upstream, reference: ManifestReference, accepts: Accepts,
     ) -> ManifestContent:
+        if not self.manifests.guard.writable:
+            return await self._uncached(repository, target, upstream, reference, accepts)
         if isinstance(reference, DigestRef):
             await self._cached(repository, target, upstream, reference.digest)
             return await self.manifests.get(repository, reference, accepts)
@@ -125,6 +131,27 @@ class ProxyManifests:
         if await self.meta.manifest(repository, str(digest)) is None:
             await self._fetches.run(
                 (repository, str(digest)), lambda: self._by_digest(repository, target, upstream, digest))
+
+    async def _uncached(
+        self, repository: str, target: ProxyName, upstream: Upstream, reference: ManifestReference, accepts: Accepts,
+    ) -> ManifestContent:
+        """Read-only mode: the cached manifest, else the upstream's, not stored."""
+        if isinstance(reference, TagRef):
+            cached = await self.meta.tagged_manifest(repository, reference.tag)
+        else:
+            cached = await self.meta.manifest(repository, str(reference.digest))
+        if cached is not None:
+            return await self.manifests.get(repository, reference, accepts)
+        if isinstance(reference, DigestRef):
+            if target.proxy.platforms:
+                await self._check_platform(repository, target, str(reference.digest))
+            raw, media_type = await self._fetch(target, upstream, str(reference.digest), ManifestUnknown)
+            return Fetched(str(reference.digest), media_type, raw)
+        try:
+            raw, media_type, digest = await upstream.get_manifest(target.upstream_name, reference.tag)
+        except (UpstreamError, UpstreamRefused) as exc:
+            raise upstream_failure(exc, target.proxy.prefix, ManifestUnknown, {"tag": reference.tag}) from None
+        return Fetched(digest, media_type, raw)
 
     # by digest
 
@@ -270,6 +297,15 @@ class ProxyManifests:
                 previous = await tx.tag_targets(found, tags)
             await tx.put_manifest(found, record, tags)
             await self.recorder.record(tx, push_event(repository, record, tags, previous))
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A manifest as the upstream sent it (digest verified), served without being stored."""
+
+    digest: str
+    media_type: str
+    content: bytes
 
 
 def _serves(platforms: list[str], platform: Platform) -> bool:

@@ -47,7 +47,7 @@ class ProxyingRegistry(Registry):
         self.routes = routes
         self.upstreams = dict(upstreams)
         self.proxy_manifests = ProxyManifests(meta, self.manifests, self.recorder, holder)
-        self.fetches = BlobFetches(blobs, meta, self.recorder, holder)
+        self.fetches = BlobFetches(blobs, meta, self.recorder, holder, self.manifests.guard)
 
     async def close(self) -> None:
         await self.fetches.close()

@@ -31,8 +31,13 @@ class Guard:
     def __init__(self, options: RegistryOptions):
         self.options = options
 
+    @property
+    def writable(self) -> bool:
+        """Whether anything may be written (a pull-through cache stores what it fetches only then)."""
+        return not self.options.read_only
+
     def check_writable(self) -> None:
-        if self.options.read_only:
+        if not self.writable:
             raise Unsupported("the registry is in read-only mode")
 
     def check_deletable(self) -> None:
