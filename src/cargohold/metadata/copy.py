@@ -43,6 +43,8 @@ TABLES: Final = (
     "gc_manifest_review", "gc_blob_review", "gc_object_deletions", "gc_runs",
     # namespace quotas (with the use of each, exact as copied)
     "namespace_quotas",
+    # mirror jobs and their runs
+    "mirror_jobs", "mirror_runs",
 )
 
 

@@ -20,10 +20,11 @@ from ..events.model import Event
 from ..events.outbox import Delivery, DeliveryState, NextDelivery
 from ..immutable_tags import ImmutableRule
 from ..memo import Memo
+from ..mirror.model import MirrorJob, MirrorRun
 from ..quotas import QuotaCharge
 from ..scrub import ScrubFinding, ScrubRun
 from ..usage import UsageReport
-from . import sql_gc, sql_immutable, sql_retention, sql_scrub, sql_usage, sql_webhooks
+from . import sql_gc, sql_immutable, sql_mirrors, sql_retention, sql_scrub, sql_usage, sql_webhooks
 from .batching import Batched
 from .gc_store import GcRunRecord, ObjectDeletion
 from .sql import SqlDatabase
@@ -491,6 +492,32 @@ class SqlMetadataStore:
 
     async def scrub_runs(self, limit: int) -> list[ScrubRun]:
         return await sql_scrub.runs(self._db, limit)
+
+    # mirror jobs (cargohold.mirror)
+
+    async def add_mirror(self, job: MirrorJob) -> None:
+        await sql_mirrors.add(self._db, job)
+
+    async def mirror(self, name: str) -> MirrorJob | None:
+        return await sql_mirrors.get(self._db, name)
+
+    async def mirrors(self) -> list[MirrorJob]:
+        return await sql_mirrors.every(self._db)
+
+    async def remove_mirror(self, name: str) -> bool:
+        return await sql_mirrors.remove(self._db, name)
+
+    async def due_mirrors(self, now: float) -> list[MirrorJob]:
+        return await sql_mirrors.due(self._db, now)
+
+    async def start_mirror_run(self, run: MirrorRun) -> MirrorRun:
+        return await sql_mirrors.start_run(self._db, run)
+
+    async def finish_mirror_run(self, run: MirrorRun, next_run_at: float, failures: int) -> None:
+        await sql_mirrors.finish_run(self._db, run, next_run_at, failures)
+
+    async def mirror_runs(self, name: str, limit: int) -> list[MirrorRun]:
+        return await sql_mirrors.runs(self._db, name, limit)
 
     # garbage collection (cargohold.service.gc)
 

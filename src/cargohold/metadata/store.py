@@ -25,6 +25,7 @@ from ..events.audit import AuditLog
 from ..events.log import EventLog
 from ..events.outbox import Outbox, RuntimeEndpoints
 from ..immutable_tags import ImmutableRule
+from ..mirror.model import MirrorRecords
 from ..quotas import QuotaCharge
 from ..scrub import ScrubRecords
 from ..usage import UsageReport
@@ -313,7 +314,7 @@ class MetadataQueries(EventLog, StoreState, GcQueries, Protocol):
     async def stale_uploads(self, updated_before: int) -> list[str]: ...
 
 
-class MetadataStore(MetadataQueries, AuditLog, Outbox, RuntimeEndpoints, ScrubRecords, Protocol):
+class MetadataStore(MetadataQueries, AuditLog, Outbox, RuntimeEndpoints, ScrubRecords, MirrorRecords, Protocol):
     async def close(self) -> None: ...
     async def record_pulls(self, pulls: Sequence[tuple[str, str, int]]) -> None:
         """Record (repository name, manifest digest, epoch seconds) pulls in one transaction; a pull time only
