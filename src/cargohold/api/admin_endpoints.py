@@ -33,6 +33,7 @@ Routes (``{repo}`` may be ``ns/*`` for grants)::
     ...    /admin/v1/webhooks (superusers; see admin_webhooks.py)
     GET    /admin/v1/scrub (superusers; see admin_scrub.py)
     GET    /admin/v1/gc, POST /admin/v1/gc {dry_run, repository} (superusers; see admin_gc.py)
+    ...    /admin/v1/mirrors (superusers; see admin_mirrors.py)
 
 Secrets travel only in bodies (never in the URL, which the access log records).
 Errors use the registry's envelope, with the access model's error names as codes
@@ -73,10 +74,11 @@ from ..events.log import EventLog
 from ..http import Request, Response, route
 from ..http.errors import code_response
 from ..metadata.access import AccessStore
+from ..mirror.service import Mirrors
 from ..scrub import ScrubRecords
 from ..service.gc import Collector
 from ..webhooks.manage import WebhookAdmin, WebhookError
-from . import admin_audit, admin_gc, admin_immutable, admin_scrub, admin_usage, admin_webhooks
+from . import admin_audit, admin_gc, admin_immutable, admin_mirrors, admin_scrub, admin_usage, admin_webhooks
 from .routes import Endpoint, Route
 
 PREFIX: Final = "/admin/v1"
@@ -124,7 +126,7 @@ class AdminApi:
     def __init__(
         self, store: AccessStore, login: Authenticator, verifier: Verifier, issuer: str,
         audit_log: AuditLog | None = None, webhooks: WebhookAdmin | None = None,
-        scrub: ScrubRecords | None = None, collector: Collector | None = None,
+        scrub: ScrubRecords | None = None, collector: Collector | None = None, mirrors: Mirrors | None = None,
     ) -> None:
         self.store = store
         self.login = login
@@ -134,6 +136,7 @@ class AdminApi:
         self.webhooks = webhooks
         self.scrub = scrub
         self.collector = collector
+        self.mirrors = mirrors
 
     def routes(self) -> list[Route]:
         """One route per path of :data:`ROUTES`, its methods bound to this API."""
@@ -146,6 +149,7 @@ class AdminApi:
             *(admin_webhooks.ROUTES if self.webhooks is not None else []),
             *(admin_scrub.ROUTES if self.scrub is not None else []),
             *(admin_gc.ROUTES if self.collector is not None else []),
+            *(admin_mirrors.ROUTES if self.mirrors is not None else []),
         ]:
             by_path.setdefault(path, {})[method] = self._endpoint(handler)
         return [

@@ -32,6 +32,8 @@ from ..jobs.gc import gc_job
 from ..jobs.retention import retention_job
 from ..metadata import MetadataStore, open_metadata_store
 from ..metadata.migrations import SchemaError
+from ..mirror.local import LocalRegistry
+from ..mirror.service import Mirrors
 from ..proxy.routing import ProxyRoutes
 from ..proxy.setup import proxying_registry
 from ..scrub import ScrubRecords
@@ -63,13 +65,13 @@ MMAP_THRESHOLD = 1 << 20
 
 def endpoint_routes(
     access: AccessSetup, audit_log: AuditLog | None = None, webhooks: WebhookAdmin | None = None,
-    scrub: ScrubRecords | None = None, collector: Collector | None = None,
+    scrub: ScrubRecords | None = None, collector: Collector | None = None, mirrors: Mirrors | None = None,
 ) -> list[Route]:
     """The token and admin endpoints' routes, with cargohold's own token service."""
     own = access.tokens
     if own is None:
         return []
-    admin = AdminApi(own.store, own.login, own.verifier, own.issuer, audit_log, webhooks, scrub, collector)
+    admin = AdminApi(own.store, own.login, own.verifier, own.issuer, audit_log, webhooks, scrub, collector, mirrors)
     return [*TokenEndpoint(own.service).routes(), *admin.routes()]
 
 
@@ -120,9 +122,10 @@ def create_app(config: ServerConfig) -> RegistryApp:
     collector = open_collector(config, meta, blobs)
     collect = gc_job(collector, config.gc.seconds("interval")) if config.gc.enabled else None
     optional = [job for job in (audit_purge, sweep, retention, scrub, collect) if job is not None]
-    jobs = JobRunner([*registry_jobs(registry, meta), *optional, usage_job(meta), *delivery], meta)
+    mirrors = Mirrors(meta, LocalRegistry.of(config, access.tokens.service.key if access.tokens else None))
+    jobs = JobRunner([*registry_jobs(registry, meta), *optional, usage_job(meta), mirrors.job(), *delivery], meta)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
-    routes = endpoint_routes(access, meta, webhooks, meta, collector)
+    routes = endpoint_routes(access, meta, webhooks, meta, collector, mirrors)
     return RegistryApp(registry, access.controller, routes, jobs, recorder, activity, pulls, local_name)
 
 

@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.usage",
     "cargohold.cli.webhooks",
     "cargohold.cli.scrub",
+    "cargohold.cli.mirror",
     "cargohold.cli.client_read",
     "cargohold.cli.client_login",
     "cargohold.cli.client_write",
@@ -48,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "usage": "cargohold.cli.usage",
     "webhooks": "cargohold.cli.webhooks",
     "scrub": "cargohold.cli.scrub",
+    "mirror": "cargohold.cli.mirror",
     **dict.fromkeys(
         ("catalog", "tags", "inspect", "manifest", "config", "digest", "check"), "cargohold.cli.client_read"
     ),
