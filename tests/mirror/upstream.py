@@ -85,8 +85,8 @@ def push_blob(client: httpx.Client, repo: str, data: bytes) -> dict[str, Any]:
     if client.head(f"/v2/{repo}/blobs/{digest}").status_code != 200:
         started = client.post(f"/v2/{repo}/blobs/uploads/")
         assert started.status_code == 202, started.text
-        location = started.headers["location"]
-        done = client.put(location, params={"digest": digest}, content=data,
+        location = httpx.URL(started.headers["location"]).copy_merge_params({"digest": digest})
+        done = client.put(location, content=data,
                           headers={"Content-Type": "application/octet-stream"})
         assert done.status_code == 201, done.text
     return {"digest": digest, "size": len(data)}
