@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import http.server
 import io
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ import pytest
 from cargohold.cli.main import main
 from cargohold.metadata import open_metadata_store
 from cargohold.mirror.model import MirrorJob, MirrorRun
-from cargohold.mirror.service import RETRY_SECONDS
+from cargohold.mirror.service import POLL_SECONDS, RETRY_SECONDS
 from tests.support.servers import CargoholdServer, cargohold, free_port
 
 from .upstream import (
@@ -285,22 +287,49 @@ def test_the_admin_api_round_trip_on_a_token_auth_registry(tmp_path: Path, upstr
         assert httpx.delete(f"{api}/app", auth=root).status_code == 404
 
 
+class _SlowTags(http.server.BaseHTTPRequestHandler):
+    """An upstream whose tag list takes :data:`SLOW_SECONDS`: a run lasts longer than the schedule's look."""
+
+    listings: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        if "/tags/list" in self.path:
+            type(self).listings.append(self.path)
+            time.sleep(SLOW_SECONDS)
+        body = json.dumps({"name": REPO, "tags": []} if "/tags/list" in self.path else {}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+SLOW_SECONDS = POLL_SECONDS + 0.5
+
+
 def test_one_run_across_two_server_processes_on_one_database(
-    tmp_path: Path, upstream: Upstream, password_file: str, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with upstream.client() as up:
-        push_index(up, REPO, "1.0")
+    """Two replicas on one database and data directory, each looking for due jobs every few seconds: a run
+    that outlasts their looks is still the only one (the upstream hears one tag listing)."""
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowTags)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
     data = tmp_path / "shared" / "data"
     data.parent.mkdir()
     first = CargoholdServer(data, free_port(), ["--workers", "1"]).start()
     second = CargoholdServer(data, free_port(), ["--workers", "1"]).start()
     try:
-        assert cli(capsys, first, "add", "app", "--source", f"{upstream.host}/{REPO}", "--destination", "mirror",
-                   "--username", USER, "--password-file", password_file)[0] == 0
+        assert cli(capsys, first, "add", "app", "--source", f"127.0.0.1:{upstream.server_port}/{REPO}",
+                   "--destination", "mirror")[0] == 0
         [run] = finished_runs(first, "app")
-        time.sleep(4)  # a few more looks at the schedule by both processes
+        time.sleep(POLL_SECONDS + 0.5)  # more looks at the schedule by both processes
         assert stored(first, "app")[1] == [run]
-        assert run.copied and run.errors == {}
+        assert run.errors == {} and run.finished_at is not None and run.finished_at - run.started_at >= SLOW_SECONDS
+        assert [path.partition("?")[0] for path in _SlowTags.listings] == [f"/v2/{REPO}/tags/list"]
     finally:
         second.stop()
         first.stop()
+        upstream.shutdown()
