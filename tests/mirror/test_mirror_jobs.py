@@ -147,6 +147,32 @@ def test_a_job_copies_multi_arch_images_by_semver_with_their_signatures_and_keep
         assert (listed["name"], listed["failures"], listed["password_file"]) == ("app", 0, password_file)
 
 
+def test_platforms_keep_only_their_images(
+    tmp_path: Path, upstream: Upstream, password_file: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An index with other platforms too is copied as a new index of the chosen ones; one with only
+    chosen platforms is copied as it is; an image of another platform is skipped."""
+    with upstream.client() as up:
+        both = push_index(up, REPO, "both")
+        arm = push_index(up, REPO, "arm", ("arm64",))
+        push_index(up, REPO, "amd", ("amd64",))
+        children = up.get(f"/v2/{REPO}/manifests/both", headers={"Accept": OCI_INDEX}).json()["manifests"]
+    with server_in(tmp_path / "local", "--workers", "1") as server:
+        assert cli(capsys, server, "add", "arm", "--source", f"{upstream.host}/{REPO}", "--destination", "arm",
+                   "--platform", "linux/arm64", "--username", USER, "--password-file", password_file)[0] == 0
+        [run] = finished_runs(server, "arm")
+        assert run.errors == {} and run.skipped == {"amd": "no image for linux/arm64"}
+        assert run.copied["arm"] == arm and run.copied["both"] != both
+        local = f"arm/{REPO}"
+        index = httpx.get(f"{server.url}/v2/{local}/manifests/both", headers={"Accept": OCI_INDEX}).json()
+        [kept] = [c for c in children if c["platform"]["architecture"] == "arm64"]
+        [dropped] = [c for c in children if c["platform"]["architecture"] == "amd64"]
+        assert index["manifests"] == [kept]
+        assert local_digest(server, local, kept["digest"]) == kept["digest"]
+        assert local_digest(server, local, dropped["digest"]) is None
+        assert local_digest(server, local, "amd") is None
+
+
 def test_prune_a_regex_filter_and_only_signed(
     tmp_path: Path, upstream: Upstream, password_file: str, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -240,6 +266,14 @@ def test_a_failing_source_is_recorded_and_retried_with_backoff(
         assert job.next_run_at == pytest.approx(json.loads(out)["finished_at"] + min(50, 2 * RETRY_SECONDS), abs=0.01)
         code, _, err = cli(capsys, server, "run", "nope")
         assert code == 1 and "no job 'nope'" in err
+        code, out, _ = cli(capsys, server, "runs", "down")
+        assert code == 0 and out.count("error   (run)") == 2 and "(command)" in out and "(schedule)" in out
+        code, out, _ = cli(capsys, server, "list")
+        assert code == 0 and out.split()[:7] == ["NAME", "SOURCE", "DESTINATION", "TAGS", "INTERVAL", "NEXT_RUN",
+                                                 "FAILURES"] and out.split()[-1] == "2"
+        assert cli(capsys, server, "remove", "down")[0] == 0
+        assert stored(server, "down") == (None, [])
+        assert cli(capsys, server, "remove", "down")[0] == 1
         code, _, err = cli(capsys, server, "add", "bad", "--source", f"{gone}/{REPO}", "--destination", "m",
                            "--tags", "(unclosed")
         assert code == 2 and "tags" in err
