@@ -200,6 +200,21 @@ def test_prune_a_regex_filter_and_only_signed(
         assert local_digest(server, f"pruned/{REPO}", "1.4.1") == pushed["1.4.1"]
 
 
+def test_a_job_copies_out_of_this_registry_to_a_remote_one(
+    tmp_path: Path, upstream: Upstream, password_file: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    with server_in(tmp_path / "local", "--workers", "1") as server:
+        with httpx.Client(base_url=server.url, timeout=30) as here:
+            pushed = push_index(here, "team/app", "1.0")
+        assert cli(capsys, server, "add", "backup", "--source", "local/team/app", "--destination",
+                   f"{upstream.host}/backup", "--username", USER, "--password-file", password_file)[0] == 0
+        [run] = finished_runs(server, "backup")
+        assert run.errors == {} and run.copied == {"1.0": pushed}
+    with upstream.client() as up:
+        copied = up.get("/v2/backup/team/app/manifests/1.0", headers={"Accept": OCI_INDEX})
+        assert copied.status_code == 200 and sha256(copied.content) == pushed
+
+
 def _add_user(data_dir: Path, name: str, password: str, *flags: str) -> None:
     with contextlib.redirect_stdout(None), pytest.MonkeyPatch.context() as patch:
         patch.setattr("sys.stdin", io.StringIO(password + "\n"))
@@ -295,7 +310,11 @@ def test_the_admin_api_round_trip_on_a_token_auth_registry(tmp_path: Path, upstr
         bad = httpx.post(api, json={**job, "tags": "[", "name": "x"}, auth=root)
         assert bad.status_code == 400 and bad.json()["errors"][0]["code"] == "MIRROR_INVALID"
         assert httpx.post(api, json={**job, "interval": "soon"}, auth=root).status_code == 400
-        assert httpx.post(api, json={**job, "prune": "yes"}, auth=root).status_code == 400
+        for wrong in ({"prune": "yes"}, {"interval": 10**12}, {"platforms": ["linux"]}, {"colour": "red"},
+                      {"source": "local/team/app"}, {"name": "Bad Name"}, {"username": None}):
+            refused = httpx.post(api, json={**job, **wrong}, auth=root)
+            assert refused.status_code == 400 and refused.json()["errors"][0]["code"] == "MIRROR_INVALID", wrong
+        assert httpx.post(api, content=b"{not json", auth=root).status_code == 400
         created = httpx.post(api, json=job, auth=root)
         assert created.status_code == 201, created.text
         assert created.json()["interval_seconds"] == 3600.0

@@ -24,6 +24,8 @@ from .tagfilter import TagFilter, TagFilterError
 LOCAL: Final = "local"
 #: shortest interval between two scheduled runs of a job
 MIN_INTERVAL_SECONDS: Final = 1.0
+#: longest interval (a year): a job that should not run on its own is removed, or run by hand
+MAX_INTERVAL_SECONDS: Final = 365 * 86400.0
 #: runs kept per job (the newest)
 RUNS_KEPT: Final = 100
 _NAME: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -140,8 +142,8 @@ class MirrorJob:
             self.platform_filter  # noqa: B018
         except ValueError as exc:
             raise MirrorError(f"platforms: {exc}") from None
-        if not self.interval_seconds >= MIN_INTERVAL_SECONDS:
-            raise MirrorError(f"interval must be at least {MIN_INTERVAL_SECONDS:g} s")
+        if not MIN_INTERVAL_SECONDS <= self.interval_seconds <= MAX_INTERVAL_SECONDS:
+            raise MirrorError(f"interval must be between {MIN_INTERVAL_SECONDS:g} s and a year")
         if self.password_file and not self.username:
             raise MirrorError("password_file needs a username")
         if self.username and not self.password_file:
