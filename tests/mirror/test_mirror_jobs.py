@@ -135,12 +135,14 @@ def test_a_job_copies_multi_arch_images_by_semver_with_their_signatures_and_keep
         with upstream.client() as up:
             assert up.delete(f"/v2/{REPO}/manifests/{pushed['1.4.0']}").status_code == 202
             pushed["1.4.3"] = push_index(up, REPO, "1.4.3")
+            late = sign_by_tag(up, REPO, pushed["1.5.0"])  # a signature for a tag copied already
         code, out, err = cli(capsys, server, "run", "app", "--json")
         assert code == 0, err
         second = json.loads(out)
         assert second["started_by"] == "command" and second["copied"] == {"1.4.3": pushed["1.4.3"]}
         assert second["skipped"]["1.4.2"] == "up to date" and second["pruned"] == []
         assert local_digest(server, local, "1.4.0") == pushed["1.4.0"]
+        assert local_digest(server, local, pushed["1.5.0"].replace(":", "-") + ".sig") == late
         code, out, _ = cli(capsys, server, "list", "--json")
         assert code == 0 and PASSWORD not in out and PASSWORD not in server.log()
         [listed] = json.loads(out)

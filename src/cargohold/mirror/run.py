@@ -10,6 +10,7 @@ bad credentials) is recorded under ``""``.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Iterable
@@ -30,6 +31,7 @@ from ..reference import Reference
 from .local import LocalRegistry, LocalUnreachable, SelfAuth
 from .model import MirrorJob, MirrorRun
 
+log: Final = logging.getLogger("cargohold.mirror")
 #: tags that carry artifacts of another manifest: copied with it (``with_referrers``), never on their own
 _ARTIFACT_TAG: Final = re.compile(r"^sha256-[0-9a-f]{64}(\.sig|\.att|\.sbom)?$")
 #: referrers of referrers followed this deep (a signature of an SBOM of an image)
@@ -88,12 +90,11 @@ def run_job(job: MirrorJob, local: LocalRegistry, run: MirrorRun) -> MirrorRun:
         src, dst = _ends(job, local)
         with _client(job, local, src, dst) as client:
             _Run(job, client, src, dst, copied, skipped, errors, pruned).all()
-    except _Failed as exc:
+    except (_Failed, LocalUnreachable, ClientError) as exc:
         errors[""] = str(exc)
-    except LocalUnreachable as exc:
-        errors[""] = str(exc)
-    except ClientError as exc:
-        errors[""] = str(exc)
+    except Exception as exc:  # recorded (the job backs off) rather than left as a run that never ends
+        log.exception("mirror run failed", extra={"job": job.name})
+        errors[""] = f"unexpected error: {exc!r}"
     return MirrorRun(run.job, run.started_by, run.started_at, time.time(), copied, skipped, errors,
                      tuple(pruned), id=run.id)
 
@@ -120,8 +121,10 @@ class _Run:
                 continue
             try:
                 self.tag(tag)
-            except (ClientError, ValueError) as exc:
+            except (ClientError, ValueError) as exc:  # ManifestError and a malformed upstream's JSON too
                 self.errors[tag] = str(exc)
+            except (KeyError, TypeError, AttributeError) as exc:  # an index whose JSON is not what it says
+                self.errors[tag] = f"malformed manifest: {exc!r}"
         if self.job.prune:
             self.prune()
 
@@ -133,12 +136,14 @@ class _Run:
         source = self.src.with_digest(digest)
         if not self.platforms and self._there(tag) == digest:
             self.skipped[tag] = "up to date"
-        else:
-            written = self.copy(source, tag)
-            if written is None:
-                self.skipped[tag] = "no image for " + ", ".join(self.job.platforms)
-                return
-            self.copied[tag] = str(written)
+            if self.job.with_referrers:  # a signature may have come since (no manifest GET: they count as pulls)
+                self.referrers([digest])
+            return
+        written = self.copy(source, tag)
+        if written is None:
+            self.skipped[tag] = "no image for " + ", ".join(self.job.platforms)
+            return
+        self.copied[tag] = str(written)
         if self.job.with_referrers:
             self.referrers([digest, *self._children(source)])
 

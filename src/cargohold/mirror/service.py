@@ -53,10 +53,10 @@ class Mirrors:
         await self.store.add_mirror(stored)
         return stored
 
-    async def run(self, name: str, started_by: str) -> MirrorRun:
-        """Run the job now, here; MirrorUnknown, or MirrorBusy when it is running (here or elsewhere)."""
-        job = await self.store.mirror(name)
-        if job is None:
+    async def run(self, name: str, started_by: str, *, only_if_due: bool = False) -> MirrorRun:
+        """Run the job now, here; MirrorUnknown, or MirrorBusy when it is running (here or elsewhere) or, with
+        ``only_if_due``, no longer due (a run elsewhere just finished)."""
+        if await self.store.mirror(name) is None:
             raise MirrorUnknown(name)
         lease = f"mirror:{name}"
         if name in self._running or not await self.store.acquire_lease(lease, self.holder, LEASE_SECONDS):
@@ -64,6 +64,11 @@ class Mirrors:
         self._running.add(name)
         renew = asyncio.create_task(self._renew(lease))
         try:
+            job = await self.store.mirror(name)  # as it is now that no one else runs it
+            if job is None:
+                raise MirrorUnknown(name)
+            if only_if_due and job.next_run_at > time.time():
+                raise MirrorBusy(name)
             started = await self.store.start_mirror_run(MirrorRun(name, started_by, time.time()))
             done = await asyncio.to_thread(run_job, job, self.local, started)
             failures = job.failures + 1 if done.failed else 0
@@ -94,7 +99,7 @@ class Mirrors:
         """Run every job that is due, one after another (a job running elsewhere is left to it)."""
         for job in await self.store.due_mirrors(time.time()):
             try:
-                await self.run(job.name, "schedule")
+                await self.run(job.name, "schedule", only_if_due=True)
             except (MirrorBusy, MirrorUnknown):
                 continue
 
