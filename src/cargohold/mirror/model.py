@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
-from ..client.image import parse_platform
 from ..formats import Platform
 from ..reference import is_repository_name
 from .tagfilter import TagFilter, TagFilterError
@@ -123,6 +122,8 @@ class MirrorJob:
 
     @property
     def platform_filter(self) -> list[Platform]:
+        from ..client.image import parse_platform  # the client stays out of the metadata store's imports
+
         return [parse_platform(p) for p in self.platforms]
 
     def checked(self) -> MirrorJob:
