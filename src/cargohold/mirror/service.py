@@ -1,9 +1,10 @@
 """Mirror jobs: stored, run on their schedule by one process of the deployment, or at once when asked.
 
-The server's job runner calls :meth:`Mirrors.run_due` every few seconds in the process holding the
-``mirrors`` lease. Each run, scheduled or asked for (``cargohold mirror run``, the admin API), first takes
-the job's own lease (``mirror:NAME``), kept while it lasts, so a job never runs twice at once anywhere.
-A run with errors is tried again after a backoff that doubles with each failure in a row, from
+Every process looks for due jobs every :data:`POLL_SECONDS` (a read, no lease: :meth:`Mirrors.job` runs
+everywhere). Each run, scheduled or asked for (``cargohold mirror run``, the admin API), first takes the
+job's own lease (``mirror:NAME``), kept while it lasts, so a job never runs twice at once anywhere; a
+scheduled run then checks, under the lease, that the job is still due (another process may have just run
+it). A run with errors is tried again after a backoff that doubles with each failure in a row, from
 :data:`RETRY_SECONDS` up to the job's interval; a run without errors schedules the next an interval after
 it started.
 """
@@ -104,4 +105,5 @@ class Mirrors:
                 continue
 
     def job(self, interval: float = POLL_SECONDS) -> Job:
-        return Job("mirrors", interval, self.run_due)
+        # in every process: looking is a read, and each run takes its job's lease
+        return Job("mirrors", interval, self.run_due, everywhere=True)
