@@ -36,6 +36,7 @@ from .upstream import (
     distribution_with_htpasswd,
     push_index,
     push_referrer,
+    put_manifest,
     sha256,
     sign_by_tag,
 )
@@ -215,6 +216,34 @@ def test_a_job_copies_out_of_this_registry_to_a_remote_one(
     with upstream.client() as up:
         copied = up.get("/v2/backup/team/app/manifests/1.0", headers={"Accept": OCI_INDEX})
         assert copied.status_code == 200 and sha256(copied.content) == pushed
+
+
+def test_referrers_by_the_tag_schema_on_a_registry_without_the_api(
+    tmp_path: Path, upstream: Upstream, password_file: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Distribution 2.8 keeps referrers as an index tagged ``sha256-<hex>`` (OCI 1.1's fallback): it counts
+    for only_signed, and the referrer and that index come along."""
+    with upstream.client() as up:
+        signed = push_index(up, REPO, "1.0")
+        size = len(up.get(f"/v2/{REPO}/manifests/{signed}", headers={"Accept": OCI_INDEX}).content)
+        signature = push_referrer(up, REPO, signed, size, NOTATION_SIG)
+        found = up.get(f"/v2/{REPO}/manifests/{signature}", headers={"Accept": OCI_MANIFEST}).content
+        fallback = put_manifest(up, REPO, signed.replace(":", "-"), {
+            "schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": signature, "size": len(found),
+                           "artifactType": NOTATION_SIG}]})
+        push_index(up, REPO, "2.0")
+    with server_in(tmp_path / "local", "--workers", "1") as server:
+        assert cli(capsys, server, "add", "signed", "--source", f"{upstream.host}/{REPO}", "--destination", "m",
+                   "--with-referrers", "--only-signed", "--username", USER, "--password-file", password_file)[0] == 0
+        [run] = finished_runs(server, "signed")
+        assert run.errors == {} and run.copied == {"1.0": signed}
+        assert run.skipped == {"2.0": "no signature refers to it"}
+        local = f"m/{REPO}"
+        assert local_digest(server, local, signature) == signature
+        assert local_digest(server, local, signed.replace(":", "-")) == fallback
+        listed = httpx.get(f"{server.url}/v2/{local}/referrers/{signed}").json()["manifests"]
+        assert [(d["digest"], d["artifactType"]) for d in listed] == [(signature, NOTATION_SIG)]
 
 
 def _add_user(data_dir: Path, name: str, password: str, *flags: str) -> None:
