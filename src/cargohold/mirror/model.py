@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
@@ -266,6 +265,3 @@ class MirrorRecords(Protocol):
         """The job's last ``limit`` runs, newest first."""
         ...
 
-
-def platforms_text(platforms: Sequence[str]) -> str:
-    return json.dumps(list(platforms))
