@@ -80,14 +80,14 @@ class SelfAuth(RegistryAuth):
         self._inner = inner
         self._local = local
         self._mint = mint
-        self._token: tuple[str, float] | None = None
-        self._token_lock = threading.Lock()
+        self._minted: tuple[str, float] | None = None
+        self._minted_lock = threading.Lock()
 
     def _bearer(self) -> str:
-        with self._token_lock:
-            if self._token is None or self._token[1] < time.monotonic():
-                self._token = (self._mint(), time.monotonic() + TOKEN_SECONDS - _RENEW_BEFORE)
-            return self._token[0]
+        with self._minted_lock:
+            if self._minted is None or self._minted[1] < time.monotonic():
+                self._minted = (self._mint(), time.monotonic() + TOKEN_SECONDS - _RENEW_BEFORE)
+            return self._minted[0]
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if request.url.netloc.decode("ascii") != self._local:
