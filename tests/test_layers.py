@@ -37,6 +37,10 @@ RULES: list[tuple[str, tuple[str, ...], dict[str, str]]] = [
     # webhooks: endpoints, payloads and the sender over the outbox's protocols, below the API and the stores
     ("webhooks", tuple(f"cargohold.{p}" for p in ("api", "http", "auth", "service", "storage", "metadata", "jobs",
                                                    "client")), {}),
+    # the pull-through cache: the service's reads and the store's units of work, served by the API above it
+    ("proxy", tuple(f"cargohold.{p}" for p in ("api", "http", "auth", "jobs", "webhooks", "mirror")), {}),
+    # mirror jobs copy with the client over HTTP, through the API like any push: never into the stores
+    ("mirror", tuple(f"cargohold.{p}" for p in ("api", "http", "service", "storage", "metadata", "proxy")), {}),
     ("api", ("cargohold.metadata", "cargohold.storage"), {
         # the composition root: it opens the stores named by the configuration and hands them to the service
         "cargohold.api.server": "builds the stores",
