@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import gc, images, s3, workloads
+from . import gc, images, proxy, s3, workloads
 from .servers import SRC, Server, missing_tools
 from .table import cell as _cell
 from .workloads import Sizes
@@ -41,6 +41,8 @@ RAW = "raw"
 #: the scale-out phases (bench/s3.py) need PostgreSQL 15 and SeaweedFS, as the tests do; not run by default
 S3_PHASES = ("s3", "pg-listings", "replicas")
 PHASES = ("compare", "memory", "workers", "clients", "large", "events", "gc")
+#: run only when named: the pull-through cache (bench/proxy.py), not a default phase yet
+OPTIONAL_PHASES = ("proxy",)
 
 
 @dataclass(frozen=True)
@@ -547,6 +549,7 @@ def render(results: Results, command: str, runs: int) -> str:
         out.append("")
         out.append(comparison_table(results, "events", EVENTS_ROWS, (HELD, NONE)))
     out += _gc_lines(results)
+    out += proxy.render(results)
     large = results.samples.get("large")
     if large:
         n = results.notes.get("large", {})
@@ -601,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one run: a smoke test")
     parser.add_argument("--runs", type=int, help="runs per comparison (default 3; 1 with --quick)")
     parser.add_argument("--phases", default=",".join(PHASES),
-                        help=f"comma-separated subset of {','.join(PHASES + S3_PHASES)}")
+                        help=f"comma-separated subset of {','.join(PHASES + S3_PHASES + OPTIONAL_PHASES)}")
     parser.add_argument("--large-distribution", action="store_true",
                         help="fill Distribution at scale too (slow: it walks directories)")
     parser.add_argument("--large-quota", metavar="LIMIT",
@@ -611,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", help="write the tables here")
     args = parser.parse_args(argv)
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    unknown = set(phases) - set(PHASES) - set(S3_PHASES)
+    unknown = set(phases) - set(PHASES) - set(S3_PHASES) - set(OPTIONAL_PHASES)
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     missing = missing_tools(need_skopeo="clients" in phases)
@@ -645,6 +648,8 @@ def main(argv: list[str] | None = None) -> int:
             phase_events(work / "events", sizes, runs, results)
         if "gc" in phases:
             gc.phase_gc(work / "gc", sizes, runs, results, say)
+        if "proxy" in phases:
+            proxy.phase_proxy(work / "proxy", sizes, runs, results, say)
         if "s3" in phases:
             s3.phase_s3(work, sizes, runs, results, say)
         if "pg-listings" in phases:
