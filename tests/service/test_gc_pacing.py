@@ -17,7 +17,7 @@ from cargohold.metadata.sqlite_db import BUSY_TIMEOUT_MS
 from cargohold.service.gc import Collector, GcOptions
 from cargohold.storage.filesystem import FilesystemBlobStore
 
-BLOBS = 5000
+BLOBS = 2000
 
 
 def test_a_collection_leaves_the_write_lock_to_other_writers(tmp_path: Path) -> None:
