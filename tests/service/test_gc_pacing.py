@@ -53,7 +53,7 @@ def test_a_collection_leaves_the_write_lock_to_other_writers(tmp_path: Path) -> 
         await meta.close()
 
     asyncio.run(scenario())
-    # without rests between its transactions, the writer got in 4 times, after about 0.2 s each
+    # without rests between its transactions a writer waited 0.08-0.14 s (median), with 2,000 blobs or 5,000
     assert statistics.median(waits) < 0.05, f"a writer waited {statistics.median(waits):.2f} s (median) for the lock"
     assert max(waits) < 0.5, f"a writer waited {max(waits):.2f} s for the lock"
     assert len(waits) >= 10, "the writer had the lock again and again during the collection"
