@@ -1,6 +1,10 @@
 """The permission matrix: anonymous, reader, writer, admin, robot and another user; pull, push, delete and
 catalog; on a public and a private repository. Each caller acts as a registry client would: the request,
-then on a challenge a token for the challenged scope (with its credentials, if it has any), then the retry."""
+then on a challenge a token for the challenged scope (with its credentials, if it has any), then the retry.
+
+On SQLite + filesystem only: the grants these decisions read are the access store's, whose queries the store's
+contract suite (tests/metadata/test_access_store.py) checks on PostgreSQL too, and the other auth tests run a
+PostgreSQL + S3 server with the same cast."""
 
 from __future__ import annotations
 
@@ -10,12 +14,14 @@ import httpx
 import pytest
 
 from tests.api.helpers import codes, sha256
+from tests.support.backends import SQLITE
 
 from .world import PRIVATE, PUBLIC, ROBOT, SECRETS, World, basic, push_image
 
 CALLERS = [None, "reader", "writer", "admin", ROBOT, "other"]
 HOLDERS = {"reader", "writer", "admin", ROBOT}
 WRITERS = {"writer", "admin", ROBOT}
+pytestmark = pytest.mark.parametrize("world", [SQLITE], indirect=True, scope="session")
 
 
 def expected(who: str | None, repository: str, operation: str) -> int:
