@@ -78,15 +78,15 @@ def _assert_every_blob_row_holds_its_bytes(seaweedfs: SeaweedFS, data_dir: Path,
 
 
 def _purge_and_sweep(env: dict[str, str], data_dir: Path) -> None:
-    """The upload purge (max age 0) and the sweep (grace 0), as the jobs run them, the server stopped."""
-    time.sleep(1.1)  # rows and listings name whole seconds: let everything be older than "now"
+    """The upload purge and the sweep, as the jobs run them, the server stopped, of everything so far: rows and
+    listings name whole seconds, so their cutoffs are 2 s ahead (as a max age and grace of 0 after a wait)."""
 
     async def run() -> None:
         meta = open_metadata_store(f"sqlite://{data_dir}/metadata.db")
         try:
-            store = open_blob_store("s3", {**_options(env), "orphan_grace_seconds": 0}, meta)
+            store = open_blob_store("s3", {**_options(env), "orphan_grace_seconds": -2}, meta)
             assert isinstance(store, S3BlobStore)
-            await Uploads(store, meta).purge(0)
+            await Uploads(store, meta).purge(-2)
             await store.sweep()
         finally:
             await meta.close()
