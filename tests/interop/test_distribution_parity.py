@@ -34,10 +34,9 @@ class Target:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """cargohold (SQLite + filesystem) and Distribution; cargohold on PostgreSQL + S3 too for ``scaled`` tests."""
+    """cargohold (SQLite + filesystem; PostgreSQL + S3 for ``scaled`` tests) and Distribution."""
     if "target" in metafunc.fixturenames:
-        names = ["cargohold", *([f"cargohold-{S3}"] if metafunc.definition.get_closest_marker("scaled") else []),
-                 "distribution"]
+        names = [f"cargohold-{S3}" if metafunc.definition.get_closest_marker("scaled") else "cargohold", "distribution"]
         metafunc.parametrize("target", names, indirect=True)
 
 
