@@ -7,7 +7,8 @@ owner's repositories; ``writer`` is also in ``acme/devs``, which may write
 ``acme/*``), the robot ``owner+ci`` (granted write), ``other`` (no grants) and
 ``gone`` (disabled). ``owner/public-app`` is public, ``owner/private-app``
 private; both hold an image tagged ``v1``. The world is made on SQLite + filesystem and on
-PostgreSQL + S3, and every test that uses it runs on both.
+PostgreSQL + S3, and every test that uses it runs on both, but for the modules that name one setup
+(``pytest.mark.parametrize("world", [...], indirect=True)``): the permission matrix, the routing, the clients.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Real clients against cargohold with token auth: skopeo, podman and buildah ``login`` then push and pull;
-cargohold's own client library and ``cargohold login``. Each client has its own auth file and storage."""
+cargohold's own client library and ``cargohold login``. Each client has its own auth file and storage.
+
+On PostgreSQL + S3 only, as the interop tests marked ``scaled``: the token flow the clients follow is the same on
+either setup, and the other auth tests run the cast on SQLite + filesystem too."""
 
 from __future__ import annotations
 
@@ -20,9 +23,12 @@ from cargohold.client.pull import pull, push
 from cargohold.reference import Reference
 from tests.client.images import build_image, write_layout
 from tests.interop.tools import Clients, requires_buildah, requires_podman, requires_skopeo
+from tests.support.backends import S3
 from tests.support.servers import cargohold
 
 from .world import FAST_ENV, PRIVATE, PUBLIC, ROBOT, SECRETS, World, populate, store_for
+
+on_s3 = pytest.mark.parametrize("world", [S3], indirect=True, scope="session")
 
 
 @pytest.fixture()
@@ -40,6 +46,7 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@on_s3
 @requires_skopeo
 def test_skopeo_login_push_pull(world: World, clients: Clients, layout: Path, tmp_path: Path) -> None:
     skopeo, host = clients.skopeo, world.server.host
@@ -64,6 +71,7 @@ def test_skopeo_login_push_pull(world: World, clients: Clients, layout: Path, tm
     assert "denied" in denied.stderr.lower()
 
 
+@on_s3
 @requires_skopeo
 def test_skopeo_with_a_robot_token(world: World, clients: Clients, layout: Path) -> None:
     skopeo, host = clients.skopeo, world.server.host
@@ -74,6 +82,7 @@ def test_skopeo_with_a_robot_token(world: World, clients: Clients, layout: Path)
     assert json.loads(raw)["schemaVersion"] == 2
 
 
+@on_s3
 @requires_podman
 @requires_skopeo
 def test_podman_login_pull_push(world: World, clients: Clients, layout: Path) -> None:
@@ -98,6 +107,7 @@ def test_podman_login_pull_push(world: World, clients: Clients, layout: Path) ->
     podman.run("pull", "-q", "--tls-verify=false", f"{host}/{PUBLIC}:real")  # anonymous
 
 
+@on_s3
 @requires_buildah
 def test_buildah_login_and_push_as_a_robot(world: World, clients: Clients, layout: Path) -> None:
     buildah, host = clients.buildah, world.server.host
@@ -111,6 +121,7 @@ def test_buildah_login_and_push_as_a_robot(world: World, clients: Clients, layou
     assert failed.returncode != 0
 
 
+@on_s3
 def test_cargohold_client_through_the_token_flow(world: World, tmp_path: Path) -> None:
     image = build_image((1500,))
     source = write_layout(tmp_path / "src", image, "v1")
@@ -132,6 +143,7 @@ def test_cargohold_client_through_the_token_flow(world: World, tmp_path: Path) -
         c.get_manifest(ref)
 
 
+@on_s3
 def test_cargohold_login_command(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))

@@ -1,4 +1,6 @@
-"""The token and admin endpoints sit in the API's one route table: its 404, its 405 with Allow, one writer."""
+"""The token and admin endpoints sit in the API's one route table: its 404, its 405 with Allow, one writer.
+
+On SQLite + filesystem only: routing answers before any store is read."""
 
 from __future__ import annotations
 
@@ -6,8 +8,11 @@ import httpx
 import pytest
 
 from tests.api.helpers import codes
+from tests.support.backends import SQLITE
 
 from .world import World, basic
+
+pytestmark = pytest.mark.parametrize("world", [SQLITE], indirect=True, scope="session")
 
 
 @pytest.mark.parametrize("path", ["/nothing", "/auth/nothing", "/admin/v1/nothing", "/admin/v1"])
