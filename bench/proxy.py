@@ -18,6 +18,7 @@ blob from it exactly once, a warm one none (otherwise the phase fails: it would 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import statistics
@@ -106,6 +107,7 @@ def phase_proxy(work: Path, sizes: Sizes, runs: int, results: Results, say: Call
 
 
 def _pull(which: str, cache: Server, upstream: Server, scratch: Path, blobs: int) -> workloads.Timing:
+    os.sync()  # as the clients phase does: the last push's (or pull's) writeback does not land in this pull
     if which == STRAIGHT:
         return workloads.client_pull(PULLER, upstream, IMAGE, scratch)
     if which == DIRECT:
