@@ -40,9 +40,7 @@ NGINX = "nginx"
 RAW = "raw"
 #: the scale-out phases (bench/s3.py) need PostgreSQL 15 and SeaweedFS, as the tests do; not run by default
 S3_PHASES = ("s3", "pg-listings", "replicas")
-PHASES = ("compare", "memory", "workers", "clients", "large", "events", "gc")
-#: run only when named: the pull-through cache (bench/proxy.py), not a default phase yet
-OPTIONAL_PHASES = ("proxy",)
+PHASES = ("compare", "memory", "workers", "clients", "large", "events", "gc", "proxy")
 
 
 @dataclass(frozen=True)
@@ -604,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one run: a smoke test")
     parser.add_argument("--runs", type=int, help="runs per comparison (default 3; 1 with --quick)")
     parser.add_argument("--phases", default=",".join(PHASES),
-                        help=f"comma-separated subset of {','.join(PHASES + S3_PHASES + OPTIONAL_PHASES)}")
+                        help=f"comma-separated subset of {','.join(PHASES + S3_PHASES)}")
     parser.add_argument("--large-distribution", action="store_true",
                         help="fill Distribution at scale too (slow: it walks directories)")
     parser.add_argument("--large-quota", metavar="LIMIT",
@@ -614,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", help="write the tables here")
     args = parser.parse_args(argv)
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    unknown = set(phases) - set(PHASES) - set(S3_PHASES) - set(OPTIONAL_PHASES)
+    unknown = set(phases) - set(PHASES) - set(S3_PHASES)
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     missing = missing_tools(need_skopeo="clients" in phases)

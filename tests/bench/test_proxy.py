@@ -2,8 +2,6 @@
 
 Not a timed test: it checks that the phase measures all four pulls and that the upstream served each blob once
 for the cold pull and none for the warm one (``bench/proxy.py`` raises otherwise), not how big the numbers are.
-Until the server knows the ``proxies:`` setting the phase cannot run: the test is then reported as an expected
-failure, not run (a skip would fail under CI).
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.config.sections import ServerConfig
 from tests.support.requirements import requires_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +25,6 @@ from bench.servers import Server  # noqa: E402
 from bench import images, proxy  # noqa: E402
 
 pytestmark = [requires_tool(tool) for tool in ("docker-registry", "wrk", "hey", "nginx")]  # checked by bench/run.py
-PROXIES_KNOWN = "proxies" in ServerConfig.__struct_fields__
 
 
 @pytest.fixture()
@@ -72,7 +68,6 @@ def test_render_gives_each_ratio_against_its_target() -> None:
     assert f"| {proxy.WARM} | 1.05 s | 95.2 MB/s | 1.05× | ≤ 1.1× {proxy.DIRECT} | met |" in text
 
 
-@pytest.mark.xfail(not PROXIES_KNOWN, reason="the server has no proxies: setting yet", run=False)
 def test_quick_proxy_phase_reports_every_pull(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     done = subprocess.run(
