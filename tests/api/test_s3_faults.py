@@ -20,7 +20,7 @@ from .helpers import codes, sha256
 
 MiB = 1024 * 1024
 ATTEMPTS = 3
-TIMEOUT = 2.0
+TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
