@@ -82,6 +82,7 @@ async def fetch_all(fetches: BlobFetches, upstream: Upstream, image: PushedImage
     size, chunks = await fetches.fetch(repository, Digest.parse(digest), upstream, image.repository)
     data = await read_all(chunks)
     assert len(data) == size
+    await fetches.idle()  # the last bytes go out once verified; the commit follows
     return data
 
 

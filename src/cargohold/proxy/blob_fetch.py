@@ -3,10 +3,10 @@
 A fetch is a task of its own (a client that goes away does not stop it for the others). It
 streams the upstream's bytes into an upload session (:class:`cargohold.service.uploads.Uploads`:
 the hashing, digest check, commit and crash safety of a push) and, as they arrive, to every
-reader of the blob. The last chunk reaches readers only once the digest is verified and the blob
-committed, so a client never receives a whole blob that does not match (its response is cut short
-instead, nothing is stored, and the next request tries again), and one that received it all can
-find it linked.
+reader of the blob. The last chunk reaches readers only once the digest is verified, so a client
+never receives a whole blob that does not match (its response is cut short instead, nothing is
+stored, and the next request tries again); the commit follows without holding the client. Until the
+fetch ends (committed, linked), later requests for the blob join it rather than start another.
 
 Single flight:
 
@@ -157,6 +157,11 @@ class BlobFetches:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def idle(self) -> None:
+        """Wait until the fetches in flight have ended (their blobs committed and linked, or failed)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def fetch(
         self, repository: str, digest: Digest, upstream: Upstream, upstream_repository: str,
@@ -358,12 +363,16 @@ class BlobFetches:
             record = await self.meta.upload(upload_id)
             assert record is not None
             last: list[bytes] = []
+            arrived = 0
 
             async def source() -> AsyncIterator[bytes]:
+                nonlocal arrived
                 async for chunk in blob.chunks():
-                    if last:  # held back: the last chunk waits for the digest check
-                        fetch.publish(last.pop())
-                    last.append(chunk)
+                    arrived += len(chunk)
+                    if arrived < size:
+                        fetch.publish(chunk)
+                    else:  # the chunk that completes the blob waits for the digest check
+                        last.append(chunk)
                     yield chunk
 
             received, hasher = await self.uploads.append(record, source(), length=size, final=True)
@@ -372,6 +381,13 @@ class BlobFetches:
             if actual != fetch.digest:
                 raise UpstreamError(f"upstream {fetch.upstream.name}: {fetch.upstream_repository}@{fetch.digest}:"
                                     f" the bytes sent hash to {actual}")
+            # verified: the last chunk goes out now, while the blob is made durable and committed (a push's
+            # fsync and two writes), which the client need not wait for; a reader that fell behind the window
+            # still waits for the commit and reads the rest from the store
+            for chunk in last:
+                fetch.publish(chunk)
+            fetch.finished = True
+            fetch.notify()
             try:
                 await self.uploads.finish(record, fetch.digest, received, hasher)
                 committed = True
@@ -381,11 +397,6 @@ class BlobFetches:
             if committed:  # linked into fetch.repository by the commit
                 await self._link_followers(fetch)
             fetch.stored.set()
-            # the last chunk goes out once the blob is stored: a client holding every byte can pull it again
-            for chunk in last:
-                fetch.publish(chunk)
-            fetch.finished = True
-            fetch.notify()
         finally:
             if not committed:
                 with contextlib.suppress(Exception):
