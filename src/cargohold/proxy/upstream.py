@@ -47,6 +47,8 @@ RETRIES: Final = 1
 BACKOFF: Final = 0.1
 #: bytes gathered per hop from the reading thread to the event loop
 READ_BATCH: Final = 1 << 20
+#: the first hop's: the first bytes go out to the client without waiting for a whole batch
+FIRST_BATCH: Final = 64 << 10
 #: statuses that mean the upstream said no (rather than could not answer)
 REFUSALS: Final = frozenset({401, 403, 404})
 
@@ -147,18 +149,21 @@ def _range_header(start: int, length: int | None) -> dict[str, str]:
 
 
 def _direct_chunks(body: BodyReader) -> Iterator[bytes]:
-    """A fast-path body (:mod:`cargohold.client.direct`) in chunks of up to :data:`READ_BATCH` bytes."""
+    """A fast-path body (:mod:`cargohold.client.direct`) in chunks of :data:`FIRST_BATCH` bytes, doubling up to
+    :data:`READ_BATCH`."""
+    size = FIRST_BATCH
     while True:
-        buffer = bytearray(READ_BATCH)
+        buffer = bytearray(size)
         view, filled = memoryview(buffer), 0
-        while filled < READ_BATCH:
+        while filled < size:
             n = body.readinto(view[filled:])
             if not n:
                 break
             filled += n
         if not filled:
             return
-        yield bytes(buffer) if filled == READ_BATCH else bytes(view[:filled])
+        yield bytes(buffer) if filled == size else bytes(view[:filled])
+        size = min(size * 2, READ_BATCH)
 
 
 class UpstreamBlob:
@@ -196,11 +201,11 @@ class UpstreamBlob:
             total = headers.get("content-range", "").rpartition("/")[2]
             self.total = int(total) if total.isdigit() else None
 
-    def _batch(self) -> list[bytes]:
+    def _batch(self, most: int = READ_BATCH) -> list[bytes]:
         batch: list[bytes] = []
         held = 0
         try:
-            while held < READ_BATCH and self._left != 0:
+            while held < most and self._left != 0:
                 chunk = next(self._iterator, None)
                 if chunk is None:
                     break
@@ -220,7 +225,7 @@ class UpstreamBlob:
     async def chunks(self) -> AsyncIterator[bytes]:
         """The bytes, a batch read ahead: the next batch arrives while the caller uses this one."""
         loop = asyncio.get_running_loop()
-        ahead = loop.run_in_executor(self._pool, self._batch)
+        ahead = loop.run_in_executor(self._pool, self._batch, FIRST_BATCH)
         try:
             while True:
                 batch = await ahead
