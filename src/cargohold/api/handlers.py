@@ -80,22 +80,46 @@ async def get_blob(registry: Registry, request: Request) -> Response:
         digest, size = await registry.blob_size(request.params["name"], request.params["digest"])
     except BlobUnknown:
         return await _pull_through_blob(registry, request)
-    range_header = request.headers.get("range")
-    status, start, length = 200, 0, None
-    if range_header is not None:
-        span = _parse_range(range_header, size)
-        if span is None:
-            raise RangeInvalid("requested range not satisfiable", headers={"content-range": f"bytes */{size}"})
-        start, end = span
-        if (start, end) != (0, size - 1):
-            status, length = 206, end - start + 1
+    status, start, length = _span(request, size)
     body = await registry.blob_body(digest, start, length)
     if start == 0 and request.method == "GET":  # a download counts once, not once per range of it
         registry.blob_pulled(request.params["name"], digest, size)
     if body.redirect is not None:
         return Response(307).header("location", body.redirect).header("docker-content-digest", str(digest))
     response = Response(status, length=size if length is None else length, path=body.local_path, stream=body.stream)
-    if status == 206:
+    return _blob_headers(response, digest, size, start, length)
+
+
+async def _pull_through_blob(registry: Registry, request: Request) -> Response:
+    """A blob the repository does not link, from a pull-through cache's upstream (else BLOB_UNKNOWN)."""
+    name, digest_text = request.params["name"], request.params["digest"]
+    status, start, length = 200, 0, None
+    if request.headers.get("range") is not None:
+        _, size = await registry.pull_through_blob_size(name, digest_text)
+        status, start, length = _span(request, size)
+    digest, size, chunks = await registry.pull_through_blob(name, digest_text, start, length)
+    if start == 0 and request.method == "GET":
+        registry.blob_pulled(name, digest, size)
+    response = Response(status, length=size if length is None else length, stream=chunks)
+    return _blob_headers(response, digest, size, start, length)
+
+
+def _span(request: Request, size: int) -> tuple[int, int, int | None]:
+    """(status, start, length: None for the rest) of a blob GET's answer, from its Range header."""
+    range_header = request.headers.get("range")
+    if range_header is None:
+        return 200, 0, None
+    span = _parse_range(range_header, size)
+    if span is None:
+        raise RangeInvalid("requested range not satisfiable", headers={"content-range": f"bytes */{size}"})
+    start, end = span
+    if (start, end) == (0, size - 1):
+        return 200, 0, None
+    return 206, start, end - start + 1
+
+
+def _blob_headers(response: Response, digest: Digest, size: int, start: int, length: int | None) -> Response:
+    if response.status == 206:
         response.header("content-range", f"bytes {start}-{start + (length or 0) - 1}/{size}")
     return (
         response.header("content-type", "application/octet-stream")
@@ -103,33 +127,6 @@ async def get_blob(registry: Registry, request: Request) -> Response:
         .header("accept-ranges", "bytes")
         .header("etag", f'"{digest}"')
         .header("cache-control", "max-age=31536000")
-    )
-
-
-async def _pull_through_blob(registry: Registry, request: Request) -> Response:
-    """A blob the repository does not link, from a pull-through cache's upstream (else BLOB_UNKNOWN)."""
-    name, digest_text = request.params["name"], request.params["digest"]
-    range_header = request.headers.get("range")
-    status, start, length = 200, 0, None
-    if range_header is not None:
-        _, size = await registry.pull_through_blob_size(name, digest_text)
-        span = _parse_range(range_header, size)
-        if span is None:
-            raise RangeInvalid("requested range not satisfiable", headers={"content-range": f"bytes */{size}"})
-        start, end = span
-        if (start, end) != (0, size - 1):
-            status, length = 206, end - start + 1
-    digest, size, chunks = await registry.pull_through_blob(name, digest_text, start, length)
-    if start == 0 and request.method == "GET":
-        registry.blob_pulled(name, digest, size)
-    response = Response(status, length=size if length is None else length, stream=chunks)
-    if status == 206:
-        response.header("content-range", f"bytes {start}-{start + (length or 0) - 1}/{size}")
-    return (
-        response.header("content-type", "application/octet-stream")
-        .header("docker-content-digest", str(digest))
-        .header("accept-ranges", "bytes")
-        .header("etag", f'"{digest}"')
     )
 
 
