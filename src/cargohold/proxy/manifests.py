@@ -32,14 +32,12 @@ from typing import Final, Generic, TypeVar
 
 from ..digest import Digest
 from ..errcodes import ManifestUnknown, NameUnknown, RegistryError, Unavailable
-from ..events import Action, Event
 from ..events.recorder import Recorder
 from ..formats import ManifestError, MediaType, Platform, parse_manifest
 from ..metadata.store import ManifestRecord, MetadataStore
 from ..reference import DigestRef, ManifestReference, TagRef
 from ..service.accepts import Accepts
-from ..service.manifests import ManifestContent, Manifests, StaleManifest, new_manifest, push_event
-from ..service.quota import charge_quota
+from ..service.manifests import ManifestContent, Manifests, StaleManifest, insert_manifest, new_manifest
 from .errors import upstream_failure
 from .routing import ProxyName
 from .upstream import Upstream, UpstreamError, UpstreamRefused
@@ -287,16 +285,7 @@ class ProxyManifests:
             raise Unavailable(f"the upstream sent a manifest this registry cannot read: {exc}") from None
         record = new_manifest(manifest, raw, digest)
         async with self.meta.transaction() as tx:
-            found = await tx.repository_id(repository)
-            await charge_quota(tx, repository, found, record)
-            if found is None:
-                found = await tx.ensure_repository(repository)
-                await self.recorder.record(tx, Event.now(Action.REPOSITORY_CREATE, repository=repository))
-                previous: dict[str, str] = {}
-            else:
-                previous = await tx.tag_targets(found, tags)
-            await tx.put_manifest(found, record, tags)
-            await self.recorder.record(tx, push_event(repository, record, tags, previous))
+            await insert_manifest(tx, self.recorder, repository, await tx.repository_id(repository), record, tags)
 
 
 @dataclass(frozen=True, slots=True)

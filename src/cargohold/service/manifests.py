@@ -231,16 +231,10 @@ class Manifests:
             # checked before the repository is created: a refused manifest must not create one
             found = await tx.repository_id(repository)
             await _check_references(tx, found, manifest)
-            await charge_quota(tx, repository, found, record)
-            if found is None:
-                found = await tx.ensure_repository(repository)
-                await self.recorder.record(tx, Event.now(Action.REPOSITORY_CREATE, repository=repository))
-                previous: dict[str, str] = {}
-            else:
-                previous = await tx.tag_targets(found, new_tags)
-            check_push(protected, repository, previous, record.digest)
-            await tx.put_manifest(found, record, new_tags)
-            await self.recorder.record(tx, push_event(repository, record, new_tags, previous))
+            await insert_manifest(
+                tx, self.recorder, repository, found, record, new_tags,
+                check=lambda previous: check_push(protected, repository, previous, record.digest),
+            )
         warning = media_type_warning(manifest.media_type)
         return StoredManifest(
             str(digest), manifest.media_type, subject,
@@ -305,6 +299,25 @@ class Manifests:
         )
 
 
+async def insert_manifest(
+    tx: MetadataQueries, recorder: Recorder, repository: str, found: int | None, record: NewManifest,
+    tags: Sequence[str], check: Callable[[dict[str, str]], None] | None = None,
+) -> None:
+    """Store ``record`` in ``tx`` with ``tags`` pointing at it (creating the repository if ``found`` is None), its
+    quota charged and a push's events recorded; ``check`` may refuse it, given where the tags pointed before."""
+    await charge_quota(tx, repository, found, record)
+    if found is None:
+        found = await tx.ensure_repository(repository)
+        await recorder.record(tx, Event.now(Action.REPOSITORY_CREATE, repository=repository))
+        previous: dict[str, str] = {}
+    else:
+        previous = await tx.tag_targets(found, tags)
+    if check is not None:
+        check(previous)
+    await tx.put_manifest(found, record, tags)
+    await recorder.record(tx, _push_event(repository, record, tags, previous))
+
+
 def new_manifest(manifest: Manifest, raw: bytes, digest: Digest) -> NewManifest:
     """The row of a parsed manifest stored as ``raw`` under ``digest``."""
     return NewManifest(
@@ -318,7 +331,7 @@ def new_manifest(manifest: Manifest, raw: bytes, digest: Digest) -> NewManifest:
     )
 
 
-def push_event(repository: str, record: NewManifest, tags: Sequence[str], previous: dict[str, str]) -> Event:
+def _push_event(repository: str, record: NewManifest, tags: Sequence[str], previous: dict[str, str]) -> Event:
     """One event per push: the tags it set, and where each tag it moved pointed before."""
     moved = {tag: digest for tag, digest in previous.items() if digest != record.digest}
     detail: dict[str, object] = {"tags": list(tags)}
