@@ -14,6 +14,7 @@ from ..client import (
 )
 from ..client.copy import copy, sync
 from ..client.errors import LayoutError
+from ..client.local import LocalArchive, LocalImage, LocalLayout, copy_local
 from ..client.pull import TransferResult, pull, push
 from ..reference import Reference
 from .client_common import (
@@ -68,10 +69,17 @@ def _one_platform_only(args: argparse.Namespace) -> None:
         raise ValueError("a docker-archive holds single images: --all-platforms cannot be written to one")
 
 
+def _local(location: Location) -> LocalImage:
+    assert location.path is not None
+    if location.kind == "oci":
+        return LocalLayout(location.path, location.name)
+    return LocalArchive(location.path, location.name)
+
+
 def _transfer(
     args: argparse.Namespace, src: Location, dst: Location, client: RegistryClient
 ) -> TransferResult:
-    """Move an image between any two locations (registry, oci:, docker-archive:)."""
+    """Move an image between any two locations (registry, oci:, docker-archive:); local to local needs no registry."""
     cache = make_cache(args)
     progress = progress_for("copying", args)
     try:
@@ -130,8 +138,8 @@ def _transfer(
             return archive.push_archive(
                 client, src.path, src.name, dst.ref, platform=platform_of(args), cache=cache, progress=progress
             )
-        raise ValueError(
-            f"copying from {src.kind} to {dst.kind} is not supported; one side must be a registry"
+        return copy_local(
+            _local(src), _local(dst), platform=platform_of(args), all_platforms=args.all_platforms, progress=progress
         )
     finally:
         _finish(progress)

@@ -22,23 +22,32 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 from ..digest import Digest
 from ..formats import Descriptor, MediaType, Platform, parse_manifest
 from ..reference import Reference
-from .blobs import READ_SIZE, ChunkSource, TransferProgress
+from .blobs import READ_SIZE, ChunkSource, TransferProgress, Verifier
 from .cache import BlobCache
-from .errors import LayoutError, UnsupportedOperation
+from .errors import DigestMismatch, LayoutError, UnsupportedOperation
 from .image import Node, check_platform, resolve_image
 from .pull import TransferResult, put_nodes, send_blob
 from .registry import RegistryClient
 
 _GZIP_MAGIC = b"\x1f\x8b"
+
+#: a member named by its content's sha256, as every writer but the oldest docker names them:
+#: ``<hex>.tar`` (docker, skopeo), ``<hex>.json`` (configs), ``<hex>.tar.gz`` and ``sha256:<hex>`` (crane),
+#: ``blobs/sha256/<hex>`` (docker 25's OCI-layout archives); legacy ``<id>/layer.tar`` names nothing
+_CONTENT_NAME: Final = re.compile(r"(?:sha256:)?([0-9a-f]{64})(?:\.tar|\.tar\.gz|\.json)?")
+
+#: a layer's bytes for the tar being written: (size, chunks); the chunks may verify themselves
+LayerSource = Callable[[Descriptor], tuple[int, Iterable[bytes]]]
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -54,7 +63,7 @@ def default_repo_tag(ref: Reference) -> str | None:
 
 
 @dataclass
-class _Saved:
+class SavedImage:
     """One image entry of manifest.json (several tags of one image share it, as in ``docker save``)."""
 
     config_name: str
@@ -110,7 +119,7 @@ def _save_many(
     cache: BlobCache,
     progress: TransferProgress | None,
 ) -> list[TransferResult]:
-    entries: dict[Digest, _Saved] = {}
+    entries: dict[Digest, SavedImage] = {}
     results: list[TransferResult] = []
     layer_files: dict[Digest, Path] = {}
     for ref, repo_tag in images:
@@ -121,7 +130,7 @@ def _save_many(
         entry = entries.get(manifest.config.digest)
         if entry is None:
             config = client.read_blob(resolved, manifest.config.digest)
-            entry = _Saved(f"{manifest.config.digest.hex}.json", config, list(manifest.layers), [])
+            entry = SavedImage(f"{manifest.config.digest.hex}.json", config, list(manifest.layers), [])
             entries[manifest.config.digest] = entry
         if tag and tag not in entry.repo_tags:
             entry.repo_tags.append(tag)
@@ -136,11 +145,55 @@ def _save_many(
             callback = progress.advance if progress is not None else None
             layer_files[layer.digest] = cache.fetch(client, resolved, layer.digest, layer.size, callback)
         results.append(TransferResult(raw.digest, raw.media_type, 1, fetched, len(manifest.layers) - fetched))
-    _write_archive(path, list(entries.values()), layer_files)
+
+    def cached(layer: Descriptor) -> tuple[int, Iterable[bytes]]:
+        return layer_files[layer.digest].stat().st_size, _file_chunks(layer_files[layer.digest])
+
+    write_archive(path, list(entries.values()), cached)
     return results
 
 
-def _write_archive(path: Path, entries: list[_Saved], layer_files: dict[Digest, Path]) -> None:
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while block := handle.read(READ_SIZE):
+            yield block
+
+
+class _ChunkReader:
+    """A file-like ``read(n)`` over chunks, for :meth:`tarfile.TarFile.addfile` (no whole layer in memory)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._chunk = b""
+        self._at = 0
+
+    def read(self, size: int) -> bytes:
+        parts = []
+        while size > 0:
+            if self._at >= len(self._chunk):
+                following = next(self._chunks, None)
+                if following is None:
+                    break
+                self._chunk, self._at = following, 0
+                continue
+            piece = self._chunk[self._at : self._at + size]
+            self._at += len(piece)
+            size -= len(piece)
+            parts.append(piece)
+        return b"".join(parts)
+
+    def finish(self, what: str) -> None:
+        """Run the chunks to their end (where a verifying source checks its digest)."""
+        if self._at < len(self._chunk) or any(self._chunks):
+            raise LayoutError(f"{what}: longer than its size")
+
+
+def write_archive(path: Path, entries: list[SavedImage], open_layer: LayerSource) -> None:
+    """Write a docker-archive at ``path``: under a temporary name, renamed into place only when complete.
+
+    ``open_layer`` streams each distinct layer once; if it raises (a digest
+    mismatch), nothing is left at ``path`` or beside it.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
     written: set[Digest] = set()
     repositories: dict[str, dict[str, str]] = {}
@@ -152,10 +205,12 @@ def _write_archive(path: Path, entries: list[_Saved], layer_files: dict[Digest, 
                     if layer.digest in written:
                         continue
                     written.add(layer.digest)
-                    with layer_files[layer.digest].open("rb") as handle:
-                        info = tar.gettarinfo(fileobj=handle, arcname=f"{layer.digest.hex}.tar")
-                        info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "", ""
-                        tar.addfile(info, handle)
+                    size, chunks = open_layer(layer)
+                    info = tarfile.TarInfo(f"{layer.digest.hex}.tar")
+                    info.size, info.mode = size, 0o644
+                    reader = _ChunkReader(chunks)
+                    tar.addfile(info, reader)  # type: ignore[arg-type]  # read(n) is all it calls
+                    reader.finish(f"layer {layer.digest}")
                 for tag in entry.repo_tags:
                     if entry.layers:
                         name, _, tag_name = tag.rpartition(":")
@@ -199,11 +254,27 @@ def _member(tar: tarfile.TarFile, name: str, archive: Path) -> IO[bytes]:
     return handle
 
 
-def _open_tar(path: Path) -> tarfile.TarFile:
+def open_tar(path: Path) -> tarfile.TarFile:
+    """The archive as a tar (:class:`LayoutError` if it is not one)."""
     try:
         return tarfile.open(path, "r")  # noqa: SIM115 -- the caller's "with" closes it
     except (OSError, tarfile.TarError) as exc:
         raise LayoutError(f"{path}: not a readable tar: {exc}") from None
+
+
+def _named_digest(name: str) -> Digest | None:
+    """The digest a member's name promises for its content (see :data:`_CONTENT_NAME`), if any."""
+    parent, _, base = name.rpartition("/")
+    if parent.endswith("blobs/sha256") and re.fullmatch("[0-9a-f]{64}", base):
+        return Digest("sha256", base)
+    matched = _CONTENT_NAME.fullmatch(base)
+    return Digest("sha256", matched.group(1)) if matched else None
+
+
+def _check_named(name: str, got: Digest, archive: Path) -> None:
+    expected = _named_digest(name)
+    if expected is not None and expected != got:
+        raise DigestMismatch(f"{archive}: member {name}", expected, got)
 
 
 def _hash_member(tar: tarfile.TarFile, name: str, archive: Path) -> tuple[Digest, int, bool]:
@@ -216,16 +287,49 @@ def _hash_member(tar: tarfile.TarFile, name: str, archive: Path) -> tuple[Digest
             head = block[:2]
         hasher.update(block)
         size += len(block)
-    return Digest("sha256", hasher.hexdigest()), size, head == _GZIP_MAGIC
+    digest = Digest("sha256", hasher.hexdigest())
+    _check_named(name, digest, archive)
+    return digest, size, head == _GZIP_MAGIC
 
 
-def load(path: Path, name: str | None = None) -> ArchiveImage:
-    """Read the image named ``name`` (a RepoTag; optional when there is one image) from an archive."""
-    with _open_tar(path) as tar:
-        try:
-            entries: list[dict[str, Any]] = json.load(_member(tar, "manifest.json", path))
-        except ValueError as exc:
-            raise LayoutError(f"{path}: manifest.json is not JSON: {exc}") from None
+def _entries(tar: tarfile.TarFile, path: Path) -> list[dict[str, Any]]:
+    """manifest.json's entries, each with a ``Config`` name and a list of ``Layers`` names."""
+    try:
+        entries = json.load(_member(tar, "manifest.json", path))
+    except ValueError as exc:
+        raise LayoutError(f"{path}: manifest.json is not JSON: {exc}") from None
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict)
+        and isinstance(e.get("Config"), str)
+        and isinstance(e.get("Layers"), list)
+        and all(isinstance(n, str) for n in e["Layers"])
+        and isinstance(e.get("RepoTags") or [], list)
+        for e in entries
+    ):
+        raise LayoutError(f"{path}: manifest.json is not a docker-archive manifest (a list of Config and Layers)")
+    return entries
+
+
+def member_chunks(tar: tarfile.TarFile, name: str, archive: Path, layer: Descriptor) -> Iterator[bytes]:
+    """A member's bytes in chunks, verified at the end against ``layer`` (what :func:`load` hashed)."""
+    verifier = Verifier(f"{archive}: member {name}", layer.digest, layer.size)
+    handle = _member(tar, name, archive)
+    while block := handle.read(READ_SIZE):
+        verifier.update(block)
+        yield block
+    verifier.verify()
+
+
+def load(path: Path, name: str | None = None, *, oci: bool = False) -> ArchiveImage:
+    """Read the image named ``name`` (a RepoTag; optional when there is one image) from an archive.
+
+    The manifest built for it is Docker schema 2 when every layer is gzip, OCI
+    otherwise, or always OCI with ``oci`` (for an OCI layout, whose readers take
+    no other kind). Members named by a digest (``<hex>.tar``, ``<hex>.json``...)
+    must hash to it.
+    """
+    with open_tar(path) as tar:
+        entries = _entries(tar, path)
         if name is None:
             if len(entries) != 1:
                 raise LayoutError(f"{path}: {len(entries)} images in the archive; name one with :REF")
@@ -236,13 +340,14 @@ def load(path: Path, name: str | None = None) -> ArchiveImage:
                 raise LayoutError(f"{path}: no image tagged {name!r}")
             entry = found[0]
         config = _member(tar, entry["Config"], path).read()
+        _check_named(entry["Config"], Digest.of(config), path)
         layers = []
         all_gzip = True
         for layer_name in entry["Layers"]:
             digest, size, gzipped = _hash_member(tar, layer_name, path)
             all_gzip = all_gzip and gzipped
             layers.append((digest, size, gzipped))
-    if all_gzip:
+    if all_gzip and not oci:
         media_type, config_type = MediaType.DOCKER_MANIFEST, MediaType.DOCKER_CONFIG
         layer_types = [MediaType.DOCKER_LAYER] * len(layers)
     else:
@@ -285,7 +390,7 @@ def push_archive(
         check_platform(platform, image.config, f"docker-archive:{path}" + (f":{name}" if name else ""))
 
     def member(member_name: str) -> Iterator[bytes]:
-        with _open_tar(path) as tar:
+        with open_tar(path) as tar:
             handle = _member(tar, member_name, path)
             while block := handle.read(READ_SIZE):
                 yield block
