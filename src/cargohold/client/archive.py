@@ -258,6 +258,8 @@ def open_tar(path: Path) -> tarfile.TarFile:
     """The archive as a tar (:class:`LayoutError` if it is not one)."""
     try:
         return tarfile.open(path, "r")  # noqa: SIM115 -- the caller's "with" closes it
+    except tarfile.ReadError:  # its message lists every compression tried, one per line
+        raise LayoutError(f"{path}: not a readable tar (plain, gzip, bzip2 or xz)") from None
     except (OSError, tarfile.TarError) as exc:
         raise LayoutError(f"{path}: not a readable tar: {exc}") from None
 
