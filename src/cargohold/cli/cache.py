@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..client.cache import BlobCache, parse_age
 from ..sizes import human_size, parse_size
-from .client_common import command, print_json, print_table
+from .client_common import add_json_option, command, print_json, print_table
 
 
 def _cache(args: argparse.Namespace) -> BlobCache:
@@ -100,4 +100,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=cmd_prune)
     for parser in (info, p):
         parser.add_argument("--cache-dir", metavar="DIR", help="blob cache (default ~/.cache/cargohold)")
-        parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+        add_json_option(parser)

@@ -23,8 +23,11 @@ def cmd_blob_get(args: argparse.Namespace) -> int:
         raise ValueError("name the blob once: blob get HOST/REPO@DIGEST, or blob get HOST/REPO DIGEST")
     digest = named.digest or Digest.parse(args.digest)
     repo = Reference(named.registry, named.repository)
+    to_file = bool(args.output and args.output != "-")
+    if args.json and not to_file:
+        raise ValueError("blob get --json needs --output FILE: without it, the blob's bytes are the output")
     with make_client(args) as client:
-        if args.output and args.output != "-":
+        if to_file:
             target = Path(args.output)
             partial = target.with_name(f".{target.name}.partial")
             blobs.download(client, repo, digest, None, partial)
@@ -32,6 +35,8 @@ def cmd_blob_get(args: argparse.Namespace) -> int:
         else:
             for chunk in blobs.stream(client, repo, digest, None):
                 sys.stdout.buffer.write(chunk)
+    if args.json:
+        print_json({"digest": str(digest), "size": Path(args.output).stat().st_size, "output": args.output})
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import sys
 import threading
 import time
@@ -99,8 +100,22 @@ def add_transport_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--key", metavar="PEM", help="client certificate's key")
     group.add_argument("--creds", metavar="USER:PASS", help="credentials for the registries of this command")
     group.add_argument("--authfile", metavar="FILE", help="docker config.json to read credentials from")
-    group.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    add_json_option(group)
     group.add_argument("--jobs", type=int, default=4, help="parallel transfers (default 4)")
+
+
+def add_json_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--json``, which every client command takes."""
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+
+def regex(text: str) -> str:
+    """An argparse type: a regular expression, refused at parse time if it does not compile."""
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"invalid regular expression {text!r}: {exc}") from None
+    return text
 
 
 def add_platform_options(parser: argparse.ArgumentParser, *, all_platforms: bool = True) -> None:

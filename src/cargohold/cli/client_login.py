@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..client import Credentials, DockerConfig, RegistryClient, StaticKeychain
 from ..client.errors import ClientError, RegistryResponseError
-from .client_common import add_transport_options, command, transport_options
+from .client_common import add_json_option, add_transport_options, command, print_json, transport_options
 
 
 @command
@@ -39,7 +39,10 @@ def cmd_login(args: argparse.Namespace) -> int:
             raise ClientError(f"{registry}: too many failed logins; try again {wait}") from None
     config = DockerConfig(Path(args.authfile)) if args.authfile else DockerConfig()
     config.store(registry, credentials)
-    print("Login Succeeded")
+    if args.json:
+        print_json({"registry": registry, "username": username, "loggedIn": True})
+    else:
+        print("Login Succeeded")
     return 0
 
 
@@ -47,10 +50,14 @@ def cmd_login(args: argparse.Namespace) -> int:
 def cmd_logout(args: argparse.Namespace) -> int:
     config = DockerConfig(Path(args.authfile)) if args.authfile else DockerConfig()
     registry = args.registry.removeprefix("https://").removeprefix("http://").rstrip("/")
-    if not config.erase(registry):
+    removed = config.erase(registry)
+    if args.json:
+        print_json({"registry": registry, "removed": removed})
+    if not removed:
         print(f"Not logged in to {registry}", file=sys.stderr)
         return 1
-    print(f"Removing login credentials for {registry}")
+    if not args.json:
+        print(f"Removing login credentials for {registry}")
     return 0
 
 
@@ -67,4 +74,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser("logout", help="remove a registry's credentials from config.json")
     p.add_argument("registry", help="HOST[:PORT]")
     p.add_argument("--authfile", metavar="FILE", help="docker config.json to edit")
+    add_json_option(p)
     p.set_defaults(func=cmd_logout)

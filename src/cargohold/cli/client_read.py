@@ -21,6 +21,7 @@ from .client_common import (
     platform_of,
     print_json,
     print_table,
+    regex,
     repository_of,
 )
 
@@ -217,15 +218,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the read-only client commands."""
     p = subparsers.add_parser("catalog", help="list a registry's repositories (or namespaces)")
     p.add_argument("registry", help="HOST[:PORT]")
-    p.add_argument("--repository-filter", "-r", metavar="REGEX", help="keep repositories matching this")
-    p.add_argument("--namespace-filter", "-n", metavar="REGEX", help="keep namespaces matching this")
+    p.add_argument("--repository-filter", "-r", metavar="REGEX", type=regex, help="keep repositories matching this")
+    p.add_argument("--namespace-filter", "-n", metavar="REGEX", type=regex, help="keep namespaces matching this")
     p.add_argument("--namespaces", action="store_true", help="list namespaces instead of repositories")
     add_transport_options(p)
     p.set_defaults(func=cmd_catalog)
 
-    p = subparsers.add_parser("tags", help="list a repository's tags")
+    p = subparsers.add_parser("tags", aliases=["ls"], help="list a repository's tags")
     p.add_argument("repository", help="[HOST/]NAMESPACE/REPO")
-    p.add_argument("--filter", metavar="REGEX", help="keep tags matching this")
+    p.add_argument("--filter", metavar="REGEX", type=regex, help="keep tags matching this")
     p.add_argument("--details", "-l", action="store_true", help="with digest, media type and size")
     add_transport_options(p)
     p.set_defaults(func=cmd_tags)

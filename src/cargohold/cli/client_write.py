@@ -30,6 +30,7 @@ from .client_common import (
     platform_of,
     print_json,
     progress_for,
+    regex,
     repository_of,
 )
 
@@ -298,7 +299,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
         ("push", cmd_push, "source", "reference", "push an image from oci:DIR[:TAG] or docker-archive:FILE"),
     ):
-        p = subparsers.add_parser(name, help=text)
+        p = subparsers.add_parser(name, aliases=["cp"] if name == "copy" else [], help=text)
         if name == "pull":
             p.add_argument(first, nargs="+", help="one image, or several into one docker-archive")
         else:
@@ -314,7 +315,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser("sync", help="copy every tag (or tags matching --tags) of a repository")
     p.add_argument("source", help="HOST/REPO")
     p.add_argument("destination", help="HOST/REPO")
-    p.add_argument("--tags", metavar="REGEX", help="only tags fully matching this")
+    p.add_argument("--tags", metavar="REGEX", type=regex, help="only tags fully matching this")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="one platform only (default: all)")
     p.add_argument("--convert-schema2", action="store_true", help=CONVERT_HELP)
     add_transport_options(p)

@@ -51,10 +51,10 @@ COMMANDS: dict[str, str] = {
     "scrub": "cargohold.cli.scrub",
     "mirror": "cargohold.cli.mirror",
     **dict.fromkeys(
-        ("catalog", "tags", "inspect", "manifest", "config", "digest", "check"), "cargohold.cli.client_read"
+        ("catalog", "tags", "ls", "inspect", "manifest", "config", "digest", "check"), "cargohold.cli.client_read"
     ),
     **dict.fromkeys(("login", "logout"), "cargohold.cli.client_login"),
-    **dict.fromkeys(("copy", "pull", "push", "sync", "tag", "delete"), "cargohold.cli.client_write"),
+    **dict.fromkeys(("copy", "cp", "pull", "push", "sync", "tag", "delete"), "cargohold.cli.client_write"),
     "blob": "cargohold.cli.client_blob",
     "cache": "cargohold.cli.cache",
 }
