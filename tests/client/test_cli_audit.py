@@ -42,7 +42,7 @@ def commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> d
 
 def test_every_client_command_takes_json() -> None:
     found = commands(build_parser(CLIENT_MODULES))
-    assert KNOWN <= set(found)  # the walk sees every command (and any added since)
+    assert set(found) >= KNOWN  # the walk sees every command (and any added since)
     assert [name for name, parser in sorted(found.items()) if "--json" not in parser._option_string_actions] == []
 
 
@@ -91,9 +91,9 @@ def test_every_client_command_prints_json(
         "cache info": json_of(capsys, "cache", "info", "--json"),
         "cache prune": json_of(capsys, "cache", "prune", "--json"),
     }
-    if registry.kind == "cargohold":  # Distribution 2.8 deletes by digest only
-        documents["delete"] = json_of(capsys, "delete", "--json", f"{repo}:v3")
-    assert documents["blob get"] == {"digest": str(layer), "size": len(image.blobs[layer]), "output": str(tmp_path / "layer")}
+    documents["delete"] = json_of(capsys, "delete", "--json", f"{repo}:v3")
+    output = str(tmp_path / "layer")
+    assert documents["blob get"] == {"digest": str(layer), "size": len(image.blobs[layer]), "output": output}
     assert (tmp_path / "layer").read_bytes() == image.blobs[layer]
     assert documents["copy"]["digest"] == documents["digest"]["digest"] == str(image.digest)  # type: ignore[index]
     assert documents["manifest"] == json.loads(image.manifest)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -171,6 +173,41 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     code, drawn = run_in_terminal(["copy", f"oci:{tmp_path / 'src'}:v1", f"docker-archive:{tmp_path / 'a.tar'}"])
     assert code == 0, drawn
     assert "copying [" + "#" * 30 + "]" in drawn.decode(errors="replace")
+
+
+def test_layers_stream_through_every_copy(tmp_path: Path) -> None:
+    """No layer is held whole in memory: a 48 MiB layer goes oci -> archive -> archive -> oci -> oci in
+    1 MiB chunks (Python's allocations peak far below the layer's size)."""
+    data = os.urandom(48 * 1024 * 1024)  # an uncompressed layer: stored as it is, OCI manifest both ways
+    layer = Digest.of(data)
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [str(layer)]}}
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MediaType.OCI_MANIFEST,
+            "config": {"mediaType": MediaType.OCI_CONFIG, "digest": str(Digest.of(config)), "size": len(config)},
+            "layers": [{"mediaType": MediaType.OCI_LAYER, "digest": str(layer), "size": len(data)}],
+        },
+        indent=3,
+    ).encode()
+    image = BuiltImage(manifest, Digest.of(manifest), MediaType.OCI_MANIFEST, {layer: data, Digest.of(config): config})
+    write_layout(tmp_path / "src", image, "big")
+    del data, image
+    tracemalloc.start()
+    try:
+        copy_local(LocalLayout(tmp_path / "src", "big"), LocalArchive(tmp_path / "a.tar", "big:1"))
+        copy_local(LocalArchive(tmp_path / "a.tar"), LocalArchive(tmp_path / "b.tar"))
+        result = copy_local(LocalArchive(tmp_path / "b.tar"), LocalLayout(tmp_path / "back"))
+        copy_local(LocalLayout(tmp_path / "back"), LocalLayout(tmp_path / "again"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, peak
+    assert result.digest == Digest.of(manifest)
+    assert OCILayout(tmp_path / "again").resolve(None).digest == Digest.of(manifest)  # no name given, none taken
+    assert Digest.of(OCILayout(tmp_path / "again").blob_path(layer).read_bytes()) == layer
 
 
 def corrupt(path: Path) -> None:

@@ -32,7 +32,7 @@ from typing import IO, Any, Final
 from ..digest import Digest
 from ..formats import Descriptor, MediaType, Platform, parse_manifest
 from ..reference import Reference
-from .blobs import READ_SIZE, ChunkSource, TransferProgress, Verifier
+from .blobs import READ_SIZE, ChunkSource, TransferProgress
 from .cache import BlobCache
 from .errors import DigestMismatch, LayoutError, UnsupportedOperation
 from .image import Node, check_platform, resolve_image
@@ -46,7 +46,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 #: ``blobs/sha256/<hex>`` (docker 25's OCI-layout archives); legacy ``<id>/layer.tar`` names nothing
 _CONTENT_NAME: Final = re.compile(r"(?:sha256:)?([0-9a-f]{64})(?:\.tar|\.tar\.gz|\.json)?")
 
-#: a layer's bytes for the tar being written: (size, chunks); the chunks may verify themselves
+#: a layer's bytes for the tar being written: (size, chunks); the chunks may verify themselves as they end
 LayerSource = Callable[[Descriptor], tuple[int, Iterable[bytes]]]
 
 
@@ -312,14 +312,11 @@ def _entries(tar: tarfile.TarFile, path: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def member_chunks(tar: tarfile.TarFile, name: str, archive: Path, layer: Descriptor) -> Iterator[bytes]:
-    """A member's bytes in chunks, verified at the end against ``layer`` (what :func:`load` hashed)."""
-    verifier = Verifier(f"{archive}: member {name}", layer.digest, layer.size)
+def member_chunks(tar: tarfile.TarFile, name: str, archive: Path) -> Iterator[bytes]:
+    """A member's bytes in chunks (as they are: the reader verifies them against what :func:`load` hashed)."""
     handle = _member(tar, name, archive)
     while block := handle.read(READ_SIZE):
-        verifier.update(block)
         yield block
-    verifier.verify()
 
 
 def load(path: Path, name: str | None = None, *, oci: bool = False) -> ArchiveImage:

@@ -30,7 +30,7 @@ from ..digest import Digest
 from ..formats import Descriptor, Platform, parse_manifest
 from ..reference import Reference, ReferenceError
 from . import archive
-from .blobs import TransferProgress
+from .blobs import TransferProgress, Verifier
 from .errors import LayoutError, UnsupportedOperation
 from .image import Node, blobs_of, check_platform, choose_root, walk
 from .layout import REF_NAME, OCILayout
@@ -58,7 +58,10 @@ LocalImage = LocalLayout | LocalArchive
 
 @dataclass
 class _Source:
-    """What a copy reads: manifests (children first, the root last), and each blob's verified chunks."""
+    """What a copy reads: manifests (children first, the root last), and each blob's chunks.
+
+    The chunks are the bytes as stored; the destination verifies them (once) as they are written.
+    """
 
     what: str
     nodes: list[Node]
@@ -139,7 +142,7 @@ def _layout_source(
         what,
         walk(root, fetch, lambda _: True),
         fetch,
-        lambda d: layout.iter_blob(d.digest, d.size),
+        lambda d: layout.iter_blob(d.digest, d.size, verify=False),
         src.tag or (top.annotations or {}).get(REF_NAME),
         [],
     )
@@ -165,7 +168,7 @@ def _archive_source(
     def chunks(descriptor: Descriptor) -> Iterable[bytes]:
         if descriptor.digest == config_digest:
             return [image.config]
-        return archive.member_chunks(tar, members[descriptor.digest], src.path, descriptor)
+        return archive.member_chunks(tar, members[descriptor.digest], src.path)
 
     parsed = parse_manifest(image.manifest, image.media_type)
     tag = None
@@ -196,7 +199,7 @@ def _to_layout(source: _Source, dst: LocalLayout, progress: TransferProgress | N
                 if advance is not None:
                     advance(descriptor.size)
                 continue
-            layout.write_blob(descriptor.digest, descriptor.size, source.chunks(descriptor), advance)
+            layout.write_blob(descriptor.digest, descriptor.size, source.chunks(descriptor), advance)  # verifies
             written += 1
         for node in source.nodes:
             layout.write_blob_bytes(node.descriptor.digest, node.raw)
@@ -234,7 +237,8 @@ def _to_archive(
         progress.add_total(sum(d.size for d in {d.digest: d for d in layers}.values()))
 
     def open_layer(layer: Descriptor) -> tuple[int, Iterable[bytes]]:
-        return layer.size, _counted(source.chunks(layer), progress)
+        verifier = Verifier(f"{source.what}: blob {layer.digest}", layer.digest, layer.size)
+        return layer.size, _verified(source.chunks(layer), verifier, progress)
 
     entry = archive.SavedImage(f"{root.manifest.config.digest.hex}.json", config, layers, repo_tags)
     archive.write_archive(path, [entry], open_layer)
@@ -242,8 +246,10 @@ def _to_archive(
     return TransferResult(root.descriptor.digest, root.descriptor.media_type, 1, distinct + 1, 0, 0)
 
 
-def _counted(chunks: Iterable[bytes], progress: TransferProgress | None) -> Iterable[bytes]:
+def _verified(chunks: Iterable[bytes], verifier: Verifier, progress: TransferProgress | None) -> Iterable[bytes]:
     for chunk in chunks:
+        verifier.update(chunk)
         if progress is not None:
             progress.advance(len(chunk))
         yield chunk
+    verifier.verify()
