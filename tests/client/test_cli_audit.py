@@ -131,6 +131,7 @@ def test_login_and_logout_print_json(
         (["tag", "{repo}:missing", "new"], ["MANIFEST_UNKNOWN"]),
         (["pull", "{repo}:missing", "oci:{t}/out"], ["MANIFEST_UNKNOWN"]),
         (["pull", "{repo}:v1", "{repo}:v2"], ["pull writes to oci:"]),
+        (["pull", "{repo}:v1", "docker-archive:{t}/nowhere/a.tar"], ["nowhere: no such directory"]),
         (["push", "oci:{t}/nowhere:v1", "{repo}:x"], ["nowhere", "not an OCI image layout"]),
         (["push", "oci:{t}/src:nope", "{repo}:x"], ["no image named 'nope'"]),
         (["push", "docker-archive:{t}/none.tar", "{repo}:x"], ["none.tar"]),

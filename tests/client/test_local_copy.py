@@ -105,6 +105,10 @@ def test_oci_to_docker_archive_to_oci_is_digest_identical(
     # with no :TAG, the copy keeps the source's name
     assert cli(capsys, "copy", f"oci:{tmp_path / 'back'}", f"oci:{tmp_path / 'again'}")[0] == 0
     assert OCILayout(tmp_path / "again").resolve("v2").digest == image.digest
+    # within one layout: a new name for the same image, nothing copied
+    code, out, err = cli(capsys, "copy", "--json", f"oci:{tmp_path / 'again'}:v2", f"oci:{tmp_path / 'again'}:v3")
+    assert code == 0 and json.loads(out)["blobsTransferred"] == 0, err
+    assert OCILayout(tmp_path / "again").tags() == ["v2", "v3"]
 
 
 def test_docker_manifest_round_trip_keeps_config_and_layer_bytes(tmp_path: Path) -> None:
@@ -265,6 +269,7 @@ def test_a_corrupted_docker_archive_is_refused(tmp_path: Path, capsys: pytest.Ca
         ("oci:{t}/src:v9", "docker-archive:{t}/x.tar", ["no image named 'v9'", "have: v1"]),
         ("oci:{t}/src:v1", "oci:{t}/plain:v1", ["plain", "not empty and not an OCI image layout"]),
         ("oci:{t}/src:v1", "docker-archive:{t}/plain", ["plain", "is a directory"]),
+        ("oci:{t}/src:v1", "docker-archive:{t}/nowhere/x.tar", ["nowhere: no such directory"]),
         ("oci:{t}/src:v1", "docker-archive:{t}/x.tar:app@sha256:" + "0" * 64, ["by tag, not digest"]),
         ("oci:{t}/src:v1", "docker-archive:{t}/x.tar:Not/Valid:tag", ["Not/Valid"]),
         ("docker-archive:{t}/none.tar", "oci:{t}/o", ["none.tar", "no such file"]),

@@ -107,6 +107,7 @@ def save_many(
     """
     if not images:
         raise ValueError("no images to save")
+    check_destination(path)
     with (cache or BlobCache()).transfer() as used:
         return _save_many(client, images, path, platform, used, progress)
 
@@ -188,12 +189,21 @@ class _ChunkReader:
             raise LayoutError(f"{what}: longer than its size")
 
 
+def check_destination(path: Path) -> None:
+    """Refuse a path no archive can be written to, before anything is fetched for it."""
+    if path.is_dir():
+        raise LayoutError(f"{path}: is a directory; a docker-archive is a file")
+    if not path.parent.is_dir():
+        raise LayoutError(f"{path.parent}: no such directory")
+
+
 def write_archive(path: Path, entries: list[SavedImage], open_layer: LayerSource) -> None:
     """Write a docker-archive at ``path``: under a temporary name, renamed into place only when complete.
 
     ``open_layer`` streams each distinct layer once; if it raises (a digest
     mismatch), nothing is left at ``path`` or beside it.
     """
+    check_destination(path)
     tmp = path.with_name(f".{path.name}.tmp")
     written: set[Digest] = set()
     repositories: dict[str, dict[str, str]] = {}

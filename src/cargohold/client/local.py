@@ -229,8 +229,7 @@ def _to_archive(
         raise UnsupportedOperation(
             f"{source.what}: {root.manifest.media_type} images cannot be saved as a docker-archive"
         )
-    if path.is_dir():
-        raise LayoutError(f"{path}: is a directory; a docker-archive is a file")
+    archive.check_destination(path)
     config = source.config(root.manifest.config)
     layers = list(root.manifest.layers)
     if progress is not None:
