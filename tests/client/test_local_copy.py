@@ -228,11 +228,15 @@ def test_a_corrupted_blob_in_a_layout_leaves_nothing_behind(
     layout = write_layout(tmp_path / "src", image, "v1")
     corrupt(layout.blob_path(layer_digests(image)[1]))
     src = f"oci:{tmp_path / 'src'}:v1"
-    for dst in (f"docker-archive:{tmp_path / 'out.tar'}", f"oci:{tmp_path / 'out'}:v1"):
+    for dst in (f"docker-archive:{tmp_path / 'out.tar'}", f"oci:{tmp_path / 'out'}:v1", f"oci:{tmp_path / 'a/b/c'}"):
         code, out, err = cli(capsys, "copy", "--json", src, dst)
         one_error(code, err, "digest mismatch", str(layer_digests(image)[1]))
         assert out == ""
         assert leftovers(tmp_path) == ["src"]  # no archive, no temporary file, no half layout
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli(capsys, "copy", src, f"oci:{tmp_path / 'empty'}")
+    one_error(code, err, "digest mismatch")
+    assert leftovers(tmp_path / "empty") == []  # an empty directory given stays, empty
     # into an existing layout: its index is untouched, no tag points at the broken image
     other = build_image((500,))
     write_layout(tmp_path / "out", other, "keep")

@@ -187,6 +187,9 @@ def _to_layout(source: _Source, dst: LocalLayout, progress: TransferProgress | N
     if dst.path.is_dir() and any(dst.path.iterdir()) and not layout.exists():
         raise LayoutError(f"{dst.path}: not empty and not an OCI image layout; refusing to write into it")
     existed, fresh = dst.path.exists(), not layout.exists()
+    top = dst.path.absolute()  # the outermost directory this copy creates, if it creates any
+    while not top.parent.exists():
+        top = top.parent
     needed = blobs_of(source.nodes)
     if progress is not None:
         progress.add_total(sum(d.size for d in needed))
@@ -207,8 +210,8 @@ def _to_layout(source: _Source, dst: LocalLayout, progress: TransferProgress | N
         root = dataclasses.replace(source.root.descriptor, annotations=annotations or None)
         layout.set_tag(dst.tag or source.tag, root)
     except BaseException:
-        if fresh:  # take back what this copy made: the directory, or what it wrote into an empty one
-            for made in [dst.path] if not existed else list(dst.path.iterdir()):
+        if fresh:  # take back what this copy made: the directories, or what it wrote into an empty one
+            for made in [top] if not existed else list(dst.path.iterdir()):
                 if made.is_dir():
                     shutil.rmtree(made, ignore_errors=True)
                 else:
