@@ -26,6 +26,8 @@ def cmd_blob_get(args: argparse.Namespace) -> int:
     to_file = bool(args.output and args.output != "-")
     if args.json and not to_file:
         raise ValueError("blob get --json needs --output FILE: without it, the blob's bytes are the output")
+    if to_file and not Path(args.output).absolute().parent.is_dir():
+        raise ValueError(f"{Path(args.output).absolute().parent}: no such directory")
     with make_client(args) as client:
         if to_file:
             target = Path(args.output)

@@ -135,6 +135,9 @@ def platform_of(args: argparse.Namespace) -> Platform | None:
 
 def transport_options(args: argparse.Namespace) -> TransportOptions:
     """:class:`TransportOptions` from the common flags."""
+    for flag, name in (("--ca-cert", args.ca_cert), ("--cert", args.cert), ("--key", args.key)):
+        if name and not Path(name).is_file():  # else the TLS library's error names no file
+            raise ValueError(f"{flag} {name}: no such file")
     cert: str | tuple[str, str] | None = None
     if args.cert:
         cert = (args.cert, args.key) if args.key else args.cert
