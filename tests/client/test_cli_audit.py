@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 from pathlib import Path
@@ -125,6 +126,9 @@ def test_login_and_logout_print_json(
         (["catalog", "-r", "(", "{host}"], ["--repository-filter", "invalid regular expression"]),
         (["catalog", "-n", "*", "{host}"], ["--namespace-filter", "invalid regular expression"]),
         (["sync", "--tags", "+", "{repo}", "{repo}-copy"], ["--tags", "invalid regular expression"]),
+        (["catalog", "{repo}"], ["catalog lists a registry (HOST[:PORT]), not a repository"]),
+        (["login", "{host}", "-u", "someone", "-p", ""], ["a password is required"]),
+        (["login", "{host}", "-u", "someone", "--password-stdin"], ["a password is required"]),
         (["inspect", "{repo}:missing"], ["MANIFEST_UNKNOWN"]),
         (["digest", "{repo}:missing"], ["MANIFEST_UNKNOWN"]),
         (["check", "{repo}:missing"], ["MANIFEST_UNKNOWN"]),
@@ -153,9 +157,11 @@ def test_bad_input_gives_one_error_line(
     registry: RunningRegistry,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     argv: list[str],
     words: list[str],
 ) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))  # an empty line, for --password-stdin
     write_layout(tmp_path / "src", build_image((100,)), "v1")
     repo = registry.ref(registry.repo("bad")).rpartition(":")[0]
     assert cli(capsys, "push", f"oci:{tmp_path / 'src'}:v1", f"{repo}:v1")[0] == 0

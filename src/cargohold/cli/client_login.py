@@ -16,7 +16,7 @@ from .client_common import add_json_option, add_transport_options, command, prin
 @command
 def cmd_login(args: argparse.Namespace) -> int:
     registry = args.registry.removeprefix("https://").removeprefix("http://").rstrip("/")
-    if not sys.stdin.isatty() and not (args.username and (args.password or args.password_stdin)):
+    if not sys.stdin.isatty() and not (args.username and (args.password is not None or args.password_stdin)):
         # as docker: no prompting without a terminal (input() would meet the end of the stream)
         raise ValueError(
             "cannot prompt for credentials: standard input is not a terminal; "
@@ -26,7 +26,9 @@ def cmd_login(args: argparse.Namespace) -> int:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
-        password = args.password or getpass.getpass("Password: ")
+        password = args.password if args.password is not None else getpass.getpass("Password: ")
+    if not password:
+        raise ValueError("a password is required (none was given)")
     credentials = Credentials(username, password)
     options = dataclasses.replace(transport_options(args), retries=0)  # a person at the prompt retries
     with RegistryClient(keychain=StaticKeychain(credentials), options=options) as client:

@@ -29,6 +29,8 @@ from .client_common import (
 @command
 def cmd_catalog(args: argparse.Namespace) -> int:
     registry = args.registry.removeprefix("docker://").rstrip("/")
+    if "/" in registry:
+        raise ValueError(f"{registry!r}: catalog lists a registry (HOST[:PORT]), not a repository")
     with make_client(args) as client:
         if args.namespaces:
             names = client.get_namespaces(registry, args.namespace_filter)
