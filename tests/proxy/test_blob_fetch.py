@@ -77,9 +77,25 @@ async def read_all(chunks: AsyncIterator[bytes]) -> bytes:
     return b"".join([chunk async for chunk in chunks])
 
 
+@pytest.fixture(params=["whole", "streamed"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How small blobs are fetched: whole before they are sent (the default), or streamed as large ones are."""
+    if request.param == "streamed":
+        monkeypatch.setattr(blob_fetch, "WHOLE_FIRST", 0)
+    return str(request.param)
+
+
+@pytest.fixture
+def streamed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(blob_fetch, "WHOLE_FIRST", 0)
+
+
 async def fetch_all(fetches: BlobFetches, upstream: Upstream, image: PushedImage, digest: str,
                     repository: str = LOCAL) -> bytes:
     size, chunks = await fetches.fetch(repository, Digest.parse(digest), upstream, image.repository)
+    if chunks is None:  # stored and linked already: the server sends the stored file
+        assert await fetches.meta.linked_blob_size(repository, digest) == size
+        chunks = fetches.store.read(Digest.parse(digest))
     data = await read_all(chunks)
     assert len(data) == size
     await fetches.idle()  # the last bytes go out once verified; the commit follows
@@ -91,7 +107,7 @@ def big_image(server: UpstreamServer, size: int = 6 << 20) -> PushedImage:
 
 
 def test_a_blob_is_fetched_once_stored_verified_and_linked(
-    distribution_upstream: UpstreamServer, tmp_path: Path
+    distribution_upstream: UpstreamServer, tmp_path: Path, mode: str
 ) -> None:
     image = distribution_upstream.push_image()
     layer = image.layers[0]
@@ -120,7 +136,7 @@ def test_a_blob_is_fetched_once_stored_verified_and_linked(
 
 
 def test_twenty_concurrent_requests_cause_one_upstream_get(
-    distribution_upstream: UpstreamServer, tmp_path: Path
+    distribution_upstream: UpstreamServer, tmp_path: Path, mode: str
 ) -> None:
     image = big_image(distribution_upstream)
     layer = image.layers[0]
@@ -141,7 +157,7 @@ def test_twenty_concurrent_requests_cause_one_upstream_get(
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
 def test_two_workers_over_one_database_cause_one_upstream_get(
-    distribution_upstream: UpstreamServer, tmp_path: Path, database: str, request: pytest.FixtureRequest
+    distribution_upstream: UpstreamServer, tmp_path: Path, database: str, request: pytest.FixtureRequest, mode: str
 ) -> None:
     url = request.getfixturevalue("postgres").migrated_database() if database == "postgres" else None
     image = big_image(distribution_upstream, 2 << 20)
@@ -183,7 +199,7 @@ def test_a_lapsed_lease_is_taken_over(distribution_upstream: UpstreamServer, tmp
 
 
 def test_a_leader_that_goes_away_does_not_stop_the_fetch(
-    distribution_upstream: UpstreamServer, tmp_path: Path
+    distribution_upstream: UpstreamServer, tmp_path: Path, streamed: None
 ) -> None:
     image = big_image(distribution_upstream)
     layer = image.layers[0]
@@ -213,7 +229,7 @@ def test_a_leader_that_goes_away_does_not_stop_the_fetch(
 
 
 def test_a_reader_behind_the_window_reads_the_rest_from_the_store(
-    distribution_upstream: UpstreamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    distribution_upstream: UpstreamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: None
 ) -> None:
     monkeypatch.setattr(blob_fetch, "WINDOW", 256 << 10)
     image = big_image(distribution_upstream, 4 << 20)
@@ -235,7 +251,7 @@ def test_a_reader_behind_the_window_reads_the_rest_from_the_store(
 
 
 def test_wrong_bytes_are_not_stored_and_the_stream_is_cut_short(
-    distribution_upstream: UpstreamServer, tmp_path: Path
+    distribution_upstream: UpstreamServer, tmp_path: Path, streamed: None
 ) -> None:
     image = big_image(distribution_upstream, 3 << 20)
     layer = image.layers[0]
@@ -265,6 +281,87 @@ def test_wrong_bytes_are_not_stored_and_the_stream_is_cut_short(
 
     asyncio.run(run())
     assert distribution_upstream.gets(image.repository, "blobs", layer) == 2
+
+
+def test_a_request_that_goes_away_does_not_stop_a_whole_fetch(
+    distribution_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """The client of a small blob's fetch leaves while it is fetched whole: the fetch goes on, and a second
+    request, from another repository, is answered from the store when it ends."""
+    image = big_image(distribution_upstream, 2 << 20)
+    layer = image.layers[0]
+
+    async def run() -> bytes:
+        async with local(tmp_path) as place:
+            fetches = place.worker()
+            upstream = Upstream(distribution_upstream.settings())
+            try:
+                first = asyncio.create_task(fetches.fetch(LOCAL, Digest.parse(layer), upstream, image.repository))
+                while not fetches._fetches:
+                    await asyncio.sleep(0)
+                first.cancel()
+                data = await fetch_all(fetches, upstream, image, layer, repository="cache/other")
+                assert await place.meta.linked_blob_size(LOCAL, layer) == len(image.blobs[layer])
+                return data
+            finally:
+                await upstream.close()
+
+    assert asyncio.run(run()) == image.blobs[layer]
+    assert distribution_upstream.gets(image.repository, "blobs", layer) == 1
+
+
+def test_wrong_bytes_fetched_whole_are_an_error_before_any_byte(
+    distribution_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """A small blob is verified before its first byte goes out: the request fails outright (the client gets
+    an error status, not a short body), nothing is stored, and the next request fetches again."""
+    image = big_image(distribution_upstream, 3 << 20)
+    layer = image.layers[0]
+    data_file = distribution_upstream.blob_file(layer)
+    good = data_file.read_bytes()
+    data_file.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))
+
+    async def run() -> None:
+        async with local(tmp_path) as place:
+            fetches = place.worker()
+            upstream = Upstream(distribution_upstream.settings())
+            try:
+                with pytest.raises(UpstreamError, match="hash to"):
+                    await fetches.fetch(LOCAL, Digest.parse(layer), upstream, image.repository)
+                await fetches.idle()
+                await place.nothing_stored(Digest.parse(layer))
+                data_file.write_bytes(good)
+                assert await fetch_all(fetches, upstream, image, layer) == image.blobs[layer]
+            finally:
+                await upstream.close()
+
+    asyncio.run(run())
+    assert distribution_upstream.gets(image.repository, "blobs", layer) == 2
+
+
+def test_a_short_body_fetched_whole_is_an_error_and_nothing_is_kept(
+    distribution_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """An upstream whose body is shorter than its Content-Length (the connection cut): an error, no blob."""
+    image = big_image(distribution_upstream, 1 << 20)
+    layer = image.layers[0]
+    data_file = distribution_upstream.blob_file(layer)
+    data_file.write_bytes(data_file.read_bytes()[: -1000])  # Distribution announces the size it stored
+
+    async def run() -> None:
+        async with local(tmp_path) as place:
+            fetches = place.worker()
+            upstream = Upstream(distribution_upstream.settings())
+            try:
+                with pytest.raises(UpstreamError) as caught:
+                    await fetches.fetch(LOCAL, Digest.parse(layer), upstream, image.repository)
+                await fetches.idle()
+                assert "before the end" in str(caught.value)
+                await place.nothing_stored(Digest.parse(layer))
+            finally:
+                await upstream.close()
+
+    asyncio.run(run())
 
 
 def test_a_stored_blob_is_linked_after_a_head_without_a_get(

@@ -80,6 +80,10 @@ async def get_blob(registry: Registry, request: Request) -> Response:
         digest, size = await registry.blob_size(request.params["name"], request.params["digest"])
     except BlobUnknown:
         return await _pull_through_blob(registry, request)
+    return await _stored_blob(registry, request, digest, size)
+
+
+async def _stored_blob(registry: Registry, request: Request, digest: Digest, size: int) -> Response:
     status, start, length = _span(request, size)
     body = await registry.blob_body(digest, start, length)
     if start == 0 and request.method == "GET":  # a download counts once, not once per range of it
@@ -98,6 +102,8 @@ async def _pull_through_blob(registry: Registry, request: Request) -> Response:
         _, size = await registry.pull_through_blob_size(name, digest_text)
         status, start, length = _span(request, size)
     digest, size, chunks = await registry.pull_through_blob(name, digest_text, start, length)
+    if chunks is None:  # fetched and linked already
+        return await _stored_blob(registry, request, digest, size)
     if start == 0 and request.method == "GET":
         registry.blob_pulled(name, digest, size)
     response = Response(status, length=size if length is None else length, stream=chunks)

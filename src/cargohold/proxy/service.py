@@ -98,7 +98,7 @@ class ProxyingRegistry(Registry):
 
     async def pull_through_blob(
         self, repository: str, digest_text: str, start: int = 0, length: int | None = None,
-    ) -> tuple[Digest, int, AsyncIterator[bytes]]:
+    ) -> tuple[Digest, int, AsyncIterator[bytes] | None]:
         digest = parse_digest(digest_text)
         found = self._proxied(repository)
         if found is None:

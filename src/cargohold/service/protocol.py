@@ -53,9 +53,10 @@ class RegistryService(Protocol):
 
     async def pull_through_blob(
         self, repository: str, digest_text: str, start: int = 0, length: int | None = None,
-    ) -> tuple[Digest, int, AsyncIterator[bytes]]:
+    ) -> tuple[Digest, int, AsyncIterator[bytes] | None]:
         """A blob the repository does not link, fetched from its upstream (and cached, unless a range of it
-        is asked for): its digest, its whole size, and the bytes ``start`` .. ``start + length``."""
+        is asked for): its digest, its whole size, and the bytes ``start`` .. ``start + length``; or None
+        for the bytes once the repository links the blob: it is then sent as any stored blob is."""
         ...
 
     def blob_pulled(self, repository: str, digest: Digest, size: int) -> None:

@@ -81,7 +81,7 @@ class Registry:
 
     async def pull_through_blob(
         self, repository: str, digest_text: str, start: int = 0, length: int | None = None,
-    ) -> tuple[Digest, int, AsyncIterator[bytes]]:
+    ) -> tuple[Digest, int, AsyncIterator[bytes] | None]:
         raise BlobUnknown(detail={"digest": str(parse_digest(digest_text))})
 
     async def blob_body(self, digest: Digest, start: int = 0, length: int | None = None) -> BlobBody:

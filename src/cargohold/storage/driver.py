@@ -82,7 +82,9 @@ class Written(NamedTuple):
 class BlobWriter(Protocol):
     """Appends one request's bytes to an upload. Blocking; call from a worker thread."""
 
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes | memoryview) -> None:
+        """Append ``data``; read only during the call (the caller may reuse a buffer after)."""
+        ...
 
     def close(self) -> Written:
         """End this request's writes; the bytes may still be on their way to stable storage

@@ -143,7 +143,7 @@ class _FileWriter:
         self._end = start  # offset after the last write
         self._kicked = start  # writeback was started for the bytes before this offset
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         with _space_checked():
             self._file.write(data)
             self._end += len(data)

@@ -100,11 +100,16 @@ class ResumableHasher:
         """Whether states can be saved on this machine."""
         return _LIB is not None
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | bytearray | memoryview) -> None:
         if self._fallback is not None:
             self._fallback.update(data)
-        else:
-            getattr(_LIB, _PREFIX[self.algorithm] + "_Update")(self._ctx, data, len(data))
+            return
+        if not isinstance(data, bytes):
+            try:  # a reused buffer: read where it is, not copied into bytes first
+                data = (ctypes.c_char * len(data)).from_buffer(data)  # type: ignore[assignment]
+            except TypeError:  # read-only
+                data = bytes(data)
+        getattr(_LIB, _PREFIX[self.algorithm] + "_Update")(self._ctx, data, len(data))
 
     def state(self) -> bytes | None:
         """The context as bytes (after the versioned header), to pass back to the constructor later."""

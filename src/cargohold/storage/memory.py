@@ -41,7 +41,7 @@ class _MemoryWriter:
         self._upload = upload
         self._start = start
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         with self._store._mutex:
             self._upload.data += data
             self._upload.changed = time.time()

@@ -590,7 +590,7 @@ class _Writer:
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         store = self._store
         limit = store.max_size
         if self._size + len(data) > limit:
