@@ -168,8 +168,10 @@ def test_bad_input_is_one_line_and_writes_nothing(
 
 
 def test_changes_apply_as_docker_would() -> None:
-    config = {"architecture": "amd64", "config": {"Env": ["A=1", "B=2"], "Cmd": ["sh"], "Labels": {"x": "1"}},
-              "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "0" * 64]}, "history": [{"created_by": "x"}]}
+    config: dict[str, Any] = {
+        "architecture": "amd64", "config": {"Env": ["A=1", "B=2"], "Cmd": ["sh"], "Labels": {"x": "1"}},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "0" * 64]}, "history": [{"created_by": "x"}],
+    }
     changed = ConfigChanges(labels={"y": "2"}, env={"B": "3", "C": "4"}, cmd=()).apply(config)
     assert changed["config"] == {"Env": ["A=1", "B=3", "C=4"], "Cmd": None, "Labels": {"x": "1", "y": "2"}}
     assert changed["rootfs"] is config["rootfs"] and changed["history"] is config["history"]
