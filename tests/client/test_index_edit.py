@@ -230,12 +230,13 @@ def test_skopeo_and_podman_read_the_indexes(
             raw = tools.skopeo.inspect_raw(f"docker://{ref}")
             assert Digest.of(raw) == Digest.parse(result["digest"])
             assert json.loads(raw)["mediaType"] == result["mediaType"]
+            assert json.loads(raw)["manifests"][1]["digest"] == str(arm64.digest)
             shown = json.loads(tools.skopeo.out("--override-arch", "arm64", "--override-variant", "v8", "inspect",
                                                 "--tls-verify=false", f"docker://{ref}"))
             assert shown["Labels"] == {"arch": "arm64"}
             tools.podman.run("pull", "-q", "--tls-verify=false", "--arch", "arm64", "--variant", "v8", ref)
             pulled = json.loads(tools.podman.out("image", "inspect", ref))[0]
             assert pulled["Architecture"] == "arm64" and pulled["Labels"] == {"arch": "arm64"}
-            assert pulled["Digest"] == str(arm64.digest)
+            assert pulled["Digest"] == result["digest"]  # the index it was pulled through
     finally:
         tools.close()
