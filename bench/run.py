@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import gc, images, proxy, s3, workloads
+from . import edit, gc, images, proxy, s3, workloads
 from .servers import SRC, Server, missing_tools
 from .table import cell as _cell
 from .workloads import Sizes
@@ -40,7 +40,7 @@ NGINX = "nginx"
 RAW = "raw"
 #: the scale-out phases (bench/s3.py) need PostgreSQL 15 and SeaweedFS, as the tests do; not run by default
 S3_PHASES = ("s3", "pg-listings", "replicas")
-PHASES = ("compare", "memory", "workers", "clients", "large", "events", "gc", "proxy")
+PHASES = ("compare", "memory", "workers", "clients", "large", "events", "gc", "proxy", "edit")
 
 
 @dataclass(frozen=True)
@@ -548,6 +548,7 @@ def render(results: Results, command: str, runs: int) -> str:
         out.append(comparison_table(results, "events", EVENTS_ROWS, (HELD, NONE)))
     out += _gc_lines(results)
     out += proxy.render(results)
+    out += edit.render(results)
     large = results.samples.get("large")
     if large:
         n = results.notes.get("large", {})
@@ -648,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
             gc.phase_gc(work / "gc", sizes, runs, results, say)
         if "proxy" in phases:
             proxy.phase_proxy(work / "proxy", sizes, runs, results, say)
+        if "edit" in phases:
+            edit.phase_edit(work / "edit", sizes, runs, results, say)
         if "s3" in phases:
             s3.phase_s3(work, sizes, runs, results, say)
         if "pg-listings" in phases:
