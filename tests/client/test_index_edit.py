@@ -165,6 +165,8 @@ def test_add_and_remove_entries(
 
     indexed(capsys, "add", target, refs["amd64"])
     before = client.head_manifest(Reference.parse(target)).digest
+    artifact = with_config(build_image((100,)), {"os": None, "architecture": None})  # no platform: not an image
+    put_image(client, tmp_path, artifact, registry.ref(repo, "artifact"))
     cases = {
         ("remove", target, str(arm64.digest)): f"no entry {arm64.digest} in the index",
         ("remove", target, "--platform", "linux/s390x"): "no entry for platform linux/s390x in the index "
@@ -175,6 +177,7 @@ def test_add_and_remove_entries(
         ("add", refs["amd64"], refs["arm64"]): "is an image (application/vnd.oci.image.manifest.v1+json), not an index",
         ("add", registry.ref(repo, "missing"), refs["arm64"]): "missing",
         ("create", registry.ref(repo, "x"), registry.ref(repo, "missing")): "missing",
+        ("create", registry.ref(repo, "x"), registry.ref(repo, "artifact")): "names no os and architecture",
     }
     for argv, message in cases.items():
         assert message in refused(capsys, "index", *argv), argv
