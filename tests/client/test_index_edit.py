@@ -213,6 +213,27 @@ def test_mutate_refuses_an_index_inside_an_index(
     assert "an index inside an index cannot be mutated" in err
 
 
+def test_mutate_leaves_attestations_as_they_are(
+    registry: RunningRegistry, client: RegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    amd64 = build_image((1000,))
+    attestation, entry = attestation_of(amd64)
+    base = build_index({AMD64: amd64})
+    raw = json.loads(base.manifest)
+    raw["manifests"].append(entry)
+    data = json.dumps(raw).encode()
+    ref = registry.ref(registry.repo("index"))
+    blobs = {**base.blobs, **attestation.blobs, attestation.digest: attestation.manifest}
+    put_image(client, tmp_path, BuiltImage(data, Digest.of(data), MediaType.OCI_INDEX, blobs), ref)
+    code, out, err = run(capsys, "mutate", ref, "--label", "a=b", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert [i["platform"] for i in result["images"]] == ["linux/amd64"]
+    entries = document(client, Reference.parse(ref))["manifests"]
+    assert entries[0]["digest"] == result["images"][0]["digest"] != str(amd64.digest)
+    assert entries[1] == entry
+
+
 @requires_tool("skopeo")
 @requires_tool("podman")
 def test_skopeo_and_podman_read_the_indexes(

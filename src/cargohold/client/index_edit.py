@@ -30,7 +30,7 @@ from .registry import RawManifest, RegistryClient
 #: the output formats of :func:`index_create`
 FORMATS: Final = {"oci": MediaType.OCI_INDEX, "docker": MediaType.DOCKER_MANIFEST_LIST}
 #: buildkit's attestation manifests sit in an index under this platform, naming their image by annotation
-_UNKNOWN: Final = Platform("unknown", "unknown")
+ATTESTATION_PLATFORM: Final = Platform("unknown", "unknown")
 _REFERENCE_DIGEST: Final = "vnd.docker.reference.digest"
 
 
@@ -207,7 +207,7 @@ def _write(
 
 
 def _same_platform(a: Platform | None, b: Platform | None) -> bool:
-    return a is not None and b is not None and a != _UNKNOWN and a == b
+    return a is not None and b is not None and a != ATTESTATION_PLATFORM and a == b
 
 
 def index_create(

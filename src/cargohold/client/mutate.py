@@ -13,6 +13,7 @@ given; one in another repository of the same registry gets the layers by cross-r
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +24,8 @@ from ..formats import Descriptor, MediaType, Platform, is_index, is_schema1
 from ..reference import Reference
 from .errors import ClientError, UnsupportedOperation
 from .image import check_platform, select_platform
-from .index_edit import bring, compact, mount_blobs, same_registry
+from .index_edit import ATTESTATION_PLATFORM, bring, compact, mount_blobs, same_registry
 from .registry import RawManifest, RegistryClient
-
-_UNKNOWN = Platform("unknown", "unknown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +201,7 @@ def _mutate_index(
     chosen = (
         {select_platform(index, platform).digest}
         if platform is not None
-        else {c.digest for c in index.manifests if c.platform != _UNKNOWN}
+        else {c.digest for c in index.manifests if c.platform != ATTESTATION_PLATFORM}
     )
     document = _load(top.raw, f"index {source}")
     entries: list[dict[str, Any]] = list(document.get("manifests") or [])
@@ -232,8 +231,6 @@ def _mutate_index(
 
 def parse_command(text: str, what: str) -> tuple[str, ...]:
     """``--entrypoint``/``--cmd``: a JSON array (exec form), or words split as a shell would; ``""`` clears."""
-    import shlex
-
     if text.lstrip().startswith("["):
         try:
             value = json.loads(text)
