@@ -79,6 +79,7 @@ def test_mutate_rewrites_the_config_and_moves_no_layer(
     assert manifest["layers"] == json.loads(image.manifest)["layers"]  # every layer reused as it was
     assert manifest["annotations"] == {"org.opencontainers.image.version": "2"}
     assert result["images"][0]["config"] == manifest["config"]["digest"]
+    assert result["images"][0]["platform"] == "linux/amd64"  # from the config
     after = config_of(client, ref)
     assert after["config"] == {
         "Env": ["PATH=/bin", "MODE=a=b"],  # replaced in place, then appended

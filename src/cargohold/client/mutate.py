@@ -12,6 +12,7 @@ given; one in another repository of the same registry gets the layers by cross-r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from ..formats import Descriptor, MediaType, Platform, is_index, is_schema1
 from ..reference import Reference
 from .errors import ClientError, UnsupportedOperation
 from .image import check_platform, select_platform
-from .index_edit import ATTESTATION_PLATFORM, bring, compact, mount_blobs, same_registry
+from .index_edit import ATTESTATION_PLATFORM, bring, compact, mount_blobs, platform_of_config, same_registry
 from .registry import RawManifest, RegistryClient
 
 
@@ -116,9 +117,11 @@ def _mutate_image(
     raw: RawManifest,
     changes: ConfigChanges,
     platform: Platform | None,
+    want: Platform | None = None,
 ) -> tuple[MutatedImage, bytes, int]:
     """Write the changed config to ``target``'s repository and return the new manifest's bytes (not yet
-    written), with the blobs mounted for it."""
+    written), with the blobs mounted for it. ``platform`` is the image's entry in its index, if any;
+    ``want``, the platform asked for, which the image must be for."""
     if is_index(raw.media_type):
         raise UnsupportedOperation(f"{source}: an index inside an index cannot be mutated; name its images")
     manifest = raw.parse()
@@ -130,8 +133,13 @@ def _mutate_image(
         )
     document = _load(raw.raw, f"manifest {source}")
     config = manifest.config
+    old = client.read_blob(source, config.digest)
+    if want is not None:
+        check_platform(want, old, str(source))
+    if platform is None:
+        with contextlib.suppress(ClientError):  # an artifact's config names none
+            platform = platform_of_config(old, str(source))
     if changes.touches_config:
-        old = client.read_blob(source, config.digest)
         new = compact(changes.apply(_load(old, f"config {config.digest}")))
         config = Descriptor(config.media_type, Digest.of(new), len(new))
         if config.digest != manifest.config.digest and client.blob_size(target, config.digest) is None:
@@ -177,11 +185,7 @@ def mutate(
         )
     source = ref.with_digest(top.digest)
     if not is_index(top.media_type):
-        if platform is not None:
-            config = top.parse().config
-            if config is not None:
-                check_platform(platform, client.read_blob(source, config.digest), str(ref))
-        image, written, mounted = _mutate_image(client, source, target, top, changes, platform)
+        image, written, mounted = _mutate_image(client, source, target, top, changes, None, platform)
         where = _put_tagged(client, target, written, top.media_type)
         return MutateResult(where, top.media_type, len(written), (image,), mounted)
     return _mutate_index(client, source, target, top, changes, platform)
