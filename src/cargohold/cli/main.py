@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.client_login",
     "cargohold.cli.client_write",
     "cargohold.cli.client_blob",
+    "cargohold.cli.client_artifact",
     "cargohold.cli.cache",
 )
 
@@ -56,6 +57,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("login", "logout"), "cargohold.cli.client_login"),
     **dict.fromkeys(("copy", "cp", "pull", "push", "sync", "tag", "delete"), "cargohold.cli.client_write"),
     "blob": "cargohold.cli.client_blob",
+    **dict.fromkeys(("artifact", "referrers"), "cargohold.cli.client_artifact"),
     "cache": "cargohold.cli.cache",
 }
 
