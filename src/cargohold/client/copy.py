@@ -173,6 +173,7 @@ def copy_referrers(
     """
     seen = set() if seen is None else seen
     tags = set(source_tags)
+    src, dst = Reference(src.registry, src.repository), Reference(dst.registry, dst.repository)  # by digest only
     brought: list[Digest] = []
     level = [s for s in subjects if s not in seen]
     for _ in range(depth):
