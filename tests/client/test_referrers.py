@@ -14,7 +14,7 @@ import pytest
 from cargohold.client import Reference, RegistryClient
 from cargohold.client.artifact import ArtifactFile, PushedArtifact, push_artifact
 from cargohold.client.copy import copy, copy_referrers
-from cargohold.client.errors import RegistryResponseError
+from cargohold.client.errors import ClientError, RegistryResponseError
 from cargohold.client.ops import delete_manifest
 from cargohold.client.referrers import fallback_tag, referrers
 from cargohold.digest import Digest
@@ -26,11 +26,12 @@ from .test_artifacts import SBOM, SIGNATURE, oras_client, oras_oci, push_image, 
 
 
 def attach(client: RegistryClient, subject: Reference, artifact_type: str, tmp_path: Path, content: bytes,
-           tag: str | None = None) -> PushedArtifact:
+           tag: str | None = None, annotations: dict[str, str] | None = None) -> PushedArtifact:
     """An artifact of one file (``content``) referring to ``subject``."""
     file = write(tmp_path / "files" / os.urandom(4).hex() / "payload.json", content)
     target = Reference(subject.registry, subject.repository, tag, None)
-    return push_artifact(client, target, [ArtifactFile(file, artifact_type)], artifact_type, subject=subject)
+    return push_artifact(client, target, [ArtifactFile(file, artifact_type)], artifact_type, subject=subject,
+                         annotations=annotations)
 
 
 def fallback_index(client: RegistryClient, repo: Reference, subject: Digest) -> dict[str, Any] | None:
@@ -64,8 +65,11 @@ def test_referrers_through_the_api_or_the_tag_schema(
     image = push_image(client, registry, tmp_path)
     digest = subject_digest(client, image)
     sbom = attach(client, image, SBOM, tmp_path, b'{"sbom": 1}')
-    signature = attach(client, image, SIGNATURE, tmp_path, b'{"sig": 1}', tag="signed")
+    signature = attach(client, image, SIGNATURE, tmp_path, b'{"sig": 1}', tag="signed",
+                       annotations={"org.example.signer": "ci"})
     found = referrers(client, image, digest)
+    assert [d.annotations for d in found.manifests if d.digest == signature.digest] == \
+        [{"org.example.signer": "ci"}]
     assert found.via == ("api" if registry.kind == "cargohold" else "tag")
     assert sorted(str(d.digest) for d in found.manifests) == sorted([str(sbom.digest), str(signature.digest)])
     assert [d.digest for d in referrers(client, image, digest, SIGNATURE).manifests] == [signature.digest]
@@ -74,6 +78,8 @@ def test_referrers_through_the_api_or_the_tag_schema(
         assert index is None and sorted(client.tags(image)) == ["signed", "v1"]
     else:
         assert_valid_index(index, [(sbom.digest, SBOM), (signature.digest, SIGNATURE)])
+        assert "annotations" not in index["manifests"][0]  # type: ignore[index]
+        assert index["manifests"][1]["annotations"] == {"org.example.signer": "ci"}  # type: ignore[index]
         assert sorted(client.tags(image)) == sorted(["signed", "v1", fallback_tag(digest)])
 
 
@@ -165,6 +171,19 @@ def test_copy_referrers_from_cargohold_to_distribution_and_back(
     without = Reference.parse(registry.ref(registry.repo("plain"), "1.0"))
     assert copy(client, index, without, all_platforms=True).referrers == ()
     assert referrers(client, without, subject_digest(client, without)).manifests == []
+
+
+
+def test_a_tag_of_the_schema_s_name_that_is_no_index_is_never_overwritten(
+    distribution: RunningRegistry, client: RegistryClient, tmp_path: Path
+) -> None:
+    image = push_image(client, distribution, tmp_path)
+    digest = subject_digest(client, image)
+    squatter = client.get_manifest(image)
+    client.put_manifest(image.with_tag(fallback_tag(digest)), squatter.raw, squatter.media_type)
+    with pytest.raises(ClientError, match="not the image index"):
+        attach(client, image, SBOM, tmp_path, b'{"sbom": "squatted"}')
+    assert client.get_manifest(image.with_tag(fallback_tag(digest))).raw == squatter.raw
 
 
 def test_a_referrer_copied_on_its_own_still_gets_its_index(

@@ -112,11 +112,14 @@ def _fallback_index(client: RegistryClient, repository: Reference, subject: Dige
     """The entries of the tag schema's index for ``subject``, or None when there is no such tag."""
     ref = repository.with_tag(fallback_tag(subject))
     try:
-        index = client.get_manifest(ref, accept=OCI_INDEX)
+        index = client.get_manifest(ref)  # any type: Distribution hides a manifest of a type not accepted
     except RegistryResponseError as exc:
         if exc.status == 404:
             return None
         raise
+    if index.media_type != OCI_INDEX:  # a tag of that name that is not the schema's: never overwritten
+        raise ClientError(f"{ref}: a {index.media_type or 'manifest'}, not the image index the referrers tag "
+                          "schema keeps under that tag")
     return _descriptors(index.raw, str(ref))
 
 
@@ -136,7 +139,10 @@ def put_manifest(client: RegistryClient, ref: Reference, raw: bytes, media_type:
     subject = subject_of(raw, media_type, manifest)
     if subject is not None and SUBJECT_HEADER not in headers:
         parsed = manifest or parse_manifest(raw, media_type)
-        record(client, ref, subject, parsed.descriptor())
+        try:
+            record(client, ref, subject, parsed.descriptor())
+        except ClientError as exc:
+            raise ClientError(f"{digest} was pushed, but its subject's referrers tag was not updated: {exc}") from None
     return digest
 
 
