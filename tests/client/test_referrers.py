@@ -260,3 +260,19 @@ def test_referrers_lists_what_oras_py_attached(
     assert found.via == "api"
     assert [d.digest for d in found.manifests] == [subject_digest(client, image.with_tag("note"))]
     assert found.manifests[0].artifact_type == "application/vnd.example.note"
+
+
+def test_a_stale_tag_schema_index_does_not_stop_a_copy(
+    registry: RunningRegistry, distribution: RunningRegistry, client: RegistryClient, tmp_path: Path
+) -> None:
+    """An index (written by a tool that never cleans up) listing a referrer deleted since: the image and its
+    live referrers are copied, the dead one is passed over."""
+    image = push_image(client, distribution, tmp_path)
+    digest = subject_digest(client, image)
+    live = attach(client, image, SBOM, tmp_path, b'{"live": 1}')
+    dead = attach(client, image, SIGNATURE, tmp_path, b'{"dead": 1}')
+    client.delete_manifest(image.with_digest(dead.digest))  # the bare API call: the index is left as it was
+    assert len(fallback_index(client, image, digest)["manifests"]) == 2  # type: ignore[index]
+    there = Reference.parse(registry.ref(registry.repo("stale"), "v1"))
+    assert copy(client, image, there, referrers=True).referrers == (live.digest,)
+    assert [d.digest for d in referrers(client, there, digest).manifests] == [live.digest]

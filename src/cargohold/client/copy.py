@@ -203,11 +203,15 @@ def copy_referrers(
 
 def _copy_digest_tags(client: RegistryClient, src: Reference, dst: Reference, subject: Digest,
                       tags: set[str]) -> None:
-    names = cosign_tags(subject, tags)
-    if fallback_tag(subject) in tags and not _has_tag(client, dst.with_tag(fallback_tag(subject))):
-        names.append(fallback_tag(subject))
-    for name in names:
+    for name in cosign_tags(subject, tags):
         copy(client, src.with_tag(name), dst.with_tag(name), all_platforms=True)
+    index = fallback_tag(subject)
+    if index in tags and not _has_tag(client, dst.with_tag(index)):
+        try:
+            copy(client, src.with_tag(index), dst.with_tag(index), all_platforms=True)
+        except RegistryResponseError as exc:
+            if exc.status != 404:  # an index listing a referrer deleted since (tools that never clean up)
+                raise
 
 
 def _has_tag(client: RegistryClient, ref: Reference) -> bool:
