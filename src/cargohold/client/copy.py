@@ -267,9 +267,7 @@ def sync(
             if skip_existing and all_platforms and _same(client, source, target):
                 skipped.append(tag)
                 if referrers:
-                    digest = client.head_manifest(source).digest
-                    copy_referrers(client, src, dst, [digest, *_children(client, src, digest)],
-                                   source_tags=every, seen=seen)
+                    _referrers_of_tag(client, source, dst, every, seen)
                 continue
             copied[tag] = copy(
                 client,
@@ -280,19 +278,20 @@ def sync(
                 convert_schema2=convert_schema2,
             )
             if referrers:
-                digest = client.head_manifest(source).digest
-                found = copy_referrers(client, src, dst, [digest, *_children(client, src, digest)],
-                                       source_tags=every, seen=seen)
+                found = _referrers_of_tag(client, source, dst, every, seen)
                 copied[tag] = replace(copied[tag], referrers=tuple(found))
         except ClientError as exc:
             failed[tag] = str(exc)
     return SyncResult(copied, failed, tuple(skipped))
 
 
-def _children(client: RegistryClient, repository: Reference, digest: Digest) -> list[Digest]:
-    """The manifests an index at ``digest`` lists (none for an image)."""
-    manifest = client.get_manifest(repository.with_digest(digest)).parse()
-    return [child.digest for child in manifest.manifests] if manifest.is_index else []
+def _referrers_of_tag(client: RegistryClient, source: Reference, dst: Reference, tags: Collection[str],
+                      seen: set[Digest]) -> list[Digest]:
+    """:func:`copy_referrers` for what ``source``'s tag points to and, for an index, each manifest it lists."""
+    top = client.get_manifest(source)
+    manifest = top.parse()
+    children = [child.digest for child in manifest.manifests] if manifest.is_index else []
+    return copy_referrers(client, source, dst, [top.digest, *children], source_tags=tags, seen=seen)
 
 
 def _same(client: RegistryClient, source: Reference, target: Reference) -> bool:
