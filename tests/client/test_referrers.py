@@ -99,9 +99,13 @@ def test_the_tag_schema_index_never_repeats_a_referrer(
         return
     assert_valid_index(fallback_index(client, image, digest), [(first.digest, SBOM)])
     entry = fallback_index(client, image, digest)["manifests"][0]  # type: ignore[index]
-    repeated = {"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX, "manifests": [entry, entry]}
-    client.put_manifest(image.with_tag(fallback_tag(digest)), json.dumps(repeated).encode(), MediaType.OCI_INDEX)
+    untyped = {key: value for key, value in entry.items() if key != "artifactType"}
+    written = {"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX, "manifests": [untyped, entry, untyped]}
+    client.put_manifest(image.with_tag(fallback_tag(digest)), json.dumps(written).encode(), MediaType.OCI_INDEX)
     assert [d.digest for d in referrers(client, image, digest).manifests] == [first.digest]
+    attach(client, image, SBOM, tmp_path, b'{"same": true}')  # the same again: the entry is put right
+    assert_valid_index(fallback_index(client, image, digest), [(first.digest, SBOM)])
+    client.put_manifest(image.with_tag(fallback_tag(digest)), json.dumps(written).encode(), MediaType.OCI_INDEX)
     second = attach(client, image, SIGNATURE, tmp_path, b'{"sig": 2}')
     assert_valid_index(fallback_index(client, image, digest), [(first.digest, SBOM), (second.digest, SIGNATURE)])
     attach(client, image, SBOM, tmp_path, b'{"same": true}')

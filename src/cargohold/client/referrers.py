@@ -159,17 +159,35 @@ def subject_of(raw: bytes, media_type: str, manifest: Manifest | None = None) ->
 
 
 def record(client: RegistryClient, repository: Reference, subject: Digest, referrer: Descriptor) -> bool:
-    """Add ``referrer`` to the tag schema index of ``subject`` unless it is there; True if written.
+    """Add ``referrer`` to the tag schema index of ``subject`` unless it is there as it is; True if written.
 
-    An index with repeated entries (other tools have written such) is written back without them."""
+    What other tools have written wrong is put right on the way: repeated entries go, the referrer's own
+    entry is replaced by its descriptor, and another entry without an artifactType is read again from its
+    manifest (and dropped if that is gone)."""
     found = _fallback_index(client, repository, subject) or []
-    unique = _unique(found)
-    if any(d.digest == referrer.digest for d in unique) and len(unique) == len(found):
+    kept = [referrer if d.digest == referrer.digest else _repaired(client, repository, d) for d in _unique(found)]
+    entries = [d for d in kept if d is not None]
+    if referrer not in entries:
+        entries.append(referrer)
+    if entries == found:
         return False
-    if not any(d.digest == referrer.digest for d in unique):
-        unique.append(referrer)
-    _write_index(client, repository, subject, unique)
+    _write_index(client, repository, subject, entries)
     return True
+
+
+def _repaired(client: RegistryClient, repository: Reference, entry: Descriptor) -> Descriptor | None:
+    if entry.artifact_type is not None:
+        return entry
+    try:
+        found = client.get_manifest(repository.with_digest(entry.digest))
+    except RegistryResponseError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    try:
+        return found.parse().descriptor()
+    except ManifestError:
+        return entry
 
 
 def forget(client: RegistryClient, repository: Reference, subject: Digest, referrer: Digest) -> bool:
