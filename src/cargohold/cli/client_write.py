@@ -34,6 +34,7 @@ from .client_common import (
     repository_of,
 )
 
+REFERRERS_HELP = "bring the referrers (signatures, SBOMs) along, theirs too, and cosign's tags"
 CONVERT_HELP = "write schema 1 images as Docker schema 2 (config and diff IDs rebuilt from the layers)"
 
 
@@ -47,6 +48,7 @@ def _document(src: object, dst: object, result: TransferResult) -> dict[str, Any
         "blobsTransferred": result.blobs_transferred,
         "blobsSkipped": result.blobs_skipped,
         "blobsMounted": result.blobs_mounted,
+        **({"referrers": [str(d) for d in result.referrers]} if result.referrers else {}),
     }
 
 
@@ -94,7 +96,10 @@ def _transfer(
                 all_platforms=args.all_platforms,
                 convert_schema2=getattr(args, "convert_schema2", False),
                 progress=progress,
+                referrers=getattr(args, "referrers", False),
             )
+        if getattr(args, "referrers", False):
+            raise ValueError("--referrers copies between registries only")
         if src.kind == "registry" and dst.kind == "oci":
             assert src.ref is not None and dst.path is not None
             return pull(
@@ -224,11 +229,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
             all_platforms=not args.platform,
             platform=platform_of(args),
             convert_schema2=args.convert_schema2,
+            referrers=args.referrers,
         )
     if args.json:
         print_json(
             {
                 "copied": {t: str(r.digest) for t, r in result.copied.items()},
+                **({"referrers": {t: [str(d) for d in r.referrers] for t, r in result.copied.items()}}
+                   if args.referrers else {}),
                 "skipped": list(result.skipped),
                 "failed": result.failed,
             }
@@ -309,6 +317,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.add_argument("--cache-dir", metavar="DIR", help="blob cache (default ~/.cache/cargohold)")
         if name == "copy":
             p.add_argument("--convert-schema2", action="store_true", help=CONVERT_HELP)
+            p.add_argument("--referrers", action="store_true", help=REFERRERS_HELP)
         add_transport_options(p)
         p.set_defaults(func=func)
 
@@ -318,6 +327,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--tags", metavar="REGEX", type=regex, help="only tags fully matching this")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="one platform only (default: all)")
     p.add_argument("--convert-schema2", action="store_true", help=CONVERT_HELP)
+    p.add_argument("--referrers", action="store_true", help=REFERRERS_HELP)
     add_transport_options(p)
     p.set_defaults(func=cmd_sync)
 

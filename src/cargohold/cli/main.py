@@ -36,6 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.client_write",
     "cargohold.cli.client_blob",
     "cargohold.cli.client_edit",
+    "cargohold.cli.client_artifact",
     "cargohold.cli.cache",
 )
 
@@ -58,6 +59,7 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("copy", "cp", "pull", "push", "sync", "tag", "delete"), "cargohold.cli.client_write"),
     "blob": "cargohold.cli.client_blob",
     **dict.fromkeys(("index", "mutate"), "cargohold.cli.client_edit"),
+    **dict.fromkeys(("artifact", "referrers"), "cargohold.cli.client_artifact"),
     "cache": "cargohold.cli.cache",
 }
 

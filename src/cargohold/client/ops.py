@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..digest import Digest
 from ..formats import MediaType, is_schema1
 from ..reference import Reference
-from . import blob_uploads
+from . import blob_uploads, referrers
 from .copy import resign_schema1
 from .errors import RegistryResponseError, UnsupportedOperation, error_for
 from .image import Node, blobs_of, walk
@@ -90,10 +90,17 @@ def delete_tag(client: RegistryClient, ref: Reference) -> DeleteResult:
 
 
 def delete_manifest(client: RegistryClient, ref: Reference) -> DeleteResult:
-    """Delete a manifest by digest (resolving a tag first); reports every tag that went with it."""
-    digest = ref.digest or client.head_manifest(ref).digest
+    """Delete a manifest by digest (resolving a tag first); reports every tag that went with it.
+
+    A referrer (a manifest with a subject) also leaves its subject's tag schema index, if it is listed there.
+    """
+    manifest = client.get_manifest(ref)
+    digest = manifest.digest
+    subject = referrers.subject_of(manifest.raw, manifest.media_type)
     sharing = tuple(t.tag for t in client.tags_with_metadata(ref) if t.digest == digest)
     client.delete_manifest(ref.with_digest(digest))
+    if subject is not None:
+        referrers.forget(client, ref, subject, digest)
     return DeleteResult(digest, "digest", sharing)
 
 

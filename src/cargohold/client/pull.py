@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..digest import Digest
 from ..formats import Descriptor, Platform, is_schema1, parse_manifest
 from ..reference import Reference
-from . import blob_uploads, blobs
+from . import blob_uploads, blobs, referrers
 from .blobs import TransferProgress
 from .cache import BlobCache
 from .errors import ClientError, RegistryResponseError, TLSError, TransportError, UnsupportedOperation
@@ -39,6 +39,8 @@ class TransferResult:
     blobs_skipped: int
     blobs_mounted: int = 0
     bytes_transferred: int = 0
+    #: the referrers brought along (copy and sync with ``referrers``)
+    referrers: tuple[Digest, ...] = ()
 
 
 def pull(
@@ -261,8 +263,9 @@ def put_nodes(client: RegistryClient, ref: Reference, nodes: list[Node]) -> Dige
     """PUT manifests children first (by digest), the root last (by tag, or digest if no tag)."""
     *children, root = nodes
     for node in children:
-        client.put_manifest(ref.with_digest(node.descriptor.digest), node.raw, node.manifest.media_type)
+        referrers.put_manifest(client, ref.with_digest(node.descriptor.digest), node.raw, node.manifest.media_type,
+                               node.manifest)
     target = ref if ref.tag is not None else ref.with_digest(root.descriptor.digest)
     if ref.tag is not None and ref.digest is not None:
         target = Reference(ref.registry, ref.repository, ref.tag, None)
-    return client.put_manifest(target, root.raw, root.manifest.media_type)
+    return referrers.put_manifest(client, target, root.raw, root.manifest.media_type, root.manifest)

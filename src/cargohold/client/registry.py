@@ -366,12 +366,16 @@ class RegistryClient:
 
     def put_manifest(self, ref: Reference, raw: bytes, media_type: str) -> Digest:
         """Store ``raw`` under the reference's tag (or digest); returns the registry's digest."""
+        return self.put_manifest_answered(ref, raw, media_type)[0]
+
+    def put_manifest_answered(self, ref: Reference, raw: bytes, media_type: str) -> tuple[Digest, httpx.Headers]:
+        """:meth:`put_manifest`, with the answer's headers (``OCI-Subject``: see :mod:`.referrers`)."""
         response = self.request(
             "PUT", ref.registry, self._manifest_path(ref), content=raw, headers={"Content-Type": media_type}
         )
         check(response, 201, 200, 202)
         header = response.headers.get("Docker-Content-Digest")
-        return Digest.parse(header) if header else Digest.of(raw)
+        return (Digest.parse(header) if header else Digest.of(raw)), response.headers
 
     def delete_manifest(self, ref: Reference) -> None:
         """``DELETE /v2/NAME/manifests/DIGEST``: the manifest and every tag pointing at it."""

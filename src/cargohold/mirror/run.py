@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,12 +18,12 @@ from typing import Final
 
 from ..auth.access import Access
 from ..client import Credentials, DockerConfig, RegistryClient, StaticKeychain, TransportOptions
-from ..client.copy import copy
+from ..client.copy import DIGEST_TAG, copy, copy_referrers
 from ..client.errors import ClientError, RegistryResponseError
 from ..client.image import ImageConfig, platform_matches
 from ..client.keychain import Keychain
 from ..client.ops import delete_tag
-from ..client.referrers import SIGNATURE_TYPES, cosign_tags, fallback_tag, referrers
+from ..client.referrers import SIGNATURE_TYPES, fallback_tag, referrers
 from ..digest import Digest
 from ..formats import Platform
 from ..reference import Reference
@@ -32,10 +31,6 @@ from .local import LocalRegistry, LocalUnreachable, SelfAuth
 from .model import MirrorJob, MirrorRun
 
 log: Final = logging.getLogger("cargohold.mirror")
-#: tags that carry artifacts of another manifest: copied with it (``with_referrers``), never on their own
-_ARTIFACT_TAG: Final = re.compile(r"^sha256-[0-9a-f]{64}(\.sig|\.att|\.sbom)?$")
-#: referrers of referrers followed this deep (a signature of an SBOM of an image)
-_REFERRER_DEPTH: Final = 3
 
 
 class _Failed(Exception):
@@ -114,7 +109,7 @@ class _Run:
             self.source_tags = set(self.client.tags(self.src))
         except ClientError as exc:
             raise _Failed(f"listing the tags of {self.src.registry}/{self.src.repository}: {exc}") from None
-        wanted = [t for t in sorted(self.source_tags) if not _ARTIFACT_TAG.match(t)]
+        wanted = [t for t in sorted(self.source_tags) if not DIGEST_TAG.match(t)]
         for tag in wanted:
             if not self.filter.matches(tag):
                 self.skipped[tag] = "outside the tag filter"
@@ -194,24 +189,11 @@ class _Run:
         """A signature refers to ``digest``: an OCI referrer of a signature type, or cosign's ``.sig`` tag."""
         if f"{fallback_tag(digest)}.sig" in self.source_tags:
             return True
-        return any(d.artifact_type in SIGNATURE_TYPES for d in referrers(self.client, self.src, digest))
+        return any(d.artifact_type in SIGNATURE_TYPES for d in referrers(self.client, self.src, digest).manifests)
 
-    def referrers(self, subjects: Iterable[Digest], depth: int = 0) -> None:
-        """Copy what refers to each of ``subjects`` (by digest), cosign's tags for them, and the tag schema's
-        index when the source keeps one."""
-        for subject in subjects:
-            if subject in self._referred or depth > _REFERRER_DEPTH:
-                continue
-            self._referred.add(subject)
-            found = referrers(self.client, self.src, subject)
-            for descriptor in found:
-                if descriptor.digest not in self._referred:
-                    copy(self.client, self.src.with_digest(descriptor.digest),
-                         self.dst.with_digest(descriptor.digest), all_platforms=True)
-            for tag in [*cosign_tags(subject, self.source_tags),
-                        *([fallback_tag(subject)] if fallback_tag(subject) in self.source_tags else [])]:
-                copy(self.client, self.src.with_tag(tag), self.dst.with_tag(tag), all_platforms=True)
-            self.referrers([d.digest for d in found], depth + 1)
+    def referrers(self, subjects: Iterable[Digest]) -> None:
+        """Copy what refers to each of ``subjects`` (by digest) and cosign's tags for them, once a run."""
+        copy_referrers(self.client, self.src, self.dst, subjects, source_tags=self.source_tags, seen=self._referred)
 
     def prune(self) -> None:
         """Delete the destination's tags (those the filter admits) that the source no longer has."""
@@ -222,7 +204,7 @@ class _Run:
                 return
             raise
         for tag in sorted(set(there) - self.source_tags):
-            if _ARTIFACT_TAG.match(tag) or not self.filter.matches(tag):
+            if DIGEST_TAG.match(tag) or not self.filter.matches(tag):
                 continue
             try:
                 delete_tag(self.client, self.dst.with_tag(tag))
