@@ -16,8 +16,9 @@ import pytest
 
 from cargohold.cli.main import main
 from cargohold.client import ClientError, Reference, RegistryClient, blob_uploads, blobs, check
-from cargohold.client.convert import INFLATE_STEP, DiffIDHasher, v1_layers
+from cargohold.client.convert import DiffIDHasher, v1_layers
 from cargohold.client.copy import copy
+from cargohold.client.layers import INFLATE_STEP
 from cargohold.digest import Digest
 from cargohold.formats import MediaType, parse_manifest
 from cargohold.formats.schema1 import generate_key, sign

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,70 +40,51 @@ from ..reference import Reference
 from . import blob_uploads, blobs
 from .blobs import TransferProgress
 from .errors import ClientError, UnsupportedOperation
+from .layers import DOCKER_LAYER_UNCOMPRESSED, HEAD_SIZE, GzipInflater, detect
 from .pull import TransferResult, send_blob
 from .registry import RawManifest, RegistryClient
 
-#: containerd's media type for an uncompressed layer in a Docker schema 2 manifest
-DOCKER_LAYER_UNCOMPRESSED: Final = "application/vnd.docker.image.rootfs.diff.tar"
 #: v1 fields that describe the layer chain, not the image; moby drops them from the config
 V1_ONLY_FIELDS: Final = frozenset({"id", "parent", "Size", "parent_id", "layer_id", "throwaway"})
-#: most uncompressed bytes produced per decompression step: bounds memory on a gzip bomb
-INFLATE_STEP: Final = 4 * 1024 * 1024
-_GZIP_MAGIC: Final = b"\x1f\x8b"
-_OTHER_COMPRESSIONS: Final = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 
 
 class DiffIDHasher:
     """sha256 of a layer's uncompressed tar, fed the compressed blob in chunks.
 
-    gzip (including multi-member streams) is inflated in bounded steps; a blob
-    that is not compressed is its own diff ID.
+    gzip (including multi-member streams) is inflated in bounded steps
+    (:class:`.layers.GzipInflater`); a blob that is not compressed is its own diff ID.
     """
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
         self._head = b""
-        self._inflater: Any = None  # zlib.Decompress; zlib's type is private
+        self._inflater: GzipInflater | None = None
         self.gzip: bool | None = None
         self.complete = False
 
     def update(self, data: bytes) -> None:
         if self.gzip is None:
             self._head += data
-            if len(self._head) < 6:
+            if len(self._head) < HEAD_SIZE:
                 return
             data, self._head = self._head, b""
             self._start(data)
         self._feed(data)
 
     def _start(self, head: bytes) -> None:
-        for magic, name in _OTHER_COMPRESSIONS.items():
-            if head.startswith(magic):
-                raise UnsupportedOperation(f"{name}-compressed schema 1 layers cannot be converted")
-        self.gzip = head.startswith(_GZIP_MAGIC)
+        compression = detect(head)
+        if compression == "zstd":
+            raise UnsupportedOperation("zstd-compressed schema 1 layers cannot be converted")
+        self.gzip = compression == "gzip"
         if self.gzip:
-            self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._inflater = GzipInflater()
 
     def _feed(self, data: bytes) -> None:
-        if not self.gzip:
+        if self._inflater is None:
             self._hash.update(data)
             return
-        while True:
-            if self._inflater.eof:
-                data = self._inflater.unused_data + data
-                if not data:
-                    return
-                if not data.startswith(_GZIP_MAGIC[: len(data)]):
-                    raise ClientError("layer has data after its gzip stream")
-                self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            try:
-                out = self._inflater.decompress(data, INFLATE_STEP)
-            except zlib.error as exc:
-                raise ClientError(f"layer is not valid gzip: {exc}") from None
-            self._hash.update(out)
-            data = self._inflater.unconsumed_tail
-            if not data and len(out) < INFLATE_STEP and not self._inflater.eof:
-                return
+        for piece in self._inflater.feed(data):
+            self._hash.update(piece)
 
     def finish(self) -> Digest:
         """The diff ID; raises if the gzip stream was cut short."""
@@ -112,8 +92,8 @@ class DiffIDHasher:
             head, self._head = self._head, b""
             self._start(head)
             self._feed(head)
-        if self.gzip and not self._inflater.eof:
-            raise ClientError("layer's gzip stream is truncated")
+        if self._inflater is not None:
+            self._inflater.finish()
         return Digest("sha256", self._hash.hexdigest())
 
 
