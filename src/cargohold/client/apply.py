@@ -33,6 +33,7 @@ needs it.
 from __future__ import annotations
 
 import copy
+import io
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -221,7 +222,7 @@ def _renamed(member: tarfile.TarInfo, name: str) -> tarfile.TarInfo:
     return info
 
 
-def write_plan(layers: Sequence[Layer], plan: Plan, out: IO[bytes]) -> int:
+def write_plan(layers: Sequence[Layer], plan: Plan, out: IO[bytes] | io.RawIOBase) -> int:
     """Write the entries ``plan`` keeps, in layer order, as one tar into ``out``; returns how many."""
     written = 0
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as result:
@@ -246,7 +247,7 @@ def write_plan(layers: Sequence[Layer], plan: Plan, out: IO[bytes]) -> int:
     return written
 
 
-def apply_layers(layers: Sequence[Layer], out: IO[bytes]) -> int:
+def apply_layers(layers: Sequence[Layer], out: IO[bytes] | io.RawIOBase) -> int:
     """Apply ``layers`` (base first) into one tar written to ``out``; returns the entries written.
 
     Nothing is written when a layer is refused (:class:`UnsafeLayer`).
