@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cargohold.cli.client_blob",
     "cargohold.cli.client_edit",
     "cargohold.cli.client_artifact",
+    "cargohold.cli.client_layers",
     "cargohold.cli.cache",
 )
 
@@ -60,6 +61,7 @@ COMMANDS: dict[str, str] = {
     "blob": "cargohold.cli.client_blob",
     **dict.fromkeys(("index", "mutate"), "cargohold.cli.client_edit"),
     **dict.fromkeys(("artifact", "referrers"), "cargohold.cli.client_artifact"),
+    **dict.fromkeys(("append", "flatten", "export"), "cargohold.cli.client_layers"),
     "cache": "cargohold.cli.cache",
 }
 
