@@ -9,7 +9,7 @@ from typing import Any
 
 from ..client.append import EditResult, append
 from ..client.flatten import export, flatten, output_file
-from ..reference import Reference
+from ..reference import Reference, ReferenceError, is_tag
 from .client_common import (
     add_transport_options,
     command,
@@ -25,8 +25,11 @@ def _new_reference(ref: Reference, text: str | None) -> Reference | None:
     """``--tag``: a full reference, or a bare tag for ``ref``'s repository."""
     if text is None:
         return None
-    if "/" not in text and "@" not in text:
-        return ref.with_tag(text.lstrip(":"))
+    if "/" not in text:
+        tag = text.removeprefix(":")
+        if not is_tag(tag):
+            raise ReferenceError(f"--tag {text!r}: not a tag, nor a reference HOST/REPO:TAG")
+        return ref.with_tag(tag)
     return parse_reference(text)
 
 
