@@ -44,6 +44,8 @@ from .layers import members, open_tar
 
 WHITEOUT: Final = ".wh."
 OPAQUE: Final = ".wh..wh..opq"
+#: bytes the output tar gathers before each write (tarfile writes 512-byte blocks)
+WRITE_BUFFER: Final = 1024 * 1024
 #: pax header keys that would override the name and link target we write
 _NAME_KEYS: Final = frozenset({"path", "linkpath"})
 
@@ -225,7 +227,7 @@ def _renamed(member: tarfile.TarInfo, name: str) -> tarfile.TarInfo:
 def write_plan(layers: Sequence[Layer], plan: Plan, out: IO[bytes] | io.RawIOBase) -> int:
     """Write the entries ``plan`` keeps, in layer order, as one tar into ``out``; returns how many."""
     written = 0
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as result:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=WRITE_BUFFER) as result:
         for index, (what, source) in enumerate(layers):
             with open_tar(source(), what) as tar:
                 for ordinal, member in enumerate(members(tar, what)):

@@ -301,8 +301,9 @@ class HashingWriter(io.RawIOBase):
         return Digest("sha256", self.hash.hexdigest())
 
 
-#: gzip's level for layers written here: the ``gzip`` command's default, far faster than 9 for ~1% more bytes
-GZIP_LEVEL: Final = 6
+#: gzip's level for layers written here: crane's (BestSpeed); on a Debian root filesystem 3x faster
+#: than level 6 for 8% more bytes
+GZIP_LEVEL: Final = 1
 #: zstd's default level
 ZSTD_LEVEL: Final = 3
 
