@@ -1,11 +1,17 @@
-"""Crafted tar layers and a reader of tar results, for the layer tests."""
+"""Crafted tar layers, images made of them, and a reader of tar results, for the layer tests."""
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import tarfile
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
+
+from cargohold.client import Reference, RegistryClient, blob_uploads
+from cargohold.digest import Digest
+from cargohold.formats import MediaType
 
 
 @dataclass(frozen=True)
@@ -103,3 +109,70 @@ def read_tree(source: IO[bytes] | bytes) -> dict[str, Found]:
             else:
                 tree[name] = Found("other", member.mode)
     return tree
+
+
+BASE = tar_bytes(
+    directory("etc"),
+    file("etc/os-release", "ID=test\n"),
+    file("etc/old.conf", "old"),
+    directory("app"),
+    file("app/run.sh", "#!/bin/sh\necho base\n", mode=0o755),
+    directory("cache"),
+    file("cache/a", "a"),
+    file("shared", "linked content"),
+    hardlink("shared-link", "shared"),
+)
+TOP = tar_bytes(
+    whiteout("etc/old.conf"),
+    directory("cache"),
+    opaque("cache"),
+    file("cache/b", "b"),
+    file("app/run.sh", "#!/bin/sh\necho top\n", mode=0o755),
+    symlink("app/current", "run.sh"),
+)
+EXPECTED = {
+    "etc": "dir",
+    "etc/os-release": "file",
+    "app": "dir",
+    "app/run.sh": "file",
+    "app/current": "symlink",
+    "cache": "dir",
+    "cache/b": "file",
+    "shared": "file",
+    "shared-link": "link",
+}
+
+
+def push_image(
+    client: RegistryClient, ref: Reference, tars: list[bytes], *, docker: bool = False
+) -> tuple[Digest, dict[str, Any]]:
+    """An image whose layers are ``tars`` gzipped; returns its digest and config."""
+    layers, diff_ids = [], []
+    for tar in tars:
+        blob = gzip.compress(tar, mtime=0)
+        blob_uploads.upload(client, ref, Digest.of(blob), len(blob), [blob])
+        layer_type = MediaType.DOCKER_LAYER if docker else MediaType.OCI_LAYER_GZIP
+        layers.append({"mediaType": layer_type, "digest": str(Digest.of(blob)), "size": len(blob)})
+        diff_ids.append(str(Digest.of(tar)))
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["/app/run.sh"], "Labels": {"base": "yes"}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": f"layer {i}"} for i in range(len(tars))],
+    }
+    raw_config = json.dumps(config).encode()
+    blob_uploads.upload(client, ref, Digest.of(raw_config), len(raw_config), [raw_config])
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MediaType.DOCKER_MANIFEST if docker else MediaType.OCI_MANIFEST,
+        "config": {
+            "mediaType": MediaType.DOCKER_CONFIG if docker else MediaType.OCI_CONFIG,
+            "digest": str(Digest.of(raw_config)),
+            "size": len(raw_config),
+        },
+        "layers": layers,
+    }
+    raw = json.dumps(manifest).encode()
+    media_type = MediaType.DOCKER_MANIFEST if docker else MediaType.OCI_MANIFEST
+    return client.put_manifest(ref, raw, media_type), config

@@ -14,86 +14,20 @@ import httpx
 import pytest
 import zstandard
 
-from cargohold.client import ClientError, Reference, RegistryClient, blob_uploads
+from cargohold.client import ClientError, Reference, RegistryClient, push
 from cargohold.client.append import append
 from cargohold.client.cache import BlobCache
 from cargohold.client.flatten import export, flatten
 from cargohold.client.layers import DOCKER_LAYER_UNCOMPRESSED, decompressed
 from cargohold.digest import Digest
-from cargohold.formats import MediaType
+from cargohold.formats import MediaType, Platform
 from tests.interop.tools import Clients
 from tests.support.requirements import requires_tool
 
 from .cli_support import isolated, run  # noqa: F401 - isolated is an autouse fixture
 from .conftest import RunningRegistry
 from .images import multiarch, write_layout
-from .layer_tars import Found, directory, file, hardlink, opaque, read_tree, symlink, tar_bytes, whiteout
-
-BASE = tar_bytes(
-    directory("etc"),
-    file("etc/os-release", "ID=test\n"),
-    file("etc/old.conf", "old"),
-    directory("app"),
-    file("app/run.sh", "#!/bin/sh\necho base\n", mode=0o755),
-    directory("cache"),
-    file("cache/a", "a"),
-    file("shared", "linked content"),
-    hardlink("shared-link", "shared"),
-)
-TOP = tar_bytes(
-    whiteout("etc/old.conf"),
-    directory("cache"),
-    opaque("cache"),
-    file("cache/b", "b"),
-    file("app/run.sh", "#!/bin/sh\necho top\n", mode=0o755),
-    symlink("app/current", "run.sh"),
-)
-EXPECTED = {
-    "etc": "dir",
-    "etc/os-release": "file",
-    "app": "dir",
-    "app/run.sh": "file",
-    "app/current": "symlink",
-    "cache": "dir",
-    "cache/b": "file",
-    "shared": "file",
-    "shared-link": "link",
-}
-
-
-def push_image(
-    client: RegistryClient, ref: Reference, tars: list[bytes], *, docker: bool = False
-) -> tuple[Digest, dict[str, Any]]:
-    """An image whose layers are ``tars`` gzipped; returns its digest and config."""
-    layers, diff_ids = [], []
-    for tar in tars:
-        blob = gzip.compress(tar, mtime=0)
-        blob_uploads.upload(client, ref, Digest.of(blob), len(blob), [blob])
-        layer_type = MediaType.DOCKER_LAYER if docker else MediaType.OCI_LAYER_GZIP
-        layers.append({"mediaType": layer_type, "digest": str(Digest.of(blob)), "size": len(blob)})
-        diff_ids.append(str(Digest.of(tar)))
-    config = {
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["/app/run.sh"], "Labels": {"base": "yes"}},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created_by": f"layer {i}"} for i in range(len(tars))],
-    }
-    raw_config = json.dumps(config).encode()
-    blob_uploads.upload(client, ref, Digest.of(raw_config), len(raw_config), [raw_config])
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MediaType.DOCKER_MANIFEST if docker else MediaType.OCI_MANIFEST,
-        "config": {
-            "mediaType": MediaType.DOCKER_CONFIG if docker else MediaType.OCI_CONFIG,
-            "digest": str(Digest.of(raw_config)),
-            "size": len(raw_config),
-        },
-        "layers": layers,
-    }
-    raw = json.dumps(manifest).encode()
-    media_type = MediaType.DOCKER_MANIFEST if docker else MediaType.OCI_MANIFEST
-    return client.put_manifest(ref, raw, media_type), config
+from .layer_tars import BASE, EXPECTED, TOP, Found, directory, file, push_image, read_tree, tar_bytes, whiteout
 
 
 def manifest_and_config(client: RegistryClient, ref: Reference) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -258,8 +192,6 @@ def test_flatten_applies_the_layers_into_one(
 def test_an_index_is_refused_where_an_image_is_needed(
     registry: RunningRegistry, client: RegistryClient, tmp_path: Path, cache: BlobCache
 ) -> None:
-    from cargohold.client import push
-
     ref = Reference.parse(registry.ref(registry.repo(), "multi"))
     push(client, write_layout(tmp_path / "src", multiarch(), "multi"), "multi", ref, all_platforms=True)
     plain, _, _, _ = layer_files(tmp_path)
@@ -302,8 +234,6 @@ def test_cli_append_flatten_export_json(
         "entries": len(read_tree(out.read_bytes())),
     }
     assert set(read_tree(out.read_bytes())) >= {"plain/one", "gz/two", "etc/os-release"}
-    code, stdout, _ = run(capsys, "export", str(ref.with_tag("flat")), "-o", "-")
-    assert code == 0  # the tar went to sys.stdout.buffer, which capsys does not capture as text
 
 
 def test_cli_bad_inputs_get_one_line(
@@ -312,8 +242,6 @@ def test_cli_bad_inputs_get_one_line(
     ref = Reference.parse(registry.ref(registry.repo(), "v1"))
     before, _ = push_image(client, ref, [BASE])
     (tmp_path / "notes.txt").write_text("not a tar\n" * 100)
-    from cargohold.client import push
-
     index = Reference.parse(registry.ref(registry.repo(), "multi"))
     push(client, write_layout(tmp_path / "src", multiarch(), "multi"), "multi", index, all_platforms=True)
     unsafe = Reference.parse(registry.ref(registry.repo(), "unsafe"))
@@ -365,3 +293,33 @@ def test_skopeo_and_podman_read_appended_and_flattened_images(
                 assert inspected["RootFS"]["Layers"] == config["rootfs"]["diff_ids"]
     finally:
         clients.close()
+
+
+def test_export_of_an_index_takes_the_platform_asked_for(
+    registry: RunningRegistry, client: RegistryClient, tmp_path: Path, cache: BlobCache
+) -> None:
+    index = multiarch()
+    ref = Reference.parse(registry.ref(registry.repo(), "multi"))
+    push(client, write_layout(tmp_path / "src", index, "multi"), "multi", ref, all_platforms=True)
+    for platform, child in ((Platform("arm64", "linux", "v8"), 1), (Platform("amd64", "linux"), 0)):
+        out = io.BytesIO()
+        result = export(client, ref, out, cache=cache, platform=platform)
+        entry = json.loads(index.manifest)["manifests"][child]
+        assert str(result.digest) == entry["digest"] and result.layers == 1
+        manifest = json.loads(index.blobs[Digest.parse(entry["digest"])])
+        layer = index.blobs[Digest.parse(manifest["layers"][0]["digest"])]
+        assert read_tree(out.getvalue()) == read_tree(gzip.decompress(layer))
+
+
+def test_export_of_a_schema1_image_applies_its_layers_base_first(
+    registry: RunningRegistry, client: RegistryClient, cache: BlobCache
+) -> None:
+    from .test_convert import push_schema1_image
+
+    ref = Reference.parse(registry.ref(registry.repo("s1"), "old"))
+    push_schema1_image(client, ref)
+    out = io.BytesIO()
+    result = export(client, ref, out, cache=cache)
+    assert result.layers == 2  # the throwaway entry's empty layer is left out
+    tree = read_tree(out.getvalue())
+    assert set(tree) == {"base.bin", "app.bin"} and len(tree["app.bin"].data) == 200_000

@@ -21,7 +21,7 @@ from cargohold.client import OCILayout, Reference, RegistryClient, StaticKeychai
 from cargohold.client.append import append
 from cargohold.client.cache import BlobCache
 from cargohold.client.keychain import Credentials
-from tests.client.layer_tars import directory, file, opaque, symlink, tar_bytes
+from tests.client.layer_tars import BASE, TOP, directory, file, opaque, push_image, symlink, tar_bytes
 from tests.support.requirements import require_tool
 from tests.support.servers import CargoholdServer
 
@@ -194,8 +194,6 @@ def test_layers_escaping_the_root_are_refused_and_write_nothing(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.client.test_append import BASE, push_image
-
     ref = Reference.parse(f"{fresh_registry.host}/export/escape:1")
     push_image(client, ref, [BASE, tar_bytes(*entries)])  # type: ignore[arg-type]
     work = tmp_path / "work"
@@ -213,8 +211,6 @@ def test_layers_escaping_the_root_are_refused_and_write_nothing(
 def test_export_to_stdout_is_the_same_tar(
     fresh_registry: CargoholdServer, client: RegistryClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.client.test_append import BASE, TOP, push_image
-
     ref = f"{fresh_registry.host}/export/stdout:1"
     push_image(client, Reference.parse(ref), [BASE, TOP])
     out = tmp_path / "rootfs.tar"

@@ -174,8 +174,10 @@ def push_edited(
 
 def _prepare(path: Path, compression: Compression, docker: bool, work: Path, index: int) -> tuple[AddedLayer, Path]:
     """A layer file checked (a tar), compressed if plain and asked to, described for the manifest."""
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a file")
     found, diff_id = check_tar(path)
     final = compression if found == "none" else found
     layer_type = media_type(final, docker)  # before compressing: zstd into a Docker image is refused

@@ -48,6 +48,8 @@ OPAQUE: Final = ".wh..wh..opq"
 WRITE_BUFFER: Final = 1024 * 1024
 #: pax header keys that would override the name and link target we write
 _NAME_KEYS: Final = frozenset({"path", "linkpath"})
+#: pax header keys of a sparse file's map: its content is written out whole
+_SPARSE_PREFIX: Final = "GNU.sparse."
 
 #: a layer's name (for messages) and a way to read its compressed bytes, once per pass
 Layer = tuple[str, Callable[[], Iterable[bytes]]]
@@ -220,7 +222,9 @@ def plan_layers(layers: Sequence[Layer]) -> Plan:
 def _renamed(member: tarfile.TarInfo, name: str) -> tarfile.TarInfo:
     info = copy.copy(member)
     info.name = name
-    info.pax_headers = {k: v for k, v in member.pax_headers.items() if k not in _NAME_KEYS}
+    info.pax_headers = {
+        k: v for k, v in member.pax_headers.items() if k not in _NAME_KEYS and not k.startswith(_SPARSE_PREFIX)
+    }
     return info
 
 
