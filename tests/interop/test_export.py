@@ -143,7 +143,7 @@ def test_export_of_layers_with_whiteouts_matches_umoci_unpack(
     buildah.run(
         "run", container, "--", "/bin/sh", "-c",
         "rm /hello.txt && rm -r /etc/interop && echo replaced > /built.txt && mkdir -p /data/keep /data/old"
-        " && echo a > /data/old/a && echo k > /data/keep/k && ln /built.txt /built-link",
+        " && echo a > /data/old/a && echo k > /data/keep/k && ln /built.txt /zz-link",
     )
     buildah.run("commit", "-q", "--format", "oci", container, "localhost/export/step:1")
     container = buildah.out("from", "--pull-never", "localhost/export/step:1").strip()
@@ -173,7 +173,7 @@ def test_export_of_layers_with_whiteouts_matches_umoci_unpack(
     assert "hello.txt" not in exported and "etc/interop" not in exported and "data/keep" not in exported
     assert {path for path in exported if path.startswith("data/")} == {"data/only", "data/bin"}
     assert exported["built.txt"][4] == hashlib.sha256(b"newer\n").hexdigest()
-    assert exported["built-link"][4] == hashlib.sha256(b"replaced\n").hexdigest()
+    assert exported["zz-link"][4] == hashlib.sha256(b"replaced\n").hexdigest()
     assert_same_tree(exported, umoci_unpack(layout, "x", tmp_path / "bundle"))
 
 
