@@ -137,9 +137,12 @@ def test_later_layers_replace_whiteouts_delete_opaque_directories_hide() -> None
 
 
 def test_opaque_marker_after_the_directorys_new_entries_keeps_them() -> None:
-    base = tar_bytes(directory("d"), file("d/old", "o"))
-    top = tar_bytes(directory("d"), directory("d/sub"), file("d/sub/new", "n"), opaque("d"))
-    assert set(applied(base, top)) == {"d", "d/sub", "d/sub/new"}
+    base = tar_bytes(directory("d"), file("d/old", "o"), directory("d/sub"), file("d/sub/old", "o"))
+    restated = tar_bytes(directory("d"), directory("d/sub"), file("d/sub/new", "n"), opaque("d"))
+    assert set(applied(base, restated)) == {"d", "d/sub", "d/sub/new"}
+    # d/sub is not restated: its entry from below is hidden, the new file in it stays
+    unstated = tar_bytes(file("d/sub/new", "n"), opaque("d"))
+    assert set(applied(base, unstated)) == {"d", "d/sub/new"}
 
 
 def test_a_file_replacing_a_directory_drops_its_children() -> None:

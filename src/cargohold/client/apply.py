@@ -106,6 +106,24 @@ def _climbs_out(parts: list[str], target: str) -> bool:
     return False
 
 
+def _hide_lower(directory: _Node, layer: int) -> None:
+    """Drop what the layers below ``layer`` put under ``directory``; what ``layer`` put there stays
+    (an opaque marker may come after the entries of its own layer)."""
+    assert directory.children is not None
+    kept: dict[str, _Node] = {}
+    for name, child in directory.children.items():
+        if child.children is not None:
+            _hide_lower(child, layer)
+            if child.layer != layer:
+                if not child.children:
+                    continue
+                child.key = None  # its entry is hidden; it stays as the directory of this layer's entries
+        elif child.layer != layer:
+            continue
+        kept[name] = child
+    directory.children = kept
+
+
 class _Planner:
     def __init__(self) -> None:
         self.root = _Node(None, -1, {})
@@ -144,7 +162,7 @@ class _Planner:
             if parent is None or parent.children is None:
                 return
             if base == OPAQUE:
-                parent.children = {k: v for k, v in parent.children.items() if v.layer == layer}
+                _hide_lower(parent, layer)
             elif not base.startswith(WHITEOUT + WHITEOUT):  # other .wh..wh. names are aufs bookkeeping
                 hidden = parent.children.get(base[len(WHITEOUT) :])
                 if hidden is not None and hidden.layer != layer:
