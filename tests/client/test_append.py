@@ -268,7 +268,8 @@ def test_cli_bad_inputs_get_one_line(
 
 @requires_tool("skopeo")
 @requires_tool("podman")
-def test_skopeo_and_podman_read_appended_and_flattened_images(
+@requires_tool("buildah")
+def test_skopeo_podman_and_buildah_read_appended_and_flattened_images(
     registry: RunningRegistry, client: RegistryClient, tmp_path: Path, cache: BlobCache
 ) -> None:
     clients = Clients(tmp_path / "clients", [registry.host])
@@ -291,6 +292,11 @@ def test_skopeo_and_podman_read_appended_and_flattened_images(
                 assert len(inspected["RootFS"]["Layers"]) == result.layers
                 config = json.loads(clients.skopeo.out("inspect", "--config", "--tls-verify=false", where))
                 assert inspected["RootFS"]["Layers"] == config["rootfs"]["diff_ids"]
+                container = clients.buildah.out("from", "--pull-never", str(result.destination)).strip()
+                built = json.loads(clients.buildah.out("inspect", container))
+                history = [entry.get("created_by", "") for entry in built["OCIv1"]["history"]]
+                assert history[-1].startswith("cargohold flatten" if result is flat else "cargohold append")
+                clients.buildah.run("rm", container)
     finally:
         clients.close()
 

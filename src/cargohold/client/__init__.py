@@ -2,7 +2,8 @@
 
 One entry point, :class:`RegistryClient`; verbs over it in :mod:`.image`
 (inspect, platforms, check), :mod:`.pull` (pull, push), :mod:`.copy` (copy,
-sync) and :mod:`.ops` (tag, delete)::
+sync), :mod:`.ops` (tag, delete), :mod:`.append` (append) and :mod:`.flatten`
+(flatten, export; layers applied by :mod:`.apply`)::
 
     from cargohold.client import RegistryClient, Reference, pull, OCILayout
 
