@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -140,9 +141,25 @@ def test_opaque_marker_after_the_directorys_new_entries_keeps_them() -> None:
     base = tar_bytes(directory("d"), file("d/old", "o"), directory("d/sub"), file("d/sub/old", "o"))
     restated = tar_bytes(directory("d"), directory("d/sub"), file("d/sub/new", "n"), opaque("d"))
     assert set(applied(base, restated)) == {"d", "d/sub", "d/sub/new"}
-    # d/sub is not restated: its entry from below is hidden, the new file in it stays
+    # d/sub is not restated: its entry from below is hidden, the new file in it stays, in a directory made for it
     unstated = tar_bytes(file("d/sub/new", "n"), opaque("d"))
-    assert set(applied(base, unstated)) == {"d", "d/sub/new"}
+    tree = applied(base, unstated)
+    assert set(tree) == {"d", "d/sub", "d/sub/new"} and tree["d/sub"].mode == 0o755
+
+
+def test_directories_come_before_their_contents_with_their_last_header() -> None:
+    base = tar_bytes(directory("d", mode=0o755), file("d/f", "f"), directory("e"))
+    top = tar_bytes(directory("d", mode=0o700), file("x/y/z", "parents not in the layer"), file("e/g", "g"))
+    out = io.BytesIO()
+    apply_layers(layers_of(base, top), out)
+    out.seek(0)
+    with tarfile.open(fileobj=out) as tar:
+        entries = [(m.name.rstrip("/"), m.mode) for m in tar.getmembers()]
+    names = [name for name, _ in entries]
+    assert sorted(names) == ["d", "d/f", "e", "e/g", "x", "x/y", "x/y/z"]
+    for parent, child in (("d", "d/f"), ("x", "x/y"), ("x/y", "x/y/z"), ("e", "e/g")):
+        assert names.index(parent) < names.index(child)
+    assert dict(entries)["d"] == 0o700 and dict(entries)["x"] == dict(entries)["x/y"] == 0o755
 
 
 def test_a_file_replacing_a_directory_drops_its_children() -> None:

@@ -16,6 +16,10 @@ Two passes over the layers, no file content in memory:
    to a path outside the root or to nothing.
 2. write: the layers again, each entry that survives in the final tree
    written as it passes, file content streamed from the layer to the output.
+   A directory restated by a later layer is written at its first entry's
+   place with its last header, and directories that only exist as parents
+   of entries (no layer names them) are written first, mode 755, as umoci
+   and tar make them: every directory comes before what it holds.
 
 A hard link keeps the content its target had when the link was made, as on a
 filesystem where layers are unpacked one over the other (umoci, docker): if
@@ -27,7 +31,7 @@ The planning tree costs memory per path (~200 bytes), not per byte of content:
 a Debian image of ~10,000 paths plans in a few megabytes. Reading each layer
 twice, instead of once top-down as crane does, is what lets every refusal come
 before any output, and every directory and hard link target come before what
-needs it.
+needs it (the restated directories' headers are kept, a few hundred bytes each).
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ class _Node:
     hardlink: bool = False
     #: the entry whose content a file (or a hard link to it) has
     inode: Key | None = None
+    #: a directory restated by a later layer: its last header, written at its first entry's place
+    header: tarfile.TarInfo | None = None
 
 
 @dataclass(slots=True)
@@ -81,6 +87,10 @@ class Plan:
 
     names: dict[Key, str] = field(default_factory=dict)
     links: dict[Key, str] = field(default_factory=dict)
+    #: directories restated by later layers: the header to write at their first entry
+    headers: dict[Key, tarfile.TarInfo] = field(default_factory=dict)
+    #: directories that no kept entry names (made as parents of others), parents first: written first
+    implicit: list[str] = field(default_factory=list)
 
 
 def clean(name: str, what: str) -> list[str]:
@@ -117,7 +127,8 @@ def _hide_lower(directory: _Node, layer: int) -> None:
             if child.layer != layer:
                 if not child.children:
                     continue
-                child.key = None  # its entry is hidden; it stays as the directory of this layer's entries
+                # its entry is hidden; it stays as the directory of this layer's entries
+                child.key, child.header = None, None
         elif child.layer != layer:
             continue
         kept[name] = child
@@ -173,7 +184,12 @@ class _Planner:
         existing = parent.children.get(base)
         if member.isdir():
             if existing is not None and existing.children is not None:
-                existing.key, existing.layer = key, layer
+                if existing.key is None:
+                    existing.key = key
+                else:  # keeps its place, so that it still comes before what the layers below put in it
+                    existing.header = copy.copy(member)
+                    existing.header.tarfile = None
+                existing.layer = layer
             else:
                 parent.children[base] = _Node(key, layer, {})
             return
@@ -201,7 +217,10 @@ class _Planner:
         links: list[tuple[Key, str, Key]] = []  # (link entry, its path, its content's entry)
         for path, node in _walk(self.root, ""):
             if node.key is None:
+                plan.implicit.append(path)
                 continue
+            if node.header is not None:
+                plan.headers[node.key] = node.header
             if node.hardlink:
                 assert node.inode is not None
                 links.append((node.key, path, node.inode))
@@ -250,6 +269,11 @@ def write_plan(layers: Sequence[Layer], plan: Plan, out: IO[bytes] | io.RawIOBas
     """Write the entries ``plan`` keeps, in layer order, as one tar into ``out``; returns how many."""
     written = 0
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=WRITE_BUFFER) as result:
+        for path in plan.implicit:  # as umoci and tar make a missing parent: root's, mode 755
+            implicit = tarfile.TarInfo(path)
+            implicit.type, implicit.mode = tarfile.DIRTYPE, 0o755
+            result.addfile(implicit)
+            written += 1
         for index, (what, source) in enumerate(layers):
             with open_tar(source(), what) as tar:
                 for ordinal, member in enumerate(members(tar, what)):
@@ -257,7 +281,7 @@ def write_plan(layers: Sequence[Layer], plan: Plan, out: IO[bytes] | io.RawIOBas
                     name = plan.names.get(key)
                     if name is None:
                         continue
-                    info = _renamed(member, name)
+                    info = _renamed(plan.headers.get(key, member), name)
                     target = plan.links.get(key)
                     if target is not None:
                         info.type, info.linkname, info.size = tarfile.LNKTYPE, target, 0
