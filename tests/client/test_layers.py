@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import tarfile
+import tracemalloc
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -233,3 +234,32 @@ def test_relative_and_absolute_links_inside_the_root_are_kept() -> None:
         "lib": "usr/lib",
         "abs": "/etc/alternatives/x",
     }
+
+
+class _Counter(io.RawIOBase):
+    """An output that only counts what is written to it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        size = memoryview(data).nbytes  # type: ignore[arg-type]
+        self.count += size
+        return size
+
+
+def test_applying_holds_no_file_content_in_memory() -> None:
+    size = 96 * 1024 * 1024
+    blob = gzip.compress(tar_bytes(file("big", b"\0" * size), file("small", "s")), compresslevel=1)
+    out = _Counter()
+    tracemalloc.start()
+    try:
+        apply_layers(layers_of(blob, tar_bytes(file("after", "a"))), out)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.count > size
+    assert peak < 16 * 1024 * 1024, f"peak {peak} bytes while applying a {size}-byte file"
