@@ -91,7 +91,7 @@ def test_append_to_an_oci_image_moves_only_the_new_layers(
     blob_requests.clear()
     result = append(client, ref, [plain, gz, zst])
     assert not [r for r in blob_requests for layer in old_layers if layer["digest"] in r]  # not one request
-    assert result.destination == Reference(ref.registry, ref.repository, "v1", None)
+    assert result.destination == Reference(ref.registry, ref.repository, "v1", result.digest)
     assert result.blobs_uploaded == 4  # three layers and the config
     manifest, config = manifest_and_config(client, ref)
     assert client.get_manifest(ref).digest == result.digest != before
@@ -217,7 +217,7 @@ def test_cli_append_flatten_export_json(
     push_image(client, ref, [BASE])
     plain, gz, _, tars = layer_files(tmp_path)
     appended = run_json(capsys, "append", str(ref), "--layer", str(plain), "--layer", str(gz), "-t", "v2")
-    assert appended["destination"] == str(ref.with_tag("v2"))
+    assert appended["destination"] == f"{ref.with_tag('v2')}@{appended['digest']}"
     assert appended["digest"] == str(client.get_manifest(ref.with_tag("v2")).digest)
     assert appended["layers"] == 3 and appended["blobsUploaded"] == 3
     assert [a["diffID"] for a in appended["added"]] == [str(Digest.of(t)) for t in tars[:2]]
@@ -252,6 +252,7 @@ def test_cli_bad_inputs_get_one_line(
         (["append", str(ref), "--layer", str(tmp_path / "notes.txt")], "notes.txt is not a tar"),
         (["append", str(index), "--layer", str(tmp_path / "notes.txt")], "is an index of 2 images"),
         (["flatten", str(index)], "is an index of 2 images; flatten needs one image"),
+        (["flatten", str(ref), "--tag", "127.0.0.1:1/other/repo:t"], "is on another registry than 127.0.0.1:1"),
         (["export", str(unsafe), "-o", str(out)], "'../etc/passwd' has a '..' component"),
         (["append", str(ref), "--layer", str(tmp_path / "notes.txt"), "--tag", "a@b"], "cargohold: error:"),
     ):
@@ -281,18 +282,19 @@ def test_skopeo_podman_and_buildah_read_appended_and_flattened_images(
             appended = append(client, ref, [plain, gz] if docker else [plain, gz, zst], tag=ref.with_tag("app"))
             flat = flatten(client, ref.with_tag("app"), cache=cache, tag=ref.with_tag("flat"))
             for result in (appended, flat):
-                where = f"docker://{result.destination}"
+                tagged = str(result.destination.with_tag(result.destination.tag or ""))  # the tag alone
+                where = f"docker://{tagged}"
                 info = clients.skopeo.inspect(where)
                 assert info["Digest"] == str(result.digest) and info["Labels"] == {"base": "yes"}
                 assert len(info["Layers"]) == result.layers
                 clients.skopeo.copy(where, f"oci:{tmp_path / 'copied'}:{result.destination.tag}")
                 # podman checks each layer's diff ID against the config as it stores it
-                clients.podman.run("pull", "--tls-verify=false", "-q", str(result.destination))
-                inspected = json.loads(clients.podman.out("image", "inspect", str(result.destination)))[0]
+                clients.podman.run("pull", "--tls-verify=false", "-q", tagged)
+                inspected = json.loads(clients.podman.out("image", "inspect", tagged))[0]
                 assert len(inspected["RootFS"]["Layers"]) == result.layers
                 config = json.loads(clients.skopeo.out("inspect", "--config", "--tls-verify=false", where))
                 assert inspected["RootFS"]["Layers"] == config["rootfs"]["diff_ids"]
-                container = clients.buildah.out("from", "--pull-never", str(result.destination)).strip()
+                container = clients.buildah.out("from", "--pull-never", tagged).strip()
                 built = json.loads(clients.buildah.out("inspect", container))
                 history = [entry.get("created_by", "") for entry in built["OCIv1"]["history"]]
                 assert history[-1].startswith("cargohold flatten" if result is flat else "cargohold append")

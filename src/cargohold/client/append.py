@@ -8,7 +8,7 @@ stays OCI, Docker schema 2 stays Docker schema 2, which has no zstd layer type:
 zstd into it is refused rather than turning the image into another kind). Every
 file is checked before anything is pushed; the image's own layers are neither
 downloaded nor uploaded (mounted, when the result goes to another repository of
-the same registry).
+the same registry; another registry is refused, as ``mutate`` refuses it).
 
 The edit helpers here (:func:`load_image`, :func:`push_edited`) serve
 :mod:`.flatten` too.
@@ -17,7 +17,6 @@ The edit helpers here (:func:`load_image`, :func:`push_edited`) serve
 from __future__ import annotations
 
 import datetime
-import json
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,9 +27,10 @@ from .. import jsontext
 from ..digest import Digest
 from ..formats import Descriptor, MediaType, is_index, is_schema1
 from ..reference import Reference
-from . import blobs
 from .errors import ClientError, UnsupportedOperation
+from .index_edit import compact, mount_blobs, same_registry
 from .layers import Compression, WrittenLayer, check_tar, compress_file, file_chunks, file_digest, media_type
+from .mutate import put_tagged
 from .pull import send_blob
 from .registry import RegistryClient
 
@@ -109,11 +109,13 @@ def now() -> str:
 
 def destination(ref: Reference, tag: Reference | None) -> Reference:
     """Where an edit goes: ``tag`` if given, else ``ref``'s own tag (overwritten, as crane does) or,
-    for a reference by digest only, the repository by the new digest."""
+    for a reference by digest only, the repository by the new digest. The registry must be ``ref``'s:
+    its layers are mounted, never moved through this client."""
     if tag is None:
         return Reference(ref.registry, ref.repository, ref.tag, None)
-    if tag.tag is None or tag.digest is not None:
-        raise ValueError(f"{tag}: the new reference needs a tag and no digest")
+    if tag.digest is not None:
+        raise ValueError(f"--tag {tag}: a new reference is written by tag, not by digest")
+    same_registry(ref, tag)
     return tag
 
 
@@ -127,48 +129,35 @@ def push_edited(
 ) -> EditResult:
     """Push ``image`` edited: layers ``kept`` (its own descriptors) then ``added`` (files), ``config``.
 
-    Kept layers already in ``dst``'s repository are not touched; in another repository they are
-    mounted from the source's, or streamed across when the registry cannot.
+    Kept layers are not touched in the source's repository, mounted into another one of the same
+    registry (as ``mutate`` does).
     """
+    mounted = mount_blobs(client, image.ref, dst, [Descriptor.from_json(entry, "layer") for entry in kept])
     outcomes: list[str] = []
-    same_repository = (dst.registry, dst.repository) == (image.ref.registry, image.ref.repository)
-    if not same_repository:
-        mount_from = [image.ref.repository] if dst.registry == image.ref.registry else []
-        for entry in kept:
-            descriptor = Descriptor.from_json(entry, "layer")
-
-            def stream(d: Descriptor = descriptor) -> Iterable[bytes]:
-                return blobs.stream(client, image.ref, d.digest, d.size)
-
-            outcomes.append(send_blob(client, dst, descriptor, None, stream, mount_from=mount_from))
     for layer, path in added:
 
         def read(p: Path = path) -> Iterable[bytes]:
             return file_chunks(p)
 
         outcomes.append(send_blob(client, dst, layer.descriptor, None, read))
-    config_raw = json.dumps(config, separators=(",", ":")).encode()
-    config_type = MediaType.DOCKER_CONFIG if image.docker else MediaType.OCI_CONFIG
-    config_descriptor = Descriptor(image.manifest["config"].get("mediaType", config_type), Digest.of(config_raw),
-                                   len(config_raw))
+    config_raw = compact(config)
+    config_descriptor = Descriptor(image.manifest["config"]["mediaType"], Digest.of(config_raw), len(config_raw))
     outcomes.append(send_blob(client, dst, config_descriptor, None, lambda: [config_raw]))
     manifest = dict(image.manifest)
-    manifest["config"] = {**image.manifest["config"], **config_descriptor.to_json()}
+    manifest["config"] = {**image.manifest["config"], "digest": str(config_descriptor.digest), "size": len(config_raw)}
     manifest["layers"] = [*kept, *(layer.descriptor.to_json() for layer, _ in added)]
-    raw = json.dumps(manifest, indent=3).encode()
-    digest = Digest.of(raw)
-    target = dst if dst.tag is not None else dst.with_digest(digest)
-    pushed = client.put_manifest(target, raw, image.media_type)
+    where = put_tagged(client, dst, compact(manifest), image.media_type)
+    assert where.digest is not None
     return EditResult(
         image.ref,
-        target,
-        pushed,
+        where,
+        where.digest,
         image.media_type,
         len(manifest["layers"]),
         tuple(layer for layer, _ in added),
         outcomes.count("uploaded"),
         outcomes.count("skipped"),
-        outcomes.count("mounted"),
+        mounted,
     )
 
 

@@ -156,7 +156,7 @@ def _mutate_image(
     return image, written, mounted
 
 
-def _put_tagged(client: RegistryClient, target: Reference, raw: bytes, media_type: str) -> Reference:
+def put_tagged(client: RegistryClient, target: Reference, raw: bytes, media_type: str) -> Reference:
     """``raw`` under ``target``'s tag, or by its digest when ``target`` has none."""
     where = target if target.tag is not None else target.with_digest(Digest.of(raw))
     if where.tag is not None:
@@ -186,7 +186,7 @@ def mutate(
     source = ref.with_digest(top.digest)
     if not is_index(top.media_type):
         image, written, mounted = _mutate_image(client, source, target, top, changes, None, platform)
-        where = _put_tagged(client, target, written, top.media_type)
+        where = put_tagged(client, target, written, top.media_type)
         return MutateResult(where, top.media_type, len(written), (image,), mounted)
     return _mutate_index(client, source, target, top, changes, platform)
 
@@ -229,7 +229,7 @@ def _mutate_index(
     if changes.annotations:
         document["annotations"] = {**(document.get("annotations") or {}), **changes.annotations}
     raw = compact(document)
-    where = _put_tagged(client, target, raw, top.media_type)
+    where = put_tagged(client, target, raw, top.media_type)
     return MutateResult(where, top.media_type, len(raw), tuple(images), mounted)
 
 
