@@ -279,6 +279,24 @@ def rows(server: CargoholdServer, statement: str) -> list[tuple[Any, ...]]:
         return db.execute(statement).fetchall()
 
 
+def orphans_state(server: CargoholdServer, digests: set[str]) -> dict[str, dict[str, Any]]:
+    """What the database says of each orphan: why no collection took it."""
+    now = int(time.time())
+
+    def of(statement: str, digest: str) -> list[tuple[Any, ...]]:
+        return rows(server, statement.replace("?", f"'{digest}'"))
+
+    return {digest: {
+        "blob": of("SELECT size FROM blobs WHERE digest = ?", digest),
+        "links": of("SELECT repository_id FROM repository_blobs WHERE digest = ?", digest),
+        "review_age": [now - int(at) for (at,) in of("SELECT queued_at FROM gc_blob_review WHERE digest = ?", digest)],
+        "uploads": of("SELECT id, completed, updated_at FROM uploads WHERE digest = ?", digest),
+        "referenced_by": of("SELECT repository_id, manifest_digest FROM manifest_references WHERE target_digest = ?",
+                            digest),
+        "deletions": of("SELECT id, storage_key, attempts FROM gc_object_deletions WHERE digest = ?", digest),
+    } for digest in sorted(digests)}
+
+
 def cli(server: CargoholdServer, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
@@ -366,17 +384,22 @@ def soak(setup: Setup, tmp_path: Path, *, kills: bool) -> None:
             finally:
                 clients.close()
 
-            # the final collection, after the grace periods: until a run finds nothing more to delete. A commit
-            # a kill cut short leaves its upload unfinished, and a blob with a commit in flight is kept until
-            # the upload is purged as abandoned (upload_max_age_seconds, a day by default): here at once.
+            # the final collection, after the grace periods: until a run finds nothing more to delete and
+            # nothing is left to review. The server's own collection runs meanwhile: what it deleted last
+            # queues what that referenced, due a grace period later (a run that finds nothing due is not the
+            # end). A commit a kill cut short leaves its upload unfinished, and a blob with a commit in flight
+            # is kept until the upload is purged as abandoned (upload_max_age_seconds, a day by default): here
+            # at once.
             purge = {"CARGOHOLD_UPLOAD_MAX_AGE_SECONDS": "1"} if kills else {}
-            for _ in range(6):
+            for _ in range(10):
                 time.sleep(1.2)
                 final = gc(server, env={**GC_ENV, **purge})
-                if final["manifests"] == 0 and final["blobs"] == 0 and final["uploads"] == 0:
+                queued = rows(server, "SELECT (SELECT COUNT(*) FROM gc_manifest_review)"
+                                      " + (SELECT COUNT(*) FROM gc_blob_review)")[0][0]
+                if final["manifests"] == 0 and final["blobs"] == 0 and final["uploads"] == 0 and queued == 0:
                     break
             else:
-                raise AssertionError(f"seed {seed}: collections still deleting: {final}")
+                raise AssertionError(f"seed {seed}: collections still deleting: {final}, {queued} reviews queued")
             kept: set[str] = set()
             reachable: set[str] = set()
             for repository in REPOSITORIES:
@@ -397,7 +420,8 @@ def soak(setup: Setup, tmp_path: Path, *, kills: bool) -> None:
 
         stored = server.stored()
         in_store = set(stored.blobs())
-        assert in_store - kept == set(), f"seed {seed}: orphans no live manifest references: {in_store - kept}"
+        orphans = in_store - kept
+        assert orphans == set(), f"seed {seed}: orphans no live manifest references: {orphans_state(server, orphans)}"
         assert kept - in_store == set(), f"seed {seed}: live blobs missing from the store: {kept - in_store}"
         assert {str(row[0]) for row in rows(server, "SELECT digest FROM blobs")} == in_store, f"seed {seed}"
         for digest, where in stored.blobs().items():
