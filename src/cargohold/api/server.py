@@ -124,6 +124,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
     optional = [job for job in (audit_purge, sweep, retention, scrub, collect) if job is not None]
     mirrors = Mirrors(meta, LocalRegistry.of(config, access.tokens.service.key if access.tokens else None))
     jobs = JobRunner([*registry_jobs(registry, meta), *optional, usage_job(meta), mirrors.job(), *delivery], meta)
+    registry.add_check("jobs", jobs.check_leases)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
     routes = endpoint_routes(access, meta, webhooks, meta, collector, mirrors)
     return RegistryApp(registry, access.controller, routes, jobs, recorder, activity, pulls, local_name)
