@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from cargohold.jobs import Job, JobRunner
+import pytest
+
+from cargohold.jobs import Job, JobRunner, Leases, LeasesFailing
 from cargohold.metadata import migrate, open_metadata_store
+from cargohold.metadata.store import MetadataError
 
 
 def test_a_long_run_keeps_its_lease_and_a_stopped_runner_releases_it(tmp_path: Path) -> None:
@@ -97,5 +100,77 @@ def test_a_dead_holder_is_replaced_within_a_lease_however_long_the_interval(tmp_
         await second.stop()
         await one.close()
         await two.close()
+
+    asyncio.run(scenario())
+
+
+class FailingLeases:
+    """The real store's leases, failing as a database that is down does while ``down`` is set."""
+
+    def __init__(self, store: Leases):
+        self.store = store
+        self.down = False
+
+    async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        if self.down:
+            raise MetadataError("connection refused")
+        return await self.store.acquire_lease(name, holder, seconds)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self.store.release_lease(name, holder)
+
+
+def test_a_runner_whose_lease_tries_fail_for_longer_than_a_lease_is_not_ready(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'm.db'}"
+    migrate(url)
+
+    async def nothing() -> None:
+        pass
+
+    async def scenario() -> None:
+        store = open_metadata_store(url)
+        leases = FailingLeases(store)
+        # leases of 1 s, tried every 0.25 s; a job without a lease is not concerned
+        runner = JobRunner([Job("often", 0.5, nothing), Job("everywhere", 0.05, nothing, everywhere=True)], leases,
+                           "first")
+        runner.start()
+        await asyncio.sleep(0.3)
+        assert runner.lease_failure() is None
+        leases.down = True
+        await asyncio.sleep(0.3)  # tries failed, but the lease still holds
+        assert runner.lease_failure() is None
+        await runner.check_leases()
+        await asyncio.sleep(1.0)
+        failure = runner.lease_failure()
+        assert failure is not None and failure.startswith("job often: no lease taken or renewed for ")
+        assert failure.endswith(": connection refused")
+        with pytest.raises(LeasesFailing, match="connection refused"):
+            await runner.check_leases()
+        leases.down = False
+        await asyncio.sleep(0.4)  # the next try takes the lease again
+        assert runner.lease_failure() is None
+        await runner.stop()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_runner_that_is_refused_a_lease_another_holds_is_ready(tmp_path: Path) -> None:
+    """Losing a lease to another process is how it should work: the database answers."""
+    url = f"sqlite://{tmp_path / 'm.db'}"
+    migrate(url)
+
+    async def nothing() -> None:
+        pass
+
+    async def scenario() -> None:
+        store = open_metadata_store(url)
+        assert await store.acquire_lease("often", "other", 60)
+        runner = JobRunner([Job("often", 0.1, nothing)], store, "first")
+        runner.start()
+        await asyncio.sleep(0.5)
+        assert runner.lease_failure() is None
+        await runner.stop()
+        await store.close()
 
     asyncio.run(scenario())

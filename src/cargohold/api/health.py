@@ -1,6 +1,7 @@
 """``/healthz`` and ``/readyz``: for load balancers and supervisors, answered without credentials.
 
-healthz answers while the process serves. readyz also checks the database and the blob store, and
+healthz answers while the process serves. readyz also asks the registry's checks (the database, the blob
+store, the job leases; each result reused for a moment, see :mod:`cargohold.service.readiness`), and
 answers 503 once the server is draining: on SIGTERM the server process tells its workers (SIGUSR1,
 see :mod:`cargohold.cli.serve`) and keeps accepting for ``shutdown_delay_seconds``, so that a load
 balancer polling readyz stops sending requests before the port closes.

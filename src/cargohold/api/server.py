@@ -31,6 +31,7 @@ from ..jobs import (
 from ..jobs.gc import gc_job
 from ..jobs.retention import retention_job
 from ..metadata import MetadataStore, open_metadata_store
+from ..metadata.factory import database_for
 from ..metadata.migrations import SchemaError
 from ..mirror.local import LocalRegistry
 from ..mirror.service import Mirrors
@@ -43,6 +44,7 @@ from ..service.pulls import PullTimes
 from ..service.retention import Retention
 from ..service.scrub import Scrubber
 from ..storage import Sweeper, open_blob_store
+from ..storage.driver import BlobStore
 from ..webhooks import Endpoints, Links, Sender, Source
 from ..webhooks.manage import WebhookAdmin
 from .admin_endpoints import AdminApi
@@ -90,6 +92,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
     os.makedirs(config.data_dir, exist_ok=True)
     meta = open_metadata_store(config.metadata_url)
     blobs = open_blob_store(config.storage.driver, config.storage.driver_options(config.data_dir), meta)
+    app_class = traced(config, meta, blobs) if config.tracing.endpoint else RegistryApp
     options = RegistryOptions(
         delete_enabled=config.server.delete_enabled,
         read_only=config.server.read_only,
@@ -124,9 +127,23 @@ def create_app(config: ServerConfig) -> RegistryApp:
     optional = [job for job in (audit_purge, sweep, retention, scrub, collect) if job is not None]
     mirrors = Mirrors(meta, LocalRegistry.of(config, access.tokens.service.key if access.tokens else None))
     jobs = JobRunner([*registry_jobs(registry, meta), *optional, usage_job(meta), mirrors.job(), *delivery], meta)
+    registry.add_check("jobs", jobs.check_leases)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
     routes = endpoint_routes(access, meta, webhooks, meta, collector, mirrors)
-    return RegistryApp(registry, access.controller, routes, jobs, recorder, activity, pulls, local_name)
+    return app_class(registry, access.controller, routes, jobs, recorder, activity, pulls, local_name)
+
+
+def traced(config: ServerConfig, meta: MetadataStore, blobs: BlobStore) -> type[RegistryApp]:
+    """Trace the requests, the blob store's operations and the metadata queries (loads opentelemetry)."""
+    from ..metadata.sql_registry import SqlMetadataStore
+    from ..tracing import start_tracing, trace_blob_store, trace_database, traced_app
+
+    tracer = start_tracing(config.tracing)
+    trace_blob_store(blobs, tracer)
+    if isinstance(meta, SqlMetadataStore):
+        dialect = database_for(config.metadata_url).dialect
+        trace_database(meta.database, tracer, "postgresql" if dialect == "postgres" else dialect)
+    return traced_app(tracer)
 
 
 def configure_logging(level: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 
@@ -302,6 +303,34 @@ class GcSection(Section, frozen=True):
         return parse_duration(getattr(self, name))
 
 
+def _installed(*modules: str) -> bool:
+    try:
+        return all(importlib.util.find_spec(module) is not None for module in modules)
+    except ImportError:  # a parent package is missing
+        return False
+
+
+class TracingSection(Section, frozen=True):
+    """OpenTelemetry traces, exported with OTLP over HTTP; off (and not loaded) unless ``endpoint`` is set."""
+
+    #: the collector's OTLP/HTTP address (``http://127.0.0.1:4318``: spans go to its ``/v1/traces``)
+    endpoint: str = ""
+    service_name: str = "cargohold"
+    #: the share of requests traced (a request that names its trace in ``traceparent`` follows its caller)
+    sample_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.endpoint and not is_http_url(self.endpoint):
+            raise ConfigError(f"tracing.endpoint: cannot use {self.endpoint!r} (must be an http or https URL)")
+        if self.endpoint and not _installed("opentelemetry.exporter.otlp.proto.http", "opentelemetry.sdk"):
+            raise ConfigError("tracing.endpoint is set but OpenTelemetry is not installed:"
+                              " pip install 'cargohold[tracing]'")
+        if not self.service_name:
+            raise ConfigError("tracing.service_name must not be empty")
+        if not 0 <= self.sample_ratio <= 1:
+            raise ConfigError(f"tracing.sample_ratio: {self.sample_ratio} is not between 0 and 1")
+
+
 class ServerConfig(Section, frozen=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
@@ -313,6 +342,7 @@ class ServerConfig(Section, frozen=True):
     retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
     scrub: ScrubSection = msgspec.field(default_factory=ScrubSection)
     gc: GcSection = msgspec.field(default_factory=GcSection)
+    tracing: TracingSection = msgspec.field(default_factory=TracingSection)
     #: upstream registries served as pull-through caches, each under its prefix
     proxies: list[ProxySection] = msgspec.field(default_factory=list)
 

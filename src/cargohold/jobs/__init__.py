@@ -7,7 +7,7 @@ from .activity import Activity
 from .audit import AUDIT_PURGE_INTERVAL_SECONDS, EventRetention, audit_purge_job
 from .deliveries import DeliveryLoop
 from .purge import PURGE_INTERVAL_SECONDS, ExpiredLeases, purge_job
-from .runner import Job, JobRunner, Leases, holder_id
+from .runner import Job, JobRunner, Leases, LeasesFailing, holder_id
 from .scrub import scrub_job
 from .sweep import sweep_job
 from .usage import usage_job
@@ -20,7 +20,7 @@ def registry_jobs(registry: RegistryService, leases: ExpiredLeases) -> list[Job]
 
 __all__ = [
     "Activity", "AUDIT_PURGE_INTERVAL_SECONDS", "DeliveryLoop", "EventRetention", "ExpiredLeases", "Job", "JobRunner",
-    "Leases",
+    "Leases", "LeasesFailing",
     "PURGE_INTERVAL_SECONDS", "audit_purge_job", "holder_id", "purge_job", "registry_jobs", "scrub_job",
     "sweep_job", "usage_job",
 ]

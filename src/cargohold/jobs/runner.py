@@ -10,6 +10,10 @@ takes the lease over once it expires. A lease lasts two intervals but at most
 that and one try (well under a minute), and the new holder runs the job at once.
 A clean shutdown releases the lease, so a restart does not wait for it.
 
+A runner whose tries have all failed (the database errs) for longer than a lease
+has lost its leases without knowing who holds them: :meth:`JobRunner.check_leases`
+reports it to ``/readyz``.
+
 A job marked ``everywhere`` (the webhook deliveries, whose rows are claimed one
 by one) takes no lease: it runs in every process, started again an interval
 after it ends or fails.
@@ -63,6 +67,10 @@ class Job:
         return self.interval / math.ceil(self.interval * TRIES_PER_LEASE / self.lease_seconds(limit))
 
 
+class LeasesFailing(Exception):
+    """This process's lease tries have failed for longer than a lease."""
+
+
 def holder_id() -> str:
     """This process, told apart from every other on any machine sharing the database."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -79,8 +87,13 @@ class JobRunner:
         self.holder = holder or holder_id()
         self._tasks: list[asyncio.Task[None]] = []
         self._held: set[str] = set()
+        #: per leased job: when the database last answered a try (monotonic), and why the tries since failed
+        self._answered: dict[str, float] = {}
+        self._failing: dict[str, str] = {}
 
     def start(self) -> None:
+        started = time.monotonic()
+        self._answered = {job.name: started for job in self.jobs if not job.everywhere}
         self._tasks = [asyncio.create_task(self._loop(job), name=f"job {job.name}") for job in self.jobs]
 
     async def stop(self) -> None:
@@ -98,6 +111,23 @@ class JobRunner:
                 log.warning("releasing a job lease failed", exc_info=True, extra={"job": name})
         self._held.clear()
 
+    def lease_failure(self) -> str | None:
+        """Why this process has taken or renewed no lease for longer than a lease (the database failed
+        every try since); None while the database answers its tries."""
+        now = time.monotonic()
+        for job in self.jobs:
+            error = self._failing.get(job.name)
+            silent = now - self._answered.get(job.name, now)
+            if error is not None and silent > job.lease_seconds(self.max_lease):
+                return f"job {job.name}: no lease taken or renewed for {silent:.0f} s: {error}"
+        return None
+
+    async def check_leases(self) -> None:
+        """The readiness check of the leases: raise :class:`LeasesFailing` while :meth:`lease_failure` says why."""
+        failure = self.lease_failure()
+        if failure is not None:
+            raise LeasesFailing(failure)
+
     async def _loop(self, job: Job) -> None:
         pause = job.interval if job.everywhere else job.try_seconds(self.max_lease)
         last_run: float | None = None
@@ -113,9 +143,13 @@ class JobRunner:
     async def _lease(self, job: Job) -> bool:
         try:
             held = await self.leases.acquire_lease(job.name, self.holder, job.lease_seconds(self.max_lease))
-        except Exception:
+        except Exception as exc:
             log.exception("taking a job lease failed", extra={"job": job.name})
+            self._failing[job.name] = str(exc).strip() or type(exc).__name__
             held = False
+        else:
+            self._answered[job.name] = time.monotonic()
+            self._failing.pop(job.name, None)
         if held:
             self._held.add(job.name)
         else:

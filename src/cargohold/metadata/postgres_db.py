@@ -37,7 +37,9 @@ POOL_TIMEOUT: Final = 10.0
 #: seconds to connect; a readiness check fails after this rather than hang
 CONNECT_TIMEOUT: Final = 5
 #: seconds a readiness check waits for the database: a database that is down fails it, never hangs it
-CHECK_TIMEOUT: Final = 2.0
+CHECK_TIMEOUT: Final = 1.0
+#: the readiness check's query: the database answers, and holds cargohold's schema
+_CHECK: Final = "SELECT version FROM schema_migrations LIMIT 1"
 
 log: Final = logging.getLogger("cargohold.metadata")
 
@@ -218,7 +220,15 @@ class PostgresDatabase:
     async def check(self) -> None:
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):
-                await self.fetchall("SELECT version FROM schema_migrations LIMIT 1")
+                try:
+                    await self.fetchall(_CHECK)
+                except MetadataError:
+                    # a database that restarted broke every idle connection in the pool, not only the one
+                    # tried: test them all (the broken ones are replaced), then ask once more
+                    pool = await self._opened()
+                    with reported(self._what):
+                        await pool.check()
+                    await self.fetchall(_CHECK)
         except TimeoutError:
             raise MetadataError(f"{self._what}: the database did not answer within {CHECK_TIMEOUT:g} s") from None
 

@@ -54,6 +54,11 @@ class SqlMetadataStore:
         #: blob HEADs and GETs: a pull storm asks for the same few blobs at once
         self._blob_sizes = Batched(self._linked_blob_sizes) if db.round_trips else None
 
+    @property
+    def database(self) -> SqlDatabase:
+        """The database its queries go to."""
+        return self._db
+
     async def close(self) -> None:
         await self._db.aclose()
 

@@ -33,7 +33,8 @@ class RegistryService(Protocol):
     async def close(self) -> None: ...
 
     async def failed_checks(self) -> dict[str, str]:
-        """Which backend ("database", "blobs") fails its check, and why; empty when all can serve."""
+        """Which check ("database", "blobs", "jobs") fails, and why; empty when all can serve. Each check's
+        result is reused for a moment (:mod:`.readiness`)."""
         ...
 
     async def purge_uploads(self) -> int:

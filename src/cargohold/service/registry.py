@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from functools import partial
 from typing import Any
 
 from ..digest import Digest
@@ -14,13 +15,13 @@ from ..metadata.store import MetadataStore
 from ..reference import ManifestReference
 from ..storage.driver import BlobStore, ChunkMinimum
 from .accepts import Accepts
-from .backends import failed_checks
 from .blob_uploads import BlobUploads
 from .blobs import MOUNT_SCAN, BlobBody, Blobs
 from .catalog import CATALOG_SCAN, Catalog
 from .common import Guard, RegistryOptions, parse_digest
 from .manifests import BodyReader, ManifestContent, Manifests, StoredManifest
 from .pulls import PullTimes
+from .readiness import Check, Readiness
 from .referrers import Referrers
 from .schema1_legacy import LegacySchema1
 from .tags import Tags
@@ -55,6 +56,10 @@ class Registry:
         self.tag_lists = Tags(meta)
         self.repositories = Catalog(meta)
         self.referrer_lists = Referrers(meta)
+        #: what /readyz asks: the database and the blob store, and what the server adds (the job leases)
+        self._readiness = Readiness()
+        self._readiness.add_check("database", meta.check)
+        self._readiness.add_check("blobs", partial(blobs.check, writable=not options.read_only))
 
     @property
     def options(self) -> RegistryOptions:
@@ -67,8 +72,12 @@ class Registry:
     async def close(self) -> None:
         await self.meta.close()
 
+    def add_check(self, name: str, check: Check) -> None:
+        """Have readiness depend on ``check`` too (it raises while its part cannot serve), under ``name``."""
+        self._readiness.add_check(name, check)
+
     async def failed_checks(self) -> dict[str, str]:
-        return await failed_checks(self.meta, self.blob_store, writable=not self._options.read_only)
+        return await self._readiness.failed()
 
     async def purge_uploads(self) -> int:
         return await self.uploads.purge()

@@ -58,7 +58,7 @@ _READ_CHUNK: Final = 1024 * 1024
 #: how often the sweep runs at most (more often with a shorter grace)
 SWEEP_INTERVAL_SECONDS: Final = 3600.0
 #: how long the readiness check waits for the bucket (one attempt, whatever ``timeout_seconds`` is)
-CHECK_TIMEOUT_SECONDS: Final = 5.0
+CHECK_TIMEOUT_SECONDS: Final = 1.0
 #: error codes of a store that asks its clients to slow down (with the HTTP statuses 429 and 503)
 _THROTTLED: Final = frozenset({
     "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests",
