@@ -43,6 +43,7 @@ from ..service.pulls import PullTimes
 from ..service.retention import Retention
 from ..service.scrub import Scrubber
 from ..storage import Sweeper, open_blob_store
+from ..ui.pages import ui_routes
 from ..webhooks import Endpoints, Links, Sender, Source
 from ..webhooks.manage import WebhookAdmin
 from .admin_endpoints import AdminApi
@@ -126,6 +127,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
     jobs = JobRunner([*registry_jobs(registry, meta), *optional, usage_job(meta), mirrors.job(), *delivery], meta)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
     routes = endpoint_routes(access, meta, webhooks, meta, collector, mirrors)
+    routes += ui_routes(config, registry, access.tokens)  # /ui/: its own sessions, after the API's routes
     return RegistryApp(registry, access.controller, routes, jobs, recorder, activity, pulls, local_name)
 
 

@@ -302,6 +302,19 @@ class GcSection(Section, frozen=True):
         return parse_duration(getattr(self, name))
 
 
+class UiSection(Section, frozen=True):
+    """The web UI at ``/ui/`` (:mod:`cargohold.ui`)."""
+
+    enabled: bool = True
+    #: how long a login to the UI lasts
+    session_lifetime_seconds: float = 8 * 3600.0
+
+    def __post_init__(self) -> None:
+        if not 60 <= self.session_lifetime_seconds <= 30 * 24 * 3600:
+            raise ConfigError(f"ui.session_lifetime_seconds: {self.session_lifetime_seconds} is not between 60 and"
+                              " 2592000 (30 days)")
+
+
 class ServerConfig(Section, frozen=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
@@ -313,6 +326,7 @@ class ServerConfig(Section, frozen=True):
     retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
     scrub: ScrubSection = msgspec.field(default_factory=ScrubSection)
     gc: GcSection = msgspec.field(default_factory=GcSection)
+    ui: UiSection = msgspec.field(default_factory=UiSection)
     #: upstream registries served as pull-through caches, each under its prefix
     proxies: list[ProxySection] = msgspec.field(default_factory=list)
 
