@@ -33,15 +33,16 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def http_login(url: str, name: str, password: str) -> httpx.Client:
+@contextmanager
+def http_login(url: str, name: str, password: str) -> Iterator[httpx.Client]:
     """A client holding a UI session of ``name`` (its cookie), as a browser would get it."""
-    client = httpx.Client(base_url=url, follow_redirects=False)
-    form = client.get("/ui/login")
-    assert form.status_code == 200, form.text
-    answer = client.post("/ui/login", data={"csrf": csrf_of(form.text), "username": name, "password": password})
-    assert answer.status_code == 303, answer.text
-    assert client.cookies.get(SESSION_COOKIE)
-    return client
+    with httpx.Client(base_url=url, follow_redirects=False) as client:
+        form = client.get("/ui/login")
+        assert form.status_code == 200, form.text
+        answer = client.post("/ui/login", data={"csrf": csrf_of(form.text), "username": name, "password": password})
+        assert answer.status_code == 303, answer.text
+        assert client.cookies.get(SESSION_COOKIE)
+        yield client
 
 
 def browser_login(page: Page, url: str, name: str, password: str) -> None:
