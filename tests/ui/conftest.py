@@ -2,7 +2,8 @@
 
 Accounts (passwords in :data:`PASSWORDS`): ``root`` (superuser), ``alice`` (may write ``team/*``, so
 delete there), ``bob`` (may read ``team/app`` only). ``team/app`` holds ``v1`` (its manifest annotated
-with markup) and ``skopeo`` (pushed by skopeo from an OCI layout); ``team/secret`` holds ``v1``.
+with markup, and signed: a referrer), ``multi`` (an index of linux/amd64 and linux/arm64) and ``skopeo`` (pushed
+by skopeo from an OCI layout); ``team/secret`` holds ``v1``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +21,7 @@ from playwright.sync_api import Browser
 
 from cargohold.access_model import Role
 from cargohold.auth.passwords import hash_password
-from tests.api.helpers import OCI_MANIFEST, image_manifest, put_manifest, sha256
+from tests.api.helpers import OCI_INDEX, OCI_MANIFEST, descriptor, image_manifest, put_manifest, sha256
 from tests.auth.world import FAST_ENV, store_for
 from tests.client.images import build_image, write_layout
 from tests.interop.tools import Clients
@@ -52,6 +55,15 @@ class UiWorld:
         return httpx.Client(base_url=self.url, headers={"Authorization": basic("root")})
 
 
+def make_accounts(data_dir: Path, database_url: str | None) -> None:
+    store = store_for(data_dir, database_url)
+    for name, password in PASSWORDS.items():
+        store.create_user(name, hash_password(password, 4), superuser=name == "root")
+    store.grant("team/*", "alice", Role.WRITE)
+    store.grant(APP, "bob", Role.READ)
+    store.close()
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with chromium() as launched:
@@ -62,12 +74,8 @@ def browser() -> Iterator[Browser]:
 def ui_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiWorld]:
     setup = setup_for(request.param, request)
     tmp = tmp_path_factory.mktemp("ui-world")
-    store = store_for(tmp / "data", setup.database_url)
-    for name, password in PASSWORDS.items():
-        store.create_user(name, hash_password(password, 4), superuser=name == "root")
-    store.grant("team/*", "alice", Role.WRITE)
-    store.grant(APP, "bob", Role.READ)
-    store.close()
+    with ThreadPoolExecutor(1) as thread:  # its own event loops: the module's chromium runs Playwright's in this one
+        thread.submit(make_accounts, tmp / "data", setup.database_url).result()
     layout = tmp / "layout"
     image = build_image((3000, 5000))
     write_layout(layout, image, "v1")
@@ -82,6 +90,13 @@ def ui_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             signature = image_manifest(root, APP, layers=1, seed="signature", subject=subject,
                                        artifactType=SIGNATURE_TYPE)
             assert put_manifest(root, APP, sha256(signature), signature, OCI_MANIFEST).status_code == 201
+            children = []
+            for architecture in ("amd64", "arm64"):
+                child = image_manifest(root, APP, layers=2, seed=architecture)
+                assert put_manifest(root, APP, sha256(child), child, OCI_MANIFEST).status_code == 201
+                children.append(descriptor(OCI_MANIFEST, child, platform={"os": "linux", "architecture": architecture}))
+            index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}).encode()
+            assert put_manifest(root, APP, "multi", index, OCI_INDEX).status_code == 201
             raw = image_manifest(root, SECRET, layers=1, seed="secret")
             assert put_manifest(root, SECRET, "v1", raw, OCI_MANIFEST).status_code == 201
         clients = Clients(tmp / "clients", [server.host])

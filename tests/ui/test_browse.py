@@ -59,7 +59,7 @@ def test_login_browse_copy_and_delete_a_tag(ui_world: UiWorld, browser: Browser,
         page.click(f"a:text-is('{APP}')")
         page.wait_for_url(f"{ui_world.url}/ui/repositories/{APP}/-/tags")
         shoot(page, tmp_path, "tags")
-        assert page.locator("a.tag").all_inner_texts() == ["skopeo", "v1"]
+        assert page.locator("a.tag").all_inner_texts() == ["multi", "skopeo", "v1"]
 
         page.click("a.tag:text-is('skopeo')")
         page.wait_for_url(f"{ui_world.url}/ui/repositories/{APP}/-/manifests/skopeo")
@@ -88,7 +88,7 @@ def test_login_browse_copy_and_delete_a_tag(ui_world: UiWorld, browser: Browser,
         page.wait_for_url(f"{ui_world.url}/ui/repositories/{APP}/-/tags?deleted=skopeo")
         shoot(page, tmp_path, "deleted")
         assert page.inner_text("p.done") == "Deleted skopeo."
-        assert page.locator("a.tag").all_inner_texts() == ["v1"]
+        assert page.locator("a.tag").all_inner_texts() == ["multi", "v1"]
     finally:
         context.close()
     assert dialogs == []
@@ -97,7 +97,7 @@ def test_login_browse_copy_and_delete_a_tag(ui_world: UiWorld, browser: Browser,
         tags = admin.get("/auth/token", params={"service": "cargohold", "scope": f"repository:{APP}:pull"})
         token = tags.json()["token"]
         listed = httpx.get(f"{ui_world.url}/v2/{APP}/tags/list", headers={"Authorization": f"Bearer {token}"})
-        assert listed.json()["tags"] == ["v1"]
+        assert listed.json()["tags"] == ["multi", "v1"]
         audit = admin.get("/admin/v1/audit", params={"repository": APP, "action": "tag.delete"})
         assert audit.status_code == 200, audit.text
         entries = audit.json()["entries"]
@@ -130,3 +130,39 @@ def test_markup_in_what_users_wrote_renders_as_text(ui_world: UiWorld, browser: 
     finally:
         page.close()
     assert dialogs == []
+
+
+def test_an_index_lists_its_platforms_with_links(ui_world: UiWorld, browser: Browser, tmp_path: Path) -> None:
+    page = browser.new_page()
+    try:
+        browser_login(page, ui_world.url, "bob", PASSWORDS["bob"])
+        page.goto(f"{ui_world.url}/ui/repositories/{APP}/-/tags?q=mul")
+        row = page.locator("table.tags tbody tr")
+        assert row.count() == 1 and "linux/amd64, linux/arm64" in row.inner_text()
+        size_cell = row.locator("td.num").inner_text()
+        page.click("a.tag:text-is('multi')")
+        shoot(page, tmp_path, "index")
+        platforms = page.locator("h2:text-is('Platforms') + table tbody tr")
+        assert [text.split("\t")[0] for text in platforms.all_inner_texts()] == ["linux/amd64", "linux/arm64"]
+        platforms.nth(1).locator("a.digest").click()
+        assert page.locator("table.layers tbody tr").count() == 2
+    finally:
+        page.close()
+    assert size_cell == human_size(index_size(ui_world, "multi"))
+
+
+def index_size(ui_world: UiWorld, tag: str) -> int:
+    """An index's bytes, its children's, and each distinct blob they reference, read through the API."""
+    with ui_world.admin() as admin:
+        token = admin.get("/auth/token", params={"service": "cargohold", "scope": f"repository:{APP}:pull"})
+        api = httpx.Client(base_url=ui_world.url, headers={"Authorization": f"Bearer {token.json()['token']}",
+                                                           "Accept": "application/vnd.oci.image.index.v1+json"})
+    with api:
+        index = api.get(f"/v2/{APP}/manifests/{tag}")
+        total, blobs = len(index.content), {}
+        for child in index.json()["manifests"]:
+            manifest = api.get(f"/v2/{APP}/manifests/{child['digest']}", headers={"Accept": child["mediaType"]})
+            total += len(manifest.content)
+            for blob in [manifest.json()["config"], *manifest.json()["layers"]]:
+                blobs[blob["digest"]] = blob["size"]
+    return total + sum(blobs.values())
