@@ -1,4 +1,4 @@
-"""What the web UI reads and keeps: its sessions (migration ``0021_ui_sessions.sql``) and the pages of
+"""What the web UI reads and keeps: its sessions (migration ``0022_ui_sessions.sql``) and the pages of
 repositories and tags it lists, with what the registry knows of each.
 
 Every list is one indexed page (``LIMIT`` after a cursor), so a page costs what it shows whatever the

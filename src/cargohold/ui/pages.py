@@ -220,7 +220,10 @@ class WebUi:
         try:
             account = await self.tokens.login.login(name, form.get("password", ""), request.client)
         except RegistryError as error:  # wrong credentials, a disabled account, too many attempts
-            return self._login_page(error.status, error.message, name, back)
+            refused = self._login_page(error.status, error.message, name, back)
+            if "Retry-After" in error.headers:
+                refused.header("Retry-After", error.headers["Retry-After"])
+            return refused
         if account.kind is not AccountKind.USER:
             return self._login_page(403, "robot accounts cannot log in to the web UI", name, back)
         session = await self.sessions.open(account)

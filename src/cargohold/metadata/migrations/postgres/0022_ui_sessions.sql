@@ -10,6 +10,3 @@ CREATE TABLE ui_sessions (
     expires_at              BIGINT NOT NULL
 );
 CREATE INDEX ui_sessions_by_expiry ON ui_sessions (expires_at);
-
--- The UI's tag list sorted by push time, a page at a time.
-CREATE INDEX tags_by_update ON tags (repository_id, updated_at, name);
