@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from .conftest import APP, PASSWORDS, SECRET, UiWorld, basic
@@ -135,3 +137,29 @@ def test_a_ui_session_is_no_api_credential(ui_world: UiWorld) -> None:
     assert httpx.get(f"{ui_world.url}/v2/{APP}/tags/list", headers=cookie).status_code == 401
     assert httpx.get(f"{ui_world.url}/admin/v1/whoami", headers=cookie).status_code == 401
     assert httpx.get(f"{ui_world.url}/admin/v1/whoami", headers={"Authorization": basic("alice")}).status_code == 200
+
+
+def test_a_manifest_deleted_by_digest_takes_its_tags(ui_world: UiWorld) -> None:
+    with http_login(ui_world.url, "alice", PASSWORDS["alice"]) as alice:
+        index = alice.get(f"/ui/repositories/{APP}/-/manifests/multi")
+        digest = re.search(r"<dt>Digest</dt><dd><code>(sha256:[0-9a-f]{64})</code>", index.text)
+        assert digest is not None
+        confirm = alice.get(f"/ui/repositories/{APP}/-/delete", params={"reference": digest.group(1)})
+        assert confirm.status_code == 200 and "with every tag naming it: multi." in confirm.text
+        done = alice.post(f"/ui/repositories/{APP}/-/delete",
+                          data={"reference": digest.group(1), "csrf": csrf_of(confirm.text)})
+        assert done.status_code == 303
+        quoted = digest.group(1).replace(":", "%3A")
+        assert done.headers["location"] == f"/ui/repositories/{APP}/-/tags?deleted={quoted}"
+        assert ">multi</a>" not in alice.get(f"/ui/repositories/{APP}/-/tags").text
+        assert alice.get(f"/ui/repositories/{APP}/-/manifests/{digest.group(1)}").status_code == 404
+        again = alice.post(f"/ui/repositories/{APP}/-/delete",
+                           data={"reference": digest.group(1), "csrf": csrf_of(confirm.text)})
+        assert again.status_code == 404 and "MANIFEST_UNKNOWN" in again.text
+        bad = alice.post(f"/ui/repositories/{APP}/-/delete",
+                         data={"reference": "sha256:nope", "csrf": csrf_of(confirm.text)})
+        assert bad.status_code == 400 and "DIGEST_INVALID" in bad.text
+    with ui_world.admin() as admin:
+        audit = admin.get("/admin/v1/audit", params={"repository": APP, "action": "manifest.delete"})
+        entries = audit.json()["entries"]
+        assert [(entry["actor"], entry["digest"]) for entry in entries] == [("alice", digest.group(1))]
