@@ -128,6 +128,9 @@ def test_every_ui_answer_carries_the_security_headers(ui_world: UiWorld) -> None
         too_big = bob.post("/ui/logout", content=b"csrf=" + b"x" * 20_000,
                            headers={"content-type": "application/x-www-form-urlencoded"})
         assert too_big.status_code == 400 and "SIZE_INVALID" in too_big.text
+        garbled = bob.post("/ui/logout", content=b"csrf=\xff\xfe",
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+        assert garbled.status_code == 400 and "not UTF-8" in garbled.text
 
 
 def test_a_ui_session_is_no_api_credential(ui_world: UiWorld) -> None:

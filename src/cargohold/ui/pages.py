@@ -24,7 +24,7 @@ from ..auth.access import Grant, ReadOnly, writable
 from ..auth.setup import OwnTokens
 from ..config import ServerConfig
 from ..config.proxies import proxied_names
-from ..errcodes import Denied, ManifestUnknown, NameUnknown, RegistryError, SizeInvalid
+from ..errcodes import Denied, ManifestUnknown, NameUnknown, RegistryError, RequestUnsupported, SizeInvalid
 from ..formats import Descriptor
 from ..http import Response, route
 from ..metadata.factory import open_ui_store
@@ -95,7 +95,7 @@ async def read_form(request: RegistryRequest) -> dict[str, str]:
     try:
         fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
-        raise SizeInvalid("the form is not UTF-8") from None
+        raise RequestUnsupported("the form is not UTF-8") from None
     return {name: values[0] for name, values in fields.items()}
 
 
