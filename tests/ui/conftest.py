@@ -2,7 +2,8 @@
 
 Accounts (passwords in :data:`PASSWORDS`): ``root`` (superuser), ``alice`` (may write ``team/*``, so
 delete there), ``bob`` (may read ``team/app`` only). ``team/app`` holds ``v1`` (its manifest annotated
-with markup, and signed: a referrer), ``multi`` (an index of linux/amd64 and linux/arm64) and ``skopeo`` (pushed
+with markup, and signed: a referrer), ``multi`` (an index of linux/amd64 and linux/arm64), ``history`` (its config
+telling how it was built) and ``skopeo`` (pushed
 by skopeo from an OCI layout); ``team/secret`` holds ``v1``.
 """
 
@@ -21,7 +22,16 @@ from playwright.sync_api import Browser
 
 from cargohold.access_model import Role
 from cargohold.auth.passwords import hash_password
-from tests.api.helpers import OCI_INDEX, OCI_MANIFEST, descriptor, image_manifest, put_manifest, sha256
+from tests.api.helpers import (
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    descriptor,
+    image_manifest,
+    push_blob,
+    put_manifest,
+    sha256,
+)
 from tests.auth.world import FAST_ENV, store_for
 from tests.client.images import build_image, write_layout
 from tests.interop.tools import Clients
@@ -35,6 +45,15 @@ APP = "team/app"
 SECRET = "team/secret"
 MARKUP = "<script>alert('annotation')</script>"
 SIGNATURE_TYPE = "application/vnd.example.signature"
+#: the config of ``team/app:history``: a platform with a variant, settings, and a history with markup in it
+BUILT = {
+    "architecture": "arm64", "os": "linux", "variant": "v8", "created": "2025-01-02T03:04:05Z",
+    "config": {"Entrypoint": ["/app"], "Cmd": ["--serve"], "WorkingDir": "/srv"},
+    "history": [
+        {"created": "2025-01-02T03:04:00Z", "created_by": "/bin/sh -c echo <b>built</b> > /srv/x"},
+        {"created": "2025-01-02T03:04:05Z", "created_by": "ENV MODE=prod", "empty_layer": True},
+    ],
+}
 
 
 def basic(name: str) -> str:
@@ -97,6 +116,10 @@ def ui_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
                 children.append(descriptor(OCI_MANIFEST, child, platform={"os": "linux", "architecture": architecture}))
             index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}).encode()
             assert put_manifest(root, APP, "multi", index, OCI_INDEX).status_code == 201
+            config = json.dumps(BUILT).encode()
+            push_blob(root, APP, config)
+            raw = image_manifest(root, APP, layers=1, seed="history", config=descriptor(OCI_CONFIG, config))
+            assert put_manifest(root, APP, "history", raw, OCI_MANIFEST).status_code == 201
             raw = image_manifest(root, SECRET, layers=1, seed="secret")
             assert put_manifest(root, SECRET, "v1", raw, OCI_MANIFEST).status_code == 201
         clients = Clients(tmp / "clients", [server.host])

@@ -11,7 +11,7 @@ from playwright.sync_api import Browser, Dialog, Page
 
 from cargohold.sizes import human_size
 
-from .conftest import APP, MARKUP, PASSWORDS, SECRET, SIGNATURE_TYPE, UiWorld
+from .conftest import APP, BUILT, MARKUP, PASSWORDS, SECRET, SIGNATURE_TYPE, UiWorld
 from .support import browser_login
 
 SECURITY = {
@@ -59,7 +59,7 @@ def test_login_browse_copy_and_delete_a_tag(ui_world: UiWorld, browser: Browser,
         page.click(f"a:text-is('{APP}')")
         page.wait_for_url(f"{ui_world.url}/ui/repositories/{APP}/-/tags")
         shoot(page, tmp_path, "tags")
-        assert page.locator("a.tag").all_inner_texts() == ["multi", "skopeo", "v1"]
+        assert page.locator("a.tag").all_inner_texts() == ["history", "multi", "skopeo", "v1"]
 
         page.click("a.tag:text-is('skopeo')")
         page.wait_for_url(f"{ui_world.url}/ui/repositories/{APP}/-/manifests/skopeo")
@@ -80,6 +80,7 @@ def test_login_browse_copy_and_delete_a_tag(ui_world: UiWorld, browser: Browser,
         expected = f"docker pull {ui_world.server.host}/{APP}:skopeo"
         assert page.evaluate("navigator.clipboard.readText()") == expected
         assert copy.inner_text() == "Copied"
+        shoot(page, tmp_path, "tags-commands")
 
         row.locator("a.danger").click()
         page.wait_for_url(f"{ui_world.url}/ui/repositories/{APP}/-/delete?reference=skopeo")
@@ -88,7 +89,7 @@ def test_login_browse_copy_and_delete_a_tag(ui_world: UiWorld, browser: Browser,
         page.wait_for_url(f"{ui_world.url}/ui/repositories/{APP}/-/tags?deleted=skopeo")
         shoot(page, tmp_path, "deleted")
         assert page.inner_text("p.done") == "Deleted skopeo."
-        assert page.locator("a.tag").all_inner_texts() == ["multi", "v1"]
+        assert page.locator("a.tag").all_inner_texts() == ["history", "multi", "v1"]
     finally:
         context.close()
     assert dialogs == []
@@ -97,7 +98,7 @@ def test_login_browse_copy_and_delete_a_tag(ui_world: UiWorld, browser: Browser,
         tags = admin.get("/auth/token", params={"service": "cargohold", "scope": f"repository:{APP}:pull"})
         token = tags.json()["token"]
         listed = httpx.get(f"{ui_world.url}/v2/{APP}/tags/list", headers={"Authorization": f"Bearer {token}"})
-        assert listed.json()["tags"] == ["multi", "v1"]
+        assert listed.json()["tags"] == ["history", "multi", "v1"]
         audit = admin.get("/admin/v1/audit", params={"repository": APP, "action": "tag.delete"})
         assert audit.status_code == 200, audit.text
         entries = audit.json()["entries"]
@@ -116,6 +117,16 @@ def test_markup_in_what_users_wrote_renders_as_text(ui_world: UiWorld, browser: 
         assert referrer.count() == 1 and SIGNATURE_TYPE in referrer.inner_text()
         referrer.locator("a.digest").click()
         assert "Subject" in page.inner_text("dl.facts")
+
+        page.goto(f"{ui_world.url}/ui/repositories/{APP}/-/manifests/history")
+        shoot(page, tmp_path, "history")
+        history = page.locator("table.history tbody tr")
+        assert [row.split("\t") for row in history.all_inner_texts()] == [
+            [entry["created"], entry["created_by"], "empty" if entry.get("empty_layer") else ""]
+            for entry in BUILT["history"]
+        ]
+        facts = page.inner_text("main")
+        assert "linux/arm64/v8" in facts and "/app" in facts and "--serve" in facts and "/srv" in facts
 
         probe = "<img src=x onerror=alert('tag')>"
         page.goto(f"{ui_world.url}/ui/repositories/{APP}/-/tags?q={probe}")
