@@ -166,3 +166,35 @@ def test_a_manifest_deleted_by_digest_takes_its_tags(ui_world: UiWorld) -> None:
         audit = admin.get("/admin/v1/audit", params={"repository": APP, "action": "manifest.delete"})
         entries = audit.json()["entries"]
         assert [(entry["actor"], entry["digest"]) for entry in entries] == [("alice", digest.group(1))]
+
+
+def test_bad_input_gets_a_clear_error_never_a_failure(ui_world: UiWorld) -> None:
+    tags = f"/ui/repositories/{APP}/-/tags"
+    with http_login(ui_world.url, "alice", PASSWORDS["alice"]) as alice:
+        for path, params, status, code in [
+            (tags, {"q": "a\x00b"}, 400, "UNSUPPORTED"),
+            (tags, {"after": "\x00"}, 400, "UNSUPPORTED"),
+            ("/ui/repositories", {"namespace": "team\x00"}, 400, "UNSUPPORTED"),
+            (f"/ui/repositories/{APP}/-/manifests/v1%00", {}, 404, "MANIFEST_UNKNOWN"),
+            (f"/ui/repositories/{APP}/-/manifests/{'x' * 200}", {}, 404, "MANIFEST_UNKNOWN"),
+            (f"/ui/repositories/{APP}/-/delete", {"reference": "v1\x00"}, 400, "UNSUPPORTED"),
+            (f"/ui/repositories/{APP}/-/delete", {"reference": "a b"}, 404, "MANIFEST_UNKNOWN"),
+            (f"/ui/repositories/{APP}/-/delete", {}, 404, "MANIFEST_UNKNOWN"),
+        ]:
+            answer = alice.get(path, params=params)
+            assert (answer.status_code, code in answer.text) == (status, True), (path, params, answer.text[-300:])
+        for params in ({"limit": "9" * 5000}, {"limit": "-1"}, {"limit": "0"}, {"limit": "x"}, {"limit": "²"},
+                       {"sort": "pushed", "after": "9" * 5000 + ":t"}, {"sort": "pushed", "after": "9" * 20 + ":t"},
+                       {"sort": "pushed", "after": "no-colon"}, {"sort": "nonsense"}):
+            answer = alice.get(tags, params=params)
+            assert answer.status_code == 200 and ">v1</a>" in answer.text, params
+        confirm = alice.get(f"/ui/repositories/{APP}/-/delete", params={"reference": "v1"})
+        posted = alice.post(f"/ui/repositories/{APP}/-/delete",
+                            data={"reference": "v1", "csrf": csrf_of(confirm.text), "x\x00": "y"})
+        assert posted.status_code == 400 and "NUL" in posted.text
+    with httpx.Client(base_url=ui_world.url) as client:
+        form = client.get("/ui/login", params={"next": "/ui/\x00"})
+        assert 'name="next" value="/ui/repositories"' in form.text
+        answer = client.post("/ui/login", data={"csrf": csrf_of(form.text), "username": "alice\x00",
+                                                "password": PASSWORDS["alice"]})
+        assert answer.status_code == 400 and "NUL" in answer.text

@@ -29,7 +29,7 @@ from ..formats import Descriptor
 from ..http import Response, route
 from ..metadata.factory import open_ui_store
 from ..metadata.sql_ui import INDEX_TYPES, RepositoryRow, SqlUiStore, TagRow, platforms_of
-from ..reference import DigestRef, TagRef
+from ..reference import DigestRef, TagRef, is_tag
 from ..service import BACKEND_ERRORS, Registry
 from ..service.common import parse_digest, parse_reference
 from .render import cookie, page, redirect, secured, set_cookie
@@ -71,9 +71,26 @@ def error_page(error: RegistryError) -> Response:
     return response
 
 
+def _query(request: RegistryRequest, name: str) -> str:
+    value = request.query(name) or ""
+    if "\x00" in value:  # no database stores one
+        raise RequestUnsupported(f"the query parameter {name} holds a NUL character")
+    return value
+
+
 def _limit(request: RegistryRequest) -> int:
-    text = request.query("limit") or ""
-    return min(int(text), MAX_LIMIT) if text.isdigit() and int(text) > 0 else PAGE_SIZE
+    text = _query(request, "limit")
+    if not (text.isascii() and text.isdigit()) or len(text) > 6 or int(text) == 0:
+        return PAGE_SIZE
+    return min(int(text), MAX_LIMIT)
+
+
+def _reference(text: str) -> TagRef | DigestRef:
+    """A tag or digest to look up; a tag outside the grammar names nothing (DIGEST_INVALID for a bad digest)."""
+    reference = parse_reference(text)
+    if isinstance(reference, TagRef) and not is_tag(reference.tag):
+        raise ManifestUnknown("no such manifest in this repository", detail={"reference": text})
+    return reference
 
 
 def _back(request: RegistryRequest) -> str:
@@ -83,7 +100,7 @@ def _back(request: RegistryRequest) -> str:
 
 def _safe_next(target: str | None) -> str:
     """Where to go after logging in: a UI path of this server only (never another site)."""
-    if target and target.startswith(f"{PREFIX}/") and not target.startswith("//") and "\\" not in target:
+    if target and target.startswith(f"{PREFIX}/") and "\\" not in target and target.isascii() and target.isprintable():
         return target
     return f"{PREFIX}/repositories"
 
@@ -96,6 +113,8 @@ async def read_form(request: RegistryRequest) -> dict[str, str]:
         fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
         raise RequestUnsupported("the form is not UTF-8") from None
+    if any("\x00" in name or "\x00" in values[0] for name, values in fields.items()):
+        raise RequestUnsupported("the form holds a NUL character")
     return {name: values[0] for name, values in fields.items()}
 
 
@@ -243,8 +262,8 @@ class WebUi:
 
     async def repositories(self, request: RegistryRequest) -> Response:
         viewer = await self._viewer(request)
-        search, namespace = request.query("q") or "", (request.query("namespace") or "").strip("/")
-        limit, cursor = _limit(request), request.query("after") or None
+        search, namespace = _query(request, "q"), _query(request, "namespace").strip("/")
+        limit, cursor = _limit(request), _query(request, "after") or None
         kept: list[RepositoryRow] = []
         step = min(SCAN, max(2 * limit, 16))
         while len(kept) <= limit:
@@ -278,11 +297,12 @@ class WebUi:
         repository = request.params["name"]
         await self._readable(viewer, repository)
         by_push = request.query("sort") == "pushed"
-        search, limit, after_text = request.query("q") or "", _limit(request), request.query("after") or ""
+        search, limit, after_text = _query(request, "q"), _limit(request), _query(request, "after")
         after: tuple[int, str] | str | None = after_text or None
         if by_push and after_text:
             pushed, _, tag = after_text.partition(":")
-            after = (int(pushed), tag) if pushed.isdigit() else None
+            # epoch seconds: a BIGINT, and too many digits for int() long before that
+            after = (int(pushed), tag) if pushed.isascii() and pushed.isdigit() and len(pushed) <= 15 else None
         rows = await self.store.tags(repository, after, limit + 1, search, by_push)
         if rows is None:
             raise NameUnknown("no such repository", detail={"name": repository})
@@ -292,9 +312,10 @@ class WebUi:
             following = f"{shown[-1].pushed_at}:{shown[-1].name}" if by_push else shown[-1].name
         return page(
             "tags.html", viewer=viewer, repository=repository, rows=shown, q=search, sort="pushed" if by_push else "",
-            limit=limit, after=following, deleted=request.query("deleted") or "",
+            limit=limit, after=following,
             may_delete=await self._may_delete(viewer, repository),
             pulls={row.name: self._pull_commands(request, repository, row.name) for row in shown},
+            deleted=_query(request, "deleted"),
         )
 
     async def _may_delete(self, viewer: Viewer, repository: str) -> bool:
@@ -307,7 +328,7 @@ class WebUi:
         viewer = await self._viewer(request)
         repository = request.params["name"]
         await self._readable(viewer, repository)
-        reference = parse_reference(request.params["reference"])
+        reference = _reference(request.params["reference"])
         meta = self.registry.meta
         if isinstance(reference, TagRef):
             record = await meta.tagged_manifest(repository, reference.tag)
@@ -362,13 +383,13 @@ class WebUi:
     def _delete_reference(self, text: str) -> TagRef | DigestRef:
         if not text:
             raise ManifestUnknown("no tag or digest named")
-        return parse_reference(text)
+        return _reference(text)
 
     async def confirm_delete(self, request: RegistryRequest) -> Response:
         viewer = await self._viewer(request)
         repository = request.params["name"]
         await self._readable(viewer, repository)
-        reference = self._delete_reference(request.query("reference") or "")
+        reference = self._delete_reference(_query(request, "reference"))
         if not await self._may_delete(viewer, repository):
             raise Denied("you may not delete in this repository")
         tags: list[str] = []
