@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,3 +70,15 @@ def test_failed_logins_are_limited_and_audited(tls_registry: tuple[CargoholdServ
     with httpx.Client(base_url=server.url, verify=trust) as client:
         disabled = post_login(client, "bob", PASSWORDS["bob"])
         assert disabled.status_code == 401 and "account disabled" in disabled.text
+
+
+def test_a_session_ends_when_it_expires(tls_registry: tuple[CargoholdServer, ssl.SSLContext]) -> None:
+    server, trust = tls_registry
+    with httpx.Client(base_url=server.url, verify=trust) as client:
+        assert post_login(client, "bob", PASSWORDS["bob"]).status_code == 303
+        assert client.get("/ui/repositories").status_code == 200
+        with contextlib.closing(sqlite3.connect(server.data_dir / "metadata.db")) as db, db:
+            (expires_at,) = db.execute("SELECT expires_at FROM ui_sessions WHERE account = 'bob'").fetchone()
+            assert abs(expires_at - time.time() - 28800) < 60  # ui.session_lifetime_seconds: 8 hours by default
+            db.execute("UPDATE ui_sessions SET expires_at = ?", (int(time.time()) - 1,))
+        assert client.get("/ui/repositories").headers["location"].startswith("/ui/login")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser
 
-from cargohold.config import load_config
+from cargohold.config import ConfigError, load_config
 from cargohold.ui.viewer import ACCOUNTS, OPEN, REFUSED, ui_mode
 from tests.api.helpers import OCI_MANIFEST, image_manifest, put_manifest
 from tests.support.servers import CargoholdServer, cargohold
@@ -86,3 +86,9 @@ def test_the_ui_can_be_turned_off(tmp_path: Path) -> None:
 def test_which_mode_the_ui_runs_in(flags: dict[str, str], mode: str, tmp_path: Path) -> None:
     assert ui_mode(load_config(None, {"data_dir": str(tmp_path), **flags}, {})) == mode
 
+
+
+@pytest.mark.parametrize("seconds", ["10", "99999999", "soon"])
+def test_a_session_lifetime_out_of_range_stops_the_start(seconds: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="session_lifetime_seconds"):
+        load_config(None, {"data_dir": str(tmp_path)}, {"CARGOHOLD_UI_SESSION_LIFETIME_SECONDS": seconds})
