@@ -62,19 +62,23 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+def platform_name(platform: object) -> str:
+    """``os/architecture[/variant]`` of an index entry's ``platform`` ("" for none)."""
+    if not isinstance(platform, dict):
+        return ""
+    parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
+    return "/".join(str(part) for part in parts if part)
+
+
 def platforms_of(content: bytes) -> tuple[str, ...]:
     """The platforms an index's children name, in its order (what is not JSON or names none: none)."""
     try:
         document = json.loads(content)
     except ValueError:
         return ()
-    found: list[str] = []
-    for child in document.get("manifests", []) if isinstance(document, dict) else []:
-        platform = child.get("platform") if isinstance(child, dict) else None
-        if isinstance(platform, dict):
-            parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
-            found.append("/".join(str(part) for part in parts if part))
-    return tuple(found)
+    children = document.get("manifests", []) if isinstance(document, dict) else []
+    found = (platform_name(child.get("platform")) for child in children if isinstance(child, dict))
+    return tuple(name for name in found if name)
 
 
 class SqlUiStore:

@@ -28,7 +28,7 @@ from ..errcodes import Denied, ManifestUnknown, NameUnknown, RegistryError, Requ
 from ..formats import Descriptor
 from ..http import Response, route
 from ..metadata.factory import open_ui_store
-from ..metadata.sql_ui import INDEX_TYPES, RepositoryRow, SqlUiStore, TagRow, platforms_of
+from ..metadata.sql_ui import INDEX_TYPES, RepositoryRow, SqlUiStore, TagRow, platform_name
 from ..reference import DigestRef, TagRef, is_tag
 from ..service import BACKEND_ERRORS, Registry
 from ..service.common import parse_digest, parse_reference
@@ -349,7 +349,7 @@ class WebUi:
         image_config = await self._image_config(config)
         referrers: list[Descriptor] = await self.registry.referrers(repository, record.digest, None)
         children = [
-            {**child, "platform_text": (platforms_of(json.dumps({"manifests": [child]}).encode()) or ("",))[0]}
+            {**child, "platform_text": platform_name(child.get("platform"))}
             for child in document.get("manifests", []) if isinstance(child, dict)
         ] if record.media_type in INDEX_TYPES else []
         layers = [layer for layer in document.get("layers", []) if isinstance(layer, dict)]
