@@ -10,6 +10,8 @@ import httpx
 from playwright.sync_api import Browser, Dialog, Page
 
 from cargohold.sizes import human_size
+from tests.interop.tools import requires_skopeo
+from tests.support.requirements import requires_tool
 
 from .conftest import APP, BUILT, MARKUP, PASSWORDS, SECRET, SIGNATURE_TYPE, UiWorld
 from .support import browser_login
@@ -19,6 +21,8 @@ SECURITY = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
 }
+
+pytestmark = [requires_skopeo, requires_tool("chromium")]
 
 
 def watch_dialogs(page: Page) -> list[str]:

@@ -14,6 +14,7 @@ from playwright.sync_api import Browser
 from cargohold.config import ConfigError, load_config
 from cargohold.ui.viewer import ACCOUNTS, OPEN, REFUSED, ui_mode
 from tests.api.helpers import OCI_MANIFEST, image_manifest, put_manifest
+from tests.support.requirements import requires_tool
 from tests.support.servers import CargoholdServer, cargohold
 
 
@@ -27,6 +28,7 @@ def open_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cargohol
         yield server
 
 
+@requires_tool("chromium")
 def test_auth_off_on_loopback_browses_without_login(open_registry: CargoholdServer, browser: Browser,
                                                     tmp_path: Path) -> None:
     page = browser.new_page()

@@ -6,8 +6,12 @@ import re
 
 import httpx
 
+from tests.interop.tools import requires_skopeo
+
 from .conftest import APP, PASSWORDS, SECRET, UiWorld, basic
 from .support import SESSION_COOKIE, csrf_of, http_login
+
+pytestmark = requires_skopeo
 
 
 def test_a_form_without_the_sessions_csrf_token_is_refused(ui_world: UiWorld) -> None:
