@@ -58,7 +58,8 @@ def test_auth_off_is_read_only(open_registry: CargoholdServer) -> None:
         assert client.get("/v2/lib/tool/tags/list").json()["tags"] == ["1.0"]
 
 
-def test_htpasswd_has_no_accounts_for_the_ui(tmp_path: Path) -> None:
+@requires_tool("chromium")
+def test_htpasswd_has_no_accounts_for_the_ui(tmp_path: Path, browser: Browser) -> None:
     htpasswd = tmp_path / "htpasswd"
     htpasswd.write_text("ci:" + bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode().replace("$2b$", "$2y$") + "\n")
     with cargohold(tmp_path, "--auth", "htpasswd", "--htpasswd", str(htpasswd)) as server:
@@ -68,6 +69,13 @@ def test_htpasswd_has_no_accounts_for_the_ui(tmp_path: Path) -> None:
             assert "auth.mode: token" in refused.text and "htpasswd" in refused.text
         login = httpx.post(f"{server.url}/ui/login", data={"username": "ci", "password": "pw"})
         assert login.status_code == 403 and "set-cookie" not in login.headers
+        page = browser.new_page()
+        try:
+            page.goto(f"{server.url}/ui/")
+            assert page.inner_text("h1") == "The web UI is off"
+            page.screenshot(path=str(tmp_path / "refused.png"), full_page=True)
+        finally:
+            page.close()
 
 
 def test_the_ui_can_be_turned_off(tmp_path: Path) -> None:
