@@ -120,6 +120,9 @@ def test_installed_package_serves_and_pushes(installed: Path, tmp_path: Path) ->
         _run(cargohold, "push", f"oci:{layout}:v1", f"{server.host}/installed/app:v1")
         assert httpx.get(f"{server.url}/v2/_catalog").json() == {"repositories": ["installed/app"]}
         assert _run(cargohold, "tags", f"{server.host}/installed/app").split() == ["v1"]
+        page = httpx.get(f"{server.url}/ui/repositories/installed/app/-/tags")  # templates and static files
+        assert page.status_code == 200 and ">v1</a>" in page.text, page.text
+        assert "copy" in httpx.get(f"{server.url}/ui/static/ui.js").text
     finally:
         server.stop()
     assert server.process is not None and server.process.returncode == 0, server.log()

@@ -45,6 +45,7 @@ from ..service.retention import Retention
 from ..service.scrub import Scrubber
 from ..storage import Sweeper, open_blob_store
 from ..storage.driver import BlobStore
+from ..ui.pages import ui_routes
 from ..webhooks import Endpoints, Links, Sender, Source
 from ..webhooks.manage import WebhookAdmin
 from .admin_endpoints import AdminApi
@@ -130,6 +131,7 @@ def create_app(config: ServerConfig) -> RegistryApp:
     registry.add_check("jobs", jobs.check_leases)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
     routes = endpoint_routes(access, meta, webhooks, meta, collector, mirrors)
+    routes += ui_routes(config, registry, access.tokens)  # /ui/: its own sessions, after the API's routes
     return app_class(registry, access.controller, routes, jobs, recorder, activity, pulls, local_name)
 
 

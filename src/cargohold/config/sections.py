@@ -331,6 +331,19 @@ class TracingSection(Section, frozen=True):
             raise ConfigError(f"tracing.sample_ratio: {self.sample_ratio} is not between 0 and 1")
 
 
+class UiSection(Section, frozen=True):
+    """The web UI at ``/ui/`` (:mod:`cargohold.ui`)."""
+
+    enabled: bool = True
+    #: how long a login to the UI lasts
+    session_lifetime_seconds: float = 8 * 3600.0
+
+    def __post_init__(self) -> None:
+        if not 60 <= self.session_lifetime_seconds <= 30 * 24 * 3600:
+            raise ConfigError(f"ui.session_lifetime_seconds: {self.session_lifetime_seconds} is not between 60 and"
+                              " 2592000 (30 days)")
+
+
 class ServerConfig(Section, frozen=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
@@ -343,6 +356,7 @@ class ServerConfig(Section, frozen=True):
     scrub: ScrubSection = msgspec.field(default_factory=ScrubSection)
     gc: GcSection = msgspec.field(default_factory=GcSection)
     tracing: TracingSection = msgspec.field(default_factory=TracingSection)
+    ui: UiSection = msgspec.field(default_factory=UiSection)
     #: upstream registries served as pull-through caches, each under its prefix
     proxies: list[ProxySection] = msgspec.field(default_factory=list)
 

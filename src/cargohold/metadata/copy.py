@@ -53,6 +53,8 @@ LEFT_BEHIND: Final = (
     "failed_logins", "job_leases", "schema_migrations",
     # usage figures: the next refresh computes them
     "repository_usage", "namespace_usage", "usage_refreshes",
+    # web UI logins: users log in again on the new database
+    "ui_sessions",
 )
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .logins import LoginFailureStore
     from .schema import SchemaTarget
     from .sql import SqlDatabase
+    from .sql_ui import SqlUiStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +117,10 @@ def open_access_store(url: str) -> AccessStore:
 
     # token requests and admin changes; a request holds a connection for a statement or a unit of work
     return SqlAccessStore(database_for(url).connect(url, "access store", 4))
+
+
+def open_ui_store(url: str) -> SqlUiStore:
+    from .sql_ui import SqlUiStore
+
+    # the web UI's sessions and listings: a page is a few statements
+    return SqlUiStore(database_for(url).connect(url, "web UI", 4))
