@@ -202,3 +202,17 @@ def test_bad_input_gets_a_clear_error_never_a_failure(ui_world: UiWorld) -> None
         answer = client.post("/ui/login", data={"csrf": csrf_of(form.text), "username": "alice\x00",
                                                 "password": PASSWORDS["alice"]})
         assert answer.status_code == 400 and "NUL" in answer.text
+
+
+def test_the_administration_pages_are_for_superusers(ui_world: UiWorld) -> None:
+    with http_login(ui_world.url, "root", PASSWORDS["root"]) as root:
+        home = root.get("/ui/admin")
+        assert home.status_code == 200 and "<h1>Administration</h1>" in home.text
+        assert 'href="/ui/admin"' in root.get("/ui/repositories").text
+    with http_login(ui_world.url, "alice", PASSWORDS["alice"]) as alice:
+        refused = alice.get("/ui/admin")
+        assert refused.status_code == 403 and refused.headers["content-type"].startswith("text/html")
+        assert 'href="/ui/admin"' not in alice.get("/ui/repositories").text
+    with httpx.Client(base_url=ui_world.url) as anonymous:
+        answer = anonymous.get("/ui/admin")
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/login?")

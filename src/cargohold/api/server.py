@@ -66,16 +66,22 @@ _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1 << 20
 
 
-def endpoint_routes(
+def admin_api(
     access: AccessSetup, audit_log: AuditLog | None = None, webhooks: WebhookAdmin | None = None,
     scrub: ScrubRecords | None = None, collector: Collector | None = None, mirrors: Mirrors | None = None,
-) -> list[Route]:
-    """The token and admin endpoints' routes, with cargohold's own token service."""
+) -> AdminApi | None:
+    """The administration API over cargohold's own accounts (None without them)."""
     own = access.tokens
     if own is None:
+        return None
+    return AdminApi(own.store, own.login, own.verifier, own.issuer, audit_log, webhooks, scrub, collector, mirrors)
+
+
+def endpoint_routes(access: AccessSetup, admin: AdminApi | None) -> list[Route]:
+    """The token and admin endpoints' routes, with cargohold's own token service."""
+    if access.tokens is None or admin is None:
         return []
-    admin = AdminApi(own.store, own.login, own.verifier, own.issuer, audit_log, webhooks, scrub, collector, mirrors)
-    return [*TokenEndpoint(own.service).routes(), *admin.routes()]
+    return [*TokenEndpoint(access.tokens.service).routes(), *admin.routes()]
 
 
 def webhook_delivery(
@@ -130,8 +136,9 @@ def create_app(config: ServerConfig) -> RegistryApp:
     jobs = JobRunner([*registry_jobs(registry, meta), *optional, usage_job(meta), mirrors.job(), *delivery], meta)
     registry.add_check("jobs", jobs.check_leases)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
-    routes = endpoint_routes(access, meta, webhooks, meta, collector, mirrors)
-    routes += ui_routes(config, registry, access.tokens)  # /ui/: its own sessions, after the API's routes
+    admin = admin_api(access, meta, webhooks, meta, collector, mirrors)
+    routes = endpoint_routes(access, admin)
+    routes += ui_routes(config, registry, access.tokens, admin)  # /ui/: its own sessions, after the API's routes
     return app_class(registry, access.controller, routes, jobs, recorder, activity, pulls, local_name)
 
 

@@ -18,6 +18,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlencode
 
 from ..access_model import AccountKind
+from ..api.admin_endpoints import AdminApi
 from ..api.request import RegistryRequest
 from ..api.routes import Endpoint, Route
 from ..auth.access import Grant, ReadOnly, writable
@@ -124,11 +125,17 @@ class PullCommand:
     text: str
 
 
+#: a page group's routes: (name, path pattern, handler per method)
+PageTable = list[tuple[str, str, dict[str, Callable[[RegistryRequest], Awaitable[Response]]]]]
+
+
 class WebUi:
     def __init__(
         self, config: ServerConfig, registry: Registry, store: SqlUiStore, tokens: OwnTokens | None,
-        read_only: ReadOnly,
+        read_only: ReadOnly, admin: AdminApi | None = None,
     ) -> None:
+        #: the administration API whose rules the administration pages apply (None: no accounts)
+        self.admin = admin
         self.mode = ui_mode(config)
         self.refusal = refusal(config)
         self.registry = registry
@@ -144,7 +151,7 @@ class WebUi:
 
     def routes(self) -> list[Route]:
         name = r"(?P<name>.+)"
-        table: list[tuple[str, str, dict[str, Callable[[RegistryRequest], Awaitable[Response]]]]] = [
+        table: PageTable = [
             ("ui", r"/ui/?", {"GET": self.home}),
             ("ui-static", r"/ui/static/(?P<file>[a-z]+\.(?:css|js))", {"GET": self.static_file}),
             ("ui-login", r"/ui/login", {"GET": self.login_form, "POST": self.login}),
@@ -153,6 +160,8 @@ class WebUi:
             ("ui-tags", rf"/ui/repositories/{name}/-/tags", {"GET": self.tags}),
             ("ui-manifest", rf"/ui/repositories/{name}/-/manifests/(?P<reference>[^/]+)", {"GET": self.manifest}),
             ("ui-delete", rf"/ui/repositories/{name}/-/delete", {"GET": self.confirm_delete, "POST": self.delete}),
+            ("ui-admin", r"/ui/admin/?", {"GET": self.admin_home}),
+            *(entry for section in ADMIN_SECTIONS for entry in section(self)),
             ("ui-missing", r"/ui/.*", {"GET": self.missing, "POST": self.missing}),
         ]
         return [
@@ -194,6 +203,13 @@ class WebUi:
         if not viewer.csrf or not same_token(form.get("csrf"), viewer.csrf):
             raise Denied("the form's CSRF token is missing or wrong: reload the page and try again")
         return viewer, form
+
+    async def _administrator(self, request: RegistryRequest) -> Viewer:
+        """The viewer of an administration page: a superuser (403 for anyone else)."""
+        viewer = await self._viewer(request)
+        if not viewer.admin or self.admin is None:
+            raise Denied("the administration pages are for superusers")
+        return viewer
 
     async def _readable(self, viewer: Viewer, repository: str) -> None:
         """A repository the viewer may not read answers as one that does not exist."""
@@ -257,6 +273,11 @@ class WebUi:
             await self.sessions.close(token)
         response = redirect(f"{PREFIX}/login")
         return set_cookie(response, SESSION_COOKIE, "", max_age=0, secure=self.secure)
+
+    # administration
+
+    async def admin_home(self, request: RegistryRequest) -> Response:
+        return page("admin.html", viewer=await self._administrator(request))
 
     # repositories
 
@@ -418,9 +439,16 @@ def _strings(value: Any) -> dict[str, str]:
     return {str(key): str(item) for key, item in value.items()}
 
 
-def ui_routes(config: ServerConfig, registry: Registry, tokens: OwnTokens | None) -> list[Route]:
+#: the administration pages' groups, each a function of the UI giving its routes (all behind
+#: :meth:`WebUi._administrator`), listed on ``admin.html``
+ADMIN_SECTIONS: Final[list[Callable[[WebUi], PageTable]]] = []
+
+
+def ui_routes(
+    config: ServerConfig, registry: Registry, tokens: OwnTokens | None, admin: AdminApi | None,
+) -> list[Route]:
     """The UI's routes (none when ``ui.enabled`` is off)."""
     if not config.ui.enabled:
         return []
     read_only = proxied_names(config.proxies) if config.proxies else writable
-    return WebUi(config, registry, open_ui_store(config.metadata_url), tokens, read_only).routes()
+    return WebUi(config, registry, open_ui_store(config.metadata_url), tokens, read_only, admin).routes()

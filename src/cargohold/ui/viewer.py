@@ -66,6 +66,11 @@ class Viewer:
     def name(self) -> str | None:
         return self.account.name if self.account is not None else None
 
+    @property
+    def admin(self) -> bool:
+        """Whether the administration pages are this viewer's (superusers)."""
+        return self.account is not None and self.account.superuser
+
     async def may_delete(self, repository: str) -> bool:
         if self.view is None:
             return False  # auth off: read only
