@@ -32,6 +32,7 @@ from ..jobs.gc import gc_job
 from ..jobs.retention import retention_job
 from ..metadata import MetadataStore, open_metadata_store
 from ..metadata.migrations import SchemaError
+from ..metrics.recorder import Metrics, activate
 from ..mirror.local import LocalRegistry
 from ..mirror.service import Mirrors
 from ..proxy.routing import ProxyRoutes
@@ -85,11 +86,32 @@ def webhook_delivery(
     return endpoints, loop
 
 
+def metrics_routes(config: ServerConfig, meta: MetadataStore, metrics: Metrics) -> list[Route]:
+    """``/metrics`` on the main port, when it is there and not on a listener of its own."""
+    if config.metrics.token_file is None:
+        return []
+    from ..metrics.directory import ENV, directory_for
+    from ..metrics.endpoint import Backlog, MetricsEndpoint, read_token
+
+    try:
+        token = read_token(config.metrics.token_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"metrics.token_file: {exc}") from None
+    directory = os.environ.get(ENV) or directory_for(config.server.port, config.data_dir)
+    return MetricsEndpoint(directory, metrics, Backlog(meta), token).routes()
+
+
 def create_app(config: ServerConfig) -> RegistryApp:
     """The composition root: the stores, the service over them, access control, the API."""
     os.makedirs(config.data_dir, exist_ok=True)
+    metrics = Metrics() if config.metrics.enabled else None
+    activate(metrics)
     meta = open_metadata_store(config.metadata_url)
     blobs = open_blob_store(config.storage.driver, config.storage.driver_options(config.data_dir), meta)
+    if metrics is not None:
+        from ..metrics.store import time_operations
+
+        blobs = time_operations(blobs, metrics)
     options = RegistryOptions(
         delete_enabled=config.server.delete_enabled,
         read_only=config.server.read_only,
@@ -126,7 +148,9 @@ def create_app(config: ServerConfig) -> RegistryApp:
     jobs = JobRunner([*registry_jobs(registry, meta), *optional, usage_job(meta), mirrors.job(), *delivery], meta)
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
     routes = endpoint_routes(access, meta, webhooks, meta, collector, mirrors)
-    return RegistryApp(registry, access.controller, routes, jobs, recorder, activity, pulls, local_name)
+    if metrics is not None:
+        routes += metrics_routes(config, meta, metrics)
+    return RegistryApp(registry, access.controller, routes, jobs, recorder, activity, pulls, local_name, metrics)
 
 
 def configure_logging(level: str) -> None:
@@ -153,6 +177,12 @@ def give_back_large_blocks() -> None:
         mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
+def term_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when its parent ends (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def end_with_server_process(grace_seconds: float) -> None:
     """Have this worker stop when the server process ends (Linux).
 
@@ -167,8 +197,7 @@ def end_with_server_process(grace_seconds: float) -> None:
     """
     if not sys.platform.startswith("linux"):
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    term_with_parent()
     server = os.environ.get(SERVER_PID_ENV)
     if server is not None:
         threading.Thread(

@@ -1,0 +1,293 @@
+"""``GET /metrics`` on real servers with two workers: counts summed over the workers that match the requests
+sent, route templates as labels, the bearer token or the listener of its own, the multiprocess directory's
+life, and scrapes that stay fast after a thousand workers' files."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.parser import text_string_to_metric_families
+
+from cargohold.config import ConfigError, load_config
+from cargohold.metrics.directory import directory_for
+from tests.api.helpers import OCI_MANIFEST, codes, image_manifest, put_manifest
+from tests.support.backends import MATRIX, setup_for
+from tests.support.servers import SRC, CargoholdServer, cargohold, free_port
+
+TOKEN = "scrape-token-1"
+MANIFEST_ROUTE = "/v2/{name}/manifests/{reference}"
+#: every route label the registry's own routes may give (the token and admin routes are not on these servers)
+TEMPLATES = {"/v2/", "/v2/_catalog", "/v2/{name}/tags/list", MANIFEST_ROUTE, "/v2/{name}/blobs/uploads/{uuid}",
+             "/v2/{name}/blobs/uploads/", "/v2/{name}/blobs/{digest}", "/v2/{name}/referrers/{digest}", "/healthz",
+             "/readyz", "/metrics", "other"}
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def metrics_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    token_file = tmp_path / "metrics-token"
+    token_file.write_text(TOKEN + "\n")
+    return {"CARGOHOLD_METRICS_ENABLED": "true", "CARGOHOLD_METRICS_TOKEN_FILE": str(token_file), **extra}
+
+
+def parse(text: str) -> Samples:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def scrape(url: str, token: str | None = TOKEN) -> Samples:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    r = httpx.get(f"{url}/metrics", headers=headers, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return parse(r.text)
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def requests_of(samples: Samples, method: str, route: str, code: int) -> float:
+    return value(samples, "cargohold_http_requests_total", method=method, route=route, code=str(code))
+
+
+def worker_pids(directory: str) -> set[str]:
+    return {name.removesuffix(".db").rsplit("_", 1)[1] for name in os.listdir(directory)
+            if name.startswith("counter_") and name != "counter_archive.db"}
+
+
+def settled(url: str, check: Callable[[Samples], bool], timeout: float = 5.0) -> Samples:
+    """A scrape once ``check(samples)`` holds (the other worker writes its counts within 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(url)
+        if check(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("backend", MATRIX)
+def test_counts_over_both_workers_match_the_requests_sent(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+) -> None:
+    place = setup_for(backend, request)
+    with cargohold(tmp_path, "--workers", "2", env={**place.env, **metrics_env(tmp_path)},
+                   database_url=place.database_url) as server:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            raw = image_manifest(c, "team/app", layers=1, seed=backend)
+            assert put_manifest(c, "team/app", "v1", raw, OCI_MANIFEST).status_code == 201
+        before = scrape(server.url)
+        gets, missing, unrouted = 60, 9, 7
+
+        def get(path: str) -> int:
+            return httpx.get(f"{server.url}{path}", headers={"Accept": OCI_MANIFEST}, timeout=30).status_code
+
+        # new connections from several threads: both workers serve some
+        paths = ["/v2/team/app/manifests/v1"] * gets + [f"/v2/team/other{i}/manifests/v1" for i in range(missing)] \
+            + [f"/nowhere/{i}" for i in range(unrouted)]
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(get, paths))
+        assert statuses == [200] * gets + [404] * (missing + unrouted)
+        assert len(worker_pids(directory_for(server.port, str(server.data_dir)))) == 2
+
+        after = settled(server.url, lambda s: requests_of(s, "GET", "other", 404) == unrouted)
+        assert requests_of(after, "GET", MANIFEST_ROUTE, 200) - requests_of(before, "GET", MANIFEST_ROUTE, 200) == gets
+        assert requests_of(after, "GET", MANIFEST_ROUTE, 404) == missing
+        assert requests_of(after, "GET", "other", 404) == unrouted
+        assert requests_of(after, "PUT", MANIFEST_ROUTE, 201) == 1
+        assert requests_of(after, "GET", "/metrics", 200) >= 1  # the scrapes before this one
+        routes = {dict(labels)["route"] for name, labels in after if name == "cargohold_http_requests_total"}
+        assert routes <= TEMPLATES and "team/app" not in str(after)
+
+        duration = "cargohold_http_request_duration_seconds"
+        manifest_gets = requests_of(after, "GET", MANIFEST_ROUTE, 200) + missing
+        assert value(after, f"{duration}_count", method="GET", route=MANIFEST_ROUTE) == manifest_gets
+        assert value(after, f"{duration}_bucket", method="GET", route=MANIFEST_ROUTE, le="+Inf") == manifest_gets
+        assert 0 < value(after, f"{duration}_sum", method="GET", route=MANIFEST_ROUTE) < manifest_gets * 5
+        assert value(after, "cargohold_http_request_bytes_total", method="PUT", route=MANIFEST_ROUTE) == len(raw)
+        sent = value(after, "cargohold_http_response_bytes_total", method="GET", route=MANIFEST_ROUTE) \
+            - value(before, "cargohold_http_response_bytes_total", method="GET", route=MANIFEST_ROUTE)
+        assert sent >= gets * len(raw)
+
+        # what the push did to the database and the blob store
+        assert value(after, "cargohold_db_query_seconds_count") > 0
+        assert value(after, "cargohold_storage_op_seconds_count", op="upload_commit") == 2  # config and layer
+        assert value(after, "cargohold_storage_errors_total", op="upload_commit") == 0
+        assert value(after, "cargohold_uploads_in_progress") == 0
+        assert value(after, "cargohold_webhook_backlog") == 0
+
+
+def test_the_bearer_token_guards_metrics_on_the_main_port(tmp_path: Path) -> None:
+    with cargohold(tmp_path, "--workers", "2", env=metrics_env(tmp_path)) as server:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
+                        {"Authorization": f"Bearer {TOKEN}x"}):
+            r = httpx.get(f"{server.url}/metrics", headers=headers)
+            assert r.status_code == 401 and codes(r) == ["UNAUTHORIZED"], headers
+            assert r.headers["www-authenticate"] == 'Bearer realm="metrics"'
+            assert "cargohold_http_requests_total" not in r.text
+        assert httpx.post(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 405
+        samples = settled(server.url, lambda s: requests_of(s, "GET", "/metrics", 401) == 4)
+        assert requests_of(samples, "GET", "/metrics", 401) == 4
+
+
+def test_metrics_on_a_listener_of_their_own(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"CARGOHOLD_METRICS_ENABLED": "true", "CARGOHOLD_METRICS_LISTEN": f"127.0.0.1:{port}"}
+    with cargohold(tmp_path, "--workers", "2", env=env) as server:
+        metrics_url = f"http://127.0.0.1:{port}"
+        r = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 404 and codes(r) == ["NOT_FOUND"]
+        deadline = time.monotonic() + 10
+        while True:  # the listener starts beside the workers
+            try:
+                before = requests_of(scrape(metrics_url, token=None), "GET", "/v2/", 200)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the metrics listener did not answer"
+                time.sleep(0.1)
+        for _ in range(5):
+            assert httpx.get(f"{server.url}/v2/").status_code == 200
+        samples = settled(metrics_url, lambda s: requests_of(s, "GET", "/v2/", 200) >= before + 5)
+        assert requests_of(samples, "GET", "/v2/", 200) == before + 5
+        assert requests_of(samples, "GET", "other", 404) == 1  # /metrics on the main port: no route
+        assert httpx.get(f"{metrics_url}/v2/").status_code == 404
+        assert httpx.post(f"{metrics_url}/metrics").status_code == 405
+        assert f"metrics on http://127.0.0.1:{port}/metrics" in server.log()
+        listener_log = server.log()
+    assert "Traceback" not in listener_log
+    with pytest.raises(httpx.TransportError):  # stopped with the server
+        httpx.get(f"{metrics_url}/metrics", timeout=2)
+
+
+def test_disabled_metrics_have_no_route_and_no_directory(tmp_path: Path) -> None:
+    with cargohold(tmp_path, "--workers", "2") as server:
+        r = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 404 and codes(r) == ["NOT_FOUND"]
+        assert not os.path.exists(directory_for(server.port, str(server.data_dir)))
+
+
+def _write(path: str, key: str, amount: float) -> None:
+    values = MmapedDict(path)
+    try:
+        values.write_value(key, amount, 0.0)
+    finally:
+        values.close()
+
+
+_REQUESTS = ("cargohold_http_requests", "cargohold_http_requests_total", ["method", "route", "code"])
+_UPLOADS = ("cargohold_uploads_in_progress", "cargohold_uploads_in_progress", [])
+
+
+def _key(family: tuple[str, str, list[str]], *labels: str) -> str:
+    return mmap_key(family[0], family[1], family[2], list(labels), "")
+
+
+def test_the_directory_is_wiped_at_start_and_removed_at_stop(tmp_path: Path) -> None:
+    # the server's port is in its directory's name: take one and leave a stale run's files there
+    server = CargoholdServer(tmp_path / "data", free_port(), ["--workers", "2"], metrics_env(tmp_path))
+    directory = directory_for(server.port, str(server.data_dir))
+    os.makedirs(directory, exist_ok=True)
+    _write(os.path.join(directory, "counter_archive.db"), _key(_REQUESTS, "GET", "/v2/", "200"), 1000.0)
+    _write(os.path.join(directory, "counter_1.db"), _key(_REQUESTS, "GET", "/v2/", "200"), 500.0)
+    try:
+        server.start()
+        assert httpx.get(f"{server.url}/v2/").status_code == 200
+        samples = settled(server.url, lambda s: requests_of(s, "GET", "/v2/", 200) >= 2)
+        assert requests_of(samples, "GET", "/v2/", 200) == 2  # the start's check and this one; none of before
+        assert not os.path.exists(os.path.join(directory, "counter_1.db"))
+    finally:
+        server.stop()
+    assert not os.path.exists(directory)
+
+
+def _dead_pids(count: int) -> list[int]:
+    """PIDs no process can have: above the kernel's largest."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        top = int(f.read())
+    return list(range(top + 1, top + 1 + count))
+
+
+@pytest.fixture()
+def metered(tmp_path: Path) -> Iterator[CargoholdServer]:
+    with cargohold(tmp_path, "--workers", "2", env=metrics_env(tmp_path)) as server:
+        yield server
+
+
+def test_a_thousand_dead_workers_are_folded_and_scrapes_stay_fast(metered: CargoholdServer) -> None:
+    server = metered
+    directory = directory_for(server.port, str(server.data_dir))
+    for _ in range(3):
+        assert httpx.get(f"{server.url}/v2/").status_code == 200
+    served = requests_of(settled(server.url, lambda s: requests_of(s, "GET", "/v2/", 200) >= 3), "GET", "/v2/", 200)
+    # what a thousand ended workers would have left: a request each, and an upload each in progress when
+    # it ended (a live gauge: a dead process's part of it goes)
+    dead = _dead_pids(1000)
+    for pid in dead:
+        _write(os.path.join(directory, f"counter_{pid}.db"), _key(_REQUESTS, "GET", "/v2/", "200"), 1.0)
+        _write(os.path.join(directory, f"gauge_livesum_{pid}.db"), _key(_UPLOADS), 1.0)
+    assert len(os.listdir(directory)) > 2000
+
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as c:
+        started = time.perf_counter()
+        folded = parse(c.get("/metrics").text)
+        folding = time.perf_counter() - started
+        assert requests_of(folded, "GET", "/v2/", 200) == served + 1000
+        assert value(folded, "cargohold_uploads_in_progress") == 0
+        files = os.listdir(directory)
+        assert not any(str(pid) in name for name in files for pid in dead[:1] + dead[-1:])
+        assert len(files) <= 10, files
+
+        times = []
+        for _ in range(7):
+            started = time.perf_counter()
+            samples = parse(c.get("/metrics").text)
+            times.append(time.perf_counter() - started)
+            assert requests_of(samples, "GET", "/v2/", 200) == served + 1000
+        assert statistics.median(times) < 0.05, (times, folding)
+        assert folding < 0.5, folding
+
+        # more workers end: their counts are added to the archive's
+        for pid in dead[:10]:
+            _write(os.path.join(directory, f"counter_{pid}.db"), _key(_REQUESTS, "GET", "/v2/", "200"), 2.0)
+        assert requests_of(parse(c.get("/metrics").text), "GET", "/v2/", 200) == served + 1020
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({}, "metrics: set either token_file (a bearer token on the main port) or listen (an address of its own), "
+         "not both or neither"),
+    ({"CARGOHOLD_METRICS_TOKEN_FILE": "/t", "CARGOHOLD_METRICS_LISTEN": "127.0.0.1:9102"}, "not both or neither"),
+    ({"CARGOHOLD_METRICS_LISTEN": "9102"}, "metrics.listen must be HOST:PORT, not '9102'"),
+    ({"CARGOHOLD_METRICS_LISTEN": "127.0.0.1:http"}, "metrics.listen must be HOST:PORT"),
+])
+def test_contradictory_metrics_settings_are_refused(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, {}, {"CARGOHOLD_METRICS_ENABLED": "yes", **environ})
+    # off, the other settings are not looked at
+    assert not load_config(None, {}, environ).metrics.enabled
+
+
+def test_an_unreadable_token_file_stops_serve_in_one_line_and_leaves_no_directory(tmp_path: Path) -> None:
+    port = free_port()
+    missing = tmp_path / "no-such-token"
+    (tmp_path / "empty-token").write_text("\n")
+    for token_file, why in ((missing, "No such file or directory"), (tmp_path / "empty-token", "is empty")):
+        environ = {**os.environ, "PYTHONPATH": str(SRC), "CARGOHOLD_METRICS_ENABLED": "1",
+                   "CARGOHOLD_METRICS_TOKEN_FILE": str(token_file)}
+        result = subprocess.run(
+            [sys.executable, "-m", "cargohold.cli.main", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir",
+             str(tmp_path / "data")], capture_output=True, text=True, env=environ, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("cargohold: metrics.token_file: ") and why in result.stderr
+        assert len(result.stderr.splitlines()) == 1
+        assert not os.path.exists(directory_for(port, str(tmp_path / "data")))
