@@ -4,6 +4,9 @@ life, and scrapes that stay fast after a thousand workers' files."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import re
 import statistics
@@ -13,17 +16,21 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
+from cargohold.cli.main import main
 from cargohold.config import ConfigError, load_config
 from cargohold.metrics.directory import directory_for
-from tests.api.helpers import OCI_MANIFEST, codes, image_manifest, put_manifest
+from tests.api.helpers import OCI_MANIFEST, codes, image_manifest, push_blob, put_manifest, sha256
 from tests.support.backends import MATRIX, setup_for
 from tests.support.servers import SRC, CargoholdServer, cargohold, free_port
+from tests.webhooks.receiver import Receiver
+from tests.webhooks.support import delivery_rows, push_event, record, serving, wait_until
 
 TOKEN = "scrape-token-1"
 MANIFEST_ROUTE = "/v2/{name}/manifests/{reference}"
@@ -291,3 +298,94 @@ def test_an_unreadable_token_file_stops_serve_in_one_line_and_leaves_no_director
         assert result.stderr.startswith("cargohold: metrics.token_file: ") and why in result.stderr
         assert len(result.stderr.splitlines()) == 1
         assert not os.path.exists(directory_for(port, str(tmp_path / "data")))
+
+
+FAST_ENV = {"CARGOHOLD_PASSWORD_COST": "4"}
+
+
+def _add_superuser(data_dir: Path, name: str, password: str) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), mock.patch.dict(os.environ, FAST_ENV), \
+            mock.patch("sys.stdin", io.StringIO(password + "\n")):
+        assert main(["admin", "--data-dir", str(data_dir), "user", "add", name, "--superuser",
+                     "--password-stdin"]) == 0, err.getvalue()
+
+
+def test_tokens_login_failures_and_collections_are_counted(tmp_path: Path) -> None:
+    _add_superuser(tmp_path / "data", "root", "root-password-1")
+    env = {**FAST_ENV, **metrics_env(tmp_path), "CARGOHOLD_GC_ENABLED": "false", "CARGOHOLD_GC_GRACE_PERIOD": "0"}
+    with cargohold(tmp_path, "--workers", "2", "--auth", "token", env=env) as server:
+        token_url = f"{server.url}/auth/token"
+        for password in ("wrong-1", "wrong-2"):
+            assert httpx.get(token_url, auth=("root", password), params={"service": "cargohold"}).status_code == 401
+        assert httpx.get(token_url, params={"service": "other"}).status_code == 400  # a refusal, not a login
+        r = httpx.get(token_url, auth=("root", "root-password-1"),
+                      params={"service": "cargohold", "scope": "repository:junk/app:pull,push"})
+        assert r.status_code == 200
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {r.json()['token']}"}) as c:
+            push_blob(c, "junk/app", os.urandom(5000))  # nothing will reference it
+        admin = {"auth": ("root", "root-password-1"), "timeout": 30}
+        assert httpx.post(f"{server.url}/admin/v1/gc", json={"dry_run": True}, **admin).status_code == 200
+        assert httpx.patch(f"{server.url}/admin/v1/users/nobody", json={}, **admin).status_code == 404
+        report = httpx.post(f"{server.url}/admin/v1/gc", json={}, **admin)
+        assert report.status_code == 200 and report.json()["bytes_freed"] == 5000
+
+        samples = settled(server.url, lambda s: value(s, "cargohold_gc_runs_total") == 1)
+        assert value(samples, "cargohold_tokens_total", outcome="issued") == 1
+        assert value(samples, "cargohold_tokens_total", outcome="refused") == 3
+        assert value(samples, "cargohold_login_failures_total") == 2
+        assert value(samples, "cargohold_gc_runs_total") == 1  # the dry run is not one
+        assert value(samples, "cargohold_gc_bytes_freed_total") == 5000
+        assert requests_of(samples, "POST", "/admin/v1/gc", 200) == 2  # the admin API's routes by template too
+        assert requests_of(samples, "PATCH", "/admin/v1/users/{account}", 404) == 1
+        assert requests_of(samples, "GET", "/auth/token", 401) == 2
+        assert requests_of(samples, "GET", "/auth/token", 400) == 1
+
+
+def test_webhook_deliveries_by_outcome_and_the_backlog(tmp_path: Path) -> None:
+    receiver = Receiver(statuses=[500]).start()  # fails once, then takes it
+    endpoints = [
+        {"name": "hook", "url": receiver.url, "backoff": "50ms"},
+        {"name": "gone", "url": f"http://127.0.0.1:{free_port()}/hook", "max_attempts": 1},
+        {"name": "later", "url": f"http://127.0.0.1:{free_port()}/hook", "backoff": "1h"},
+    ]
+    try:
+        token_file = metrics_env(tmp_path)["CARGOHOLD_METRICS_TOKEN_FILE"]
+        sections = {"metrics": {"enabled": True, "token_file": token_file}}
+        with serving(tmp_path, endpoints, "--workers", "2", sections=sections) as server:
+            record(server.data_dir, endpoints, push_event())
+            wait_until(lambda: sorted(r["state"] for r in delivery_rows(server.data_dir)) == [
+                "dead", "delivered", "pending"] and all(r["attempts"] for r in delivery_rows(server.data_dir)))
+            samples = settled(server.url, lambda s: value(s, "cargohold_webhook_deliveries_total",
+                                                           outcome="delivered") == 1)
+            assert value(samples, "cargohold_webhook_deliveries_total", outcome="delivered") == 1
+            assert value(samples, "cargohold_webhook_deliveries_total", outcome="failed") == 2  # hook once, later
+            assert value(samples, "cargohold_webhook_deliveries_total", outcome="dead") == 1
+            assert value(samples, "cargohold_webhook_backlog") == 1  # later's, waiting for its hour
+    finally:
+        receiver.stop()
+
+
+def test_pull_through_upstream_requests_and_cache_hits(tmp_path: Path) -> None:
+    (tmp_path / "up").mkdir()
+    (tmp_path / "cache").mkdir()
+    with cargohold(tmp_path / "up", "--workers", "1") as upstream:
+        with httpx.Client(base_url=upstream.url, timeout=30) as c:
+            raw = image_manifest(c, "team/app", layers=1, seed="proxy")
+            assert put_manifest(c, "team/app", "v1", raw, OCI_MANIFEST).status_code == 201
+        config = tmp_path / "cache.yml"
+        config.write_text(json.dumps({"proxies": [{"prefix": "up", "upstream": upstream.url}]}))
+        with cargohold(tmp_path / "cache", "--workers", "2", "--config", str(config),
+                       env=metrics_env(tmp_path)) as cache:
+            layer = json.loads(raw)["layers"][0]["digest"]
+            with httpx.Client(base_url=cache.url, timeout=30, headers={"Accept": OCI_MANIFEST}) as c:
+                for _ in range(2):  # fetched, then served from the cache
+                    assert c.get(f"/v2/up/team/app/manifests/{sha256(raw)}").content == raw
+                    assert c.get(f"/v2/up/team/app/blobs/{layer}").status_code == 200
+                missing = c.get(f"/v2/up/team/app/manifests/sha256:{'0' * 64}")
+                assert missing.status_code == 404 and codes(missing) == ["MANIFEST_UNKNOWN"]
+            samples = settled(cache.url, lambda s: value(s, "cargohold_proxy_upstream_requests_total", code="404") == 1)
+            assert value(samples, "cargohold_proxy_cache_total", result="hit") == 2
+            assert value(samples, "cargohold_proxy_cache_total", result="miss") == 3
+            assert value(samples, "cargohold_proxy_upstream_requests_total", code="2xx") == 2
+            assert value(samples, "cargohold_proxy_upstream_requests_total", code="404") == 1
