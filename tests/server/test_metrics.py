@@ -75,13 +75,13 @@ def worker_pids(directory: str) -> set[str]:
 
 
 def settled(url: str, check: Callable[[Samples], bool], timeout: float = 5.0) -> Samples:
-    """A scrape once ``check(samples)`` holds (the other worker writes its counts within 50 ms)."""
+    """A scrape once every count of the requests answered so far is written: ``check(samples)`` holds, and then
+    each worker has flushed a few times more (every 50 ms)."""
     deadline = time.monotonic() + timeout
-    while True:
-        samples = scrape(url)
-        if check(samples) or time.monotonic() > deadline:
-            return samples
+    while not check(scrape(url)) and time.monotonic() < deadline:
         time.sleep(0.05)
+    time.sleep(0.25)
+    return scrape(url)
 
 
 @pytest.mark.parametrize("backend", MATRIX)
@@ -158,11 +158,12 @@ def test_metrics_on_a_listener_of_their_own(tmp_path: Path) -> None:
         deadline = time.monotonic() + 10
         while True:  # the listener starts beside the workers
             try:
-                before = requests_of(scrape(metrics_url, token=None), "GET", "/v2/", 200)
+                scrape(metrics_url, token=None)
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "the metrics listener did not answer"
                 time.sleep(0.1)
+        before = requests_of(settled(metrics_url, lambda s: True), "GET", "/v2/", 200)
         for _ in range(5):
             assert httpx.get(f"{server.url}/v2/").status_code == 200
         samples = settled(metrics_url, lambda s: requests_of(s, "GET", "/v2/", 200) >= before + 5)

@@ -24,7 +24,7 @@ from ..events.recorder import Recorder
 from ..http import ClientDisconnected, Receive, Request, Response, Router, Scope, Send, error_response
 from ..http.errors import method_not_allowed, not_found
 from ..jobs import Activity, JobRunner
-from ..metrics.requests import NO_ROUTE
+from ..metrics.requests import NO_ROUTE, UPLOAD_ROUTES
 from ..reference import is_repository_name
 from ..service import BACKEND_ERRORS, RegistryService
 from ..service.pulls import PullTimes
@@ -90,7 +90,7 @@ class RegistryApp:
         try:
             found = self.router.match(scope["path"])
             request = RegistryRequest(scope, receive, found[1] if found else {}, self.access)
-            if metrics is not None and found is not None:
+            if metrics is not None and found is not None and found[0].name in UPLOAD_ROUTES:
                 uploading = metrics.uploading(found[0].name, request.method)
             response = await self._respond(request, found[0]) if found else not_found(request.path)
             response.header("x-request-id", request.id)
@@ -105,10 +105,11 @@ class RegistryApp:
             self.activity.ended()
             if uploading:
                 metrics.upload_ended()  # type: ignore[union-attr]
+        elapsed = time.perf_counter() - started
         if metrics is not None:
             metrics.requests.add(request.method, found[0].template if found else NO_ROUTE, response.status,
-                                 request.received, max(sent, 0), time.perf_counter() - started)
-        self._log(request, response.status, sent, started)
+                                 request.received, max(sent, 0), elapsed)
+        self._log(request, response.status, sent, elapsed)
 
     async def _dispatch(self, request: RegistryRequest, route: Route) -> Response:
         handler = route.methods.get(request.method)
@@ -163,10 +164,8 @@ class RegistryApp:
             async for _ in request.stream():
                 pass
 
-    def _log(self, request: Request, status: int, sent: int, started: float) -> None:
-        self._access_log.record(
-            request.method, request.path, status, sent, time.perf_counter() - started, request.client, request.id
-        )
+    def _log(self, request: Request, status: int, sent: int, elapsed: float) -> None:
+        self._access_log.record(request.method, request.path, status, sent, elapsed, request.client, request.id)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
