@@ -12,6 +12,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from cargohold.config import ConfigError, load_config
 from cargohold.metrics.directory import directory_for
 from tests.api.helpers import OCI_MANIFEST, codes, image_manifest, push_blob, put_manifest, sha256
 from tests.support.backends import MATRIX, setup_for
+from tests.support.postgres import start_cluster
 from tests.support.servers import SRC, CargoholdServer, cargohold, free_port
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import delivery_rows, push_event, record, serving, wait_until
@@ -390,3 +392,21 @@ def test_pull_through_upstream_requests_and_cache_hits(tmp_path: Path) -> None:
             assert value(samples, "cargohold_proxy_cache_total", result="miss") == 3
             assert value(samples, "cargohold_proxy_upstream_requests_total", code="2xx") == 2
             assert value(samples, "cargohold_proxy_upstream_requests_total", code="404") == 1
+
+
+def test_a_scrape_while_postgresql_is_down_answers_without_the_backlog(tmp_path: Path) -> None:
+    cluster = start_cluster(Path(tempfile.mkdtemp(prefix="cargohold-pg-")))
+    try:
+        with cargohold(tmp_path, "--workers", "1", database_url=cluster.fresh_database(),
+                       env=metrics_env(tmp_path)) as server:
+            assert httpx.get(f"{server.url}/v2/").status_code == 200
+            cluster.halt()
+            started = time.monotonic()
+            samples = scrape(server.url)  # the first scrape: the backlog is counted now, and cannot be
+            assert time.monotonic() - started < 4  # not the pool's wait for a connection (10 s)
+            assert not any(name == "cargohold_webhook_backlog" for name, _ in samples)
+            assert requests_of(samples, "GET", "/v2/", 200) == 2  # the start's check and this test's
+            assert "counting the webhook backlog failed" in server.log()
+            cluster.start()  # a stop writes what the worker holds (pull times)
+    finally:
+        cluster.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
@@ -21,6 +22,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from ..errcodes import Unauthorized
 from ..http import Request, Response
 from ..http.routing import Route, route
+from ..metadata.store import MetadataError
 from . import archive
 
 if TYPE_CHECKING:
@@ -28,9 +30,13 @@ if TYPE_CHECKING:
     from ..events.outbox import Outbox
     from .recorder import Metrics
 
+log: Final = logging.getLogger("cargohold.metrics")
+
 PATH: Final = "/metrics"
 #: the webhook backlog is a database count: one per this many seconds, however often scrapes come
 BACKLOG_SECONDS: Final = 10.0
+#: a database that does not answer by then is not waited for: the scrape answers without the backlog
+BACKLOG_TIMEOUT: Final = 2.0
 
 
 class Backlog:
@@ -38,16 +44,24 @@ class Backlog:
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
-        self.value = 0
+        #: None while the database cannot say: the scrape goes on without it
+        self.value: int | None = None
         self._counted = -BACKLOG_SECONDS
 
     async def refresh(self) -> None:
-        if time.monotonic() - self._counted >= BACKLOG_SECONDS:
-            self.value = await self.outbox.pending_deliveries()
-            self._counted = time.monotonic()
+        if time.monotonic() - self._counted < BACKLOG_SECONDS:
+            return
+        self._counted = time.monotonic()
+        try:
+            async with asyncio.timeout(BACKLOG_TIMEOUT):
+                self.value = await self.outbox.pending_deliveries()
+        except (MetadataError, OSError, TimeoutError):
+            self.value = None
+            log.warning("counting the webhook backlog failed", exc_info=True)
 
     def collect(self) -> Iterable[Metric]:
-        yield GaugeMetricFamily("cargohold_webhook_backlog", "Webhook deliveries waiting to be sent", self.value)
+        if self.value is not None:
+            yield GaugeMetricFamily("cargohold_webhook_backlog", "Webhook deliveries waiting to be sent", self.value)
 
 
 def read_token(path: str) -> bytes:
