@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -410,3 +411,18 @@ def test_a_scrape_while_postgresql_is_down_answers_without_the_backlog(tmp_path:
             cluster.start()  # a stop writes what the worker holds (pull times)
     finally:
         cluster.stop()
+
+
+def test_a_metrics_port_in_use_stops_serve_before_it_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        environ = {**os.environ, "PYTHONPATH": str(SRC), "CARGOHOLD_METRICS_ENABLED": "1",
+                   "CARGOHOLD_METRICS_LISTEN": f"127.0.0.1:{port}"}
+        result = subprocess.run(
+            [sys.executable, "-m", "cargohold.cli.main", "serve", "--listen", f"127.0.0.1:{free_port()}",
+             "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, env=environ, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"cargohold: port {port} is already in use (127.0.0.1:{port})"]
+    assert not (tmp_path / "data").exists()  # stopped before anything was written

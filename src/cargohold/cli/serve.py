@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         _check_tls(config)
         port_claim = claim_port(config.server.host, config.server.port)
-        metrics_claim = claim_port(config.metrics.host, config.metrics.port) \
-            if config.metrics.enabled and config.metrics.listen else None
+        own_listener = config.metrics.enabled and config.metrics.listen is not None
+        metrics_claim = claim_port(config.metrics.host, config.metrics.port) if own_listener else None
     except StartError as exc:
         print(f"cargohold: {exc}", file=sys.stderr)
         return 1
@@ -128,10 +128,11 @@ def run(args: argparse.Namespace) -> int:
     if config.server.shutdown_delay_seconds > 0:
         server.on_startup(lambda: _drain_on_sigterm(server, config.server.shutdown_delay_seconds))
     listener = None
-    if metrics_claim is not None:
+    if own_listener:
         from ..metrics import listener as metrics_listener
 
-        metrics_claim.close()
+        if metrics_claim is not None:
+            metrics_claim.close()
         listener = metrics_listener.start()
         print(f"cargohold: metrics on http://{config.metrics.listen}/metrics", flush=True)
     try:
