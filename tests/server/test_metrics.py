@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -426,3 +427,26 @@ def test_a_metrics_port_in_use_stops_serve_before_it_starts(tmp_path: Path) -> N
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"cargohold: port {port} is already in use (127.0.0.1:{port})"]
     assert not (tmp_path / "data").exists()  # stopped before anything was written
+
+
+def test_an_upload_sending_its_body_is_in_progress_until_it_ends(metered: CargoholdServer) -> None:
+    server = metered
+    start = httpx.post(f"{server.url}/v2/team/app/blobs/uploads/")
+    assert start.status_code == 202
+    release = threading.Event()
+
+    def body() -> Iterator[bytes]:
+        yield b"x" * 1000
+        release.wait(10)
+        yield b"y" * 1000
+
+    with ThreadPoolExecutor(1) as pool:
+        patch = pool.submit(httpx.patch, f"{server.url}{start.headers['location']}", content=body(), timeout=30)
+        during = settled(server.url, lambda s: value(s, "cargohold_uploads_in_progress") == 1)
+        release.set()
+        assert patch.result().status_code == 202
+    after = settled(server.url, lambda s: value(s, "cargohold_uploads_in_progress") == 0)
+    assert value(during, "cargohold_uploads_in_progress") == 1
+    assert value(after, "cargohold_uploads_in_progress") == 0
+    assert value(after, "cargohold_http_request_bytes_total", method="PATCH",
+                 route="/v2/{name}/blobs/uploads/{uuid}") == 2000  # a chunked body, counted as read
