@@ -1,9 +1,10 @@
 """Counters and histograms counted in a plain dict and written to prometheus-client's metrics in batches.
 
-A multiprocess metric's every change is a locked write into a memory-mapped file; doing that per request
-cost more than the 3% of manifest GETs per second the metrics may take. Requests add to dicts keyed by
-their labels instead, and :class:`Batches` writes the sums out every :data:`FLUSH_SECONDS` (and before a
-scrape in this process, and when the worker stops).
+A multiprocess metric's every change is a locked write into a memory-mapped file: a manifest GET's counts
+written as they happen took ~10 µs (its request counter, duration, bytes and database statement), a tenth of
+the ~75-100 µs of server CPU the whole request takes; added to dicts keyed by their labels, ~0.5 µs.
+:class:`Batches` writes the sums out every :data:`FLUSH_SECONDS` (and before a scrape in this process, and
+when the worker stops).
 """
 
 from __future__ import annotations
