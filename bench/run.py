@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import edit, gc, images, proxy, s3, workloads
+from . import edit, gc, images, metrics, proxy, s3, workloads
 from .servers import SRC, Server, missing_tools
 from .table import cell as _cell
 from .workloads import Sizes
@@ -40,7 +40,7 @@ NGINX = "nginx"
 RAW = "raw"
 #: the scale-out phases (bench/s3.py) need PostgreSQL 15 and SeaweedFS, as the tests do; not run by default
 S3_PHASES = ("s3", "pg-listings", "replicas")
-PHASES = ("compare", "memory", "workers", "clients", "large", "events", "gc", "proxy", "edit")
+PHASES = ("compare", "memory", "workers", "clients", "large", "events", "gc", "proxy", "edit", "metrics")
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,13 @@ EVENTS_ROWS = [
 GC = [
     Metric("manifest_get", "Manifest GET by tag, 32 connections", "req/s", target=0.9),
     Metric("upload_monolithic", "Blob upload, one monolithic PUT", "MB/s", target=0.9),
+]
+#: metrics on (scraped every second) against off; target: within 3%
+METRICS = [
+    Metric("manifest_get", "Manifest GET by tag, 32 connections", "req/s", target=0.97),
+    Metric("blob_head", "Blob HEAD, 32 connections", "req/s", target=0.97),
+    Metric("manifest_get_cpu", "Server CPU per manifest GET", "µs", higher_is_better=False, target=0.97),
+    Metric("blob_head_cpu", "Server CPU per blob HEAD", "µs", higher_is_better=False, target=0.97),
 ]
 CLIENTS = [
     Metric("push_many", "Push, many small layers", "MB/s", target=2.0),
@@ -547,6 +554,7 @@ def render(results: Results, command: str, runs: int) -> str:
         out.append("")
         out.append(comparison_table(results, "events", EVENTS_ROWS, (HELD, NONE)))
     out += _gc_lines(results)
+    out += _metrics_lines(results)
     out += proxy.render(results)
     out += edit.render(results)
     large = results.samples.get("large")
@@ -588,6 +596,16 @@ def _gc_lines(results: Results) -> list[str]:
         out.append(f"\nCollecting {notes['scale_blobs']:,} unreferenced blobs at once (one `cargohold gc`, no load): "
                    f"{_cell(scale['seconds'][A], 's')}, {_cell(scale['blobs_per_s'][A], 'blobs/s')}.")
     return out
+
+
+def _metrics_lines(results: Results) -> list[str]:
+    notes = results.notes.get("metrics")
+    if "metrics" not in results.samples or not isinstance(notes, dict):
+        return []
+    return [f"\n### Metrics on against off (same run, alternating)\n\nOn: `metrics.enabled` with a token, "
+            f"`/metrics` scraped every {notes['scrape_seconds']:g} s during the load ({notes['scrape_bytes']:,} bytes "
+            f"a scrape); off: no metrics. SQLite + filesystem.\n",
+            comparison_table(results, "metrics", METRICS, (metrics.ON, metrics.OFF))]
 
 
 def _nproc() -> str:
@@ -651,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
             proxy.phase_proxy(work / "proxy", sizes, runs, results, say)
         if "edit" in phases:
             edit.phase_edit(work / "edit", sizes, runs, results, say)
+        if "metrics" in phases:
+            metrics.phase_metrics(work / "metrics", sizes, runs, results, say)
         if "s3" in phases:
             s3.phase_s3(work, sizes, runs, results, say)
         if "pg-listings" in phases:

@@ -3,14 +3,13 @@ of the caller's span when the request carries W3C ``traceparent``), with a child
 operation and per metadata query, exported with OTLP over HTTP (protobuf).
 
 Imported only then: without it neither this module nor opentelemetry is loaded, and requests do no work
-for it. The stores are traced by giving the object a subclass of its own class whose methods open a span
-around the original ones, so that every ``isinstance`` (the optional protocols a store offers) still holds.
+for it. The stores' operations are wrapped on the objects (:mod:`cargohold.instrument`), with metrics'
+timing when both are on.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, MutableMapping
 from typing import Any, Final
 
@@ -25,6 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode, Tracer
 from .api.app import RegistryApp
 from .config.sections import TracingSection
 from .http import Receive, Scope, Send
+from .instrument import wrap_operations
 
 #: the blob store's operations that get a span (each store has those of its optional protocols it offers)
 BLOB_OPERATIONS: Final = (
@@ -96,15 +96,10 @@ def _trace_methods(
     target: object, names: Iterable[str], tracer: Tracer, span_name: Callable[[str, tuple[Any, ...]], str],
     attributes: dict[str, str], statement: bool = False,
 ) -> None:
-    base = type(target)
-    overrides: dict[str, Any] = {"__slots__": ()}
-    for name in names:
-        original = getattr(base, name, None)
-        if inspect.isasyncgenfunction(original):
-            overrides[name] = _traced_generator(original, name, tracer, span_name, attributes)
-        elif inspect.iscoroutinefunction(original):
-            overrides[name] = _traced_coroutine(original, name, tracer, span_name, attributes, statement)
-    target.__class__ = type(f"Traced{base.__name__}", (base,), overrides)
+    wrap_operations(
+        target, names,
+        lambda name, call: _traced_coroutine(call, name, tracer, span_name, attributes, statement),
+        lambda name, stream: _traced_generator(stream, name, tracer, span_name, attributes))
 
 
 def _traced_coroutine(
@@ -112,11 +107,11 @@ def _traced_coroutine(
     attributes: dict[str, str], statement: bool,
 ) -> Callable[..., Any]:
     @functools.wraps(original)
-    async def method(self: object, *args: Any, **kwargs: Any) -> Any:
+    async def method(*args: Any, **kwargs: Any) -> Any:
         with tracer.start_as_current_span(span_name(name, args), kind=SpanKind.CLIENT, attributes=attributes) as span:
             if statement and args:
                 span.set_attribute("db.query.text", str(args[0]))
-            return await original(self, *args, **kwargs)
+            return await original(*args, **kwargs)
 
     return method
 
@@ -126,11 +121,11 @@ def _traced_generator(
     span_name: Callable[[str, tuple[Any, ...]], str], attributes: dict[str, str],
 ) -> Callable[..., AsyncIterator[Any]]:
     @functools.wraps(original)
-    async def method(self: object, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    async def method(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         # not made current: a generator may be closed in another context than the one it started in
         span = tracer.start_span(span_name(name, args), kind=SpanKind.CLIENT, attributes=attributes)
         try:
-            async for item in original(self, *args, **kwargs):
+            async for item in original(*args, **kwargs):
                 yield item
         except Exception as exc:
             span.record_exception(exc)

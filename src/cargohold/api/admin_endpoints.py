@@ -153,7 +153,8 @@ class AdminApi:
         ]:
             by_path.setdefault(path, {})[method] = self._endpoint(handler)
         return [
-            route(_readable(f"{PREFIX}{path}"), re.compile(f"{PREFIX}{path}"), methods, marker=PREFIX, guarded=False)
+            route(_readable(f"{PREFIX}{path}"), re.compile(f"{PREFIX}{path}"), methods,
+                  template=_readable(f"{PREFIX}{path}"), marker=PREFIX, guarded=False)
             for path, methods in by_path.items()
         ]
 

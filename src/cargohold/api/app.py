@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ..auth import AccessController, OpenAccess, required_access
 from ..errcodes import BlobUploadInvalid, ManifestInvalid, NameInvalid, RegistryError, Unknown
@@ -24,6 +24,7 @@ from ..events.recorder import Recorder
 from ..http import ClientDisconnected, Receive, Request, Response, Router, Scope, Send, error_response
 from ..http.errors import method_not_allowed, not_found
 from ..jobs import Activity, JobRunner
+from ..metrics.requests import NO_ROUTE, UPLOAD_ROUTES
 from ..reference import is_repository_name
 from ..service import BACKEND_ERRORS, RegistryService
 from ..service.pulls import PullTimes
@@ -31,6 +32,9 @@ from .accesslog import AccessLog
 from .handlers import HANDLERS
 from .request import RegistryRequest
 from .routes import Endpoint, Route, build_routes
+
+if TYPE_CHECKING:
+    from ..metrics.recorder import Metrics
 
 access_log: Final = logging.getLogger("cargohold.access")
 log: Final = logging.getLogger("cargohold.api")
@@ -49,6 +53,7 @@ class RegistryApp:
         activity: Activity | None = None,
         pulls: PullTimes | None = None,
         local_name: Callable[[str, bytes], str] | None = None,
+        metrics: Metrics | None = None,
     ):
         self.registry = registry
         #: a request's repository name (and query) -> the name it is stored under, before access control
@@ -68,6 +73,8 @@ class RegistryApp:
         self.activity = activity or Activity()
         #: writes the manifests' pull times every few seconds, and what it holds at shutdown
         self.pulls = pulls
+        #: requests counted by route template and status; None: metrics are off
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -78,9 +85,13 @@ class RegistryApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         self.activity.started()
+        metrics = self.metrics
+        uploading = False
         try:
             found = self.router.match(scope["path"])
             request = RegistryRequest(scope, receive, found[1] if found else {}, self.access)
+            if metrics is not None and found is not None and found[0].name in UPLOAD_ROUTES:
+                uploading = metrics.uploading(found[0].name, request.method)
             response = await self._respond(request, found[0]) if found else not_found(request.path)
             response.header("x-request-id", request.id)
             try:
@@ -92,7 +103,13 @@ class RegistryApp:
                 sent = -1
         finally:
             self.activity.ended()
-        self._log(request, response.status, sent, started)
+            if uploading:
+                metrics.upload_ended()  # type: ignore[union-attr]
+        elapsed = time.perf_counter() - started
+        if metrics is not None:
+            metrics.requests.add(request.method, found[0].template if found else NO_ROUTE, response.status,
+                                 request.received, max(sent, 0), elapsed)
+        self._log(request, response.status, sent, elapsed)
 
     async def _dispatch(self, request: RegistryRequest, route: Route) -> Response:
         handler = route.methods.get(request.method)
@@ -147,10 +164,8 @@ class RegistryApp:
             async for _ in request.stream():
                 pass
 
-    def _log(self, request: Request, status: int, sent: int, started: float) -> None:
-        self._access_log.record(
-            request.method, request.path, status, sent, time.perf_counter() - started, request.client, request.id
-        )
+    def _log(self, request: Request, status: int, sent: int, elapsed: float) -> None:
+        self._access_log.record(request.method, request.path, status, sent, elapsed, request.client, request.id)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -162,6 +177,8 @@ class RegistryApp:
                     self.recorder.start()
                 if self.pulls is not None:
                     self.pulls.start()
+                if self.metrics is not None:
+                    self.metrics.batches.start()
                 self.serving = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -171,6 +188,8 @@ class RegistryApp:
                     await self.recorder.stop()
                 if self.pulls is not None:
                     await self.pulls.stop()
+                if self.metrics is not None:
+                    await self.metrics.batches.stop()
                 await self.registry.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -33,6 +33,7 @@ from ..jobs.retention import retention_job
 from ..metadata import MetadataStore, open_metadata_store
 from ..metadata.factory import database_for
 from ..metadata.migrations import SchemaError
+from ..metrics.recorder import Metrics, activate
 from ..mirror.local import LocalRegistry
 from ..mirror.service import Mirrors
 from ..proxy.routing import ProxyRoutes
@@ -94,11 +95,32 @@ def webhook_delivery(
     return endpoints, loop
 
 
+def metrics_routes(config: ServerConfig, meta: MetadataStore, metrics: Metrics) -> list[Route]:
+    """``/metrics`` on the main port, when it is there and not on a listener of its own."""
+    if config.metrics.token_file is None:
+        return []
+    from ..metrics.directory import ENV, directory_for
+    from ..metrics.endpoint import Backlog, MetricsEndpoint, read_token
+
+    try:
+        token = read_token(config.metrics.token_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"metrics.token_file: {exc}") from None
+    directory = os.environ.get(ENV) or directory_for(config.server.port, config.data_dir)
+    return MetricsEndpoint(directory, metrics, Backlog(meta), token).routes()
+
+
 def create_app(config: ServerConfig) -> RegistryApp:
     """The composition root: the stores, the service over them, access control, the API."""
     os.makedirs(config.data_dir, exist_ok=True)
+    metrics = Metrics() if config.metrics.enabled else None
+    activate(metrics)
     meta = open_metadata_store(config.metadata_url)
     blobs = open_blob_store(config.storage.driver, config.storage.driver_options(config.data_dir), meta)
+    if metrics is not None:
+        from ..metrics.store import time_operations
+
+        blobs = time_operations(blobs, metrics)
     app_class = traced(config, meta, blobs) if config.tracing.endpoint else RegistryApp
     options = RegistryOptions(
         delete_enabled=config.server.delete_enabled,
@@ -138,8 +160,10 @@ def create_app(config: ServerConfig) -> RegistryApp:
     webhooks = WebhookAdmin(config.notifications.endpoints, meta, deliveries.links, deliveries.source)
     admin = admin_api(access, meta, webhooks, meta, collector, mirrors)
     routes = endpoint_routes(access, admin)
+    if metrics is not None:
+        routes += metrics_routes(config, meta, metrics)
     routes += ui_routes(config, registry, access.tokens, admin)  # /ui/: its own sessions, after the API's routes
-    return app_class(registry, access.controller, routes, jobs, recorder, activity, pulls, local_name)
+    return app_class(registry, access.controller, routes, jobs, recorder, activity, pulls, local_name, metrics)
 
 
 def traced(config: ServerConfig, meta: MetadataStore, blobs: BlobStore) -> type[RegistryApp]:
@@ -179,6 +203,12 @@ def give_back_large_blocks() -> None:
         mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
+def term_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when its parent ends (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def end_with_server_process(grace_seconds: float) -> None:
     """Have this worker stop when the server process ends (Linux).
 
@@ -193,8 +223,7 @@ def end_with_server_process(grace_seconds: float) -> None:
     """
     if not sys.platform.startswith("linux"):
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    term_with_parent()
     server = os.environ.get(SERVER_PID_ENV)
     if server is not None:
         threading.Thread(

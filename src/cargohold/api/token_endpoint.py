@@ -29,6 +29,7 @@ from ..auth.tokens import (
 )
 from ..errcodes import RegistryError, Unauthorized
 from ..http import Request, Response, error_response, route
+from ..metrics import recorder as metrics
 from .routes import Endpoint, Route
 
 TOKEN_PATH: Final = "/auth/token"
@@ -40,6 +41,7 @@ _OAUTH_ERRORS: Final = {401: "invalid_grant", 403: "access_denied", 429: "tempor
 
 def token_error_response(error: RegistryError) -> Response:
     """The envelope with OAuth2's ``error`` and ``error_description`` beside it."""
+    metrics.token("refused")
     oauth = getattr(error, "oauth_error", None) or _OAUTH_ERRORS.get(error.status, "invalid_request")
     response = error_response(error, error=oauth, error_description=error.message)
     return response.header("cache-control", "no-store")

@@ -22,6 +22,7 @@ from ..events import Action, Event
 from ..events.log import EventLog
 from ..events.model import Result
 from ..metadata.access import AccessStore
+from ..metrics import recorder as metrics
 from .jwt import VerifiedToken
 from .passwords import secret_matches, verify_password
 from .ratelimit import LoginLimiter
@@ -68,6 +69,8 @@ def parse_basic(header: str) -> tuple[str, str] | None:
 def audit(event: str, **fields: object) -> None:
     """One JSON line on the ``cargohold.auth`` logger (never give it a secret)."""
     log.info(json.dumps({"event": event, **fields}))
+    if event == "login_failed":
+        metrics.login_failed()
 
 
 def account_kind(name: str) -> str:

@@ -21,6 +21,7 @@ from ..errcodes import RequestUnsupported, Unauthorized
 from ..events import Action, Event
 from ..events.log import EventLog
 from ..metadata.access import AccessStore
+from ..metrics import recorder as metrics
 from ..reference import is_repository_name
 from .access import CATALOG, Access, ReadOnly, writable
 from .controller import scope_string
@@ -129,6 +130,7 @@ class TokenService:
             lifetime=lifetime, accesses=granted, generation=account.credentials_generation if account else None,
         )
         token = encode(claims, self.key)
+        metrics.token("issued")
         issued = datetime.datetime.fromtimestamp(claims["iat"], datetime.UTC)
         audit("token_issued", account=account.name if account else None, scope=scope_string(granted),
               client=client.rsplit(":", 1)[0])

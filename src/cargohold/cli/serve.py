@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         _check_tls(config)
         port_claim = claim_port(config.server.host, config.server.port)
+        own_listener = config.metrics.enabled and config.metrics.listen is not None
+        metrics_claim = claim_port(config.metrics.host, config.metrics.port) if own_listener else None
     except StartError as exc:
         print(f"cargohold: {exc}", file=sys.stderr)
         return 1
@@ -80,12 +82,17 @@ def run(args: argparse.Namespace) -> int:
     except MetadataError as exc:
         print(f"cargohold: {exc}", file=sys.stderr)
         return 1
+    metrics_dir = _metrics_directory(config)  # before anything imports prometheus_client
     try:
         app = create_app(config)
-    except ConfigError as exc:
-        print(f"cargohold: {exc}", file=sys.stderr)
-        return 2
     except Exception as exc:  # noqa: BLE001 - reported as one line
+        if metrics_dir is not None:
+            from ..metrics.directory import remove
+
+            remove(metrics_dir)
+        if isinstance(exc, ConfigError):
+            print(f"cargohold: {exc}", file=sys.stderr)
+            return 2
         print(f"cargohold: cannot open storage: {exc}", file=sys.stderr)
         return 1
     _announce_auth(config, app)
@@ -120,12 +127,37 @@ def run(args: argparse.Namespace) -> int:
     )
     if config.server.shutdown_delay_seconds > 0:
         server.on_startup(lambda: _drain_on_sigterm(server, config.server.shutdown_delay_seconds))
+    listener = None
+    if own_listener:
+        from ..metrics import listener as metrics_listener
+
+        if metrics_claim is not None:
+            metrics_claim.close()
+        listener = metrics_listener.start()
+        print(f"cargohold: metrics on http://{config.metrics.listen}/metrics", flush=True)
     try:
         server.serve()
     finally:
         if port_claim is not None:
             port_claim.close()
+        if listener is not None:
+            metrics_listener.stop(listener)
+        if metrics_dir is not None:
+            from ..metrics.directory import remove
+
+            remove(metrics_dir)
     return 0
+
+
+def _metrics_directory(config: ServerConfig) -> str | None:
+    """With metrics on, the workers' fresh metrics directory (named to them in the environment)."""
+    if not config.metrics.enabled:
+        return None
+    from ..metrics.directory import directory_for, prepare
+
+    path = directory_for(config.server.port, config.data_dir)
+    prepare(path)
+    return path
 
 
 def _migrate(config: ServerConfig) -> None:

@@ -344,6 +344,35 @@ class UiSection(Section, frozen=True):
                               " 2592000 (30 days)")
 
 
+class MetricsSection(Section, frozen=True):
+    """``GET /metrics`` (Prometheus): on the main port behind a bearer token, or open on an address of its own."""
+
+    enabled: bool = False
+    #: a file holding the token scrapers send as ``Authorization: Bearer``; /metrics is then on the main port
+    token_file: str | None = None
+    #: HOST:PORT of a listener serving only /metrics, without credentials; the main port then has none
+    listen: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.enabled:
+            return
+        if (self.token_file is None) == (self.listen is None):
+            raise ConfigError("metrics: set either token_file (a bearer token on the main port) or listen"
+                              " (an address of its own), not both or neither")
+        if self.listen is not None:
+            host, _, port = self.listen.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"metrics.listen must be HOST:PORT, not {self.listen!r}")
+
+    @property
+    def host(self) -> str:
+        return (self.listen or "").rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int((self.listen or ":0").rsplit(":", 1)[1])
+
+
 class ServerConfig(Section, frozen=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
@@ -357,6 +386,7 @@ class ServerConfig(Section, frozen=True):
     gc: GcSection = msgspec.field(default_factory=GcSection)
     tracing: TracingSection = msgspec.field(default_factory=TracingSection)
     ui: UiSection = msgspec.field(default_factory=UiSection)
+    metrics: MetricsSection = msgspec.field(default_factory=MetricsSection)
     #: upstream registries served as pull-through caches, each under its prefix
     proxies: list[ProxySection] = msgspec.field(default_factory=list)
 

@@ -85,6 +85,10 @@ class Outbox(Protocol):
         """Deliveries newest first (by id), below ``before`` when given."""
         ...
 
+    async def pending_deliveries(self) -> int:
+        """How many deliveries wait to be sent, to every endpoint (the backlog)."""
+        ...
+
     async def redeliver(self, delivery_id: int, now: float) -> Delivery | None:
         """Make a dead delivery pending again with fresh attempts; None if there is no dead delivery of that id."""
         ...

@@ -18,7 +18,7 @@ class ClientDisconnected(Exception):
 
 
 class Request:
-    __slots__ = ("scope", "receive", "method", "path", "params", "id", "_headers", "_query", "_consumed")
+    __slots__ = ("scope", "receive", "method", "path", "params", "id", "_headers", "_query", "_consumed", "received")
 
     def __init__(self, scope: Scope, receive: Receive, params: dict[str, str]):
         self.scope = scope
@@ -31,6 +31,8 @@ class Request:
         self._headers: dict[str, str] | None = None
         self._query: dict[str, list[str]] | None = None
         self._consumed = False
+        #: body bytes read so far
+        self.received = 0
 
     @property
     def headers(self) -> dict[str, str]:
@@ -92,6 +94,7 @@ class Request:
                 raise ClientDisconnected("client disconnected during the request body")
             chunk = message.get("body", b"")
             if chunk:
+                self.received += len(chunk)
                 yield chunk
             if not message.get("more_body", False):
                 return

@@ -29,6 +29,7 @@ from typing import Final
 from ..events.model import Event
 from ..events.outbox import Delivery, Outbox
 from ..memo import Memo
+from ..metrics import recorder as metrics
 from ..webhooks import Endpoint, Endpoints, Links, Sender, Source
 from ..webhooks.payload import encoded, envelope
 from .activity import Activity
@@ -204,9 +205,10 @@ class DeliveryLoop:
             ids, self.holder, delivered=outcome.delivered, status=outcome.status, error=outcome.error,
             retry_at=retry_at, max_attempts=settings.max_attempts, now=now,
         )
+        dead = head.attempts >= settings.max_attempts
+        metrics.webhook_delivery("delivered" if outcome.delivered else "dead" if dead else "failed", len(ids))
         if outcome.delivered:
             return True
-        dead = head.attempts >= settings.max_attempts
         log.log(logging.ERROR if dead else logging.WARNING,
                 "webhook delivery failed" + ("; it is dead" if dead else ""), extra={
                     "endpoint": endpoint.name, "deliveries": ids, "attempts": head.attempts,

@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -29,6 +30,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from ..errcodes import InsufficientStorage
+from ..metrics import recorder as metrics
 from .sql import Row
 from .store import MetadataError
 
@@ -200,12 +202,20 @@ class PostgresDatabase:
 
     async def write(self, text: str, args: Sequence[Any] = ()) -> int:
         async with self.connection() as connection:
-            return (await connection.execute(sql(text), args)).rowcount
+            started = time.perf_counter()
+            try:
+                return (await connection.execute(sql(text), args)).rowcount
+            finally:
+                metrics.db_query(started)
 
     async def write_many(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             async with self.connection() as connection, connection.cursor() as cursor:
-                await cursor.executemany(sql(text), rows)
+                started = time.perf_counter()
+                try:
+                    await cursor.executemany(sql(text), rows)
+                finally:
+                    metrics.db_query(started)
 
     async def lock_exclusive(self, table: str) -> None:
         await self.write(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
@@ -234,13 +244,21 @@ class PostgresDatabase:
 
     async def fetchone(self, text: str, args: Sequence[Any] = ()) -> Row | None:
         async with self.connection() as connection:
-            cursor = await connection.execute(sql(text), args)
-            return await cursor.fetchone()
+            started = time.perf_counter()
+            try:
+                cursor = await connection.execute(sql(text), args)
+                return await cursor.fetchone()
+            finally:
+                metrics.db_query(started)
 
     async def fetchall(self, text: str, args: Sequence[Any] = ()) -> list[Row]:
         async with self.connection() as connection:
-            cursor = await connection.execute(sql(text), args)
-            return await cursor.fetchall()
+            started = time.perf_counter()
+            try:
+                cursor = await connection.execute(sql(text), args)
+                return await cursor.fetchall()
+            finally:
+                metrics.db_query(started)
 
     async def aclose(self) -> None:
         if self._pool is not None and self._loop is not asyncio.get_running_loop():

@@ -669,6 +669,9 @@ class SqlMetadataStore:
     async def redeliver(self, delivery_id: int, now: float) -> Delivery | None:
         return await sql_webhooks.redeliver(self._db, delivery_id, now)
 
+    async def pending_deliveries(self) -> int:
+        return await sql_webhooks.pending_deliveries(self._db)
+
     async def webhook_endpoints(self) -> Sequence[tuple[str, str]]:
         return await sql_webhooks.webhook_endpoints(self._db)
 

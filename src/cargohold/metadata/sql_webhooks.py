@@ -181,6 +181,11 @@ async def redeliver(db: SqlDatabase, delivery_id: int, now: float) -> Delivery |
     return None if row is None else _delivery(row)
 
 
+async def pending_deliveries(db: SqlDatabase) -> int:
+    row = await db.fetchone("SELECT COUNT(*) FROM event_deliveries WHERE state = 'pending'")
+    return int(row[0]) if row is not None else 0
+
+
 async def webhook_endpoints(db: SqlDatabase) -> list[tuple[str, str]]:
     return [(row[0], row[1]) for row in await db.fetchall("SELECT name, settings FROM webhook_endpoints ORDER BY name")]
 

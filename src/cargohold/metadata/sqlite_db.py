@@ -14,11 +14,13 @@ import asyncio
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, Final
 
 from ..errcodes import InsufficientStorage
+from ..metrics import recorder as metrics
 from .sql import Row
 from .store import MetadataError
 
@@ -66,18 +68,24 @@ class SqliteDatabase:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         if self._owner is not None:
             self._check_owner()
+        started = time.perf_counter()
         try:
             return self._db.execute(sql, args)
         except sqlite3.Error as exc:
             raise _failure(self._what, exc) from exc
+        finally:
+            metrics.db_query(started)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
         if self._owner is not None:
             self._check_owner()
+        started = time.perf_counter()
         try:
             return self._db.executemany(sql, rows)
         except sqlite3.Error as exc:
             raise _failure(self._what, exc) from exc
+        finally:
+            metrics.db_query(started)
 
     # the SQL stores' statements (:class:`~.sql.SqlDatabase`)
 

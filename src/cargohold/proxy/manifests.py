@@ -35,6 +35,7 @@ from ..errcodes import ManifestUnknown, NameUnknown, RegistryError, Unavailable
 from ..events.recorder import Recorder
 from ..formats import ManifestError, MediaType, Platform, parse_manifest
 from ..metadata.store import ManifestRecord, MetadataStore
+from ..metrics import recorder as metrics
 from ..reference import DigestRef, ManifestReference, TagRef
 from ..service.accepts import Accepts
 from ..service.manifests import ManifestContent, Manifests, StaleManifest, insert_manifest, new_manifest
@@ -126,7 +127,9 @@ class ProxyManifests:
         return await self.manifests.get(repository, reference, accepts)
 
     async def _cached(self, repository: str, target: ProxyName, upstream: Upstream, digest: Digest) -> None:
-        if await self.meta.manifest(repository, str(digest)) is None:
+        cached = await self.meta.manifest(repository, str(digest)) is not None
+        metrics.proxy_cache(hit=cached)
+        if not cached:
             await self._fetches.run(
                 (repository, str(digest)), lambda: self._by_digest(repository, target, upstream, digest))
 

@@ -15,6 +15,7 @@ from ..errcodes import BlobUnknown, NameUnknown, Unsupported
 from ..events.recorder import Recorder
 from ..formats.schema1 import PrivateKey
 from ..metadata.store import MetadataStore
+from ..metrics import recorder as metrics
 from ..reference import ManifestReference
 from ..service.accepts import Accepts
 from ..service.blobs import MOUNT_SCAN
@@ -60,6 +61,18 @@ class ProxyingRegistry(Registry):
         return None if target is None else (target, self.upstreams[target.proxy.prefix])
 
     # reads
+
+    async def blob_size(self, repository: str, digest_text: str) -> tuple[Digest, int]:
+        proxied = self.routes.is_proxied(repository)
+        try:
+            found = await super().blob_size(repository, digest_text)
+        except BlobUnknown:
+            if proxied:
+                metrics.proxy_cache(hit=False)
+            raise
+        if proxied:
+            metrics.proxy_cache(hit=True)
+        return found
 
     def get_manifest(
         self, repository: str, reference: ManifestReference, accepts: Accepts

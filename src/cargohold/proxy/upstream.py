@@ -32,6 +32,7 @@ from ..client.registry import ACCEPT_MANIFESTS, RegistryClient
 from ..client.transport import TransportOptions, retry_after, wrap_transport_error
 from ..digest import Digest
 from ..formats import MANIFEST_MEDIA_TYPES, is_schema1
+from ..metrics import recorder as metrics
 from ..reference import Reference
 
 log: Final = logging.getLogger("cargohold.proxy")
@@ -308,7 +309,13 @@ class Upstream:
         return Reference(self.host, repository, tag=reference)
 
     async def _run(self, fn: Callable[[], T], what: str) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _guarded, fn, what)
+        try:
+            done = await asyncio.get_running_loop().run_in_executor(self._pool, _guarded, fn, what)
+        except (UpstreamError, UpstreamRefused) as exc:
+            metrics.proxy_upstream(exc.status)
+            raise
+        metrics.proxy_upstream(200)
+        return done
 
     def _counted(self, kind: str, repository: str, reference: str) -> None:
         self.counts[kind] += 1

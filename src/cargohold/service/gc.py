@@ -63,6 +63,7 @@ from ..digest import Digest
 from ..formats.schema1_image import EMPTY_LAYER_DIGEST
 from ..metadata.gc_store import GcRunRecord, ObjectDeletion
 from ..metadata.store import MetadataError, MetadataQueries, MetadataStore
+from ..metrics import recorder as metrics
 from ..storage.driver import BlobStore, KeyedObjects, StorageError
 from .uploads import Uploads
 
@@ -233,6 +234,8 @@ class Collector:
             report.errors.append(str(exc))
         report.finished = time.time()
         await self.meta.gc_finish_run(report.record())
+        if not dry_run:
+            metrics.gc_run(report.bytes_freed)
         changed = report.manifests or report.blobs or report.errors or report.objects_deleted or report.uploads
         log.log(logging.INFO if changed else logging.DEBUG, "garbage collection", extra={
             "dry_run": dry_run, "manifests": report.manifests, "blobs": len(report.blobs),
