@@ -127,3 +127,20 @@ def test_tracing_settings_come_from_the_file_and_the_environment(tmp_path: Path)
     loaded = load_config(str(config), {}, {"CARGOHOLD_TRACING_SERVICE_NAME": "edge"}).tracing
     assert (loaded.endpoint, loaded.service_name, loaded.sample_ratio) == ("http://127.0.0.1:4318", "edge", 0.25)
     assert load_config(None, {}, {}).tracing.endpoint == ""
+
+
+def test_with_metrics_on_too_the_store_is_both_traced_and_timed(tmp_path: Path, receiver: OtlpReceiver) -> None:
+    from tests.server.test_metrics import TOKEN, metrics_env, scrape, value
+
+    env = {**QUICK_EXPORT, **metrics_env(tmp_path), "CARGOHOLD_TRACING_ENDPOINT": receiver.endpoint}
+    with cargohold(tmp_path, "--workers", "1", env=env) as server, httpx.Client(base_url=server.url) as client:
+        raw = image_manifest(client, "both/app", layers=1)
+        assert put_manifest(client, "both/app", "v1", raw, OCI_MANIFEST).status_code == 201
+        push = receiver.wait_for("POST /v2/{name}/blobs/uploads/", **{"http.response.status_code": 201})
+        operations = {span.name for span in receiver.children(push)}
+        assert {"blobs upload_writer", "blobs upload_commit"} <= operations, operations
+        deadline = time.monotonic() + 5
+        while (commits := value(scrape(server.url, TOKEN), "cargohold_storage_op_seconds_count",
+                                op="upload_commit")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert commits == 2  # the config and the layer
