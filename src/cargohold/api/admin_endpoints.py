@@ -308,8 +308,12 @@ async def remove_user(api: AdminApi, caller: Caller, name: str) -> None:
 # robots
 
 
-async def robots(api: AdminApi, caller: Caller, owner: str) -> list[Account]:
-    api.owner_of_namespace(caller, owner)
+async def robots(api: AdminApi, caller: Caller, owner: str | None) -> list[Account]:
+    """A namespace's robots (``None``: every robot, for superusers)."""
+    if owner is None:
+        caller.require(caller.superuser)
+    else:
+        api.owner_of_namespace(caller, owner)
     return await api.store.accounts(AccountKind.ROBOT, owner=owner)
 
 
