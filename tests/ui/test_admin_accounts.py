@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import re
 from html import unescape
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page
 
 from tests.api.helpers import sha256
 from tests.interop.tools import requires_skopeo
+from tests.support.requirements import requires_tool
 
 from .conftest import APP, PASSWORDS, SECRET, UiWorld
-from .support import SESSION_COOKIE, csrf_of, http_login
+from .support import SESSION_COOKIE, browser_login, csrf_of, http_login
 
-pytestmark = [requires_skopeo]
+pytestmark = [requires_skopeo, requires_tool("chromium")]
 
 #: every page of the group, as a superuser GETs it
 PAGES = ["/ui/admin/users", "/ui/admin/organizations", "/ui/admin/robots", "/ui/admin/permissions",
@@ -320,3 +323,91 @@ def push_as(world: UiWorld, name: str, secret: str) -> httpx.Response:
         data = f"pushed by {name}".encode()
         return client.post(f"/v2/{APP}/blobs/uploads/", params={"digest": sha256(data)}, content=data)
 
+
+
+def shoot(page: Page, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+
+
+def test_in_a_browser_a_robot_is_made_granted_write_and_pushes(
+    ui_world: UiWorld, browser: Browser, tmp_path: Path,
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        browser_login(page, ui_world.url, "root", PASSWORDS["root"])
+        page.click("header a:text-is('Administration')")
+        shoot(page, tmp_path, "admin")
+        page.click("a:text-is('Organizations')")
+        page.fill("input[name=name] >> nth=-1", "browsers")
+        page.fill("input[name=owners]", "alice, bob")
+        page.click("button:text-is('Create')")
+        page.fill("section[data-org=browsers] input[name=name]", "builders")
+        page.click("section[data-org=browsers] button:text-is('Create team')")
+        page.fill("tr[data-team='browsers/builders'] input[name=member]", "alice")
+        page.click("tr[data-team='browsers/builders'] button:text-is('Add')")
+        assert page.inner_text("p.done") == "Added the member to browsers/builders."
+        shoot(page, tmp_path, "organizations")
+
+        page.goto(f"{ui_world.url}/ui/admin/users")
+        assert page.locator("tr[data-user=alice]").count() == 1
+        shoot(page, tmp_path, "users")
+        page.goto(f"{ui_world.url}/ui/admin/robots")
+        page.fill("form[method=post] input[name=owner]", "root")
+        page.fill("form[method=post] input[name=name]", "ci")
+        page.click("button:text-is('Create')")
+        shoot(page, tmp_path, "token")
+        secret = page.inner_text("code.robot-token")
+        assert page.inner_text("code.robot-name") == "root+ci" and secret
+        assert secret not in page.url
+        page.click("a:text-is('Back to the robots')")
+        assert page.locator("tr[data-robot='root+ci']").count() == 1 and secret not in page.content()
+        shoot(page, tmp_path, "robots")
+        page.click("tr[data-robot='root+ci'] a:text-is('Rotate token')")
+        shoot(page, tmp_path, "rotate")
+        page.click("a:text-is('Cancel')")  # the token stays
+
+        page.goto(f"{ui_world.url}/ui/repositories/{APP}/-/tags")
+        page.click("a.permissions")
+        page.fill("input[name=grantee]", "root+ci")
+        page.select_option("select[name=role]", "write")
+        page.click("button:text-is('Grant')")
+        assert page.inner_text("p.done") == f"Granted the role on {APP}."
+        assert page.inner_text("tr[data-who='root+ci']").split("\t")[:3] == ["root+ci", "write", "grant"]
+        shoot(page, tmp_path, "permissions")
+
+        pushed = push_as(ui_world, "root+ci", secret)
+        assert pushed.status_code == 201, pushed.text
+
+        page.goto(f"{ui_world.url}/ui/admin/audit")
+        page.fill("input[name=actor]", "root")
+        page.fill("input[name=action]", "admin")
+        page.click("button:text-is('Filter')")
+        changes = page.locator("table.audit tbody td.detail").all_inner_texts()
+        assert changes[0].startswith("change=permission.grant") and "grantee=root+ci" in changes[0]
+        assert changes[1] == "change=robot.add, name=root+ci"
+        page.fill("input[name=actor]", "root+ci")
+        page.fill("input[name=action]", "blob.push")
+        page.click("button:text-is('Filter')")
+        rows = page.locator("table.audit tbody tr").all_inner_texts()
+        assert len(rows) == 1 and "root+ci (robot)" in rows[0] and APP in rows[0]
+        page.fill("input[name=actor]", "")
+        page.fill("input[name=action]", "")
+        page.click("button:text-is('Filter')")
+        shoot(page, tmp_path, "audit")
+    finally:
+        context.close()
+
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        browser_login(page, ui_world.url, "alice", PASSWORDS["alice"])
+        assert page.locator("header a:text-is('Administration')").count() == 0
+        page.goto(f"{ui_world.url}/ui/repositories/{APP}/-/tags")
+        assert page.locator("a.permissions").count() == 0
+        for path in PAGES:
+            answer = page.goto(f"{ui_world.url}{path}")
+            assert answer is not None and answer.status == 403, path
+        shoot(page, tmp_path, "refused")
+    finally:
+        context.close()

@@ -22,7 +22,7 @@ from ..errcodes import OTHER_STATUSES, Denied
 from ..events.audit import BadFilter, entry_json
 from ..http import Response
 from ..webhooks.manage import WebhookError
-from .pages import ADMIN_SECTIONS, PREFIX, PageTable, WebUi, _query
+from .pages import ADMIN_SECTIONS, PAGE_SIZE, PREFIX, PageTable, WebUi, _query
 from .render import page, redirect
 from .viewer import Viewer
 
@@ -306,9 +306,9 @@ class AccountPages:
     async def audit(self, request: RegistryRequest) -> Response:
         viewer, caller, api = await self._reader(request)
         given = {name: _query(request, name).strip() or None for name in admin_audit.AUDIT_FILTERS}
-        entries, more = await admin_audit.audit_page(api, caller, given, _query(request, "n") or None,
-                                                     _query(request, "last") or None)
-        following = {**{k: v for k, v in given.items() if v}, "n": _query(request, "n"), "last": entries[-1].seq} \
+        size = _query(request, "n") or str(PAGE_SIZE)
+        entries, more = await admin_audit.audit_page(api, caller, given, size, _query(request, "last") or None)
+        following = {**{k: v for k, v in given.items() if v}, "n": size, "last": entries[-1].seq} \
             if more and entries else None
         return page("admin_accounts_audit.html", viewer=viewer, given={k: v or "" for k, v in given.items()},
                     rows=[entry_json(entry) for entry in entries], following=following)
