@@ -138,6 +138,9 @@ def test_bad_user_input_is_the_apis_error(ui_world: UiWorld) -> None:
         refused(post(root, "/ui/admin/users", name="", password="pw-1234567"), 400, "BAD_REQUEST")
         refused(post(root, "/ui/admin/users", name="bob", password="pw-1234567"), 409, "ACCOUNT_EXISTS")
         refused(post(root, "/ui/admin/users", name="Not A Name!", password="pw-1234567"), 400, "INVALID_NAME")
+        refused(post(root, "/ui/admin/users", name="dave", password="x"), 400, "PASSWORD_REJECTED")
+        refused(post(root, "/ui/admin/users/change", name="bob", action="password", password=""),
+                400, "PASSWORD_REJECTED")
         refused(post(root, "/ui/admin/users/change", name="bob", action="promote"), 400, "BAD_REQUEST")
         refused(post(root, "/ui/admin/users/change", name="nobody", action="disable"), 404, "ACCOUNT_UNKNOWN")
         refused(root.get("/ui/admin/users/delete", params={"name": "nobody"}), 404, "ACCOUNT_UNKNOWN")
