@@ -251,10 +251,6 @@ def _text(value: Any, key: str) -> str:
     return value
 
 
-def _str(body: dict[str, Any], key: str) -> str:
-    return _text(body.get(key), key)
-
-
 # Each change is a plain function of the caller and the values (the web UI's administration pages call
 # them too); the handlers below read the request into them.
 
