@@ -66,7 +66,7 @@ from ..access_model import (
 from ..auth.jwt import TokenInvalid, Verifier
 from ..auth.login import Authenticator, audit, parse_basic, token_account
 from ..auth.passwords import ROBOT_TOKEN_PREFIX, generate_secret, hash_password, secret_digest
-from ..auth.policy import AccessView, load_view, who_can
+from ..auth.policy import AccessView, Holder, load_view, who_can
 from ..errcodes import Denied, Unauthorized
 from ..events import Action, Event
 from ..events.audit import AuditLog, BadFilter
@@ -101,6 +101,19 @@ def account_json(account: Account) -> dict[str, Any]:
 
 class BadRequest(AccessModelError):
     """The body is not the JSON object the route expects (400 BAD_REQUEST)."""
+
+
+#: the failures of a change that are the caller's (an error code and message, never a 500)
+ADMIN_ERRORS: Final = (AccessModelError, WebhookError, BadFilter)
+
+
+def error_code(error: AccessModelError | WebhookError | BadFilter) -> str:
+    """The code of one of :data:`ADMIN_ERRORS` (its status: ``errcodes.OTHER_STATUSES``, else 400)."""
+    if isinstance(error, WebhookError):
+        return error.code
+    if isinstance(error, BadFilter):
+        return _code(BadRequest.__name__)
+    return _code(type(error).__name__)
 
 
 @dataclass
@@ -163,17 +176,19 @@ class AdminApi:
             try:
                 caller = await self._caller(request)
                 result = await handler(self, caller, request.params, request)
-            except AccessModelError as error:
-                return code_response(_code(type(error).__name__), str(error))
-            except WebhookError as error:
-                return code_response(error.code, str(error))
-            except BadFilter as error:
-                return code_response(_code(BadRequest.__name__), str(error))
+            except ADMIN_ERRORS as error:
+                return code_response(error_code(error), str(error))
             if isinstance(result, Response):
                 return result
             return Response(204) if result is None else Response.json(result)
 
         return endpoint
+
+    async def caller(self, account: Account) -> Caller:
+        """A logged-in user as the caller of a change (a web UI session's user)."""
+        if account.kind is not AccountKind.USER:
+            raise Denied("robots cannot administer")
+        return Caller(account, await load_view(self.store, account))
 
     async def _caller(self, request: Request) -> Caller:
         challenge = {"WWW-Authenticate": 'Basic realm="cargohold admin"'}
@@ -195,9 +210,7 @@ class AdminApi:
             if found is None:
                 raise Unauthorized("invalid credentials", headers=challenge)
             account = found
-        if account.kind is not AccountKind.USER:
-            raise Denied("robots cannot administer")
-        return Caller(account, await load_view(self.store, account))
+        return await self.caller(account)
 
     @staticmethod
     async def body(request: Request) -> dict[str, Any]:
@@ -233,14 +246,214 @@ async def record(tx: EventLog, caller: Caller, change: str, repository: str = ""
                                  detail={"change": change, **args}))
 
 
-def _str(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
+def _text(value: Any, key: str) -> str:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"{key} is required (a string)")
     return value
 
 
+# Each change is a plain function of the caller and the values (the web UI's administration pages call
+# them too); the handlers below read the request into them.
+
 # users
+
+
+async def users(api: AdminApi, caller: Caller) -> list[Account]:
+    caller.require(caller.superuser)
+    return await api.store.accounts(AccountKind.USER)
+
+
+async def create_user(api: AdminApi, caller: Caller, name: Any, password: Any, superuser: bool) -> Account:
+    caller.require(caller.superuser)
+    hashed = await api.hash(password)
+    async with api.store.transaction() as tx:
+        account = await tx.create_user(_text(name, "name"), hashed, superuser)
+        await record(tx, caller, "user.add", name=account.name, superuser=account.superuser)
+    audit("account_created", account=account.name, by=caller.account.name)
+    return account
+
+
+async def update_user(api: AdminApi, caller: Caller, name: str, changes: dict[str, Any]) -> Account:
+    """``changes``: any of ``password``, ``disabled``, ``superuser`` (a user may change its own password)."""
+    caller.require(caller.superuser or (name == caller.account.name and set(changes) <= {"password"}))
+    await api.store.require(name, AccountKind.USER)
+    hashed = await api.hash(changes["password"]) if "password" in changes else None
+    async with api.store.transaction() as tx:
+        await tx.require(name, AccountKind.USER)
+        if hashed is not None:
+            await tx.set_secret(name, hashed)
+        if "disabled" in changes:
+            await tx.set_disabled(name, bool(changes["disabled"]))
+        if "superuser" in changes:
+            await tx.set_superuser(name, bool(changes["superuser"]))
+        changed = await tx.require(name)
+        flags: dict[str, Any] = {key: bool(changes[key]) for key in ("disabled", "superuser") if key in changes}
+        await record(tx, caller, "user.change", name=name, fields=sorted(changes), **flags)
+    audit("account_changed", account=name, fields=sorted(changes), by=caller.account.name)
+    return changed
+
+
+async def remove_user(api: AdminApi, caller: Caller, name: str) -> None:
+    caller.require(caller.superuser)
+    async with api.store.transaction() as tx:
+        await tx.require(name, AccountKind.USER)
+        await tx.delete_account(name)
+        await record(tx, caller, "user.delete", name=name)
+    audit("account_deleted", account=name, by=caller.account.name)
+
+
+# robots
+
+
+async def robots(api: AdminApi, caller: Caller, owner: str | None) -> list[Account]:
+    """A namespace's robots (``None``: every robot, for superusers)."""
+    if owner is None:
+        caller.require(caller.superuser)
+    else:
+        api.owner_of_namespace(caller, owner)
+    return await api.store.accounts(AccountKind.ROBOT, owner=owner)
+
+
+async def create_robot(api: AdminApi, caller: Caller, owner: str, name: Any) -> tuple[Account, str]:
+    """The new robot and its token (shown once: only its digest is stored)."""
+    api.owner_of_namespace(caller, owner)
+    token = generate_secret(ROBOT_TOKEN_PREFIX)
+    async with api.store.transaction() as tx:
+        account = await tx.create_robot(owner, _text(name, "name"), secret_digest(token))
+        await record(tx, caller, "robot.add", name=account.name)
+    audit("robot_created", account=account.name, by=caller.account.name)
+    return account, token
+
+
+async def rotate_robot_token(api: AdminApi, caller: Caller, name: str) -> str:
+    owner, _ = split_robot_name(name)
+    api.owner_of_namespace(caller, owner)
+    token = generate_secret(ROBOT_TOKEN_PREFIX)
+    async with api.store.transaction() as tx:
+        await tx.require(name, AccountKind.ROBOT)
+        await tx.set_secret(name, secret_digest(token))
+        await record(tx, caller, "robot.rotate", name=name)
+    audit("robot_rotated", account=name, by=caller.account.name)
+    return token
+
+
+async def remove_robot(api: AdminApi, caller: Caller, name: str) -> None:
+    owner, _ = split_robot_name(name)
+    api.owner_of_namespace(caller, owner)
+    async with api.store.transaction() as tx:
+        await tx.require(name, AccountKind.ROBOT)
+        await tx.delete_account(name)
+        await record(tx, caller, "robot.delete", name=name)
+
+
+# organizations and teams
+
+
+async def organizations(api: AdminApi, caller: Caller) -> list[Account]:
+    found = await api.store.accounts(AccountKind.ORGANIZATION)
+    return [account for account in found if caller.view.owns_namespace(account.name)]
+
+
+async def create_organization(api: AdminApi, caller: Caller, name: Any, owners: Any) -> Account:
+    """``owners``: user names (the caller is one unless a superuser)."""
+    owners = owners or []
+    if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
+        raise BadRequest("owners must be a list of user names")
+    if not caller.superuser and caller.account.name not in owners:
+        owners = [caller.account.name, *owners]
+    async with api.store.transaction() as tx:
+        account = await tx.create_organization(_text(name, "name"), owners)
+        await record(tx, caller, "org.add", name=account.name, owners=owners)
+    audit("organization_created", account=account.name, by=caller.account.name)
+    return account
+
+
+async def remove_organization(api: AdminApi, caller: Caller, org: str) -> None:
+    api.owner_of_namespace(caller, org)
+    async with api.store.transaction() as tx:
+        await tx.require(org, AccountKind.ORGANIZATION)
+        await tx.delete_account(org)
+        await record(tx, caller, "org.delete", name=org)
+
+
+async def teams(api: AdminApi, caller: Caller, org: str) -> list[tuple[str, list[str]]]:
+    """An organization's teams: (name, members)."""
+    api.owner_of_namespace(caller, org)
+    return [(t.name, await api.store.members(t.full_name)) for t in await api.store.teams(org)]
+
+
+async def create_team(api: AdminApi, caller: Caller, org: str, name: Any) -> str:
+    api.owner_of_namespace(caller, org)
+    async with api.store.transaction() as tx:
+        team = await tx.create_team(org, _text(name, "name"))
+        await record(tx, caller, "team.add", team=f"{org}/{team.name}")
+    return team.name
+
+
+async def remove_team(api: AdminApi, caller: Caller, org: str, team: str) -> None:
+    api.owner_of_namespace(caller, org)
+    async with api.store.transaction() as tx:
+        await tx.delete_team(f"{org}/{team}")
+        await record(tx, caller, "team.delete", team=f"{org}/{team}")
+
+
+async def team_members(api: AdminApi, caller: Caller, org: str, team: str) -> list[str]:
+    api.owner_of_namespace(caller, org)
+    return await api.store.members(f"{org}/{team}")
+
+
+async def set_team_member(api: AdminApi, caller: Caller, org: str, team: str, member: str, present: bool) -> None:
+    api.owner_of_namespace(caller, org)
+    async with api.store.transaction() as tx:
+        await tx.set_member(f"{org}/{team}", member, present)
+        await record(tx, caller, "team.member.add" if present else "team.member.remove",
+                     team=f"{org}/{team}", member=member)
+
+
+# repositories
+
+
+async def permissions(api: AdminApi, caller: Caller, repository: str) -> list[Holder]:
+    """Who can what on ``repository`` (or ``ns/*``), highest role first."""
+    await api.admin_of_pattern(caller, repository)
+    return await who_can(api.store, repository)
+
+
+async def grant_role(api: AdminApi, caller: Caller, repository: str, grantee: Any, role: Any) -> Role:
+    await api.admin_of_pattern(caller, repository)
+    parsed = Role.parse(_text(role, "role"))
+    grantee = _text(grantee, "grantee")
+    async with api.store.transaction() as tx:
+        await tx.grant(repository, grantee, parsed)
+        await record(tx, caller, "permission.grant", repository, grantee=grantee, role=str(parsed))
+    audit("permission_granted", repository=repository, grantee=grantee, role=str(parsed), by=caller.account.name)
+    return parsed
+
+
+async def revoke_role(api: AdminApi, caller: Caller, repository: str, grantee: str | None) -> None:
+    await api.admin_of_pattern(caller, repository)
+    if not grantee:
+        raise BadRequest("grantee is required")
+    async with api.store.transaction() as tx:
+        revoked = await tx.revoke(repository, grantee)
+        if revoked:
+            await record(tx, caller, "permission.revoke", repository, grantee=grantee)
+    if not revoked:
+        raise AccountUnknown(f"{grantee} holds no grant on {repository}")
+    audit("permission_revoked", repository=repository, grantee=grantee, by=caller.account.name)
+
+
+async def set_visibility(api: AdminApi, caller: Caller, repository: str, public: Any) -> None:
+    await api.admin_of_pattern(caller, repository)
+    if not isinstance(public, bool):
+        raise BadRequest("public must be true or false")
+    async with api.store.transaction() as tx:
+        await tx.set_public(repository, public)
+        await record(tx, caller, "repository.visibility", repository, public=public)
+    audit("visibility_changed", repository=repository, public=public, by=caller.account.name)
+
+
+# the handlers
 
 
 async def whoami(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
@@ -248,207 +461,95 @@ async def whoami(api: AdminApi, caller: Caller, params: dict[str, str], request:
 
 
 async def list_users(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    caller.require(caller.superuser)
-    return [account_json(a) for a in await api.store.accounts(AccountKind.USER)]
+    return [account_json(a) for a in await users(api, caller)]
 
 
 async def add_user(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    caller.require(caller.superuser)
+    caller.require(caller.superuser)  # before the body is read
     body = await api.body(request)
-    hashed = await api.hash(body.get("password"))
-    async with api.store.transaction() as tx:
-        account = await tx.create_user(_str(body, "name"), hashed, bool(body.get("superuser", False)))
-        await record(tx, caller, "user.add", name=account.name, superuser=account.superuser)
-    audit("account_created", account=account.name, by=caller.account.name)
-    return account_json(account)
+    return account_json(await create_user(api, caller, body.get("name"), body.get("password"),
+                                          bool(body.get("superuser", False))))
 
 
 async def change_user(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    name = params["account"]
-    body = await api.body(request)
-    caller.require(caller.superuser or (name == caller.account.name and set(body) <= {"password"}))
-    await api.store.require(name, AccountKind.USER)
-    hashed = await api.hash(body["password"]) if "password" in body else None
-    async with api.store.transaction() as tx:
-        await tx.require(name, AccountKind.USER)
-        if hashed is not None:
-            await tx.set_secret(name, hashed)
-        if "disabled" in body:
-            await tx.set_disabled(name, bool(body["disabled"]))
-        if "superuser" in body:
-            await tx.set_superuser(name, bool(body["superuser"]))
-        changed = await tx.require(name)
-        flags: dict[str, Any] = {key: bool(body[key]) for key in ("disabled", "superuser") if key in body}
-        await record(tx, caller, "user.change", name=name, fields=sorted(body), **flags)
-    audit("account_changed", account=name, fields=sorted(body), by=caller.account.name)
-    return account_json(changed)
+    return account_json(await update_user(api, caller, params["account"], await api.body(request)))
 
 
 async def delete_user(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    caller.require(caller.superuser)
-    async with api.store.transaction() as tx:
-        await tx.require(params["account"], AccountKind.USER)
-        await tx.delete_account(params["account"])
-        await record(tx, caller, "user.delete", name=params["account"])
-    audit("account_deleted", account=params["account"], by=caller.account.name)
-    return None
-
-
-# robots
+    await remove_user(api, caller, params["account"])
 
 
 async def list_robots(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    owner = request.query("owner") or caller.account.name
-    api.owner_of_namespace(caller, owner)
-    return [account_json(a) for a in await api.store.accounts(AccountKind.ROBOT, owner=owner)]
+    return [account_json(a) for a in await robots(api, caller, request.query("owner") or caller.account.name)]
 
 
 async def add_robot(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     body = await api.body(request)
-    owner = body.get("owner") or caller.account.name
-    api.owner_of_namespace(caller, owner)
-    token = generate_secret(ROBOT_TOKEN_PREFIX)
-    async with api.store.transaction() as tx:
-        account = await tx.create_robot(owner, _str(body, "name"), secret_digest(token))
-        await record(tx, caller, "robot.add", name=account.name)
-    audit("robot_created", account=account.name, by=caller.account.name)
+    account, token = await create_robot(api, caller, body.get("owner") or caller.account.name, body.get("name"))
     return {**account_json(account), "token": token}
 
 
 async def rotate_robot(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    owner, _ = split_robot_name(params["account"])
-    api.owner_of_namespace(caller, owner)
-    token = generate_secret(ROBOT_TOKEN_PREFIX)
-    async with api.store.transaction() as tx:
-        await tx.require(params["account"], AccountKind.ROBOT)
-        await tx.set_secret(params["account"], secret_digest(token))
-        await record(tx, caller, "robot.rotate", name=params["account"])
-    audit("robot_rotated", account=params["account"], by=caller.account.name)
-    return {"name": params["account"], "token": token}
+    return {"name": params["account"], "token": await rotate_robot_token(api, caller, params["account"])}
 
 
 async def delete_robot(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    owner, _ = split_robot_name(params["account"])
-    api.owner_of_namespace(caller, owner)
-    async with api.store.transaction() as tx:
-        await tx.require(params["account"], AccountKind.ROBOT)
-        await tx.delete_account(params["account"])
-        await record(tx, caller, "robot.delete", name=params["account"])
-    return None
-
-
-# organizations and teams
+    await remove_robot(api, caller, params["account"])
 
 
 async def list_organizations(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    organizations = await api.store.accounts(AccountKind.ORGANIZATION)
-    return [account_json(a) for a in organizations if caller.view.owns_namespace(a.name)]
+    return [account_json(a) for a in await organizations(api, caller)]
 
 
 async def add_organization(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     body = await api.body(request)
-    owners = body.get("owners") or []
-    if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
-        raise BadRequest("owners must be a list of user names")
-    if not caller.superuser and caller.account.name not in owners:
-        owners = [caller.account.name, *owners]
-    async with api.store.transaction() as tx:
-        account = await tx.create_organization(_str(body, "name"), owners)
-        await record(tx, caller, "org.add", name=account.name, owners=owners)
-    audit("organization_created", account=account.name, by=caller.account.name)
-    return account_json(account)
+    return account_json(await create_organization(api, caller, body.get("name"), body.get("owners")))
 
 
 async def delete_organization(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    api.owner_of_namespace(caller, params["org"])
-    async with api.store.transaction() as tx:
-        await tx.require(params["org"], AccountKind.ORGANIZATION)
-        await tx.delete_account(params["org"])
-        await record(tx, caller, "org.delete", name=params["org"])
-    return None
+    await remove_organization(api, caller, params["org"])
 
 
 async def list_teams(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    api.owner_of_namespace(caller, params["org"])
-    return [{"name": t.name, "members": await api.store.members(t.full_name)}
-            for t in await api.store.teams(params["org"])]
+    return [{"name": name, "members": members} for name, members in await teams(api, caller, params["org"])]
 
 
 async def add_team(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    api.owner_of_namespace(caller, params["org"])
-    name = _str(await api.body(request), "name")
-    async with api.store.transaction() as tx:
-        team = await tx.create_team(params["org"], name)
-        await record(tx, caller, "team.add", team=f"{params['org']}/{team.name}")
-    return {"name": team.name, "members": []}
+    api.owner_of_namespace(caller, params["org"])  # before the body is read
+    name = await create_team(api, caller, params["org"], (await api.body(request)).get("name"))
+    return {"name": name, "members": []}
 
 
 async def delete_team(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    api.owner_of_namespace(caller, params["org"])
-    async with api.store.transaction() as tx:
-        await tx.delete_team(f"{params['org']}/{params['team']}")
-        await record(tx, caller, "team.delete", team=f"{params['org']}/{params['team']}")
-    return None
+    await remove_team(api, caller, params["org"], params["team"])
 
 
 async def list_members(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    api.owner_of_namespace(caller, params["org"])
-    return await api.store.members(f"{params['org']}/{params['team']}")
+    return await team_members(api, caller, params["org"], params["team"])
 
 
 async def put_member(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    api.owner_of_namespace(caller, params["org"])
-    async with api.store.transaction() as tx:
-        await tx.set_member(f"{params['org']}/{params['team']}", params["member"], request.method == "PUT")
-        await record(tx, caller, "team.member.add" if request.method == "PUT" else "team.member.remove",
-                     team=f"{params['org']}/{params['team']}", member=params["member"])
-    return None
-
-
-# repositories
+    await set_team_member(api, caller, params["org"], params["team"], params["member"], request.method == "PUT")
 
 
 async def list_permissions(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    await api.admin_of_pattern(caller, params["repo"])
-    return [{"who": h.who, "role": str(h.role), "via": h.via} for h in await who_can(api.store, params["repo"])]
+    return [{"who": h.who, "role": str(h.role), "via": h.via} for h in await permissions(api, caller, params["repo"])]
 
 
 async def put_permission(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    await api.admin_of_pattern(caller, params["repo"])
+    await api.admin_of_pattern(caller, params["repo"])  # before the body is read
     body = await api.body(request)
-    role = Role.parse(_str(body, "role"))
-    async with api.store.transaction() as tx:
-        await tx.grant(params["repo"], _str(body, "grantee"), role)
-        await record(tx, caller, "permission.grant", params["repo"], grantee=body["grantee"], role=str(role))
-    audit("permission_granted", repository=params["repo"], grantee=body["grantee"], role=str(role),
-          by=caller.account.name)
-    return None
+    await grant_role(api, caller, params["repo"], body.get("grantee"), body.get("role"))
 
 
 async def delete_permission(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    await api.admin_of_pattern(caller, params["repo"])
-    grantee = request.query("grantee")
-    if not grantee:
-        raise BadRequest("grantee is required")
-    async with api.store.transaction() as tx:
-        revoked = await tx.revoke(params["repo"], grantee)
-        if revoked:
-            await record(tx, caller, "permission.revoke", params["repo"], grantee=grantee)
-    if not revoked:
-        raise AccountUnknown(f"{grantee} holds no grant on {params['repo']}")
-    audit("permission_revoked", repository=params["repo"], grantee=grantee, by=caller.account.name)
-    return None
+    await revoke_role(api, caller, params["repo"], request.query("grantee"))
 
 
 async def put_visibility(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    await api.admin_of_pattern(caller, params["repo"])
+    await api.admin_of_pattern(caller, params["repo"])  # before the body is read
     public = (await api.body(request)).get("public")
-    if not isinstance(public, bool):
-        raise BadRequest("public must be true or false")
-    async with api.store.transaction() as tx:
-        await tx.set_public(params["repo"], public)
-        await record(tx, caller, "repository.visibility", params["repo"], public=public)
-    audit("visibility_changed", repository=params["repo"], public=public, by=caller.account.name)
+    await set_visibility(api, caller, params["repo"], public)
     return {"repository": params["repo"], "public": public}
 
 

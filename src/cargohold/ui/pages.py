@@ -450,5 +450,6 @@ def ui_routes(
     """The UI's routes (none when ``ui.enabled`` is off)."""
     if not config.ui.enabled:
         return []
+    from . import admin_accounts  # noqa: F401 - its pages join ADMIN_SECTIONS (pages.py is theirs to import)
     read_only = proxied_names(config.proxies) if config.proxies else writable
     return WebUi(config, registry, open_ui_store(config.metadata_url), tokens, read_only, admin).routes()
