@@ -117,6 +117,17 @@ class Caller:
             raise Denied("not allowed for this account")
 
 
+#: the administration's refusals of a change or a query (their codes: :func:`refusal_code`)
+REFUSALS: Final = (AccessModelError, WebhookError, BadFilter)
+
+
+def refusal_code(error: AccessModelError | WebhookError | BadFilter) -> str:
+    """The error code of a refusal; ``errcodes.OTHER_STATUSES`` gives its status."""
+    if isinstance(error, WebhookError):
+        return error.code
+    return _code((BadRequest if isinstance(error, BadFilter) else type(error)).__name__)
+
+
 Handler = Callable[["AdminApi", Caller, dict[str, str], Request], Awaitable[Any]]
 
 
@@ -162,12 +173,8 @@ class AdminApi:
             try:
                 caller = await self._caller(request)
                 result = await handler(self, caller, request.params, request)
-            except AccessModelError as error:
-                return code_response(_code(type(error).__name__), str(error))
-            except WebhookError as error:
-                return code_response(error.code, str(error))
-            except BadFilter as error:
-                return code_response(_code(BadRequest.__name__), str(error))
+            except REFUSALS as error:
+                return code_response(refusal_code(error), str(error))
             if isinstance(result, Response):
                 return result
             return Response(204) if result is None else Response.json(result)
