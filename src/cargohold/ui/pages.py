@@ -136,6 +136,7 @@ class WebUi:
     ) -> None:
         #: the administration API whose rules the administration pages apply (None: no accounts)
         self.admin = admin
+        self.config = config
         self.mode = ui_mode(config)
         self.refusal = refusal(config)
         self.registry = registry
@@ -450,5 +451,6 @@ def ui_routes(
     """The UI's routes (none when ``ui.enabled`` is off)."""
     if not config.ui.enabled:
         return []
+    from . import admin_ops  # noqa: F401 - it adds its pages to ADMIN_SECTIONS (and imports this module)
     read_only = proxied_names(config.proxies) if config.proxies else writable
     return WebUi(config, registry, open_ui_store(config.metadata_url), tokens, read_only, admin).routes()
