@@ -398,9 +398,12 @@ def test_in_a_browser_a_dry_run_frees_a_deleted_tags_bytes_and_a_dead_delivery_i
         page.screenshot(path=str(tmp_path / "deliveries-delivered.png"), full_page=True)
         assert page.inner_text(f"tr[data-delivery='{dead}'] td.state") == "delivered"
 
-        for name in ("quotas", "rules", "mirrors"):
+        with ops_world.admin() as admin:
+            job = {"name": "shown", "source": f"127.0.0.1:{free_port()}/lib/app", "destination": "shown/app"}
+            assert admin.post("/admin/v1/mirrors", json=job).status_code == 201
+        for name in ("quotas", "rules", "mirrors", "mirrors/shown/runs"):
             page.goto(f"{url}/ui/admin/{name}")
-            page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
-            assert page.locator("h1").count() == 1
+            page.screenshot(path=str(tmp_path / f"{name.replace('/', '-')}.png"), full_page=True)
+            assert page.locator("h1").count() == 1 and page.locator("p.error").count() == 0
     finally:
         page.context.close()

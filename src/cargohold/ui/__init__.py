@@ -4,6 +4,7 @@
     sessions.py  logins to the UI: a session row per login, its cookie and its CSRF token
     viewer.py    who is looking, and what they may read and delete
     pages.py     the routes: login, repositories, tags, a manifest, deletes behind a confirmation
+    admin_ops.py the operations' administration pages: webhooks, GC, quotas, rules, mirrors and proxies
 
 Templates and static files (one CSS file, one small script that only adds copy buttons) are package data.
 """
