@@ -33,7 +33,8 @@ HOOK = "hooked"
 PROXY_TOKEN = "proxy-token-never-shown"
 ADMIN = "/ui/admin"
 PAGES = [f"{ADMIN}/webhooks", f"{ADMIN}/webhooks/{HOOK}/deliveries", f"{ADMIN}/gc", f"{ADMIN}/gc/run",
-         f"{ADMIN}/quotas", f"{ADMIN}/rules", f"{ADMIN}/mirrors"]
+         f"{ADMIN}/gc/runs/1", f"{ADMIN}/quotas", f"{ADMIN}/rules", f"{ADMIN}/rules/1/lift", f"{ADMIN}/mirrors",
+         f"{ADMIN}/mirrors/down/runs", f"{ADMIN}/webhooks/{HOOK}/remove"]
 
 
 @dataclass
@@ -141,7 +142,8 @@ def test_the_pages_and_their_actions_are_for_superusers(ops_world: OpsWorld, nam
             (f"{ADMIN}/webhooks/{HOOK}/test", {}),
             (f"{ADMIN}/gc/dry-run", {}), (f"{ADMIN}/gc/run", {}),
             (f"{ADMIN}/quotas", {"namespace": "team", "limit": "1GiB"}), (f"{ADMIN}/quotas/team/lift", {}),
-            (f"{ADMIN}/rules", {"repository": "team/*", "tag": "v*"}),
+            (f"{ADMIN}/rules", {"repository": "team/*", "tag": "v*"}), (f"{ADMIN}/rules/1/lift", {}),
+            (f"{ADMIN}/mirrors/down/run", {}), (f"{ADMIN}/webhooks/{HOOK}/remove", {}),
         ]:
             refused(client.post(path, data={"csrf": token, **form}), 403, "DENIED")
     with ops_world.admin() as admin:
@@ -196,6 +198,9 @@ def test_webhooks_list_add_test_and_remove(root: httpx.Client, ops_world: OpsWor
         ]:
             refused(post(root, f"{ADMIN}/webhooks", **form), status, code, message)
         refused(post(root, f"{ADMIN}/webhooks/nowhere/test"), 404, "WEBHOOK_UNKNOWN")
+        markup = post(root, f"{ADMIN}/webhooks", name="<b>x</b>", url="javascript:alert(1)")
+        refused(markup, 400, "WEBHOOK_INVALID", "&lt;b&gt;")
+        assert "<b>x</b>" not in markup.text  # shown as text
 
         confirm = root.get(f"{ADMIN}/webhooks/runtime/remove")
         assert confirm.status_code == 200 and receiver.url in confirm.text
