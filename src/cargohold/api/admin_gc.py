@@ -27,6 +27,7 @@ async def list_runs(api: AdminApi, caller: Caller, params: dict[str, str], reque
 async def run_gc(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     from .admin_endpoints import BadRequest  # (that module imports this one)
 
+    caller.require(caller.superuser)  # before the body is read
     body = await api.body(request)
     dry_run, repository = body.get("dry_run", False), body.get("repository")
     if not isinstance(dry_run, bool) or not (repository is None or isinstance(repository, str) and repository):
