@@ -130,6 +130,7 @@ class Caller:
             raise Denied("not allowed for this account")
 
 
+#: the administration's refusals of a change or a query (their codes: :func:`refusal_code`)
 Handler = Callable[["AdminApi", Caller, dict[str, str], Request], Awaitable[Any]]
 
 

@@ -37,14 +37,28 @@ def _manages(caller: Caller, repository_pattern: str) -> bool:
 
 
 async def list_rules(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    return [rule.to_json() for rule in await api.store.immutable_rules() if _manages(caller, rule.repository)]
+    return [rule.to_json() for rule in await managed_rules(api, caller)]
 
 
 async def add_rule(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    body = await api.body(request)
+    return (await add_immutable_rule(api, caller, body.get("repository"), body.get("tag"))).to_json()
+
+
+async def remove_rule(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    await lift_immutable_rule(api, caller, int(params["rule"]))
+    return None
+
+
+async def managed_rules(api: AdminApi, caller: Caller) -> list[ImmutableRule]:
+    """The rules the caller may manage, oldest first."""
+    return [rule for rule in await api.store.immutable_rules() if _manages(caller, rule.repository)]
+
+
+async def add_immutable_rule(api: AdminApi, caller: Caller, repository: Any, tag: Any) -> ImmutableRule:
+    """Add a rule (glob patterns over repositories and tags) the caller may manage."""
     from .admin_endpoints import record  # (that module imports this one)
 
-    body = await api.body(request)
-    repository, tag = body.get("repository"), body.get("tag")
     if not isinstance(repository, str) or not isinstance(tag, str):
         raise ImmutableRuleInvalid("repository and tag are required (glob patterns, strings)")
     check_rule_patterns(repository, tag)
@@ -53,20 +67,20 @@ async def add_rule(api: AdminApi, caller: Caller, params: dict[str, str], reques
         rule = await tx.add_immutable_rule(repository, tag, caller.account.name)
         await record(tx, caller, "immutable.add", rule.repository, id=rule.id, tag=rule.tag)
     audit("immutable_rule_added", id=rule.id, repository=rule.repository, tag=rule.tag, by=caller.account.name)
-    return rule.to_json()
+    return rule
 
 
-async def remove_rule(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+async def lift_immutable_rule(api: AdminApi, caller: Caller, rule_id: int) -> ImmutableRule:
+    """Lift a rule the caller may manage; the rule it was."""
     from .admin_endpoints import record  # (that module imports this one)
 
-    rule_id = int(params["rule"])
     async with api.store.transaction() as tx:
         rule = _find(await tx.immutable_rules(), rule_id)
         caller.require(_manages(caller, rule.repository))
         await tx.remove_immutable_rule(rule_id)
         await record(tx, caller, "immutable.remove", rule.repository, id=rule.id, tag=rule.tag)
     audit("immutable_rule_removed", id=rule.id, repository=rule.repository, tag=rule.tag, by=caller.account.name)
-    return None
+    return rule
 
 
 def _find(rules: list[ImmutableRule], rule_id: int) -> ImmutableRule:

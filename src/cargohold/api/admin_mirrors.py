@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..events.audit import page_size
 from ..http import Request, Response
 from ..http.errors import code_response
-from ..mirror.model import RUNS_KEPT, MirrorBusy, MirrorError, MirrorExists, MirrorJob, MirrorUnknown
+from ..mirror.model import RUNS_KEPT, MirrorBusy, MirrorError, MirrorExists, MirrorJob, MirrorRun, MirrorUnknown
 from ..mirror.service import Mirrors
 
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 RUNS_SHOWN: Final = 20
 
 
-def _mirrors(api: AdminApi, caller: Caller) -> Mirrors:
+def mirrors_of(api: AdminApi, caller: Caller) -> Mirrors:
+    """The mirror jobs, for a superuser (DENIED for anyone else)."""
     caller.require(caller.superuser)
     assert api.mirrors is not None  # the routes are there only with it
     return api.mirrors
@@ -41,11 +42,11 @@ def _unknown(name: str) -> Response:
 
 
 async def list_jobs(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    return {"mirrors": [job.to_json() for job in await _mirrors(api, caller).store.mirrors()]}
+    return {"mirrors": [job.to_json() for job in await mirrors_of(api, caller).store.mirrors()]}
 
 
 async def add_job(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    mirrors = _mirrors(api, caller)
+    mirrors = mirrors_of(api, caller)
     try:
         job = await mirrors.add(MirrorJob.from_json(await api.body(request)))
     except MirrorError as exc:
@@ -56,27 +57,37 @@ async def add_job(api: AdminApi, caller: Caller, params: dict[str, str], request
 
 
 async def show_job(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    job = await _mirrors(api, caller).store.mirror(params["mirror"])
+    job = await mirrors_of(api, caller).store.mirror(params["mirror"])
     return _unknown(params["mirror"]) if job is None else job.to_json()
 
 
 async def remove_job(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    if not await _mirrors(api, caller).store.remove_mirror(params["mirror"]):
+    if not await mirrors_of(api, caller).store.remove_mirror(params["mirror"]):
         return _unknown(params["mirror"])
     return None
 
 
 async def run_job(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
     try:
-        return (await _mirrors(api, caller).run(params["mirror"], "api")).to_json()
-    except MirrorUnknown:
-        return _unknown(params["mirror"])
-    except MirrorBusy:
-        return code_response("MIRROR_BUSY", f"mirror job {params['mirror']!r} is running now")
+        return (await run_now(api, caller, params["mirror"], "api")).to_json()
+    except (MirrorUnknown, MirrorBusy) as exc:
+        return code_response(*run_refusal(exc, params["mirror"]))
+
+
+async def run_now(api: AdminApi, caller: Caller, name: str, started_by: str) -> MirrorRun:
+    """Run a job now, here, for a superuser; MirrorUnknown, or MirrorBusy when it runs."""
+    return await mirrors_of(api, caller).run(name, started_by)
+
+
+def run_refusal(exc: MirrorUnknown | MirrorBusy, name: str) -> tuple[str, str]:
+    """A refused run's error code and message."""
+    if isinstance(exc, MirrorBusy):
+        return "MIRROR_BUSY", f"mirror job {name!r} is running now"
+    return "MIRROR_UNKNOWN", f"no mirror job {name!r}"
 
 
 async def list_runs(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    mirrors = _mirrors(api, caller)
+    mirrors = mirrors_of(api, caller)
     if await mirrors.store.mirror(params["mirror"]) is None:
         return _unknown(params["mirror"])
     limit = page_size(request.query("n"), RUNS_SHOWN, RUNS_KEPT)

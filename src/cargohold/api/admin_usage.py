@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..access_model import namespace_of
 from ..auth.login import audit
 from ..http import Request
-from ..quotas import QuotaInvalid, check_namespace
+from ..quotas import Quota, QuotaInvalid, check_namespace
 
 if TYPE_CHECKING:
     from .admin_endpoints import AdminApi, Caller, Handler
@@ -58,30 +58,42 @@ async def list_quotas(api: AdminApi, caller: Caller, params: dict[str, str], req
 
 
 async def set_quota(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    from .admin_endpoints import record  # (that module imports this one)
-
     caller.require(caller.superuser)
-    namespace = check_namespace(params["namespace"])
+    check_namespace(params["namespace"])
     body = await api.body(request)
     if "limit" not in body:
         raise QuotaInvalid("limit is required (bytes, or a size such as 50GiB)")
-    async with api.store.transaction() as tx:
-        quota = await tx.set_quota(namespace, body["limit"], caller.account.name)
-        await record(tx, caller, "quota.set", f"{namespace}/*", namespace=namespace, limit=quota.limit_bytes)
-    audit("quota_set", namespace=namespace, limit=quota.limit_bytes, by=caller.account.name)
-    return quota.to_json()
+    return (await apply_quota(api, caller, params["namespace"], body["limit"])).to_json()
 
 
 async def clear_quota(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
+    await lift_quota(api, caller, params["namespace"])
+    return None
+
+
+async def apply_quota(api: AdminApi, caller: Caller, namespace: str, limit: Any) -> Quota:
+    """Set or change a namespace's quota (``limit``: bytes, or a size such as ``50GiB``), for a superuser."""
     from .admin_endpoints import record  # (that module imports this one)
 
     caller.require(caller.superuser)
-    namespace = check_namespace(params["namespace"])
+    namespace = check_namespace(namespace)
+    async with api.store.transaction() as tx:
+        quota = await tx.set_quota(namespace, limit, caller.account.name)
+        await record(tx, caller, "quota.set", f"{namespace}/*", namespace=namespace, limit=quota.limit_bytes)
+    audit("quota_set", namespace=namespace, limit=quota.limit_bytes, by=caller.account.name)
+    return quota
+
+
+async def lift_quota(api: AdminApi, caller: Caller, namespace: str) -> None:
+    """Lift a namespace's quota, for a superuser."""
+    from .admin_endpoints import record  # (that module imports this one)
+
+    caller.require(caller.superuser)
+    namespace = check_namespace(namespace)
     async with api.store.transaction() as tx:
         await tx.clear_quota(namespace)
         await record(tx, caller, "quota.clear", f"{namespace}/*", namespace=namespace)
     audit("quota_cleared", namespace=namespace, by=caller.account.name)
-    return None
 
 
 #: (method, path pattern under the admin prefix, handler)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from .admin_endpoints import AdminApi, Caller, Handler
 
 
-def _admin(api: AdminApi, caller: Caller) -> WebhookAdmin:
+def webhook_admin(api: AdminApi, caller: Caller) -> WebhookAdmin:
+    """What manages webhooks, for a superuser (DENIED for anyone else)."""
     caller.require(caller.superuser)
     assert api.webhooks is not None  # the routes are there only with it
     return api.webhooks
@@ -38,32 +39,32 @@ def _number(request: Request, name: str) -> int | None:
 
 
 async def list_webhooks(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    return await _admin(api, caller).endpoint_list()
+    return await webhook_admin(api, caller).endpoint_list()
 
 
 async def add_webhook(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    admin = _admin(api, caller)
+    admin = webhook_admin(api, caller)
     return await admin.add(await api.body(request))
 
 
 async def remove_webhook(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    await _admin(api, caller).remove(params["webhook"])
+    await webhook_admin(api, caller).remove(params["webhook"])
     return None
 
 
 async def test_webhook(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    return await _admin(api, caller).test(params["webhook"])
+    return await webhook_admin(api, caller).test(params["webhook"])
 
 
 async def list_deliveries(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    admin = _admin(api, caller)
+    admin = webhook_admin(api, caller)
     limit = _number(request, "limit")
     return await admin.deliveries(request.query("endpoint") or None, request.query("state") or None,
                                   100 if limit is None else limit, _number(request, "before"))
 
 
 async def redeliver(api: AdminApi, caller: Caller, params: dict[str, str], request: Request) -> Any:
-    return await _admin(api, caller).redeliver(int(params["delivery"]))
+    return await webhook_admin(api, caller).redeliver(int(params["delivery"]))
 
 
 _WEBHOOK = r"(?P<webhook>[^/]+)"

@@ -13,16 +13,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from ..access_model import AccessModelError, AccountKind, AccountUnknown, TeamUnknown
+from ..access_model import AccountKind, AccountUnknown, TeamUnknown
 from ..api import admin_audit
 from ..api import admin_endpoints as rules
-from ..api.admin_endpoints import ADMIN_ERRORS, AdminApi, Caller, error_code
+from ..api.admin_endpoints import AdminApi, Caller
 from ..api.request import RegistryRequest
-from ..errcodes import OTHER_STATUSES, Denied
-from ..events.audit import BadFilter, entry_json
+from ..errcodes import Denied
+from ..events.audit import entry_json
 from ..http import Response
-from ..webhooks.manage import WebhookError
-from .pages import ADMIN_SECTIONS, PAGE_SIZE, PREFIX, PageTable, WebUi, _query
+from .pages import ADMIN_SECTIONS, PAGE_SIZE, PREFIX, PageTable, WebUi, _query, admin_caller, refusals_as_pages
 from .render import page, redirect
 from .viewer import Viewer
 
@@ -60,11 +59,6 @@ def _back_to(path: str, done: str, name: str, **more: str) -> Response:
     return redirect(f"{path}?" + urlencode({**more, "done": done, "name": name}))
 
 
-def _failure_page(error: AccessModelError | WebhookError | BadFilter) -> Response:
-    code = error_code(error)
-    return page("error.html", OTHER_STATUSES.get(code, 400), viewer=None, code=code, message=str(error))
-
-
 class AccountPages:
     def __init__(self, ui: WebUi) -> None:
         self.ui = ui
@@ -93,7 +87,7 @@ class AccountPages:
             ("ui-admin-revoke", rf"{ADMIN}/permissions/revoke", {"GET": self.confirm_revoke, "POST": self.revoke}),
             ("ui-admin-audit", rf"{ADMIN}/audit", {"GET": self.audit}),
         ]
-        return [(name, pattern, {method: _answering(handler) for method, handler in methods.items()})
+        return [(name, pattern, {method: refusals_as_pages(handler) for method, handler in methods.items()})
                 for name, pattern, methods in pages]
 
     # who is asking
@@ -112,7 +106,7 @@ class AccountPages:
     async def _as_caller(self, viewer: Viewer) -> tuple[Caller, AdminApi]:
         api = self.ui.admin
         assert api is not None and viewer.account is not None  # _administrator saw to both
-        return await api.caller(viewer.account), api
+        return admin_caller(viewer), api
 
     def _confirm(self, viewer: Viewer, title: str, text: str, action: str, fields: dict[str, str], button: str,
                  cancel: str) -> Response:
@@ -312,17 +306,6 @@ class AccountPages:
             if more and entries else None
         return page("admin_accounts_audit.html", viewer=viewer, given={k: v or "" for k, v in given.items()},
                     rows=[entry_json(entry) for entry in entries], following=following)
-
-
-def _answering(handler: Handler) -> Handler:
-    """A change the API's rules refuse is a page saying why, with the status the API gives it."""
-    async def answer(request: RegistryRequest) -> Response:
-        try:
-            return await handler(request)
-        except ADMIN_ERRORS as error:
-            return _failure_page(error)
-
-    return answer
 
 
 def account_pages(ui: WebUi) -> PageTable:

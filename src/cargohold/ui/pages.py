@@ -18,14 +18,22 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlencode
 
 from ..access_model import AccountKind
-from ..api.admin_endpoints import AdminApi
+from ..api.admin_endpoints import ADMIN_ERRORS, AdminApi, Caller, error_code
 from ..api.request import RegistryRequest
 from ..api.routes import Endpoint, Route
 from ..auth.access import Grant, ReadOnly, writable
 from ..auth.setup import OwnTokens
 from ..config import ServerConfig
 from ..config.proxies import proxied_names
-from ..errcodes import Denied, ManifestUnknown, NameUnknown, RegistryError, RequestUnsupported, SizeInvalid
+from ..errcodes import (
+    OTHER_STATUSES,
+    Denied,
+    ManifestUnknown,
+    NameUnknown,
+    RegistryError,
+    RequestUnsupported,
+    SizeInvalid,
+)
 from ..formats import Descriptor
 from ..http import Response, route
 from ..metadata.factory import open_ui_store
@@ -136,6 +144,7 @@ class WebUi:
     ) -> None:
         #: the administration API whose rules the administration pages apply (None: no accounts)
         self.admin = admin
+        self.config = config
         self.mode = ui_mode(config)
         self.refusal = refusal(config)
         self.registry = registry
@@ -439,6 +448,31 @@ def _strings(value: Any) -> dict[str, str]:
     return {str(key): str(item) for key, item in value.items()}
 
 
+def admin_caller(viewer: Viewer) -> Caller:
+    """An administrator's viewer as the caller the administration API's rules take (its view is loaded)."""
+    assert viewer.account is not None and viewer.view is not None  # WebUi._administrator saw to it
+    return Caller(viewer.account, viewer.view)
+
+
+def refusal_page(code: str, message: str) -> Response:
+    """A change the administration's rules refuse, as a page with the status the API gives that code."""
+    return page("error.html", OTHER_STATUSES.get(code, 400), viewer=None, code=code, message=message)
+
+
+def refusals_as_pages(
+    handler: Callable[[RegistryRequest], Awaitable[Response]],
+) -> Callable[[RegistryRequest], Awaitable[Response]]:
+    """The handler, whose refusals by the administration API's rules become :func:`refusal_page`."""
+
+    async def answer(request: RegistryRequest) -> Response:
+        try:
+            return await handler(request)
+        except ADMIN_ERRORS as error:
+            return refusal_page(error_code(error), str(error))
+
+    return answer
+
+
 #: the administration pages' groups, each a function of the UI giving its routes (all behind
 #: :meth:`WebUi._administrator`), listed on ``admin.html``
 ADMIN_SECTIONS: Final[list[Callable[[WebUi], PageTable]]] = []
@@ -450,6 +484,9 @@ def ui_routes(
     """The UI's routes (none when ``ui.enabled`` is off)."""
     if not config.ui.enabled:
         return []
-    from . import admin_accounts  # noqa: F401 - its pages join ADMIN_SECTIONS (pages.py is theirs to import)
+    from . import (
+        admin_accounts,  # noqa: F401 - its pages join ADMIN_SECTIONS (pages.py is theirs to import)
+        admin_ops,  # noqa: F401 - it adds its pages to ADMIN_SECTIONS (and imports this module)
+    )
     read_only = proxied_names(config.proxies) if config.proxies else writable
     return WebUi(config, registry, open_ui_store(config.metadata_url), tokens, read_only, admin).routes()
