@@ -110,8 +110,8 @@ class AccountPages:
 
     def _confirm(self, viewer: Viewer, title: str, text: str, action: str, fields: dict[str, str], button: str,
                  cancel: str) -> Response:
-        return page("admin_accounts_confirm.html", viewer=viewer, title=title, text=text, action=action,
-                    fields=fields, button=button, cancel=cancel)
+        return page("admin_confirm.html", viewer=viewer, title=title, text=text, action=action,
+                    fields=fields, button=button, back=cancel)
 
     # users
 

@@ -164,7 +164,7 @@ class OpsPages:
         endpoints = {e["name"]: e for e in await webhook_admin(self.api, admin_caller(viewer)).endpoint_list()}
         if name not in endpoints:
             raise WebhookUnknown(f"no webhook endpoint named {name!r}")
-        return page("admin_ops_confirm.html", viewer=viewer, title=f"Remove the webhook endpoint {name}?",
+        return page("admin_confirm.html", viewer=viewer, title=f"Remove the webhook endpoint {name}?",
                     text=f"Events stop going to {endpoints[name]['url']}; its deliveries stay listed.",
                     action=f"{ADMIN}/webhooks/{quote(name, safe='')}/remove", fields={}, button="Remove",
                     back=f"{ADMIN}/webhooks")
@@ -198,7 +198,7 @@ class OpsPages:
         self._needs(self.api.collector, "garbage collector")
         glob = (request.query("repository") or "").strip()
         where = f"the repositories matching {glob}" if glob else "every repository"
-        return page("admin_ops_confirm.html", viewer=viewer, title="Run garbage collection?",
+        return page("admin_confirm.html", viewer=viewer, title="Run garbage collection?",
                     text=f"Manifests and blobs nothing keeps in {where} are deleted for good, "
                          "once past the grace period. A dry run first shows what goes.",
                     action=f"{ADMIN}/gc/run", fields={"repository": glob}, button="Collect", back=f"{ADMIN}/gc")
@@ -264,7 +264,7 @@ class OpsPages:
                     None)
         if rule is None:
             return refusal_page("IMMUTABLE_RULE_UNKNOWN", f"no immutable tag rule {wanted}")
-        return page("admin_ops_confirm.html", viewer=viewer, title=f"Lift immutable tag rule {rule.id}?",
+        return page("admin_confirm.html", viewer=viewer, title=f"Lift immutable tag rule {rule.id}?",
                     text=f"Tags matching {rule.tag} in repositories matching {rule.repository} may then be "
                          "pushed over and deleted.",
                     action=f"{ADMIN}/rules/{rule.id}/lift", fields={}, button="Lift", back=f"{ADMIN}/rules")
