@@ -79,25 +79,29 @@ def scraped(server: Server) -> Iterator[None]:
 
 
 def phase_metrics(work: Path, sizes: Sizes, runs: int, results: Results, say: Callable[[str], None]) -> None:
+    """Each run starts a pair of fresh servers: two instances of the same server differ by up to 10% in CPU
+    per request for as long as they run (where their workers landed), more than the effect measured."""
     from .run import ordered
 
     work.mkdir(parents=True, exist_ok=True)
-    servers = {ON: Server(A, work / "on", extra_args=_config(work)), OFF: Server(A, work / "off")}
-    labels = {id(server): label for label, server in servers.items()}
-    try:
-        for server in servers.values():
-            server.start()
-        pair = [servers[ON], servers[OFF]]
-        fixtures = {id(s): workloads.setup(s, sizes) for s in pair}
-        for server in pair:  # unmeasured: the first load after a start is slower (the start's jobs, caches)
-            workloads.manifest_get(server, dataclasses.replace(sizes, duration=1.0))
-        for run in range(runs):
-            say(f"metrics: run {run + 1}/{runs}")
+    scrape_bytes = 0
+    for run in range(runs):
+        say(f"metrics: run {run + 1}/{runs}")
+        folder = work / f"run-{run}"
+        servers = {ON: Server(A, folder / "on", extra_args=_config(work)), OFF: Server(A, folder / "off")}
+        labels = {id(server): label for label, server in servers.items()}
+        pair = ordered(run, [servers[ON], servers[OFF]])
+        try:
+            for server in pair:
+                server.start()
+            fixtures = {id(s): workloads.setup(s, sizes) for s in pair}
+            for server in pair:  # unmeasured: the first load after a start is slower (the start's jobs, caches)
+                workloads.manifest_get(server, dataclasses.replace(sizes, duration=1.0))
             for metric, measure in (
                 ("manifest_get", lambda s: workloads.manifest_get(s, sizes)),
-                ("blob_head", lambda s: workloads.blob_head(s, sizes, fixtures[id(s)])),
+                ("blob_head", lambda s, fixtures=fixtures: workloads.blob_head(s, sizes, fixtures[id(s)])),
             ):
-                for server in ordered(run, pair):
+                for server in pair:
                     cpu = server.cpu_seconds()
                     if server is servers[ON]:
                         with scraped(server):
@@ -108,7 +112,8 @@ def phase_metrics(work: Path, sizes: Sizes, runs: int, results: Results, say: Ca
                     results.add("metrics", metric, labels[id(server)], rate)
                     # the server's CPU per request: what the other load on a shared machine moves least
                     results.add("metrics", f"{metric}_cpu", labels[id(server)], cpu / (rate * sizes.duration) * 1e6)
-        results.notes["metrics"] = {"scrape_bytes": scrape(servers[ON]), "scrape_seconds": SCRAPE_SECONDS}
-    finally:
-        for server in servers.values():
-            server.cleanup()
+            scrape_bytes = scrape(servers[ON])
+        finally:
+            for server in servers.values():
+                server.cleanup()
+    results.notes["metrics"] = {"scrape_bytes": scrape_bytes, "scrape_seconds": SCRAPE_SECONDS}
