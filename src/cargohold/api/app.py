@@ -24,7 +24,7 @@ from ..events.recorder import Recorder
 from ..http import ClientDisconnected, Receive, Request, Response, Router, Scope, Send, error_response
 from ..http.errors import method_not_allowed, not_found
 from ..jobs import Activity, JobRunner
-from ..metrics.requests import NO_ROUTE, UPLOAD_ROUTES
+from ..metrics.requests import NO_ROUTE
 from ..reference import is_repository_name
 from ..service import BACKEND_ERRORS, RegistryService
 from ..service.pulls import PullTimes
@@ -90,7 +90,7 @@ class RegistryApp:
         try:
             found = self.router.match(scope["path"])
             request = RegistryRequest(scope, receive, found[1] if found else {}, self.access)
-            if metrics is not None and found is not None and found[0].name in UPLOAD_ROUTES:
+            if metrics is not None and found is not None:
                 uploading = metrics.uploading(found[0].name, request.method)
             response = await self._respond(request, found[0]) if found else not_found(request.path)
             response.header("x-request-id", request.id)

@@ -13,8 +13,6 @@ from .families import REQUEST_BUCKETS, Families
 METHODS: Final = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"})
 #: the route label of a path no route matches
 NO_ROUTE: Final = "other"
-#: the routes whose requests may be uploads in progress (:meth:`.recorder.Metrics.uploading`)
-UPLOAD_ROUTES: Final = frozenset({"upload", "uploads"})
 _BOUNDS: Final = [*REQUEST_BUCKETS, float("inf")]
 # a row: count, seconds, bytes in, bytes out, then a count per bucket
 _FIXED: Final = 4
