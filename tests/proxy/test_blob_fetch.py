@@ -22,6 +22,7 @@ from cargohold.proxy.blob_fetch import BlobFetches, lease_name
 from cargohold.proxy.upstream import Upstream, UpstreamError
 from cargohold.storage.driver import BlobStore
 from cargohold.storage.factory import open_blob_store
+from tests.support.seaweedfs import SeaweedFS
 
 from .conftest import PushedImage, UpstreamServer
 
@@ -31,16 +32,19 @@ LOCAL = "cache/library/app"
 class Local:
     """A registry's store and metadata (the proxy's side), and the fetches of one or more 'workers'."""
 
-    def __init__(self, tmp: Path, url: str | None) -> None:
+    def __init__(self, tmp: Path, url: str | None, s3: dict[str, object] | None = None) -> None:
         self.url = url or f"sqlite://{tmp / 'meta.db'}"
         self.root = tmp / "blobs"
+        #: the S3 store's options; None: a filesystem store under ``root``
+        self.s3 = s3
         migrate(self.url)
         self.metas: list[MetadataStore] = []
         self.stores: list[BlobStore] = []
 
     def worker(self, holder: str | None = None) -> BlobFetches:
         meta = open_metadata_store(self.url)
-        store = open_blob_store("filesystem", {"root": str(self.root)})
+        store = (open_blob_store("s3", self.s3, meta) if self.s3 is not None
+                 else open_blob_store("filesystem", {"root": str(self.root)}))
         self.metas.append(meta)
         self.stores.append(store)
         return BlobFetches(store, meta, Recorder(), holder)
@@ -65,8 +69,8 @@ class Local:
 
 
 @contextlib.asynccontextmanager
-async def local(tmp: Path, url: str | None = None) -> AsyncIterator[Local]:
-    place = Local(tmp, url)
+async def local(tmp: Path, url: str | None = None, s3: dict[str, object] | None = None) -> AsyncIterator[Local]:
+    place = Local(tmp, url, s3)
     try:
         yield place
     finally:
@@ -75,19 +79,6 @@ async def local(tmp: Path, url: str | None = None) -> AsyncIterator[Local]:
 
 async def read_all(chunks: AsyncIterator[bytes]) -> bytes:
     return b"".join([chunk async for chunk in chunks])
-
-
-@pytest.fixture(params=["whole", "streamed"])
-def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """How small blobs are fetched: whole before they are sent (the default), or streamed as large ones are."""
-    if request.param == "streamed":
-        monkeypatch.setattr(blob_fetch, "WHOLE_FIRST", 0)
-    return str(request.param)
-
-
-@pytest.fixture
-def streamed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blob_fetch, "WHOLE_FIRST", 0)
 
 
 async def fetch_all(fetches: BlobFetches, upstream: Upstream, image: PushedImage, digest: str,
@@ -107,7 +98,7 @@ def big_image(server: UpstreamServer, size: int = 6 << 20) -> PushedImage:
 
 
 def test_a_blob_is_fetched_once_stored_verified_and_linked(
-    distribution_upstream: UpstreamServer, tmp_path: Path, mode: str
+    distribution_upstream: UpstreamServer, tmp_path: Path
 ) -> None:
     image = distribution_upstream.push_image()
     layer = image.layers[0]
@@ -136,7 +127,7 @@ def test_a_blob_is_fetched_once_stored_verified_and_linked(
 
 
 def test_twenty_concurrent_requests_cause_one_upstream_get(
-    distribution_upstream: UpstreamServer, tmp_path: Path, mode: str
+    distribution_upstream: UpstreamServer, tmp_path: Path
 ) -> None:
     image = big_image(distribution_upstream)
     layer = image.layers[0]
@@ -157,7 +148,7 @@ def test_twenty_concurrent_requests_cause_one_upstream_get(
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
 def test_two_workers_over_one_database_cause_one_upstream_get(
-    distribution_upstream: UpstreamServer, tmp_path: Path, database: str, request: pytest.FixtureRequest, mode: str
+    distribution_upstream: UpstreamServer, tmp_path: Path, database: str, request: pytest.FixtureRequest
 ) -> None:
     url = request.getfixturevalue("postgres").migrated_database() if database == "postgres" else None
     image = big_image(distribution_upstream, 2 << 20)
@@ -177,6 +168,38 @@ def test_two_workers_over_one_database_cause_one_upstream_get(
     results = asyncio.run(run())
     assert all(data == image.blobs[layer] for data in results)
     assert distribution_upstream.gets(image.repository, "blobs", layer) == 1
+
+
+def test_an_s3_store_keeps_a_fetched_blob_and_none_whose_bytes_are_wrong(
+    distribution_upstream: UpstreamServer, tmp_path: Path, seaweedfs: SeaweedFS
+) -> None:
+    """The same fetch into an S3 store (multipart uploads): a blob of several pieces is served, stored and
+    linked; one whose last byte is wrong is cut short and leaves nothing in the bucket."""
+    good_image, bad_image = big_image(distribution_upstream), big_image(distribution_upstream, 3 << 20)
+    good, bad = good_image.layers[0], bad_image.layers[0]
+    data_file = distribution_upstream.blob_file(bad)
+    data = data_file.read_bytes()
+    data_file.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    options = seaweedfs.options(seaweedfs.prefix())
+
+    async def run() -> None:
+        async with local(tmp_path, s3=options) as place:
+            fetches = place.worker()
+            upstream = Upstream(distribution_upstream.settings())
+            try:
+                _, chunks = await fetches.fetch(LOCAL, Digest.parse(bad), upstream, bad_image.repository)
+                with pytest.raises(UpstreamError, match="hash to"):
+                    await read_all(chunks)
+                await fetches.idle()
+                await place.nothing_stored(Digest.parse(bad))
+                assert await fetch_all(fetches, upstream, good_image, good) == good_image.blobs[good]
+                assert await place.meta.linked_blob_size(LOCAL, good) == len(good_image.blobs[good])
+                async with contextlib.aclosing(place.store.read(Digest.parse(good))) as stored:
+                    assert await read_all(stored) == good_image.blobs[good]
+            finally:
+                await upstream.close()
+
+    asyncio.run(run())
 
 
 def test_a_lapsed_lease_is_taken_over(distribution_upstream: UpstreamServer, tmp_path: Path) -> None:
@@ -199,7 +222,7 @@ def test_a_lapsed_lease_is_taken_over(distribution_upstream: UpstreamServer, tmp
 
 
 def test_a_leader_that_goes_away_does_not_stop_the_fetch(
-    distribution_upstream: UpstreamServer, tmp_path: Path, streamed: None
+    distribution_upstream: UpstreamServer, tmp_path: Path
 ) -> None:
     image = big_image(distribution_upstream)
     layer = image.layers[0]
@@ -229,7 +252,7 @@ def test_a_leader_that_goes_away_does_not_stop_the_fetch(
 
 
 def test_a_reader_behind_the_window_reads_the_rest_from_the_store(
-    distribution_upstream: UpstreamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: None
+    distribution_upstream: UpstreamServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(blob_fetch, "WINDOW", 256 << 10)
     image = big_image(distribution_upstream, 4 << 20)
@@ -251,7 +274,7 @@ def test_a_reader_behind_the_window_reads_the_rest_from_the_store(
 
 
 def test_wrong_bytes_are_not_stored_and_the_stream_is_cut_short(
-    distribution_upstream: UpstreamServer, tmp_path: Path, streamed: None
+    distribution_upstream: UpstreamServer, tmp_path: Path
 ) -> None:
     image = big_image(distribution_upstream, 3 << 20)
     layer = image.layers[0]
@@ -283,11 +306,11 @@ def test_wrong_bytes_are_not_stored_and_the_stream_is_cut_short(
     assert distribution_upstream.gets(image.repository, "blobs", layer) == 2
 
 
-def test_a_request_that_goes_away_does_not_stop_a_whole_fetch(
+def test_a_request_that_goes_away_before_the_first_byte_does_not_stop_the_fetch(
     distribution_upstream: UpstreamServer, tmp_path: Path
 ) -> None:
-    """The client of a small blob's fetch leaves while it is fetched whole: the fetch goes on, and a second
-    request, from another repository, is answered from the store when it ends."""
+    """The client of a fetch leaves before its first byte: the fetch goes on, and a second request, from
+    another repository, joins it."""
     image = big_image(distribution_upstream, 2 << 20)
     layer = image.layers[0]
 
@@ -310,12 +333,12 @@ def test_a_request_that_goes_away_does_not_stop_a_whole_fetch(
     assert distribution_upstream.gets(image.repository, "blobs", layer) == 1
 
 
-def test_wrong_bytes_fetched_whole_are_an_error_before_any_byte(
+def test_wrong_bytes_of_a_small_blob_are_an_error_before_any_byte(
     distribution_upstream: UpstreamServer, tmp_path: Path
 ) -> None:
     """A small blob is verified before its first byte goes out: the request fails outright (the client gets
     an error status, not a short body), nothing is stored, and the next request fetches again."""
-    image = big_image(distribution_upstream, 3 << 20)
+    image = big_image(distribution_upstream, blob_fetch.SMALL_BLOB)
     layer = image.layers[0]
     data_file = distribution_upstream.blob_file(layer)
     good = data_file.read_bytes()
@@ -339,11 +362,11 @@ def test_wrong_bytes_fetched_whole_are_an_error_before_any_byte(
     assert distribution_upstream.gets(image.repository, "blobs", layer) == 2
 
 
-def test_a_short_body_fetched_whole_is_an_error_and_nothing_is_kept(
+def test_a_short_body_of_a_small_blob_is_an_error_and_nothing_is_kept(
     distribution_upstream: UpstreamServer, tmp_path: Path
 ) -> None:
     """An upstream whose body is shorter than its Content-Length (the connection cut): an error, no blob."""
-    image = big_image(distribution_upstream, 1 << 20)
+    image = big_image(distribution_upstream, 512 << 10)
     layer = image.layers[0]
     data_file = distribution_upstream.blob_file(layer)
     data_file.write_bytes(data_file.read_bytes()[: -1000])  # Distribution announces the size it stored

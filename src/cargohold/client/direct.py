@@ -38,7 +38,8 @@ Origin = tuple[str, str, int]  # scheme, host, port
 
 
 class BodyReader:
-    """The body of one answer: :meth:`readinto` until it returns 0, then :meth:`close`."""
+    """The body of one answer: :meth:`readinto` until it returns 0 (or :meth:`read` until b""), then
+    :meth:`close`."""
 
     def __init__(
         self,
@@ -83,6 +84,28 @@ class BodyReader:
                 raise TransportError(f"GET {self.url}: the connection closed {self._left} bytes before the end")
         self._left -= n
         return n
+
+    def read(self, size: int) -> bytes:
+        """The next body bytes, at most ``size`` (what the socket holds; no copy beyond the kernel's): b"" at the
+        end. Raises TransportError if cut short."""
+        if self._left <= 0:
+            return b""
+        if self._leftover:
+            data, self._leftover = self._leftover[:size], self._leftover[size:]
+        elif self._sock is None:
+            raise TransportError(f"GET {self.url}: read after close")
+        else:
+            try:
+                data = self._sock.recv(min(size, self._left))
+            except OSError as exc:
+                self._discard()
+                raise TransportError(f"GET {self.url}: {exc}") from None
+            if not data:
+                self._discard()
+                raise TransportError(f"GET {self.url}: the connection closed {self._left} bytes before the end")
+        data = data[: self._left]
+        self._left -= len(data)
+        return data
 
     def close(self) -> None:
         """Give the socket back to the pool if the whole body was read, else close it."""

@@ -185,8 +185,6 @@ class UpstreamBlob:
             self.status = body.status
             headers = body.headers  # names in lower case
             self._iterator = _direct_chunks(body)
-        #: what :meth:`readinto` has left of the last chunk of an httpx body
-        self._pending = memoryview(b"")
         ranged = self.status == 206
         #: bytes to drop at the front, and the most to yield (an upstream that ignored Range)
         self._skip = 0 if ranged else start
@@ -225,20 +223,16 @@ class UpstreamBlob:
             raise classify(exc, self._what) from exc
         return batch
 
-    def readinto(self, view: memoryview) -> int:
-        """Blocking (from a worker thread, one at a time): fill the front of ``view`` with the next bytes of a
-        whole blob's body, 0 at the end. Not for a range (see :meth:`chunks`)."""
+    def read(self, size: int) -> bytes:
+        """Blocking (from a worker thread, one at a time): the next bytes of a whole blob's body, at most ``size``
+        from the fast path (an httpx body's chunks as they come), b"" at the end. Not for a range (see
+        :meth:`chunks`)."""
         if self._skip or self._left is not None:
-            raise ValueError("readinto reads whole blobs only")
+            raise ValueError("read reads whole blobs only")
         try:
             if isinstance(self._body, BodyReader):
-                return self._body.readinto(view)
-            if not self._pending:
-                self._pending = memoryview(next(self._iterator, b""))
-            n = min(len(view), len(self._pending))
-            view[:n] = self._pending[:n]
-            self._pending = self._pending[n:]
-            return n
+                return self._body.read(size)
+            return next(self._iterator, b"")
         except (ClientError, httpx.HTTPError, OSError) as exc:
             raise classify(exc, self._what) from exc
 

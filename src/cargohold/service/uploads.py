@@ -66,8 +66,8 @@ DEFAULT_ALGORITHM: Final = "sha256"
 #: bytes handed to the hashing and writing threads at once: big enough that the
 #: thread hops cost nothing, small enough to keep memory flat (two batches per upload)
 WRITE_BATCH: Final = 1 << 20
-#: the one buffer of :meth:`Uploads.append_read`: under the allocator's mmap threshold
-READ_BUFFER: Final = 1 << 20
+#: the most bytes :meth:`Uploads.append_read` asks of one read
+READ_SIZE: Final = 1 << 20
 
 
 def new_upload_id() -> str:
@@ -241,29 +241,30 @@ class Uploads:
         return size, hasher
 
     async def append_read(
-        self, record: UploadRecord, readinto: Callable[[memoryview], int], length: int
+        self, record: UploadRecord, read: Callable[[int], bytes], length: int, on_piece: Callable[[bytes], None]
     ) -> tuple[int, ResumableHasher]:
-        """The final bytes of an upload from ``readinto`` (blocking: fills the front of a buffer, 0 at the end),
-        ``length`` of them; returns (new size, hasher), for :meth:`finish`.
+        """The final bytes of an upload from ``read`` (blocking: the next bytes, at most as many as asked,
+        b"" at the end), ``length`` of them; returns (new size, hasher), for :meth:`finish`.
 
         For a body a thread can read by itself (a pull-through cache's upstream): one worker thread reads,
-        hashes and writes each buffer in turn, one buffer reused throughout, so no byte becomes an object or
-        crosses to the event loop. That costs far less CPU than :meth:`append`'s batches and threads, though
-        reading waits while a buffer is hashed and written.
+        hashes and writes each piece in turn, then hands it to ``on_piece`` (in that thread). That costs far
+        less CPU than :meth:`append`'s batches and threads, though reading waits while a piece is hashed and
+        written. The pieces are the ``bytes`` the reads return: a copy made here would hold the interpreter's
+        lock (and with it the event loop) for about a millisecond per MiB.
         """
         self._check_size(record, length)
         hasher = await self._hasher(record)
         writer = await self._writer(record)
-        buffer = memoryview(bytearray(READ_BUFFER))
 
         def pump() -> int:
             received = 0
-            while n := readinto(buffer):
-                received += n
+            while piece := read(READ_SIZE):
+                received += len(piece)
                 if received > length:
                     raise SizeInvalid(f"body is longer than the declared {length} bytes")
-                hasher.update(buffer[:n])
-                writer.write(buffer[:n])
+                hasher.update(piece)
+                writer.write(piece)
+                on_piece(piece)
             if received != length:
                 raise SizeInvalid(f"received {received} bytes, expected {length}")
             return writer.close().size
