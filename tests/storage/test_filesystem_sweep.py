@@ -13,8 +13,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from cargohold.digest import Digest
-from cargohold.storage import paths
+from cargohold.storage import filesystem, paths
 from cargohold.storage.filesystem import FilesystemBlobStore
 
 
@@ -80,3 +82,29 @@ def test_a_push_that_keeps_a_placed_blob_is_never_left_without_its_bytes(tmp_pat
     with open(path, "rb") as file:
         assert "sha256:" + hashlib.sha256(file.read()).hexdigest() == digest, "the pushed blob lost its bytes"
     assert asyncio.run(store.upload_ids()) == {}
+
+
+def test_a_commit_that_makes_folders_syncs_their_parents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blob placed in a folder made for it: the folder's own entry (in its parent) is made durable too, else
+    a crash could lose the folder with the blob in it. A second blob in that folder syncs the folder alone."""
+    synced: list[str] = []
+    real = filesystem._fsync_dir
+    monkeypatch.setattr(filesystem, "_fsync_dir", lambda path: (synced.append(path), real(path)))
+    store = FilesystemBlobStore(str(tmp_path))
+    first = b"first"
+    second = next(data for n in range(10_000) if (data := b"%d" % n) != first
+                  and Digest.of(data).hex[:2] == Digest.of(first).hex[:2])
+
+    async def commit(upload_id: str, data: bytes) -> None:
+        await store.upload_start(upload_id)
+        writer = await store.upload_writer(upload_id, 0)
+        writer.write(data)
+        writer.close()
+        await store.upload_commit(upload_id, Digest.of(data))
+
+    folder = os.path.dirname(paths.blob_path(str(tmp_path), Digest.of(first)))
+    asyncio.run(commit("one", first))
+    assert synced == [folder, os.path.dirname(folder), os.path.dirname(os.path.dirname(folder))]
+    synced.clear()
+    asyncio.run(commit("two", second))
+    assert synced == [folder]

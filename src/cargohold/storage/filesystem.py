@@ -320,6 +320,8 @@ class FilesystemBlobStore:
                 os.makedirs(directory, exist_ok=True)
                 os.replace(source, target)
                 _fsync_dir(directory)
+                for folder in made:  # a new folder's entry is in its parent, which must be durable too
+                    _fsync_dir(os.path.dirname(folder))
         except BaseException as exc:
             for folder in made:  # deepest first; a concurrent commit may have filled one
                 with contextlib.suppress(OSError):
