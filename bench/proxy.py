@@ -91,6 +91,7 @@ def phase_proxy(work: Path, sizes: Sizes, runs: int, results: Results, say: Call
         for run in range(runs):
             say(f"proxy: run {run + 1}/{runs}")
             cache = Server(A, work / "cache", extra_args=config).start()
+            cache.settle()
             try:
                 for which in [STRAIGHT, COLD] if run % 2 == 0 else [COLD, STRAIGHT]:
                     _record(results, which, _pull(which, cache, upstream, scratch, blobs), total)

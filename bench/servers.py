@@ -186,6 +186,18 @@ class Server:
             todo += children.get(pid, [])
         return found
 
+    def settle(self, quiet: float = 0.5, most: float = 15.0) -> None:
+        """Wait until the process tree has used no CPU for ``quiet`` seconds (at most ``most``): a server
+        answers before its last workers have finished starting, which would land in the first measurement."""
+        deadline = time.monotonic() + most
+        last = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            now = self.cpu_seconds()
+            if now - last < 0.02:
+                return
+            last = now
+
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process tree so far (exited threads included)."""
         ticks = 0
