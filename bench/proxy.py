@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import images, workloads
-from .servers import Server
+from .servers import Server, settle
 from .table import cell
 from .workloads import Sizes
 
@@ -91,7 +91,6 @@ def phase_proxy(work: Path, sizes: Sizes, runs: int, results: Results, say: Call
         for run in range(runs):
             say(f"proxy: run {run + 1}/{runs}")
             cache = Server(A, work / "cache", extra_args=config).start()
-            cache.settle()
             try:
                 for which in [STRAIGHT, COLD] if run % 2 == 0 else [COLD, STRAIGHT]:
                     _record(results, which, _pull(which, cache, upstream, scratch, blobs), total)
@@ -109,6 +108,7 @@ def phase_proxy(work: Path, sizes: Sizes, runs: int, results: Results, say: Call
 
 def _pull(which: str, cache: Server, upstream: Server, scratch: Path, blobs: int) -> workloads.Timing:
     os.sync()  # as the clients phase does: the last push's (or pull's) writeback does not land in this pull
+    settle()
     if which == STRAIGHT:
         return workloads.client_pull(PULLER, upstream, IMAGE, scratch)
     if which == DIRECT:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from . import images, workloads
 from .httpc import Connection, expect
 from .images import ACCEPT, Blob
-from .servers import RssSampler, Server
+from .servers import RssSampler, Server, machine_busy
 from .table import cell
 from .workloads import APP, BIG, Sizes
 
@@ -380,13 +380,6 @@ def _ticks(pids: list[int]) -> dict[int, int]:
     return ticks
 
 
-def _machine_busy() -> int:
-    """Busy jiffies of all CPUs (everything but idle and iowait)."""
-    with open("/proc/stat") as file:
-        fields = [int(v) for v in file.readline().split()[1:]]
-    return sum(fields) - fields[3] - fields[4]
-
-
 _WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 
 
@@ -396,12 +389,12 @@ def split_load(urls: list[str], duration: float, connections: int,
     requests/s, and the CPUs each process group used meanwhile (``wrk``, ``other``: the rest of the machine)."""
     hz = os.sysconf("SC_CLK_TCK")
     before = {name: _ticks(pids) for name, pids in groups.items()}
-    busy, children, started = _machine_busy(), resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    busy, children, started = machine_busy(), resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     argv = ["wrk", "-t1", f"-c{connections // len(urls)}", f"-d{max(1, round(duration))}s", "-H", f"Accept: {ACCEPT}"]
     processes = [subprocess.Popen([*argv, url], stdout=subprocess.PIPE, text=True) for url in urls]
     outputs = [p.communicate(timeout=duration + 60)[0] for p in processes]
     elapsed = time.perf_counter() - started
-    busy_after, children_after = _machine_busy(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy_after, children_after = machine_busy(), resource.getrusage(resource.RUSAGE_CHILDREN)
     total = 0.0
     for out in outputs:
         found = _WRK_RATE.search(out)

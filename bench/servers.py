@@ -21,6 +21,26 @@ SRC = ROOT / "src"
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin") or "nginx"
 
 
+def machine_busy() -> int:
+    """Busy jiffies of all CPUs so far (everything but idle and iowait)."""
+    with open("/proc/stat") as file:
+        fields = [int(v) for v in file.readline().split()[1:]]
+    return sum(fields) - fields[3] - fields[4]
+
+
+def settle(quiet: float = 0.5, most: float = 15.0) -> None:
+    """Wait until the machine's CPUs were busy under 5% of ``quiet`` seconds (at most ``most`` seconds): a server
+    that just started is still starting workers, and files just deleted are still being freed, work that would
+    land in the next measurement."""
+    capacity = quiet * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
+    deadline = time.monotonic() + most
+    while time.monotonic() < deadline:
+        before = machine_busy()
+        time.sleep(quiet)
+        if machine_busy() - before < 0.05 * capacity:
+            return
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -185,18 +205,6 @@ class Server:
             found.append(pid)
             todo += children.get(pid, [])
         return found
-
-    def settle(self, quiet: float = 0.5, most: float = 15.0) -> None:
-        """Wait until the process tree has used no CPU for ``quiet`` seconds (at most ``most``): a server
-        answers before its last workers have finished starting, which would land in the first measurement."""
-        deadline = time.monotonic() + most
-        last = self.cpu_seconds()
-        while time.monotonic() < deadline:
-            time.sleep(quiet)
-            now = self.cpu_seconds()
-            if now - last < 0.02:
-                return
-            last = now
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process tree so far (exited threads included)."""

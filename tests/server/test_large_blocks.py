@@ -11,9 +11,9 @@ import pytest
 # freed: how much the process grew, in MiB
 PROGRAM = """
 import os, sys
-from cargohold.api.server import give_back_large_blocks
+from cargohold.api.server import tune_allocator
 if sys.argv[1] == "fixed":
-    give_back_large_blocks()
+    tune_allocator()
 def rss():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 1024

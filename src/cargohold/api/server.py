@@ -62,9 +62,12 @@ CONFIG_ENV = "CARGOHOLD_RESOLVED_CONFIG"
 SERVER_PID_ENV = "CARGOHOLD_SERVER_PID"
 #: prctl(2) option: the signal the kernel sends this process when its parent ends
 _PR_SET_PDEATHSIG = 1
-_M_MMAP_THRESHOLD = -3
+#: glibc's ``mallopt`` parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 #: blocks of this size and more get mappings of their own, given back to the system when freed
 MMAP_THRESHOLD = 1 << 20
+#: free memory at the top of the heap that is kept for reuse rather than given back to the system
+TRIM_THRESHOLD = 64 << 20
 
 
 def admin_api(
@@ -188,19 +191,31 @@ def configure_logging(level: str) -> None:
     root.propagate = False
 
 
-def give_back_large_blocks() -> None:
-    """Fix glibc's mmap threshold, so that every block of :data:`MMAP_THRESHOLD` or more is its own
-    mapping, unmapped when freed.
+def tune_allocator() -> None:
+    """Set glibc's malloc for a server: large blocks given back, smaller ones reused, one arena (Linux).
 
-    Left to itself glibc raises the threshold (up to 32 MiB) each time a mapped block is freed; from then
-    on an upload's buffers (S3 parts of 16 MiB, granian's 2 MiB reads) come from heaps that keep their
-    pages: pushing 1 GiB to S3 left each worker about 100 MB larger, and the next push larger again.
+    - The mmap threshold is fixed, so that every block of :data:`MMAP_THRESHOLD` or more is its own mapping,
+      unmapped when freed. Left to itself glibc raises the threshold (up to 32 MiB) each time a mapped block is
+      freed; from then on an upload's buffers (S3 parts of 16 MiB, granian's 2 MiB reads) come from heaps that
+      keep their pages: pushing 1 GiB to S3 left each worker about 100 MB larger, and the next push larger
+      again.
+    - Smaller blocks are kept for reuse up to :data:`TRIM_THRESHOLD` of free heap, in one arena for every
+      thread. A pull-through fetch receives its upstream's bytes in a worker thread and the event loop's thread
+      frees them once sent; with an arena per thread and the heap trimmed at 128 KiB free, nearly every page
+      received into was a fresh one: a cold pull of 64 layers of 4 MiB faulted in 66,000 pages, 27,000 with
+      these settings (the cache's CPU ~1.05 -> ~0.85 s). Manifest GETs, blob HEADs, uploads and the resident
+      size measured the same either way.
+
+    The arena count holds only if set before a second thread first allocates: ``serve`` calls this first
+    thing, and each worker again (they inherit it when forked).
     """
     if not sys.platform.startswith("linux"):
         return
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        for parameter, value in ((_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+                                 (_M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
+            mallopt(parameter, value)
 
 
 def term_with_parent() -> None:
@@ -256,7 +271,7 @@ def app_from_environment() -> RegistryApp:
     """Granian's factory target (in each worker): rebuild the app from the serialized configuration."""
     config = ServerConfig.from_json(os.environ[CONFIG_ENV])
     end_with_server_process(config.server.shutdown_timeout_seconds)
-    give_back_large_blocks()
+    tune_allocator()
     watch_for_drain()
     configure_logging(config.server.log_level)
     global _app

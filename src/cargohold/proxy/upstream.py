@@ -255,6 +255,9 @@ class UpstreamBlob:
                 ahead.exception()
 
     async def close(self) -> None:
+        if isinstance(self._body, BodyReader):  # gives its socket back or closes it: nothing that waits
+            self._body.close()
+            return
         try:
             await asyncio.get_running_loop().run_in_executor(self._pool, self._body.close)
         except RuntimeError:  # the upstream was closed (its pool shut down) first

@@ -66,8 +66,10 @@ DEFAULT_ALGORITHM: Final = "sha256"
 #: bytes handed to the hashing and writing threads at once: big enough that the
 #: thread hops cost nothing, small enough to keep memory flat (two batches per upload)
 WRITE_BATCH: Final = 1 << 20
-#: the most bytes :meth:`Uploads.append_read` asks of one read
-READ_SIZE: Final = 1 << 20
+#: the most bytes :meth:`Uploads.append_read` asks of one read: under the server's mmap threshold
+#: (:func:`cargohold.api.server.tune_allocator`), so that the buffer comes from the heap, whose pages stay
+#: mapped for the next one, not from a mapping of its own whose every page faults in
+READ_SIZE: Final = (1 << 20) - (4 << 10)
 
 
 def new_upload_id() -> str:
@@ -118,6 +120,8 @@ class Uploads:
         self.blobs = blobs
         self.meta = meta
         self.recorder = recorder or Recorder()
+        #: the store's largest blob, if it has one (a Protocol's isinstance costs ~20 us: once, not per request)
+        self._max_size = blobs.max_size if isinstance(blobs, SizeLimit) else None
 
     async def start(self, repository: str, algorithm: str = DEFAULT_ALGORITHM) -> str:
         """A new session hashing with ``algorithm`` (a supported one, checked by the caller)."""
@@ -277,9 +281,10 @@ class Uploads:
         return size, hasher
 
     def _check_size(self, record: UploadRecord, length: int | None) -> None:
-        if length is not None and isinstance(self.blobs, SizeLimit) and record.size + length > self.blobs.max_size:
+        limit = self._max_size
+        if length is not None and limit is not None and record.size + length > limit:
             raise SizeInvalid(f"the blob would be {record.size + length} bytes, larger than this registry's"
-                              f" storage takes: {self.blobs.max_size} bytes", detail={"limit": self.blobs.max_size})
+                              f" storage takes: {limit} bytes", detail={"limit": limit})
 
     async def _writer(self, record: UploadRecord) -> BlobWriter:
         try:
