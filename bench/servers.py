@@ -28,7 +28,7 @@ def machine_busy() -> int:
     return sum(fields) - fields[3] - fields[4]
 
 
-def settle(quiet: float = 0.5, most: float = 15.0) -> None:
+def settle(quiet: float = 0.5, most: float = 5.0) -> None:
     """Wait until the machine's CPUs were busy under 5% of ``quiet`` seconds (at most ``most`` seconds): a server
     that just started is still starting workers, and files just deleted are still being freed, work that would
     land in the next measurement."""
