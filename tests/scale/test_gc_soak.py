@@ -231,6 +231,11 @@ class Client:
                 self.delete(repository, tag)
             else:
                 self.push(repository, tag)
+        # a slow machine may fit only a few pushes in the time, and chance then none of the deletions: one at
+        # least, so that every run collects what a deletion leaves
+        pushed = [key for key, digest in self.tags.items() if digest]
+        if not self.counts["deletes"] and pushed:
+            self.delete(*self.rng.choice(pushed))
 
 
 def push_loop(number: int, url: str, seed: int, shared: list[bytes], seconds: float) -> dict[str, Any]:
