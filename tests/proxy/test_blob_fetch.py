@@ -126,6 +126,35 @@ def test_a_blob_is_fetched_once_stored_verified_and_linked(
     assert distribution_upstream.gets(image.repository, "blobs", layer) == 1
 
 
+def test_a_small_blob_is_stored_before_its_first_byte_and_a_large_one_after_its_last(
+    distribution_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """A client that has a small blob finds it stored at once (a second GET is a plain hit); a large one's
+    commit follows its last byte, without holding the client."""
+    small = distribution_upstream.push_image(layers=[secrets.token_bytes(blob_fetch.SMALL_BLOB)])
+    large = big_image(distribution_upstream)
+
+    async def run() -> None:
+        async with local(tmp_path) as place:
+            fetches = place.worker()
+            upstream = Upstream(distribution_upstream.settings())
+            try:
+                for image, stored_at_once in ((small, True), (large, False)):
+                    layer = image.layers[0]
+                    _, chunks = await fetches.fetch(LOCAL, Digest.parse(layer), upstream, image.repository)
+                    assert chunks is not None
+                    first = await anext(chunks)
+                    linked = await place.meta.linked_blob_size(LOCAL, layer)
+                    assert (linked is not None) is stored_at_once
+                    assert first + await read_all(chunks) == image.blobs[layer]
+                    await fetches.idle()
+                    assert await place.meta.linked_blob_size(LOCAL, layer) == len(image.blobs[layer])
+            finally:
+                await upstream.close()
+
+    asyncio.run(run())
+
+
 def test_twenty_concurrent_requests_cause_one_upstream_get(
     distribution_upstream: UpstreamServer, tmp_path: Path
 ) -> None:

@@ -5,10 +5,10 @@ reads the upstream's bytes into an upload session (:meth:`cargohold.service.uplo
 hashing, digest check, commit and crash safety of a push), a piece at a time, and hands each piece, once hashed
 and written, to every reader of the blob. The last piece reaches readers only once the digest is verified, so a
 client never receives a whole blob that does not match: its response is cut short instead, nothing is stored,
-and the next request tries again. A blob of at most :data:`SMALL_BLOB` bytes is verified before its first byte
-goes out, so its client is told the upstream's failure in the status line. The commit follows without holding
-the clients. Until the fetch ends (committed, linked), later requests for the blob join it rather than start
-another.
+and the next request tries again. A blob of at most :data:`SMALL_BLOB` bytes is verified and committed before its
+first byte goes out, so its client is told the upstream's failure in the status line and a request after it finds
+it stored; for a larger one the commit follows without holding the clients. Until the fetch ends (committed,
+linked), later requests for the blob join it rather than start another.
 
 The pieces are the ``bytes`` the thread's reads return; the event loop sees each once, to pass it on. (An
 earlier design passed the upstream's chunks through the loop to be hashed and written in other threads, at
@@ -78,8 +78,9 @@ MAX_POLL_SECONDS: Final = 0.5
 LEASE_POLL_SECONDS: Final = 1.0
 #: chunk bytes a fetch keeps for its readers
 WINDOW: Final = 16 << 20
-#: a blob up to this size is verified before its first byte goes out (so an upstream's failure is told in the
-#: status line, not by a response cut short); a larger one is sent as it arrives, but for its last piece
+#: a blob up to this size is verified and committed before its first byte goes out (an upstream's failure is
+#: told in the status line, not by a response cut short, and a request after it finds it stored: a few ms of
+#: fsync and commit); a larger one is sent as it arrives, but for its last piece
 SMALL_BLOB: Final = 1 << 20
 
 
@@ -402,10 +403,14 @@ class BlobFetches:
             if actual != fetch.digest:
                 raise UpstreamError(f"upstream {fetch.upstream.name}: {fetch.upstream_repository}@{fetch.digest}:"
                                     f" the bytes sent hash to {actual}")
+            small = size <= SMALL_BLOB
+            if small:  # kept before its first byte goes out (see SMALL_BLOB)
+                committed = await self._commit(fetch, record, received, hasher)
             self._publish(fetch, held, size)
             fetch.finished = True
             fetch.notify()
-            committed = await self._commit(fetch, record, received, hasher)
+            if not small:
+                committed = await self._commit(fetch, record, received, hasher)
         finally:
             if not committed:
                 with contextlib.suppress(Exception):
