@@ -374,8 +374,9 @@ class BlobFetches:
 
     async def _store(self, fetch: _Fetch, blob: UpstreamBlob, size: int, upload_id: str) -> None:
         """Store the blob from one worker thread (:meth:`Uploads.append_read`: it reads, hashes and writes each
-        buffer in turn), which hands every buffer but the last to the readers as it is written; the last goes
-        once the digest is verified, and the commit follows without holding the readers."""
+        piece in turn), which hands every piece but the last to the readers as it is written; the last goes once
+        the digest is verified. A small blob's pieces all wait, and its commit comes first (see
+        :data:`SMALL_BLOB`); a larger one's commit follows without holding the readers."""
         loop = asyncio.get_running_loop()
         held: list[bytes] = []  # not published yet: the last piece, or every piece of a small blob
         arrived = 0
@@ -426,8 +427,8 @@ class BlobFetches:
             fetch.publish(piece)
 
     async def _commit(self, fetch: _Fetch, record: UploadRecord, received: int, hasher: ResumableHasher) -> bool:
-        """Commit verified bytes (their readers have them all already); link the blob into the repositories of
-        the requests that joined. False if it could not be kept (a full disk): it was still served."""
+        """Commit verified bytes; link the blob into the repositories of the requests that joined. False if it
+        could not be kept (a full disk): it is served all the same."""
         committed = False
         try:
             await self.uploads.finish(record, fetch.digest, received, hasher)
