@@ -31,6 +31,9 @@ from .transport import TransportOptions, is_insecure, ssl_context
 MAX_HEAD: Final = 64 * 1024
 #: idle keep-alive sockets kept per origin
 MAX_IDLE: Final = 16
+#: how long :meth:`BodyReader.read` waits for more bytes to join to those read (a slow upstream's bytes still
+#: go on at once, at least this often)
+GATHER_SECONDS: Final = 0.02
 #: redirects followed for one blob (httpx's default is 20; storage redirects are one hop)
 MAX_REDIRECTS: Final = 5
 
@@ -86,25 +89,49 @@ class BodyReader:
         return n
 
     def read(self, size: int) -> bytes:
-        """The next body bytes, at most ``size`` (what the socket holds; no copy beyond the kernel's): b"" at the
-        end. Raises TransportError if cut short."""
+        """The next body bytes, ``size`` of them unless the body ends first or the next bytes take longer than
+        :data:`GATHER_SECONDS` to come: b"" at the end. Raises TransportError if cut short.
+
+        For a reader that hands each piece on (a pull-through cache): a socket read returns what has arrived, a
+        fraction of a MiB at full speed and one TLS record (16 KiB) at most over TLS, and each piece costs its
+        consumer a hop between threads and a send. Joining a MiB's reads costs one copy."""
         if self._left <= 0:
             return b""
         if self._leftover:
             data, self._leftover = self._leftover[:size], self._leftover[size:]
-        elif self._sock is None:
+            self._left -= len(data)
+            return data
+        sock = self._sock
+        if sock is None:
             raise TransportError(f"GET {self.url}: read after close")
-        else:
+        want = min(size, self._left)
+        parts = [self._recv(sock, want)]
+        got = len(parts[0])
+        if got < want:
+            timeout = sock.gettimeout()
+            sock.settimeout(GATHER_SECONDS)
             try:
-                data = self._sock.recv(min(size, self._left))
-            except OSError as exc:
-                self._discard()
-                raise TransportError(f"GET {self.url}: {exc}") from None
-            if not data:
-                self._discard()
-                raise TransportError(f"GET {self.url}: the connection closed {self._left} bytes before the end")
-        data = data[: self._left]
-        self._left -= len(data)
+                while got < want and (part := self._recv(sock, want - got, gathering=True)):
+                    parts.append(part)
+                    got += len(part)
+            finally:
+                if self._sock is not None:
+                    sock.settimeout(timeout)
+        self._left -= got
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _recv(self, sock: socket.socket, size: int, gathering: bool = False) -> bytes:
+        """Bytes the socket holds or receives next; b"" only when ``gathering`` and none came meanwhile."""
+        try:
+            data = sock.recv(size)
+        except OSError as exc:
+            if gathering and isinstance(exc, TimeoutError):
+                return b""
+            self._discard()
+            raise TransportError(f"GET {self.url}: {exc}") from None
+        if not data:
+            self._discard()
+            raise TransportError(f"GET {self.url}: the connection closed {self._left} bytes before the end")
         return data
 
     def close(self) -> None:
