@@ -7,7 +7,11 @@ clients phase does), each pull into a new OCI layout with an empty blob cache:
 
 - straight from the upstream, and through the cache while it is empty (cold), in alternating order;
 - then, once the same image was pushed into cargohold under a name of its own (and pulled once, untimed), through
-  the cache again (warm) and that pushed copy (direct), in alternating order.
+  the cache again (warm) and that pushed copy (direct), in alternating order;
+- and, for reference, through nginx in front of the same upstream (started once, in rotating order with the
+  straight and cold pulls): relaying only, and relaying while it writes each blob into a file (``proxy_store``).
+  These are the floors of a hop and of a hop that stores, in C, on this machine: nginx neither verifies a digest,
+  nor makes the file durable, nor records the blob anywhere, all of which the cache does before it keeps a blob.
 
 The cold pull runs before the push: the push would otherwise store the layers and the cache would only link
 them. Targets: warm within 10% of direct (warm ÷ direct ≤ 1.1), cold at most 1.3 times straight from the
@@ -35,13 +39,14 @@ from .workloads import Sizes
 if TYPE_CHECKING:
     from .run import Results
 
-A, UPSTREAM = "cargohold", "distribution"
+A, UPSTREAM, NGINX = "cargohold", "distribution", "nginx"
 PREFIX = "up"
 #: the image's name on the upstream (pulled through the cache as ``up/bench/proxy``) and the pushed copy's
 IMAGE, PUSHED = "bench/proxy", "bench/pushed"
 #: the client of every pull (the clients phase's own)
 PULLER = "cargohold"
 STRAIGHT, COLD, WARM, DIRECT = "straight from upstream", "cache, cold", "cache, warm", "pushed into cargohold"
+RELAY, RELAY_STORE = "nginx relaying", "nginx relaying and storing"
 #: (numerator, denominator, most the ratio of their times may be)
 TARGETS = ((COLD, STRAIGHT, 1.3), (WARM, DIRECT, 1.1))
 #: a GET of the access log's (combined format) that the upstream answered with content
@@ -53,6 +58,21 @@ def proxy_config(path: Path, upstream: Server) -> list[str]:
     entry = {"prefix": PREFIX, "upstream": f"http://{upstream.address}", "revalidate": "5m"}
     path.write_text(json.dumps({"proxies": [entry]}))
     return ["--config", str(path)]
+
+
+def nginx_sites(upstream: Server, store: Path | None) -> Callable[[Server], str]:
+    """nginx's sites for a relay of ``upstream`` over kept-alive connections; with ``store``, one that also writes
+    every blob it relays into a file under that folder (``proxy_store``: a temporary file, renamed when whole)."""
+    def sites(server: Server) -> str:
+        blobs = "proxy_buffering off;" if store is None else f"proxy_store on; create_full_put_path on; root {store};"
+        return (f"  upstream registry {{ server {upstream.address}; keepalive 16; }}\n"
+                "  proxy_http_version 1.1;\n"
+                "  proxy_set_header Connection \"\";\n"
+                f"  server {{\n    listen {server.address};\n"
+                "    location / { proxy_pass http://registry; proxy_buffering off; }\n"
+                f"    location ~ ^/v2/.+/blobs/ {{ proxy_pass http://registry; {blobs} }}\n"
+                "  }\n")
+    return sites
 
 
 def upstream_gets(upstream: Server, repository: str = IMAGE) -> Counter[tuple[str, str]]:
@@ -80,10 +100,15 @@ def make_layout(folder: Path, sizes: Sizes) -> Path:
 def phase_proxy(work: Path, sizes: Sizes, runs: int, results: Results, say: Callable[[str], None]) -> None:
     work.mkdir(parents=True, exist_ok=True)
     upstream = Server(UPSTREAM, work / "upstream")
+    stored = work / "nginx-store"
+    relays = {RELAY: Server(NGINX, work / "relay", nginx_sites=nginx_sites(upstream, None)),
+              RELAY_STORE: Server(NGINX, work / "relay-store", nginx_sites=nginx_sites(upstream, stored))}
     scratch = work / "scratch"
     total = sizes.layers * sizes.layer_size
     try:
         upstream.start()
+        for relay in relays.values():
+            relay.start()
         layout = make_layout(work / "image", sizes)
         blobs = sizes.layers + 1  # and the config
         workloads.client_push("cargohold", layout, upstream, IMAGE, scratch)
@@ -92,8 +117,9 @@ def phase_proxy(work: Path, sizes: Sizes, runs: int, results: Results, say: Call
             say(f"proxy: run {run + 1}/{runs}")
             cache = Server(A, work / "cache", extra_args=config).start()
             try:
-                for which in [STRAIGHT, COLD] if run % 2 == 0 else [COLD, STRAIGHT]:
-                    _record(results, which, _pull(which, cache, upstream, scratch, blobs), total)
+                for which in _rotated([STRAIGHT, COLD, RELAY, RELAY_STORE], run):
+                    shutil.rmtree(stored, ignore_errors=True)  # nginx stores into an empty folder, as the cache
+                    _record(results, which, _pull(which, cache, upstream, scratch, blobs, relays), total)
                 workloads.client_push("cargohold", layout, cache, PUSHED, scratch)
                 # untimed: the first pull after the push was the slower of the pair in 8 of 10 runs, whichever it
                 # was (the push's aftermath on this machine, not the path); it stays out of both measurements
@@ -104,19 +130,31 @@ def phase_proxy(work: Path, sizes: Sizes, runs: int, results: Results, say: Call
                 cache.cleanup()
         results.notes["proxy"] = {"layers": sizes.layers, "layer_bytes": sizes.layer_size, "puller": PULLER}
     finally:
+        for relay in relays.values():
+            relay.cleanup()
         upstream.cleanup()
+        shutil.rmtree(stored, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(work / "image", ignore_errors=True)
 
 
-def _pull(which: str, cache: Server, upstream: Server, scratch: Path, blobs: int) -> workloads.Timing:
+def _pull(
+    which: str, cache: Server, upstream: Server, scratch: Path, blobs: int, relays: dict[str, Server] | None = None,
+) -> workloads.Timing:
     os.sync()  # as the clients phase does: the last push's (or pull's) writeback does not land in this pull
     settle()
+    if relays and which in relays:
+        return workloads.client_pull(PULLER, relays[which], IMAGE, scratch)
     if which == STRAIGHT:
         return workloads.client_pull(PULLER, upstream, IMAGE, scratch)
     if which == DIRECT:
         return workloads.client_pull(PULLER, cache, PUSHED, scratch)
     return _through(cache, upstream, scratch, expect_blob_gets=blobs if which == COLD else 0)
+
+
+def _rotated(order: list[str], run: int) -> list[str]:
+    shift = run % len(order)
+    return order[shift:] + order[:shift]
 
 
 def _through(cache: Server, upstream: Server, scratch: Path, expect_blob_gets: int) -> workloads.Timing:
@@ -155,11 +193,15 @@ def render(results: Results) -> list[str]:
            f"{notes['layers']} layers of {notes['layer_bytes'] / 2**20:g} MiB, pulled with `{notes['puller']} pull` "
            f"into a new OCI layout each time. Cold: the cache's first pull (the upstream served each blob once); "
            f"warm: its second (the upstream served none); pushed: the same image pushed into cargohold and pulled "
-           f"from there.\n",
+           f"from there. For reference, nginx in front of the same upstream: relaying, and relaying while it writes "
+           f"each blob to a file (without verifying it or making it durable).\n",
            "| pull | time | rate | ratio | target | |", "|---|---|---|---|---|---|"]
     found = ratios(results)
     limits = {top: (bottom, limit) for top, bottom, limit in TARGETS}
-    for which in (STRAIGHT, COLD, WARM, DIRECT):
+    pulls = data.get("pull_s", {})
+    for which in (STRAIGHT, COLD, WARM, DIRECT, RELAY, RELAY_STORE):
+        if which not in pulls:
+            continue
         ratio_cell = target_cell = status = ""
         if which in limits:
             bottom, limit = limits[which]
@@ -168,6 +210,9 @@ def render(results: Results) -> list[str]:
             if ratio is not None:
                 ratio_cell = f"{ratio:.2f}×"
                 status = "met" if ratio <= limit else "**not met**"
-        out.append(f"| {which} | {cell(data['pull_s'].get(which), 's')} | {cell(data['pull_mbps'].get(which), 'MB/s')} "
+        elif which in (RELAY, RELAY_STORE) and pulls.get(STRAIGHT):
+            ratio_cell = f"{statistics.median(pulls[which]) / statistics.median(pulls[STRAIGHT]):.2f}×"
+            target_cell = f"(reference: × {STRAIGHT})"
+        out.append(f"| {which} | {cell(pulls.get(which), 's')} | {cell(data['pull_mbps'].get(which), 'MB/s')} "
                    f"| {ratio_cell} | {target_cell} | {status} |")
     return out

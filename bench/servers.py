@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,9 @@ class Server:
     published: Path | None = None
     #: Distribution only: its ``storage`` section's driver lines (YAML, indented two spaces); default filesystem
     distribution_storage: str | None = None
+    #: nginx only: the ``http`` block's servers (and upstreams) for this server, in place of the static file
+    #: server (see ``_nginx_argv``); given the server, whose address is known once it starts
+    nginx_sites: Callable[[Server], str] | None = None
 
     host = "127.0.0.1"
 
@@ -132,6 +136,7 @@ class Server:
 
         It serves files under ``www/`` (see ``publish``) with sendfile, as a static file server would
         serve a blob; ``/v2/`` answers 200 so that ``start`` can wait for it like for the registries.
+        ``nginx_sites`` replaces that server (a proxy's ``/v2/`` answers as its upstream's does).
         """
         www = self.workdir / "www"
         (www / "v2").mkdir(parents=True)
@@ -157,8 +162,8 @@ class Server:
             f"  fastcgi_temp_path {self.workdir / 'tmp'};\n"
             f"  uwsgi_temp_path {self.workdir / 'tmp'};\n"
             f"  scgi_temp_path {self.workdir / 'tmp'};\n"
-            f"  server {{ listen {self.address}; root {www}; }}\n"
-            "}\n"
+            + (self.nginx_sites(self) if self.nginx_sites else f"  server {{ listen {self.address}; root {www}; }}\n")
+            + "}\n"
         )
         return [NGINX, "-p", str(self.workdir), "-c", str(config), "-e", str(self.workdir / "error.log")]
 
