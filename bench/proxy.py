@@ -49,6 +49,8 @@ STRAIGHT, COLD, WARM, DIRECT = "straight from upstream", "cache, cold", "cache, 
 RELAY, RELAY_STORE = "nginx relaying", "nginx relaying and storing"
 #: (numerator, denominator, most the ratio of their times may be)
 TARGETS = ((COLD, STRAIGHT, 1.3), (WARM, DIRECT, 1.1))
+#: (numerator, denominator) of the ratios shown for reference, with no target
+REFERENCES = ((RELAY, STRAIGHT), (RELAY_STORE, STRAIGHT))
 #: a GET of the access log's (combined format) that the upstream answered with content
 _ACCESS = re.compile(r'"GET /v2/(?P<name>.+)/(?P<kind>blobs|manifests)/(?P<ref>[^ ?"]+)[^"]*" (?P<status>\d{3}) ')
 
@@ -125,7 +127,7 @@ def phase_proxy(work: Path, sizes: Sizes, runs: int, results: Results, say: Call
                 # was (the push's aftermath on this machine, not the path); it stays out of both measurements
                 workloads.client_pull(PULLER, cache, PUSHED, scratch)
                 for which in [WARM, DIRECT] if run % 2 == 0 else [DIRECT, WARM]:
-                    _record(results, which, _pull(which, cache, upstream, scratch, blobs), total)
+                    _record(results, which, _pull(which, cache, upstream, scratch, blobs, relays), total)
             finally:
                 cache.cleanup()
         results.notes["proxy"] = {"layers": sizes.layers, "layer_bytes": sizes.layer_size, "puller": PULLER}
@@ -139,11 +141,11 @@ def phase_proxy(work: Path, sizes: Sizes, runs: int, results: Results, say: Call
 
 
 def _pull(
-    which: str, cache: Server, upstream: Server, scratch: Path, blobs: int, relays: dict[str, Server] | None = None,
+    which: str, cache: Server, upstream: Server, scratch: Path, blobs: int, relays: dict[str, Server],
 ) -> workloads.Timing:
     os.sync()  # as the clients phase does: the last push's (or pull's) writeback does not land in this pull
     settle()
-    if relays and which in relays:
+    if which in relays:
         return workloads.client_pull(PULLER, relays[which], IMAGE, scratch)
     if which == STRAIGHT:
         return workloads.client_pull(PULLER, upstream, IMAGE, scratch)
@@ -175,10 +177,10 @@ def _record(results: Results, which: str, timing: workloads.Timing, total: int) 
 
 
 def ratios(results: Results) -> dict[str, float]:
-    """``cold/straight`` and ``warm/direct``: medians' ratios of the pull times."""
+    """``cold/straight``, ``warm/direct`` and nginx's against straight: medians' ratios of the pull times."""
     data = results.samples.get("proxy", {}).get("pull_s", {})
     found = {}
-    for top, bottom, _ in TARGETS:
+    for top, bottom in [(top, bottom) for top, bottom, _ in TARGETS] + list(REFERENCES):
         if data.get(top) and data.get(bottom):
             found[f"{top} / {bottom}"] = statistics.median(data[top]) / statistics.median(data[bottom])
     return found
@@ -198,6 +200,7 @@ def render(results: Results) -> list[str]:
            "| pull | time | rate | ratio | target | |", "|---|---|---|---|---|---|"]
     found = ratios(results)
     limits = {top: (bottom, limit) for top, bottom, limit in TARGETS}
+    references = dict(REFERENCES)
     pulls = data.get("pull_s", {})
     for which in (STRAIGHT, COLD, WARM, DIRECT, RELAY, RELAY_STORE):
         if which not in pulls:
@@ -210,9 +213,10 @@ def render(results: Results) -> list[str]:
             if ratio is not None:
                 ratio_cell = f"{ratio:.2f}×"
                 status = "met" if ratio <= limit else "**not met**"
-        elif which in (RELAY, RELAY_STORE) and pulls.get(STRAIGHT):
-            ratio_cell = f"{statistics.median(pulls[which]) / statistics.median(pulls[STRAIGHT]):.2f}×"
-            target_cell = f"(reference: × {STRAIGHT})"
+        elif which in references:
+            ratio = found.get(f"{which} / {references[which]}")
+            ratio_cell = "" if ratio is None else f"{ratio:.2f}×"
+            target_cell = f"(reference: × {references[which]})"
         out.append(f"| {which} | {cell(pulls.get(which), 's')} | {cell(data['pull_mbps'].get(which), 'MB/s')} "
                    f"| {ratio_cell} | {target_cell} | {status} |")
     return out

@@ -89,7 +89,9 @@ def test_render_gives_each_ratio_against_its_target() -> None:
         results.add("proxy", "pull_s", which, seconds)
         results.add("proxy", "pull_mbps", which, 100 / seconds)
     results.notes["proxy"] = {"layers": 4, "layer_bytes": 1 << 20, "puller": "cargohold"}
-    assert proxy.ratios(results) == {f"{proxy.COLD} / {proxy.STRAIGHT}": 1.5, f"{proxy.WARM} / {proxy.DIRECT}": 1.05}
+    assert proxy.ratios(results) == pytest.approx({
+        f"{proxy.COLD} / {proxy.STRAIGHT}": 1.5, f"{proxy.WARM} / {proxy.DIRECT}": 1.05,
+        f"{proxy.RELAY} / {proxy.STRAIGHT}": 1.1, f"{proxy.RELAY_STORE} / {proxy.STRAIGHT}": 1.3})
     text = "\n".join(proxy.render(results))
     assert f"| {proxy.COLD} | 3.00 s | 33.3 MB/s | 1.50× | ≤ 1.3× {proxy.STRAIGHT} | **not met** |" in text
     assert f"| {proxy.WARM} | 1.05 s | 95.2 MB/s | 1.05× | ≤ 1.1× {proxy.DIRECT} | met |" in text
